@@ -1,0 +1,154 @@
+"""The ``themesift`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from pathlib import Path
+from typing import Sequence
+
+import flows  # noqa: F401  (Prefect settings before Prefect is imported)
+from models.export import suggestion_export, theme_summaries, write_suggestions
+from models.store import Store, StudyNotFoundError, workspace_dir
+from pipeline.config import ConfigError, load_config
+from pipeline.rank import PARTS
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    try:
+        return args.handler(args)
+    except (ConfigError, StudyNotFoundError) as exc:
+        print(f"themesift: {exc}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="themesift", description="Suggest themes in qualitative data; people decide.")
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--study", required=True, help="study name (results of every run are kept under it)")
+        p.add_argument("--config", type=Path, help="YAML file overriding configs/default.yaml")
+
+    p = sub.add_parser("suggest", help="ingest files and suggest ranked candidate themes")
+    p.add_argument("paths", nargs="+", help="transcript files or folders (.txt .md .docx .vtt .srt .csv)")
+    common(p)
+    p.add_argument("--text-col", help="CSV: column holding the answer text")
+    p.add_argument("--case-col", help="CSV: column identifying the respondent (default: the row id)")
+    p.add_argument("--row-id-col", help="CSV: column with a row id kept on every segment")
+    p.add_argument("--attr-col", action="append", default=[], help="CSV: extra column to keep (repeatable)")
+    p.add_argument("--top", type=int, default=15, help="themes to print (all are stored)")
+    p.set_defaults(handler=cmd_suggest)
+
+    p = sub.add_parser("themes", help="show the ranked themes of a study's latest run again")
+    common(p)
+    p.add_argument("--run", type=int, help="a run id instead of the latest")
+    p.add_argument("--top", type=int, default=50)
+    p.set_defaults(handler=cmd_themes)
+
+    p = sub.add_parser("export", help="write results to a file")
+    export_sub = p.add_subparsers(metavar="WHAT")
+    e = export_sub.add_parser("suggestions", help="every theme with member segments, score parts, outlier queue")
+    common(e)
+    e.add_argument("--format", choices=("csv", "json"), default="csv")
+    e.add_argument("--run", type=int, help="a run id instead of the latest")
+    e.add_argument("-o", "--output", type=Path, help="file to write (default: in the study's folder)")
+    e.set_defaults(handler=cmd_export_suggestions)
+    return parser
+
+
+def _config(args: argparse.Namespace) -> dict:
+    overrides: dict = {}
+    csv_cfg = {k: v for k, v in (("text_column", getattr(args, "text_col", None)),
+                                 ("case_column", getattr(args, "case_col", None)),
+                                 ("row_id_column", getattr(args, "row_id_col", None)),
+                                 ("attribute_columns", getattr(args, "attr_col", None) or None)) if v}
+    if csv_cfg:
+        overrides["ingest"] = {"csv": {**load_config(args.config)["ingest"]["csv"], **csv_cfg}}
+    return load_config(args.config, overrides)
+
+
+def cmd_suggest(args: argparse.Namespace) -> int:
+    from flows.suggest import suggest_flow
+
+    config = _config(args)
+    outcome = suggest_flow(paths=[str(p) for p in args.paths], study=args.study, config=config)
+    for s in outcome["skipped"]:
+        print(f"skipped {s['path']}: {s['reason']}")
+    for w in outcome["warnings"]:
+        print(f"warning {w}")
+    if outcome["status"] != "completed":
+        print(f"themesift: run {outcome['run_id']} of study '{args.study}' produced no themes: {outcome['message']}",
+              file=sys.stderr)
+        return 1
+    if outcome["message"]:
+        print(outcome["message"])
+    store = Store.from_config(config["store"])
+    print_themes(store, args.study, outcome["run_id"], args.top)
+    print(f"\nResults stored as run {outcome['run_id']} in {store.url}")
+    print(f"Show again: themesift themes --study {args.study}    "
+          f"Export: themesift export suggestions --study {args.study} --format csv")
+    return 0
+
+
+def cmd_themes(args: argparse.Namespace) -> int:
+    config = _config(args)
+    print_themes(Store.from_config(config["store"]), args.study, args.run, args.top)
+    return 0
+
+
+def print_themes(store: Store, study: str, run_id: int | None, top: int) -> None:
+    with store.sessions() as session:
+        run = _run(store, session, study, run_id)
+        themes = theme_summaries(session, run)
+        print(f"Study '{study}', run {run.id} ({run.finished_at:%Y-%m-%d %H:%M} UTC): {run.n_themes} candidate themes "
+              f"from {run.n_segments} segments; {run.n_outliers} in the outlier queue.")
+        header = f"{'rank':>4}  {'score':>5}  " + "  ".join(f"{p[:5]:>5}" for p in PARTS) + "  cases  segs  label"
+        print("\n" + header)
+        print("-" * len(header))
+        for t in themes[:top]:
+            parts = "  ".join(f"{t['parts'][p]:5.2f}" for p in PARTS)
+            print(f"{t['rank']:>4}  {t['score']:5.2f}  {parts}  {t['n_cases']:>2}/{t['total_cases']:<2} "
+                  f"{t['n_segments']:>5}  {t['label']}")
+            quote = textwrap.shorten(t["quote"], 110, placeholder="...")
+            print(f"{'':>14}\"{quote}\" ({t['quote_case']})")
+        if len(themes) > top:
+            print(f"... and {len(themes) - top} more (themesift themes --study {study} --top {len(themes)})")
+        print("\nParts: coverage = share of participants raising it; cohes(ion), disti(nctiveness), "
+              "stabi(lity) over re-clusterings, size; score = weighted sum (rank.weights in the config).")
+
+
+def _run(store: Store, session, study: str, run_id: int | None):
+    from models.records import Run
+
+    if run_id is not None:
+        run = session.get(Run, run_id)
+        if run is None or run.study.name != study:
+            raise StudyNotFoundError(f"study '{study}' has no run {run_id}")
+        return run
+    run = store.latest_run(session, study)
+    if run is None:
+        raise StudyNotFoundError(f"study '{study}' has no completed run yet; run themesift suggest first")
+    return run
+
+
+def cmd_export_suggestions(args: argparse.Namespace) -> int:
+    config = _config(args)
+    store = Store.from_config(config["store"])
+    with store.sessions() as session:
+        run = _run(store, session, args.study, args.run)
+        export = suggestion_export(session, run)
+    output = args.output or workspace_dir(config["store"]) / args.study / f"suggestions-run{export['run_id']}.{args.format}"
+    write_suggestions(export, output, args.format)
+    print(f"wrote {len(export['themes'])} themes and {len(export['outliers'])} outliers to {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

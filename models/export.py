@@ -1,0 +1,109 @@
+"""Read a stored run back as plain rows: for the terminal, CSV and JSON exports, and artifacts."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, joinedload
+
+from models.records import Membership, Run, Segment
+from pipeline.rank import PARTS
+
+CSV_COLUMNS = ("run_id", "theme_id", "rank", "label", "score", *PARTS, "keywords", "segment_id", "source", "case",
+               "speaker", "row_id", "start", "end", "strength", "is_quote", "suggested_rank",
+               "suggested_similarity", "text")
+
+
+def memberships(session: Session, run: Run) -> list[Membership]:
+    return list(session.scalars(
+        select(Membership).where(Membership.run_id == run.id)
+        .options(joinedload(Membership.segment).joinedload(Segment.source),
+                 joinedload(Membership.suggested_theme))
+        .order_by(Membership.theme_id.is_(None), Membership.theme_id, Membership.strength.desc(), Membership.segment_id)
+    ))
+
+
+def theme_summaries(session: Session, run: Run) -> list[dict[str, Any]]:
+    """One dict per theme, best first, with its first representative quote."""
+    total = _total_cases(session, run)
+    out = []
+    for theme in run.themes:
+        quote = session.get(Segment, theme.quotes[0]) if theme.quotes else None
+        out.append({
+            "theme_id": theme.id, "rank": theme.rank, "label": theme.label, "score": theme.score,
+            "parts": theme.parts, "keywords": theme.keywords, "reasons": theme.reasons,
+            "n_cases": len(theme.cases), "total_cases": total, "n_segments": theme.n_segments,
+            "quote": quote.text if quote else "", "quote_case": quote.case if quote else None,
+        })
+    return out
+
+
+def _total_cases(session: Session, run: Run) -> int:
+    cases = session.scalars(select(Segment.case).join(Membership, Membership.segment_id == Segment.id)
+                            .where(Membership.run_id == run.id).distinct())
+    return len([c for c in cases if c is not None])
+
+
+def suggestion_export(session: Session, run: Run) -> dict[str, Any]:
+    """Every theme with its members (ids, offsets, strength), the outlier queue and the run's manifest."""
+    def member(m: Membership) -> dict[str, Any]:
+        s = m.segment
+        return {"segment_id": s.id, "source": s.source.name, "source_sha256": s.source.sha256, "case": s.case,
+                "speaker": s.speaker, "row_id": s.row_id, "start": s.start, "end": s.end,
+                "strength": round(m.strength, 6), "text": s.text}
+
+    rows = memberships(session, run)
+    themes = []
+    for theme in run.themes:
+        themes.append({
+            "theme_id": theme.id, "rank": theme.rank, "label": theme.label, "keywords": theme.keywords,
+            "score": theme.score, "parts": theme.parts, "reasons": theme.reasons, "cases": theme.cases,
+            "quotes": theme.quotes, "n_segments": theme.n_segments,
+            "members": [member(m) for m in rows if m.theme_id == theme.id],
+        })
+    outliers = [{**member(m), "suggested_rank": m.suggested_theme.rank if m.suggested_theme else None,
+                 "suggested_similarity": round(m.suggested_similarity, 6)} for m in rows if m.theme_id is None]
+    return {
+        "study": run.study.name, "run_id": run.id, "status": run.status,
+        "started_at": run.started_at.isoformat(), "finished_at": run.finished_at.isoformat(),
+        "skipped": run.skipped, "manifest": run.manifest, "themes": themes, "outliers": outliers,
+    }
+
+
+def write_suggestions(export: dict[str, Any], path: Path, fmt: str) -> Path:
+    """Write an export as JSON, or as CSV with one row per (theme, segment) and one per outlier."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    if fmt == "json":
+        tmp.write_text(json.dumps(export, indent=2, ensure_ascii=False), encoding="utf-8")
+    elif fmt == "csv":
+        with tmp.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+            writer.writeheader()
+            for t in export["themes"]:
+                quotes = set(t["quotes"])
+                for m in t["members"]:
+                    writer.writerow(_csv_row(export["run_id"], m, t, m["segment_id"] in quotes))
+            for m in export["outliers"]:
+                writer.writerow(_csv_row(export["run_id"], m, None, False))
+    else:
+        raise ValueError(f"unknown export format '{fmt}' (csv or json)")
+    tmp.replace(path)  # never leave a half-written export under the real name
+    return path
+
+
+def _csv_row(run_id: int, m: dict, theme: dict | None, is_quote: bool) -> dict[str, Any]:
+    row = {"run_id": run_id, **{k: m.get(k) for k in ("segment_id", "source", "case", "speaker", "row_id", "start",
+                                                      "end", "strength", "text")}, "is_quote": int(is_quote)}
+    if theme is None:
+        row.update(label="(outlier queue)", suggested_rank=m.get("suggested_rank"),
+                   suggested_similarity=m.get("suggested_similarity"))
+    else:
+        row.update(theme_id=theme["theme_id"], rank=theme["rank"], label=theme["label"], score=theme["score"],
+                   keywords="; ".join(theme["keywords"]), **theme["parts"])
+    return row
+

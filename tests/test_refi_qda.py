@@ -1,0 +1,327 @@
+"""Tests for pipeline.refi_qda: strict deterministic writing, tolerant reading."""
+
+from __future__ import annotations
+
+import re
+import sys
+import uuid
+import xml.etree.ElementTree as ET
+import zipfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.refi_qda import (  # noqa: E402
+    CODEBOOK_NS,
+    PROJECT_NS,
+    QdaCode,
+    QdaCoding,
+    QdaProject,
+    QdaSource,
+    QdaUser,
+    normalize_guid,
+    read_qdc,
+    read_qde,
+    read_qdpx,
+    stable_guid,
+    write_qdc,
+    write_qdpx,
+)
+
+CREATED = datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
+G = stable_guid
+
+
+def _project() -> QdaProject:
+    human = QdaUser(G("user", "ann"), "Ann")
+    machine = QdaUser(G("user", "themesift"), "Themesift (machine)")
+    cost = QdaCode(G("code", "cost"), "Cost", "Money worries", "#FF0000")
+    rent = QdaCode(G("code", "rent"), "Rent", "", "#00FF00")
+    housing = QdaCode(G("code", "housing"), "Housing", "Where people live", None, (rent,))
+    trust = QdaCode(G("code", "trust"), "Trust & <care>", "Quotes \"and\" ampersands & more")
+    text1 = "Rent went up 😀 again.\nWe can't afford it — really.\n"
+    text2 = "I trust my GP.\nThe clinic is far.\n"
+    s1 = QdaSource(G("source", "p01"), "P01 interview", text1)
+    s2 = QdaSource(G("source", "p02"), "P02 interview", text2)
+    rent_at = text1.index("Rent went up 😀 again.")
+    afford = text1.index("We can't afford it")
+    codings = (
+        QdaCoding(s1.guid, rent_at, rent_at + len("Rent went up 😀 again."), rent.guid, human.guid),
+        QdaCoding(s1.guid, rent_at, rent_at + len("Rent went up 😀 again."), cost.guid, human.guid),
+        QdaCoding(s1.guid, afford, afford + len("We can't afford it"), cost.guid, machine.guid),
+        QdaCoding(s2.guid, 0, len("I trust my GP."), trust.guid, human.guid),
+        QdaCoding(s2.guid, 0, len("I trust my GP."), trust.guid, machine.guid),
+        QdaCoding(s2.guid, 15, 33, housing.guid, None),
+    )
+    return QdaProject(
+        name="Housing study",
+        users=(machine, human),
+        codes=(cost, housing, trust),
+        sources=(s2, s1),
+        codings=codings,
+        cases={"Participant 1": (s1.guid,), "Participant 2": (s2.guid,)},
+    )
+
+
+def test_stable_guid_is_deterministic_and_well_formed():
+    a = stable_guid("code", "cost")
+    assert a == stable_guid("code", "cost")
+    assert a != stable_guid("code", "costs") != stable_guid("codecost")
+    assert re.fullmatch(r"[0-9A-F]{8}-[0-9A-F]{4}-5[0-9A-F]{3}-[89AB][0-9A-F]{3}-[0-9A-F]{12}", a)
+    assert uuid.UUID(a).version == 5
+    assert normalize_guid("{" + a.lower() + "}") == a
+
+
+def test_round_trip(tmp_path):
+    project = _project()
+    path = tmp_path / "study.qdpx"
+    write_qdpx(project, path, created=CREATED)
+    back = read_qdpx(path)
+    assert back.problems == ()
+    assert back == project
+    # offsets are code points: the emoji counts as one character
+    s1 = next(s for s in back.sources if s.name == "P01 interview")
+    first = next(c for c in back.codings if c.source_guid == s1.guid)
+    assert s1.text[first.start:first.end] == "Rent went up 😀 again."
+    assert [c.name for c in back.codes] == ["Cost", "Housing", "Trust & <care>"]
+    assert back.codes[1].children[0].name == "Rent"
+    assert back.codes[2].description == 'Quotes "and" ampersands & more'
+
+
+def test_zip_layout_and_xml_shape(tmp_path):
+    project = _project()
+    path = tmp_path / "study.qdpx"
+    write_qdpx(project, path, created=CREATED)
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+        assert names[0] == "project.qde"
+        assert sorted(names[1:]) == sorted(f"sources/{s.guid}.txt" for s in project.sources)
+        assert all(i.date_time == (1980, 1, 1, 0, 0, 0) for i in zf.infolist())
+        root = ET.fromstring(zf.read("project.qde"))
+        s1 = next(s for s in project.sources if s.name == "P01 interview")
+        assert zf.read(f"sources/{s1.guid}.txt").decode("utf-8") == s1.text
+    ns = "{" + PROJECT_NS + "}"
+    assert root.tag == ns + "Project" and root.get("name") == "Housing study"
+    assert [child.tag for child in root] == [ns + "Users", ns + "CodeBook", ns + "Cases", ns + "Sources"]
+    sources = root.find(ns + "Sources")
+    assert all(
+        ts.get("plainTextPath") == f"internal://{ts.get('guid')}.txt"
+        for ts in sources.iter(ns + "TextSource")
+    )
+    # Ann's Rent+Cost on the same span share one selection with two Coding elements
+    selections = list(sources.iter(ns + "PlainTextSelection"))
+    assert len(selections) == 5
+    assert sorted(len(sel.findall(ns + "Coding")) for sel in selections) == [1, 1, 1, 1, 2]
+    code = root.find(f"{ns}CodeBook/{ns}Codes/{ns}Code")
+    assert code.get("isCodable") == "true" and code.get("color") == "#FF0000"
+
+
+def test_re_export_is_byte_identical(tmp_path):
+    project = _project()
+    a, b, c = tmp_path / "a.qdpx", tmp_path / "b.qdpx", tmp_path / "c.qdpx"
+    write_qdpx(project, a, created=CREATED)
+    write_qdpx(read_qdpx(a), b, created=CREATED)
+    assert a.read_bytes() == b.read_bytes()
+    write_qdpx(project, c, created=datetime(2025, 1, 1, tzinfo=timezone.utc))
+    assert a.read_bytes() != c.read_bytes()
+    # ... and only the timestamps differ
+    with zipfile.ZipFile(a) as za, zipfile.ZipFile(c) as zc:
+        xa = za.read("project.qde").decode()
+        xc = zc.read("project.qde").decode()
+    assert xa.replace("2024-05-06T07:08:09Z", "T") == xc.replace("2025-01-01T00:00:00Z", "T")
+
+
+def test_writer_is_strict(tmp_path):
+    project = _project()
+    bad = QdaProject(
+        project.name, project.users, project.codes, project.sources,
+        project.codings + (QdaCoding(project.sources[0].guid, 0, 3, G("code", "nope"), None),),
+    )
+    with pytest.raises(ValueError, match="unknown code"):
+        write_qdpx(bad, tmp_path / "bad.qdpx", created=CREATED)
+    too_long = QdaProject(
+        project.name, project.users, project.codes, project.sources,
+        (QdaCoding(project.sources[0].guid, 0, 10_000, project.codes[0].guid, None),),
+    )
+    with pytest.raises(ValueError, match="outside"):
+        write_qdpx(too_long, tmp_path / "bad.qdpx", created=CREATED)
+
+
+def test_codebook_round_trip(tmp_path):
+    codes = _project().codes
+    path = tmp_path / "codes.qdc"
+    write_qdc(codes, path)
+    root = ET.fromstring(path.read_bytes())
+    assert root.tag == "{" + CODEBOOK_NS + "}CodeBook"
+    assert read_qdc(path) == codes
+
+
+# ------------------------------------------------------------------ tolerant reading
+
+SRC1 = "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
+SRC2 = "3f2504e0-4f89-11d3-9a0c-0305e82c3302"
+SRC3 = "3f2504e0-4f89-11d3-9a0c-0305e82c3303"
+CODE_A = "aaaaaaaa-0000-4000-8000-000000000001"
+CODE_B = "aaaaaaaa-0000-4000-8000-000000000002"
+CODE_B1 = "aaaaaaaa-0000-4000-8000-000000000003"
+USER = "bbbbbbbb-0000-4000-8000-000000000001"
+MACHINE = "bbbbbbbb-0000-4000-8000-000000000002"
+
+# CRLF text: "Hello\r\nWorld\r\nBye"; "World" = [7, 12) and "Bye" = [14, 17) counted with CRs,
+# [6, 11) and [12, 15) in the LF text.
+TOLERANT_QDE = (
+    '<?xml version="1.0" encoding="UTF-8"?>\r\n'
+    '<qda:Project xmlns:qda="urn:QDA-XML:project:0.9" name="My Study">\r\n'
+    "  <qda:Users>\r\n"
+    f'    <qda:User guid="{{{USER}}}" name="Coder One"/>\r\n'
+    f'    <qda:User guid="{MACHINE.upper()}" name="Machine"/>\r\n'
+    "  </qda:Users>\r\n"
+    "  <qda:CodeBook><qda:Codes>\r\n"
+    f'    <qda:Code guid="{{{CODE_A.upper()}}}" name="Greeting" isCodable="true"/>\r\n'
+    f'    <qda:Code guid="{CODE_B}" name="Place" isCodable="true" color="#123456">\r\n'
+    "      <qda:Description>Where</qda:Description>\r\n"
+    f'      <qda:Code guid="{{{CODE_B1}}}" name="World" isCodable="true"/>\r\n'
+    "    </qda:Code>\r\n"
+    "  </qda:Codes></qda:CodeBook>\r\n"
+    "  <qda:Cases>\r\n"
+    '    <qda:Case guid="cccccccc-0000-4000-8000-000000000001" name="P1">\r\n'
+    f'      <qda:SourceRef targetGUID="{{{SRC1.upper()}}}"/>\r\n'
+    f'      <qda:SourceRef targetGUID="{SRC2}"/>\r\n'
+    "    </qda:Case>\r\n"
+    "  </qda:Cases>\r\n"
+    "  <qda:Sources>\r\n"
+    f'    <qda:TextSource guid="{{{SRC1}}}" name="inline">\r\n'
+    "      <qda:PlainTextContent>Hello\r\nWorld\r\nBye</qda:PlainTextContent>\r\n"
+    '      <qda:PlainTextSelection guid="s1" startPosition="7" endPosition="12"'
+    f' creatingUser="{{{USER}}}">\r\n'
+    f'        <qda:Coding guid="c1"><qda:CodeRef targetGUID="{CODE_B1.upper()}"/></qda:Coding>\r\n'
+    f'        <qda:Coding guid="c2" creatingUser="{MACHINE}">'
+    f'<qda:CodeRef targetGUID="{{{CODE_B}}}"/></qda:Coding>\r\n'
+    "      </qda:PlainTextSelection>\r\n"
+    '      <qda:PlainTextSelection guid="s2" startPosition="14" endPosition="17">\r\n'
+    '        <qda:Coding guid="c3" creatingUser="{' + USER + '}">'
+    '<qda:CodeRef targetGUID="dddddddd-0000-4000-8000-00000000dead"/></qda:Coding>\r\n'
+    "      </qda:PlainTextSelection>\r\n"
+    "    </qda:TextSource>\r\n"
+    f'    <qda:TextSource guid="{SRC2.upper()}" name="in file"'
+    f' plainTextPath="internal://{SRC2.upper()}.txt">\r\n'
+    '      <qda:PlainTextSelection guid="s3" startPosition="0" endPosition="5">\r\n'
+    f'        <qda:Coding guid="c4" creatingUser="{USER}"><qda:CodeRef targetGUID="{CODE_A}"/>'
+    "</qda:Coding>\r\n"
+    "      </qda:PlainTextSelection>\r\n"
+    '      <qda:PlainTextSelection guid="s4" startPosition="14" endPosition="17">\r\n'
+    f'        <qda:Coding guid="c5" creatingUser="{USER}"><qda:CodeRef targetGUID="{CODE_A}"/>'
+    "</qda:Coding>\r\n"
+    "      </qda:PlainTextSelection>\r\n"
+    '      <qda:PlainTextSelection guid="s5" startPosition="15" endPosition="99">\r\n'
+    f'        <qda:Coding guid="c6" creatingUser="{USER}"><qda:CodeRef targetGUID="{CODE_A}"/>'
+    "</qda:Coding>\r\n"
+    "      </qda:PlainTextSelection>\r\n"
+    "    </qda:TextSource>\r\n"
+    f'    <qda:TextSource guid="{SRC3}" name="lost" plainTextPath="internal://{SRC3}.txt"/>\r\n'
+    "  </qda:Sources>\r\n"
+    "</qda:Project>\r\n"
+)
+
+
+def _tolerant_zip(path: Path, inner_name: str, source_entry: str) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(inner_name, TOLERANT_QDE.encode("utf-8"))
+        zf.writestr(source_entry, "\ufeffHello\r\nWorld\r\nBye".encode("utf-8"))
+    return path
+
+
+@pytest.mark.parametrize(
+    "inner_name, source_entry",
+    [
+        ("My Study.qde", f"Sources/{SRC2}.TXT"),  # other name, other case
+        ("My Study/My Study.qde", f"My Study/sources/{SRC2}.txt"),  # in a subfolder
+        ("My Study.qde", f"texts/{SRC2}.txt"),  # not under sources/ at all
+    ],
+)
+def test_tolerant_project(tmp_path, inner_name, source_entry):
+    project = read_qdpx(_tolerant_zip(tmp_path / "study.qdpx", inner_name, source_entry))
+    up = str.upper
+    assert project.name == "My Study"
+    assert [(u.guid, u.name) for u in project.users] == [(up(USER), "Coder One"), (up(MACHINE), "Machine")]
+    assert [c.name for c in project.all_codes()] == ["Greeting", "Place", "World"]
+    place = project.codes[1]
+    assert place.guid == up(CODE_B) and place.color == "#123456" and place.description == "Where"
+    assert place.children[0].guid == up(CODE_B1)
+    texts = {s.guid: s.text for s in project.sources}
+    assert texts == {up(SRC1): "Hello\nWorld\nBye", up(SRC2): "Hello\nWorld\nBye"}
+    assert set(project.codings) == {
+        # selection creatingUser is the fallback; the Coding's own creatingUser wins
+        QdaCoding(up(SRC1), 6, 11, up(CODE_B1), up(USER)),
+        QdaCoding(up(SRC1), 6, 11, up(CODE_B), up(MACHINE)),
+        QdaCoding(up(SRC2), 0, 5, up(CODE_A), up(USER)),
+        QdaCoding(up(SRC2), 12, 15, up(CODE_A), up(USER)),
+    }
+    for c in project.codings:
+        assert texts[c.source_guid][c.start:c.end] in {"World", "Hello", "Bye"}
+    assert project.cases == {"P1": tuple(sorted([up(SRC1), up(SRC2)]))}
+    problems = "\n".join(project.problems)
+    assert len(project.problems) == 3, problems
+    assert "DDDDDDDD-0000-4000-8000-00000000DEAD" in problems.upper() and "unknown code" in problems
+    assert "[15, 99)" in problems
+    assert "missing" in problems and SRC3 in problems
+
+
+def test_read_qde_with_loader_directly():
+    seen = []
+
+    def loader(path: str) -> bytes | None:
+        seen.append(path)
+        return b"Hello\r\nWorld\r\nBye" if SRC2.upper() in path else None
+
+    project = read_qde(TOLERANT_QDE.encode("utf-8"), loader, label="My Study.qde")
+    assert f"internal://{SRC2.upper()}.txt" in seen
+    assert all(p.startswith("My Study.qde:") for p in project.problems)
+    assert len(project.sources) == 2
+
+
+def test_lf_text_offsets_unchanged():
+    xml = (
+        f'<Project name="p"><CodeBook><Codes><Code guid="{CODE_A}" name="a" isCodable="true"/>'
+        f'</Codes></CodeBook><Sources><TextSource guid="{SRC1}" name="s">'
+        "<PlainTextContent>ab\ncd</PlainTextContent>"
+        '<PlainTextSelection guid="x" startPosition="3" endPosition="5">'
+        f'<Coding guid="y"><CodeRef targetGUID="{CODE_A}"/></Coding></PlainTextSelection>'
+        "</TextSource></Sources></Project>"
+    ).encode()
+    project = read_qde(xml)  # no namespace at all
+    (coding,) = project.codings
+    assert (coding.start, coding.end, coding.user_guid) == (3, 5, None)
+    assert project.sources[0].text[3:5] == "cd"
+
+
+def test_not_a_zip_is_a_clear_error(tmp_path):
+    path = tmp_path / "notes.qdpx"
+    path.write_text("this is not a zip")
+    with pytest.raises(ValueError, match=r"notes\.qdpx.*not a ZIP"):
+        read_qdpx(path)
+    empty = tmp_path / "empty.qdpx"
+    with zipfile.ZipFile(empty, "w") as zf:
+        zf.writestr("readme.txt", "nothing here")
+    with pytest.raises(ValueError, match=r"empty\.qdpx.*no \.qde"):
+        read_qdpx(empty)
+
+
+def test_crlf_inside_cdata_shifts_offsets():
+    xml = (
+        f'<Project xmlns="urn:QDA-XML:project:1.0" name="p"><CodeBook><Codes>'
+        f'<Code guid="{CODE_A}" name="a" isCodable="true"/></Codes></CodeBook><Sources>'
+        f'<TextSource guid="{SRC1}" name="s">'
+        "<PlainTextContent><![CDATA[a&b\r\nc<d]]>\r\nzz</PlainTextContent>"
+        # "zz" sits at [10, 12) in "a&b\r\nc<d\r\nzz", at [8, 10) in the LF text
+        '<PlainTextSelection guid="x" startPosition="10" endPosition="12">'
+        f'<Coding guid="y"><CodeRef targetGUID="{CODE_A}"/></Coding></PlainTextSelection>'
+        "</TextSource></Sources></Project>"
+    ).encode()
+    project = read_qde(xml)
+    assert project.sources[0].text == "a&b\nc<d\nzz"
+    (coding,) = project.codings
+    assert (coding.start, coding.end) == (8, 10)
