@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--run", type=int, help="a run id instead of the latest")
     e.add_argument("-o", "--output", type=Path, help="file to write (default: in the study's folder)")
     e.set_defaults(handler=cmd_export_suggestions)
+    from flows.compare import add_commands as add_compare_commands; add_compare_commands(sub)  # noqa: E702
+    from flows.review import add_commands as add_review_commands; add_review_commands(sub)  # noqa: E702
     return parser
 
 

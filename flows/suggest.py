@@ -38,8 +38,11 @@ class SuggestOutcome:
     database: str = ""
 
 
-def load_vectors(store: Store, embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
-    """Vectors for ``texts`` from the store's cache; only texts never seen by this model are embedded."""
+def load_vectors(store: Store, embedder: Embedder, texts: Sequence[str]) -> tuple[np.ndarray, int]:
+    """Vectors for ``texts`` from the store's cache, embedding only texts this model never saw.
+
+    Returns the vectors in the order of ``texts`` and how many distinct texts had to be embedded now.
+    """
     hashes = [text_hash(t) for t in texts]
     cached = store.cached_vectors(embedder.model_id, hashes)
     missing = list(dict.fromkeys(h for h in hashes if h not in cached))
@@ -48,8 +51,9 @@ def load_vectors(store: Store, embedder: Embedder, texts: Sequence[str]) -> np.n
         fresh = embedder.encode([first_text[h] for h in missing])
         store.cache_vectors(embedder.model_id, missing, fresh)
         cached.update(zip(missing, fresh))
-    dim = embedder.encoder.get_sentence_embedding_dimension() if not cached else None
-    return np.stack([cached[h] for h in hashes]) if hashes else np.zeros((0, dim or 0), dtype=np.float32)
+    if not hashes:
+        return np.zeros((0, embedder.encoder.get_sentence_embedding_dimension()), dtype=np.float32), 0
+    return np.stack([cached[h] for h in hashes]), len(missing)
 
 
 # -- tasks: thin wrappers over pipeline stages ----------------------------------------------------
@@ -82,7 +86,7 @@ def _embed_cache_key(_context, parameters: Mapping[str, Any]) -> str:
 def embed_task(texts: list[str], embed_cfg: dict, store_url: str, sqlite_timeout_s: float = 30) -> int:
     """Fill the store's embedding cache for ``texts``; cached by Prefect across runs on the same texts."""
     store = Store(store_url, sqlite_timeout_s)
-    return len(load_vectors(store, Embedder.from_config(embed_cfg), texts))
+    return load_vectors(store, Embedder.from_config(embed_cfg), texts)[1]
 
 
 @task(name="reduce-and-cluster", cache_policy=NO_CACHE)
@@ -94,8 +98,9 @@ def cluster_task(vectors: np.ndarray, cluster_cfg: dict, stability_cfg: dict) ->
 
 
 @task(name="describe", cache_policy=NO_CACHE)
-def describe_task(texts, labels, vectors, cases, strengths, describe_cfg: dict):
-    return ThemeDescriber.from_config(describe_cfg).describe(texts, labels, vectors, cases, strengths)
+def describe_task(texts, labels, vectors, cases, strengths, describe_cfg: dict, embed_cfg: dict):
+    describer = ThemeDescriber.from_config(describe_cfg, Embedder.from_config(embed_cfg).encode)
+    return describer.describe(texts, labels, vectors, cases, strengths)
 
 
 @task(name="rank", cache_policy=NO_CACHE)
@@ -145,13 +150,17 @@ def suggest_flow(paths: list[str], study: str, config: dict) -> dict:
                         "reason": "no participant text to cluster (only interviewer or very short turns)"})
     clustered = [i for i, s in enumerate(segments) if s.clusterable]
     texts = [segments[i].text for i in clustered]
-    timed("embed", embed_task, texts, config["embed"], store.url, config["store"]["sqlite_timeout_s"])
+    embed_state = timed("embed", embed_task, texts, config["embed"], store.url, config["store"]["sqlite_timeout_s"],
+                        return_state=True)
     embedder = Embedder.from_config(config["embed"])
-    vectors = timed("load-vectors", load_vectors, store, embedder, texts)
+    vectors, late = timed("load-vectors", load_vectors, store, embedder, texts)
+    prefect_hit = embed_state.name == "Cached"
+    embedding = {"texts": len(texts), "distinct_texts": len(set(texts)), "prefect_cache_hit": prefect_hit,
+                 "newly_embedded": late + (0 if prefect_hit else embed_state.result())}
 
     def manifest() -> dict:
-        return build_manifest(config, embedder, ingested.documents, segments, timings, started_at,
-                              flow_run_id=str(get_run_context().flow_run.id))
+        return {**build_manifest(config, embedder, ingested.documents, segments, timings, started_at,
+                                 flow_run_id=str(get_run_context().flow_run.id)), "embedding": embedding}
 
     outcome = SuggestOutcome(study, "failed", None, skipped=skipped, warnings=list(ingested.warnings),
                              database=store.url)
@@ -164,7 +173,7 @@ def suggest_flow(paths: list[str], study: str, config: dict) -> dict:
         return asdict(outcome)
     cases = [segments[i].case for i in clustered]
     descriptions = timed("describe", describe_task, texts, clusterer.labels_, vectors, cases,
-                         clusterer.probabilities_, config["describe"])
+                         clusterer.probabilities_, config["describe"], config["embed"])
     scores = timed("rank", rank_task, descriptions, vectors, clusterer.labels_, cases, stability, config["rank"])
     suggestions = assemble(clustered, clusterer.labels_, vectors, descriptions, scores,
                            config["cluster"]["outlier_suggestion_min_similarity"])

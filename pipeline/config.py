@@ -62,16 +62,17 @@ def config_digest(config: Mapping[str, Any]) -> str:
 
 
 def _is_scaled_rule(value: Any) -> bool:
-    return isinstance(value, Mapping) and "fraction" in value
+    return isinstance(value, Mapping) and ("fraction" in value or "sqrt" in value)
 
 
 def scaled(rule: int | float | Mapping[str, float], n: int) -> int:
     """Resolve a size rule against a corpus of ``n`` items.
 
-    A plain number is used as it is; ``{fraction, min, max}`` gives ``clip(round(fraction * n), min, max)``,
-    so cluster sizes grow with the corpus instead of being tuned per study.
+    A plain number is used as it is; ``{fraction, min, max}`` gives ``clip(round(fraction * n), min, max)``
+    and ``{sqrt, min, max}`` gives ``clip(round(sqrt * n ** 0.5), min, max)``, so cluster sizes grow with
+    the corpus (the square root: more themes in a bigger corpus, not just bigger ones).
     """
     if not isinstance(rule, Mapping):
         return int(rule)
-    value = round(float(rule["fraction"]) * n)
+    value = round(float(rule["sqrt"]) * n ** 0.5) if "sqrt" in rule else round(float(rule["fraction"]) * n)
     return int(min(max(value, int(rule.get("min", 1))), int(rule.get("max", value))))

@@ -6,8 +6,9 @@ coder judges a theme by whether several people said it, not by one talkative int
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
@@ -59,6 +60,12 @@ def class_tfidf(texts: Sequence[str], labels: np.ndarray, stop_words: Sequence[s
     return classes, vectorizer.get_feature_names_out(), tf * idf
 
 
+def _distinct_words(term: str) -> bool:
+    """False for n-grams like 'looked looked' that stop-word removal glues together."""
+    words = term.split()
+    return len(set(words)) == len(words)
+
+
 def make_label(keywords: Sequence[str], n_phrases: int = 2) -> str:
     """Join the best keyphrases, preferring a two-word phrase near the top and skipping repeats."""
     if not keywords:
@@ -83,14 +90,19 @@ class ThemeDescriber:
     n_keywords: int = 10
     ngram_range: tuple[int, int] = (1, 2)
     domain_stopwords: Sequence[str] = field(default_factory=tuple)
+    keyphrase_candidates: int = 30
     label_keyphrases: int = 2
     n_quotes: int = 4
     quote_min_words: int = 8
+    #: Embeds candidate keyphrases (same model as the segments) to re-rank them; None keeps c-TF-IDF order.
+    phrase_encoder: Callable[[Sequence[str]], np.ndarray] | None = field(default=None, repr=False)
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "ThemeDescriber":
+    def from_config(cls, cfg: dict, phrase_encoder: Callable[[Sequence[str]], np.ndarray] | None = None
+                    ) -> "ThemeDescriber":
         return cls(cfg["n_keywords"], tuple(cfg["ngram_range"]), tuple(cfg["domain_stopwords"]),
-                   cfg["label_keyphrases"], cfg["n_quotes"], cfg["quote_min_words"])
+                   cfg["keyphrase_candidates"], cfg["label_keyphrases"], cfg["n_quotes"], cfg["quote_min_words"],
+                   phrase_encoder)
 
     def describe(self, texts: Sequence[str], labels: np.ndarray, vectors: np.ndarray,
                  cases: Sequence[str | None], strengths: np.ndarray) -> list[ThemeDescription]:
@@ -100,10 +112,17 @@ class ThemeDescriber:
         stop_words = sorted(ENGLISH_STOP_WORDS | {str(w).lower() for w in self.domain_stopwords})
         classes, vocab, scores = class_tfidf(texts, labels, stop_words, self.ngram_range)
         cents = centroids(vectors, labels, themes)
+        candidates = {}
+        for t in themes:
+            row = scores[classes.index(t)] if len(vocab) else np.zeros(0)
+            ranked = (i for i in np.argsort(-row, kind="stable") if row[i] > 0 and _distinct_words(vocab[i]))
+            candidates[t] = list(itertools.islice(ranked, self.keyphrase_candidates))
+        closeness = self._phrase_closeness(vocab, candidates, dict(zip(themes, cents)))
         out = []
         for t, centroid in zip(themes, cents):
             row = scores[classes.index(t)] if len(vocab) else np.zeros(0)
-            top = [i for i in np.argsort(-row, kind="stable")[: self.n_keywords] if row[i] > 0]
+            ranked = sorted(candidates[t], key=lambda i: -closeness[t].get(i, 0.0)) if closeness else candidates[t]
+            top = ranked[: self.n_keywords]
             keywords = tuple(str(vocab[i]) for i in top)
             members = np.flatnonzero(labels == t)
             centrality = vectors[members] @ centroid
@@ -120,6 +139,18 @@ class ThemeDescriber:
                 quotes=quotes,
             ))
         return out
+
+    def _phrase_closeness(self, vocab: np.ndarray, candidates: dict[int, list[int]],
+                          theme_centroids: dict[int, np.ndarray]) -> dict[int, dict[int, float]]:
+        """Cosine similarity of each candidate keyphrase to its theme's centroid (empty without an encoder)."""
+        if self.phrase_encoder is None:
+            return {}
+        terms = sorted({i for ids in candidates.values() for i in ids})
+        if not terms:
+            return {}
+        vectors = self.phrase_encoder([str(vocab[i]) for i in terms])
+        position = {i: k for k, i in enumerate(terms)}
+        return {t: {i: float(vectors[position[i]] @ theme_centroids[t]) for i in ids} for t, ids in candidates.items()}
 
     def pick_quotes(self, members: np.ndarray, centrality: np.ndarray, cases: Sequence[str | None],
                     n_words: Sequence[int]) -> tuple[int, ...]:

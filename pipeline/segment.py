@@ -6,6 +6,7 @@ carries its source, case (participant), speaker, turn and character offsets into
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,25 +139,33 @@ class Segmenter:
         return speaker
 
     def _spans(self, text: str, start: int, end: int) -> list[tuple[int, int]]:
-        """Group sentences into segments of at most ``max_sentences`` and about ``target_words`` words."""
+        """Group a paragraph's sentences into balanced segments.
+
+        The paragraph is cut into ``g = max(ceil(sentences / max_sentences), round(words / target_words))``
+        contiguous groups of about equal word counts, so a four-sentence turn gives 2 + 2 rather than
+        3 + a stray sentence without context. Groups over ``max_tokens`` are cut again.
+        """
         sentences: list[tuple[int, int]] = []
         for s, e in split_sentences(text, start, end):
             sentences.extend(self._fit_tokens(text, s, e))
+        if not sentences:
+            return []
+        words = [len(text[s:e].split()) for s, e in sentences]
+        n_groups = max(math.ceil(len(sentences) / self.max_sentences), round(sum(words) / self.target_words), 1)
+        groups = _balanced_groups(words, n_groups, self.max_sentences)
         spans: list[tuple[int, int]] = []
-        n_sentences = n_words = 0
-        for s, e in sentences:
-            n = len(text[s:e].split())
-            if (spans and n_sentences < self.max_sentences and n_words < self.target_words
-                    and self.token_counter(text[spans[-1][0]:e]) <= self.max_tokens):
+        for first, last in groups:
+            spans.extend(self._fit_group(text, sentences[first:last]))
+        return spans
+
+    def _fit_group(self, text: str, sentences: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """The group as one span, or cut where it would exceed ``max_tokens``."""
+        spans = [sentences[0]]
+        for s, e in sentences[1:]:
+            if self.token_counter(text[spans[-1][0]:e]) <= self.max_tokens:
                 spans[-1] = (spans[-1][0], e)
-                n_sentences, n_words = n_sentences + 1, n_words + n
             else:
                 spans.append((s, e))
-                n_sentences, n_words = 1, n
-        # A trailing fragment ("Yes, exactly.") reads better with the sentences before it.
-        if (len(spans) > 1 and len(text[spans[-1][0]:spans[-1][1]].split()) < self.min_words
-                and self.token_counter(text[spans[-2][0]:spans[-1][1]]) <= self.max_tokens):
-            spans[-2:] = [(spans[-2][0], spans[-1][1])]
         return spans
 
     def _fit_tokens(self, text: str, start: int, end: int) -> list[tuple[int, int]]:
@@ -173,6 +182,27 @@ class Segmenter:
             last_end = match.end()
         pieces.append((piece_start, last_end))
         return pieces
+
+
+def _balanced_groups(words: Sequence[int], n_groups: int, max_size: int) -> list[tuple[int, int]]:
+    """Cut ``len(words)`` items into ``n_groups`` contiguous runs of about equal total words, no run
+    longer than ``max_size`` items; returns ``(first, stop)`` index pairs."""
+    n = len(words)
+    n_groups = min(max(n_groups, math.ceil(n / max_size)), n)
+    total = sum(words)
+    bounds, first, cumulative = [], 0, 0
+    for i, w in enumerate(words):
+        cumulative += w
+        groups_left = n_groups - len(bounds) - 1
+        items_left = n - i - 1
+        size = i + 1 - first
+        reached = cumulative >= total * (len(bounds) + 1) / n_groups
+        if groups_left > 0 and items_left >= groups_left and (reached or size >= max_size
+                                                              or items_left == groups_left):
+            bounds.append((first, i + 1))
+            first = i + 1
+    bounds.append((first, n))
+    return bounds
 
 
 def participant_cases(segments: Sequence[Segment]) -> list[str]:

@@ -1,0 +1,457 @@
+"""Compare codings: import human codings, compare every coder (the machine as one more), chart and export.
+
+Commands (registered on the ``themesift`` CLI by :func:`add_commands`):
+
+* ``themesift import codings FILE --study NAME [--coder NAME]``: a coding CSV or a REFI-QDA ``.qdpx``;
+  selections are mapped onto the latest run's segments and stored, replacing that coder's earlier
+  import for the study (Prefect flow ``import-codings``).
+* ``themesift compare --study NAME [--human FILE]...``: per-code kappa and alpha for every human pair
+  and the machine vs each human; a self-contained HTML report and CSV tables in the study's folder and
+  a Prefect artifact (flow ``compare-codings``).
+* ``themesift matrix --study NAME [--coder NAME] [--format xlsx|csv|html]``: the Framework matrix.
+* ``themesift export qdpx --study NAME [-o FILE]``: the study as a REFI-QDA project.
+
+Matrix and export only read the store, so they run without Prefect (no local server to start).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+import flows  # noqa: F401  (Prefect settings before Prefect is imported)
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from models.codings import (
+    HUMAN,
+    replace_codings,
+    require_run,
+    run_partition,
+    run_units,
+    stored_codings,
+    study_sources,
+)
+from models.store import Store, StudyNotFoundError, workspace_dir
+from pipeline.agreement import map_selections
+from pipeline.codings import MACHINE_USER_NAME, CodingFileError, CodingImport, read_codings, unmapped_selections
+from pipeline.compare import MACHINE, compare_study, summary_lines
+from pipeline.config import ConfigError, load_config
+
+DEFAULT_MIN_COVER = 0.5
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-") or "study"
+
+
+def study_folder(config: dict, study: str) -> Path:
+    return workspace_dir(config["store"]) / study
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a study for comparison
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class StudyView:
+    """What every command needs: the run, its units, the machine's partition and stored codings."""
+
+    study: str
+    run_id: int
+    run_finished: datetime
+    units: list
+    partition: dict
+    strength: dict
+    themes: list
+    humans: dict
+    coders: list
+    sources: list
+
+    @property
+    def segments(self) -> list[tuple]:
+        return [(u.segment_id, u.source_id, u.start, u.end) for u in self.units]
+
+    @property
+    def unit_ids(self) -> list[int]:
+        return [u.segment_id for u in self.units]
+
+    @property
+    def cases(self) -> dict:
+        return {u.segment_id: u.case for u in self.units}
+
+
+def load_view(store: Store, study: str, run_id: int | None = None) -> StudyView:
+    with store.sessions() as session:
+        run = require_run(session, study, run_id)
+        units = run_units(session, run)
+        partition, strength, themes = run_partition(session, run)
+        humans, coders = stored_codings(session, study)
+        sources = study_sources(session, study, {u.source_id for u in units})
+        return StudyView(study, run.id, run.finished_at, units, partition, strength, themes, humans, coders,
+                         sources)
+
+
+def map_import(view: StudyView, imported: CodingImport, min_cover: float = DEFAULT_MIN_COVER
+               ) -> tuple[dict[str, dict[int, frozenset[str]]], list[str]]:
+    """Selections onto the run's segments (every coder of the file gets an entry), plus report lines."""
+    codings = map_selections(imported.selections, view.segments, min_cover=min_cover)
+    for name in imported.coders:
+        codings.setdefault(name, {})
+    lost = unmapped_selections(imported.selections, view.segments, codings)
+    notes = [f"{imported.origin}: {line}" for line in imported.messages()]
+    if lost:
+        per_coder: dict[str, int] = {}
+        for sel in lost:
+            per_coder[str(sel[4])] = per_coder.get(str(sel[4]), 0) + 1
+        notes.append(f"{imported.origin}: {len(lost)} of {len(imported.selections)} selections put their code on "
+                     f"no compared segment (they cover less than {min_cover:.0%} of any participant segment "
+                     f"the run clustered, or fall on interviewer turns and short replies): "
+                     + ", ".join(f"{k} {v}" for k, v in sorted(per_coder.items())))
+    return {str(k): v for k, v in codings.items()}, notes
+
+
+# ---------------------------------------------------------------------------------------------
+# Flows
+# ---------------------------------------------------------------------------------------------
+
+@task(name="read-codings", cache_policy=NO_CACHE)
+def read_codings_task(path: str, view: StudyView, coder: str | None) -> CodingImport:
+    return read_codings(path, view.sources, coder)
+
+
+@task(name="store-codings", cache_policy=NO_CACHE)
+def store_codings_task(store: Store, study: str, codings: dict, origin: str) -> dict[str, int]:
+    with store.transaction() as session:
+        return replace_codings(session, study, codings, origin, kind=HUMAN)
+
+
+@flow(name="import-codings")
+def import_codings_flow(path: str, study: str, config: dict, coder: str | None = None,
+                        min_cover: float = DEFAULT_MIN_COVER) -> dict[str, Any]:
+    """Read a coding file, map it onto the latest run's segments and store it (one transaction).
+
+    Returns ``{"status", "coders": {name: {"selections", "segments", "codings"}}, "notes", "run_id"}``.
+    Nothing is stored when the file gives no selection at all (an empty import never wipes a coder).
+    """
+    store = Store.from_config(config["store"])
+    view = load_view(store, study)
+    imported = read_codings_task(path, view, coder)
+    codings, notes = map_import(view, imported, min_cover)
+    for name in codings:
+        if name in (MACHINE, MACHINE_USER_NAME):
+            raise CodingFileError(f"{path}: coder name '{name}' is reserved for the machine; rename the coder")
+    outcome: dict[str, Any] = {"status": "failed", "run_id": view.run_id, "notes": notes, "coders": {},
+                               "origin": Path(path).name, "matched_sources": imported.matched_sources}
+    if not imported.selections:
+        outcome["notes"] = notes + [f"{Path(path).name}: no selection could be read; nothing stored"]
+        return outcome
+    stored = store_codings_task(store, study, codings, str(Path(path).resolve()))
+    per_coder_sel: dict[str, int] = {}
+    for sel in imported.selections:
+        per_coder_sel[str(sel[4])] = per_coder_sel.get(str(sel[4]), 0) + 1
+    outcome["coders"] = {name: {"selections": per_coder_sel.get(name, 0), "segments": len(codings[name]),
+                                "codings": stored[name]} for name in sorted(codings)}
+    outcome["status"] = "completed"
+    lines = [f"Imported **{Path(path).name}** into study `{study}` (run {view.run_id}'s segments):", ""]
+    lines += [f"- {n}: {c['selections']} selections -> {c['segments']} segments, {c['codings']} codings"
+              for n, c in outcome["coders"].items()]
+    if notes:
+        lines += ["", "Could not be mapped:", ""] + [f"- {n}" for n in notes]
+    create_markdown_artifact(key=f"codings-{_slug(study)}", markdown="\n".join(lines),
+                             description=f"Codings imported into study '{study}'")
+    get_run_logger().info("imported %s", ", ".join(outcome["coders"]))
+    return outcome
+
+
+@task(name="compare", cache_policy=NO_CACHE)
+def compare_task(view: StudyView, humans: dict, top_k: int, min_positive: int):
+    ranking = [t.code for t in view.themes]
+    return compare_study(view.unit_ids, view.cases, humans, view.partition, ranking, top_k, min_positive)
+
+
+@task(name="write-report", cache_policy=NO_CACHE)
+def write_report_task(result, view: StudyView, folder: str, coders: list[dict], notes: list[str]) -> dict:
+    from pipeline.compare_report import render_html, write_html, write_tables
+
+    stem = f"compare-run{view.run_id}"
+    label = (f"Machine: run {view.run_id} of {view.run_finished:%Y-%m-%d %H:%M} UTC, {len(view.themes)} themes"
+             if view.themes else f"Run {view.run_id}")
+    report = write_html(render_html(result, view.study, label, coders, notes), Path(folder) / f"{stem}.html")
+    tables = write_tables(result, Path(folder), stem)
+    return {"report": str(report), "tables": [str(t) for t in tables]}
+
+
+def _artifact_value(v: Any) -> Any:
+    if isinstance(v, float):
+        return None if v != v else round(v, 4)
+    return v
+
+
+@flow(name="compare-codings")
+def compare_flow(study: str, config: dict, human_files: list[str] | None = None, top_k: int = 10,
+                 min_positive: int = 5, min_cover: float = DEFAULT_MIN_COVER, run_id: int | None = None
+                 ) -> dict[str, Any]:
+    """Every human pair and the machine vs each human, per code and overall; report, tables, artifacts.
+
+    ``human_files``: coding files compared as they are (not stored); a coder in a file replaces a
+    stored coder of the same name for this comparison only.
+    """
+    store = Store.from_config(config["store"])
+    view = load_view(store, study, run_id)
+    humans = dict(view.humans)
+    origin = {c.name: Path(c.origin).name for c in view.coders}
+    kinds = {c.name: c.kind for c in view.coders}
+    notes: list[str] = []
+    unit_set = set(view.unit_ids)
+    outside = {name: sum(1 for s in coding if s not in unit_set) for name, coding in humans.items()}
+    for name, n in outside.items():
+        if n:
+            notes.append(f"{name}: {n} coded segments are not among run {view.run_id}'s segments (coded against an "
+                         "older segmentation); re-import the coding to compare them")
+    for path in human_files or []:
+        imported = read_codings_task(path, view, None)
+        codings, file_notes = map_import(view, imported, min_cover)
+        notes += file_notes
+        for name, coding in codings.items():
+            humans[name] = coding
+            origin[name] = Path(path).name
+    result = compare_task(view, humans, top_k, min_positive)
+    coders = [{"name": n, "kind": kinds.get(n, "human"), "origin": origin.get(n, ""),
+               "segments": sum(1 for s, c in humans[n].items() if s in unit_set and c),
+               "codes": len({c for s, cs in humans[n].items() if s in unit_set for c in cs})} for n in result.humans]
+    coders.append({"name": MACHINE, "kind": "machine", "origin": f"run {view.run_id}",
+                   "segments": sum(1 for t in view.partition.values() if t), "codes": len(view.themes)})
+    folder = study_folder(config, study)
+    files = write_report_task(result, view, str(folder), coders, notes)
+    lines = summary_lines(result)
+    key = f"compare-{_slug(study)}"
+    create_markdown_artifact(
+        key=key,
+        markdown="\n".join([f"# Coding comparison: study `{study}`, run {view.run_id}", "",
+                            f"Unit: segment ({len(view.units)} participant segments the run clustered). "
+                            "Machine themes mapped to each human's codes by Hungarian matching on segment "
+                            "overlap (F1).", "", "```", *lines, "```", "", f"Report: `{files['report']}`"]
+                           + ([ "", "Could not be mapped:", ""] + [f"- {n}" for n in notes] if notes else [])),
+        description=f"Agreement between coders of study '{study}'",
+    )
+    create_table_artifact(
+        key=f"{key}-per-code",
+        table=[{k: _artifact_value(v) for k, v in row.items()} for row in result.agreement_rows()],
+        description=f"Agreement per code and overall, study '{study}', run {view.run_id}",
+    )
+    figures = {}
+    for pair in result.pairs():
+        report = result.report_for(pair)
+        figures[" vs ".join(pair)] = {
+            "per_code": {c.code: {"kappa": c.kappa, "alpha": c.alpha, "percent": c.percent_agreement,
+                                  "table": [c.table.both, c.table.only_a, c.table.only_b, c.table.neither],
+                                  "too_rare": c.too_rare}
+                         for c in report.per_code if c.coders == tuple(pair)},
+            "mean_kappa": report.summary(pair).mean_kappa, "mean_alpha": report.summary(pair).mean_alpha,
+        }
+    return {"study": study, "run_id": view.run_id, "n_units": len(view.units), "humans": result.humans,
+            "lines": lines, "notes": notes, "figures": figures, **files}
+
+
+# ---------------------------------------------------------------------------------------------
+# Matrix and export (store reads only: no flow)
+# ---------------------------------------------------------------------------------------------
+
+
+def build_study_matrix(view: StudyView, coder: str | None = None, n_quotes: int = 2):
+    """The Framework matrix of the machine's themes (default) or of one imported coder's codes."""
+    from pipeline.codings import natural_key
+    from pipeline.matrix import Column, build_matrix
+
+    if coder is None or coder == MACHINE:
+        coding = {s: frozenset([t]) for s, t in view.partition.items() if t}
+        columns = [Column(t.code, t.code, "keywords: " + ", ".join(t.keywords)) for t in view.themes]
+        title = f"Framework matrix: study {view.study}, run {view.run_id} (machine themes)"
+        return build_matrix(view.units, coding, columns, title, lambda s, _c: view.strength.get(s, 0.0), n_quotes)
+    if coder not in view.humans:
+        known = ", ".join(sorted(view.humans)) or "none imported yet"
+        raise StudyNotFoundError(f"study '{view.study}' has no coder '{coder}' (coders: {known})")
+    coding = view.humans[coder]
+    codes = sorted({c for cs in coding.values() for c in cs}, key=natural_key)
+    others = [c for n, c in view.humans.items() if n != coder]
+
+    def agreeing(seg: int, code: str) -> float:
+        return float(sum(code in o.get(seg, ()) for o in others))
+
+    title = f"Framework matrix: study {view.study}, {coder}'s codes (on run {view.run_id}'s segments)"
+    return build_matrix(view.units, coding, [Column(c, c) for c in codes], title, agreeing, n_quotes)
+
+
+def export_study_qdpx(view: StudyView, path: Path, created: datetime | None = None) -> Path:
+    from pipeline.qda_export import ExportSegment, ExportTheme, study_project
+    from pipeline.refi_qda import write_qdpx
+
+    segments = [ExportSegment(u.segment_id, u.source_id, u.start, u.end, u.case) for u in view.units]
+    themes = [ExportTheme(t.code, "Themesift suggestion, run %d; keywords: %s" % (view.run_id, ", ".join(t.keywords)))
+              for t in view.themes]
+    project = study_project(view.study, view.sources, segments, view.partition, themes, view.humans)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    write_qdpx(project, tmp, created=created)
+    tmp.replace(path)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--study", required=True, help="study name")
+    p.add_argument("--config", type=Path, help="YAML file overriding configs/default.yaml")
+
+
+def _fail(message: str) -> int:
+    print(f"themesift: {message}", file=sys.stderr)
+    return 2
+
+
+def cmd_import_codings(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if not args.file.exists():
+        return _fail(f"{args.file}: no such file")
+    try:
+        outcome = import_codings_flow(path=str(args.file), study=args.study, config=config, coder=args.coder,
+                                      min_cover=args.min_cover)
+    except (CodingFileError, ValueError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        return _fail(str(exc))
+    for name, (matched, how) in sorted(outcome["matched_sources"].items()):
+        if name != matched or how != "name":
+            print(f"source {name} -> {matched} (matched by {how})")
+    for name, c in outcome["coders"].items():
+        print(f"{name}: {c['selections']} selections -> {c['segments']} segments, {c['codings']} codings stored")
+    for note in outcome["notes"]:
+        print(f"note: {note}")
+    if outcome["status"] != "completed":
+        return 1
+    print(f"Stored on run {outcome['run_id']}'s segments (each coder's earlier import for study "
+          f"'{args.study}' replaced). Compare: themesift compare --study {args.study}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    for path in args.human:
+        if not path.exists():
+            return _fail(f"{path}: no such file")
+    try:
+        outcome = compare_flow(study=args.study, config=config, human_files=[str(p) for p in args.human],
+                               top_k=args.top_k, min_positive=args.min_positive, min_cover=args.min_cover,
+                               run_id=args.run)
+    except CodingFileError as exc:
+        return _fail(str(exc))
+    print(f"Study '{args.study}', run {outcome['run_id']}: {outcome['n_units']} participant segments compared "
+          f"(the unit); humans: {', '.join(outcome['humans']) or 'none'}; machine: the run's themes, mapped "
+          "to each human's codes by Hungarian matching on segment overlap (F1).\n")
+    for line in outcome["lines"]:
+        print(line)
+    for note in outcome["notes"]:
+        print(f"note: {note}")
+    print(f"\nReport: {outcome['report']}")
+    print("Tables: " + ", ".join(Path(t).name for t in outcome["tables"]))
+    return 0
+
+
+def cmd_matrix(args: argparse.Namespace) -> int:
+    from pipeline.matrix import write_matrix
+
+    config = load_config(args.config)
+    store = Store.from_config(config["store"])
+    view = load_view(store, args.study, args.run)
+    matrix = build_study_matrix(view, args.coder, args.quotes)
+    who = args.coder or MACHINE
+    output = args.output or study_folder(config, args.study) / f"matrix-run{view.run_id}-{_slug(who)}.{args.format}"
+    write_matrix(matrix, output, args.format)
+    print(f"{matrix.title}: {len(matrix.cases)} participants x {len(matrix.columns)} "
+          f"{'themes' if who == MACHINE else 'codes'} written to {output}")
+    return 0
+
+
+def cmd_export_qdpx(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    store = Store.from_config(config["store"])
+    view = load_view(store, args.study, args.run)
+    output = args.output or study_folder(config, args.study) / f"{_slug(args.study)}-run{view.run_id}.qdpx"
+    try:
+        export_study_qdpx(view, output)
+    except ValueError as exc:
+        return _fail(str(exc))
+    n_machine = sum(1 for t in view.partition.values() if t)
+    print(f"wrote {output}: {len(view.sources)} sources, {len(view.themes)} machine themes as codes, "
+          f"{n_machine} machine codings (user '{MACHINE_USER_NAME}'), "
+          + (", ".join(f"{n} {sum(len(c) for c in cod.values())} codings" for n, cod in sorted(view.humans.items()))
+             or "no human codings")
+          + "; offsets in Unicode code points")
+    return 0
+
+
+def _export_subparsers(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """The ``export`` command's own subcommands (created here when the CLI has no export yet)."""
+    export = sub.choices.get("export")
+    if export is None:
+        export = sub.add_parser("export", help="write results to a file")
+    for action in export._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    return export.add_subparsers(metavar="WHAT")
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register import codings, compare, matrix and export qdpx on the ``themesift`` CLI."""
+    p = sub.add_parser("import", help="bring in material from elsewhere")
+    import_sub = p.add_subparsers(metavar="WHAT")
+    i = import_sub.add_parser("codings", help="human codings from a coding CSV or a REFI-QDA .qdpx project")
+    i.add_argument("file", type=Path, help=".csv (source|case, start+end|text, code, coder) or .qdpx")
+    _common(i)
+    i.add_argument("--coder", help="import only this coder (or: file the codings under this name when the "
+                                   "file names no coder)")
+    i.add_argument("--min-cover", type=float, default=DEFAULT_MIN_COVER,
+                   help="share of a segment a selection must cover to code it (default 0.5)")
+    i.set_defaults(handler=cmd_import_codings)
+
+    c = sub.add_parser("compare", help="agreement between coders: humans with each other, the machine with each")
+    _common(c)
+    c.add_argument("--human", type=Path, action="append", default=[],
+                   help="a coding file (.csv or .qdpx) to compare without storing it (repeatable)")
+    c.add_argument("--run", type=int, help="a run id instead of the latest")
+    c.add_argument("--top-k", type=int, default=10, help="ranked themes judged for top-k precision")
+    c.add_argument("--min-positive", type=int, default=5,
+                   help="fewer coded segments than this flags a code as too rare to judge")
+    c.add_argument("--min-cover", type=float, default=DEFAULT_MIN_COVER,
+                   help="share of a segment a selection must cover to code it (default 0.5)")
+    c.set_defaults(handler=cmd_compare)
+
+    m = sub.add_parser("matrix", help="Framework matrix: participants x themes with counts and quotes")
+    _common(m)
+    m.add_argument("--coder", help="an imported coder's codes instead of the machine's themes")
+    m.add_argument("--format", choices=("xlsx", "csv", "html"), default="xlsx")
+    m.add_argument("--quotes", type=int, default=2, help="quotes per cell")
+    m.add_argument("--run", type=int, help="a run id instead of the latest")
+    m.add_argument("-o", "--output", type=Path, help="file to write (default: in the study's folder)")
+    m.set_defaults(handler=cmd_matrix)
+
+    e = _export_subparsers(sub).add_parser(
+        "qdpx", help="the study as a REFI-QDA project (sources, codes, machine and human codings)")
+    _common(e)
+    e.add_argument("--run", type=int, help="a run id instead of the latest")
+    e.add_argument("-o", "--output", type=Path, help="file to write (default: in the study's folder)")
+    e.set_defaults(handler=cmd_export_qdpx)
+
+
+__all__ = ["add_commands", "compare_flow", "import_codings_flow", "build_study_matrix", "export_study_qdpx",
+           "load_view"]

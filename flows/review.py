@@ -1,0 +1,207 @@
+"""CLI wiring for the review: ``review``, ``coders add``, ``decisions export|import``, ``codebook``, ``apply``.
+
+Registered in ``flows.cli.build_parser`` through :func:`add_commands`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import webbrowser
+from pathlib import Path
+from typing import Any, Mapping
+
+from models.store import Store, workspace_dir
+from pipeline.config import load_config
+
+# Used until configs/default.yaml has a ``review`` section (the same keys; see docs/review.md).
+REVIEW_DEFAULTS: dict[str, Any] = {
+    "calibration_percentile": 10.0,
+    "min_similarity": 0.35,
+    "uncertain_margin": 0.05,
+    "rejected_similarity": 0.85,
+    "diff_match_jaccard": 0.5,
+    "port": 8765,
+}
+
+
+def review_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``review`` section of a configuration, with defaults for keys it lacks."""
+    return {**REVIEW_DEFAULTS, **dict(config.get("review") or {})}
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--study", required=True, help="study name")
+        p.add_argument("--config", type=Path, help="YAML file overriding configs/default.yaml")
+
+    p = sub.add_parser("review", help="open the review web page of a study (coders decide on themes)")
+    common(p)
+    p.add_argument("--port", type=int, help="port (default: review.port, 8765)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1: this computer only; anything else exposes transcripts)")
+    p.add_argument("--team", action="store_true",
+                   help="coders sign in with tokens from 'themesift coders add' instead of typing a name")
+    p.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    p.set_defaults(handler=cmd_review)
+
+    p = sub.add_parser("coders", help="manage coders of the review")
+    coders_sub = p.add_subparsers(metavar="WHAT")
+    c = coders_sub.add_parser("add", help="add a coder and print their sign-in token (shown once)")
+    c.add_argument("name", help="the coder's name as shown with their decisions")
+    common(c)
+    c.set_defaults(handler=cmd_coders_add)
+
+    p = sub.add_parser("decisions", help="export or import a study's decision log as CSV")
+    dec_sub = p.add_subparsers(metavar="WHAT")
+    d = dec_sub.add_parser("export", help="write every decision to a CSV file (columns in docs/review.md)")
+    d.add_argument("file", type=Path)
+    common(d)
+    d.set_defaults(handler=cmd_decisions_export)
+    d = dec_sub.add_parser("import", help="append the decisions of a CSV file (all or none; known uids skipped)")
+    d.add_argument("file", type=Path)
+    common(d)
+    d.set_defaults(handler=cmd_decisions_import)
+
+    p = sub.add_parser("codebook", help="print or export the confirmed codebook")
+    common(p)
+    p.add_argument("--format", choices=("text", "csv", "qdc"), default="text")
+    p.add_argument("-o", "--output", type=Path, help="file to write (csv: default stdout; qdc: default in the workspace)")
+    p.add_argument("--coder", help="one coder's codebook instead of the team's")
+    p.set_defaults(handler=cmd_codebook)
+
+    p = sub.add_parser("apply", help="code every segment with the confirmed codebook alone (the machine's coding)")
+    common(p)
+    p.set_defaults(handler=cmd_apply)
+
+
+def _store(args: argparse.Namespace) -> tuple[dict, Store]:
+    from models.decisions import ensure_tables
+
+    config = load_config(args.config)
+    store = Store.from_config(config["store"])
+    ensure_tables(store.engine)
+    return config, store
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from web.app import create_app
+
+    config, store = _store(args)
+    cfg = review_config(config)
+    app = create_app(store, args.study, team=args.team, review_cfg=cfg)
+    port = args.port or int(cfg["port"])
+    url = f"http://{'127.0.0.1' if args.host in ('127.0.0.1', '0.0.0.0', '::') else args.host}:{port}/"
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: listening on {args.host}: anyone who can reach this address can read the transcripts"
+              + ("" if args.team else "; use --team so coders need a token"), file=sys.stderr)
+    print(f"Reviewing study '{args.study}' at {url}  ({'team mode: sign in with a token' if args.team else 'local mode'})")
+    if args.team:
+        print(f"Add a coder: themesift coders add NAME --study {args.study}")
+    print("Stop with Ctrl+C; every decision is already saved.")
+    if not args.no_browser:
+        threading.Timer(1.0, webbrowser.open, [url]).start()
+    uvicorn.run(app, host=args.host, port=port, log_level="warning")
+    return 0
+
+
+def cmd_coders_add(args: argparse.Namespace) -> int:
+    from models.decisions import add_token
+
+    _, store = _store(args)
+    with store.transaction() as session:
+        try:
+            token = add_token(session, args.study, args.name.strip())
+        except ValueError as exc:
+            print(f"themesift: {exc}", file=sys.stderr)
+            return 2
+    print(f"Coder '{args.name.strip()}' can sign in to the review of study '{args.study}' "
+          f"(themesift review --study {args.study} --team) with this token; it is shown only now:\n\n  {token}\n")
+    return 0
+
+
+def cmd_decisions_export(args: argparse.Namespace) -> int:
+    from models.review import export_decisions
+
+    _, store = _store(args)
+    with store.sessions() as session:
+        text = export_decisions(session, args.study)
+    args.file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.file.with_name(args.file.name + ".part")
+    tmp.write_text(text, encoding="utf-8", newline="")
+    tmp.replace(args.file)
+    print(f"wrote {text.count(chr(10)) - 1} decisions to {args.file}")
+    return 0
+
+
+def cmd_decisions_import(args: argparse.Namespace) -> int:
+    from models.review import DecisionError, import_decisions
+
+    _, store = _store(args)
+    try:
+        data = args.file.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        print(f"themesift: cannot read {args.file}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        added, skipped = import_decisions(store, args.study, data)
+    except DecisionError as exc:
+        print(f"themesift: nothing imported from {args.file}:", file=sys.stderr)
+        for e in exc.errors:
+            print(f"  {e}", file=sys.stderr)
+        return 1
+    print(f"imported {added} decisions from {args.file}" + (f"; {skipped} already in the log" if skipped else ""))
+    return 0
+
+
+def cmd_codebook(args: argparse.Namespace) -> int:
+    from models.review import confirmed_codebook, write_codebook
+
+    config, store = _store(args)
+    with store.sessions() as session:
+        entries = confirmed_codebook(session, args.study, args.coder)
+    if args.format == "qdc":
+        path = args.output or workspace_dir(config["store"]) / args.study / "codebook.qdc"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_codebook(entries, path, "qdc", args.study)
+        print(f"wrote {len(entries)} codes to {path}")
+        return 0
+    if args.format == "csv":
+        text = write_codebook(entries, args.output, "csv", args.study)
+        if args.output:
+            print(f"wrote {len(entries)} themes to {args.output}")
+        else:
+            sys.stdout.write(text)
+        return 0
+    who = f"coder {args.coder}" if args.coder else "all coders"
+    print(f"Confirmed codebook of study '{args.study}' ({who}): {len(entries)} themes\n")
+    for e in entries:
+        print(f"{e.name}  [{e.key}; {e.n_segments} segments, {e.n_cases} participants; by {e.decided_by}]")
+        if e.definition:
+            print(f"    {e.definition}")
+    if not entries:
+        print(f"No theme is confirmed yet: themesift review --study {args.study}")
+    return 0
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    from models.review import DecisionError, apply_codebook
+
+    config, store = _store(args)
+    try:
+        result = apply_codebook(store, args.study, review_config(config))
+    except DecisionError as exc:
+        print(f"themesift: {exc}", file=sys.stderr)
+        return 1
+    print(f"Coded {len(result.assigned)} of {result.n_segments} segments of study '{args.study}' with "
+          f"{result.themes} confirmed themes; {len(result.uncertain)} uncertain ones were left uncoded for review.")
+    counts: dict[str, int] = {}
+    for name in result.assigned.values():
+        counts[name] = counts.get(name, 0) + 1
+    for name, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+        print(f"  {n:>5}  {name}")
+    print(f"Stored as the coding of '{result.coder}' (compare it with the coders' codings).")
+    return 0

@@ -1,0 +1,228 @@
+"""Imported codings: who coded (a :class:`Coder`) and which segment carries which code (a :class:`Coding`).
+
+Human codings arrive as character selections (CSV or REFI-QDA) and are stored already mapped onto the
+study's segments (the rule lives in ``pipeline.agreement.map_selections``), so every later comparison
+uses the same units. Importing a coder again for a study replaces that coder's earlier import for the
+study in one transaction: an import either lands whole or not at all.
+
+The machine is not stored here: its coding is a run's memberships (``models.records.Membership``).
+This module also reads back what the compare flow needs: the study's sources, the units of a run
+and the run's partition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterable, Mapping
+
+from sqlalchemy import DateTime, ForeignKey, String, Text, UniqueConstraint, delete, select
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+
+from models.records import Base, Membership, Run, Segment, Source, Study, Theme, utcnow
+from pipeline.codings import StudySource
+
+HUMAN, MACHINE = "human", "machine"
+
+
+class Coder(Base):
+    """A person (or another program) whose codings are compared; names are unique."""
+
+    __tablename__ = "coder"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(10), default=HUMAN)  # human | machine
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Coding(Base):
+    """``coder`` put ``code`` on ``segment`` in ``study``; ``origin`` is the file it was imported from."""
+
+    __tablename__ = "coding"
+    __table_args__ = (UniqueConstraint("study_id", "coder_id", "segment_id", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), index=True)
+    coder_id: Mapped[int] = mapped_column(ForeignKey("coder.id"), index=True)
+    segment_id: Mapped[int] = mapped_column(ForeignKey("segment.id"), index=True)
+    code: Mapped[str] = mapped_column(String(300))
+    origin: Mapped[str] = mapped_column(Text)
+    imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    coder: Mapped[Coder] = relationship()
+    segment: Mapped[Segment] = relationship()
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------------
+
+
+def _study_row(session: Session, study: str) -> Study:
+    from models.store import StudyNotFoundError
+
+    row = session.scalars(select(Study).where(Study.name == study)).first()
+    if row is None:
+        known = ", ".join(session.scalars(select(Study.name).order_by(Study.name))) or "none yet"
+        raise StudyNotFoundError(f"no study named '{study}' (studies: {known})")
+    return row
+
+
+def replace_codings(
+    session: Session,
+    study: str,
+    codings: Mapping[str, Mapping[int, Iterable[str]]],
+    origin: str,
+    kind: str = HUMAN,
+) -> dict[str, int]:
+    """Store ``coder -> segment id -> codes``, replacing each named coder's earlier import for the
+    study. Run inside one transaction (``Store.transaction()``). Returns codings stored per coder."""
+    study_row = _study_row(session, study)
+    counts: dict[str, int] = {}
+    for name, by_segment in codings.items():
+        coder = session.scalars(select(Coder).where(Coder.name == name)).first()
+        if coder is None:
+            coder = Coder(name=name, kind=kind)
+            session.add(coder)
+            session.flush()
+        session.execute(delete(Coding).where(Coding.study_id == study_row.id, Coding.coder_id == coder.id))
+        rows = [
+            {"study_id": study_row.id, "coder_id": coder.id, "segment_id": int(seg), "code": code,
+             "origin": origin, "imported_at": utcnow()}
+            for seg, codes in sorted(by_segment.items()) for code in sorted(set(codes))
+        ]
+        if rows:
+            session.execute(Coding.__table__.insert(), rows)
+        counts[name] = len(rows)
+    return counts
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredCoder:
+    name: str
+    kind: str
+    origin: str
+    imported_at: datetime | None
+    n_codings: int
+
+
+def stored_codings(session: Session, study: str) -> tuple[dict[str, dict[int, frozenset[str]]], list[StoredCoder]]:
+    """Every imported coder's coding of the study (``coder -> segment id -> codes``) and who they are."""
+    study_row = _study_row(session, study)
+    rows = session.execute(
+        select(Coder.name, Coder.kind, Coding.segment_id, Coding.code, Coding.origin, Coding.imported_at)
+        .join(Coder, Coder.id == Coding.coder_id)
+        .where(Coding.study_id == study_row.id)
+        .order_by(Coder.name, Coding.segment_id, Coding.code)
+    )
+    codings: dict[str, dict[int, set[str]]] = {}
+    info: dict[str, dict] = {}
+    for name, kind, seg, code, origin, when in rows:
+        codings.setdefault(name, {}).setdefault(seg, set()).add(code)
+        meta = info.setdefault(name, {"kind": kind, "origin": origin, "imported_at": when, "n": 0})
+        meta["n"] += 1
+    coders = [StoredCoder(n, m["kind"], m["origin"], m["imported_at"], m["n"]) for n, m in info.items()]
+    return ({n: {s: frozenset(c) for s, c in by.items()} for n, by in codings.items()}, coders)
+
+
+def study_sources(session: Session, study: str, source_ids: Iterable[int] | None = None) -> list[StudySource]:
+    """The study's sources (key = source id) with the cases their segments belong to."""
+    study_row = _study_row(session, study)
+    query = select(Source).where(Source.study_id == study_row.id)
+    if source_ids is not None:
+        query = query.where(Source.id.in_(list(source_ids)))
+    sources = list(session.scalars(query.order_by(Source.name, Source.id)))
+    cases: dict[int, set[str]] = {}
+    for sid, case in session.execute(
+        select(Segment.source_id, Segment.case).where(Segment.source_id.in_([s.id for s in sources]),
+                                                      Segment.case.is_not(None)).distinct()
+    ):
+        cases.setdefault(sid, set()).add(case)
+    return [StudySource(s.id, s.name, s.text, frozenset(cases.get(s.id, ()))) for s in sources]
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A segment compared: the run clustered it (participant text), so every coder can code it."""
+
+    segment_id: int
+    source_id: int
+    source: str
+    case: str | None
+    speaker: str | None
+    start: int
+    end: int
+    text: str
+
+
+def require_run(session: Session, study: str, run_id: int | None = None) -> Run:
+    """The run asked for, or the study's latest completed run."""
+    from models.store import StudyNotFoundError
+
+    study_row = _study_row(session, study)
+    if run_id is not None:
+        run = session.get(Run, run_id)
+        if run is None or run.study_id != study_row.id:
+            raise StudyNotFoundError(f"study '{study}' has no run {run_id}")
+        return run
+    run = session.scalars(select(Run).where(Run.study_id == study_row.id, Run.status == "completed")
+                          .order_by(Run.id.desc()).limit(1)).first()
+    if run is None:
+        raise StudyNotFoundError(f"study '{study}' has no completed run yet; run themesift suggest first")
+    return run
+
+
+def run_units(session: Session, run: Run) -> list[Unit]:
+    """The run's segments (members and outliers), in source and text order."""
+    rows = session.execute(
+        select(Segment, Source.name).join(Membership, Membership.segment_id == Segment.id)
+        .join(Source, Source.id == Segment.source_id)
+        .where(Membership.run_id == run.id)
+        .order_by(Source.name, Segment.source_id, Segment.start)
+    )
+    return [Unit(s.id, s.source_id, name, s.case, s.speaker, s.start, s.end, s.text) for s, name in rows]
+
+
+@dataclass(frozen=True)
+class MachineTheme:
+    theme_id: int
+    rank: int
+    code: str  # the name the theme is compared under: "T01 label"
+    label: str
+    keywords: tuple[str, ...]
+    n_segments: int
+    n_cases: int
+
+
+def theme_code(rank: int, label: str) -> str:
+    """The name a machine theme carries in comparisons and exports (unique within a run)."""
+    return f"T{rank:02d} {label}"
+
+
+def run_partition(session: Session, run: Run) -> tuple[dict[int, str | None], dict[int, float], list[MachineTheme]]:
+    """segment id -> theme code (None: outlier queue), segment id -> strength, and the ranked themes."""
+    themes = list(session.scalars(select(Theme).where(Theme.run_id == run.id).order_by(Theme.rank)))
+    code_of = {t.id: theme_code(t.rank, t.label) for t in themes}
+    partition: dict[int, str | None] = {}
+    strength: dict[int, float] = {}
+    for seg, theme_id, s in session.execute(
+        select(Membership.segment_id, Membership.theme_id, Membership.strength).where(Membership.run_id == run.id)
+    ):
+        partition[seg] = code_of.get(theme_id) if theme_id is not None else None
+        strength[seg] = float(s or 0.0)
+    info = [MachineTheme(t.id, t.rank, code_of[t.id], t.label, tuple(t.keywords), t.n_segments, len(t.cases))
+            for t in themes]
+    return partition, strength, info
+
+
+__all__ = [
+    "Coder", "Coding", "HUMAN", "MACHINE", "MachineTheme", "StoredCoder", "Unit", "replace_codings",
+    "require_run", "run_partition", "run_units", "stored_codings", "study_sources", "theme_code",
+]
+

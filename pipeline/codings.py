@@ -1,0 +1,524 @@
+"""Human codings in: a coding CSV or a REFI-QDA project, as character selections on the study's sources.
+
+Why: agreement is only meaningful when every coder, human or machine, is compared on the same units.
+This module turns what coders hand us into selections ``(source_key, start, end, code, coder)`` on the
+study's own plain texts (the ``Source.text`` every segment offset points into); ``pipeline.agreement
+.map_selections`` then puts them on segments. Nothing here touches the store: the caller passes the
+study's sources as :class:`StudySource` records.
+
+Coding CSV (UTF-8, header row, column names case-insensitive, extra columns ignored):
+
+* ``source``: the file name of the transcript as ingested (``P01.txt``); matched exactly, then
+  ignoring case, then by name without extension. Or ``case``: the participant id; the excerpt is
+  then looked for in every source holding that case. At least one of the two.
+* ``start`` and ``end``: half-open ``[start, end)`` Unicode code point offsets into the source's
+  plain text as Themesift stores it. Or ``text``: a verbatim excerpt, located in the source's text
+  whitespace-tolerantly (runs of blanks and line breaks compare equal; if that fails, curly quotes,
+  dashes and case are folded too). Excerpts that cannot be located are reported, never guessed.
+* ``code``: the code applied.
+* ``coder``: who applied it; may be left out when the caller names the coder.
+
+Offsets are code point offsets throughout (Python ``str`` indices), as in REFI-QDA.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import unicodedata
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path, PurePath
+from typing import Hashable, Iterable, Mapping, Sequence
+
+from pipeline.agreement import Selection, Segment
+from pipeline.refi_qda import QdaCode, QdaProject, read_qdpx
+
+MACHINE_USER_NAME = "Themesift (machine)"
+NO_USER = "(no user)"
+CSV_COLUMNS = ("source", "case", "start", "end", "text", "code", "coder")
+
+
+class CodingFileError(ValueError):
+    """A coding file that cannot be read at all (wrong type, missing columns)."""
+
+
+@dataclass(frozen=True)
+class StudySource:
+    """One source of the study: ``key`` identifies it in selections (the store's source id)."""
+
+    key: Hashable
+    name: str
+    text: str
+    cases: frozenset[str] = frozenset()
+
+
+@dataclass
+class CodingImport:
+    """Selections read from one file and everything that could not be mapped.
+
+    ``matched_sources``: file's source name -> (study source name, how: name|text|case).
+    ``unmatched_sources``: source names (or cases) of the file with no study source.
+    ``not_found``: rows or selections whose text could not be located (with a reason).
+    ``relocated``: selections whose offsets were re-found by their text (source text differed).
+    """
+
+    origin: str
+    selections: list[Selection] = field(default_factory=list)
+    n_records: int = 0
+    matched_sources: dict[str, tuple[str, str]] = field(default_factory=dict)
+    unmatched_sources: list[str] = field(default_factory=list)
+    not_found: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    skipped_users: list[str] = field(default_factory=list)
+    relocated: int = 0
+    ambiguous: int = 0
+    code_descriptions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def coders(self) -> list[str]:
+        return sorted({str(s[4]) for s in self.selections})
+
+    @property
+    def codes(self) -> list[str]:
+        return sorted({s[3] for s in self.selections})
+
+    def per_coder(self) -> dict[str, list[Selection]]:
+        out: dict[str, list[Selection]] = defaultdict(list)
+        for s in self.selections:
+            out[str(s[4])].append(s)
+        return dict(sorted(out.items()))
+
+    def messages(self) -> list[str]:
+        """Human-readable report lines of what could not be mapped."""
+        lines = []
+        if self.unmatched_sources:
+            lines.append(f"{len(self.unmatched_sources)} source(s) match no study source: "
+                         + ", ".join(self.unmatched_sources))
+        if self.not_found:
+            lines.append(f"{len(self.not_found)} excerpt(s)/selection(s) not found in the study's text:")
+            lines.extend("  " + n for n in self.not_found)
+        if self.relocated:
+            lines.append(f"{self.relocated} selection(s) re-located by their text (the source text differed)")
+        if self.ambiguous:
+            lines.append(f"{self.ambiguous} excerpt(s) occur more than once in their source; the first place used")
+        if self.skipped_users:
+            lines.append("skipped user(s): " + ", ".join(self.skipped_users))
+        lines.extend(self.problems)
+        return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# Locating excerpts whitespace-tolerantly
+# ---------------------------------------------------------------------------------------------
+
+_FOLD = {
+    **dict.fromkeys("\u2018\u2019\u201a\u201b\u2032\u00b4\u0060", "'"),
+    **dict.fromkeys("\u201c\u201d\u201e\u201f\u2033\u00ab\u00bb", '"'),
+    **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212", "-"),
+    "\u2026": "...",
+}
+_DROP = {"\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad"}
+
+
+def _normalise(text: str, fold: bool) -> tuple[str, list[int]]:
+    """Text with blank runs collapsed to one space (and typography/case folded when ``fold``),
+    plus for each output character the index of the input character it came from."""
+    out: list[str] = []
+    index: list[int] = []
+    in_space = False
+    for i, ch in enumerate(text):
+        if ch in _DROP:
+            continue
+        if ch.isspace():
+            if not in_space and out:
+                out.append(" ")
+                index.append(i)
+            in_space = True
+            continue
+        in_space = False
+        piece = ch
+        if fold:
+            piece = _FOLD.get(ch, ch)
+            piece = unicodedata.normalize("NFKC", piece).casefold()
+        for p in piece:
+            out.append(p)
+            index.append(i)
+    if out and out[-1] == " ":
+        out.pop()
+        index.pop()
+    return "".join(out), index
+
+
+class TextLocator:
+    """Finds verbatim excerpts in one text, tolerant of whitespace (then of typography and case)."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self._norm: dict[bool, tuple[str, list[int]]] = {}
+
+    def _get(self, fold: bool) -> tuple[str, list[int]]:
+        if fold not in self._norm:
+            self._norm[fold] = _normalise(self.text, fold)
+        return self._norm[fold]
+
+    def find_all(self, excerpt: str) -> list[tuple[int, int]]:
+        """Every place of ``excerpt`` as ``[start, end)`` offsets of the text (first level that finds it)."""
+        for fold in (False, True):
+            needle, _ = _normalise(excerpt, fold)
+            if not needle:
+                return []
+            hay, index = self._get(fold)
+            spans = []
+            pos = hay.find(needle)
+            while pos >= 0:
+                spans.append((index[pos], index[pos + len(needle) - 1] + 1))
+                pos = hay.find(needle, pos + 1)
+            if spans:
+                return spans
+        return []
+
+
+# ---------------------------------------------------------------------------------------------
+# Matching file sources to study sources
+# ---------------------------------------------------------------------------------------------
+
+
+def _stem(name: str) -> str:
+    return PurePath(name.strip()).stem.casefold() if "." in name else name.strip().casefold()
+
+
+class SourceIndex:
+    """Study sources by name, case and text, with one cached locator per source."""
+
+    def __init__(self, sources: Iterable[StudySource]):
+        self.sources = list(sources)
+        self.by_name = {s.name: s for s in self.sources}
+        self.by_lower: dict[str, list[StudySource]] = defaultdict(list)
+        self.by_stem: dict[str, list[StudySource]] = defaultdict(list)
+        self.by_case: dict[str, list[StudySource]] = defaultdict(list)
+        for s in self.sources:
+            self.by_lower[s.name.strip().casefold()].append(s)
+            self.by_stem[_stem(s.name)].append(s)
+            for c in s.cases:
+                self.by_case[c.strip().casefold()].append(s)
+        self._locators: dict[Hashable, TextLocator] = {}
+
+    def locator(self, source: StudySource) -> TextLocator:
+        if source.key not in self._locators:
+            self._locators[source.key] = TextLocator(source.text)
+        return self._locators[source.key]
+
+    def by_file_name(self, name: str) -> StudySource | None:
+        """Exact name, then ignoring case, then the name without its extension (one hit only)."""
+        if name in self.by_name:
+            return self.by_name[name]
+        for table, key in ((self.by_lower, name.strip().casefold()), (self.by_stem, _stem(name))):
+            hits = table.get(key, [])
+            if len(hits) == 1:
+                return hits[0]
+        return None
+
+    def for_case(self, case: str) -> list[StudySource]:
+        """Sources holding a participant ``case`` (or named after it)."""
+        hits = list(self.by_case.get(case.strip().casefold(), []))
+        for s in self.by_stem.get(case.strip().casefold(), []):
+            if s not in hits:
+                hits.append(s)
+        return hits
+
+    def by_text(self, text: str) -> StudySource | None:
+        """The study source with the same text (line ends, then all whitespace, ignored)."""
+        lf = text.replace("\r\n", "\n").replace("\r", "\n")
+        for s in self.sources:
+            if s.text == lf or s.text.strip() == lf.strip():
+                return s
+        squeezed = " ".join(lf.split())
+        hits = [s for s in self.sources if " ".join(s.text.split()) == squeezed]
+        return hits[0] if len(hits) == 1 else None
+
+
+# ---------------------------------------------------------------------------------------------
+# CSV
+# ---------------------------------------------------------------------------------------------
+
+
+def _read_rows(data: str, origin: str) -> tuple[list[str], list[dict[str, str]]]:
+    first = data[:4096].splitlines()[0] if data.strip() else ""
+    # Only the delimiter is guessed (from the header); quoting is always the spreadsheet kind.
+    counts = {d: first.count(d) for d in (",", ";", "\t")}
+    delimiter = max(counts, key=lambda d: (counts[d], d == ","))
+    reader = csv.reader(io.StringIO(data), delimiter=delimiter, doublequote=True, quotechar='"')
+    try:
+        header = next(reader)
+    except StopIteration as exc:
+        raise CodingFileError(f"{origin}: empty file") from exc
+    names = [h.strip().lower() for h in header]
+    rows = []
+    for values in reader:
+        if not any(v.strip() for v in values):
+            continue
+        rows.append({n: (values[i].strip("\ufeff") if i < len(values) else "") for i, n in enumerate(names)})
+    return names, rows
+
+
+def read_coding_csv(
+    path: str | PathLike[str],
+    sources: Iterable[StudySource],
+    coder: str | None = None,
+) -> CodingImport:
+    """Selections from a coding CSV (columns in the module docstring).
+
+    ``coder``: when the file has a ``coder`` column, only that coder's rows are read; otherwise
+    every row is filed under this name (required then). Raises :class:`CodingFileError` for a file
+    missing the needed columns; rows that cannot be mapped are reported in the result.
+    """
+    path = Path(path)
+    raw = path.read_bytes()
+    try:
+        data = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        data = raw.decode("cp1252")
+    return coding_csv_selections(data, sources, coder, origin=path.name)
+
+
+def coding_csv_selections(
+    data: str,
+    sources: Iterable[StudySource],
+    coder: str | None = None,
+    origin: str = "codings.csv",
+) -> CodingImport:
+    """:func:`read_coding_csv` on CSV text already in memory."""
+    names, rows = _read_rows(data, origin)
+    have = set(names)
+    missing = []
+    if not have & {"source", "case"}:
+        missing.append("source or case")
+    if not ({"start", "end"} <= have or "text" in have):
+        missing.append("start and end, or text")
+    if "code" not in have:
+        missing.append("code")
+    if "coder" not in have and not coder:
+        missing.append("coder (or name the coder)")
+    if missing:
+        raise CodingFileError(
+            f"{origin}: missing column(s): {'; '.join(missing)} (found: {', '.join(names) or 'none'})"
+        )
+    index = SourceIndex(sources)
+    result = CodingImport(origin=origin)
+    unmatched: dict[str, int] = Counter()
+    seen_place: dict[tuple, tuple[int, int]] = {}
+    by_offsets = {"start", "end"} <= have
+    for line_no, row in enumerate(rows, start=2):
+        who = row.get("coder", "").strip() or (coder or "")
+        if coder and "coder" in have and row.get("coder", "").strip() and who != coder:
+            continue
+        if not who:
+            result.problems.append(f"{origin} line {line_no}: no coder; row skipped")
+            continue
+        code = row.get("code", "").strip()
+        if not code:
+            result.problems.append(f"{origin} line {line_no}: no code; row skipped")
+            continue
+        result.n_records += 1
+        source_name = row.get("source", "").strip()
+        case = row.get("case", "").strip()
+        if source_name:
+            hit = index.by_file_name(source_name)
+            candidates = [hit] if hit else []
+            label = source_name
+            if hit:
+                result.matched_sources.setdefault(source_name, (hit.name, "name"))
+        elif case:
+            candidates = index.for_case(case)
+            label = f"case {case}"
+            for c in candidates:
+                result.matched_sources.setdefault(label, (c.name, "case"))
+        else:
+            result.problems.append(f"{origin} line {line_no}: neither source nor case; row skipped")
+            continue
+        if not candidates:
+            unmatched[label] += 1
+            continue
+        text = row.get("text", "")
+        if by_offsets and row.get("start", "").strip() and row.get("end", "").strip():
+            try:
+                start, end = int(row["start"]), int(row["end"])
+            except ValueError:
+                result.problems.append(f"{origin} line {line_no}: start/end are not whole numbers; row skipped")
+                continue
+            if len(candidates) > 1:
+                result.problems.append(f"{origin} line {line_no}: offsets with a case held by several "
+                                       f"sources ({', '.join(c.name for c in candidates)}); row skipped")
+                continue
+            src = candidates[0]
+            if not 0 <= start < end <= len(src.text):
+                result.not_found.append(f"line {line_no}: [{start}, {end}) outside {src.name} "
+                                        f"(length {len(src.text)})")
+                continue
+            result.selections.append((src.key, start, end, code, who))
+            continue
+        if not text.strip():
+            result.problems.append(f"{origin} line {line_no}: no text and no offsets; row skipped")
+            continue
+        place_key = (tuple(c.key for c in candidates), " ".join(text.split()))
+        if place_key in seen_place:  # the same excerpt again (another code): same place
+            src_key, (start, end) = seen_place[place_key]
+            result.selections.append((src_key, start, end, code, who))
+            continue
+        found: list[tuple[StudySource, tuple[int, int]]] = []
+        for src in candidates:
+            found.extend((src, span) for span in index.locator(src).find_all(text))
+        if not found:
+            short = " ".join(text.split())
+            short = short if len(short) <= 70 else short[:67] + "..."
+            result.not_found.append(f"line {line_no} ({label}): \"{short}\"")
+            continue
+        if len(found) > 1:
+            result.ambiguous += 1
+        src, (start, end) = found[0]
+        seen_place[place_key] = (src.key, (start, end))
+        result.selections.append((src.key, start, end, code, who))
+    result.unmatched_sources = [f"{name} ({n} row{'s' * (n != 1)})" for name, n in sorted(unmatched.items())]
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# REFI-QDA projects
+# ---------------------------------------------------------------------------------------------
+
+
+def code_names(codes: Sequence[QdaCode]) -> dict[str, str]:
+    """Code GUID -> code name; a name used by two codes becomes its path ``Parent/Child``."""
+    paths: dict[str, list[str]] = {}
+
+    def walk(items: Sequence[QdaCode], parents: list[str]) -> None:
+        for c in items:
+            paths[c.guid] = parents + [c.name]
+            walk(c.children, parents + [c.name])
+
+    walk(codes, [])
+    counts = Counter(p[-1] for p in paths.values())
+    return {g: (p[-1] if counts[p[-1]] == 1 else "/".join(p)) for g, p in paths.items()}
+
+
+def qda_selections(
+    project: QdaProject,
+    sources: Iterable[StudySource],
+    coder: str | None = None,
+    origin: str = "project.qdpx",
+    skip_users: Sequence[str] = (MACHINE_USER_NAME,),
+) -> CodingImport:
+    """Selections from a REFI-QDA project, each coding filed under its user's name.
+
+    Sources are matched to study sources by name (exact, ignoring case, without extension), then by
+    text equality (line ends and whitespace ignored). When a source matched by name has a different
+    text, each selection is re-located by its selected text (nearest place to its old offset).
+    ``coder``: read only that user's codings; codings without a user are filed under it (else under
+    ``"(no user)"``). Users named in ``skip_users`` (our own machine user, by default: its codings are
+    the run's own) are left out and reported.
+    """
+    index = SourceIndex(sources)
+    result = CodingImport(origin=origin, problems=list(project.problems))
+    names = code_names(project.codes)
+    result.code_descriptions = {names[c.guid]: c.description for c in project.all_codes() if c.description}
+    users = {u.guid: u.name for u in project.users}
+    matched: dict[str, tuple[StudySource, str]] = {}
+    for qs in project.sources:
+        hit = index.by_file_name(qs.name)
+        how = "name"
+        if hit is None:
+            hit, how = index.by_text(qs.text), "text"
+        if hit is None:
+            result.unmatched_sources.append(qs.name or qs.guid)
+            continue
+        same = hit.text == qs.text
+        matched[qs.guid] = (hit, "same" if same else "differs")
+        result.matched_sources[qs.name] = (hit.name, how if same else f"{how}, text differs")
+    texts = {qs.guid: qs.text for qs in project.sources}
+    skipped: Counter = Counter()
+    for c in project.codings:
+        user = users.get(c.user_guid, c.user_guid) if c.user_guid else None
+        if user is not None and user in skip_users:
+            skipped[user] += 1
+            continue
+        if coder and user is not None and user != coder:
+            continue
+        who = user or coder or NO_USER
+        if c.source_guid not in matched:
+            continue
+        result.n_records += 1
+        code = names.get(c.code_guid)
+        if code is None:  # read_qde drops these already; belt and braces
+            result.problems.append(f"{origin}: coding with unknown code {c.code_guid}; dropped")
+            continue
+        src, state = matched[c.source_guid]
+        if state == "same":
+            result.selections.append((src.key, c.start, c.end, code, who))
+            continue
+        excerpt = texts[c.source_guid][c.start:c.end]
+        spans = index.locator(src).find_all(excerpt)
+        if not spans:
+            short = " ".join(excerpt.split())
+            short = short if len(short) <= 70 else short[:67] + "..."
+            result.not_found.append(f"{src.name} [{c.start}, {c.end}) \"{short}\"")
+            continue
+        start, end = min(spans, key=lambda sp: (abs(sp[0] - c.start), sp[0]))
+        result.relocated += 1
+        result.selections.append((src.key, start, end, code, who))
+    result.skipped_users = [f"{u} ({n} codings; the machine's codings come from its runs)"
+                            for u, n in sorted(skipped.items())]
+    return result
+
+
+def read_codings(
+    path: str | PathLike[str],
+    sources: Iterable[StudySource],
+    coder: str | None = None,
+) -> CodingImport:
+    """A ``.csv`` coding table or a ``.qdpx`` REFI-QDA project, by the file's extension."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return read_coding_csv(path, sources, coder)
+    if suffix == ".qdpx":
+        return qda_selections(read_qdpx(path), sources, coder, origin=path.name)
+    raise CodingFileError(f"{path}: use a .csv coding table or a .qdpx REFI-QDA project")
+
+
+# ---------------------------------------------------------------------------------------------
+# Selections that gave no segment a code
+# ---------------------------------------------------------------------------------------------
+
+
+def unmapped_selections(
+    selections: Iterable[Selection],
+    segments: Iterable[Segment],
+    codings: Mapping[Hashable, Mapping[Hashable, frozenset[str]]],
+) -> list[Selection]:
+    """Selections that put their code on no segment (they fall on interviewer turns, short replies
+    or cover too little of any segment): what :func:`pipeline.agreement.map_selections` could not use."""
+    by_source: dict[Hashable, list[tuple[int, int, Hashable]]] = defaultdict(list)
+    for seg_id, source, start, end in segments:
+        by_source[source].append((int(start), int(end), seg_id))
+    lost = []
+    for sel in selections:
+        source, start, end, code, coder = sel
+        coded = codings.get(coder, {})
+        hit = any(
+            s < end and start < e and code in coded.get(seg_id, ())
+            for s, e, seg_id in by_source.get(source, ())
+        )
+        if not hit:
+            lost.append(sel)
+    return lost
+
+
+_NUM = re.compile(r"(\d+)")
+
+
+def natural_key(text: str | None) -> tuple:
+    """Sort key putting P2 before P10."""
+    return tuple(int(p) if p.isdigit() else p.casefold() for p in _NUM.split(text or ""))

@@ -1,0 +1,62 @@
+"""Shared fixtures: one temporary Prefect API for the session and the example study run once."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+# Keep the developer's Prefect home and Themesift workspace untouched by tests.
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="themesift-test-prefect-")
+os.environ.pop("THEMESIFT_HOME", None)
+os.environ.pop("PREFECT_API_URL", None)
+
+import flows  # noqa: E402,F401  (Prefect settings before Prefect is imported)
+from models.store import Store  # noqa: E402
+from pipeline.config import load_config  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "ipt-study"
+TRANSCRIPTS = EXAMPLE / "transcripts"
+SHARED = ROOT.parent / "shared" / "datasets"
+
+
+def study_config(folder: Path, **overrides) -> dict:
+    """Default config with the store in ``folder`` (a fresh SQLite database)."""
+    cfg = load_config(overrides=overrides or None)
+    cfg["store"]["workspace"] = str(folder)
+    cfg["store"]["url"] = f"sqlite:///{folder / 'themesift.db'}"
+    return cfg
+
+
+@dataclass
+class StudyRun:
+    name: str
+    config: dict
+    outcome: dict
+
+    @property
+    def store(self) -> Store:
+        return Store.from_config(self.config["store"])
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+@pytest.fixture(scope="session")
+def example_study(prefect_harness, tmp_path_factory) -> StudyRun:
+    """The example study suggested once with the default config, in its own database."""
+    from flows.suggest import suggest_flow
+
+    cfg = study_config(tmp_path_factory.mktemp("example-study"))
+    outcome = suggest_flow(paths=[str(TRANSCRIPTS)], study="ipt", config=cfg)
+    assert outcome["status"] == "completed", outcome
+    return StudyRun("ipt", cfg, outcome)

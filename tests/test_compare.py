@@ -1,0 +1,477 @@
+"""Compare codings: reading human codings, storing them, comparing every coder, the matrix and .qdpx out.
+
+The pure parts are tested on small hand-made texts. The end-to-end tests run the real suggest flow
+once per session on the example study (about 25 s) in a temporary workspace, then drive the
+``themesift`` CLI (real flows on the session's Prefect test harness, real SQLite).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+import xml.etree.ElementTree as ET
+import zipfile
+from datetime import datetime, timezone
+from pathlib import Path
+from types import SimpleNamespace
+
+import krippendorff
+import numpy as np
+import pytest
+from sklearn.metrics import cohen_kappa_score
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from models.codings import Coding, replace_codings, stored_codings  # noqa: E402
+from models.records import Segment, Source, Study  # noqa: E402
+from models.store import Store  # noqa: E402
+from pipeline.agreement import map_selections, partition_to_coding  # noqa: E402
+from pipeline.codings import (  # noqa: E402
+    MACHINE_USER_NAME,
+    CodingFileError,
+    StudySource,
+    TextLocator,
+    coding_csv_selections,
+    qda_selections,
+    read_codings,
+    unmapped_selections,
+)
+from pipeline.compare import compare_study  # noqa: E402
+from pipeline.refi_qda import (  # noqa: E402
+    PROJECT_NS,
+    QdaCode,
+    QdaCoding,
+    QdaProject,
+    QdaSource,
+    QdaUser,
+    read_qdpx,
+    stable_guid,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "ipt-study"
+CREATED = datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
+
+P01 = ("Interviewer: How long is the wait?\n"
+       "P01: The waiting list was  huge.\nWe had\n\u201cno staff\u201d \u2013 none at all.\n"
+       "Interviewer: And money?\nP01: Money is tight. Money is tight.\n")
+P02 = "P02: Video calls work for most people. Some have no broadband.\n"
+
+
+def _sources() -> list[StudySource]:
+    return [StudySource(1, "P01.txt", P01, frozenset({"P01"})),
+            StudySource(2, "P02.docx", P02, frozenset({"P02"}))]
+
+
+# ------------------------------------------------------------------ excerpts and CSV
+
+
+def test_locator_is_whitespace_then_typography_tolerant():
+    loc = TextLocator(P01)
+    start = P01.index("The waiting")
+    end = P01.index("none at all.") + len("none at all.")
+    # blanks and line breaks compare equal; curly quotes and the en dash fold to ASCII
+    assert loc.find_all('The waiting list was huge. We had "no staff" - none at all.') == [(start, end)]
+    assert loc.find_all("  The waiting\n list ") == [(start, start + len("The waiting list"))]
+    assert loc.find_all("money is TIGHT.") == [(P01.index("Money"), P01.index("Money") + 15),
+                                               (P01.rindex("Money"), P01.rindex("Money") + 15)]
+    assert loc.find_all("not in the text") == []
+
+
+def test_coding_csv_by_text_case_and_offsets_reports_what_it_cannot_map():
+    start = P02.index("Some have")
+    data = (
+        "Source,Case,Start,End,Text,Code,Coder\n"
+        'P01.txt,,,,"The waiting list was huge. We had ""no staff"" - none at all.",capacity,ann\n'
+        "p01,,,,The waiting list,capacity,bob\n"  # file name without extension, other case
+        ",P02,,,Some have no broadband.,exclusion,ann\n"  # by case
+        f"P02.docx,,{start},{len(P02) - 1},,exclusion,bob\n"  # by offsets
+        ",P01,,,Money is tight.,costs,ann\n"  # twice in the text: first place, reported
+        "P09.txt,,,,Anything,costs,ann\n"  # no such source
+        "P01.txt,,,,A sentence nobody said.,costs,ann\n"  # not found
+        "P02.docx,,10,999,,costs,ann\n"  # offsets outside the text
+    )
+    result = coding_csv_selections(data, _sources(), origin="c.csv")
+    ws = P01.index("The waiting")
+    assert result.selections[0] == (1, ws, P01.index("none at all.") + 12, "capacity", "ann")
+    assert result.selections[1] == (1, ws, ws + len("The waiting list"), "capacity", "bob")
+    assert result.selections[2] == (2, start, len(P02) - 1, "exclusion", "ann")
+    assert result.selections[3] == (2, start, len(P02) - 1, "exclusion", "bob")
+    assert result.selections[4] == (1, P01.index("Money"), P01.index("Money") + 15, "costs", "ann")
+    assert len(result.selections) == 5
+    assert result.ambiguous == 1
+    assert result.unmatched_sources == ["P09.txt (1 row)"]
+    assert len(result.not_found) == 2 and "line 8" in result.not_found[0] and "outside" in result.not_found[1]
+    assert result.coders == ["ann", "bob"]
+    assert any("P09.txt" in line for line in result.messages())
+
+
+def test_coding_csv_coder_option_and_missing_columns():
+    data = "source,text,code,coder\nP02.docx,Video calls work for most people.,video,ann\n" \
+           "P02.docx,Video calls work for most people.,video,bob\n"
+    assert [s[4] for s in coding_csv_selections(data, _sources(), coder="bob").selections] == ["bob"]
+    no_coder = "source,text,code\nP02.docx,Video calls work for most people.,video\n"
+    assert coding_csv_selections(no_coder, _sources(), coder="cy").selections[0][4] == "cy"
+    with pytest.raises(CodingFileError, match="coder"):
+        coding_csv_selections(no_coder, _sources())
+    with pytest.raises(CodingFileError, match="source or case"):
+        coding_csv_selections("text,code,coder\nx,y,z\n", _sources())
+    semicolons = "source;text;code;coder\nP02.docx;Some have no broadband.;exclusion;ann\n"
+    assert len(coding_csv_selections(semicolons, _sources()).selections) == 1
+
+
+# ------------------------------------------------------------------ REFI-QDA projects
+
+
+def test_qda_sources_matched_by_name_then_text_and_relocated():
+    ann = QdaUser(stable_guid("u", "ann"), "ann")
+    machine = QdaUser(stable_guid("u", "m"), MACHINE_USER_NAME)
+    code = QdaCode(stable_guid("c", "x"), "exclusion")
+    moved = "Header added by another tool\n" + P02  # same name, text differs: offsets re-found by text
+    by_text = QdaSource(stable_guid("s", "1"), "Interview one", P01)  # other name, same text
+    renamed = QdaSource(stable_guid("s", "2"), "p02.DOCX", moved)
+    stranger = QdaSource(stable_guid("s", "3"), "P77", "Nothing like the study's text.")
+    at = moved.index("Some have")
+    p01_at = P01.index("The waiting")
+    project = QdaProject(
+        name="x", users=(ann, machine), codes=(code,), sources=(by_text, renamed, stranger),
+        codings=(QdaCoding(renamed.guid, at, at + 23, code.guid, ann.guid),
+                 QdaCoding(by_text.guid, p01_at, p01_at + 16, code.guid, ann.guid),
+                 QdaCoding(stranger.guid, 0, 7, code.guid, ann.guid),
+                 QdaCoding(by_text.guid, 0, 5, code.guid, machine.guid)),
+    )
+    result = qda_selections(project, _sources(), origin="p.qdpx")
+    start = P02.index("Some have")
+    assert sorted(result.selections) == [(1, p01_at, p01_at + 16, "exclusion", "ann"),
+                                         (2, start, start + 23, "exclusion", "ann")]
+    assert result.relocated == 1
+    assert result.matched_sources["Interview one"] == ("P01.txt", "text")
+    assert result.matched_sources["p02.DOCX"] == ("P02.docx", "name, text differs")
+    assert result.unmatched_sources == ["P77"]
+    assert result.skipped_users and MACHINE_USER_NAME in result.skipped_users[0]
+
+
+def test_tolerant_hand_written_project_to_segments(tmp_path):
+    """CRLF source text (offsets count the CR), braces and lower case in GUIDs, a prefixed namespace,
+    the inner file named after the project: read, matched to the study source, mapped onto segments."""
+    crlf = P01.replace("\n", "\r\n")
+    start = crlf.index("The waiting")
+    end = crlf.index("none at all.") + len("none at all.")
+    src_guid = "{9f1c7c52-2f7e-4b0e-9d35-000000000001}"
+    xml = f"""<?xml version="1.0" encoding="utf-8"?>
+<qda:Project xmlns:qda="urn:QDA-XML:project:1.0" name="Hand made">
+  <qda:Users><qda:User guid="{{aaaaaaaa-0000-0000-0000-000000000001}}" name="dora"/></qda:Users>
+  <qda:CodeBook><qda:Codes>
+    <qda:Code guid="{{cccccccc-0000-0000-0000-000000000001}}" name="Access" isCodable="true">
+      <qda:Code guid="cccccccc-0000-0000-0000-000000000002" name="capacity" isCodable="true"/>
+    </qda:Code>
+  </qda:Codes></qda:CodeBook>
+  <qda:Sources>
+    <qda:TextSource guid="{src_guid}" name="P01.txt" plainTextPath="internal://{src_guid.strip('{}')}.txt">
+      <qda:PlainTextSelection guid="{{bbbbbbbb-0000-0000-0000-000000000001}}" startPosition="{start}"
+          endPosition="{end}" creatingUser="{{AAAAAAAA-0000-0000-0000-000000000001}}">
+        <qda:Coding guid="dddddddd-0000-0000-0000-000000000001">
+          <qda:CodeRef targetGUID="{{CCCCCCCC-0000-0000-0000-000000000002}}"/>
+        </qda:Coding>
+      </qda:PlainTextSelection>
+    </qda:TextSource>
+  </qda:Sources>
+</qda:Project>"""
+    path = tmp_path / "export.qdpx"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("Hand made.qde", xml.encode("utf-8"))
+        zf.writestr(f"Sources/{src_guid.strip('{}')}.txt", crlf.encode("utf-8"))
+    result = read_codings(path, _sources())
+    lf_start, lf_end = P01.index("The waiting"), P01.index("none at all.") + 12
+    assert result.selections == [(1, lf_start, lf_end, "capacity", "dora")]
+    assert result.problems == []
+    # segments: one per participant sentence group; the selection covers the first fully
+    segments = [("s1", 1, lf_start, P01.index("We had") - 1), ("s2", 1, P01.index("We had"), lf_end),
+                ("s3", 1, P01.index("Money"), len(P01) - 1)]
+    codings = map_selections(result.selections, segments)
+    assert codings == {"dora": {"s1": frozenset({"capacity"}), "s2": frozenset({"capacity"})}}
+    assert unmapped_selections(result.selections, segments, codings) == []
+
+
+def test_half_cover_rule_and_lost_selections():
+    segments = [("a", 1, 0, 10), ("b", 1, 10, 20)]
+    sels = [(1, 0, 5, "x", "ann"), (1, 10, 14, "y", "ann")]  # 5/10 covers a; 4/10 does not cover b
+    codings = map_selections(sels, segments)
+    assert codings == {"ann": {"a": frozenset({"x"})}}
+    assert unmapped_selections(sels, segments, codings) == [(1, 10, 14, "y", "ann")]
+
+
+# ------------------------------------------------------------------ the comparison on a small case
+
+
+def test_compare_study_maps_machine_themes_by_hungarian_matching():
+    units = [f"u{i}" for i in range(12)]
+    cases = {u: f"P{i % 3 + 1}" for i, u in enumerate(units)}
+    F = frozenset
+    ann = {u: F({"cost"}) for u in units[:6]} | {u: F({"access"}) for u in units[6:10]}
+    bob = {u: F({"cost"}) for u in units[:5]} | {u: F({"access"}) for u in units[5:10]}
+    machine = {u: "T01 money" for u in units[:6]} | {u: "T02 reach" for u in units[6:9]} | {"u9": None}
+    result = compare_study(units, cases, {"ann": ann, "bob": bob}, machine, ["T01 money", "T02 reach"], top_k=2,
+                           min_positive=1)
+    m_ann = result.machine[0]
+    assert m_ann.match.mapping == {"T01 money": "cost", "T02 reach": "access"}
+    # machine vs ann on "cost": identical -> kappa 1; on "access": ann 4, machine 3 (u9 outlier)
+    assert m_ann.report.get(("machine", "ann"), "cost").kappa == pytest.approx(1.0)
+    a = [1 if "access" in ann.get(u, ()) else 0 for u in units]
+    m = [1 if machine.get(u) == "T02 reach" else 0 for u in units]
+    assert m_ann.report.get(("machine", "ann"), "access").kappa == pytest.approx(cohen_kappa_score(a, m))
+    assert result.all_report is not None and result.all_report.overall[-1].coders == ("ann", "bob", "machine")
+    assert [r["case"] for r in result.coverage] == ["P1", "P2", "P3"]
+    assert m_ann.overlap.tolist() == [[0, 6], [3, 0]]  # themes x codes (access, cost)
+
+
+# ------------------------------------------------------------------ storage
+
+
+def _tiny_store(tmp_path) -> tuple[Store, list[int]]:
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    with store.transaction() as session:
+        study = Study(name="tiny")
+        source = Source(study=study, name="a.txt", path="a.txt", format="txt", sha256="0" * 64, text=P02)
+        session.add_all([study, source])
+        session.flush()
+        segs = [Segment(source_id=source.id, start=s, end=e, case="P02", speaker="P02", role="participant",
+                        turn_index=0, text=P02[s:e], text_hash=str(s), clusterable=True)
+                for s, e in ((5, 38), (39, 62))]
+        session.add_all(segs)
+        session.flush()
+        return store, [s.id for s in segs]
+
+
+def test_import_replaces_a_coders_earlier_import_in_one_transaction(tmp_path):
+    store, (s1, s2) = _tiny_store(tmp_path)
+    with store.transaction() as session:
+        replace_codings(session, "tiny", {"ann": {s1: ["video"], s2: ["access", "video"]}, "bob": {s1: ["video"]}},
+                        "first.csv")
+    with store.transaction() as session:
+        assert replace_codings(session, "tiny", {"ann": {s2: ["access"]}}, "second.csv") == {"ann": 1}
+    with store.sessions() as session:
+        codings, coders = stored_codings(session, "tiny")
+    assert codings == {"ann": {s2: frozenset({"access"})}, "bob": {s1: frozenset({"video"})}}
+    assert {c.name: c.origin for c in coders} == {"ann": "second.csv", "bob": "first.csv"}
+    # a failing import (unknown segment: foreign key) leaves the earlier one as it was
+    with pytest.raises(Exception):
+        with store.transaction() as session:
+            replace_codings(session, "tiny", {"ann": {s1: ["x"], 999_999: ["y"]}}, "broken.csv")
+    with store.sessions() as session:
+        assert stored_codings(session, "tiny")[0]["ann"] == {s2: frozenset({"access"})}
+        assert session.query(Coding).count() == 2
+
+
+# ------------------------------------------------------------------ end to end on the example study
+
+
+@pytest.fixture(scope="session")
+def ipt(prefect_harness, tmp_path_factory):
+    """The example study suggested once, in a workspace of its own (named by a config file)."""
+    from flows.suggest import suggest_flow
+    from pipeline.config import load_config
+
+    ws = tmp_path_factory.mktemp("compare-ws")
+    cfg_file = ws / "config.yaml"
+    cfg_file.write_text(f"store:\n  workspace: '{ws}'\n", encoding="utf-8")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("THEMESIFT_HOME", raising=False)
+        config = load_config(cfg_file)
+        outcome = suggest_flow(paths=[str(EXAMPLE / "transcripts")], study="ipt", config=config)
+        assert outcome["status"] == "completed", outcome
+        yield SimpleNamespace(ws=ws, cfg=str(cfg_file), config=config, run_id=outcome["run_id"],
+                              store=Store.from_config(config["store"]))
+
+
+def _cli(*argv: str) -> int:
+    from flows.cli import main
+
+    return main(list(argv))
+
+
+@pytest.fixture(scope="session")
+def imported(ipt):
+    """The example's two human coders imported through the CLI (a real flow)."""
+    assert _cli("import", "codings", str(EXAMPLE / "human_coding.csv"), "--study", "ipt", "--config", ipt.cfg) == 0
+    with ipt.store.sessions() as session:
+        return stored_codings(session, "ipt")[0]
+
+
+def _view(ipt):
+    from flows.compare import load_view
+
+    return load_view(ipt.store, "ipt")
+
+
+def _codebook() -> list[str]:
+    with (EXAMPLE / "codebook.csv").open(encoding="utf-8") as handle:
+        return [row["code"] for row in csv.DictReader(handle)]
+
+
+def test_import_maps_both_coders_onto_the_runs_segments(ipt, imported):
+    view = _view(ipt)
+    units = set(view.unit_ids)
+    assert set(imported) == {"amira", "ben"}
+    for coding in imported.values():
+        assert set(coding) <= units
+        assert len(coding) > 0.9 * len(units)  # they coded every substantive passage
+        assert {c for cs in coding.values() for c in cs} == set(_codebook())
+
+
+def _vector(coding, units, code):
+    return np.array([1 if code in coding.get(u, ()) else 0 for u in units])
+
+
+def test_compare_end_to_end_figures_match_the_libraries(ipt, imported, capsys):
+    capsys.readouterr()
+    assert _cli("compare", "--study", "ipt", "--config", ipt.cfg) == 0
+    out = capsys.readouterr().out
+    for head in ("amira vs ben", "machine vs amira", "machine vs ben"):
+        assert head in out
+    assert "Hungarian" in out
+    folder = ipt.ws / "ipt"
+    stem = f"compare-run{ipt.run_id}"
+    report = folder / f"{stem}.html"
+    assert report.exists()
+    html = report.read_text(encoding="utf-8")
+    assert html.count("<svg") >= 4  # kappa bars, a heatmap per human, coverage
+    assert "http" not in html.replace("http://www.w3.org/2000/svg", "")  # self-contained
+
+    with (folder / f"{stem}-agreement.csv").open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    with (folder / f"{stem}-mapping.csv").open(encoding="utf-8") as handle:
+        mapping_rows = list(csv.DictReader(handle))
+    view = _view(ipt)
+    units = view.unit_ids
+    printed = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.split()[:1]}
+    human_kappas = []
+    for code in _codebook():
+        row = next(r for r in rows if r["comparison"] == "amira vs ben" and r["code"] == code)
+        a, b = _vector(imported["amira"], units, code), _vector(imported["ben"], units, code)
+        kappa = cohen_kappa_score(a, b)
+        alpha = krippendorff.alpha(reliability_data=np.vstack([a, b]).astype(float), level_of_measurement="nominal")
+        assert float(row["kappa"]) == pytest.approx(kappa, abs=1e-9)
+        assert float(row["alpha"]) == pytest.approx(alpha, abs=1e-9)
+        assert [int(row[k]) for k in ("both", "only_a", "only_b", "neither")] == [
+            int(((a == 1) & (b == 1)).sum()), int(((a == 1) & (b == 0)).sum()),
+            int(((a == 0) & (b == 1)).sum()), int(((a == 0) & (b == 0)).sum())]
+        human_kappas.append(kappa)
+        # printed: kappa and alpha for amira vs ben first, then machine vs each
+        assert printed[code][:2] == [f"{kappa:.2f}", f"{alpha:.2f}"]
+        assert f"<td>{kappa:.2f}</td>" in html
+        for human in ("amira", "ben"):
+            theme_to_code = {m["theme"]: m["code"] for m in mapping_rows
+                             if m["human"] == human and m["theme"] and m["code"]}
+            machine = {u: frozenset([theme_to_code.get(t, t)]) for u, t in view.partition.items() if t}
+            mv, hv = _vector(machine, units, code), _vector(imported[human], units, code)
+            mrow = next(r for r in rows if r["comparison"] == f"machine vs {human}" and r["code"] == code)
+            assert float(mrow["kappa"]) == pytest.approx(cohen_kappa_score(mv, hv), abs=1e-9)
+            m_alpha = krippendorff.alpha(reliability_data=np.vstack([mv, hv]).astype(float),
+                                         level_of_measurement="nominal")
+            assert float(mrow["alpha"]) == pytest.approx(m_alpha, abs=1e-9)
+    # the two humans disagree on about 15% of passages: substantial to almost perfect agreement
+    assert np.mean(human_kappas) > 0.8
+    assert {m["method"] for m in mapping_rows} == {"hungarian"}
+    clustering = list(csv.DictReader((folder / f"{stem}-clustering.csv").open(encoding="utf-8")))
+    assert {r["human"] for r in clustering} == {"amira", "ben"}
+    assert all(0 <= float(r["recovered_share"]) <= 1 and not math.isnan(float(r["nmi_all"])) for r in clustering)
+
+
+def test_matrix_exports(ipt, imported, tmp_path):
+    from openpyxl import load_workbook
+
+    view = _view(ipt)
+    xlsx = tmp_path / "m.xlsx"
+    assert _cli("matrix", "--study", "ipt", "--config", ipt.cfg, "-o", str(xlsx)) == 0
+    wb = load_workbook(xlsx)
+    assert wb.sheetnames == ["Matrix", "Counts", "Quotes", "Themes"]
+    ws = wb["Matrix"]
+    cases = [ws.cell(row=r, column=1).value for r in range(2, 12)]
+    assert cases == [f"P{i:02d}" for i in range(1, 11)]
+    assert ws.cell(row=1, column=3).value == view.themes[0].code
+    counts = wb["Counts"]
+    total = sum(counts.cell(row=r, column=c).value or 0 for r in range(2, 12) for c in range(3, 3 + len(view.themes)))
+    assert total == sum(1 for t in view.partition.values() if t)
+    some_cell = next(ws.cell(row=r, column=c).value for r in range(2, 12) for c in range(3, 8)
+                     if ws.cell(row=r, column=c).value)
+    assert "segment" in some_cell and "chars" in some_cell  # count, then quotes with their location
+    quote = wb["Quotes"]
+    source, start, end, text = (quote.cell(row=2, column=k).value for k in (3, 4, 5, 7))
+    src = next(s for s in view.sources if s.name == source)
+    assert src.text[start:end].startswith(text.rstrip(".")[:40])
+
+    out_csv = tmp_path / "amira.csv"
+    assert _cli("matrix", "--study", "ipt", "--config", ipt.cfg, "--coder", "amira", "--format", "csv",
+                "-o", str(out_csv)) == 0
+    rows = list(csv.reader(out_csv.open(encoding="utf-8")))
+    assert rows[0][2:] == sorted(_codebook())
+    assert rows[-2][0] == "participants raising it"
+    out_html = tmp_path / "m.html"
+    assert _cli("matrix", "--study", "ipt", "--config", ipt.cfg, "--format", "html", "-o", str(out_html)) == 0
+    assert "participants raising it" in out_html.read_text(encoding="utf-8")
+
+
+def _check_structure(path: Path) -> None:
+    """What ../shared/notes/refi-qda.md asks of a project (and QualCoder's reader relies on)."""
+    with zipfile.ZipFile(path) as zf:
+        names = set(zf.namelist())
+        assert "project.qde" in names
+        root = ET.fromstring(zf.read("project.qde"))
+        ns = f"{{{PROJECT_NS}}}"
+        assert root.tag == f"{ns}Project" and root.get("name")
+        order = ["Users", "CodeBook", "Variables", "Cases", "Sources", "Notes", "Links", "Sets", "Graphs",
+                 "Description", "NoteRef"]
+        children = [c.tag.removeprefix(ns) for c in root]
+        assert children == sorted(children, key=order.index)
+        users = {u.get("guid") for u in root.iter(f"{ns}User")}
+        codes = {c.get("guid") for c in root.iter(f"{ns}Code")}
+        code_names = [c.get("name") for c in root.iter(f"{ns}Code")]
+        assert len(code_names) == len(set(code_names))
+        assert all(c.get("isCodable") == "true" for c in root.iter(f"{ns}Code"))
+        sources = {s.get("guid") for s in root.iter(f"{ns}TextSource")}
+        for src in root.iter(f"{ns}TextSource"):
+            target = src.get("plainTextPath").removeprefix("internal://")
+            assert f"sources/{target}" in names
+            text = zf.read(f"sources/{target}").decode("utf-8")
+            for sel in src.iter(f"{ns}PlainTextSelection"):
+                assert 0 <= int(sel.get("startPosition")) < int(sel.get("endPosition")) <= len(text)
+                assert sel.get("creatingUser") in users and sel.get("creationDateTime")
+                for coding in sel.iter(f"{ns}Coding"):
+                    assert coding.get("creatingUser") in users
+                    assert [r.get("targetGUID") for r in coding] and all(
+                        r.get("targetGUID") in codes for r in coding)
+        for case in root.iter(f"{ns}Case"):
+            assert all(r.get("targetGUID") in sources for r in case)
+
+
+def test_qdpx_export_then_import_gives_back_the_same_codings(ipt, imported, tmp_path, capsys):
+    from flows.compare import export_study_qdpx
+
+    path = tmp_path / "ipt.qdpx"
+    assert _cli("export", "qdpx", "--study", "ipt", "--config", ipt.cfg, "-o", str(path)) == 0
+    _check_structure(path)
+    view = _view(ipt)
+    project = read_qdpx(path)
+    assert project.problems == ()
+    assert {u.name for u in project.users} == {"amira", "ben", MACHINE_USER_NAME}
+    assert len(project.sources) == 10 and len(project.cases) == 10
+    # humans back, exactly as stored
+    result = qda_selections(project, view.sources, origin=path.name)
+    assert not result.unmatched_sources and not result.not_found and result.relocated == 0
+    assert map_selections(result.selections, view.segments) == imported
+    # the machine's user gives back the run's partition
+    machine = qda_selections(project, view.sources, coder=MACHINE_USER_NAME, skip_users=())
+    assert map_selections(machine.selections, view.segments)[MACHINE_USER_NAME] == partition_to_coding(view.partition)
+    # deterministic: a re-export is byte-identical but for the timestamp
+    a, b = tmp_path / "a.qdpx", tmp_path / "b.qdpx"
+    export_study_qdpx(view, a, created=CREATED)
+    export_study_qdpx(view, b, created=CREATED)
+    assert a.read_bytes() == b.read_bytes()
+    # and importing our own export through the CLI stores the same codings again
+    capsys.readouterr()
+    assert _cli("import", "codings", str(path), "--study", "ipt", "--config", ipt.cfg) == 0
+    assert MACHINE_USER_NAME in capsys.readouterr().out  # reported as skipped
+    with ipt.store.sessions() as session:
+        assert stored_codings(session, "ipt")[0] == imported

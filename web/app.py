@@ -1,0 +1,427 @@
+"""The review web page: FastAPI + Jinja2, server-rendered, usable without JavaScript.
+
+Every page reads the study's current view (``models.review.load_view``: the latest run with the decision
+log folded in); every change is one ``POST /decide`` that goes through ``models.review.decide`` (validated,
+appended in one short transaction, or refused with nothing changed).
+
+Safety: all text comes from transcripts and coders, so it is only ever rendered through Jinja2 with
+autoescaping on (no ``|safe`` anywhere); every form carries a CSRF token bound to the browser's nonce
+cookie; cookies are HMAC-signed with a secret kept in the database; the server binds 127.0.0.1 unless told
+otherwise. Local mode: a coder types their name on first visit. Team mode: a coder signs in with the token
+``themesift coders add NAME --study STUDY`` printed for them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import math
+import re
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import quote, urlencode, urlsplit
+
+import jinja2
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import select
+
+from models.codings import Coder
+from models.decisions import coder_for_token, ensure_tables, review_secret, sign
+from models.review import (DecisionError, decide, load_view, run_diff, search_segments, segment_context,
+                           segments_by_id, split_proposal)
+from models.store import Store
+from pipeline import codebook as cb
+from pipeline.codebook import differences
+
+HERE = Path(__file__).resolve().parent
+NONCE_COOKIE, CODER_COOKIE = "ts_nonce", "ts_coder"
+PAGE_SIZE = 20
+DEFAULT_REVIEW = {"diff_match_jaccard": 0.5}
+_NAME = re.compile(r"^[^\x00-\x1f<>]{1,60}$")
+
+
+@dataclass
+class Visitor:
+    nonce: str
+    coder: str | None
+    csrf: str
+    new_nonce: bool
+
+
+def create_app(store: Store, study: str, team: bool = False, review_cfg: Mapping[str, Any] | None = None) -> FastAPI:
+    """The review app for one study of ``store``; ``team``: sign in with per-coder tokens."""
+    ensure_tables(store.engine)
+    with store.transaction() as session:
+        secret = review_secret(session)
+        load_view(session, study)  # fails early on an unknown study
+    review_cfg = {**DEFAULT_REVIEW, **(review_cfg or {})}
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["pct"] = lambda v: f"{100 * float(v):.0f}%"
+    env.filters["short"] = lambda s, n=160: s if len(s) <= n else s[: n - 1].rsplit(" ", 1)[0] + "\u2026"
+    templates = Jinja2Templates(env=env)
+    app = FastAPI(title="Themesift review", docs_url=None, redoc_url=None, openapi_url=None)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    mode = "team" if team else "local"
+
+    # -- visitors, cookies, CSRF -------------------------------------------------------------------
+    def visitor(request: Request) -> Visitor:
+        nonce = request.cookies.get(NONCE_COOKIE) or ""
+        fresh = not re.fullmatch(r"[A-Za-z0-9_-]{20,64}", nonce)
+        if fresh:
+            nonce = secrets.token_urlsafe(24)
+        coder = None
+        raw = request.cookies.get(CODER_COOKIE) or ""
+        if not fresh and raw.count(".") == 1:
+            encoded, sig = raw.split(".")
+            try:
+                name = base64.urlsafe_b64decode(encoded.encode()).decode()
+            except (ValueError, UnicodeDecodeError):
+                name = ""
+            if name and hmac.compare_digest(sig, sign(secret, f"coder|{mode}|{study}|{nonce}|{name}")):
+                coder = name
+        return Visitor(nonce, coder, sign(secret, f"csrf|{nonce}"), fresh)
+
+    def coder_cookie(v: Visitor, name: str) -> str:
+        encoded = base64.urlsafe_b64encode(name.encode()).decode()
+        return f"{encoded}.{sign(secret, f'coder|{mode}|{study}|{v.nonce}|{name}')}"
+
+    def finish(response: Response, v: Visitor) -> Response:
+        if v.new_nonce:
+            response.set_cookie(NONCE_COOKIE, v.nonce, httponly=True, samesite="strict")
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "same-origin"
+        response.headers["Content-Security-Policy"] = ("default-src 'self'; script-src 'self'; style-src 'self'; "
+                                                       "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'")
+        return response
+
+    def page(request: Request, v: Visitor, name: str, status_code: int = 200, **context) -> Response:
+        context.setdefault("view", None)
+        base = {"request": request, "study": study, "coder": v.coder, "csrf": v.csrf, "team": team,
+                "msg": request.query_params.get("msg", "")[:300], "path": _here(request), "undo": None}
+        view = context["view"]
+        if view is not None and v.coder:
+            last = view.state.last_of(v.coder)
+            if last is not None:
+                base["undo"] = {"uid": last.uid, "what": _summary(view, last)}
+        return finish(templates.TemplateResponse(request, name, {**base, **context}, status_code=status_code), v)
+
+    def login_redirect(request: Request, v: Visitor) -> Response:
+        return finish(RedirectResponse("/login?" + urlencode({"next": _here(request)}), status_code=303), v)
+
+    async def form_of(request: Request, v: Visitor) -> tuple[Any, Response | None]:
+        form = await request.form()
+        token = str(form.get("csrf") or "")
+        if v.new_nonce or not hmac.compare_digest(token, v.csrf):
+            return form, page(request, v, "error.html", 403, title="Form expired",
+                              errors=["This form is out of date or did not come from this page (CSRF check). "
+                                      "Nothing was changed; reload the page and try again."], back="/themes")
+        return form, None
+
+    # -- sign in ------------------------------------------------------------------------------------
+    @app.get("/login", response_class=HTMLResponse)
+    def login_form(request: Request, next: str = "/themes"):
+        v = visitor(request)
+        return page(request, v, "login.html", next=_safe_next(next), error="")
+
+    @app.post("/login")
+    async def login(request: Request):
+        v = visitor(request)
+        form, refused = await form_of(request, v)
+        if refused:
+            return refused
+        nxt = _safe_next(str(form.get("next") or "/themes"))
+        if team:
+            with store.sessions() as session:
+                name = coder_for_token(session, study, str(form.get("token") or ""))
+            if name is None:
+                return page(request, v, "login.html", 400, next=nxt, error="That token is not valid for this study.")
+        else:
+            name = " ".join(str(form.get("name") or "").split())
+            with store.sessions() as session:
+                other = session.scalars(select(Coder).where(Coder.name == name)).first()
+            if not _NAME.match(name):
+                return page(request, v, "login.html", 400, next=nxt,
+                            error="Type your name (1 to 60 characters, no angle brackets).")
+            if other is not None and other.kind != "human":
+                return page(request, v, "login.html", 400, next=nxt,
+                            error=f"'{name}' is the name of a program; choose your own name.")
+        response = RedirectResponse(nxt, status_code=303)
+        response.set_cookie(CODER_COOKIE, coder_cookie(v, name), httponly=True, samesite="lax")
+        return finish(response, v)
+
+    @app.post("/logout")
+    async def logout(request: Request):
+        v = visitor(request)
+        _, refused = await form_of(request, v)
+        if refused:
+            return refused
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(CODER_COOKIE)
+        return finish(response, v)
+
+    # -- pages --------------------------------------------------------------------------------------
+    @app.get("/")
+    def home():
+        return RedirectResponse("/themes", status_code=303)
+
+    @app.get("/themes", response_class=HTMLResponse)
+    def theme_list(request: Request, status: str = "all"):
+        v = visitor(request)
+        if not v.coder:
+            return login_redirect(request, v)
+        with store.sessions() as session:
+            view = load_view(session, study)
+            rows = view.rows()
+            quotes = segments_by_id(session, [r.quote_ids[0] for r in rows if r.quote_ids])
+            diffs = {d.ref for d in differences(view.entries) if d.kind == "theme"}
+            counts = {s: sum(r.status == s for r in rows) for s in (cb.NEW, cb.CONFIRMED, cb.REJECTED, cb.MERGED,
+                                                                    cb.SPLIT_UP)}
+            shown = [r for r in rows if status == "all" or r.status == status]
+            return page(request, v, "themes.html", view=view, rows=shown, quotes=quotes, diffs=diffs, counts=counts,
+                        status=status, outliers=len(view.outliers()))
+
+    @app.get("/themes/{key}", response_class=HTMLResponse)
+    def theme_page(request: Request, key: str, page_no: int = 1, order: str = "strongest"):
+        v = visitor(request)
+        if not v.coder:
+            return login_redirect(request, v)
+        with store.sessions() as session:
+            view = load_view(session, study)
+            row = view.row(key)
+            if row is None:
+                return page(request, v, "error.html", 404, view=view, title="No such theme",
+                            errors=[f"There is no theme '{key}' in this study."], back="/themes")
+            members = view.members(key) if row.status in cb.ACTIVE else []
+            weakest = order == "weakest"
+            members.sort(key=lambda s: (view.strength.get(s, -1.0) if weakest else -view.strength.get(s, -1.0), s))
+            pages = max(1, math.ceil(len(members) / PAGE_SIZE))
+            page_no = min(max(1, page_no), pages)
+            shown = members[(page_no - 1) * PAGE_SIZE: page_no * PAGE_SIZE]
+            segs = segments_by_id(session, shown + row.quote_ids)
+            contexts = {s: segment_context(session, segs[s]) for s in segs}
+            active = [r for r in view.rows() if r.status in cb.ACTIVE]
+            order_keys = [r.key for r in active]
+            i = order_keys.index(key) if key in order_keys else -1
+            nav = {"prev": order_keys[i - 1] if i > 0 else None,
+                   "next": order_keys[i + 1] if 0 <= i < len(order_keys) - 1 else None}
+            history = [e for e in view.entries if e.theme_key == key or key in (e.after.get("themes") or ())
+                       or e.after.get("to") == key]
+            return page(request, v, "theme.html", view=view, row=row, members=shown, segs=segs, contexts=contexts,
+                        page_no=page_no, pages=pages, order=order, n_members=len(members), active=active, nav=nav,
+                        history=[(e, _summary(view, e)) for e in reversed(history)],
+                        diffs=[d for d in differences(view.entries) if d.kind == "theme" and d.ref == key])
+
+    @app.get("/themes/{key}/split", response_class=HTMLResponse)
+    def split_page(request: Request, key: str, k: int = 2, method: str = "kmeans"):
+        v = visitor(request)
+        if not v.coder:
+            return login_redirect(request, v)
+        with store.sessions() as session:
+            view = load_view(session, study)
+            row = view.row(key)
+            if row is None or row.status not in cb.ACTIVE:
+                return page(request, v, "error.html", 404, view=view, title="Cannot split",
+                            errors=[f"Theme '{key}' is not open for splitting."], back="/themes")
+            members = view.members(key)
+            k = min(max(2, k), 6)
+            try:
+                proposal = split_proposal(store, view, key, k, method if method in ("kmeans", "agglomerative")
+                                          else "kmeans")
+            except DecisionError as exc:
+                return page(request, v, "error.html", 400, view=view, title="Cannot split", errors=exc.errors,
+                            back=f"/themes/{quote(key)}")
+            parts = []
+            ids = [members[i] for group in proposal.central for i in group[:3]]
+            segs = segments_by_id(session, ids)
+            for p, group in enumerate(proposal.central):
+                parts.append({"n": p + 1, "size": len(group), "cohesion": proposal.cohesion[p],
+                              "quotes": [segs[members[i]] for i in group[:3]],
+                              "cases": len(view.cases_of(members[i] for i in group)),
+                              "name": f"{row.title} ({p + 1})"})
+            return page(request, v, "split.html", view=view, row=row, parts=parts, k=k, method=proposal.method)
+
+    @app.get("/outliers", response_class=HTMLResponse)
+    def outliers(request: Request, page_no: int = 1):
+        v = visitor(request)
+        if not v.coder:
+            return login_redirect(request, v)
+        with store.sessions() as session:
+            view = load_view(session, study)
+            queue = sorted(view.outliers(), key=lambda s: (-(view.suggested.get(s, (None, 0.0))[1]), s))
+            pages = max(1, math.ceil(len(queue) / PAGE_SIZE))
+            page_no = min(max(1, page_no), pages)
+            shown = queue[(page_no - 1) * PAGE_SIZE: page_no * PAGE_SIZE]
+            segs = segments_by_id(session, shown)
+            contexts = {s: segment_context(session, segs[s]) for s in segs}
+            return page(request, v, "outliers.html", view=view, queue=shown, n_queue=len(queue), segs=segs,
+                        contexts=contexts, page_no=page_no, pages=pages, active=_active(view))
+
+    @app.get("/search", response_class=HTMLResponse)
+    def search(request: Request, q: str = "", page_no: int = 1):
+        v = visitor(request)
+        if not v.coder:
+            return login_redirect(request, v)
+        q = q[:200]
+        with store.sessions() as session:
+            view = load_view(session, study)
+            page_no = max(1, page_no)
+            found, total = search_segments(session, view.study, q, PAGE_SIZE, (page_no - 1) * PAGE_SIZE)
+            pieces = {s.id: _highlight(s.text, q) for s in found}
+            contexts = {s.id: segment_context(session, s) for s in found}
+            return page(request, v, "search.html", view=view, q=q, found=found, total=total, pieces=pieces,
+                        contexts=contexts, page_no=page_no, pages=max(1, math.ceil(total / PAGE_SIZE)),
+                        active=_active(view))
+
+    @app.get("/decisions", response_class=HTMLResponse)
+    def decision_log(request: Request):
+        v = visitor(request)
+        if not v.coder:
+            return login_redirect(request, v)
+        with store.sessions() as session:
+            view = load_view(session, study)
+            undone = view.state.undone
+            log = [(e, _summary(view, e), e.uid in undone) for e in reversed(view.entries)]
+            coders = sorted({e.coder for e in view.entries})
+            return page(request, v, "decisions.html", view=view, log=log, diffs=differences(view.entries),
+                        coders=coders, ignored=view.state.ignored)
+
+    @app.get("/changes", response_class=HTMLResponse)
+    def changes(request: Request):
+        v = visitor(request)
+        if not v.coder:
+            return login_redirect(request, v)
+        with store.sessions() as session:
+            view = load_view(session, study)
+            old, new, diff = run_diff(session, study, match_jaccard=review_cfg["diff_match_jaccard"])
+            return page(request, v, "changes.html", view=view, old=old, new=new, diff=diff)
+
+    # -- deciding -----------------------------------------------------------------------------------
+    @app.post("/decide")
+    async def decide_route(request: Request):
+        v = visitor(request)
+        form, refused = await form_of(request, v)
+        if refused:
+            return refused
+        if not v.coder:
+            return page(request, v, "error.html", 403, title="Sign in first",
+                        errors=["Sign in before deciding; nothing was changed."], back="/login")
+        back = _safe_next(str(form.get("back") or "/themes"))
+        intent: dict[str, Any] = {"action": str(form.get("action") or "")}
+        for f in ("theme_key", "name", "definition", "reason", "into", "to", "k", "method", "undoes"):
+            if form.get(f) not in (None, ""):
+                intent[f] = str(form.get(f))
+        for f in ("themes", "segment_ids", "names"):
+            values = [str(x) for x in form.getlist(f) if str(x).strip()]
+            if values:
+                intent[f] = values
+        if intent["action"] == cb.MERGE and intent.get("theme_key") and "themes" in intent:
+            intent["themes"] = list(dict.fromkeys([intent["theme_key"], *intent["themes"]]))
+            intent.setdefault("into", intent["theme_key"])
+        if intent["action"] == cb.MERGE and "into" not in intent and intent.get("themes"):
+            intent["into"] = intent["themes"][0]
+        if intent.get("to") == "__none__":
+            intent["to"] = None
+        try:
+            decision = decide(store, study, v.coder, intent)
+        except DecisionError as exc:
+            with store.sessions() as session:
+                view = load_view(session, study)
+            return page(request, v, "error.html", 400, view=view, title="Not recorded", errors=exc.errors, back=back)
+        where = back
+        if decision.action in (cb.ADD_THEME,):
+            where = f"/themes/{quote(decision.theme_key or '')}"
+        elif decision.action == cb.MERGE:
+            where = f"/themes/{quote(decision.theme_key or '')}"
+        elif decision.action == cb.SPLIT:
+            where = "/themes"
+        return finish(RedirectResponse(_with_msg(where, _done(decision.action)), status_code=303), v)
+
+    @app.get("/healthz")
+    def health():
+        return {"ok": True, "study": study}
+
+    return app
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def _active(view) -> list:
+    return [r for r in view.rows() if r.status in cb.ACTIVE]
+
+
+def _here(request: Request) -> str:
+    query = request.url.query
+    query = "&".join(p for p in query.split("&") if p and not p.startswith("msg=")) if query else ""
+    return request.url.path + (f"?{query}" if query else "")
+
+
+def _safe_next(target: str) -> str:
+    """Only same-site paths: never redirect to another host."""
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/themes"
+    return target
+
+
+def _with_msg(path: str, msg: str) -> str:
+    return path + ("&" if "?" in path else "?") + urlencode({"msg": msg})
+
+
+def _done(action: str) -> str:
+    return {"confirm": "Confirmed.", "rename": "Renamed.", "reject": "Rejected.", "merge": "Merged.",
+            "split": "Split.", "move": "Moved.", "add_segment": "Added.", "add_theme": "Theme added.",
+            "undo": "Undone."}.get(action, "Recorded.")
+
+
+def _summary(view, e: cb.Entry) -> str:
+    a = e.after
+    title = view.title(e.theme_key) if e.theme_key else ""
+    if e.action == cb.CONFIRM:
+        return f"confirmed '{a.get('name')}'"
+    if e.action == cb.RENAME:
+        return f"renamed to '{a.get('name')}'"
+    if e.action == cb.REJECT:
+        return f"rejected '{e.before.get('label') or title}': {a.get('reason')}"
+    if e.action == cb.MERGE:
+        return f"merged {len(a.get('themes') or ())} themes into '{view.title(a.get('into'))}'"
+    if e.action == cb.SPLIT:
+        return f"split '{e.before.get('label') or title}' into {len(a.get('parts') or ())} parts"
+    if e.action in (cb.MOVE, cb.ADD_SEGMENT):
+        n = len(a.get("segment_ids") or ())
+        verb = "moved" if e.action == cb.MOVE else "added"
+        return f"{verb} {n} segment{'s' if n != 1 else ''} to " + (f"'{view.title(a['to'])}'" if a.get("to")
+                                                                    else "no theme")
+    if e.action == cb.ADD_THEME:
+        return f"added own theme '{a.get('name')}' with {len(a.get('segment_ids') or ())} examples"
+    if e.action == cb.UNDO:
+        target = next((x for x in view.entries if x.uid == a.get("undoes")), None)
+        return "undid: " + (_summary(view, target) if target else str(a.get("undoes")))
+    return e.action
+
+
+def _highlight(text: str, query: str) -> list[tuple[str, bool]]:
+    """``text`` cut into (piece, is_match) for the query's words; the template escapes every piece."""
+    words = [re.escape(w) for w in query.split() if w]
+    if not words:
+        return [(text, False)]
+    pattern = re.compile("(" + "|".join(sorted(words, key=len, reverse=True)) + ")", re.IGNORECASE)
+    out = []
+    last = 0
+    for m in pattern.finditer(text):
+        if m.start() > last:
+            out.append((text[last:m.start()], False))
+        out.append((m.group(), True))
+        last = m.end()
+    if last < len(text):
+        out.append((text[last:], False))
+    return out
