@@ -171,9 +171,9 @@ def import_codings_flow(path: str, study: str, config: dict, coder: str | None =
 
 
 @task(name="compare", cache_policy=NO_CACHE)
-def compare_task(view: StudyView, humans: dict, top_k: int, min_positive: int):
+def compare_task(view: StudyView, humans: dict, top_k: int, min_positive: int, kinds: dict | None = None):
     ranking = [t.code for t in view.themes]
-    return compare_study(view.unit_ids, view.cases, humans, view.partition, ranking, top_k, min_positive)
+    return compare_study(view.unit_ids, view.cases, humans, view.partition, ranking, top_k, min_positive, kinds)
 
 
 @task(name="write-report", cache_policy=NO_CACHE)
@@ -222,7 +222,9 @@ def compare_flow(study: str, config: dict, human_files: list[str] | None = None,
         for name, coding in codings.items():
             humans[name] = coding
             origin[name] = Path(path).name
-    result = compare_task(view, humans, top_k, min_positive)
+            kinds[name] = HUMAN
+    humans = dict(sorted(humans.items(), key=lambda kv: (kinds.get(kv[0]) == "machine", kv[0])))
+    result = compare_task(view, humans, top_k, min_positive, kinds)
     coders = [{"name": n, "kind": kinds.get(n, "human"), "origin": origin.get(n, ""),
                "segments": sum(1 for s, c in humans[n].items() if s in unit_set and c),
                "codes": len({c for s, cs in humans[n].items() if s in unit_set for c in cs})} for n in result.humans]
@@ -257,6 +259,7 @@ def compare_flow(study: str, config: dict, human_files: list[str] | None = None,
             "mean_kappa": report.summary(pair).mean_kappa, "mean_alpha": report.summary(pair).mean_alpha,
         }
     return {"study": study, "run_id": view.run_id, "n_units": len(view.units), "humans": result.humans,
+            "kinds": {n: kinds.get(n, HUMAN) for n in result.humans},
             "lines": lines, "notes": notes, "figures": figures, **files}
 
 
@@ -265,11 +268,33 @@ def compare_flow(study: str, config: dict, human_files: list[str] | None = None,
 # ---------------------------------------------------------------------------------------------
 
 
-def build_study_matrix(view: StudyView, coder: str | None = None, n_quotes: int = 2):
-    """The Framework matrix of the machine's themes (default) or of one imported coder's codes."""
+def confirmed_definitions(store: Store, study: str) -> dict[str, str]:
+    """Confirmed theme name -> definition from the review's decision log ({} when there is none)."""
+    try:
+        from models.decisions import ensure_tables
+        from models.review import confirmed_codebook
+
+        ensure_tables(store.engine)
+        with store.sessions() as session:
+            return {e.name: e.definition for e in confirmed_codebook(session, study)}
+    except Exception:  # no review yet, or a log this version cannot read: no definitions
+        return {}
+
+
+def default_matrix_coder(view: StudyView) -> str:
+    """The confirmed codebook applied (a stored coder of kind machine) when there is one, else the run."""
+    applied = sorted(c.name for c in view.coders if c.kind == "machine" and view.humans.get(c.name))
+    return applied[0] if applied else MACHINE
+
+
+def build_study_matrix(view: StudyView, coder: str | None = None, n_quotes: int = 2,
+                       definitions: dict[str, str] | None = None):
+    """The Framework matrix: participants x the run's themes (``coder`` ``machine``), or x one stored
+    coder's codes (a human's, or the confirmed themes as applied by ``themesift apply``)."""
     from pipeline.codings import natural_key
     from pipeline.matrix import Column, build_matrix
 
+    definitions = definitions or {}
     if coder is None or coder == MACHINE:
         coding = {s: frozenset([t]) for s, t in view.partition.items() if t}
         columns = [Column(t.code, t.code, "keywords: " + ", ".join(t.keywords)) for t in view.themes]
@@ -285,18 +310,25 @@ def build_study_matrix(view: StudyView, coder: str | None = None, n_quotes: int 
     def agreeing(seg: int, code: str) -> float:
         return float(sum(code in o.get(seg, ()) for o in others))
 
-    title = f"Framework matrix: study {view.study}, {coder}'s codes (on run {view.run_id}'s segments)"
-    return build_matrix(view.units, coding, [Column(c, c) for c in codes], title, agreeing, n_quotes)
+    applied = any(c.name == coder and c.kind == "machine" for c in view.coders)
+    title = (f"Framework matrix: study {view.study}, confirmed themes as coded by {coder} (run {view.run_id})"
+             if applied else f"Framework matrix: study {view.study}, {coder}'s codes (on run {view.run_id}'s segments)")
+    columns = [Column(c, c, definitions.get(c, "")) for c in codes]
+    return build_matrix(view.units, coding, columns, title, agreeing, n_quotes)
 
 
-def export_study_qdpx(view: StudyView, path: Path, created: datetime | None = None) -> Path:
+def export_study_qdpx(view: StudyView, path: Path, created: datetime | None = None,
+                      definitions: dict[str, str] | None = None) -> Path:
+    """Write the study as a ``.qdpx``; ``definitions`` (confirmed theme name -> definition) describe
+    the codes of the same name."""
     from pipeline.qda_export import ExportSegment, ExportTheme, study_project
     from pipeline.refi_qda import write_qdpx
 
     segments = [ExportSegment(u.segment_id, u.source_id, u.start, u.end, u.case) for u in view.units]
     themes = [ExportTheme(t.code, "Themesift suggestion, run %d; keywords: %s" % (view.run_id, ", ".join(t.keywords)))
               for t in view.themes]
-    project = study_project(view.study, view.sources, segments, view.partition, themes, view.humans)
+    project = study_project(view.study, view.sources, segments, view.partition, themes, view.humans,
+                            code_descriptions=definitions)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
     write_qdpx(project, tmp, created=created)
@@ -355,9 +387,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
                                run_id=args.run)
     except CodingFileError as exc:
         return _fail(str(exc))
+    kinds = outcome["kinds"]
+    people = [n for n in outcome["humans"] if kinds.get(n) != "machine"]
+    applied = [n for n in outcome["humans"] if kinds.get(n) == "machine"]
     print(f"Study '{args.study}', run {outcome['run_id']}: {outcome['n_units']} participant segments compared "
-          f"(the unit); humans: {', '.join(outcome['humans']) or 'none'}; machine: the run's themes, mapped "
-          "to each human's codes by Hungarian matching on segment overlap (F1).\n")
+          f"(the unit); human coders: {', '.join(people) or 'none'}"
+          + (f"; confirmed codebook applied (compared by code name): {', '.join(applied)}" if applied else "")
+          + "; machine: the run's themes, mapped to each human's codes by Hungarian matching on segment "
+            "overlap (F1).\n")
     for line in outcome["lines"]:
         print(line)
     for note in outcome["notes"]:
@@ -373,8 +410,8 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     store = Store.from_config(config["store"])
     view = load_view(store, args.study, args.run)
-    matrix = build_study_matrix(view, args.coder, args.quotes)
-    who = args.coder or MACHINE
+    who = args.coder or default_matrix_coder(view)
+    matrix = build_study_matrix(view, who, args.quotes, confirmed_definitions(store, args.study))
     output = args.output or study_folder(config, args.study) / f"matrix-run{view.run_id}-{_slug(who)}.{args.format}"
     write_matrix(matrix, output, args.format)
     print(f"{matrix.title}: {len(matrix.cases)} participants x {len(matrix.columns)} "
@@ -388,7 +425,7 @@ def cmd_export_qdpx(args: argparse.Namespace) -> int:
     view = load_view(store, args.study, args.run)
     output = args.output or study_folder(config, args.study) / f"{_slug(args.study)}-run{view.run_id}.qdpx"
     try:
-        export_study_qdpx(view, output)
+        export_study_qdpx(view, output, definitions=confirmed_definitions(store, args.study))
     except ValueError as exc:
         return _fail(str(exc))
     n_machine = sum(1 for t in view.partition.values() if t)
@@ -438,7 +475,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     m = sub.add_parser("matrix", help="Framework matrix: participants x themes with counts and quotes")
     _common(m)
-    m.add_argument("--coder", help="an imported coder's codes instead of the machine's themes")
+    m.add_argument("--coder", help="whose codes: an imported coder, 'machine' for the run's themes (default: the "
+                                   "confirmed codebook as applied by 'themesift apply', else the run's themes)")
     m.add_argument("--format", choices=("xlsx", "csv", "html"), default="xlsx")
     m.add_argument("--quotes", type=int, default=2, help="quotes per cell")
     m.add_argument("--run", type=int, help="a run id instead of the latest")

@@ -167,8 +167,8 @@ class StudyView:
         keys = list(self.themes) + [k for k in self.state.themes if k not in self.themes]
         for key in keys:
             theme, st = self.themes.get(key), self.state.themes.get(key)
-            members = self.members(key)
             status = self.status(key) or cb.NEW
+            members = self.members(key) if status in cb.ACTIVE else list(st.members if st else ())
             n_cases = len(self.cases_of(members))
             if theme is not None:
                 reasons = list(theme.reasons)
@@ -192,7 +192,7 @@ class StudyView:
                 split_into=st.split_into if st else (), origin=st.origin if st else "suggested",
                 keywords=list(theme.keywords) if theme is not None else [],
                 score=theme.score if theme is not None else None, parts=dict(theme.parts) if theme is not None else {},
-                reasons=reasons, n_segments=len(members) if status in cb.ACTIVE else len(st.members if st else ()),
+                reasons=reasons, n_segments=len(members),
                 n_cases=n_cases, total_cases=self.total_cases, theme_id=theme.id if theme is not None else None,
                 decided_by=dict(st.decided_by) if st else {}, quote_ids=quotes[:4]))
         self._rows = rows

@@ -287,8 +287,8 @@ def _apply(state: CodebookState, e: Entry) -> str | None:
         to = a.get("to")
         for seg in _ints(a.get("segment_ids")):
             state.assignments[seg] = None if to in (None, "") else str(to)
-        if to not in (None, ""):
-            _touch(_theme(state, str(to)), e)
+        if to not in (None, "") and str(to) in state.themes:  # never invent a theme for an unknown key
+            _touch(state.themes[str(to)], e)
         return None
     if e.action == ADD_THEME:
         if not key:

@@ -78,6 +78,7 @@ class Comparison:
     ranking: list[str] = field(default_factory=list)
     coverage: list[dict[str, Any]] = field(default_factory=list)
     min_positive: int = 5
+    kinds: dict[str, str] = field(default_factory=dict)  # stored coder -> human | machine
 
     def pairs(self) -> list[tuple[str, ...]]:
         """The coder pairs compared, humans first, then machine vs each human."""
@@ -109,7 +110,9 @@ class Comparison:
         for report, coders in self.groups():
             key = "|".join(coders)
             if MACHINE not in coders:
-                mapping = "none (human codes)"
+                by_name = [c for c in coders if self.kinds.get(c) == "machine"]
+                mapping = ("none: codes compared by name" + (f" ({', '.join(by_name)} coded with the confirmed "
+                                                             "codebook)" if by_name else ""))
             elif len(coders) == 2:
                 mapping = f"hungarian on segment-overlap F1 against {coders[1]}"
             else:
@@ -170,12 +173,15 @@ def compare_study(
     ranking: Sequence[str] | None = None,
     top_k: int = 10,
     min_positive: int = 5,
+    kinds: Mapping[str, str] | None = None,
 ) -> Comparison:
     """All figures for one study: human pairs, machine vs each human, all together, coverage.
 
     ``units``: the segment ids compared; codings outside them are ignored. ``partition``: the
     machine's theme (code name) per unit, None for the outlier queue; leave out to compare humans
-    only. ``ranking``: the machine's themes best first (for top-k precision).
+    only. ``ranking``: the machine's themes best first (for top-k precision). ``kinds``: stored coders
+    of kind ``machine`` (the confirmed codebook applied by ``themesift apply``) are compared like the
+    humans, by code name: their codes are the names the coders gave the themes, so no matching is needed.
     """
     units = list(dict.fromkeys(units))
     unit_set = set(units)
@@ -187,15 +193,16 @@ def compare_study(
     human_report = (compare_codings(humans, units, human_codes, min_positive=min_positive)
                     if len(names) >= 2 else None)
     result = Comparison(units=units, cases=dict(cases), humans=names, human_codes=human_codes,
-                        human_report=human_report, min_positive=min_positive)
+                        human_report=human_report, min_positive=min_positive, kinds=dict(kinds or {}))
     coverage_codings: dict[str, Coding] = dict(humans)
+    people = [h for h in names if result.kinds.get(h) != "machine"]
     if partition is not None:
         partition = {u: partition.get(u) for u in units}
         machine = partition_to_coding(partition)
         coverage_codings[MACHINE] = machine
         result.has_machine = True
         result.ranking = list(ranking) if ranking is not None else []
-        for h in names:
+        for h in people:
             human = humans[h]
             codes = all_codes([human], units)
             match = match_themes(machine, human, units, method="hungarian")
@@ -216,8 +223,8 @@ def compare_study(
                 top_k=top_k_precision(partition, human, units, top_k, ranking=result.ranking or None),
                 themes=themes, codes=codes, overlap=overlap, f1=f1,
             ))
-        if len(names) >= 2:
-            together = pooled([humans[h] for h in names])
+        if len(names) >= 2 and people:
+            together = pooled([humans[h] for h in people])
             result.all_match = match_themes(machine, together, units, method="hungarian")
             group = {**humans, MACHINE: relabel(machine, result.all_match.mapping)}
             result.all_report = compare_codings(group, units, human_codes, min_positive=min_positive)
@@ -237,35 +244,35 @@ def summary_lines(result: Comparison) -> list[str]:
     pairs = result.pairs()
     if not pairs:
         return ["nothing to compare: import at least one human coding (themesift import codings FILE)"]
-    width = max([len(c) for c in result.human_codes] + [12])
+    width = max([len(c) for c in result.human_codes] + [20])
     heads = [" vs ".join(p) for p in pairs]
-    colw = max(15, *(len(h) + 2 for h in heads))
-    line1 = f"{'':<{width}}" + "".join(f"{h:>{colw}}" for h in heads)
-    line2 = f"{'code':<{width}}" + "".join(f"{'kappa  alpha':>{colw}}" for _ in heads)
+    widths = [max(15, len(h) + 2) for h in heads]
+    line1 = f"{'':<{width}}" + "".join(f"{h:>{w}}" for h, w in zip(heads, widths))
+    line2 = f"{'code':<{width}}" + "".join(f"{'kappa  alpha':>{w - 1}} " for w in widths)
     lines = [line1, line2, "-" * len(line2)]
     rare_seen = False
     for code in result.human_codes:
         cells = []
-        for p in pairs:
+        for p, w in zip(pairs, widths):
             report = result.report_for(p)
             if code not in report.codes:
-                cells.append(f"{'(not used)':>{colw}}")
+                cells.append(f"{'(not used)':>{w - 1}} ")
                 continue
             c = report.get(p, code)
             mark = "*" if c.too_rare else " "
             rare_seen |= c.too_rare
-            cells.append(f"{fmt(c.kappa):>{colw - 8}} {fmt(c.alpha):>6}{mark}")
+            cells.append(f"{fmt(c.kappa):>{w - 8}} {fmt(c.alpha):>6}{mark}")
         lines.append(f"{code:<{width}}" + "".join(cells))
     lines.append("-" * len(line2))
     for label, attr in (("mean", None), ("exact-set agreement", "exact_set_agreement"),
                         ("percent agreement", "mean_percent_agreement")):
         cells = []
-        for p in pairs:
+        for p, w in zip(pairs, widths):
             o = result.report_for(p).summary(p)
             if attr is None:
-                cells.append(f"{fmt(o.mean_kappa):>{colw - 8}} {fmt(o.mean_alpha):>6} ")
+                cells.append(f"{fmt(o.mean_kappa):>{w - 8}} {fmt(o.mean_alpha):>6} ")
             else:
-                cells.append(f"{fmt(getattr(o, attr)):>{colw - 1}} ")
+                cells.append(f"{fmt(getattr(o, attr)):>{w - 1}} ")
         lines.append(f"{label:<{width}}" + "".join(cells))
     if result.all_report:
         o = result.all_report.overall[-1]
@@ -274,7 +281,9 @@ def summary_lines(result: Comparison) -> list[str]:
     if result.human_report:
         for o in result.human_report.overall:
             if len(o.coders) > 2:
-                lines.append(f"all humans together ({', '.join(o.coders)}): mean alpha {fmt(o.mean_alpha)}")
+                who = ("all humans together" if not any(result.kinds.get(c) == "machine" for c in o.coders)
+                       else "all stored coders together")
+                lines.append(f"{who} ({', '.join(o.coders)}): mean alpha {fmt(o.mean_alpha)}")
     if rare_seen:
         lines.append(f"* too rare to judge: fewer than {result.min_positive} segments carry the code "
                      "for one of the coders")

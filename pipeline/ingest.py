@@ -285,11 +285,7 @@ class Ingester:
         return "\n\n".join(parts), turns
 
     def _read_csv(self, path: Path, text: str) -> tuple[str, list[Turn]]:
-        try:
-            dialect = csv.Sniffer().sniff(text[:65536], delimiters=",;\t|")
-        except csv.Error:
-            dialect = csv.excel
-        reader = csv.DictReader(io.StringIO(text), dialect=dialect)
+        reader = csv.DictReader(io.StringIO(text), delimiter=_delimiter(text))
         columns = [c for c in (reader.fieldnames or []) if c is not None]
         if not columns:
             raise IngestError(path, "CSV file has no header row")
@@ -378,6 +374,12 @@ def _lines_with_offsets(text: str) -> list[tuple[int, str]]:
         out.append((offset, line))
         offset += len(line) + 1
     return out
+
+
+def _delimiter(text: str) -> str:
+    """The delimiter that occurs most in the header line (csv.Sniffer guesses wrong on quoted free text)."""
+    header = text.split("\n", 1)[0]
+    return max(",;\t|", key=lambda d: (header.count(d), d == ","))
 
 
 def _guess_text_column(columns: Sequence[str]) -> str | None:

@@ -54,7 +54,9 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[t
     for match in _BOUNDARY.finditer(text, start, end):
         before = text[cursor:match.start()].split()
         last_word = before[-1].lower().rstrip(".") if before else ""
-        if last_word in _ABBREVIATIONS or (len(last_word) == 1 and last_word.isalpha()):
+        # "No." is an answer, not an abbreviation, unless a number follows ("No. 10").
+        abbreviation = last_word in _ABBREVIATIONS and (last_word != "no" or text[match.end()].isdigit())
+        if abbreviation or (len(last_word) == 1 and last_word.isalpha()):
             continue
         stop = match.end() - (len(match.group()) - len(match.group().rstrip()))
         spans.append((cursor, stop))
@@ -196,7 +198,9 @@ def _balanced_groups(words: Sequence[int], n_groups: int, max_size: int) -> list
         groups_left = n_groups - len(bounds) - 1
         items_left = n - i - 1
         size = i + 1 - first
-        reached = cumulative >= total * (len(bounds) + 1) / n_groups
+        # Cut early for word balance only if the items left still fit the groups left.
+        reached = (cumulative >= total * (len(bounds) + 1) / n_groups
+                   and items_left <= groups_left * max_size)
         if groups_left > 0 and items_left >= groups_left and (reached or size >= max_size
                                                               or items_left == groups_left):
             bounds.append((first, i + 1))

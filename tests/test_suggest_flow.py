@@ -82,8 +82,9 @@ def test_top_themes_match_the_human_codebook_in_substance(example_study):
             code, count = Counter(c for m in members for c in human.get(m, ())).most_common(1)[0]
             if count >= 0.5 * len(members):
                 dominant.append(code)
-    assert len(dominant) >= 6, dominant
-    assert len(set(dominant)) >= 5, dominant
+    # seen here: 6 of 10 dominated, by 5 different codes (docs/quality.md)
+    assert len(dominant) >= 5, dominant
+    assert len(set(dominant)) >= 4, dominant
 
 
 def test_manifest_records_what_produced_the_run(example_study):

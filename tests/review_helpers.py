@@ -1,0 +1,68 @@
+"""Helpers for the review tests: private copies of the example study's database, signing in."""
+
+from __future__ import annotations
+
+import copy
+import re
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from models.decisions import ensure_tables
+from models.store import Store
+
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+def sqlite_path(url: str) -> Path:
+    assert url.startswith("sqlite:///"), url
+    return Path(url.removeprefix("sqlite:///"))
+
+
+def copy_database(src: Path, dst: Path) -> Path:
+    """A consistent copy of a (WAL) SQLite database, through SQLite's backup API."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(src) as source, sqlite3.connect(dst) as target:
+        source.backup(target)
+    return dst
+
+
+@dataclass
+class ReviewStudy:
+    """A private copy of the example study: its name, a config pointing at the copy, the store."""
+
+    name: str
+    config: dict
+    folder: Path
+
+    @property
+    def store(self) -> Store:
+        store = Store.from_config(self.config["store"])
+        ensure_tables(store.engine)
+        return store
+
+    def config_file(self) -> Path:
+        path = self.folder / "config.yaml"
+        path.write_text(yaml.safe_dump({"store": {k: self.config["store"][k] for k in ("workspace", "url")}}))
+        return path
+
+
+def private_study(template: Path, name: str, config: dict, folder: Path) -> ReviewStudy:
+    db = copy_database(template, folder / "themesift.db")
+    cfg = copy.deepcopy(config)
+    cfg["store"]["workspace"] = str(folder)
+    cfg["store"]["url"] = f"sqlite:///{db}"
+    return ReviewStudy(name, cfg, folder)
+
+
+def login(client, name: str | None = None, token: str | None = None) -> str:
+    """Sign a TestClient in (local mode: a name; team mode: a token); returns its CSRF token."""
+    page = client.get("/login")
+    csrf = CSRF.search(page.text).group(1)
+    data = {"csrf": csrf, "next": "/themes"}
+    data.update({"name": name} if name is not None else {"token": token})
+    response = client.post("/login", data=data, follow_redirects=False)
+    assert response.status_code == 303, response.text
+    return csrf

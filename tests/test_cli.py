@@ -1,0 +1,102 @@
+"""The ``themesift`` command line: suggest, themes and export, as a researcher types them."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import pytest
+import yaml
+
+from conftest import SHARED, TRANSCRIPTS
+from flows.cli import main
+from models.export import CSV_COLUMNS
+
+
+@pytest.fixture
+def config_file(example_study, tmp_path):
+    """A study YAML pointing the CLI at the example study's database."""
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump({"store": example_study.config["store"]}), encoding="utf-8")
+    return path
+
+
+def test_suggest_prints_ranked_themes_and_where_results_are(prefect_harness, tmp_path, capsys):
+    folder = tmp_path / "some"
+    folder.mkdir()
+    for name in ("P01.txt", "P02.txt", "P03.docx", "P06.docx", "P07.vtt", "P10.vtt"):
+        shutil.copy(TRANSCRIPTS / name, folder / name)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"store": {"workspace": str(tmp_path / "ws")}}), encoding="utf-8")
+    assert main(["suggest", str(folder), "--study", "six", "--config", str(cfg), "--top", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "rank  score  cover  cohes  disti  stabi   size  cases  segs  label" in out
+    assert "   1   " in out and "/6 " in out  # coverage shown as cases of the six participants
+    assert f"Results stored as run 1 in sqlite:///{tmp_path / 'ws' / 'themesift.db'}" in out
+
+
+def test_themes_shows_the_latest_run_again(config_file, example_study, capsys):
+    assert main(["themes", "--study", "ipt", "--config", str(config_file), "--top", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.count('"') >= 6  # one quote per theme shown
+    assert "more (themesift themes --study ipt" in out
+
+
+def test_export_csv_and_json_hold_every_member_and_the_outlier_queue(config_file, example_study, tmp_path):
+    run_id = example_study.outcome["run_id"]
+    csv_path, json_path = tmp_path / "s.csv", tmp_path / "s.json"
+    assert main(["export", "suggestions", "--study", "ipt", "--config", str(config_file), "--format", "csv",
+                 "--run", str(run_id), "-o", str(csv_path)]) == 0
+    assert main(["export", "suggestions", "--study", "ipt", "--config", str(config_file), "--format", "json",
+                 "--run", str(run_id), "-o", str(json_path)]) == 0
+    data = json.loads(json_path.read_text(encoding="utf-8"))
+    with csv_path.open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    n_members = sum(len(t["members"]) for t in data["themes"])
+    assert len(rows) == n_members + len(data["outliers"]) > 0
+    assert data["manifest"]["model"]["id"] and data["themes"][0]["rank"] == 1
+    outliers = [r for r in rows if r["label"] == "(outlier queue)"]
+    assert len(outliers) == len(data["outliers"]) and all(r["rank"] == "" for r in outliers)
+    first = data["themes"][0]
+    assert set(first["parts"]) == {"coverage", "cohesion", "distinctiveness", "stability", "size"}
+    for m in first["members"]:
+        assert m["end"] > m["start"] and m["source"] and m["segment_id"]
+    assert {int(r["segment_id"]) for r in rows if r["rank"] == "1"} == {m["segment_id"] for m in first["members"]}
+
+
+def test_unknown_study_and_bad_config_give_a_message_not_a_traceback(config_file, tmp_path, capsys):
+    assert main(["themes", "--study", "nope", "--config", str(config_file)]) == 2
+    assert "no study named 'nope'" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cluster:\n  sed: 1\n", encoding="utf-8")
+    assert main(["themes", "--study", "ipt", "--config", str(bad)]) == 2
+    assert "unknown setting 'cluster.sed'" in capsys.readouterr().err
+
+
+def test_csv_columns_from_the_command_line(prefect_harness, tmp_path, capsys):
+    """A real survey file: the row id and attributes named on the command line reach every segment."""
+    source = SHARED / "nhs-fft" / "comments.csv"
+    if not source.exists():
+        pytest.skip("shared datasets not present")
+    with source.open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))[:400]
+    small = tmp_path / "fft400.csv"
+    with small.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"store": {"workspace": str(tmp_path / "ws")}}), encoding="utf-8")
+    assert main(["suggest", str(small), "--study", "fft", "--config", str(cfg), "--text-col", "feedback",
+                 "--row-id-col", "row_index", "--attr-col", "organization"]) == 0
+    out_file = tmp_path / "fft.json"
+    assert main(["export", "suggestions", "--study", "fft", "--config", str(cfg), "--format", "json",
+                 "-o", str(out_file)]) == 0
+    data = json.loads(out_file.read_text(encoding="utf-8"))
+    by_row = {r["row_index"]: r for r in rows}
+    members = [m for t in data["themes"] for m in t["members"]] + data["outliers"]
+    assert members and all(m["row_id"] in by_row for m in members)
+    # answers are kept verbatim but for line ends, normalised to LF like every source
+    assert all(m["text"] in by_row[m["row_id"]]["feedback"].replace("\r\n", "\n") for m in members)

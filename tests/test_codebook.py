@@ -1,0 +1,177 @@
+"""pipeline.codebook: folding the decision log into the codebook, validating decisions, coders compared."""
+
+from __future__ import annotations
+
+import random
+
+from pipeline import codebook as cb
+from pipeline.codebook import Entry, fold, validate
+
+BASE = {1: "t1", 2: "t1", 3: "t1", 4: "t2", 5: "t2", 6: "t3", 7: "t3", 8: None, 9: None}
+KEYS = {"t1", "t2", "t3"}
+SEGS = set(range(1, 20))
+_n = 0
+
+
+def e(action: str, coder: str = "ann", key: str | None = None, before=None, **after) -> Entry:
+    global _n
+    _n += 1
+    return Entry(uid=f"u{_n}", action=action, coder=coder, theme_key=key, before=before or {}, after=after)
+
+
+def members(state, key):
+    return sorted(s for s, k in state.partition(BASE, KEYS).items() if k == key)
+
+
+def test_confirm_rename_reject_and_the_partition():
+    log = [
+        e("confirm", key="t1", before={"members": [1, 2, 3], "label": "cost / money"}, name="Cost",
+          definition="Money worries", examples=[1, 2, 3]),
+        e("rename", key="t1", name="Costs and funding"),
+        e("reject", key="t2", before={"members": [4, 5]}, reason="too vague"),
+    ]
+    state = fold(log)
+    t1, t2 = state.themes["t1"], state.themes["t2"]
+    assert (t1.status, t1.name, t1.definition, t1.label) == ("confirmed", "Costs and funding", "Money worries", "cost / money")
+    assert t1.members == (1, 2, 3)
+    assert (t2.status, t2.reason, t2.members) == ("rejected", "too vague", (4, 5))
+    part = state.partition(BASE, KEYS)
+    assert part[4] is None and part[5] is None  # a rejected theme's segments go back to the queue
+    assert members(state, "t1") == [1, 2, 3] and members(state, "t3") == [6, 7]
+    assert [t.key for t in state.confirmed()] == ["t1"] and [t.key for t in state.rejected()] == ["t2"]
+    assert state.ignored == []
+
+
+def test_merge_split_move_add_theme_carry_through_the_partition():
+    log = [
+        e("merge", key="t1", into="t1", themes=["t1", "t3"],
+          before={"themes": {"t1": {"members": [1, 2, 3]}, "t3": {"members": [6, 7]}}}, name="Merged"),
+        e("move", key="t2", segment_ids=[8], to="t3"),     # into a merged-away theme: follows the merge
+        e("split", key="t1", before={"members": [1, 2, 3, 6, 7, 8]},
+          parts=[{"key": "t1.1", "name": "A", "segment_ids": [1, 2, 8]},
+                 {"key": "t1.2", "name": "B", "segment_ids": [3, 6, 7]}]),
+        e("move", segment_ids=[2], to=None),
+        e("add_theme", key="own-1", name="Mine", definition="d", segment_ids=[9, 4]),
+    ]
+    state = fold(log)
+    assert state.themes["t3"].status == "merged" and state.themes["t3"].merged_into == "t1"
+    assert state.themes["t1"].status == "split" and state.themes["t1"].name == "Merged"
+    assert members(state, "t1.1") == [1, 8] and members(state, "t1.2") == [3, 6, 7]
+    assert state.partition(BASE, KEYS)[2] is None
+    assert members(state, "own-1") == [4, 9] and state.themes["own-1"].status == "confirmed"
+    assert members(state, "t2") == [5]
+    kept = {t.key for t in state.kept()}
+    assert kept == {"t1.1", "t1.2", "own-1"}  # split parts are carried forward, plain suggestions are not
+
+
+def test_undo_takes_back_the_coders_latest_decision_only():
+    merge = e("merge", key="t1", into="t1", themes=["t1", "t2"])
+    log = [e("confirm", key="t3", name="C", definition="d"), merge, e("reject", coder="bob", key="t3", reason="no")]
+    state = fold(log)
+    assert state.last_of("ann").uid == merge.uid
+    undo = e("undo", undoes=merge.uid)
+    assert validate(state, undo, KEYS, SEGS) == []
+    assert validate(state, e("undo", undoes=log[0].uid), KEYS, SEGS)  # not the latest one
+    state = fold(log + [undo])
+    assert state.status_of("t2", KEYS) == "new" and state.undone == {merge.uid: undo.uid}
+    assert members(state, "t2") == [4, 5]
+    assert state.last_of("ann").uid == log[0].uid  # a second undo would take back the confirm
+    assert state.themes["t3"].status == "rejected"  # bob's decision stays
+
+
+def test_fold_is_deterministic_and_tolerant():
+    log = [
+        e("merge", key="t1", into="t1", themes=["t1", "t2"]),
+        e("rename", key="t2", name="late"),            # t2 is merged: skipped, reported
+        e("confirm", key="t1", name="One", definition="d"),
+    ]
+    a, b = fold(log), fold(list(log))
+    assert a.partition(BASE, KEYS) == b.partition(BASE, KEYS)
+    assert [u for u, _ in a.ignored] == [log[1].uid]
+    assert a.themes["t1"].status == "confirmed"
+    # unknown keys in placements fall back to no theme
+    state = fold([e("move", segment_ids=[1], to="ghost")])
+    assert state.partition(BASE, KEYS)[1] is None
+
+
+def test_validate_refuses_bad_decisions():
+    state = fold([e("merge", key="t1", into="t1", themes=["t1", "t2"]),
+                  e("reject", key="t3", reason="x", before={"members": [6, 7]})])
+    part = state.partition(BASE, KEYS)
+
+    def errs(entry):
+        return validate(state, entry, KEYS, SEGS, part)
+
+    assert errs(e("confirm", key="t1", name="", definition="d"))
+    assert errs(e("confirm", key="t1", name="n", definition=" "))
+    assert errs(e("confirm", key="t2", name="n", definition="d"))       # merged away
+    assert errs(e("confirm", key="nope", name="n", definition="d"))
+    assert errs(e("confirm", key="t1", name="x" * 201, definition="d"))
+    assert errs(e("confirm", key="t3", name="n", definition="d")) == []  # a rejected theme can be reconsidered
+    assert errs(e("reject", key="t1", reason=""))
+    assert errs(e("merge", key="t1", into="t1", themes=["t1"]))
+    assert errs(e("merge", key="t1", into="t1", themes=["t1", "t3"]))   # rejected: not open
+    assert errs(e("move", segment_ids=[99], to="t1"))                    # no such segment
+    assert errs(e("move", segment_ids=[1], to="t1"))                     # already there
+    assert errs(e("move", segment_ids=[1], to="t2"))                     # merged away
+    assert errs(e("move", segment_ids=[], to="t1"))
+    assert errs(e("move", segment_ids=["x"], to="t1"))
+    assert errs(e("move", segment_ids=[1], to=None)) == []
+    assert errs(e("add_theme", key="t1", name="n", definition="d", segment_ids=[1]))  # key taken
+    assert errs(e("add_theme", key="bad key!", name="n", definition="d", segment_ids=[1]))
+    assert errs(e("add_theme", key="own-2", name="n", definition="d", segment_ids=[]))
+    assert errs(e("undo", coder="carol", undoes="u1"))
+    assert errs(e("frobnicate", key="t1"))
+    assert errs(Entry(uid="x", action="confirm", coder=" ", theme_key="t1", after={"name": "n", "definition": "d"}))
+    split = dict(before={"members": [1, 2, 3, 4, 5]},
+                 parts=[{"key": "t1.1", "name": "A", "segment_ids": [1, 2]},
+                        {"key": "t1.2", "name": "B", "segment_ids": [3, 4, 5]}])
+    assert errs(e("split", key="t1", **split)) == []
+    bad = dict(split, parts=[{"key": "t1.1", "name": "A", "segment_ids": [1, 2]},
+                             {"key": "t1.2", "name": "B", "segment_ids": [3, 4]}])
+    assert errs(e("split", key="t1", **bad))                              # does not cover the members
+    stale = dict(split, before={"members": [1, 2, 3]},
+                 parts=[{"key": "t1.1", "name": "A", "segment_ids": [1]}, {"key": "t1.2", "name": "B", "segment_ids": [2, 3]}])
+    assert any("changed" in m for m in errs(e("split", key="t1", **stale)))
+
+
+def test_differences_between_coders():
+    log = [
+        e("confirm", coder="ann", key="t1", name="Cost", definition="d"),
+        e("confirm", coder="bob", key="t1", name="Money", definition="d"),
+        e("reject", coder="bob", key="t2", reason="no"),
+        e("confirm", coder="ann", key="t3", name="Same", definition="d"),
+        e("confirm", coder="bob", key="t3", name="Same", definition="d"),
+        e("move", coder="ann", segment_ids=[8], to="t1"),
+        e("move", coder="bob", segment_ids=[8], to="t3"),
+    ]
+    diffs = cb.differences(log)
+    assert [(d.kind, d.ref) for d in diffs] == [("theme", "t1"), ("segment", "8")]
+    assert diffs[0].views == {"ann": "confirmed as 'Cost'", "bob": "confirmed as 'Money'"}
+    assert diffs[1].views == {"ann": "t1", "bob": "t3"}
+
+
+def test_random_logs_fold_identically_and_keep_a_partition():
+    rng = random.Random(7)
+    for _ in range(50):
+        log = []
+        for _ in range(15):
+            kind = rng.choice(["confirm", "reject", "move", "merge", "undo", "rename"])
+            coder = rng.choice(["ann", "bob"])
+            key = rng.choice(sorted(KEYS))
+            if kind == "merge":
+                other = rng.choice(sorted(KEYS - {key}))
+                log.append(e("merge", coder, key, into=key, themes=[key, other]))
+            elif kind == "move":
+                log.append(e("move", coder, segment_ids=[rng.randint(1, 9)], to=rng.choice([None, *sorted(KEYS)])))
+            elif kind == "undo":
+                last = fold(log).last_of(coder)
+                if last:
+                    log.append(e("undo", coder, undoes=last.uid))
+            else:
+                log.append(e(kind, coder, key, name="n", definition="d", reason="r"))
+        a, b = fold(log), fold(log)
+        pa = a.partition(BASE, KEYS)
+        assert pa == b.partition(BASE, KEYS)
+        assert set(pa) == set(BASE)
+        assert all(k is None or a.status_of(k, KEYS) in cb.ACTIVE for k in pa.values())
