@@ -25,6 +25,8 @@ _LABEL_LINE = re.compile(
     rf"^[ \t]*(?:{_TS}[ \t]*[-\u2013]?[ \t]*)?\**(?P<label>[^\W\d_][\w.'\u2019 -]*?)\**[ \t]*"
     rf"(?:{_TS})?[ \t]*:\**[ \t]*(?P<body>.*)$"
 )
+# Otter.ai and similar put "Speaker Name  0:03" on a line of its own, the words on the next lines.
+_LABEL_THEN_TIME = re.compile(r"^[ \t]*(?P<label>[^\W\d_][\w.'\u2019 -]*?)[ \t]+\d{1,2}:\d{2}(?::\d{2})?[ \t]*(?P<body>)$")
 _TIMESTAMP_ONLY = re.compile(rf"^[ \t]*{_TS}(?:[ \t]*-->[ \t]*{_TS})?[ \t]*$")
 
 
@@ -154,7 +156,7 @@ class Ingester:
         if suffix == ".docx":
             text, turns = self._read_docx(path, raw)
         elif suffix == ".csv":
-            text, turns = self._read_csv(path, decode(raw, path, warnings))
+            text, turns = self._read_csv(path, decode(raw, path, warnings), warnings)
         elif suffix in (".vtt", ".srt"):
             text, turns = self._read_captions(path, decode(raw, path, warnings), suffix)
         else:
@@ -178,6 +180,7 @@ class Ingester:
         candidates = [self._label_of(line) for _, line in lines]
         counts = Counter(m.group("label").strip() for m in candidates if m)
         accepted = {lab for lab, n in counts.items() if n >= self.min_label_repeats or known.match(lab)}
+        accepted |= {m.group("label").strip() for m in candidates if m and m.re is _LABEL_THEN_TIME}
 
         turns: list[Turn] = []
         speaker: str | None = None
@@ -212,7 +215,7 @@ class Ingester:
         return turns
 
     def _label_of(self, line: str) -> re.Match | None:
-        match = _LABEL_LINE.match(line)
+        match = _LABEL_THEN_TIME.match(line) or _LABEL_LINE.match(line)
         if not match:
             return None
         label = match.group("label").strip()
@@ -284,7 +287,7 @@ class Ingester:
             raise IngestError(path, "caption file holds no cues with text")
         return "\n\n".join(parts), turns
 
-    def _read_csv(self, path: Path, text: str) -> tuple[str, list[Turn]]:
+    def _read_csv(self, path: Path, text: str, warnings: list[str]) -> tuple[str, list[Turn]]:
         reader = csv.DictReader(io.StringIO(text), delimiter=_delimiter(text))
         columns = [c for c in (reader.fieldnames or []) if c is not None]
         if not columns:
@@ -299,8 +302,10 @@ class Ingester:
         parts: list[str] = []
         turns: list[Turn] = []
         offset = 0
+        overlong = 0
         try:
             for number, row in enumerate(reader, start=1):
+                overlong += None in row  # more fields than the header: an unquoted delimiter in the text
                 answer = (row.get(text_col) or "").strip()
                 if not answer:
                     continue
@@ -314,6 +319,9 @@ class Ingester:
             raise IngestError(path, f"malformed CSV near row {reader.line_num}: {exc}") from exc
         if not turns:
             raise IngestError(path, f"column '{text_col}' is empty in every row")
+        if overlong:
+            warnings.append(f"{overlong} rows have more fields than the header (a delimiter inside unquoted "
+                            "text?); the extra fields were ignored")
         return "\n\n".join(parts), turns
 
 

@@ -289,6 +289,33 @@ def test_focus_group_one_case_per_speaker(tmp_path, ingester, segmenter):
     assert all(s.role == INTERVIEWER and not s.clusterable for s in segments if s.speaker == "Moderator")
 
 
+def test_numbered_participants_in_one_file_stay_separate_cases(tmp_path, ingester, segmenter):
+    """P1/P2 in one focus-group file are two people, not one case named after the file."""
+    path = write(tmp_path / "group.txt",
+                 "Facilitator: What stops people using the apps?\n"
+                 "P1: Most of our older clients have no smartphone at all.\n"
+                 "P2: For me the cost of mobile data is the real barrier here.\n"
+                 "Participant 3: My broadband drops out every evening in the village.\n")
+    segments = segmenter.segment_document(ingester.read(path))
+    assert {s.case for s in segments if s.clusterable} == {"P1", "P2", "Participant 3"}
+
+
+def test_otter_style_speaker_and_time_on_their_own_line(tmp_path, ingester):
+    path = write(tmp_path / "otter.txt",
+                 "Interviewer  0:03\nSo how was the roll-out?\n\n"
+                 "Jane Smith  0:10\nIt was long. Very long indeed.\n\nInterviewer  1:02:20\nAnd then?\n")
+    doc = ingester.read(path)
+    assert [(t.speaker, doc.text[t.start:t.end]) for t in doc.turns] == [
+        ("Interviewer", "So how was the roll-out?"), ("Jane Smith", "It was long. Very long indeed."),
+        ("Interviewer", "And then?")]
+
+
+def test_csv_rows_with_extra_fields_are_warned_about(tmp_path, ingester):
+    path = write(tmp_path / "one-col.csv", "comment\nGood, thanks\nFine\n")
+    doc = ingester.read(path)
+    assert any("1 rows have more fields than the header" in w for w in doc.warnings)
+
+
 # -- other formats ---------------------------------------------------------------------------------
 def test_srt(tmp_path, ingester):
     path = write(tmp_path / "call.srt",

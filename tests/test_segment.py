@@ -133,16 +133,21 @@ def test_long_sentence_is_split_under_model_limit(tmp_path, ingester, segmenter,
 
 
 def test_long_group_is_cut_under_model_limit(tmp_path, ingester, segmenter, embedder):
-    # Three sentences of ~120 tokens each: one group by sentence count, too long for one segment.
-    sentence = ("Our commissioners asked whether the internet-delivered programme could replace "
-                "face-to-face psychotherapeutic assessment for people on the step two waiting list " * 4).strip()
-    body = " ".join(f"Part {i} was that {sentence}." for i in range(3))
+    # Three sentences of few words but ~130 tokens each: one group by sentence and word count, yet too
+    # many tokens for one segment, so the group itself must be cut.
+    jargon = ("psychotherapeutic, internet-delivered, cognitive-behavioural self-help (iCBT/eCBT) programmes: "
+              "NHS-commissioned, ICB-funded, PWP-supported")
+    sentences = [f"Part {i} covered {jargon}, {jargon} and {jargon}." for i in range(3)]
+    body = " ".join(sentences)
+    assert len(body.split()) < segmenter.target_words
+    assert all(embedder.count_tokens(x) < segmenter.max_tokens for x in sentences)
+    assert embedder.count_tokens(body) > segmenter.max_tokens
     doc = one_turn(ingester, tmp_path, body)
     pieces = participant_spans(segmenter, doc)
     assert len(pieces) >= 2
     assert all(embedder.count_tokens(s.text) <= segmenter.max_tokens for s in pieces)
     assert all(doc.text[s.start:s.end] == s.text for s in pieces)
-    assert sum(n_sentences(s.text) for s in pieces) == 3
+    assert " ".join(s.text for s in pieces) == body
 
 
 # -- sentences and grouping ------------------------------------------------------------------------
@@ -196,6 +201,19 @@ def test_grouping_respects_max_sentences(tmp_path, ingester, cfg, embedder, max_
     assert all(1 <= n <= max_sentences for n in counts), counts
     assert len(pieces) == -(-7 // max_sentences)  # as few segments as the limit allows
     assert max(counts) - min(counts) <= 1  # and balanced
+
+
+def test_target_words_sets_segment_length(tmp_path, ingester, cfg, embedder):
+    # Three 20-word sentences: one segment at the default target, three at a 20-word target.
+    sentences = [f"In year {n} we {'really ' * 7}tried to grow the online offer for people waiting." for n in range(3)]
+    assert all(len(x.split()) == 20 for x in sentences)
+    doc = one_turn(ingester, tmp_path, " ".join(sentences))
+    lengths = {}
+    for target in (100, 20):
+        segmenter = Segmenter.from_config({**cfg["segment"], "target_words": target},
+                                          embedder.count_tokens, embedder.max_tokens)
+        lengths[target] = [n_sentences(s.text) for s in participant_spans(segmenter, doc)]
+    assert lengths == {100: [3], 20: [1, 1, 1]}
 
 
 def test_long_first_sentence_does_not_push_others_over_the_limit(tmp_path, ingester, segmenter):
