@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--row-id-col", help="CSV: column with a row id kept on every segment")
     p.add_argument("--attr-col", action="append", default=[], help="CSV: extra column to keep (repeatable)")
     p.add_argument("--top", type=int, default=15, help="themes to print (all are stored)")
+    p.add_argument("--force", action="store_true", help="run even if no file and no setting changed")
     p.set_defaults(handler=cmd_suggest)
 
     p = sub.add_parser("themes", help="show the ranked themes of a study's latest run again")
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(handler=cmd_export_suggestions)
     from flows.compare import add_commands as add_compare_commands; add_compare_commands(sub)  # noqa: E702
     from flows.review import add_commands as add_review_commands; add_review_commands(sub)  # noqa: E702
+    from flows.schedule import add_commands as add_schedule_commands; add_schedule_commands(sub)  # noqa: E702
     return parser
 
 
@@ -80,12 +82,17 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     from flows.suggest import suggest_flow
 
     config = _config(args)
-    outcome = suggest_flow(paths=[str(p) for p in args.paths], study=args.study, config=config)
+    outcome = suggest_flow(paths=[str(p) for p in args.paths], study=args.study, config=config, force=args.force)
+    if outcome["status"] == "busy":
+        print(f"themesift: {outcome['message']}", file=sys.stderr)
+        return 3
     for s in outcome["skipped"]:
         print(f"skipped {s['path']}: {s['reason']}")
     for w in outcome["warnings"]:
         print(f"warning {w}")
-    if outcome["status"] != "completed":
+    if outcome["status"] == "unchanged":
+        print(f"{outcome['message']}; showing it (--force to run again)\n")
+    elif outcome["status"] != "completed":
         print(f"themesift: run {outcome['run_id']} of study '{args.study}' produced no themes: {outcome['message']}",
               file=sys.stderr)
         return 1

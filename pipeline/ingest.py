@@ -14,7 +14,7 @@ import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Collection, Iterable, Sequence
 
 TEXT_SUFFIXES = {".txt", ".md"}
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | {".docx", ".vtt", ".srt", ".csv"}
@@ -77,10 +77,23 @@ class Skipped:
 
 
 @dataclass(frozen=True)
+class Seen:
+    """A file whose content (by hash) is already known to the caller: not parsed again."""
+
+    path: str
+    sha256: str
+
+
+@dataclass(frozen=True)
 class IngestResult:
     documents: tuple[Document, ...]
     skipped: tuple[Skipped, ...] = ()
     warnings: tuple[str, ...] = ()
+    known: tuple[Seen, ...] = ()
+
+    def sources(self) -> list[tuple[str, str]]:
+        """``(path, sha256)`` of every file taken, new or known, in path order."""
+        return sorted([(d.path, d.sha256) for d in self.documents] + [(k.path, k.sha256) for k in self.known])
 
 
 @dataclass
@@ -114,25 +127,35 @@ class Ingester:
         )
 
     # -- many files -------------------------------------------------------------------------------
-    def collect(self, paths: Iterable[str | Path], exclude: Iterable[str | Path] = ()) -> IngestResult:
+    def collect(self, paths: Iterable[str | Path], exclude: Iterable[str | Path] = (),
+                known: Collection[str] = frozenset()) -> IngestResult:
         """Read every supported file under ``paths`` (folders under ``exclude`` left out, e.g. the
-        workspace); bad files are skipped with a reason, never fatal."""
+        workspace); bad files are skipped with a reason, never fatal.
+
+        Files whose SHA-256 is in ``known`` are only hashed, not parsed: the caller has them already.
+        """
         documents: list[Document] = []
+        reused: list[Seen] = []
         skipped: list[Skipped] = []
         seen: dict[str, str] = {}
         for path in expand_paths(paths, skipped, exclude):
+            sha = _sha256_of(path)
+            if sha is not None and sha in seen:
+                skipped.append(Skipped(str(path), f"same content as {seen[sha]}; processed once"))
+                continue
+            if sha is not None and sha in known:
+                seen[sha] = str(path)
+                reused.append(Seen(str(path), sha))
+                continue
             try:
                 doc = self.read(path)
             except IngestError as exc:
                 skipped.append(Skipped(exc.path, exc.reason))
                 continue
-            if doc.sha256 in seen:
-                skipped.append(Skipped(str(path), f"same content as {seen[doc.sha256]}; processed once"))
-                continue
             seen[doc.sha256] = str(path)
             documents.append(doc)
         warnings = tuple(f"{d.path}: {w}" for d in documents for w in d.warnings)
-        return IngestResult(tuple(documents), tuple(skipped), warnings)
+        return IngestResult(tuple(documents), tuple(skipped), warnings, tuple(reused))
 
     # -- one file ---------------------------------------------------------------------------------
     def read(self, path: str | Path) -> Document:
@@ -323,6 +346,13 @@ class Ingester:
             warnings.append(f"{overlong} rows have more fields than the header (a delimiter inside unquoted "
                             "text?); the extra fields were ignored")
         return "\n\n".join(parts), turns
+
+
+def _sha256_of(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None  # read() reports it
 
 
 def decode(raw: bytes, path: str | Path, warnings: list[str]) -> str:

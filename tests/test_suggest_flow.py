@@ -110,7 +110,7 @@ def test_same_inputs_same_themes_and_embeddings_reused(example_study):
     store = example_study.store
     with store.sessions() as session:
         n_vectors = session.scalar(select(func.count()).select_from(Embedding))
-    again = suggest_flow(paths=[str(TRANSCRIPTS)], study="ipt", config=example_study.config)
+    again = suggest_flow(paths=[str(TRANSCRIPTS)], study="ipt", config=example_study.config, force=True)
     assert again["status"] == "completed" and again["run_id"] != example_study.outcome["run_id"]
     with store.sessions() as session:
         assert themes_of(session, again["run_id"]) == themes_of(session, example_study.outcome["run_id"])
@@ -119,6 +119,47 @@ def test_same_inputs_same_themes_and_embeddings_reused(example_study):
         assert session.scalar(select(func.count()).select_from(Source)) == len(list(TRANSCRIPTS.iterdir()))
     assert manifest["embedding"]["prefect_cache_hit"] is True
     assert manifest["embedding"]["newly_embedded"] == 0
+    # unchanged files were neither read nor cut again: their stored segments were reused
+    assert [i["read_now"] for i in manifest["inputs"]] == [False] * len(manifest["inputs"])
+
+
+def test_nothing_changed_stops_at_once(example_study):
+    latest = example_study.store.latest_inputs("ipt")[0]
+    outcome = suggest_flow(paths=[str(TRANSCRIPTS)], study="ipt", config=example_study.config)
+    assert outcome["status"] == "unchanged" and outcome["run_id"] == latest
+    assert "nothing changed since run" in outcome["message"]
+
+
+def test_added_changed_and_removed_files(prefect_harness, tmp_path):
+    """Only new or changed files are read; a removed file's source is retired, its segments kept."""
+    folder = tmp_path / "arriving"
+    folder.mkdir()
+    for name in ("P01.txt", "P02.txt", "P06.docx", "P07.vtt"):
+        shutil.copy(TRANSCRIPTS / name, folder / name)
+    cfg = study_config(tmp_path / "ws")
+    first = suggest_flow(paths=[str(folder)], study="arriving", config=cfg)
+    shutil.copy(TRANSCRIPTS / "P10.vtt", folder / "P10.vtt")
+    (folder / "P02.txt").write_text((TRANSCRIPTS / "P02.txt").read_text(encoding="utf-8") +
+                                    "\n\nP02: One more thing: the evening sessions filled up in a week.\n",
+                                    encoding="utf-8")
+    (folder / "P07.vtt").unlink()
+    second = suggest_flow(paths=[str(folder)], study="arriving", config=cfg)
+    assert first["status"] == second["status"] == "completed"
+    from models.store import Store
+
+    with Store.from_config(cfg["store"]).sessions() as session:
+        inputs = {i["name"]: i["read_now"] for i in session.get(Run, second["run_id"]).manifest["inputs"]}
+        assert inputs == {"P01.txt": False, "P02.txt": True, "P06.docx": False, "P10.vtt": True}
+        retired = sorted((s.name, s.retired_at is not None) for s in session.scalars(select(Source)))
+        # the old P02.txt (changed since) and the removed P07.vtt are retired
+        assert retired == [("P01.txt", False), ("P02.txt", False), ("P02.txt", True), ("P06.docx", False),
+                           ("P07.vtt", True), ("P10.vtt", False)]
+        p07 = session.scalars(select(Source).where(Source.name == "P07.vtt")).one()
+        assert p07.segments  # kept for past runs, decisions and codings
+        second_sources = set(session.scalars(select(Source.name).join(Segment.source)
+                                             .join(Membership, Membership.segment_id == Segment.id)
+                                             .where(Membership.run_id == second["run_id"]).distinct()))
+        assert second_sources == {"P01.txt", "P02.txt", "P06.docx", "P10.vtt"}
 
 
 def test_embedding_cache_is_shared_across_studies(example_study, tmp_path):
