@@ -40,7 +40,7 @@ class SuggestOutcome:
     database: str = ""
 
 
-def load_vectors(store: Store, embedder: Embedder, texts: Sequence[str]) -> tuple[np.ndarray, int]:
+def load_vectors(store: Store, embedder: Embedder, texts: Sequence[str], chunk: int = 1024) -> tuple[np.ndarray, int]:
     """Vectors for ``texts`` from the store's cache, embedding only texts this model never saw.
 
     Returns the vectors in the order of ``texts`` and how many distinct texts had to be embedded now.
@@ -48,11 +48,12 @@ def load_vectors(store: Store, embedder: Embedder, texts: Sequence[str]) -> tupl
     hashes = [text_hash(t) for t in texts]
     cached = store.cached_vectors(embedder.model_id, hashes)
     missing = list(dict.fromkeys(h for h in hashes if h not in cached))
-    if missing:
-        first_text = {h: t for h, t in zip(hashes, texts)}
-        fresh = embedder.encode([first_text[h] for h in missing])
-        store.cache_vectors(embedder.model_id, missing, fresh)
-        cached.update(zip(missing, fresh))
+    first_text = {h: t for h, t in zip(hashes, texts)}
+    for i in range(0, len(missing), chunk):  # cached chunk by chunk: a killed run keeps what it embedded
+        batch = missing[i:i + chunk]
+        fresh = embedder.encode([first_text[h] for h in batch])
+        store.cache_vectors(embedder.model_id, batch, fresh)
+        cached.update(zip(batch, fresh))
     if not hashes:
         return np.zeros((0, embedder.encoder.get_sentence_embedding_dimension()), dtype=np.float32), 0
     return np.stack([cached[h] for h in hashes]), len(missing)
@@ -89,7 +90,7 @@ def _embed_cache_key(_context, parameters: Mapping[str, Any]) -> str:
 def embed_task(texts: list[str], embed_cfg: dict, store_url: str, sqlite_timeout_s: float = 30) -> int:
     """Fill the store's embedding cache for ``texts``; cached by Prefect across runs on the same texts."""
     store = Store(store_url, sqlite_timeout_s)
-    return load_vectors(store, Embedder.from_config(embed_cfg), texts)[1]
+    return load_vectors(store, Embedder.from_config(embed_cfg), texts, embed_cfg["cache_chunk"])[1]
 
 
 @task(name="reduce-and-cluster", cache_policy=NO_CACHE)
@@ -189,7 +190,7 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, force: bo
     embed_state = timed("embed", embed_task, texts, config["embed"], store.url, config["store"]["sqlite_timeout_s"],
                         return_state=True)
     embedder = Embedder.from_config(config["embed"])
-    vectors, late = timed("load-vectors", load_vectors, store, embedder, texts)
+    vectors, late = timed("load-vectors", load_vectors, store, embedder, texts, config["embed"]["cache_chunk"])
     prefect_hit = embed_state.name == "Cached"
     embedding = {"texts": len(texts), "distinct_texts": len(set(texts)), "prefect_cache_hit": prefect_hit,
                  "newly_embedded": late + (0 if prefect_hit else embed_state.result())}

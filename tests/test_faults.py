@@ -1,0 +1,98 @@
+"""Faults: a run killed half-way, and two runs on one study at once."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from sqlalchemy import func, select
+
+from conftest import ROOT, SHARED, TRANSCRIPTS, study_config
+from flows.suggest import suggest_flow
+from models.records import Embedding, Run, Segment, StudyLock
+from models.store import Store
+
+
+def test_a_second_run_on_a_busy_study_is_refused_with_a_message(example_study):
+    store = example_study.store
+    with store.study_lock("ipt"):
+        outcome = suggest_flow(paths=[str(TRANSCRIPTS)], study="ipt", config=example_study.config, force=True)
+    assert outcome["status"] == "busy" and outcome["run_id"] is None
+    assert "study 'ipt' is being processed by another run" in outcome["message"]
+    with store.sessions() as session:
+        assert session.get(StudyLock, "ipt") is None  # the holder released it
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over(example_study):
+    store = example_study.store
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    import socket
+
+    with store.transaction() as session:
+        session.add(StudyLock(study="ipt", owner=f"{socket.gethostname()}:{dead.stdout.strip()}"))
+    with store.study_lock("ipt"):
+        pass
+    with store.sessions() as session:
+        assert session.get(StudyLock, "ipt") is None
+
+
+def test_a_killed_run_leaves_the_store_as_before_and_the_next_run_reuses_its_embeddings(tmp_path):
+    source = SHARED / "nhs-fft" / "comments.csv"
+    if not source.exists():
+        pytest.skip("shared datasets not present")
+    with source.open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))[:1500]
+    data = tmp_path / "fft1500.csv"
+    with data.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    cfg = study_config(tmp_path / "ws")
+    cfg["embed"]["cache_chunk"] = 128
+    config_file = tmp_path / "cfg.yaml"
+    config_file.write_text(yaml.safe_dump({"store": cfg["store"], "embed": {"cache_chunk": 128}}), encoding="utf-8")
+    store = Store.from_config(cfg["store"])
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    env.pop("PREFECT_API_URL", None)
+    command = [sys.executable, "-m", "flows.cli", "suggest", str(data), "--study", "killed", "--config",
+               str(config_file), "--text-col", "feedback", "--row-id-col", "row_index"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        cached = 0
+        while time.monotonic() < deadline and process.poll() is None:
+            with store.sessions() as session:
+                cached = session.scalar(select(func.count()).select_from(Embedding))
+            if cached >= 256:
+                break
+            time.sleep(0.2)
+        assert process.poll() is None, "the run ended before it could be killed"
+        process.send_signal(signal.SIGKILL)
+        process.wait(30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    with store.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Run)) == 0
+        assert session.scalar(select(func.count()).select_from(Segment)) == 0
+        cached = session.scalar(select(func.count()).select_from(Embedding))
+        assert session.get(StudyLock, "killed") is not None  # left behind by the killed process
+    assert cached >= 256
+
+    finished = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    with store.sessions() as session:
+        run = session.scalars(select(Run)).one()
+        assert run.status == "completed"
+        assert run.manifest["embedding"]["newly_embedded"] <= run.manifest["embedding"]["distinct_texts"] - cached
+        n_segments = session.scalar(select(func.count()).select_from(Segment))
+        distinct = session.scalar(select(func.count()).select_from(
+            select(Segment.source_id, Segment.start, Segment.end).distinct().subquery()))
+        assert n_segments == distinct
+        assert session.get(StudyLock, "killed") is None

@@ -1,0 +1,143 @@
+"""The store on SQLite and on PostgreSQL (THEMESIFT_TEST_PG_URL, started by .ci/run)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+from sqlalchemy import create_engine, func, select, text
+
+from conftest import TRANSCRIPTS, study_config
+from models.records import Embedding, Membership, Run, Segment, Source, Theme
+from models.store import Store
+from pipeline.config import load_config
+from pipeline.ingest import Ingester
+from pipeline.segment import Segmenter
+from pipeline.themes import CandidateTheme, OutlierSegment, Suggestions
+
+PG_URL = os.environ.get("THEMESIFT_TEST_PG_URL")
+
+
+def _empty_postgres(url: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'themesift.db'}"
+    if not PG_URL:
+        if os.environ.get("CI"):
+            pytest.fail("THEMESIFT_TEST_PG_URL is not set: .ci/run must start PostgreSQL")
+        pytest.skip("no PostgreSQL server (set THEMESIFT_TEST_PG_URL)")
+    _empty_postgres(PG_URL)
+    return PG_URL
+
+
+def _example(n_files: int = 2):
+    cfg = load_config()
+    paths = sorted(TRANSCRIPTS.iterdir())[:n_files]
+    docs = Ingester.from_config(cfg["ingest"]).collect(paths).documents
+    segments = Segmenter.from_config(cfg["segment"]).transform(docs)
+    clustered = [i for i, s in enumerate(segments) if s.clusterable]
+    half = len(clustered) // 2
+    themes = (CandidateTheme(1, 0, "first", ("a",), 0.7, {"coverage": 1.0}, ("r",), ("P01",),
+                             tuple(clustered[:half]), (1.0,) * half, (0.5,) * half, tuple(clustered[:3])),)
+    outliers = tuple(OutlierSegment(i, 1, 0.4) for i in clustered[half:])
+    return docs, segments, Suggestions(themes, outliers)
+
+
+def _counts(store: Store) -> list[int]:
+    with store.sessions() as session:
+        return [session.scalar(select(func.count()).select_from(t)) for t in (Run, Theme, Membership, Segment, Source)]
+
+
+def test_a_run_round_trips_and_a_failed_write_leaves_nothing(store_url):
+    store = Store(store_url)
+    docs, segments, suggestions = _example()
+    run_id = store.record_run("s", docs, segments, suggestions, {"k": 1}, [], datetime.now(timezone.utc), cut="c1")
+    with store.sessions() as session:
+        run = session.get(Run, run_id)
+        assert run.n_themes == 1 and run.n_outliers == len(suggestions.outliers)
+        assert [s.text for s in session.scalars(select(Segment).order_by(Segment.id))] == [s.text for s in segments]
+    assert store.known_sources("s", "c1") == {d.sha256 for d in docs}
+    stored = store.stored_segments("s", [docs[0].sha256], "c1")[docs[0].sha256]
+    assert stored == [s for s in segments if s.source_sha256 == docs[0].sha256]
+    before = _counts(store)
+    broken = Suggestions(suggestions.themes, (OutlierSegment(10**6, None, 0.0),))
+    with pytest.raises(IndexError):
+        store.record_run("s", docs, segments, broken, {}, [], datetime.now(timezone.utc))
+    assert _counts(store) == before
+
+
+def test_embedding_cache_with_concurrent_writers(store_url):
+    store = Store(store_url)
+    rng = np.random.default_rng(0)
+    hashes = [f"{i:064x}" for i in range(300)]
+    vectors = rng.normal(size=(300, 8)).astype(np.float32)
+    errors: list[BaseException] = []
+
+    def write(offset: int) -> None:
+        try:
+            Store(store_url).cache_vectors("m", hashes[offset:offset + 200], vectors[offset:offset + 200])
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(o,)) for o in (0, 100, 50, 0)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    found = store.cached_vectors("m", hashes)
+    assert len(found) == 300 and all(np.array_equal(found[h], v) for h, v in zip(hashes, vectors))
+    with store.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Embedding)) == 300
+
+
+def test_two_writers_at_once_lose_nothing(store_url):
+    store = Store(store_url)
+    docs, segments, suggestions = _example(3)
+    errors: list[BaseException] = []
+
+    def runs(study: str) -> None:
+        try:
+            for _ in range(3):
+                Store(store_url).record_run(study, docs, segments, suggestions, {}, [], datetime.now(timezone.utc))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=runs, args=(name,)) for name in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    with store.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Run)) == 6
+        per_run = set(session.scalars(select(func.count()).select_from(Membership).group_by(Membership.run_id)))
+        assert per_run == {len(suggestions.themes[0].members) + len(suggestions.outliers)}
+
+
+def test_the_suggest_flow_on_postgresql(prefect_harness, tmp_path):
+    if not PG_URL:
+        pytest.skip("no PostgreSQL server (set THEMESIFT_TEST_PG_URL)")
+    _empty_postgres(PG_URL)
+    from flows.suggest import suggest_flow
+
+    cfg = study_config(tmp_path)
+    cfg["store"]["url"] = PG_URL
+    outcome = suggest_flow(paths=[str(TRANSCRIPTS)], study="ipt", config=cfg)
+    assert outcome["status"] == "completed"
+    with Store(PG_URL).sessions() as session:
+        run = session.get(Run, outcome["run_id"])
+        assert run.n_themes >= 5 and run.manifest["inputs"]
+        for segment in session.scalars(select(Segment)):
+            assert segment.source.text[segment.start:segment.end] == segment.text
