@@ -79,10 +79,10 @@ def _config(args: argparse.Namespace) -> dict:
 
 
 def cmd_suggest(args: argparse.Namespace) -> int:
-    from flows.suggest import suggest_flow
+    from flows.suggest import run_suggest
 
     config = _config(args)
-    outcome = suggest_flow(paths=[str(p) for p in args.paths], study=args.study, config=config, force=args.force)
+    outcome = run_suggest([str(p) for p in args.paths], args.study, config, force=args.force)
     if outcome["status"] == "busy":
         print(f"themesift: {outcome['message']}", file=sys.stderr)
         return 3

@@ -19,9 +19,9 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import flows  # noqa: F401  (Prefect settings before Prefect is imported)
 from prefect import flow, get_run_logger, task
@@ -41,9 +41,24 @@ from models.store import Store, StudyNotFoundError, workspace_dir
 from pipeline.agreement import map_selections
 from pipeline.codings import MACHINE_USER_NAME, CodingFileError, CodingImport, read_codings, unmapped_selections
 from pipeline.compare import MACHINE, compare_study, summary_lines
-from pipeline.config import ConfigError, load_config
+from pipeline.config import load_config
 
-DEFAULT_MIN_COVER = 0.5
+# Tunable numbers; a ``compare:`` section of the configuration overrides them, CLI options override both.
+COMPARE_DEFAULTS: dict[str, Any] = {
+    "min_cover": 0.5,      # share of a segment's characters a coder's selections must cover to code it
+    "min_positive": 5,     # fewer coded segments than this (for either coder) flags a code as too rare
+    "top_k": 10,           # ranked themes judged for top-k precision
+    "recovered_f1": 0.5,   # a human code counts as recovered when its best theme's F1 reaches this
+    "matrix_quotes": 2,    # quotes per cell of the Framework matrix
+}
+DEFAULT_MIN_COVER = COMPARE_DEFAULTS["min_cover"]
+
+
+def compare_config(config: dict, **overrides: Any) -> dict[str, Any]:
+    """The ``compare`` section with defaults for keys it lacks; ``overrides`` that are not None win."""
+    merged = {**COMPARE_DEFAULTS, **dict(config.get("compare") or {})}
+    merged.update({k: v for k, v in overrides.items() if v is not None})
+    return merged
 
 
 def _slug(text: str) -> str:
@@ -122,8 +137,12 @@ def map_import(view: StudyView, imported: CodingImport, min_cover: float = DEFAU
 # ---------------------------------------------------------------------------------------------
 
 @task(name="read-codings", cache_policy=NO_CACHE)
-def read_codings_task(path: str, view: StudyView, coder: str | None) -> CodingImport:
-    return read_codings(path, view.sources, coder)
+def read_codings_task(path: str, view: StudyView, coder: str | None) -> CodingImport | str:
+    """The file's selections, or why the file cannot be read at all (a message, not a crash)."""
+    try:
+        return read_codings(path, view.sources, coder)
+    except (CodingFileError, OSError) as exc:
+        return str(exc)
 
 
 @task(name="store-codings", cache_policy=NO_CACHE)
@@ -134,21 +153,28 @@ def store_codings_task(store: Store, study: str, codings: dict, origin: str) -> 
 
 @flow(name="import-codings")
 def import_codings_flow(path: str, study: str, config: dict, coder: str | None = None,
-                        min_cover: float = DEFAULT_MIN_COVER) -> dict[str, Any]:
+                        min_cover: float | None = None) -> dict[str, Any]:
     """Read a coding file, map it onto the latest run's segments and store it (one transaction).
 
     Returns ``{"status", "coders": {name: {"selections", "segments", "codings"}}, "notes", "run_id"}``.
     Nothing is stored when the file gives no selection at all (an empty import never wipes a coder).
     """
+    min_cover = compare_config(config, min_cover=min_cover)["min_cover"]
     store = Store.from_config(config["store"])
     view = load_view(store, study)
     imported = read_codings_task(path, view, coder)
+    outcome: dict[str, Any] = {"status": "failed", "run_id": view.run_id, "notes": [], "coders": {},
+                               "origin": Path(path).name, "matched_sources": {}, "error": None}
+    if isinstance(imported, str):
+        outcome["error"] = imported
+        return outcome
     codings, notes = map_import(view, imported, min_cover)
-    for name in codings:
-        if name in (MACHINE, MACHINE_USER_NAME):
-            raise CodingFileError(f"{path}: coder name '{name}' is reserved for the machine; rename the coder")
-    outcome: dict[str, Any] = {"status": "failed", "run_id": view.run_id, "notes": notes, "coders": {},
-                               "origin": Path(path).name, "matched_sources": imported.matched_sources}
+    outcome.update(notes=notes, matched_sources=imported.matched_sources)
+    reserved = sorted(n for n in codings if n in (MACHINE, MACHINE_USER_NAME))
+    if reserved:
+        outcome["error"] = (f"{Path(path).name}: coder name '{reserved[0]}' is reserved for the machine; "
+                            "rename the coder")
+        return outcome
     if not imported.selections:
         outcome["notes"] = notes + [f"{Path(path).name}: no selection could be read; nothing stored"]
         return outcome
@@ -171,9 +197,11 @@ def import_codings_flow(path: str, study: str, config: dict, coder: str | None =
 
 
 @task(name="compare", cache_policy=NO_CACHE)
-def compare_task(view: StudyView, humans: dict, top_k: int, min_positive: int, kinds: dict | None = None):
+def compare_task(view: StudyView, humans: dict, top_k: int, min_positive: int, kinds: dict | None = None,
+                 recovered_f1: float = 0.5):
     ranking = [t.code for t in view.themes]
-    return compare_study(view.unit_ids, view.cases, humans, view.partition, ranking, top_k, min_positive, kinds)
+    return compare_study(view.unit_ids, view.cases, humans, view.partition, ranking, top_k, min_positive, kinds,
+                         recovered_f1=recovered_f1)
 
 
 @task(name="write-report", cache_policy=NO_CACHE)
@@ -195,14 +223,17 @@ def _artifact_value(v: Any) -> Any:
 
 
 @flow(name="compare-codings")
-def compare_flow(study: str, config: dict, human_files: list[str] | None = None, top_k: int = 10,
-                 min_positive: int = 5, min_cover: float = DEFAULT_MIN_COVER, run_id: int | None = None
+def compare_flow(study: str, config: dict, human_files: list[str] | None = None, top_k: int | None = None,
+                 min_positive: int | None = None, min_cover: float | None = None, run_id: int | None = None
                  ) -> dict[str, Any]:
     """Every human pair and the machine vs each human, per code and overall; report, tables, artifacts.
 
     ``human_files``: coding files compared as they are (not stored); a coder in a file replaces a
-    stored coder of the same name for this comparison only.
+    stored coder of the same name for this comparison only. Numbers left None come from
+    :func:`compare_config`.
     """
+    settings = compare_config(config, top_k=top_k, min_positive=min_positive, min_cover=min_cover)
+    top_k, min_positive, min_cover = settings["top_k"], settings["min_positive"], settings["min_cover"]
     store = Store.from_config(config["store"])
     view = load_view(store, study, run_id)
     humans = dict(view.humans)
@@ -217,6 +248,8 @@ def compare_flow(study: str, config: dict, human_files: list[str] | None = None,
                          "older segmentation); re-import the coding to compare them")
     for path in human_files or []:
         imported = read_codings_task(path, view, None)
+        if isinstance(imported, str):
+            return {"status": "failed", "error": imported}
         codings, file_notes = map_import(view, imported, min_cover)
         notes += file_notes
         for name, coding in codings.items():
@@ -224,7 +257,7 @@ def compare_flow(study: str, config: dict, human_files: list[str] | None = None,
             origin[name] = Path(path).name
             kinds[name] = HUMAN
     humans = dict(sorted(humans.items(), key=lambda kv: (kinds.get(kv[0]) == "machine", kv[0])))
-    result = compare_task(view, humans, top_k, min_positive, kinds)
+    result = compare_task(view, humans, top_k, min_positive, kinds, settings["recovered_f1"])
     coders = [{"name": n, "kind": kinds.get(n, "human"), "origin": origin.get(n, ""),
                "segments": sum(1 for s, c in humans[n].items() if s in unit_set and c),
                "codes": len({c for s, cs in humans[n].items() if s in unit_set for c in cs})} for n in result.humans]
@@ -258,7 +291,8 @@ def compare_flow(study: str, config: dict, human_files: list[str] | None = None,
                          for c in report.per_code if c.coders == tuple(pair)},
             "mean_kappa": report.summary(pair).mean_kappa, "mean_alpha": report.summary(pair).mean_alpha,
         }
-    return {"study": study, "run_id": view.run_id, "n_units": len(view.units), "humans": result.humans,
+    return {"status": "completed", "study": study, "run_id": view.run_id, "n_units": len(view.units),
+            "humans": result.humans,
             "kinds": {n: kinds.get(n, HUMAN) for n in result.humans},
             "lines": lines, "notes": notes, "figures": figures, **files}
 
@@ -351,17 +385,24 @@ def _fail(message: str) -> int:
     return 2
 
 
+def _check_study(config: dict, study: str, run_id: int | None = None) -> None:
+    """Fail fast (StudyNotFoundError) before a flow starts Prefect: no such study, or no run yet."""
+    store = Store.from_config(config["store"])
+    with store.sessions() as session:
+        require_run(session, study, run_id)
+
+
 def cmd_import_codings(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    if not args.file.exists():
+    if not args.file.is_file():
         return _fail(f"{args.file}: no such file")
-    try:
-        outcome = import_codings_flow(path=str(args.file), study=args.study, config=config, coder=args.coder,
-                                      min_cover=args.min_cover)
-    except (CodingFileError, ValueError) as exc:
-        if isinstance(exc, ConfigError):
-            raise
-        return _fail(str(exc))
+    if args.file.suffix.lower() not in (".csv", ".qdpx"):
+        return _fail(f"{args.file}: use a .csv coding table or a .qdpx REFI-QDA project")
+    _check_study(config, args.study)
+    outcome = import_codings_flow(path=str(args.file), study=args.study, config=config, coder=args.coder,
+                                  min_cover=args.min_cover)
+    if outcome.get("error"):
+        return _fail(outcome["error"])
     for name, (matched, how) in sorted(outcome["matched_sources"].items()):
         if name != matched or how != "name":
             print(f"source {name} -> {matched} (matched by {how})")
@@ -379,14 +420,14 @@ def cmd_import_codings(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     for path in args.human:
-        if not path.exists():
+        if not path.is_file():
             return _fail(f"{path}: no such file")
-    try:
-        outcome = compare_flow(study=args.study, config=config, human_files=[str(p) for p in args.human],
-                               top_k=args.top_k, min_positive=args.min_positive, min_cover=args.min_cover,
-                               run_id=args.run)
-    except CodingFileError as exc:
-        return _fail(str(exc))
+    _check_study(config, args.study, args.run)
+    outcome = compare_flow(study=args.study, config=config, human_files=[str(p) for p in args.human],
+                           top_k=args.top_k, min_positive=args.min_positive, min_cover=args.min_cover,
+                           run_id=args.run)
+    if outcome.get("status") != "completed":
+        return _fail(outcome.get("error") or "comparison failed")
     kinds = outcome["kinds"]
     people = [n for n in outcome["humans"] if kinds.get(n) != "machine"]
     applied = [n for n in outcome["humans"] if kinds.get(n) == "machine"]
@@ -411,7 +452,8 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     store = Store.from_config(config["store"])
     view = load_view(store, args.study, args.run)
     who = args.coder or default_matrix_coder(view)
-    matrix = build_study_matrix(view, who, args.quotes, confirmed_definitions(store, args.study))
+    n_quotes = compare_config(config, matrix_quotes=args.quotes)["matrix_quotes"]
+    matrix = build_study_matrix(view, who, n_quotes, confirmed_definitions(store, args.study))
     output = args.output or study_folder(config, args.study) / f"matrix-run{view.run_id}-{_slug(who)}.{args.format}"
     write_matrix(matrix, output, args.format)
     print(f"{matrix.title}: {len(matrix.cases)} participants x {len(matrix.columns)} "
@@ -457,7 +499,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     _common(i)
     i.add_argument("--coder", help="import only this coder (or: file the codings under this name when the "
                                    "file names no coder)")
-    i.add_argument("--min-cover", type=float, default=DEFAULT_MIN_COVER,
+    i.add_argument("--min-cover", type=float,
                    help="share of a segment a selection must cover to code it (default 0.5)")
     i.set_defaults(handler=cmd_import_codings)
 
@@ -466,11 +508,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--human", type=Path, action="append", default=[],
                    help="a coding file (.csv or .qdpx) to compare without storing it (repeatable)")
     c.add_argument("--run", type=int, help="a run id instead of the latest")
-    c.add_argument("--top-k", type=int, default=10, help="ranked themes judged for top-k precision")
-    c.add_argument("--min-positive", type=int, default=5,
-                   help="fewer coded segments than this flags a code as too rare to judge")
-    c.add_argument("--min-cover", type=float, default=DEFAULT_MIN_COVER,
-                   help="share of a segment a selection must cover to code it (default 0.5)")
+    c.add_argument("--top-k", type=int, help="ranked themes judged for top-k precision (default 10)")
+    c.add_argument("--min-positive", type=int,
+                   help="fewer coded segments than this flags a code as too rare to judge (default 5)")
+    c.add_argument("--min-cover", type=float, help="share of a segment a --human file's selection must cover "
+                                                   "to code it (default 0.5)")
     c.set_defaults(handler=cmd_compare)
 
     m = sub.add_parser("matrix", help="Framework matrix: participants x themes with counts and quotes")
@@ -478,7 +520,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--coder", help="whose codes: an imported coder, 'machine' for the run's themes (default: the "
                                    "confirmed codebook as applied by 'themesift apply', else the run's themes)")
     m.add_argument("--format", choices=("xlsx", "csv", "html"), default="xlsx")
-    m.add_argument("--quotes", type=int, default=2, help="quotes per cell")
+    m.add_argument("--quotes", type=int, help="quotes per cell (default 2)")
     m.add_argument("--run", type=int, help="a run id instead of the latest")
     m.add_argument("-o", "--output", type=Path, help="file to write (default: in the study's folder)")
     m.set_defaults(handler=cmd_matrix)

@@ -131,6 +131,39 @@ def artifact_key(study: str) -> str:
     return f"themes-{slug}"
 
 
+def embed_in_batches(texts: Sequence[str], config: Mapping, store_url: str) -> list:
+    """Map the embedding task over batches of ``embed.task_texts`` texts (spread over Dask workers when
+    the flow runs on a Dask task runner); returns the final state of each batch, in order."""
+    size = max(1, int(config["embed"]["task_texts"]))
+    batches = [list(texts[i:i + size]) for i in range(0, len(texts), size)]
+    futures = [embed_task.submit(batch, config["embed"], store_url, config["store"]["sqlite_timeout_s"])
+               for batch in batches]
+    for future in futures:
+        future.wait()
+    return [future.state for future in futures]
+
+
+def task_runner(config: Mapping):
+    """The task runner the configuration asks for: None (Prefect's default threads) or a Dask cluster."""
+    runner = config["runner"]
+    if runner["kind"] == "local":
+        return None
+    if runner["kind"] == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if not runner.get("dask_address"):
+            raise ValueError("runner.kind is 'dask' but runner.dask_address is not set (e.g. tcp://host:8786)")
+        return DaskTaskRunner(address=runner["dask_address"])
+    raise ValueError(f"unknown runner.kind '{runner['kind']}' (local or dask)")
+
+
+def run_suggest(paths: list[str], study: str, config: dict, force: bool = False) -> dict:
+    """Run :func:`suggest_flow` on the task runner named in the configuration."""
+    runner = task_runner(config)
+    flow_ = suggest_flow if runner is None else suggest_flow.with_options(task_runner=runner)
+    return flow_(paths=paths, study=study, config=config, force=force)
+
+
 # -- the flow -------------------------------------------------------------------------------------
 def segment_cut(config: Mapping) -> str:
     """Fingerprint of what decides a file's segments: the segment settings and the tokenizer's model."""
@@ -187,13 +220,13 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, force: bo
                         for path, sha in sources if sha not in with_text]
     clustered = [i for i, s in enumerate(segments) if s.clusterable]
     texts = [segments[i].text for i in clustered]
-    embed_state = timed("embed", embed_task, texts, config["embed"], store.url, config["store"]["sqlite_timeout_s"],
-                        return_state=True)
+    states = timed("embed", embed_in_batches, texts, config, store.url)
     embedder = Embedder.from_config(config["embed"])
     vectors, late = timed("load-vectors", load_vectors, store, embedder, texts, config["embed"]["cache_chunk"])
-    prefect_hit = embed_state.name == "Cached"
+    prefect_hit = bool(states) and all(state.name == "Cached" for state in states)
     embedding = {"texts": len(texts), "distinct_texts": len(set(texts)), "prefect_cache_hit": prefect_hit,
-                 "newly_embedded": late + (0 if prefect_hit else embed_state.result())}
+                 "tasks": len(states),
+                 "newly_embedded": late + sum(st.result() for st in states if st.name != "Cached")}
     inputs = [{"name": Path(path).name, "path": path, "format": Path(path).suffix.lower().lstrip("."), "sha256": sha,
                "read_now": sha not in known} for path, sha in sources]
 
@@ -203,8 +236,8 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, force: bo
                 "segment_cut": cut}
 
     try:
-        clusterer, stability = timed("reduce-and-cluster", cluster_task, vectors, config["cluster"],
-                                     config["rank"]["stability"])
+        clusterer, stability = timed("reduce-and-cluster", lambda: cluster_task.submit(
+            vectors, config["cluster"], config["rank"]["stability"]).result())
     except CorpusTooSmallError as exc:
         outcome.message = str(exc)
         outcome.run_id = store.record_failed_run(study, manifest(), str(exc), outcome.skipped, started_at)

@@ -174,6 +174,7 @@ def compare_study(
     top_k: int = 10,
     min_positive: int = 5,
     kinds: Mapping[str, str] | None = None,
+    recovered_f1: float = 0.5,
 ) -> Comparison:
     """All figures for one study: human pairs, machine vs each human, all together, coverage.
 
@@ -219,7 +220,7 @@ def compare_study(
             f1 = np.divide(2 * overlap, denom, out=np.zeros(overlap.shape, dtype=float), where=denom > 0)
             result.machine.append(MachineComparison(
                 human=h, match=match, report=report,
-                clusters=cluster_scores(partition, human, units),
+                clusters=cluster_scores(partition, human, units, recovered_f1=recovered_f1),
                 top_k=top_k_precision(partition, human, units, top_k, ranking=result.ranking or None),
                 themes=themes, codes=codes, overlap=overlap, f1=f1,
             ))

@@ -2,7 +2,8 @@
 
 The pure parts are tested on small hand-made texts. The end-to-end tests use conftest's
 ``example_study`` (the real suggest flow, run once per session in a temporary workspace) and drive the
-``themesift`` CLI on it (real flows on the session's Prefect test harness, real SQLite).
+``themesift`` CLI on a private copy of its database (real flows on the session's Prefect test harness,
+real SQLite).
 """
 
 from __future__ import annotations
@@ -231,7 +232,8 @@ def test_compare_study_maps_machine_themes_by_hungarian_matching():
     assert [m.human for m in applied.machine] == ["ann"]
     assert applied.human_report.get(("ann", "bob"), "cost").kappa == result.human_report.get(("ann", "bob"),
                                                                                              "cost").kappa
-    assert "confirmed codebook" in next(r["mapping"] for r in applied.agreement_rows() if r["comparison"] == "ann vs bob")
+    mapping = next(r["mapping"] for r in applied.agreement_rows() if r["comparison"] == "ann vs bob")
+    assert "confirmed codebook" in mapping
 
 
 # ------------------------------------------------------------------ storage
@@ -277,19 +279,22 @@ def test_import_replaces_a_coders_earlier_import_in_one_transaction(tmp_path):
 
 @pytest.fixture(scope="session")
 def ipt(example_study, tmp_path_factory):
-    """The example study (suggested once per session by conftest) with a config file for the CLI.
+    """A private copy of the example study (conftest's ``example_study``, suggested once per session)
+    with a config file for the CLI: imports here must not show up in other tests' copies."""
+    import sqlite3
 
-    Other tests share the study: they may add runs (same segments) or coders, so the tests below
-    look at the latest run and at amira and ben only.
-    """
     import yaml
 
-    store_cfg = example_study.config["store"]
-    cfg_file = tmp_path_factory.mktemp("compare-config") / "config.yaml"
-    cfg_file.write_text(yaml.safe_dump({"store": {"workspace": store_cfg["workspace"], "url": store_cfg["url"]}}),
-                        encoding="utf-8")
-    return SimpleNamespace(ws=Path(store_cfg["workspace"]), cfg=str(cfg_file), config=example_study.config,
-                           store=example_study.store, study=example_study.name)
+    folder = tmp_path_factory.mktemp("compare-study")
+    source_db = example_study.config["store"]["url"].removeprefix("sqlite:///")
+    with sqlite3.connect(source_db) as src, sqlite3.connect(folder / "themesift.db") as dst:
+        src.backup(dst)  # consistent even while the original is in WAL mode
+    store_cfg = {"workspace": str(folder), "url": f"sqlite:///{folder / 'themesift.db'}"}
+    cfg_file = folder / "config.yaml"
+    cfg_file.write_text(yaml.safe_dump({"store": store_cfg}), encoding="utf-8")
+    config = {**example_study.config, "store": {**example_study.config["store"], **store_cfg}}
+    return SimpleNamespace(ws=folder, cfg=str(cfg_file), config=config, store=Store.from_config(config["store"]),
+                           study=example_study.name)
 
 
 def _cli(*argv: str) -> int:
@@ -384,6 +389,11 @@ def test_compare_end_to_end_figures_match_the_libraries(ipt, imported, capsys):
     # the two humans disagree on about 15% of passages: substantial to almost perfect agreement
     assert np.mean(human_kappas) > 0.8
     assert {m["method"] for m in mapping_rows} == {"hungarian"}
+    from prefect.artifacts import Artifact
+
+    artifact = Artifact.get("compare-ipt")  # the flow's summary on the Prefect run page
+    assert artifact is not None and "amira vs ben" in artifact.data and "Hungarian" in artifact.data
+    assert Artifact.get("compare-ipt-per-code") is not None
     clustering = list(csv.DictReader((folder / f"{stem}-clustering.csv").open(encoding="utf-8")))
     assert {r["human"] for r in clustering} == {"amira", "ben"}
     assert all(0 <= float(r["recovered_share"]) <= 1 and not math.isnan(float(r["nmi_all"])) for r in clustering)
@@ -487,3 +497,35 @@ def test_qdpx_export_then_import_gives_back_the_same_codings(ipt, imported, tmp_
     with ipt.store.sessions() as session:
         stored = stored_codings(session, "ipt")[0]
     assert {k: stored[k] for k in HUMANS} == imported
+
+
+def test_cli_refuses_bad_files_and_compares_a_file_without_storing_it(ipt, imported, tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,code\nsomething,x\n", encoding="utf-8")
+    capsys.readouterr()
+    assert _cli("import", "codings", str(bad), "--study", "ipt", "--config", ipt.cfg) == 2
+    assert "missing column(s): source or case" in capsys.readouterr().err
+    assert _cli("compare", "--study", "nope", "--config", ipt.cfg) == 2
+    # amira's rows without a coder column, filed under another name with --coder
+    with (EXAMPLE / "human_coding.csv").open(encoding="utf-8") as handle:
+        rows = [{k: r[k] for k in ("source", "text", "code")} for r in csv.DictReader(handle) if r["coder"] == "amira"]
+
+    def write(path: Path, coder: str | None) -> Path:
+        with path.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["source", "text", "code"] + (["coder"] if coder else []))
+            writer.writeheader()
+            writer.writerows({**r, **({"coder": coder} if coder else {})} for r in rows)
+        return path
+
+    assert _cli("import", "codings", str(write(tmp_path / "cy.csv", None)), "--study", "ipt", "--config", ipt.cfg,
+                "--coder", "cy") == 0
+    with ipt.store.sessions() as session:
+        assert stored_codings(session, "ipt")[0]["cy"] == imported["amira"]
+    # --human: compared as it is, not stored
+    capsys.readouterr()
+    dee = write(tmp_path / "dee.csv", "dee")
+    assert _cli("compare", "--study", "ipt", "--config", ipt.cfg, "--human", str(dee)) == 0
+    out = capsys.readouterr().out
+    assert "amira vs dee" in out and "machine vs dee" in out
+    with ipt.store.sessions() as session:
+        assert "dee" not in stored_codings(session, "ipt")[0]

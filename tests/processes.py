@@ -1,0 +1,100 @@
+"""Helpers for tests that start real servers: a Prefect server, processes stopped by their group ids."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(cmd: list[str], env: dict, log: Path, cwd: Path | None = None) -> subprocess.Popen:
+    """A process in a session of its own, so that it and its children stop together."""
+    with open(log, "wb") as out:
+        return subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    for sig, wait_s in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def tail(log: Path, n: int = 4000) -> str:
+    return log.read_text(errors="replace")[-n:] if log.exists() else "(no log)"
+
+
+def wait_for(what: str, condition, timeout_s: float, *procs_and_logs, every_s: float = 0.5):
+    """Poll ``condition`` until it returns something truthy; fail with the logs if a process dies first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        for proc, log in procs_and_logs:
+            if proc.poll() is not None:
+                pytest.fail(f"{what}: {proc.args[:3]} exited with {proc.returncode}\n{tail(log)}")
+        time.sleep(every_s)
+    logs = "\n".join(f"--- {log.name}\n{tail(log)}" for _, log in procs_and_logs)
+    pytest.fail(f"{what}: not within {timeout_s} s\n{logs}")
+
+
+def prefect_env(folder: Path, port: int) -> dict:
+    """Environment for processes that talk to a Prefect server on ``port`` (and for the server itself)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "THEMESIFT_"))}
+    env.update({
+        "PREFECT_HOME": str(folder / "prefect-home"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_UI_ENABLED": "false",
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{folder / 'prefect-server.db'}",
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+@contextmanager
+def prefect_server(folder: Path) -> Iterator[dict]:
+    """A real ``prefect server start`` on loopback; yields the environment that points at it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = prefect_env(folder, port)
+    log = folder / "prefect-server.log"
+    server = start([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env, log)
+    try:
+        def healthy() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for("Prefect server healthy", healthy, 120, (server, log))
+        yield env
+    finally:
+        stop(server)
