@@ -44,19 +44,9 @@ from pipeline.compare import MACHINE, compare_study, summary_lines
 from pipeline.config import load_config
 
 # Tunable numbers; a ``compare:`` section of the configuration overrides them, CLI options override both.
-COMPARE_DEFAULTS: dict[str, Any] = {
-    "min_cover": 0.5,      # share of a segment's characters a coder's selections must cover to code it
-    "min_positive": 5,     # fewer coded segments than this (for either coder) flags a code as too rare
-    "top_k": 10,           # ranked themes judged for top-k precision
-    "recovered_f1": 0.5,   # a human code counts as recovered when its best theme's F1 reaches this
-    "matrix_quotes": 2,    # quotes per cell of the Framework matrix
-}
-DEFAULT_MIN_COVER = COMPARE_DEFAULTS["min_cover"]
-
-
 def compare_config(config: dict, **overrides: Any) -> dict[str, Any]:
-    """The ``compare`` section with defaults for keys it lacks; ``overrides`` that are not None win."""
-    merged = {**COMPARE_DEFAULTS, **dict(config.get("compare") or {})}
+    """The ``compare`` section of the configuration; ``overrides`` that are not None win."""
+    merged = dict(config["compare"])
     merged.update({k: v for k, v in overrides.items() if v is not None})
     return merged
 
@@ -113,7 +103,7 @@ def load_view(store: Store, study: str, run_id: int | None = None) -> StudyView:
                          sources)
 
 
-def map_import(view: StudyView, imported: CodingImport, min_cover: float = DEFAULT_MIN_COVER
+def map_import(view: StudyView, imported: CodingImport, min_cover: float
                ) -> tuple[dict[str, dict[int, frozenset[str]]], list[str]]:
     """Selections onto the run's segments (every coder of the file gets an entry), plus report lines."""
     codings = map_selections(imported.selections, view.segments, min_cover=min_cover)

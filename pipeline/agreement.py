@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from dataclasses import dataclass
 from itertools import combinations
@@ -864,6 +864,18 @@ def _covered(intervals: list[tuple[int, int]], starts: list[int], start: int, en
     return total
 
 
+def _mostly_inside(intervals: list[tuple[int, int]], starts: list[int], start: int, end: int,
+                   share: float) -> bool:
+    """Whether at least ``share`` of one interval lies within [start, end)."""
+    i = max(bisect_right(starts, start) - 1, 0)
+    while i < len(intervals) and intervals[i][0] < end:
+        s, e = intervals[i]
+        if e > s and min(e, end) - max(s, start) >= share * (e - s) - 1e-9:
+            return True
+        i += 1
+    return False
+
+
 def map_selections(
     selections: Iterable[Selection],
     segments: Iterable[Segment],
@@ -874,7 +886,9 @@ def map_selections(
     Rule: offsets are half-open [start, end) character offsets into the same text the segments
     use. A segment carries ``code`` for ``coder`` when the union of that coder's selections of
     that code in the segment's source covers at least ``min_cover`` of the segment's characters
-    (``covered / length >= min_cover``; overlapping selections are not double counted).
+    (``covered / length >= min_cover``; overlapping selections are not double counted), or when
+    at least ``min_cover`` of one (merged) selection lies inside the segment: a coder who marked one
+    sentence of a three-sentence segment coded that segment.
     Zero-length segments never carry a code. A coder whose selections cover no segment still
     gets an (empty) coding. Selection: ``(source_key, start, end, code, coder)``; segment:
     ``(segment_id, source_key, start, end)``.
@@ -897,6 +911,7 @@ def map_selections(
             continue
         for coder, code, merged, starts in by_source.get(source, ()):
             covered = _covered(merged, starts, int(start), int(end))
-            if covered > 0 and covered >= min_cover * length - 1e-9:
+            if covered > 0 and (covered >= min_cover * length - 1e-9
+                                or _mostly_inside(merged, starts, int(start), int(end), min_cover)):
                 result[coder].setdefault(seg_id, set()).add(code)
     return {c: {u: frozenset(cs) for u, cs in coding.items()} for c, coding in result.items()}

@@ -339,25 +339,36 @@ def test_map_selections_at_half_cover():
     ]
     selections = [
         ("doc", 0, 5, "x", "ann"),  # covers 5/10 of s1 = exactly 0.5 -> carries
-        ("doc", 0, 4, "y", "bob"),  # 4/10 = 0.4 -> does not
+        ("doc", 0, 4, "y", "bob"),  # 4/10 of s1, but wholly inside s1 -> carries (a sentence of it)
         ("doc", 13, 17, "x", "bob"),  # 4/7 of s2 -> carries
-        ("doc", 14, 17, "y", "ann"),  # 3/7 of s2 -> does not
-        # bob's z on s1: [0,3) and [1,4) overlap: union 4 chars, not 6 -> 0.4, does not
+        ("doc", 14, 17, "y", "ann"),  # 3/7 of s2, wholly inside -> carries
+        # bob's z on s1: [0,3) and [1,4) merge to [0,4): inside s1 -> carries
         ("doc", 0, 3, "z", "bob"),
         ("doc", 1, 4, "z", "bob"),
-        # ann's z on s1: [0,3) + [3,5) join to 5 chars -> 0.5, carries
         ("doc", 0, 3, "z", "ann"),
         ("doc", 3, 5, "z", "ann"),
+        # dan's w straddles: 2 of its 9 characters in s1 (2/10 of s1) -> not s1; all of s2 -> s2
+        ("doc", 8, 17, "w", "dan"),
+        # eve's v: [2, 16) has 8 of 14 characters in s1 (8/10 of s1) and 6/7 of s2 -> both
+        ("doc", 2, 16, "v", "eve"),
+        # fay's u: [6, 16) has 4/10 of s1 and 4 of its 10 characters there -> not s1; 6/7 of s2 -> s2
+        ("doc", 6, 16, "u", "fay"),
         ("other", 5, 10, "y", "cy"),  # other source: only s3
     ]
     out = map_selections(selections, segments)
     assert out == {
-        "ann": {"s1": F({"x", "z"})},
-        "bob": {"s2": F({"x"})},
+        "ann": {"s1": F({"x", "z"}), "s2": F({"y"})},
+        "bob": {"s1": F({"y", "z"}), "s2": F({"x"})},
+        "dan": {"s2": F({"w"})},
+        "eve": {"s1": F({"v"}), "s2": F({"v"})},
+        "fay": {"s2": F({"u"})},
         "cy": {"s3": F({"y"})},
     }
-    stricter = map_selections(selections, segments, min_cover=0.51)
-    assert "s1" not in stricter["ann"]
+    looser = map_selections(selections, segments, min_cover=0.4)
+    assert looser["fay"] == {"s1": F({"u"}), "s2": F({"u"})}  # 4/10 of s1 now enough
+    stricter = map_selections(selections, segments, min_cover=0.9)
+    # eve: 8/10 of s1 and 8/14 of her selection; 6/7 of s2 and 6/14: neither reaches 0.9
+    assert stricter["eve"] == {} and stricter["dan"] == {"s2": F({"w"})}
 
 
 def test_empty_table_is_nan():

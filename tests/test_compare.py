@@ -198,10 +198,15 @@ def test_tolerant_hand_written_project_to_segments(tmp_path):
 
 def test_half_cover_rule_and_lost_selections():
     segments = [("a", 1, 0, 10), ("b", 1, 10, 20)]
-    sels = [(1, 0, 5, "x", "ann"), (1, 10, 14, "y", "ann")]  # 5/10 covers a; 4/10 does not cover b
+    # 5/10 covers a; [8, 13) has 2/10 of a and 3/10 of b, and at most 3 of its 5 characters in either,
+    # so 3/5 >= 0.5 gives it to b; [25, 30) lies on no segment
+    sels = [(1, 0, 5, "x", "ann"), (1, 8, 13, "y", "ann"), (1, 25, 30, "z", "ann")]
     codings = map_selections(sels, segments)
-    assert codings == {"ann": {"a": frozenset({"x"})}}
-    assert unmapped_selections(sels, segments, codings) == [(1, 10, 14, "y", "ann")]
+    assert codings == {"ann": {"a": frozenset({"x"}), "b": frozenset({"y"})}}
+    assert unmapped_selections(sels, segments, codings) == [(1, 25, 30, "z", "ann")]
+    strict = map_selections(sels, segments, min_cover=0.7)
+    assert strict == {"ann": {"a": frozenset({"x"})}}  # [0, 5) lies wholly inside a
+    assert unmapped_selections(sels, segments, strict) == [(1, 8, 13, "y", "ann"), (1, 25, 30, "z", "ann")]
 
 
 # ------------------------------------------------------------------ the comparison on a small case
