@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import tempfile
 from dataclasses import dataclass
@@ -22,6 +23,21 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "ipt-study"
 TRANSCRIPTS = EXAMPLE / "transcripts"
 SHARED = ROOT.parent / "shared" / "datasets"
+
+
+def fft_comments(folder: Path, n: int) -> tuple[Path, list[dict]]:
+    """The first ``n`` NHS Friends and Family Test comments as a CSV file of their own, and its rows."""
+    source = SHARED / "nhs-fft" / "comments.csv"
+    if not source.exists():
+        pytest.skip("shared datasets not present (../shared/datasets)")
+    with source.open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))[:n]
+    path = folder / f"fft{n}.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path, rows
 
 
 def study_config(folder: Path, **overrides) -> dict:

@@ -9,7 +9,7 @@ import shutil
 import pytest
 import yaml
 
-from conftest import SHARED, TRANSCRIPTS
+from conftest import TRANSCRIPTS, fft_comments
 from flows.cli import main
 from models.export import CSV_COLUMNS
 
@@ -77,16 +77,7 @@ def test_unknown_study_and_bad_config_give_a_message_not_a_traceback(config_file
 
 def test_csv_columns_from_the_command_line(prefect_harness, tmp_path, capsys):
     """A real survey file: the row id and attributes named on the command line reach every segment."""
-    source = SHARED / "nhs-fft" / "comments.csv"
-    if not source.exists():
-        pytest.skip("shared datasets not present")
-    with source.open(encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))[:400]
-    small = tmp_path / "fft400.csv"
-    with small.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    small, rows = fft_comments(tmp_path, 400)
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump({"store": {"workspace": str(tmp_path / "ws")}}), encoding="utf-8")
     assert main(["suggest", str(small), "--study", "fft", "--config", str(cfg), "--text-col", "feedback",

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import signal
 import subprocess
 import sys
 import time
 
-import pytest
 import yaml
 from sqlalchemy import func, select
 
-from conftest import ROOT, SHARED, TRANSCRIPTS, study_config
+from conftest import ROOT, TRANSCRIPTS, fft_comments, study_config
 from flows.suggest import suggest_flow
 from models.records import Embedding, Run, Segment, StudyLock
 from models.store import Store
@@ -43,16 +41,7 @@ def test_a_lock_left_by_a_dead_process_is_taken_over(example_study):
 
 
 def test_a_killed_run_leaves_the_store_as_before_and_the_next_run_reuses_its_embeddings(tmp_path):
-    source = SHARED / "nhs-fft" / "comments.csv"
-    if not source.exists():
-        pytest.skip("shared datasets not present")
-    with source.open(encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))[:1500]
-    data = tmp_path / "fft1500.csv"
-    with data.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    data, _ = fft_comments(tmp_path, 1500)
     cfg = study_config(tmp_path / "ws")
     cfg["embed"]["cache_chunk"] = 128
     config_file = tmp_path / "cfg.yaml"

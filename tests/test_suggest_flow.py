@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import shutil
 from collections import Counter
@@ -15,6 +14,7 @@ from conftest import EXAMPLE, TRANSCRIPTS, study_config
 from flows.suggest import suggest_flow
 from models.records import Embedding, Membership, Run, Segment, Source, Theme
 from pipeline.agreement import map_selections
+from pipeline.codings import StudySource, read_codings
 from pipeline.rank import PARTS
 
 STAGES = ("ingest", "segment", "embed", "reduce-and-cluster", "describe", "rank")
@@ -33,18 +33,14 @@ def themes_of(session, run_id: int) -> list[tuple]:
 
 
 def human_codes(session, run_id: int, coder: str = "amira") -> dict[int, frozenset[str]]:
-    """The example study's human coding mapped onto the run's segments (>= half a segment covered)."""
-    sources = {s.name: s for s in session.scalars(select(Source))}
-    selections = []
-    with (EXAMPLE / "human_coding.csv").open(encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            start = sources[row["source"]].text.find(row["text"])
-            assert start >= 0, row
-            selections.append((row["source"], start, start + len(row["text"]), row["code"], row["coder"]))
+    """The example study's human coding mapped onto the run's segments, as ``themesift import`` does."""
+    sources = [StudySource(s.name, s.name, s.text) for s in session.scalars(select(Source))]
+    imported = read_codings(EXAMPLE / "human_coding.csv", sources)
+    assert not imported.not_found and imported.selections
     segments = session.execute(
         select(Segment.id, Source.name, Segment.start, Segment.end).join(Segment.source)
         .join(Membership, Membership.segment_id == Segment.id).where(Membership.run_id == run_id)).all()
-    return map_selections(selections, [tuple(s) for s in segments])[coder]
+    return map_selections(imported.selections, [tuple(s) for s in segments])[coder]
 
 
 def test_example_study_gives_ranked_explained_themes(example_study):
@@ -82,7 +78,7 @@ def test_top_themes_match_the_human_codebook_in_substance(example_study):
             code, count = Counter(c for m in members for c in human.get(m, ())).most_common(1)[0]
             if count >= 0.5 * len(members):
                 dominant.append(code)
-    # seen here: 6 of 10 dominated, by 5 different codes (docs/quality.md)
+    # seen here: 6 of 10 dominated, by 5 different codes
     assert len(dominant) >= 5, dominant
     assert len(set(dominant)) >= 4, dominant
 
