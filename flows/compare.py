@@ -295,10 +295,8 @@ def compare_flow(study: str, config: dict, human_files: list[str] | None = None,
 def confirmed_definitions(store: Store, study: str) -> dict[str, str]:
     """Confirmed theme name -> definition from the review's decision log ({} when there is none)."""
     try:
-        from models.decisions import ensure_tables
         from models.review import confirmed_codebook
 
-        ensure_tables(store.engine)
         with store.sessions() as session:
             return {e.name: e.definition for e in confirmed_codebook(session, study)}
     except Exception:  # no review yet, or a log this version cannot read: no definitions

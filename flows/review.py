@@ -15,22 +15,6 @@ from typing import Any, Mapping
 from models.store import Store, workspace_dir
 from pipeline.config import load_config
 
-# Used until configs/default.yaml has a ``review`` section (the same keys; see docs/review.md).
-REVIEW_DEFAULTS: dict[str, Any] = {
-    "calibration_percentile": 10.0,
-    "min_similarity": 0.35,
-    "uncertain_margin": 0.05,
-    "rejected_similarity": 0.85,
-    "diff_match_jaccard": 0.5,
-    "port": 8765,
-}
-
-
-def review_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``review`` section of a configuration, with defaults for keys it lacks."""
-    return {**REVIEW_DEFAULTS, **dict(config.get("review") or {})}
-
-
 def add_commands(sub: argparse._SubParsersAction) -> None:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--study", required=True, help="study name")
@@ -75,13 +59,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     common(p)
     p.set_defaults(handler=cmd_apply)
 
+    p = sub.add_parser("changes", help="what changed between two runs: themes new, grown, shrunk, gone")
+    common(p)
+    p.add_argument("--old", type=int, help="earlier run id (default: the one before --new)")
+    p.add_argument("--new", type=int, help="later run id (default: the latest)")
+    p.set_defaults(handler=cmd_changes)
+
 
 def _store(args: argparse.Namespace) -> tuple[dict, Store]:
-    from models.decisions import ensure_tables
 
     config = load_config(args.config)
     store = Store.from_config(config["store"])
-    ensure_tables(store.engine)
     return config, store
 
 
@@ -91,7 +79,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     from web.app import create_app
 
     config, store = _store(args)
-    cfg = review_config(config)
+    cfg = config["review"]
     app = create_app(store, args.study, team=args.team, review_cfg=cfg)
     port = args.port or int(cfg["port"])
     url = f"http://{'127.0.0.1' if args.host in ('127.0.0.1', '0.0.0.0', '::') else args.host}:{port}/"
@@ -133,7 +121,10 @@ def cmd_decisions_export(args: argparse.Namespace) -> int:
     tmp = args.file.with_name(args.file.name + ".part")
     tmp.write_text(text, encoding="utf-8", newline="")
     tmp.replace(args.file)
-    print(f"wrote {text.count(chr(10)) - 1} decisions to {args.file}")
+    import csv
+    import io
+
+    print(f"wrote {sum(1 for _ in csv.DictReader(io.StringIO(text)))} decisions to {args.file}")
     return 0
 
 
@@ -192,7 +183,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
     config, store = _store(args)
     try:
-        result = apply_codebook(store, args.study, review_config(config))
+        result = apply_codebook(store, args.study, config["review"])
     except DecisionError as exc:
         print(f"themesift: {exc}", file=sys.stderr)
         return 1
@@ -205,3 +196,25 @@ def cmd_apply(args: argparse.Namespace) -> int:
         print(f"  {n:>5}  {name}")
     print(f"Stored as the coding of '{result.coder}' (compare it with the coders' codings).")
     return 0
+
+
+def cmd_changes(args: argparse.Namespace) -> int:
+    config, store = _store(args)
+    with store.sessions() as session:
+        print_changes(session, args.study, args.old, args.new, config["review"]["diff_match_jaccard"])
+    return 0
+
+
+def print_changes(session, study: str, old: int | None = None, new: int | None = None,
+                  match_jaccard: float = 0.5) -> None:
+    """Print the diff of two runs (also for ``themesift suggest --diff``)."""
+    from models.review import run_diff
+
+    old, new, changes = run_diff(session, study, old, new, match_jaccard)
+    if not changes:
+        print(f"Study '{study}' has fewer than two completed runs to compare.")
+        return
+    counts = {k: sum(c.kind == k for c in changes) for k in ("new", "grown", "shrunk", "unchanged", "gone")}
+    print(f"Run {old} -> run {new}: " + ", ".join(f"{n} {k}" for k, n in counts.items() if n))
+    for c in changes:
+        print(f"  {c.kind:<9} {c.old_size:>4} -> {c.new_size:<4} (+{c.gained} -{c.lost})  {c.label}")

@@ -16,6 +16,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import get_run_context
 
 from flows.manifest import build_manifest
+from models.decisions import record_carried_keys
+from models.review import honour_inputs
 from models.store import Store, StudyBusyError, workspace_dir
 from pipeline.cluster import CorpusTooSmallError, ThemeClusterer
 from pipeline.config import config_digest
@@ -24,6 +26,7 @@ from pipeline.embed import Embedder, text_hash
 from pipeline.ingest import Document, Ingester, IngestResult
 from pipeline.rank import score_themes
 from pipeline.segment import Segment, Segmenter
+from pipeline.honour import cluster_centroids, combine_labels, drop_rejected, name_carried, plan_segments
 from pipeline.themes import Suggestions, assemble
 
 
@@ -115,8 +118,12 @@ def rank_task(descriptions, vectors, labels, cases, stability, rank_cfg: dict):
 
 @task(name="store", cache_policy=NO_CACHE)
 def store_task(store: Store, study: str, documents, segments, suggestions: Suggestions, manifest: dict,
-               skipped: list[dict], started_at: datetime, cut: str) -> int:
+               skipped: list[dict], started_at: datetime, cut: str, carried: Mapping[str, int]) -> int:
+    """Store the run; kept themes carry their stable keys (from the decision log) into it."""
     run_id = store.record_run(study, documents, segments, suggestions, manifest, skipped, started_at, cut=cut)
+    if carried:
+        with store.transaction() as session:
+            record_carried_keys(session, run_id, carried)
     create_table_artifact(
         key=artifact_key(study),
         table=[{"rank": t.rank, "label": t.label, "score": t.score, **t.parts, "cases": len(t.cases),
@@ -203,11 +210,14 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, force: bo
     outcome = SuggestOutcome(study, "failed", None, skipped=[asdict(s) for s in ingested.skipped],
                              warnings=list(ingested.warnings), database=store.url)
     sources = ingested.sources()
+    honour = honour_inputs(store, study)  # the coders' decisions so far; None before the first
+    last_decision = honour.last_uid if honour else None
     previous = store.latest_inputs(study)
-    if not force and previous is not None and previous[1] == sorted(sha for _, sha in sources) \
-            and previous[2] == config_digest(config):
+    now = (sorted(sha for _, sha in sources), config_digest(config), last_decision)
+    if not force and previous is not None and previous[1:] == now:
         outcome.status, outcome.run_id = "unchanged", previous[0]
-        outcome.message = f"nothing changed since run {previous[0]} (same files, same configuration)"
+        outcome.message = (f"nothing changed since run {previous[0]} "
+                           "(same files, same configuration, no new decisions)")
         return outcome
 
     fresh = timed("segment", segment_task, ingested.documents, config["segment"], config["embed"])
@@ -235,25 +245,54 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, force: bo
                                  flow_run_id=str(get_run_context().flow_run.id)), "embedding": embedding,
                 "segment_cut": cut}
 
+    # Decisions first: kept themes take their members and the new segments that fit them; segments a
+    # coder moved stay where they were put; only the rest is clustered for new suggestions.
+    review = config["review"]
+    plan = None if honour is None else plan_segments(
+        vectors, honour.fixed_for([segments[i] for i in clustered]), honour.calibrations(review),
+        review["uncertain_margin"], honour.competitor_centroids())
+    rest = list(plan.remaining) if plan is not None else list(range(len(vectors)))
     try:
         clusterer, stability = timed("reduce-and-cluster", lambda: cluster_task.submit(
-            vectors, config["cluster"], config["rank"]["stability"]).result())
+            vectors[rest], config["cluster"], config["rank"]["stability"]).result())
+        rest_labels, rest_strengths = clusterer.labels_.copy(), clusterer.probabilities_
     except CorpusTooSmallError as exc:
-        outcome.message = str(exc)
-        outcome.run_id = store.record_failed_run(study, manifest(), str(exc), outcome.skipped, started_at)
-        return outcome
+        if plan is None or not honour.kept:
+            outcome.message = str(exc)
+            outcome.run_id = store.record_failed_run(study, manifest(), str(exc), outcome.skipped, started_at)
+            return outcome
+        clusterer, stability = None, {}  # too little left over: it waits in the outlier queue
+        rest_labels, rest_strengths = np.full(len(rest), -1), np.zeros(len(rest))
+        outcome.warnings.append(f"{len(rest)} segments outside the kept themes are too few to cluster: {exc}")
+    labels, strengths, label_of, dropped = rest_labels, rest_strengths, {}, []
+    if plan is not None:
+        _, dropped = drop_rejected(cluster_centroids(vectors[rest], rest_labels), honour.rejected_centroids(),
+                                   review["rejected_similarity"], honour.rejected_names)
+        rest_labels[np.isin(rest_labels, [d.cluster for d in dropped])] = -1
+        labels, strengths, label_of = combine_labels(len(vectors), plan, rest_labels, rest_strengths, list(honour.kept))
+        n_resamples = config["rank"]["stability"]["n_resamples"]
+        stability = {**stability, **{label: (1.0, n_resamples) for label in label_of.values()}}
+        outcome.warnings += [f"not suggested: a new theme {d.reason}" for d in dropped]
     cases = [segments[i].case for i in clustered]
-    descriptions = timed("describe", describe_task, texts, clusterer.labels_, vectors, cases,
-                         clusterer.probabilities_, config["describe"], config["embed"])
-    scores = timed("rank", rank_task, descriptions, vectors, clusterer.labels_, cases, stability, config["rank"])
-    suggestions = assemble(clustered, clusterer.labels_, vectors, descriptions, scores,
+    descriptions = timed("describe", describe_task, texts, labels, vectors, cases, strengths,
+                         config["describe"], config["embed"])
+    scores = timed("rank", rank_task, descriptions, vectors, labels, cases, stability, config["rank"])
+    suggestions = assemble(clustered, labels, vectors, descriptions, scores,
                            config["cluster"]["outlier_suggestion_min_similarity"])
+    if label_of:
+        names = {key: kept[0] for key, kept in honour.kept.items()}
+        suggestions = Suggestions(tuple(name_carried(suggestions.themes, label_of, names)), suggestions.outliers)
     run_manifest = manifest()
-    run_manifest["cluster_params"] = {k: v for k, v in vars(clusterer).items() if not k.endswith("_")}
+    run_manifest["cluster_params"] = ({k: v for k, v in vars(clusterer).items() if not k.endswith("_")}
+                                      if clusterer is not None else None)
+    run_manifest["honour"] = {
+        "last_decision": last_decision, "decisions": honour.decisions if honour else 0,
+        "kept_themes": sorted(label_of), "clustered_anew": len(rest),
+        "not_suggested_again": [d.reason for d in dropped]}
     if not suggestions.themes:
         outcome.message = (f"no themes found: all {len(texts)} segments are in the outlier queue; "
                            "try a smaller cluster.hdbscan.min_cluster_size")
     outcome.run_id = timed("store", store_task, store, study, ingested.documents, segments, suggestions,
-                           run_manifest, outcome.skipped, started_at, cut)
+                           run_manifest, outcome.skipped, started_at, cut, label_of)
     outcome.status = "completed"
     return outcome

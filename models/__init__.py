@@ -1,7 +1,8 @@
-"""Storage: SQLAlchemy records, the store and exports.
+"""Storage: SQLAlchemy records, the store, migrations and exports.
 
-``models.codings`` is imported here so its tables (coder, coding) are registered on
-``models.records.Base`` before any ``Store`` runs ``create_all``.
+The record modules are imported here so every table is registered on ``models.records.Base`` (the
+migrations in ``models/migrations`` are checked against it).
 """
 
-from models import codings as _codings  # noqa: F401  (registers the coder and coding tables)
+from models import codings as _codings  # noqa: F401  (coder, coding)
+from models import decisions as _decisions  # noqa: F401  (decision log, coder tokens, theme keys)

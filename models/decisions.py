@@ -10,7 +10,7 @@
   old key (``record_theme_keys``), so decisions keep pointing at it across runs.
 * :class:`ReviewSecret`: the random key that signs the review page's cookies and CSRF tokens.
 
-Call :func:`ensure_tables` before use: these tables are created on demand, next to the store's own.
+The tables are created by the store's migrations; on SQLite and PostgreSQL triggers refuse updates and deletes.
 """
 
 from __future__ import annotations
@@ -91,7 +91,6 @@ class ReviewSecret(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
-TABLES = [Decision.__table__, CoderToken.__table__, ThemeKey.__table__, ReviewSecret.__table__]
 
 
 # -- append-only ------------------------------------------------------------------------------------
@@ -103,28 +102,6 @@ def _no_update(*_args) -> None:
 @event.listens_for(Decision, "before_delete")
 def _no_delete(*_args) -> None:
     raise AppendOnlyError("decisions are append-only: record a new decision (or an undo) instead")
-
-
-_TRIGGERS = (
-    "CREATE TRIGGER IF NOT EXISTS decision_no_update BEFORE UPDATE ON decision "
-    "BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END",
-    "CREATE TRIGGER IF NOT EXISTS decision_no_delete BEFORE DELETE ON decision "
-    "BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END",
-)
-
-_ready: set[int] = set()
-
-
-def ensure_tables(engine: Engine) -> None:
-    """Create the review tables (and, on SQLite, the append-only triggers) if missing."""
-    if id(engine) in _ready:
-        return
-    Base.metadata.create_all(engine, tables=[Coder.__table__, *TABLES])
-    if engine.dialect.name == "sqlite":
-        with engine.begin() as conn:
-            for statement in _TRIGGERS:
-                conn.execute(text(statement))
-    _ready.add(id(engine))
 
 
 # -- reading the log ---------------------------------------------------------------------------------
@@ -237,6 +214,15 @@ def record_theme_keys(session: Session, run_id: int, keys: Mapping[int, str]) ->
     """Give themes of ``run_id`` the keys of the kept themes they carry forward (theme id -> key)."""
     session.add_all(ThemeKey(theme_id=int(t), run_id=run_id, key=str(k)) for t, k in keys.items())
     session.flush()
+
+
+def record_carried_keys(session: Session, run_id: int, label_of: Mapping[str, int]) -> dict[int, str]:
+    """After a run stored carried themes under cluster labels (``pipeline.honour.combine_labels``), give
+    their Theme rows the kept themes' keys. Returns theme id -> key."""
+    by_label = dict(session.execute(select(Theme.cluster, Theme.id).where(Theme.run_id == run_id)).all())
+    keys = {by_label[label]: key for key, label in label_of.items() if label in by_label}
+    record_theme_keys(session, run_id, keys)
+    return keys
 
 
 # -- helpers ---------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 from alembic import command
@@ -21,6 +22,7 @@ def alembic_config(url: str | None = None) -> Config:
     return config
 
 
+@cache
 def head() -> str:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 

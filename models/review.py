@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models.codings import MACHINE, replace_codings
-from models.decisions import (Decision, append, coder_named, default_key, ensure_tables, entries, lock_study,
+from models.decisions import (Decision, append, coder_named, default_key, entries, lock_study,
                               run_theme_keys, study_row)
 from models.records import Membership, Run, Segment, Source, Study, Theme
 from models.store import Store, StudyNotFoundError
@@ -440,7 +440,6 @@ def decide(store: Store, study: str, coder: str, intent: Mapping[str, Any], via:
 def decide_many(store: Store, study: str, items: Sequence[tuple[str, Mapping[str, Any]]], via: str = "web",
                 run_id: int | None = None, skip_known_uids: bool = False) -> list[Decision]:
     """Several decisions, all or none (a CSV import); each is validated against the log before it."""
-    ensure_tables(store.engine)
     items = [(c, _with_split_parts(store, study, dict(i), run_id)) for c, i in items]
     out: list[Decision] = []
     with store.transaction() as session:
@@ -530,7 +529,7 @@ def segment_context(session: Session, segment: Segment, turns: int = 2, max_char
     if end - segment.end > max_chars // 2:
         end, clipped_end = segment.end + max_chars // 2, True
     return Context(source.name, text[start:segment.start], text[segment.start:segment.end], text[segment.end:end],
-                   clipped_start or start > 0, clipped_end or end < len(text))
+                   clipped_start or bool(text[:start].strip()), clipped_end or bool(text[end:].strip()))
 
 
 def search_segments(session: Session, study: Study, query: str, limit: int = 50, offset: int = 0
@@ -541,6 +540,8 @@ def search_segments(session: Session, study: Study, query: str, limit: int = 50,
         return [], 0
     q = (select(Segment).join(Source, Source.id == Segment.source_id)
          .where(Source.study_id == study.id, Segment.role == "participant"))
+    if hasattr(Source, "retired_at"):  # sources the latest run no longer saw take no part
+        q = q.where(Source.retired_at.is_(None))
     for w in words:
         q = q.where(func.lower(Segment.text).contains(w.lower(), autoescape=True))
     total = session.scalar(select(func.count()).select_from(q.subquery()))
@@ -620,7 +621,6 @@ def import_decisions(store: Store, study: str, data: str) -> tuple[int, int]:
     Returns ``(added, skipped)``."""
     items = read_decision_csv(data)
     with store.sessions() as session:
-        ensure_tables(store.engine)
         srow = study_row(session, study)
         known = set(session.scalars(select(Decision.uid).where(Decision.study_id == srow.id)))
     skipped = sum(1 for _, i in items if i.get("uid") in known)
@@ -694,12 +694,15 @@ class HonourInputs:
     ``kept``: key -> (name, definition, example segment ids) for themes to carry forward;
     ``example_vectors`` / ``rejected_vectors``: key -> (n, dim) arrays; ``rejected_names``: key -> name;
     ``fixed``: (source sha256, start, end) -> kept key, or :data:`pipeline.honour.FIXED_NONE` for
-    segments a coder moved to "no theme"; ``decisions``: how many decisions were honoured.
+    segments a coder moved to "no theme"; ``competitor_vectors``: key -> member vectors of the latest
+    run's other themes (open but not kept) and of rejected themes, which compete with kept themes in
+    classification; ``decisions``: how many decisions were honoured.
     """
 
     kept: dict[str, tuple[str, str, tuple[int, ...]]]
     example_vectors: dict[str, np.ndarray]
     rejected_vectors: dict[str, np.ndarray]
+    competitor_vectors: dict[str, np.ndarray]
     rejected_names: dict[str, str]
     fixed: dict[tuple[str, int, int], str]
     decisions: int
@@ -711,6 +714,9 @@ class HonourInputs:
     def rejected_centroids(self) -> dict[str, np.ndarray]:
         return rejected_centroids(self.rejected_vectors)
 
+    def competitor_centroids(self) -> dict[str, np.ndarray]:
+        return rejected_centroids(self.competitor_vectors)
+
     def fixed_for(self, segments: Sequence[Any]) -> list[str | None]:
         """For ``pipeline.honour.plan_segments``: one entry per segment (objects with ``source_sha256``,
         ``start``, ``end``, such as ``pipeline.segment.Segment``)."""
@@ -720,7 +726,6 @@ class HonourInputs:
 def honour_inputs(store: Store, study: str) -> HonourInputs | None:
     """Gather the decision log's effect for the next run of ``study``; None when the study or its log
     is empty (the run then proceeds as before)."""
-    ensure_tables(store.engine)
     with store.sessions() as session:
         try:
             view = load_view(session, study)
@@ -731,6 +736,8 @@ def honour_inputs(store: Store, study: str) -> HonourInputs | None:
         kept = {t.key: (t.title, t.definition, tuple(view.members(t.key))) for t in view.state.kept()}
         kept = {k: v for k, v in kept.items() if v[2]}
         rejected = {t.key: tuple(t.members) for t in view.state.rejected() if t.members}
+        others = {r.key: tuple(view.members(r.key)) for r in view.rows()
+                  if r.status in cb.ACTIVE and r.key not in kept and view.members(r.key)}
         ids = sorted({s for v in kept.values() for s in v[2]} | {s for v in rejected.values() for s in v}
                      | set(view.state.assignments))
         where = {sid: (sha, start, end) for sid, sha, start, end in session.execute(
@@ -746,7 +753,8 @@ def honour_inputs(store: Store, study: str) -> HonourInputs | None:
         names = {t.key: t.title for t in view.state.rejected()}
     example_vectors = {k: segment_vectors(store, view, list(v[2])) for k, v in kept.items()}
     rejected_vectors = {k: segment_vectors(store, view, list(v)) for k, v in rejected.items()}
-    return HonourInputs(kept, example_vectors, rejected_vectors, names, fixed, len(view.entries),
+    competitors = {**{k: segment_vectors(store, view, list(v)) for k, v in others.items()}, **rejected_vectors}
+    return HonourInputs(kept, example_vectors, rejected_vectors, competitors, names, fixed, len(view.entries),
                         view.entries[-1].uid if view.entries else None)
 
 
@@ -762,20 +770,26 @@ class ApplyResult:
 def apply_codebook(store: Store, study: str, review_cfg: Mapping[str, Any]) -> ApplyResult:
     """Code every clustered segment of the latest run with the confirmed codebook alone (classification
     from each confirmed theme's current members) and store it as the coding of :data:`APPLY_CODER`
-    (``models.codings``, kind machine; replacing the previous apply)."""
-    ensure_tables(store.engine)
+    (``models.codings``, kind machine; replacing the previous apply). Only confirmed themes are coded;
+    the run's other themes and rejected themes only compete (a segment nearer to one of them stays
+    uncoded), so a broad theme does not absorb what the codebook does not cover."""
     with store.sessions() as session:
         view = load_view(session, study)
         if view.run is None:
             raise StudyNotFoundError(f"study '{study}' has no completed run yet; run themesift suggest first")
         confirmed = [t for t in view.state.confirmed() if view.members(t.key)]
         segs = sorted(view.base)
+        confirmed_keys = {t.key for t in confirmed}
+        others = {r.key: view.members(r.key) for r in view.rows()
+                  if r.key not in confirmed_keys and r.status in cb.ACTIVE and view.members(r.key)}
+        others.update({t.key: list(t.members) for t in view.state.rejected() if t.members})
     if not confirmed:
         raise DecisionError(["no confirmed theme with segments yet: confirm themes in the review first"])
     names = {t.key: t.title for t in confirmed}
     examples = {t.key: segment_vectors(store, view, view.members(t.key)) for t in confirmed}
     calibrations = calibrate(examples, review_cfg["calibration_percentile"], review_cfg["min_similarity"])
-    results = classify(segment_vectors(store, view, segs), calibrations, review_cfg["uncertain_margin"])
+    competitors = rejected_centroids({k: segment_vectors(store, view, v) for k, v in others.items()})
+    results = classify(segment_vectors(store, view, segs), calibrations, review_cfg["uncertain_margin"], competitors)
     assigned = {s: names[a.key] for s, a in zip(segs, results) if a.status == "assigned"}
     uncertain = {s: (names[a.key], a.similarity, a.threshold) for s, a in zip(segs, results) if a.status == "uncertain"}
     digest = view.entries[-1].uid if view.entries else "-"

@@ -21,7 +21,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.records import Base, Embedding, Membership, Run, Segment, Source, SourceCut, Study, StudyLock, Theme
+from models import migrate
+from models.records import Embedding, Membership, Run, Segment, Source, SourceCut, Study, StudyLock, Theme
 from pipeline.embed import text_hash
 from pipeline.ingest import Document
 from pipeline.segment import Segment as PlainSegment
@@ -74,7 +75,7 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
             self.engine = create_engine(url, pool_pre_ping=True)
-        Base.metadata.create_all(self.engine)
+        migrate.upgrade(self.engine)  # creates the schema, or brings an older one up to date
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod
@@ -228,8 +229,9 @@ class Store:
             query = query.where(Run.status == "completed")
         return session.scalars(query.order_by(Run.id.desc()).limit(1)).first()
 
-    def latest_inputs(self, study: str) -> tuple[int, list[str], str] | None:
-        """(run id, sorted input hashes, config digest) of the study's latest completed run, if any."""
+    def latest_inputs(self, study: str) -> tuple[int, list[str], str, str | None] | None:
+        """(run id, sorted input hashes, config digest, last decision it honoured) of the study's latest
+        completed run, if any."""
         with self.sessions() as session:
             try:
                 run = self.latest_run(session, study)
@@ -237,7 +239,9 @@ class Store:
                 return None
             if run is None:
                 return None
-            return run.id, sorted(i["sha256"] for i in run.manifest.get("inputs", [])), run.manifest.get("config_digest")
+            manifest = run.manifest
+            return (run.id, sorted(i["sha256"] for i in manifest.get("inputs", [])), manifest.get("config_digest"),
+                    (manifest.get("honour") or {}).get("last_decision"))
 
     def study_names(self) -> list[str]:
         with self.sessions() as session:

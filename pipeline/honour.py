@@ -9,7 +9,9 @@ every threshold is a parameter the caller reads from the configuration, section 
    example to the centroid of the *other* examples, never below ``review.min_similarity``.
 2. :func:`classify` puts each new segment vector in one kept theme (``assigned``), flags it for review
    (``uncertain``: within ``review.uncertain_margin`` below the threshold, or two themes accept it and
-   the runner-up is within the margin of the best), or leaves it free (``none``).
+   the runner-up is within the margin of the best), or leaves it free (``none``). Centroids of the
+   previous run's other themes (not kept, or rejected) compete: a segment nearer to one of them is not
+   taken, so a broad kept theme cannot swallow the corpus.
 3. :func:`plan_segments` combines fixed placements (segments a coder moved: into a theme, or to "no
    theme") with :func:`classify` and says which segments remain to be clustered for new suggestions.
 4. :func:`drop_rejected` removes new clusters whose centroid has cosine similarity of at least
@@ -17,8 +19,35 @@ every threshold is a parameter the caller reads from the configuration, section 
 5. :func:`diff_runs` compares two runs' themes (matched by stable key, then by member overlap of at
    least ``review.diff_match_jaccard``): new, grown, shrunk, unchanged, gone.
 
-Nothing here reads the store or the configuration; ``models.decisions.honour_inputs`` gathers the
-example and rejected vectors from the decision log and the embedding cache.
+6. :func:`combine_labels` puts kept-theme members (label ``CARRIED_LABEL_BASE + j``) and the clusterer's
+   labels for the remaining rows into one label array, so describe / rank / assemble run unchanged;
+   :func:`name_carried` gives the carried candidate themes the coders' names.
+
+Nothing here reads the store or the configuration; ``models.review.honour_inputs`` gathers the example
+and rejected vectors from the decision log and the embedding cache, and
+``models.decisions.record_carried_keys`` gives the stored carried themes their stable keys.
+
+How the suggest flow uses it (after ``vectors`` of the clusterable segments are loaded)::
+
+    review = config["review"]
+    honour = honour_inputs(store, study)                      # None: no decisions yet, run as before
+    rows = [segments[i] for i in clustered]
+    plan = plan_segments(vectors, honour.fixed_for(rows), honour.calibrations(review),
+                         review["uncertain_margin"], honour.competitor_centroids())
+    rest = list(plan.remaining)
+    clusterer, stability = cluster_task(vectors[rest], ...)   # only the remaining segments
+    rest_labels = clusterer.labels_.copy()
+    kept, dropped = drop_rejected(cluster_centroids(vectors[rest], rest_labels),
+                                  honour.rejected_centroids(), review["rejected_similarity"],
+                                  honour.rejected_names)
+    rest_labels[np.isin(rest_labels, [d.cluster for d in dropped])] = -1      # report ``dropped``
+    labels, strengths, label_of = combine_labels(len(vectors), plan, rest_labels,
+                                                 clusterer.probabilities_, list(honour.kept))
+    stability.update({lab: (1.0, n_resamples) for lab in label_of.values()})  # kept by coders
+    ... describe / rank / assemble on (texts, labels, vectors, cases, strengths) as before ...
+    themes = name_carried(suggestions.themes, label_of, {k: v[0] for k, v in honour.kept.items()})
+    run_id = store_task(...)                                   # Suggestions(tuple(themes), outliers)
+    with store.transaction() as s: record_carried_keys(s, run_id, label_of)
 """
 
 from __future__ import annotations
@@ -95,13 +124,18 @@ class Assignment:
 
 
 def classify(vectors: np.ndarray, calibrations: Mapping[str, Calibration], uncertain_margin: float = 0.05,
-             ) -> list[Assignment]:
+             competitors: Mapping[str, np.ndarray] | None = None) -> list[Assignment]:
     """Classify each row of ``vectors`` into the calibrated themes.
 
-    With ``s`` the cosine similarity to a theme's centroid and ``t`` its threshold:
-    assigned when ``s >= t`` for the best theme (highest ``s - t``) and no other theme accepts the
-    segment within ``uncertain_margin`` of the best similarity; uncertain when the best falls short by
-    less than ``uncertain_margin`` or a second theme accepts it that closely; none otherwise.
+    With ``s`` the cosine similarity to a theme's centroid and ``t`` its threshold, the best theme is
+    the one with the highest ``s - t``. ``competitors`` are centroids of other known themes that are
+    not to receive segments (the previous run's themes nobody kept, rejected themes): a segment closer
+    to one of them than to its best kept theme is not taken, since the threshold alone lets a broad
+    theme swallow much of a corpus on one topic.
+
+    assigned: ``s >= t``, no competitor is as close, and no other kept theme accepts the segment within
+    ``uncertain_margin`` of ``s``; uncertain: ``s >= t - uncertain_margin`` and no competitor is closer
+    by ``uncertain_margin`` or more (near the threshold, or between two themes); none otherwise.
     """
     vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float64))
     keys = list(calibrations)
@@ -109,20 +143,28 @@ def classify(vectors: np.ndarray, calibrations: Mapping[str, Calibration], uncer
         return [Assignment(NONE, None, 0.0, 0.0) for _ in range(len(vectors) if vectors.size else 0)]
     centroids = np.stack([calibrations[k].centroid for k in keys])
     thresholds = np.array([calibrations[k].threshold for k in keys])
-    sims = _unit(vectors) @ centroids.T
+    unit = _unit(vectors)
+    sims = unit @ centroids.T
+    comp_keys = list(competitors or {})
+    comp = unit @ _unit(np.stack([np.asarray(competitors[k], dtype=np.float64) for k in comp_keys])).T \
+        if comp_keys else np.full((len(unit), 0), -np.inf)
     out = []
-    for row in sims:
+    for n, row in enumerate(sims):
         margin = row - thresholds
         order = np.lexsort((np.arange(len(keys)), -margin))  # best margin first, ties by key order
         best = int(order[0])
         second = int(order[1]) if len(keys) > 1 else None
         s, t = float(row[best]), float(thresholds[best])
-        r_key = keys[second] if second is not None else None
-        r_sim = float(row[second]) if second is not None else 0.0
-        rival = second is not None and row[second] >= thresholds[second] and s - r_sim < uncertain_margin
-        if s >= t and not rival:
+        rivals = [(float(row[second]), keys[second])] if second is not None else []
+        if comp_keys:
+            c = int(np.argmax(comp[n]))
+            rivals.append((float(comp[n, c]), comp_keys[c]))
+        r_sim, r_key = max(rivals, key=lambda x: x[0]) if rivals else (0.0, None)
+        kept_rival = second is not None and row[second] >= thresholds[second] and s - row[second] < uncertain_margin
+        comp_best = float(comp[n].max()) if comp_keys else -np.inf
+        if s >= t and comp_best < s and not kept_rival:
             status = ASSIGNED
-        elif s >= t - uncertain_margin:
+        elif s >= t - uncertain_margin and comp_best < s + uncertain_margin:
             status = UNCERTAIN
         else:
             status = NONE
@@ -149,12 +191,12 @@ class SegmentPlan:
 
 
 def plan_segments(vectors: np.ndarray, fixed: Sequence[str | None], calibrations: Mapping[str, Calibration],
-                  uncertain_margin: float = 0.05) -> SegmentPlan:
+                  uncertain_margin: float = 0.05, competitors: Mapping[str, np.ndarray] | None = None) -> SegmentPlan:
     """Split a run's clusterable segments into kept-theme members, flagged, excluded and remaining.
 
     ``fixed[i]`` is a kept theme key for a segment a coder placed (it goes there whatever its
     similarity), :data:`FIXED_NONE` for one a coder moved to "no theme", or None (free: classified).
-    Fixed keys that are not in ``calibrations`` are treated as free.
+    Fixed keys that are not in ``calibrations`` are treated as free; ``competitors`` as in :func:`classify`.
     """
     n = len(vectors)
     if len(fixed) != n:
@@ -174,7 +216,7 @@ def plan_segments(vectors: np.ndarray, fixed: Sequence[str | None], calibrations
     uncertain: dict[int, Assignment] = {}
     details: dict[int, Assignment] = {}
     if free:
-        for i, a in zip(free, classify(np.asarray(vectors)[free], calibrations, uncertain_margin)):
+        for i, a in zip(free, classify(np.asarray(vectors)[free], calibrations, uncertain_margin, competitors)):
             details[i] = a
             if a.status == ASSIGNED:
                 assigned[i] = a.key  # type: ignore[assignment]
@@ -182,6 +224,56 @@ def plan_segments(vectors: np.ndarray, fixed: Sequence[str | None], calibrations
                 uncertain[i] = a
     remaining = tuple(i for i in free if i not in assigned and i not in uncertain)
     return SegmentPlan(assigned, frozenset(fixed_idx), uncertain, frozenset(excluded), remaining, details)
+
+
+CARRIED_LABEL_BASE = 100_000  # cluster labels of carried themes: never produced by the clusterer
+
+
+def combine_labels(n: int, plan: SegmentPlan, rest_labels: np.ndarray, rest_strengths: np.ndarray | None = None,
+                   keys: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """One label array for all ``n`` clusterable rows, so describe / rank / assemble run unchanged.
+
+    ``rest_labels`` (and ``rest_strengths``, e.g. HDBSCAN probabilities) are the clusterer's output on
+    ``plan.remaining`` only (-1: outlier). Kept themes get labels ``CARRIED_LABEL_BASE + j`` in the order
+    of ``keys`` (default: order of first appearance in ``plan.assigned``); their members' strength is the
+    classification similarity (1.0 for segments a coder placed). Uncertain and excluded rows stay -1, so
+    they land in the outlier queue (assemble suggests their nearest theme, never assigns it).
+    Returns ``(labels, strengths, key -> carried label)``.
+    """
+    rest = np.asarray(plan.remaining, dtype=np.int64)
+    rest_labels = np.asarray(rest_labels)
+    if len(rest_labels) != len(rest):
+        raise ValueError(f"{len(rest_labels)} labels for {len(rest)} remaining rows")
+    labels = np.full(n, -1, dtype=np.int64)
+    strengths = np.zeros(n, dtype=np.float64)
+    labels[rest] = rest_labels
+    if rest_strengths is not None:
+        strengths[rest] = np.asarray(rest_strengths, dtype=np.float64)
+    order = list(keys) if keys is not None else list(dict.fromkeys(plan.assigned[i] for i in sorted(plan.assigned)))
+    label_of = {k: CARRIED_LABEL_BASE + j for j, k in enumerate(order)}
+    for i, key in plan.assigned.items():
+        if key in label_of:
+            labels[i] = label_of[key]
+            a = plan.assignments.get(i)
+            strengths[i] = 1.0 if i in plan.fixed or a is None else max(0.0, min(1.0, a.similarity))
+    used = set(labels.tolist())
+    return labels, strengths, {k: v for k, v in label_of.items() if v in used}
+
+
+def cluster_centroids(vectors: np.ndarray, labels: np.ndarray) -> dict[int, np.ndarray]:
+    """Unit centroid of every non-outlier label (for :func:`drop_rejected`)."""
+    labels = np.asarray(labels)
+    return {int(t): _unit(np.asarray(vectors)[labels == t].sum(axis=0))
+            for t in sorted(set(labels.tolist())) if t != -1}
+
+
+def name_carried(themes: Sequence, label_of: Mapping[str, int], names: Mapping[str, str]) -> list:
+    """Candidate themes (dataclasses with ``cluster`` and ``label``) with kept themes relabelled by the
+    coders' names; other themes unchanged."""
+    from dataclasses import replace
+
+    by_label = {v: names[k] for k, v in label_of.items() if k in names}
+    return [replace(t, label=by_label[t.cluster]) if t.cluster in by_label else t for t in themes]
 
 
 # ---------------------------------------------------------------------------------------------

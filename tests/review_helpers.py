@@ -8,9 +8,12 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import yaml
+from sqlalchemy import func, select
 
-from models.decisions import ensure_tables
+from models.decisions import Decision
+from models.review import load_view
 from models.store import Store
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -40,7 +43,6 @@ class ReviewStudy:
     @property
     def store(self) -> Store:
         store = Store.from_config(self.config["store"])
-        ensure_tables(store.engine)
         return store
 
     def config_file(self) -> Path:
@@ -66,3 +68,32 @@ def login(client, name: str | None = None, token: str | None = None) -> str:
     response = client.post("/login", data=data, follow_redirects=False)
     assert response.status_code == 303, response.text
     return csrf
+
+
+def n_decisions(store: Store) -> int:
+    with store.sessions() as session:
+        return session.scalar(select(func.count()).select_from(Decision))
+
+
+def keys_and_outliers(store: Store, name: str):
+    """The study's theme keys in list order, its outlier queue, and the whole view."""
+    with store.sessions() as session:
+        view = load_view(session, name)
+        return [r.key for r in view.rows()], view.outliers(), view
+
+
+# -- fixtures (import them into a test module to use them) ------------------------------------------
+@pytest.fixture(scope="session")
+def review_template(example_study, tmp_path_factory) -> Path:
+    """The example study's database (conftest's ``example_study``), copied once with the review tables."""
+    folder = tmp_path_factory.mktemp("review-template")
+    db = copy_database(sqlite_path(example_study.config["store"]["url"]), folder / "themesift.db")
+    store = Store(f"sqlite:///{db}")
+    store.engine.dispose()
+    return db
+
+
+@pytest.fixture
+def study(review_template, example_study, tmp_path) -> ReviewStudy:
+    """A private copy of the example study for one test."""
+    return private_study(review_template, example_study.name, example_study.config, tmp_path)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.honour import (ASSIGNED, FIXED_NONE, NONE, UNCERTAIN, RunTheme, calibrate, classify, diff_runs,
-                             drop_rejected, plan_segments, rejected_centroids)
+from pipeline.honour import (ASSIGNED, FIXED_NONE, NONE, UNCERTAIN, RunTheme, calibrate, classify, combine_labels,
+                             diff_runs, drop_rejected, plan_segments, rejected_centroids)
 from pipeline.split import propose_split
 
 
@@ -65,6 +65,25 @@ def test_classify_assigned_uncertain_none(themes):
     assert classify(new, {}, 0.05)[0].status == NONE
 
 
+def test_competitors_keep_a_broad_theme_from_swallowing_others():
+    rng = np.random.default_rng(3)
+    dim = 16
+    broad = blob(rng, np.eye(dim)[0], 30, 0.6)        # a loose theme: its threshold is low
+    other = np.eye(dim)[0] * 0.6 + np.eye(dim)[1]      # a topic next to it that nobody kept
+    cal = calibrate({"broad": broad}, 10, 0.2)
+    near_other = blob(rng, other, 20, 0.05)
+    alone = classify(near_other, cal, 0.05)
+    assert sum(a.status == ASSIGNED for a in alone) >= 15           # without competitors it takes them
+    with_comp = classify(near_other, cal, 0.05, competitors={"other": unit(other)})
+    assert all(a.status == NONE for a in with_comp)
+    assert with_comp[0].runner_up == "other"
+    own = classify(blob(rng, np.eye(dim)[0], 10, 0.05), cal, 0.05, competitors={"other": unit(other)})
+    assert all(a.status == ASSIGNED for a in own)
+    # nearly as close to a competitor as to the kept theme: flagged for review
+    between = unit(cal["broad"].centroid + unit(other))[None, :]
+    assert classify(between, cal, 0.05, competitors={"other": unit(other)})[0].status in (UNCERTAIN, NONE)
+
+
 def test_plan_segments_fixed_classified_excluded_remaining(themes):
     rng, a, b, examples = themes
     cal = calibrate(examples, 10, 0.2)
@@ -117,3 +136,32 @@ def test_propose_split_is_deterministic():
         propose_split(x, 1)
     with pytest.raises(ValueError):
         propose_split(x, 2, "magic")
+
+
+def test_combine_labels_and_name_carried(themes):
+    from dataclasses import dataclass
+
+    from pipeline.honour import CARRIED_LABEL_BASE, cluster_centroids, name_carried
+
+    rng, a, b, examples = themes
+    cal = calibrate(examples, 10, 0.2)
+    vectors = np.vstack([blob(rng, a, 3, 0.05), blob(rng, np.eye(16)[9], 4, 0.05), blob(rng, b, 1, 0.05)])
+    plan = plan_segments(vectors, [None, "b", FIXED_NONE, None, None, None, None, None], cal, 0.05)
+    assert plan.remaining == (3, 4, 5, 6)
+    labels, strengths, label_of = combine_labels(len(vectors), plan, np.array([0, 0, -1, 0]),
+                                                 np.array([0.9, 0.8, 0.0, 0.7]), ["a", "b"])
+    assert label_of == {"a": CARRIED_LABEL_BASE, "b": CARRIED_LABEL_BASE + 1}
+    assert labels.tolist() == [CARRIED_LABEL_BASE, CARRIED_LABEL_BASE + 1, -1, 0, 0, -1, 0, CARRIED_LABEL_BASE + 1]
+    assert strengths[1] == 1.0 and 0 < strengths[0] <= 1 and strengths[3] == 0.9
+    with pytest.raises(ValueError):
+        combine_labels(len(vectors), plan, np.array([0, 0]))
+    cents = cluster_centroids(vectors, labels)
+    assert sorted(cents) == [0, CARRIED_LABEL_BASE, CARRIED_LABEL_BASE + 1]
+
+    @dataclass(frozen=True)
+    class T:
+        cluster: int
+        label: str
+
+    named = name_carried([T(0, "x / y"), T(CARRIED_LABEL_BASE, "a / b")], label_of, {"a": "Kept"})
+    assert [t.label for t in named] == ["x / y", "Kept"]

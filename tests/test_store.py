@@ -141,3 +141,30 @@ def test_the_suggest_flow_on_postgresql(prefect_harness, tmp_path):
         assert run.n_themes >= 5 and run.manifest["inputs"]
         for segment in session.scalars(select(Segment)):
             assert segment.source.text[segment.start:segment.end] == segment.text
+
+
+def test_an_old_database_is_upgraded_and_the_schema_matches_the_records(store_url):
+    """A database at the first schema (as the first release wrote it) keeps its data through the upgrade."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from models import migrate
+    from models.records import Base
+
+    engine = create_engine(store_url)
+    migrate.upgrade(engine, "0001_first_schema")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO study (id, name, created_at) VALUES (1, 'old', '2026-01-01 00:00:00')"))
+        conn.execute(text("INSERT INTO source (id, study_id, name, path, format, sha256, text, warnings, created_at) "
+                          "VALUES (1, 1, 'a.txt', '/a.txt', 'txt', 'ab', 'P01: Hello there.', '[]', "
+                          "'2026-01-01 00:00:00')"))
+    assert migrate.current(engine) == "0001_first_schema"
+    store = Store(store_url)  # opening the store upgrades it
+    assert migrate.current(store.engine) == migrate.head()
+    with store.sessions() as session:
+        source = session.get(Source, 1)
+        assert source.text == "P01: Hello there." and source.retired_at is None and source.study.name == "old"
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []  # the migrations build exactly the schema the records describe
+    engine.dispose()

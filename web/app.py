@@ -31,7 +31,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 
 from models.codings import Coder
-from models.decisions import coder_for_token, ensure_tables, review_secret, sign
+from models.decisions import coder_for_token, review_secret, sign
 from models.review import (DecisionError, decide, load_view, run_diff, search_segments, segment_context,
                            segments_by_id, split_proposal)
 from models.store import Store
@@ -55,7 +55,6 @@ class Visitor:
 
 def create_app(store: Store, study: str, team: bool = False, review_cfg: Mapping[str, Any] | None = None) -> FastAPI:
     """The review app for one study of ``store``; ``team``: sign in with per-coder tokens."""
-    ensure_tables(store.engine)
     with store.transaction() as session:
         secret = review_secret(session)
         load_view(session, study)  # fails early on an unknown study
@@ -326,6 +325,11 @@ def create_app(store: Store, study: str, team: bool = False, review_cfg: Mapping
             intent.setdefault("into", intent["theme_key"])
         if intent["action"] == cb.MERGE and "into" not in intent and intent.get("themes"):
             intent["into"] = intent["themes"][0]
+        if intent["action"] in (cb.MOVE, cb.ADD_SEGMENT) and not intent.get("to"):
+            with store.sessions() as session:
+                view = load_view(session, study)
+            return page(request, v, "error.html", 400, view=view, title="Not recorded",
+                        errors=["Choose where the segment goes (a theme, or no theme)."], back=back)
         if intent.get("to") == "__none__":
             intent["to"] = None
         try:
@@ -374,7 +378,8 @@ def _safe_next(target: str) -> str:
 
 
 def _with_msg(path: str, msg: str) -> str:
-    return path + ("&" if "?" in path else "?") + urlencode({"msg": msg})
+    path, hash_, fragment = path.partition("#")
+    return path + ("&" if "?" in path else "?") + urlencode({"msg": msg}) + hash_ + fragment
 
 
 def _done(action: str) -> str:
