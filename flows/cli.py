@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attr-col", action="append", default=[], help="CSV: extra column to keep (repeatable)")
     p.add_argument("--top", type=int, default=15, help="themes to print (all are stored)")
     p.add_argument("--force", action="store_true", help="run even if no file and no setting changed")
+    p.add_argument("--diff", action="store_true", help="also show what changed against the previous run")
     p.set_defaults(handler=cmd_suggest)
 
     p = sub.add_parser("themes", help="show the ranked themes of a study's latest run again")
@@ -100,6 +101,12 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         print(outcome["message"])
     store = Store.from_config(config["store"])
     print_themes(store, args.study, outcome["run_id"], args.top)
+    if args.diff:
+        from flows.review import print_changes
+
+        print()
+        with store.sessions() as session:
+            print_changes(session, args.study, None, outcome["run_id"], config["review"]["diff_match_jaccard"])
     print(f"\nResults stored as run {outcome['run_id']} in {store.url}")
     print(f"Show again: themesift themes --study {args.study}    "
           f"Export: themesift export suggestions --study {args.study} --format csv")

@@ -34,6 +34,12 @@ def test_suggest_prints_ranked_themes_and_where_results_are(prefect_harness, tmp
     assert "rank  score  cover  cohes  disti  stabi   size  cases  segs  label" in out
     assert "   1   " in out and "/6 " in out  # coverage shown as cases of the six participants
     assert f"Results stored as run 1 in sqlite:///{tmp_path / 'ws' / 'themesift.db'}" in out
+    (folder / "P06.docx").unlink()
+    assert main(["suggest", str(folder), "--study", "six", "--config", str(cfg), "--top", "3", "--diff"]) == 0
+    out = capsys.readouterr().out
+    assert "Run 1 -> run 2: " in out and "shrunk" in out  # P06's segments left some themes
+    assert main(["suggest", str(folder), "--study", "six", "--config", str(cfg), "--top", "3"]) == 0
+    assert "nothing changed since run 2" in capsys.readouterr().out
 
 
 def test_themes_shows_the_latest_run_again(config_file, example_study, capsys):
