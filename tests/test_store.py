@@ -136,11 +136,59 @@ def test_the_suggest_flow_on_postgresql(prefect_harness, tmp_path):
     cfg["store"]["url"] = PG_URL
     outcome = suggest_flow(paths=[str(TRANSCRIPTS)], study="ipt", config=cfg)
     assert outcome["status"] == "completed"
-    with Store(PG_URL).sessions() as session:
+    store = Store(PG_URL)
+    with store.sessions() as session:
         run = session.get(Run, outcome["run_id"])
         assert run.n_themes >= 5 and run.manifest["inputs"]
         for segment in session.scalars(select(Segment)):
             assert segment.source.text[segment.start:segment.end] == segment.text
+    _two_coders_deciding_at_once(store, "ipt")
+
+
+def _two_coders_deciding_at_once(store: Store, study: str) -> None:
+    """Both coders' decisions are kept; two merges of one theme at the same moment: one wins, cleanly."""
+    from models.decisions import Decision
+    from models.review import DecisionError, decide, load_view
+    from review_helpers import keys_and_outliers
+
+    keys, outliers, _ = keys_and_outliers(store, study)
+    n = 8
+    work = {"amira": [(seg, keys[0]) for seg in outliers[:n]], "ben": [(seg, keys[1]) for seg in outliers[n:2 * n]]}
+    start, errors, refused = threading.Barrier(2), [], []
+
+    def coder(name: str) -> None:
+        start.wait()
+        try:
+            for seg, key in work[name]:
+                decide(store, study, name, {"action": "add_segment", "segment_ids": [seg], "to": key})
+        except BaseException as exc:
+            errors.append(exc)
+
+    def merge(name: str, into: str) -> None:
+        start.wait()
+        try:
+            decide(store, study, name, {"action": "merge", "themes": [keys[2], into], "into": into})
+        except DecisionError as exc:
+            refused.append(exc)
+
+    for pair in ([threading.Thread(target=coder, args=(c,)) for c in work],
+                 [threading.Thread(target=merge, args=("amira", keys[3])),
+                  threading.Thread(target=merge, args=("ben", keys[4]))]):
+        for t in pair:
+            t.start()
+        for t in pair:
+            t.join()
+    assert not errors and len(refused) == 1
+    with store.sessions() as session:
+        rows = list(session.scalars(select(Decision)))
+        view = load_view(session, study)
+    assert len(rows) == 2 * n + 1 and {r.coder for r in rows} == {"amira", "ben"}
+    assert all(seg in view.members(keys[0]) for seg in outliers[:n])
+    assert all(seg in view.members(keys[1]) for seg in outliers[n:2 * n])
+    assert view.state.themes[keys[2]].status == "merged"
+    with pytest.raises(Exception, match="append-only"):  # the database itself refuses to change the log
+        with store.engine.begin() as conn:
+            conn.execute(text("UPDATE decision SET coder = 'mallory'"))
 
 
 def test_an_old_database_is_upgraded_and_the_schema_matches_the_records(store_url):
