@@ -1,0 +1,196 @@
+"""``python -m bench``: quality, speed and growth benchmarks; results to docs/bench/ and docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from bench import report
+from bench.machine import describe_run
+
+
+def _config(args: argparse.Namespace) -> dict:
+    from pipeline.config import load_config
+
+    overrides: dict = {}
+    if getattr(args, "backend", None):
+        overrides["embed"] = {"backend": args.backend}
+    return load_config(getattr(args, "config", None), overrides or None)
+
+
+def cmd_quality(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from bench import datasets
+    from bench.harness import quality, write_json
+
+    config = _config(args)
+    if args.preset:
+        corpus = datasets.load_preset(args.preset, config, args.limit)
+        stem = f"quality-{args.preset}"
+    else:
+        if not (args.data and args.text_col and args.label_col):
+            print("bench quality: give --preset NAME, or --data FILE --text-col C --label-col C", file=sys.stderr)
+            return 2
+        spec = datasets.CsvSpec(str(args.data), args.text_col, args.label_col, args.case_col, args.multi_label_sep,
+                                tuple(args.exclude_label))
+        corpus = datasets.load_csv(spec, config, args.name or Path(args.data).stem, args.limit)
+        stem = f"quality-{args.name or Path(args.data).stem}"
+    if args.limit:
+        stem += f"-first{args.limit}"
+    if args.config:
+        stem += f"-{args.config.stem}"
+        corpus.name += f" (config {args.config.name})"
+    header = describe_run(list(argv))
+    result = {**header, **quality(corpus, config, peer=not args.no_peer)}
+    if args.config:
+        result["config_file"] = {"path": str(args.config), "text": args.config.read_text(encoding="utf-8")}
+    path = write_json(result, args.out, stem)
+    _summary(result)
+    print(f"wrote {path}")
+    if not args.no_report:
+        print(f"wrote {report.write(args.out, args.doc)}")
+    return 0
+
+
+def _summary(result: dict) -> None:
+    methods = result["methods"]
+    keys = ["mean_best_f1", "recovered_share", "top5_precision", "top10_precision", "top10_strict_precision",
+            "ari_all", "nmi_all", "ari_assigned", "nmi_assigned", "outlier_share", "n_themes", "seconds"]
+    print(f"{result['dataset']}: {result['n_units']} units, {result['n_codes']} codes")
+    print(f"{'figure':26s}" + "".join(f"{m:>12s}" for m in methods))
+    for k in keys:
+        print(f"{k:26s}" + "".join(f"{report._fmt(methods[m][k], k):>12s}" for m in methods))
+
+
+def cmd_embed_speed(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from bench.harness import write_json
+    from bench.speed import embed_speed
+
+    result = {**describe_run(list(argv)), **embed_speed(_config(args), args.limit, args.rounds)}
+    print(f"wrote {write_json(result, args.out, 'speed-embed' + (f'-first{args.limit}' if args.limit else ''))}")
+    if not args.no_report:
+        report.write(args.out, args.doc)
+    return 0
+
+
+def cmd_flow_speed(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from bench.harness import write_json
+    from bench.speed import flow_speed
+
+    result = {**describe_run(list(argv)), **flow_speed(_config(args), args.limit, not args.no_peer)}
+    print(f"wrote {write_json(result, args.out, 'speed-flow' + (f'-first{args.limit}' if args.limit else ''))}")
+    if not args.no_report:
+        report.write(args.out, args.doc)
+    return 0
+
+
+def cmd_growth(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from bench.harness import write_json
+    from bench.speed import growth
+
+    result = {**describe_run(list(argv)), **growth(_config(args), args.sizes, args.embed_sizes)}
+    print(f"wrote {write_json(result, args.out, 'speed-growth')}")
+    if not args.no_report:
+        report.write(args.out, args.doc)
+    return 0
+
+
+def cmd_growth_point(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from bench.speed import growth_point
+
+    growth_point(_config(args), args.n, args.embed, Path(args.json))
+    return 0
+
+
+def cmd_review(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from bench.coder import simulate
+    from bench.harness import write_json
+
+    result = {**describe_run(list(argv)), **simulate(args.preset, _config(args), tuple(args.k))}
+    print(f"wrote {write_json(result, args.out, 'review-' + args.preset)}")
+    if not args.no_report:
+        report.write(args.out, args.doc)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    print(f"wrote {report.write(args.out, args.doc)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", type=Path, help="YAML overriding configs/default.yaml (as themesift --config)")
+        p.add_argument("--backend", choices=("sentence-transformers", "onnx"), help="embed.backend for this run")
+        p.add_argument("--out", type=Path, default=report.RESULTS, help="folder for JSON results (docs/bench)")
+        p.add_argument("--doc", type=Path, default=report.DOC, help="Markdown summary to rebuild (docs/benchmarks.md)")
+        p.add_argument("--no-report", action="store_true", help="do not rebuild the Markdown summary")
+
+    p = sub.add_parser("quality", help="Themesift and BERTopic against human codes on a labelled corpus")
+    p.add_argument("--preset", help="nhs-fft-subcategory | nhs-fft-label | banking77 | example-study")
+    p.add_argument("--data", type=Path, help="any labelled CSV")
+    p.add_argument("--text-col")
+    p.add_argument("--label-col")
+    p.add_argument("--case-col", help="respondent column (default: each row is its own case)")
+    p.add_argument("--multi-label-sep", help="separator between several labels in the label column")
+    p.add_argument("--exclude-label", action="append", default=[], help="leave out rows with this label (repeatable)")
+    p.add_argument("--name", help="dataset name in the results (default: the file's stem)")
+    p.add_argument("--limit", type=int, help="only the first N labelled rows (quick checks)")
+    p.add_argument("--no-peer", action="store_true", help="Themesift only")
+    common(p)
+    p.set_defaults(handler=cmd_quality)
+
+    p = sub.add_parser("embed-speed", help="segments/s of the ONNX and sentence-transformers backends, side by side")
+    p.add_argument("--limit", type=int, help="only the first N segments")
+    p.add_argument("--rounds", type=int, default=8, help="interleaved rounds (each backend embeds every chunk)")
+    common(p)
+    p.set_defaults(handler=cmd_embed_speed)
+
+    p = sub.add_parser("flow-speed", help="the whole flow cold and warm, per stage, and BERTopic end to end")
+    p.add_argument("--limit", type=int, help="only the first N comments")
+    p.add_argument("--no-peer", action="store_true", help="skip BERTopic")
+    common(p)
+    p.set_defaults(handler=cmd_flow_speed)
+
+    p = sub.add_parser("growth", help="time and memory at growing corpus sizes, fitted exponent")
+    p.add_argument("--sizes", type=int, nargs="+", default=[1000, 3000, 10000, 30000])
+    p.add_argument("--embed-sizes", type=int, nargs="+", default=[1000, 3000],
+                   help="sizes whose embedding is timed for real (larger ones: linear from the largest of these)")
+    common(p)
+    p.set_defaults(handler=cmd_growth)
+
+    p = sub.add_parser("growth-point", help=argparse.SUPPRESS)
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--embed", action="store_true")
+    p.add_argument("--json", required=True)
+    common(p)
+    p.set_defaults(handler=cmd_growth_point)
+
+    p = sub.add_parser("review", help="simulated review: a scripted coder (bench/coder.py) drives decisions import + apply")
+    p.add_argument("--preset", required=True, help="nhs-fft-label | nhs-fft-subcategory | banking77 | example-study")
+    p.add_argument("--k", type=int, nargs="+", default=[5, 10, 20, 40], help="suggestions reviewed")
+    common(p)
+    p.set_defaults(handler=cmd_review)
+
+    p = sub.add_parser("report", help="rebuild docs/benchmarks.md from docs/bench/*.json")
+    p.add_argument("--out", type=Path, default=report.RESULTS)
+    p.add_argument("--doc", type=Path, default=report.DOC)
+    p.set_defaults(handler=cmd_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    if not hasattr(args, "handler"):
+        build_parser().print_help()
+        return 2
+    return args.handler(args, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""Labelled corpora for the benchmarks, read through Themesift's own ingest and segment stages.
+
+Every corpus becomes the same thing: the clusterable segments Themesift would cluster (the *units*),
+their texts and cases, and the human codes of each unit (a frozenset: multi-label allowed). Both
+Themesift and BERTopic are scored on exactly these units.
+
+* A labelled CSV (any file, no code changes): one row per answer, a label column (optionally several
+  labels joined by a separator) and optionally a case column. Rows whose label is excluded are left out
+  before ingest. A row cut into several segments gives each segment the row's labels.
+* The example study: human coders' excerpts (``human_coding.csv``) are located in each source's plain
+  text as Themesift reads it, then mapped to segments with :func:`pipeline.agreement.map_selections`
+  (a segment carries a code when the code's excerpts cover >= 50% of its characters). The human coding
+  used is the union of both coders' codes.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from pipeline.agreement import map_selections
+from pipeline.config import load_config
+from pipeline.embed import Embedder
+from pipeline.ingest import Ingester
+from pipeline.segment import Segment, Segmenter
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "datasets"
+EXAMPLE = ROOT / "examples" / "ipt-study"
+ROW_COLUMN = "_bench_row"
+
+
+@dataclass
+class Corpus:
+    """Units to cluster with their human codes; ``segments[i]`` is unit ``i``."""
+
+    name: str
+    segments: list[Segment]
+    human: dict[int, frozenset[str]]
+    source: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def texts(self) -> list[str]:
+        return [s.text for s in self.segments]
+
+    @property
+    def cases(self) -> list[str | None]:
+        return [s.case for s in self.segments]
+
+    @property
+    def units(self) -> list[int]:
+        return list(range(len(self.segments)))
+
+    @property
+    def codes(self) -> list[str]:
+        return sorted({c for cs in self.human.values() for c in cs})
+
+    def subset(self, indices: Sequence[int], name: str | None = None) -> "Corpus":
+        keep = list(indices)
+        return Corpus(name or self.name, [self.segments[i] for i in keep],
+                      {new: self.human[old] for new, old in enumerate(keep) if old in self.human},
+                      self.source, list(self.notes))
+
+
+@dataclass(frozen=True)
+class CsvSpec:
+    """How to read a labelled CSV."""
+
+    path: str
+    text_col: str
+    label_col: str
+    case_col: str | None = None
+    multi_label_sep: str | None = None
+    exclude_labels: tuple[str, ...] = ()
+    #: Rows left out whatever their label: (column, value) pairs.
+    exclude_where: tuple[tuple[str, str], ...] = ()
+
+
+NON_ANSWER = ("label", "Couldn't be improved")
+PRESETS: dict[str, CsvSpec | str] = {
+    "nhs-fft-subcategory": CsvSpec(str(SHARED / "nhs-fft" / "comments.csv"), "feedback", "subcategory",
+                                   exclude_where=(NON_ANSWER,)),
+    "nhs-fft-label": CsvSpec(str(SHARED / "nhs-fft" / "comments.csv"), "feedback", "label",
+                             exclude_where=(NON_ANSWER,)),
+    "banking77": CsvSpec(str(SHARED / "banking77" / "test.csv"), "text", "category"),
+    "example-study": "example-study",
+}
+
+PRESET_NOTES = {
+    "nhs-fft-subcategory": "NHS FFT comments (phase 1), 44 subcategories; rows of the non-answer label "
+                           "\"Couldn't be improved\" left out",
+    "nhs-fft-label": "NHS FFT comments (phase 1), 9 major labels; the non-answer label \"Couldn't be improved\" left out",
+    "banking77": "Banking77 test split, 77 intents (Casanueva et al. 2020, arXiv:2003.04807, CC BY 4.0)",
+    "example-study": "examples/ipt-study, 10 fictional interviews; union of both coders' codes",
+}
+
+
+def _segmenter(config: dict) -> Segmenter:
+    embedder = Embedder.from_config(config["embed"])
+    return Segmenter.from_config(config["segment"], embedder.count_tokens, embedder.max_tokens)
+
+
+def read_labels(spec: CsvSpec) -> tuple[list[dict], list[str]]:
+    """Kept rows (with their labels as a list) and the file's columns."""
+    with open(spec.path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f)
+        columns = list(reader.fieldnames or [])
+        for col in (spec.text_col, spec.label_col, spec.case_col):
+            if col is not None and col not in columns:
+                raise SystemExit(f"{spec.path}: column '{col}' not found; columns are: {', '.join(columns)}")
+        rows = []
+        for row in reader:
+            if any((row.get(col) or "").strip() == value for col, value in spec.exclude_where):
+                continue
+            raw = (row.get(spec.label_col) or "").strip()
+            labels = [p.strip() for p in raw.split(spec.multi_label_sep)] if spec.multi_label_sep else [raw]
+            labels = [x for x in labels if x and x not in spec.exclude_labels]
+            if not labels or not (row.get(spec.text_col) or "").strip():
+                continue
+            row["_labels"] = labels
+            rows.append(row)
+    return rows, columns
+
+
+def load_csv(spec: CsvSpec, config: dict | None = None, name: str | None = None, limit: int | None = None) -> Corpus:
+    """Ingest and segment a labelled CSV with Themesift's stages; units are the clusterable segments."""
+    config = config or load_config()
+    rows, _ = read_labels(spec)
+    if limit is not None:
+        rows = rows[:limit]
+    with tempfile.TemporaryDirectory(prefix="themesift-bench-") as tmp:
+        kept = Path(tmp) / Path(spec.path).name
+        fields = [ROW_COLUMN, "text"] + (["case"] if spec.case_col else [])
+        with kept.open("w", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, fields)
+            writer.writeheader()
+            for i, row in enumerate(rows):
+                out = {ROW_COLUMN: str(i), "text": row[spec.text_col]}
+                if spec.case_col:
+                    out["case"] = row[spec.case_col]
+                writer.writerow(out)
+        ingest_cfg = {**config["ingest"], "csv": {**config["ingest"]["csv"], "text_column": "text",
+                                                  "case_column": "case" if spec.case_col else None,
+                                                  "row_id_column": ROW_COLUMN, "attribute_columns": []}}
+        result = Ingester.from_config(ingest_cfg).collect([str(kept)])
+        if not result.documents:
+            raise SystemExit(f"{spec.path}: nothing could be read: {[s.reason for s in result.skipped]}")
+        segments = [s for s in _segmenter(config).transform(result.documents) if s.clusterable]
+    human = {i: frozenset(rows[int(s.row_id)]["_labels"]) for i, s in enumerate(segments)}
+    notes = [f"{len(rows)} labelled rows kept, {len(segments)} clusterable segments "
+             f"(segments under segment.min_words={config['segment']['min_words']} words are not clustered)"]
+    if spec.exclude_labels or spec.exclude_where:
+        notes.append("excluded: " + ", ".join([*(f"{spec.label_col}={v}" for v in spec.exclude_labels),
+                                               *(f"{c}={v}" for c, v in spec.exclude_where)]))
+    return Corpus(name or Path(spec.path).stem, segments, human, spec.path, notes)
+
+
+def _locate(text: str, excerpt: str, start_hint: int = 0) -> tuple[int, int] | None:
+    """Where ``excerpt`` lies in ``text``: exactly, else with any run of whitespace matching any other."""
+    at = text.find(excerpt, start_hint)
+    if at < 0:
+        at = text.find(excerpt)
+    if at >= 0:
+        return at, at + len(excerpt)
+    words = excerpt.split()
+    if not words:
+        return None
+    pattern = re.compile(r"\s+".join(re.escape(w) for w in words))
+    match = pattern.search(text, start_hint) or pattern.search(text)
+    return (match.start(), match.end()) if match else None
+
+
+def load_example_study(config: dict | None = None, folder: Path = EXAMPLE) -> Corpus:
+    """The example study's clusterable segments with both coders' codes mapped onto them (union)."""
+    config = config or load_config()
+    result = Ingester.from_config(config["ingest"]).collect([str(folder / "transcripts")])
+    docs = {d.name: d for d in result.documents}
+    all_segments = _segmenter(config).transform(result.documents)
+    selections, missing = [], 0
+    with (folder / "human_coding.csv").open(encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f):
+            doc = docs.get(row["source"])
+            span = _locate(doc.text, row["text"].strip()) if doc else None
+            if span is None:
+                missing += 1
+                continue
+            selections.append((row["source"], span[0], span[1], row["code"], row["coder"]))
+    seg_tuples = [(i, s.source, s.start, s.end) for i, s in enumerate(all_segments) if s.clusterable]
+    by_coder = map_selections(selections, seg_tuples)
+    union: dict[int, set[str]] = {}
+    for coding in by_coder.values():
+        for unit, codes in coding.items():
+            union.setdefault(unit, set()).update(codes)
+    clusterable = [i for i, s in enumerate(all_segments) if s.clusterable]
+    segments = [all_segments[i] for i in clusterable]
+    human = {new: frozenset(union[old]) for new, old in enumerate(clusterable) if old in union}
+    notes = [f"{len(selections)} excerpts located in the sources ({missing} not found); "
+             f"{len(human)} of {len(segments)} clusterable segments carry a human code; uncoded segments "
+             "form one group of their own in ARI/NMI and never count towards a code"]
+    return Corpus("example-study", segments, human, str(folder), notes)
+
+
+def load_preset(name: str, config: dict | None = None, limit: int | None = None) -> Corpus:
+    if name not in PRESETS:
+        raise SystemExit(f"unknown preset '{name}'; presets: {', '.join(PRESETS)}")
+    spec = PRESETS[name]
+    if spec == "example-study":
+        return load_example_study(config)
+    corpus = load_csv(spec, config, name, limit)
+    corpus.notes.insert(0, PRESET_NOTES[name])
+    return corpus
