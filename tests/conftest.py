@@ -22,6 +22,7 @@ from pipeline.config import load_config  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "ipt-study"
 TRANSCRIPTS = EXAMPLE / "transcripts"
+EXAMPLE_FILES = sorted(p.name for p in TRANSCRIPTS.iterdir() if not p.name.startswith("."))
 SHARED = ROOT.parent / "shared" / "datasets"
 
 
@@ -57,6 +58,12 @@ class StudyRun:
     @property
     def store(self) -> Store:
         return Store.from_config(self.config["store"])
+
+
+@pytest.fixture(scope="session")
+def cfg() -> dict:
+    """The default configuration (tests that change it take a copy)."""
+    return load_config()
 
 
 @pytest.fixture(scope="session")

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import math
-import sys
 from itertools import combinations
-from pathlib import Path
 
 import krippendorff
 import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score, cohen_kappa_score, normalized_mutual_info_score
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.agreement import (  # noqa: E402
+from pipeline.agreement import (
     Table2x2,
     binary_table,
     cluster_scores,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import math
 import re
-import sys
 import xml.etree.ElementTree as ET
 import zipfile
 from datetime import datetime, timezone
@@ -23,13 +22,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.codings import Coding, replace_codings, stored_codings  # noqa: E402
-from models.records import Segment, Source, Study  # noqa: E402
-from models.store import Store  # noqa: E402
-from pipeline.agreement import map_selections, partition_to_coding  # noqa: E402
-from pipeline.codings import (  # noqa: E402
+from models.codings import Coding, replace_codings, stored_codings
+from models.records import Segment, Source, Study
+from models.store import Store
+from pipeline.agreement import map_selections, partition_to_coding
+from pipeline.codings import (
     MACHINE_USER_NAME,
     CodingFileError,
     StudySource,
@@ -39,8 +37,8 @@ from pipeline.codings import (  # noqa: E402
     read_codings,
     unmapped_selections,
 )
-from pipeline.compare import compare_study  # noqa: E402
-from pipeline.refi_qda import (  # noqa: E402
+from pipeline.compare import compare_study
+from pipeline.refi_qda import (
     PROJECT_NS,
     QdaCode,
     QdaCoding,

@@ -8,28 +8,19 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pipeline.config import load_config
+from pipeline.ingest import Document, IngestError, Ingester
+from pipeline.segment import INTERVIEWER, PARTICIPANT, Segmenter
 
-from pipeline.config import load_config  # noqa: E402
-from pipeline.ingest import Document, IngestError, Ingester  # noqa: E402
-from pipeline.segment import INTERVIEWER, PARTICIPANT, Segmenter  # noqa: E402
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "ipt-study" / "transcripts"
-EXAMPLE_FILES = sorted(p.name for p in EXAMPLES.iterdir() if not p.name.startswith("."))
+from conftest import EXAMPLE_FILES, TRANSCRIPTS as EXAMPLES
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def cfg():
-    return load_config()
-
-
 @pytest.fixture(scope="module")
 def ingester(cfg) -> Ingester:
     return Ingester.from_config(cfg["ingest"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sys
 import uuid
 import xml.etree.ElementTree as ET
 import zipfile
@@ -12,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.refi_qda import (  # noqa: E402
+from pipeline.refi_qda import (
     CODEBOOK_NS,
     PROJECT_NS,
     QdaCode,

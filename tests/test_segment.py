@@ -6,26 +6,15 @@ segment that passes here is never truncated by the model. No mocks.
 
 from __future__ import annotations
 
-import re
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pipeline.embed import Embedder
+from pipeline.ingest import Document, Ingester
+from pipeline.segment import INTERVIEWER, OTHER, PARTICIPANT, Segmenter, split_sentences
 
-from pipeline.config import load_config  # noqa: E402
-from pipeline.embed import Embedder  # noqa: E402
-from pipeline.ingest import Document, Ingester  # noqa: E402
-from pipeline.segment import INTERVIEWER, OTHER, PARTICIPANT, Segmenter, split_sentences  # noqa: E402
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "ipt-study" / "transcripts"
-EXAMPLE_FILES = sorted(p.name for p in EXAMPLES.iterdir() if not p.name.startswith("."))
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return load_config()
+from conftest import EXAMPLE_FILES, TRANSCRIPTS as EXAMPLES
 
 
 @pytest.fixture(scope="module")
