@@ -19,6 +19,8 @@ import flows  # noqa: E402,F401  (Prefect settings before Prefect is imported)
 from models.store import Store  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 
+pytest_plugins = ["review_helpers"]  # the review fixtures (review_template, study)
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "ipt-study"
 TRANSCRIPTS = EXAMPLE / "transcripts"

@@ -21,8 +21,7 @@ from models.review import (APPLY_CODER, DecisionError, apply_codebook, decide, e
 from models.store import Store
 from pipeline.embed import text_hash
 from pipeline.honour import FIXED_NONE, drop_rejected, plan_segments
-from review_helpers import (CSRF, keys_and_outliers, login, n_decisions, private_study,  # noqa: F401
-                            review_template, study)
+from review_helpers import CSRF, keys_and_outliers, login, n_decisions, private_study
 from web.app import create_app
 
 REVIEW = {"calibration_percentile": 10.0, "min_similarity": 0.35, "uncertain_margin": 0.05,
@@ -344,7 +343,7 @@ def test_decision_csv_round_trip(study, review_template, example_study, tmp_path
 def test_cli_export_import_codebook_and_apply(study, tmp_path, capsys):
     from flows.cli import main
 
-    keys = some_decisions(study.store, study.name)
+    some_decisions(study.store, study.name)
     config = str(study.config_file())
     out = tmp_path / "decisions.csv"
     assert main(["decisions", "export", str(out), "--study", study.name, "--config", config]) == 0

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from review_helpers import keys_and_outliers, review_template, study  # noqa: F401  (fixtures)
+from review_helpers import keys_and_outliers
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
