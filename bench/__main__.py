@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(handler=cmd_growth)
 
-    p = sub.add_parser("growth-point", help=argparse.SUPPRESS)
+    p = sub.add_parser("growth-point", help="(internal) one size of the growth benchmark, in a fresh process")
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--embed", action="store_true")
     p.add_argument("--json", required=True)

@@ -23,6 +23,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 DEFAULT_MODEL = "default"
+BACKENDS = ("sentence-transformers", "onnx")
 
 
 class ModelNotFoundError(RuntimeError):
@@ -63,26 +64,63 @@ def _load(location: str, device: str):
         ) from exc
 
 
+@cache
+def _load_onnx(location: str, model_id: str, cache_dir: str | None, threads: int, allow_spinning: bool,
+               streams: int = 0):
+    from pipeline.embed_onnx import OnnxSentenceEncoder
+
+    if not Path(location).is_dir():
+        raise ModelNotFoundError(
+            f"embedding model '{location}' is not a local folder; the ONNX backend exports a model folder "
+            "on this machine (never downloads one). Give a folder in embed.model, or 'default'."
+        )
+    return OnnxSentenceEncoder.load(location, model_id, cache_dir, threads, allow_spinning, streams)
+
+
 @dataclass
 class Embedder:
-    """Sentence-transformers encoder returning float32, L2-normalised vectors."""
+    """Sentence encoder returning float32, L2-normalised vectors.
+
+    ``backend`` is ``sentence-transformers`` (PyTorch) or ``onnx`` (ONNX Runtime over a local export of
+    the same model, see :mod:`pipeline.embed_onnx`). Both give the same vectors (cosine >= 0.9999, fp32)
+    and therefore the same ``model_id``, so they share the embedding cache.
+    """
 
     model: str = DEFAULT_MODEL
     batch_size: int = 64
     device: str = "cpu"
     progress_min_texts: int = 256
+    backend: str = "sentence-transformers"
+    onnx_cache_dir: str | None = None
+    onnx_threads: int = 0
+    onnx_allow_spinning: bool = False
+    onnx_batch_size: int = 8
+    onnx_streams: int = 0
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown embed.backend '{self.backend}'; use one of {', '.join(BACKENDS)}")
 
     @classmethod
     def from_config(cls, cfg: dict) -> "Embedder":
-        return cls(cfg["model"], cfg["batch_size"], cfg["device"], cfg["progress_min_texts"])
+        onnx = cfg.get("onnx") or {}
+        return cls(cfg["model"], cfg["batch_size"], cfg["device"], cfg["progress_min_texts"],
+                   cfg.get("backend", "sentence-transformers"), onnx.get("cache_dir"), int(onnx.get("threads", 0)),
+                   bool(onnx.get("allow_spinning", False)), int(onnx.get("batch_size", 8)), int(onnx.get("streams", 0)))
 
     @property
     def model_id(self) -> str:
+        # fp32 ONNX reproduces sentence-transformers' vectors (cosine >= 0.9999, tests/test_embed_onnx.py),
+        # so the id names the weights, not the runtime, and the embedding cache is shared.
         return resolve_model(self.model)[1]
 
     @property
     def encoder(self):
-        return _load(resolve_model(self.model)[0], self.device)
+        location, model_id = resolve_model(self.model)
+        if self.backend == "onnx":
+            return _load_onnx(location, model_id, self.onnx_cache_dir, self.onnx_threads, self.onnx_allow_spinning,
+                              self.onnx_streams)
+        return _load(location, self.device)
 
     @property
     def max_tokens(self) -> int:
@@ -97,7 +135,7 @@ class Embedder:
             return np.zeros((0, self.encoder.get_sentence_embedding_dimension()), dtype=np.float32)
         vectors = self.encoder.encode(
             list(texts),
-            batch_size=self.batch_size,
+            batch_size=self.onnx_batch_size if self.backend == "onnx" else self.batch_size,
             show_progress_bar=len(texts) >= self.progress_min_texts,
             convert_to_numpy=True,
             normalize_embeddings=True,

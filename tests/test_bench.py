@@ -1,0 +1,137 @@
+"""The benchmark harness on small real data: labelled CSVs through Themesift's own stages, human codes
+mapped onto segments, figures from pipeline.agreement, JSON and Markdown written.
+
+No timings are asserted (benchmarks measure them, tests do not); BERTopic is used for real when the
+``bench`` extra is installed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import datasets, report
+from bench.datasets import Corpus, CsvSpec, _locate, load_csv
+from bench.harness import MethodRun, figures
+
+ROOT = Path(__file__).resolve().parent.parent
+BANKING = ROOT.parent / "shared" / "datasets" / "banking77" / "test.csv"
+
+
+def _write(path: Path, rows: list[list[str]]) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows(rows)
+    return path
+
+
+def test_labelled_csv_keeps_labels_cases_and_exclusions(tmp_path):
+    data = _write(tmp_path / "answers.csv", [
+        ["answer", "codes", "who"],
+        ["The parking at the hospital was far too expensive for visitors.", "parking;cost", "r1"],
+        ["Nothing.", "none", "r2"],
+        ["Staff were kind and explained every step of the procedure to me.", "staff", "r3"],
+        ["Too short", "staff", "r4"],  # under segment.min_words: not a unit
+        ["The waiting room was cold. Nobody told us how long the wait would be.", "waiting", "r1"],
+    ])
+    corpus = load_csv(CsvSpec(str(data), "answer", "codes", "who", ";", ("none",)), name="answers")
+    assert corpus.texts == ["The parking at the hospital was far too expensive for visitors.",
+                            "Staff were kind and explained every step of the procedure to me.",
+                            "The waiting room was cold. Nobody told us how long the wait would be."]
+    assert corpus.human == {0: frozenset({"parking", "cost"}), 1: frozenset({"staff"}), 2: frozenset({"waiting"})}
+    assert corpus.cases == ["r1", "r3", "r1"]
+    with pytest.raises(SystemExit, match="column 'label' not found"):
+        load_csv(CsvSpec(str(data), "answer", "label"))
+
+
+def test_presets_exclude_the_non_answer_label():
+    spec = datasets.PRESETS["nhs-fft-label"]
+    if not Path(spec.path).is_file():
+        pytest.skip("shared datasets missing")
+    rows, _ = datasets.read_labels(spec)
+    assert rows and not any("Couldn't be improved" in r["_labels"] for r in rows)
+    sub, _ = datasets.read_labels(datasets.PRESETS["nhs-fft-subcategory"])
+    assert len(sub) == len(rows)  # same rows, finer labels
+
+
+def test_excerpts_are_located_despite_different_line_breaks():
+    text = "P01: We waited\nfor  weeks. Then it was fine.\n\nP02: Other words."
+    assert _locate(text, "We waited for weeks.") == (5, 26) and text[5:26] == "We waited\nfor  weeks."
+    assert _locate(text, "Other words.") == (text.index("Other"), len(text))
+    assert _locate(text, "never said") is None
+
+
+def test_example_study_codes_reach_most_segments():
+    corpus = datasets.load_preset("example-study")
+    assert len(corpus.segments) > 200
+    assert len(corpus.codes) == 11
+    assert len(corpus.human) / len(corpus.segments) > 0.8
+    assert "0 not found" in corpus.notes[0]
+
+
+def test_figures_of_a_perfect_and_of_a_useless_partition():
+    segs = [None] * 6  # figures only look at units and codes
+    corpus = Corpus("toy", segs, {i: frozenset({"a" if i < 3 else "b"}) for i in range(6)}, "toy")
+    perfect = MethodRun("m", {i: ("T1" if i < 3 else "T2") for i in range(6)}, ["T1", "T2"], {"T1": "a", "T2": "b"}, 0.0)
+    f = figures(perfect, corpus)
+    assert f["ari_all"] == pytest.approx(1.0) and f["mean_best_f1"] == 1.0 and f["recovered_share"] == 1.0
+    assert f["top5_precision"] == 1.0 and f["top10_strict_precision"] == 1.0 and f["outlier_share"] == 0.0
+    # Boundary: a theme whose units are 60% one code is usable (3 of 5 'a'), with F1 0.75 for 'a'.
+    lumped = MethodRun("m", {i: ("T1" if i < 5 else None) for i in range(6)}, ["T1"], {"T1": "x"}, 0.0)
+    g = figures(lumped, corpus)
+    assert g["n_themes"] == 1 and g["outlier_share"] == pytest.approx(1 / 6)
+    assert g["top10_precision"] == 1.0 and g["mean_best_f1"] == pytest.approx((0.75 + 0.5) / 2)
+    # Every theme half 'a', half 'b': nothing a coder could confirm.
+    mixed = MethodRun("m", {i: f"T{i % 3 + 1}" for i in range(6)}, ["T1", "T2", "T3"],
+                      {"T1": "1", "T2": "2", "T3": "3"}, 0.0)
+    h = figures(mixed, corpus)
+    assert h["top5_precision"] == 0.0 and h["recovered_share"] == 0.0 and h["mean_best_f1"] == pytest.approx(0.4)
+
+def test_quality_command_on_real_banking_queries(tmp_path, monkeypatch):
+    if not BANKING.is_file():
+        pytest.skip("shared datasets missing")
+    pytest.importorskip("bertopic", reason="install the bench extra: pip install -e '.[bench]'")
+    monkeypatch.setenv("THEMESIFT_BENCH_CACHE", str(tmp_path / "cache"))
+    with BANKING.open(encoding="utf-8", newline="") as f:
+        rows = [r for r in csv.DictReader(f)]
+    keep = [r for r in rows if r["category"] in {"card_arrival", "exchange_rate", "lost_or_stolen_card",
+                                                 "top_up_failed", "pin_blocked"}]
+    data = _write(tmp_path / "bank.csv", [["text", "category"]] + [[r["text"], r["category"]] for r in keep])
+    from bench.__main__ import main
+
+    out, doc = tmp_path / "results", tmp_path / "benchmarks.md"
+    argv = ["quality", "--data", str(data), "--text-col", "text", "--label-col", "category", "--name", "bank5",
+            "--out", str(out), "--doc", str(doc)]
+    assert main(argv) == 0
+    result = json.loads((out / "quality-bank5.json").read_text())
+    assert result["command"].startswith("python -m bench quality --data")
+    assert result["machine"]["nproc"] >= 1 and result["versions"]["bertopic"] != "not installed"
+    assert result["n_codes"] == 5 and 0.9 * len(keep) <= result["n_units"] <= 1.1 * len(keep)  # segments, not rows
+    for method in ("themesift", "bertopic"):
+        m = result["methods"][method]
+        assert 0 <= m["mean_best_f1"] <= 1 and 0 <= m["outlier_share"] <= 1 and m["n_themes"] >= 1
+        assert len(m["per_code"]) == 5
+    # Five well separated intents: Themesift's best themes match them.
+    assert result["methods"]["themesift"]["mean_best_f1"] > 0.5
+    text = doc.read_text()
+    assert "### bank5" in text and "mean best-match F1 per human code" in text and result["command"] in text
+    assert report.render(out) == text
+
+
+def test_scripted_coder_scores_and_writes_importable_decisions():
+    from bench.coder import CODER, _csv, agreement_on
+    from models.review import read_decision_csv
+
+    human = {1: frozenset({"a"}), 2: frozenset({"a"}), 3: frozenset({"b"}), 4: frozenset()}
+    perfect = agreement_on({1: frozenset({"a"}), 2: frozenset({"a"}), 3: frozenset({"b"})}, human, [1, 2, 3, 4])
+    assert perfect["mean_kappa"] == 1.0 and perfect["macro_f1"] == 1.0 and perfect["n_codes"] == 2
+    nothing = agreement_on({}, human, [1, 2, 3, 4])
+    assert nothing["macro_f1"] == 0.0 and nothing["mean_kappa"] == 0.0
+    text = _csv([{"action": "confirm", "theme_key": "t1", "name": "a", "definition": "d"},
+                 {"action": "move", "theme_key": "t1", "segment_ids": "3", "to": ""},
+                 {"action": "reject", "theme_key": "t2", "reason": "mixed"}])
+    items = read_decision_csv(text)  # the parser `themesift decisions import` uses
+    assert [(c, i["action"]) for c, i in items] == [(CODER, "confirm"), (CODER, "move"), (CODER, "reject")]
+    assert items[1][1]["segment_ids"] == "3" and "to" not in items[1][1]

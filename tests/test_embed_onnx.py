@@ -1,0 +1,91 @@
+"""The ONNX Runtime backend gives sentence-transformers' vectors, from a local export of the packaged model.
+
+Real parts only: the packaged all-MiniLM-L6-v2, a real torch.onnx export into a temporary cache, real
+ONNX Runtime, real NHS FFT comments. Speed is measured in bench/ (docs/benchmarks.md), never here.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.config import load_config
+from pipeline.embed import Embedder
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMENTS = ROOT.parent / "shared" / "datasets" / "nhs-fft" / "comments.csv"
+
+
+def _comments() -> list[str]:
+    """A spread of real comments: every 100th row, plus the 10 longest (truncated at 256 tokens)."""
+    if not COMMENTS.is_file():
+        pytest.skip(f"shared dataset missing: {COMMENTS}")
+    with COMMENTS.open(encoding="utf-8", newline="") as f:
+        texts = [r["feedback"] for r in csv.DictReader(f) if r["feedback"].strip()]
+    longest = sorted(texts, key=len, reverse=True)[:10]
+    return texts[::100] + longest
+
+
+@pytest.fixture(scope="module")
+def backends(tmp_path_factory):
+    cfg = load_config()["embed"]
+    cache = tmp_path_factory.mktemp("onnx-cache")
+    st = Embedder.from_config({**cfg, "backend": "sentence-transformers"})
+    ox = Embedder.from_config({**cfg, "backend": "onnx",  # 3 per batch: many length buckets in the tests
+                               "onnx": {**cfg["onnx"], "cache_dir": str(cache), "batch_size": 3}})
+    return st, ox, cache
+
+
+def test_onnx_vectors_match_sentence_transformers_on_real_comments(backends):
+    st, ox, _ = backends
+    texts = _comments()
+    a, b = st.encode(texts), ox.encode(texts)
+    assert a.shape == b.shape == (len(texts), 384) and b.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+    cosine = (a * b).sum(axis=1)
+    assert cosine.min() >= 0.9999, (cosine.min(), texts[int(cosine.argmin())])
+
+
+def test_onnx_keeps_input_order_and_duplicates(backends):
+    _, ox, _ = backends
+    texts = ["Short.", "A much longer comment about the waiting times in the clinic and the parking.",
+             "Short.", "Staff were kind."]
+    out = ox.encode(texts)
+    np.testing.assert_array_equal(out[0], out[2])
+    single = np.stack([ox.encode([t])[0] for t in texts])
+    assert ((out * single).sum(axis=1) >= 0.99999).all()
+    assert ox.encode([]).shape == (0, 384)
+    from pipeline.embed_onnx import OnnxSentenceEncoder
+    one_stream = OnnxSentenceEncoder(ox.encoder.folder, ox.encoder.model_file, threads=1, streams=1)
+    np.testing.assert_allclose(one_stream.encode(texts, batch_size=1), out, atol=1e-5)
+
+
+def test_backends_share_model_id_tokens_and_limits(backends):
+    st, ox, _ = backends
+    assert ox.model_id == st.model_id  # same vectors, so one embedding cache
+    assert ox.max_tokens == st.max_tokens == 256
+    for text in ["Nothing.", "The nurse (Mrs Xxxx) explained everything - twice!", "word " * 400]:
+        assert ox.count_tokens(text) == st.count_tokens(text)
+
+
+def test_export_is_cached_by_model_id_and_reused(backends):
+    _, ox, cache = backends
+    ox.encode(["warm up"])
+    exports = [p for p in cache.iterdir() if not p.name.startswith(".")]
+    assert len(exports) == 1 and (exports[0] / "model.onnx").is_file()
+    meta = json.loads((exports[0] / "export.json").read_text())
+    assert meta["model_id"] == ox.model_id and meta["fused_operators"].get("Attention", 0) == 6
+    from pipeline.embed_onnx import export_model
+    before = (exports[0] / "model.onnx").stat().st_mtime_ns
+    assert export_model("unused-because-cached", ox.model_id, cache) == exports[0] / "model.onnx"
+    assert (exports[0] / "model.onnx").stat().st_mtime_ns == before
+
+
+def test_unknown_backend_is_refused():
+    cfg = load_config()["embed"]
+    with pytest.raises(ValueError, match="embed.backend"):
+        Embedder.from_config({**cfg, "backend": "tensorrt"})
