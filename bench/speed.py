@@ -280,7 +280,7 @@ def pooled_segments(config: dict) -> list[str]:
 def growth_point(config: dict, n: int, embed: bool, out: Path) -> None:
     """One size, in a fresh process: (optionally) embed for real, then cluster..rank on cached vectors."""
     from bench.datasets import Corpus
-    from bench.harness import embed_corpus, run_themesift
+    from bench.harness import run_themesift
     from bench.machine import RssSampler
     from pipeline.segment import Segment
 

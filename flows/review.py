@@ -10,7 +10,6 @@ import sys
 import threading
 import webbrowser
 from pathlib import Path
-from typing import Any, Mapping
 
 from models.store import Store, workspace_dir
 from pipeline.config import load_config

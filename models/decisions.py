@@ -23,8 +23,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Iterable, Mapping
 
-from sqlalchemy import (JSON, DateTime, ForeignKey, Integer, String, Text, event, select, text)
-from sqlalchemy.engine import Engine
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, event, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.codings import HUMAN, Coder
