@@ -75,7 +75,7 @@ def _config(args: argparse.Namespace) -> dict:
                                  ("row_id_column", getattr(args, "row_id_col", None)),
                                  ("attribute_columns", getattr(args, "attr_col", None) or None)) if v}
     if csv_cfg:
-        overrides["ingest"] = {"csv": {**load_config(args.config)["ingest"]["csv"], **csv_cfg}}
+        overrides["ingest"] = {"csv": csv_cfg}  # merged key by key over the file's csv settings
     return load_config(args.config, overrides)
 
 

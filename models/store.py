@@ -269,12 +269,11 @@ def _retire_unseen(session: Session, study: Study, seen: set[str]) -> None:
 def _upsert_segments(session: Session, study: Study, documents: Sequence[Document],
                      segments: Sequence[PlainSegment], cut: str | None) -> list[int]:
     """Reuse sources (by content hash) and segments (by offsets) already stored; return ids in order."""
-    sources: dict[str, Source] = {
-        s.sha256: s for s in session.scalars(select(Source).where(
-            Source.study_id == study.id, Source.sha256.in_(list({seg.source_sha256 for seg in segments}))))}
+    shas = {seg.source_sha256 for seg in segments} | {doc.sha256 for doc in documents}
+    sources: dict[str, Source] = {s.sha256: s for s in session.scalars(select(Source).where(
+        Source.study_id == study.id, Source.sha256.in_(list(shas))))}
     for doc in documents:
-        source = session.scalars(select(Source).where(Source.study_id == study.id,
-                                                      Source.sha256 == doc.sha256)).first()
+        source = sources.get(doc.sha256)
         if source is None:
             source = Source(study=study, name=doc.name, path=doc.path, format=doc.format, sha256=doc.sha256,
                             text=doc.text, warnings=list(doc.warnings))

@@ -30,8 +30,12 @@ class ModelNotFoundError(RuntimeError):
     """The configured model is neither the packaged default, a local folder, nor in the local cache."""
 
 
+@cache
 def resolve_model(model: str) -> tuple[str, str]:
     """``(what to load, stable model id)`` for a configured model name or path.
+
+    Cached per process: the tokenizer asks for the model on every token count, and the id of a local
+    folder costs a walk over its files.
 
     The id names the weights precisely enough to key an embedding cache: the package version for the
     default, the file names and sizes for a local folder.

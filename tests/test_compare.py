@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-
 from models.codings import Coding, replace_codings, stored_codings
 from models.records import Segment, Source, Study
 from models.store import Store

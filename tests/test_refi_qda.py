@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-
 from pipeline.refi_qda import (
     CODEBOOK_NS,
     PROJECT_NS,
