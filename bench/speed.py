@@ -143,8 +143,8 @@ def _run_flow(paths: list[str], study: str, config: dict, sampler) -> dict:
     stages = {}
     for name, secs in timings.items():
         window = windows.get(name)
-        if name == "load-vectors" and "embed" in windows and "reduce-and-cluster" in windows:
-            window = (windows["embed"][1], windows["reduce-and-cluster"][0])
+        if name == "load-vectors" and "embed" in windows and "reduce" in windows:
+            window = (windows["embed"][1], windows["reduce"][0])
         peak = sampler.peak_wall(*window) if window else float("nan")
         stages[name] = {"seconds": float(secs), "peak_mib": peak / MIB if window else float("nan")}
     stages["other (store, Prefect, locks)"] = {"seconds": seconds - sum(timings.values()),

@@ -96,9 +96,26 @@ def embed_task(texts: list[str], embed_cfg: dict, store_url: str, sqlite_timeout
     return load_vectors(store, Embedder.from_config(embed_cfg), texts, embed_cfg["cache_chunk"])[1]
 
 
-@task(name="reduce-and-cluster", cache_policy=NO_CACHE)
-def cluster_task(vectors: np.ndarray, cluster_cfg: dict, stability_cfg: dict) -> tuple[ThemeClusterer, dict]:
-    clusterer = ThemeClusterer.from_config(cluster_cfg, len(vectors)).fit(vectors)
+def _reduce_cache_key(_context, parameters: Mapping[str, Any]) -> str:
+    import umap
+
+    vectors = np.ascontiguousarray(parameters["vectors"], dtype=np.float32)
+    digest = hashlib.sha256(vectors.tobytes())
+    digest.update(repr((vectors.shape, sorted(parameters["params"].items()), umap.__version__)).encode())
+    return f"reduce-{digest.hexdigest()}"
+
+
+@task(name="reduce", cache_key_fn=_reduce_cache_key, persist_result=True)
+def reduce_task(vectors: np.ndarray, params: dict) -> np.ndarray:
+    """UMAP coordinates; cached by Prefect on (vectors, UMAP settings, seed), so a run that changes only
+    clustering or ranking settings skips the slowest step."""
+    return ThemeClusterer(**params).reduce(vectors)
+
+
+@task(name="cluster", cache_policy=NO_CACHE)
+def cluster_task(vectors: np.ndarray, reduced: np.ndarray, cluster_cfg: dict,
+                 stability_cfg: dict) -> tuple[ThemeClusterer, dict]:
+    clusterer = ThemeClusterer.from_config(cluster_cfg, len(vectors)).fit(vectors, reduced=reduced)
     stability = clusterer.stability(stability_cfg["n_resamples"], stability_cfg["sample_fraction"],
                                     stability_cfg["found_again_jaccard"])
     return clusterer, stability
@@ -252,9 +269,14 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, force: bo
         vectors, honour.fixed_for([segments[i] for i in clustered]), honour.calibrations(review),
         review["uncertain_margin"], honour.competitor_centroids())
     rest = list(plan.remaining) if plan is not None else list(range(len(vectors)))
+    reduction = {"segments": len(rest), "cached": False}
     try:
-        clusterer, stability = timed("reduce-and-cluster", lambda: cluster_task.submit(
-            vectors[rest], config["cluster"], config["rank"]["stability"]).result())
+        params = ThemeClusterer.from_config(config["cluster"], len(rest)).reduce_params()
+        future = reduce_task.submit(vectors[rest], params)
+        reduced = timed("reduce", future.result)
+        reduction["cached"] = future.state.name == "Cached"
+        clusterer, stability = timed("cluster", lambda: cluster_task.submit(
+            vectors[rest], reduced, config["cluster"], config["rank"]["stability"]).result())
         rest_labels, rest_strengths = clusterer.labels_.copy(), clusterer.probabilities_
     except CorpusTooSmallError as exc:
         if plan is None or not honour.kept:
@@ -283,6 +305,7 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, force: bo
         names = {key: kept[0] for key, kept in honour.kept.items()}
         suggestions = Suggestions(tuple(name_carried(suggestions.themes, label_of, names)), suggestions.outliers)
     run_manifest = manifest()
+    run_manifest["reduction"] = reduction
     run_manifest["cluster_params"] = ({k: v for k, v in vars(clusterer).items() if not k.endswith("_")}
                                       if clusterer is not None else None)
     run_manifest["honour"] = {

@@ -70,7 +70,7 @@ def _load(location: str, device: str):
 
 @cache
 def _load_onnx(location: str, model_id: str, cache_dir: str | None, threads: int, allow_spinning: bool,
-               streams: int = 0):
+               streams: int = 0, precision: str = "fp32"):
     from pipeline.embed_onnx import OnnxSentenceEncoder
 
     if not Path(location).is_dir():
@@ -78,7 +78,7 @@ def _load_onnx(location: str, model_id: str, cache_dir: str | None, threads: int
             f"embedding model '{location}' is not a local folder; the ONNX backend exports a model folder "
             "on this machine (never downloads one). Give a folder in embed.model, or 'default'."
         )
-    return OnnxSentenceEncoder.load(location, model_id, cache_dir, threads, allow_spinning, streams)
+    return OnnxSentenceEncoder.load(location, model_id, cache_dir, threads, allow_spinning, streams, precision)
 
 
 @dataclass
@@ -100,6 +100,7 @@ class Embedder:
     onnx_allow_spinning: bool = False
     onnx_batch_size: int = 8
     onnx_streams: int = 0
+    onnx_precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -110,28 +111,47 @@ class Embedder:
         onnx = cfg.get("onnx") or {}
         return cls(cfg["model"], cfg["batch_size"], cfg["device"], cfg["progress_min_texts"],
                    cfg.get("backend", "sentence-transformers"), onnx.get("cache_dir"), int(onnx.get("threads", 0)),
-                   bool(onnx.get("allow_spinning", False)), int(onnx.get("batch_size", 8)), int(onnx.get("streams", 0)))
+                   bool(onnx.get("allow_spinning", False)), int(onnx.get("batch_size", 8)), int(onnx.get("streams", 0)),
+                   onnx.get("precision", "fp32"))
 
     @property
     def model_id(self) -> str:
-        # fp32 ONNX reproduces sentence-transformers' vectors (cosine >= 0.9999, tests/test_embed_onnx.py),
-        # so the id names the weights, not the runtime, and the embedding cache is shared.
-        return resolve_model(self.model)[1]
+        """Names the vectors: fp32 ONNX reproduces sentence-transformers' vectors (cosine >= 0.9999,
+        tests/test_embed_onnx.py), so both share the weights' id and the embedding cache; int8 vectors
+        differ a little and are cached under an id of their own."""
+        model_id = resolve_model(self.model)[1]
+        if self.backend == "onnx" and self.onnx_precision != "fp32":
+            return f"{model_id}#onnx-{self.onnx_precision}"
+        return model_id
 
     @property
     def encoder(self):
         location, model_id = resolve_model(self.model)
         if self.backend == "onnx":
             return _load_onnx(location, model_id, self.onnx_cache_dir, self.onnx_threads, self.onnx_allow_spinning,
-                              self.onnx_streams)
+                              self.onnx_streams, self.onnx_precision)
         return _load(location, self.device)
 
     @property
     def max_tokens(self) -> int:
+        """The model's token limit; read from its folder when it has one, without loading the model."""
+        location = resolve_model(self.model)[0]
+        if Path(location).is_dir():
+            from pipeline.embed_onnx import ModelLayout, OnnxExportError
+
+            try:
+                return ModelLayout.read(Path(location)).max_seq_length
+            except OnnxExportError:  # not a plain Transformer + Pooling folder: ask the model
+                pass
         return int(self.encoder.max_seq_length)
 
     def count_tokens(self, text: str) -> int:
         """Tokens the model sees for ``text``, special tokens included."""
+        location = resolve_model(self.model)[0]
+        if Path(location).is_dir():  # the tokenizer alone: no model, no transformers import
+            from pipeline.embed_onnx import fast_tokenizer
+
+            return len(fast_tokenizer(location).encode(text).ids)
         return len(self.encoder.tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"])
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:

@@ -68,8 +68,9 @@ def test_backends_share_model_id_tokens_and_limits(backends):
     st, ox, _ = backends
     assert ox.model_id == st.model_id  # same vectors, so one embedding cache
     assert ox.max_tokens == st.max_tokens == 256
-    for text in ["Nothing.", "The nurse (Mrs Xxxx) explained everything - twice!", "word " * 400]:
-        assert ox.count_tokens(text) == st.count_tokens(text)
+    for text in ["Nothing.", "The nurse (Mrs Xxxx) explained everything - twice!", "word " * 400, "Café 東京 😀"]:
+        # counted from tokenizer.json alone, as the model's own (transformers) tokenizer counts
+        assert ox.count_tokens(text) == st.count_tokens(text) == len(st.encoder.tokenizer(text)["input_ids"])
 
 
 def test_export_is_cached_by_model_id_and_reused(backends):
@@ -89,3 +90,27 @@ def test_unknown_backend_is_refused():
     cfg = load_config()["embed"]
     with pytest.raises(ValueError, match="embed.backend"):
         Embedder.from_config({**cfg, "backend": "tensorrt"})
+
+
+def test_int8_stays_close_to_fp32_and_has_its_own_model_id(backends):
+    """int8 weights: vectors near fp32 on real comments, neighbours kept, cached apart from fp32 vectors."""
+    _, ox, cache = backends
+    cfg = load_config()["embed"]
+    q8 = Embedder.from_config({**cfg, "backend": "onnx",
+                               "onnx": {**cfg["onnx"], "cache_dir": str(cache), "precision": "int8"}})
+    assert q8.model_id == f"{ox.model_id}#onnx-int8"
+    texts = _comments()
+    a, b = ox.encode(texts), q8.encode(texts)
+    cosine = (a * b).sum(axis=1)
+    assert cosine.mean() >= 0.98 and cosine.min() >= 0.9, (cosine.mean(), cosine.min())
+    # the nearest other comment under fp32 is among the 5 nearest under int8 for nearly every comment
+    sim_a, sim_b = a @ a.T, b @ b.T
+    np.fill_diagonal(sim_a, -2)
+    np.fill_diagonal(sim_b, -2)
+    top5 = np.argsort(-sim_b, axis=1)[:, :5]
+    kept = np.mean([sim_a[i].argmax() in top5[i] for i in range(len(texts))])
+    assert kept >= 0.9, kept
+    assert Path(q8.encoder.model_file).name == "model.int8.onnx"
+    with pytest.raises(ValueError, match="precision"):
+        from pipeline.embed_onnx import export_model
+        export_model("unused", ox.model_id, cache, precision="int4")

@@ -17,7 +17,7 @@ from pipeline.agreement import map_selections
 from pipeline.codings import StudySource, read_codings
 from pipeline.rank import PARTS
 
-STAGES = ("ingest", "segment", "embed", "reduce-and-cluster", "describe", "rank")
+STAGES = ("ingest", "segment", "embed", "reduce", "cluster", "describe", "rank")
 
 
 def themes_of(session, run_id: int) -> list[tuple]:
@@ -115,8 +115,28 @@ def test_same_inputs_same_themes_and_embeddings_reused(example_study):
         assert session.scalar(select(func.count()).select_from(Source)) == len(list(TRANSCRIPTS.iterdir()))
     assert manifest["embedding"]["prefect_cache_hit"] is True
     assert manifest["embedding"]["newly_embedded"] == 0
+    assert manifest["reduction"]["cached"] is True  # same vectors, same UMAP settings
     # unchanged files were neither read nor cut again: their stored segments were reused
     assert [i["read_now"] for i in manifest["inputs"]] == [False] * len(manifest["inputs"])
+
+
+def test_a_clustering_setting_reuses_the_reduced_space_a_umap_setting_does_not(example_study):
+    """The reduced space is cached by (vectors, UMAP settings): HDBSCAN settings reuse it, UMAP ones do not."""
+    from pipeline.config import merge
+
+    finer = merge(example_study.config, {"cluster": {"hdbscan": {"min_cluster_size": 5}}})
+    reseeded = merge(example_study.config, {"cluster": {"seed": 7}})
+    store = example_study.store
+    runs = {}
+    for name, cfg in (("finer", finer), ("reseeded", reseeded)):
+        outcome = suggest_flow(paths=[str(TRANSCRIPTS)], study="ipt-settings", config=cfg, force=True)
+        assert outcome["status"] == "completed"
+        with store.sessions() as session:
+            runs[name] = session.get(Run, outcome["run_id"]).manifest
+    assert runs["finer"]["reduction"]["cached"] is True
+    assert runs["finer"]["cluster_params"]["min_cluster_size"] == 5
+    assert runs["reseeded"]["reduction"]["cached"] is False
+    assert runs["reseeded"]["cluster_params"]["random_state"] == 7
 
 
 def test_nothing_changed_stops_at_once(example_study):
