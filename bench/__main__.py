@@ -17,6 +17,8 @@ def _config(args: argparse.Namespace) -> dict:
     overrides: dict = {}
     if getattr(args, "backend", None):
         overrides["embed"] = {"backend": args.backend}
+    if getattr(args, "precision", None):
+        overrides.setdefault("embed", {})["onnx"] = {"precision": args.precision}
     return load_config(getattr(args, "config", None), overrides or None)
 
 
@@ -42,7 +44,7 @@ def cmd_quality(args: argparse.Namespace, argv: Sequence[str]) -> int:
         stem += f"-{args.config.stem}"
         corpus.name += f" (config {args.config.name})"
     header = describe_run(list(argv))
-    result = {**header, **quality(corpus, config, peer=not args.no_peer)}
+    result = {**header, **quality(corpus, config, peer=not args.no_peer, seeds=tuple(args.seeds))}
     if args.config:
         result["config_file"] = {"path": str(args.config), "text": args.config.read_text(encoding="utf-8")}
     path = write_json(result, args.out, stem)
@@ -126,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--config", type=Path, help="YAML overriding configs/default.yaml (as themesift --config)")
         p.add_argument("--backend", choices=("sentence-transformers", "onnx"), help="embed.backend for this run")
+        p.add_argument("--precision", choices=("fp32", "int8"), help="embed.onnx.precision for this run")
         p.add_argument("--out", type=Path, default=report.RESULTS, help="folder for JSON results (docs/bench)")
         p.add_argument("--doc", type=Path, default=report.DOC, help="Markdown summary to rebuild (docs/benchmarks.md)")
         p.add_argument("--no-report", action="store_true", help="do not rebuild the Markdown summary")
@@ -136,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-col")
     p.add_argument("--label-col")
     p.add_argument("--case-col", help="respondent column (default: each row is its own case)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44],
+                   help="UMAP seeds, the same for both tools; figures are averaged over them")
     p.add_argument("--multi-label-sep", help="separator between several labels in the label column")
     p.add_argument("--exclude-label", action="append", default=[], help="leave out rows with this label (repeatable)")
     p.add_argument("--name", help="dataset name in the results (default: the file's stem)")

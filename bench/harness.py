@@ -140,14 +140,35 @@ def figures(run: MethodRun, corpus: Corpus) -> dict[str, Any]:
     }
 
 
-def quality(corpus: Corpus, config: dict, peer: bool = True) -> dict[str, Any]:
-    """Embed once, run both methods on the same vectors, return the result (without the header)."""
+def averaged(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Figures of several seeds in one: numbers averaged, with each seed's value under ``per_seed``;
+    the per-code and top-10 tables are the first seed's."""
+    out = dict(runs[0])
+    numeric = [k for k, v in runs[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    for key in numeric:
+        out[key] = float(np.mean([r[key] for r in runs]))
+    out["per_seed"] = {key: [r[key] for r in runs] for key in numeric}
+    return out
+
+
+def quality(corpus: Corpus, config: dict, peer: bool = True, seeds: tuple[int, ...] = (42,)) -> dict[str, Any]:
+    """Embed once, run both methods on the same vectors with each of ``seeds`` (the UMAP seed, the same
+    for both), return the figures averaged over the seeds (without the header).
+
+    UMAP's layout moves with its seed, and figures such as mean best-match F1 move by a few hundredths
+    with it, for either tool: one seed can decide a close comparison by chance; the mean of several
+    cannot as easily."""
     embedder = Embedder.from_config(config["embed"])
     vectors, embed_seconds, cached = embed_corpus(corpus.texts, embedder)
-    methods = {"themesift": figures(run_themesift(corpus, vectors, config, embedder), corpus)}
-    if peer:
-        methods["bertopic"] = figures(run_bertopic(corpus, vectors, int(config["cluster"]["seed"])), corpus)
+    runs: dict[str, list[dict]] = {"themesift": [], "bertopic": []} if peer else {"themesift": []}
+    for seed in seeds:
+        seeded = {**config, "cluster": {**config["cluster"], "seed": int(seed)}}
+        runs["themesift"].append(figures(run_themesift(corpus, vectors, seeded, embedder), corpus))
+        if peer:
+            runs["bertopic"].append(figures(run_bertopic(corpus, vectors, int(seed)), corpus))
+    methods = {name: averaged(r) for name, r in runs.items()}
     return {
+        "seeds": [int(s) for s in seeds],
         "kind": "quality",
         "dataset": corpus.name,
         "source": corpus.source,

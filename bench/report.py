@@ -148,7 +148,14 @@ def quality_section(r: dict) -> list[str]:
         lines.append(f"- Themesift run with `{r['config_file']['path']}` over the defaults: `{settings}`")
     lines += [f"- {r['n_units']} units (clusterable segments), {r['n_codes']} human codes, "
               f"{r['n_coded_units']} units coded; embeddings: {r['embedding']['model_id']} "
-              f"({r['embedding']['backend']})", ""]
+              f"({r['embedding']['backend']})"]
+    if r.get("seeds"):
+        lines.append(f"- Every figure is the mean over UMAP seeds {', '.join(map(str, r['seeds']))} (the same seeds "
+                     "for both tools); the top-10 table is seed " + str(r["seeds"][0]) + "'s")
+        for key, label in (("mean_best_f1", "mean best-match F1"), ("top10_precision", "top-10 precision")):
+            lines.append(f"- {label} per seed: " + "; ".join(
+                f"{n} " + ", ".join(_fmt(v, key) for v in methods[n]["per_seed"][key]) for n in names))
+    lines.append("")
     lines.append("| figure | " + " | ".join(names) + " | better |")
     lines.append("|---|" + "---:|" * len(names) + "---|")
     for key, label, higher in QUALITY_ROWS:
@@ -191,11 +198,14 @@ def embed_section(r: dict) -> list[str]:
               "|---|---:|---:|---:|---:|"]
     for name, b in r["backends"].items():
         lines.append(f"| {name} | {b['segments']} | {b['seconds']:.1f} | {b['per_second']:.1f} | {b['ratio']:.2f} |")
-    lines += ["", f"- ONNX vs the fastest sentence-transformers contender: {r['onnx_vs_best_sentence_transformers']:.2f}x "
-              "over all rounds.",
-              f"- Same ratio per round (interleaved chunks): median {r['round_ratio_median']:.2f}, "
-              f"range {r['round_ratio_min']:.2f}-{r['round_ratio_max']:.2f} over {r['rounds']} rounds; "
-              f"lowest cosine between the two backends' vectors: {r['min_cosine']:.7f}", ""]
+    lines.append("")
+    for name, o in r["onnx"].items():
+        lines.append(f"- **{name}** vs the fastest sentence-transformers contender: "
+                     f"**{o['vs_best_sentence_transformers']:.2f}x** over all rounds; per round (interleaved "
+                     f"chunks) median {o['round_ratio_median']:.2f}, range {o['round_ratio_min']:.2f}-"
+                     f"{o['round_ratio_max']:.2f} over {r['rounds']} rounds; cosine to sentence-transformers' "
+                     f"vectors: lowest {o['min_cosine']:.4f}, mean {o['mean_cosine']:.5f}")
+    lines.append("")
     return lines + _provenance(r) + [""]
 
 

@@ -16,6 +16,9 @@ from pipeline.rank import PARTS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # its own parser, options and --help included
+        return cmd_bench(argparse.Namespace(args=argv[1:]))
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "handler"):
@@ -26,6 +29,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, StudyNotFoundError) as exc:
         print(f"themesift: {exc}", file=sys.stderr)
         return 2
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """``themesift bench ARGS`` is ``python -m bench ARGS`` (needs the ``bench`` extra for BERTopic)."""
+    from bench.__main__ import main as bench_main
+
+    return bench_main(args.args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="run even if no file and no setting changed")
     p.add_argument("--diff", action="store_true", help="also show what changed against the previous run")
     p.set_defaults(handler=cmd_suggest)
+
+    p = sub.add_parser("bench", add_help=False,
+                       help="benchmarks: quality against BERTopic, speed, growth, simulated review (bench --help)")
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.set_defaults(handler=cmd_bench)
 
     p = sub.add_parser("themes", help="show the ranked themes of a study's latest run again")
     common(p)

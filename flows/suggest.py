@@ -122,8 +122,11 @@ def cluster_task(vectors: np.ndarray, reduced: np.ndarray, cluster_cfg: dict,
 
 
 @task(name="describe", cache_policy=NO_CACHE)
-def describe_task(texts, labels, vectors, cases, strengths, describe_cfg: dict, embed_cfg: dict):
-    describer = ThemeDescriber.from_config(describe_cfg, Embedder.from_config(embed_cfg).encode)
+def describe_task(texts, labels, vectors, cases, strengths, describe_cfg: dict, embed_cfg: dict, store: Store):
+    """Keywords, labels and quotes; candidate keyphrases are embedded through the store's cache, so a
+    re-run with the same themes embeds none of them again."""
+    embedder = Embedder.from_config(embed_cfg)
+    describer = ThemeDescriber.from_config(describe_cfg, lambda phrases: load_vectors(store, embedder, phrases)[0])
     return describer.describe(texts, labels, vectors, cases, strengths)
 
 
@@ -297,7 +300,7 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, force: bo
         outcome.warnings += [f"not suggested: a new theme {d.reason}" for d in dropped]
     cases = [segments[i].case for i in clustered]
     descriptions = timed("describe", describe_task, texts, labels, vectors, cases, strengths,
-                         config["describe"], config["embed"])
+                         config["describe"], config["embed"], store)
     scores = timed("rank", rank_task, descriptions, vectors, labels, cases, stability, config["rank"])
     suggestions = assemble(clustered, labels, vectors, descriptions, scores,
                            config["cluster"]["outlier_suggestion_min_similarity"])

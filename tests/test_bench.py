@@ -103,7 +103,7 @@ def test_quality_command_on_real_banking_queries(tmp_path, monkeypatch):
 
     out, doc = tmp_path / "results", tmp_path / "benchmarks.md"
     argv = ["quality", "--data", str(data), "--text-col", "text", "--label-col", "category", "--name", "bank5",
-            "--out", str(out), "--doc", str(doc)]
+            "--out", str(out), "--doc", str(doc), "--seeds", "42", "7"]
     assert main(argv) == 0
     result = json.loads((out / "quality-bank5.json").read_text())
     assert result["command"].startswith("python -m bench quality --data")
@@ -113,6 +113,8 @@ def test_quality_command_on_real_banking_queries(tmp_path, monkeypatch):
         m = result["methods"][method]
         assert 0 <= m["mean_best_f1"] <= 1 and 0 <= m["outlier_share"] <= 1 and m["n_themes"] >= 1
         assert len(m["per_code"]) == 5
+        assert len(m["per_seed"]["mean_best_f1"]) == 2 and m["mean_best_f1"] == pytest.approx(
+            sum(m["per_seed"]["mean_best_f1"]) / 2)
     # Five well separated intents: Themesift's best themes match them.
     assert result["methods"]["themesift"]["mean_best_f1"] > 0.5
     text = doc.read_text()

@@ -97,3 +97,14 @@ def test_csv_columns_from_the_command_line(prefect_harness, tmp_path, capsys):
     assert members and all(m["row_id"] in by_row for m in members)
     # answers are kept verbatim but for line ends, normalised to LF like every source
     assert all(m["text"] in by_row[m["row_id"]]["feedback"].replace("\r\n", "\n") for m in members)
+
+
+def test_bench_is_a_subcommand_with_its_own_options(capsys):
+    """``themesift bench ...`` is ``python -m bench ...``: its options and help, not the CLI's."""
+    with pytest.raises(SystemExit) as stop:
+        main(["bench", "quality", "--help"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    assert "--preset" in out and "--text-col" in out and "--label-col" in out
+    assert main(["bench", "quality"]) == 2  # neither a preset nor a labelled CSV: a message, no traceback
+    assert "give --preset NAME" in capsys.readouterr().err
