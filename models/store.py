@@ -102,6 +102,19 @@ class Store:
                     found[h] = np.frombuffer(blob, dtype=np.float32)
         return found
 
+    def uncached_texts(self, model_id: str, texts: Sequence[str]) -> list[str]:
+        """The distinct ``texts`` (first-seen order) with no vector cached for ``model_id``."""
+        by_hash: dict[str, str] = {}
+        for t in texts:
+            by_hash.setdefault(text_hash(t), t)
+        unique = list(by_hash)
+        with self.sessions() as session:
+            for i in range(0, len(unique), _CHUNK):
+                for (h,) in session.execute(select(Embedding.text_hash).where(
+                        Embedding.model_id == model_id, Embedding.text_hash.in_(unique[i:i + _CHUNK]))):
+                    by_hash.pop(h, None)
+        return list(by_hash.values())
+
     def cache_vectors(self, model_id: str, hashes: Sequence[str], vectors: np.ndarray) -> int:
         """Insert vectors not cached yet; concurrent writers of the same key are harmless."""
         rows = {h: v for h, v in zip(hashes, vectors)}
@@ -165,11 +178,11 @@ class Store:
             cuts = session.execute(
                 select(SourceCut.segment_ids, Source.name, Source.sha256).join(Source).join(Study)
                 .where(Study.name == study, Source.sha256.in_(list(shas)), SourceCut.cut == cut)).all()
-            for ids, name, sha in cuts:
-                rows = {s.id: s for s in session.scalars(select(Segment).where(Segment.id.in_(ids)))}
-                out[sha] = [PlainSegment(
-                    name, sha, seg.case, seg.speaker, seg.role, seg.turn_index, seg.start, seg.end, seg.text,
-                    seg.clusterable, seg.row_id, tuple(seg.attributes.items())) for seg in (rows[i] for i in ids)]
+            columns = (Segment.id, Segment.case, Segment.speaker, Segment.role, Segment.turn_index, Segment.start,
+                       Segment.end, Segment.text, Segment.clusterable, Segment.row_id, Segment.attributes)
+            for ids, name, sha in cuts:  # plain rows, not ORM objects: a survey CSV has 10,000s of segments
+                rows = {r[0]: r for r in session.execute(select(*columns).where(Segment.id.in_(ids)))}
+                out[sha] = [PlainSegment(name, sha, *r[1:10], tuple(r[10].items())) for r in (rows[i] for i in ids)]
         return out
 
     # -- runs -------------------------------------------------------------------------------------

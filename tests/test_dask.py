@@ -47,7 +47,7 @@ def test_dask_runner_maps_embedding_batches_and_gives_the_same_themes(tmp_path, 
                 executed = client.run(lambda dask_worker: dask_worker.state.executed_count)
         local = _suggest(folder, tmp_path / "local", env, {"kind": "local", "dask_address": None})
     embedding = on_dask["manifest"]["embedding"]
-    assert embedding["tasks"] == -(-embedding["texts"] // 40) >= 3  # batches mapped as tasks
+    assert embedding["tasks"] == -(-embedding["newly_embedded"] // 40) >= 3  # batches mapped as tasks
     assert len(executed) == 2 and sum(executed.values()) >= embedding["tasks"] + 1  # + the clustering task
     # Dask workers run torch with one thread (Dask sets OMP_NUM_THREADS=1), so their vectors differ from
     # the local ones in the last float bits; UMAP magnifies such differences on a corpus this small, so

@@ -102,7 +102,7 @@ def test_offsets_round_trip_into_source_text(example_study):
 
 
 def test_same_inputs_same_themes_and_embeddings_reused(example_study):
-    """A second run on the same study: identical themes, nothing embedded again (Prefect cache hit)."""
+    """A second run on the same study: identical themes, nothing embedded again (the store's cache)."""
     store = example_study.store
     with store.sessions() as session:
         n_vectors = session.scalar(select(func.count()).select_from(Embedding))
@@ -113,7 +113,7 @@ def test_same_inputs_same_themes_and_embeddings_reused(example_study):
         manifest = session.get(Run, again["run_id"]).manifest
         assert session.scalar(select(func.count()).select_from(Embedding)) == n_vectors
         assert session.scalar(select(func.count()).select_from(Source)) == len(list(TRANSCRIPTS.iterdir()))
-    assert manifest["embedding"]["prefect_cache_hit"] is True
+    assert manifest["embedding"]["tasks"] == 0  # every text already in the store's cache: no embedding task
     assert manifest["embedding"]["newly_embedded"] == 0
     assert manifest["reduction"]["cached"] is True  # same vectors, same UMAP settings
     # unchanged files were neither read nor cut again: their stored segments were reused
@@ -179,7 +179,7 @@ def test_added_changed_and_removed_files(prefect_harness, tmp_path):
 
 
 def test_embedding_cache_is_shared_across_studies(example_study, tmp_path):
-    """Another study over part of the same transcripts re-embeds nothing, with a new Prefect cache key."""
+    """Another study over part of the same transcripts re-embeds nothing: the cache is the store's, across studies."""
     subset = tmp_path / "subset"
     subset.mkdir()
     for name in ("P01.txt", "P03.docx", "P04.vtt", "P08.txt"):
@@ -188,7 +188,7 @@ def test_embedding_cache_is_shared_across_studies(example_study, tmp_path):
     assert outcome["status"] == "completed"
     with example_study.store.sessions() as session:
         embedding = session.get(Run, outcome["run_id"]).manifest["embedding"]
-    assert embedding["prefect_cache_hit"] is False and embedding["newly_embedded"] == 0
+    assert embedding["tasks"] == 0 and embedding["newly_embedded"] == 0
 
 
 def test_bad_files_are_skipped_with_reasons_and_the_rest_processed(prefect_harness, tmp_path):
@@ -263,3 +263,14 @@ def test_a_failing_write_leaves_the_store_as_it_was(example_study):
     with pytest.raises(IndexError):
         store.record_run("brand-new-study", docs, segments, broken, {}, [], datetime.now(timezone.utc))
     assert counts() == before
+
+
+def test_heartbeats_are_off_only_without_a_prefect_server():
+    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+
+    from flows.runtime import heartbeats_off_without_server
+
+    with temporary_settings(updates={PREFECT_API_URL: None}), heartbeats_off_without_server():
+        assert get_current_settings().flows.heartbeat_frequency is None
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}), heartbeats_off_without_server():
+        assert get_current_settings().flows.heartbeat_frequency == 180
