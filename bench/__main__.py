@@ -40,6 +40,9 @@ def cmd_quality(args: argparse.Namespace, argv: Sequence[str]) -> int:
         stem = f"quality-{args.name or Path(args.data).stem}"
     if args.limit:
         stem += f"-first{args.limit}"
+    if args.backend == "onnx" and args.precision == "int8":
+        stem += "-int8"
+        corpus.name += " (ONNX int8 vectors)"
     if args.config:
         stem += f"-{args.config.stem}"
         corpus.name += f" (config {args.config.name})"

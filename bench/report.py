@@ -40,21 +40,22 @@ processes ran at the same time (the load average is given with each result), so 
 from run to run; every comparison was therefore measured side by side in one process, interleaved
 where possible, and only the ratios are meant to carry over to another machine.
 
-Reproduce everything (about 40 minutes on 2 cores):
+Reproduce everything (about 45 minutes on 2 cores; `themesift bench ...` is the same as `python -m bench ...`):
 
 ```bash
 python -m bench quality --preset nhs-fft-label --backend onnx        # also: nhs-fft-subcategory, banking77, example-study
-python -m bench quality --data FILE.csv --text-col C --label-col C [--case-col C] [--multi-label-sep ";"]
-python -m bench embed-speed                                           # ONNX vs sentence-transformers
-python -m bench flow-speed --backend onnx                             # whole flow cold/warm, BERTopic end to end
-python -m bench growth --backend onnx                                 # 1k/3k/10k/30k segments
-python -m bench review --preset nhs-fft-label --backend onnx          # simulated review curve
+python -m bench quality --preset nhs-fft-label --backend onnx --precision int8   # the same with int8 vectors
+python -m bench quality --data FILE.csv --text-col C --label-col C [--case-col C] [--multi-label-sep ";"] [--seeds 42 43 44]
+python -m bench embed-speed --backend onnx                            # ONNX fp32 and int8 vs sentence-transformers
+python -m bench flow-speed --backend onnx --precision int8            # whole flow cold/warm, BERTopic end to end
+python -m bench growth --backend onnx --precision int8                # 1k/3k/10k/30k segments
+python -m bench review --preset nhs-fft-label --backend onnx          # simulated review curve (also: example-study)
 ```
 
 How the quality figures are computed: both tools cluster the same units (the clusterable segments
 Themesift makes of the corpus: segments under `segment.min_words` words are left out for both) from
 the same vectors. Themesift runs its own stages with `configs/default.yaml`; BERTopic runs with its
-defaults and the same UMAP seed. ARI/NMI use each unit's first human code; "outliers as their own
+defaults and the same UMAP seed; every figure is the mean over three seeds (42, 43, 44). ARI/NMI use each unit's first human code; "outliers as their own
 group" keeps every unit, "assigned only" drops the units a tool left unassigned (coverage says how many
 it kept). Best-match F1 is per human code, the best segment-overlap F1 of any theme. Top-k precision
 follows each tool's own order (Themesift's rank; BERTopic's topic order, largest first).
@@ -62,57 +63,68 @@ follows each tool's own order (Themesift's rank; BERTopic's topic order, largest
 
 NOTES = """## Findings and what was tried (written by hand on 2026-11-27; every table further down is generated)
 
-- **Quality vs BERTopic's defaults: not beaten everywhere.** The issue asks Themesift to beat BERTopic
-  on mean best-match F1 *and* top-10 precision on every shared dataset. With `configs/default.yaml`:
-  NHS FFT labels: F1 better, top-10 a tie. Banking77: top-10 better, F1 a little worse (Themesift makes
-  58 themes for 77 intents, BERTopic 101). NHS FFT subcategories (44 codes): worse on both. Example
-  study: F1 better, top-10 a little worse (BERTopic ranks only 9 topics and leaves 54% of the segments
-  unassigned). The pattern: where the human scheme is finer than Themesift's theme count, BERTopic's many
-  small topics match more codes; Themesift's ranking puts usable themes first more often.
-  Tried: smaller clusters (`bench/configs/finer.yaml`, `min_cluster_size` sqrt factor 0.2 instead of
-  0.45; 78 themes) on the subcategories: top-10 precision then beats BERTopic (0.30 vs 0.20) and F1 is
-  level (0.179 vs 0.181). Not made the default: it would make broad schemes (the example study) worse
-  and has not been checked there.
-- **ONNX backend: same vectors; the 1.8x target is met only on a busy machine.** Lowest cosine to
-  sentence-transformers over all NHS FFT segments: 0.9999999, so both backends share one model id and
-  embedding cache. Four full interleaved runs of `embed-speed` (ONNX vs the fastest sentence-transformers
-  batch size; only the last is kept in `docs/bench/`):
+Second pass on this issue (the first pass's figures are in git history). What changed and why:
 
-  | run | machine | ONNX setting | over all rounds | median round |
-  |---|---|---|---:|---:|
-  | 1 | busy (load 4-5, other sessions' tests) | 1 batch at a time, 2 threads | 3.01x | 2.52x |
-  | 2 | busy at times (load 3-4) | 1 batch at a time, 2 threads | 1.97x | 1.15x |
-  | 3 | quiet (load under 2) | 1 batch at a time, 2 threads | 1.13x | 1.10x |
-  | 4 | quiet (load about 2, the benchmark itself) | 2 batches at once, 1 thread each (now the default) | **1.38x** | **1.36x** |
+- **Cold run vs BERTopic end to end: 0.53x of BERTopic's time (target <= 0.6x): met.** The first pass
+  measured 1.9x. Where the time went, and what fixed it:
+  - UMAP's approximate neighbour search (NN-descent) compiles itself with numba in every new process:
+    20-25 s before it starts. Themesift now computes the neighbour graph exactly with one matrix
+    product per block of rows (about 1 s for 10,000 segments, `pipeline.cluster.cosine_knn`, tested
+    against scikit-learn) up to `cluster.umap.exact_knn_max` (30,000) segments, and passes it to UMAP.
+  - `cluster.umap.n_epochs: 200` (UMAP's own default above 10,000 points; it uses 500 below):
+    half the layout time. Quality figures below were measured with it.
+  - Prefect walked every element of the big task arguments (10,000 segments, documents, themes)
+    looking for futures: about 1 s a run. They are now passed through `prefect.utilities.annotations.quote`.
+  - Segmenting counted tokens through transformers' tokenizer (and imported transformers for it,
+    about 3 s): it now reads the model's `tokenizer.json` with the `tokenizers` library (same ids,
+    tested); segmenting all 10,334 comments fell from 5.4 s to 0.9 s.
+  - Embedding with `embed.onnx.precision: int8` (below). The run compared is
+    `flow-speed --backend onnx --precision int8`; BERTopic embeds with sentence-transformers, as its
+    users do. Both tools' numba code paths are compiled before timing (BERTopic's NN-descent too).
+- **Warm re-run: 0.14x of the cold run (target <= 0.15x): met.** The reduced UMAP space is now a Prefect
+  task result cached by (vectors, UMAP settings, seed, umap version), so a run that changes only an
+  HDBSCAN or ranking setting skips UMAP; keyphrase vectors come from the store's embedding cache; the
+  embedding tasks run only for texts the store lacks (the store is the one embedding cache, so the
+  earlier Prefect cache of the embed task is gone); Prefect's flow heartbeats are off when there is no
+  Prefect server (the temporary API ends with the process; Prefect waited up to 1 s for the heartbeat
+  thread at the end of each run). What remains of a 2.4 s warm run: HDBSCAN and its 5 stability
+  resamples (0.65 s), describe (0.5 s), store and Prefect (1.1 s).
+- **ONNX embedding: 3.1x sentence-transformers with int8 weights (target >= 1.8x): met; fp32 1.3x.**
+  The first pass's int8 attempt lost too much (cosine 0.81 to fp32): it used one scale per weight
+  tensor. Dynamic quantisation with one scale per output channel, of the matrix products and the fused
+  attention (`pipeline.embed_onnx.quantize`), keeps the vectors at mean cosine 0.991 (lowest 0.95)
+  to sentence-transformers' on the NHS FFT segments, and the neighbourhoods hold (tested: the nearest
+  comment under fp32 is among the 5 nearest under int8 for >= 90% of comments). int8 vectors get a
+  model id of their own, so they never mix with fp32 ones in the cache. Tried and dropped: leaving
+  the feed-forward output layers or the first or last layer in fp32 (cosine 0.994-0.996, but
+  25-40% slower), batch sizes 4-32 (8 stays best), one stream of two threads (30% slower).
+  fp32 stays the default: its vectors equal sentence-transformers'; int8 is one line of config.
+- **Does int8 hold the quality figures?** Yes, within the seed-to-seed spread: see the `(ONNX int8
+  vectors)` tables below next to the fp32 ones.
+- **Quality vs BERTopic's defaults: better on 5 of the 8 comparisons, not on 3.** Figures are now
+  means over three UMAP seeds (42, 43, 44; the same for both tools): one seed moved mean best-match F1
+  by up to 0.03 and top-10 precision by up to 0.3 for either tool, enough to decide a close
+  comparison by chance. The default `cluster.hdbscan.min_cluster_size` factor went from 0.45 to 0.2
+  (about 75 themes for the 7,900 FFT segments instead of 38), chosen on all four corpora and three
+  seeds over 0.15, 0.2, 0.3 and 0.45 (mean best-match F1 / top-10 precision, Themesift vs BERTopic):
 
-  PyTorch's throughput swung between about 40 and 385 segments/s on the same texts at different moments
-  (its threads degrade badly when the cores are shared), ONNX Runtime's (spinning off) between 170 and 415:
-  the gain is largest when the machine is busy. On a quiet 2-core machine it is about 1.4x, short of 1.8x.
-  Tried: batch sizes 2-64 (8 best; 64 about 3x slower with ONNX), spinning on (slower under load),
-  two batches at once (adopted, +20%), int8 dynamic quantisation (dropped: cosine to the fp32 vectors fell
-  to 0.81, mean 0.95). Not tried yet: int8 of the unfused graph with per-channel weights, or `optimum`.
-- **Themesift cold vs BERTopic end to end: 1.9x BERTopic's time on a quiet machine, target 0.6x missed.**
-  Three runs of `flow-speed --backend onnx`: 2.39x (busy; BERTopic also got numba's compilation for
-  free, paid by Themesift's run before it, since fixed), 0.47x (busy; BERTopic's PyTorch embedding
-  slowed to 61 segments/s) and **1.90x** (quiet, final code, kept in `docs/bench/`). On the quiet run
-  Themesift's embedding was already faster than BERTopic's (18.5 s for 8,466 segments vs 25.6 s for
-  10,334 comments), but its reduce-and-cluster stage took 35.9 s where BERTopic's whole fit took 8.3 s:
-  UMAP with `low_memory=True` and `n_jobs=1` plus 5 HDBSCAN stability resamples, against BERTopic's UMAP
-  with `low_memory=False`. That stage, not the embedder, is what stands between Themesift and the target;
-  it belongs to `pipeline/cluster.py` (not changed here).
-- **Warm re-run: 0.25x of the cold run on the quiet machine (0.18-0.22x on busy ones), target 0.15x
-  missed.** Embeddings and segments come from the cache, but UMAP runs again (12 s of a 16 s warm run)
-  although only an HDBSCAN setting changed. Caching the reduced space by (vectors, UMAP settings, seed)
-  would take such a run to a few seconds.
-- **Growth:** time grows about linearly (fitted n^0.96 overall, n^0.90 for clustering onwards), so
-  1M segments extrapolate to roughly 1.3 hours and 4-5 GiB on 2 cores; an extrapolation, not a
-  measurement. The load on the machine fell during the run (the 27k point ran on a quieter machine than
-  the 10k one), so the clustering exponent is probably underestimated; UMAP usually grows a little faster
-  than linearly. The pool of all shared datasets holds 26,879 clusterable segments, not 30,000.
-- **Simulated review:** agreement rises with every batch of decisions but stays low (mean kappa 0.16,
-  macro-F1 0.20 after 98 decisions on NHS FFT labels; 0.15 / 0.17 after 21 on the example study, where
-  only 14 suggestions exist). Apply leaves many segments uncoded ("uncertain"), which counts against
-  recall here.
+  | corpus | 0.45 | 0.3 | **0.2** | 0.15 | BERTopic |
+  |---|---|---|---|---|---|
+  | banking77 (77 intents) | 0.627 / 0.77 | 0.680 / 0.83 | **0.682 / 0.87** | 0.663 / 0.87 | 0.683 / 0.53 |
+  | NHS FFT subcategory (44) | 0.139 / 0.13 | 0.158 / 0.23 | **0.171 / 0.33** | 0.174 / 0.33 | 0.182 / 0.20 |
+  | NHS FFT label (8) | 0.222 / 0.53 | 0.214 / 0.53 | **0.180 / 0.57** | - | 0.160 / 0.60 |
+  | example study (11) | 0.390 / 0.47 | 0.373 / 0.60 | **0.373 / 0.60** | - | 0.319 / 0.28 |
+
+  Not beaten: **banking77 F1** (level: 0.682 vs 0.683), **FFT subcategory F1** (0.171 vs 0.182; smaller
+  clusters still help it but cost banking77 more) and **FFT label top-10 precision** (0.57 vs 0.60: the
+  eight broad labels make BERTopic's largest-first order a good one). Also tried on all four corpora
+  and three seeds, and not adopted: leaf cluster selection (better top-10 on two corpora, F1 down by up
+  to 0.03), a smaller `min_samples` (banking77 up to 0.684 / 0.97, FFT label top-10 down to 0.40), rank
+  weights favouring cohesion (top-10 up on banking77 and the example study, down on both FFT schemes)
+  or size (the reverse), and UMAP's 500 epochs (no consistent gain, 2.5x the layout time).
+- **Growth:** see the table below (int8 embedding; the exact neighbour graph grows as n^2 in compute
+  but stays a few seconds up to 30,000 segments; above `exact_knn_max` UMAP's NN-descent takes over).
+- **Simulated review:** see the curves at the end.
 """
 
 

@@ -124,17 +124,17 @@ def test_a_clustering_setting_reuses_the_reduced_space_a_umap_setting_does_not(e
     """The reduced space is cached by (vectors, UMAP settings): HDBSCAN settings reuse it, UMAP ones do not."""
     from pipeline.config import merge
 
-    finer = merge(example_study.config, {"cluster": {"hdbscan": {"min_cluster_size": 5}}})
+    coarser = merge(example_study.config, {"cluster": {"hdbscan": {"min_cluster_size": 8}}})
     reseeded = merge(example_study.config, {"cluster": {"seed": 7}})
     store = example_study.store
     runs = {}
-    for name, cfg in (("finer", finer), ("reseeded", reseeded)):
+    for name, cfg in (("coarser", coarser), ("reseeded", reseeded)):
         outcome = suggest_flow(paths=[str(TRANSCRIPTS)], study="ipt-settings", config=cfg, force=True)
         assert outcome["status"] == "completed"
         with store.sessions() as session:
             runs[name] = session.get(Run, outcome["run_id"]).manifest
-    assert runs["finer"]["reduction"]["cached"] is True
-    assert runs["finer"]["cluster_params"]["min_cluster_size"] == 5
+    assert runs["coarser"]["reduction"]["cached"] is True
+    assert runs["coarser"]["cluster_params"]["min_cluster_size"] == 8
     assert runs["reseeded"]["reduction"]["cached"] is False
     assert runs["reseeded"]["cluster_params"]["random_state"] == 7
 
