@@ -15,8 +15,8 @@ How:
   ``max_seq_length`` (as sentence-transformers: texts stripped, truncated, no padding beyond the
   batch), then mean (or CLS) pooling as the model's ``1_Pooling`` config says, then L2 normalisation.
   In fp32 the vectors agree with sentence-transformers to cosine >= 0.9999 (tested), so both backends
-  share one model id and one embedding cache. ``precision: int8`` quantises the weights (about 2x
-  faster again, cosine about 0.99 to fp32); its vectors differ, so it has a model id of its own.
+  share one model id and one embedding cache. ``precision: int8`` quantises the weights (2.4x
+  fp32's speed on a 2-core CPU, cosine about 0.99 to fp32); its vectors differ, so it has a model id of its own.
 * **Fast batches.** Texts are tokenised once, sorted by token count (longest first) and cut into
   batches of ``batch_size`` texts, each padded only to its own longest text; ``streams`` batches run at
   once (default: one per thread, each on one thread: small batches of short texts cannot keep several
