@@ -198,7 +198,8 @@ def flow_speed(config: dict, limit: int | None = None, peer: bool = True) -> dic
     return {
         "kind": "flow-speed",
         "description": (f"{len(rows)} NHS FFT comments (every non-empty row) as one CSV through the real suggest flow "
-                        f"(Prefect, SQLite store), embed.backend {cfg['embed'].get('backend')}; cold = empty store; "
+                        f"(Prefect, SQLite store), embed.backend {cfg['embed'].get('backend')} "
+                        f"(onnx precision {cfg['embed']['onnx'].get('precision', 'fp32')}); cold = empty store; "
                         "warm = same study again with cluster.hdbscan.min_samples changed (embeddings cached, "
                         "segments reused); BERTopic = BERTopic() with the same seeded UMAP, embedding the same "
                         "comments itself with the same local model through sentence-transformers, then fitting. "

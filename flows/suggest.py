@@ -21,7 +21,7 @@ from flows.runtime import heartbeats_off_without_server
 from models.decisions import record_carried_keys
 from models.review import honour_inputs
 from models.store import Store, StudyBusyError, workspace_dir
-from pipeline.cluster import CorpusTooSmallError, ThemeClusterer
+from pipeline.cluster import REDUCE_RECIPE, CorpusTooSmallError, ThemeClusterer
 from pipeline.config import config_digest
 from pipeline.describe import ThemeDescriber
 from pipeline.embed import Embedder, text_hash
@@ -94,7 +94,7 @@ def _reduce_cache_key(_context, parameters: Mapping[str, Any]) -> str:
 
     vectors = np.ascontiguousarray(parameters["vectors"], dtype=np.float32)
     digest = hashlib.sha256(vectors.tobytes())
-    digest.update(repr((vectors.shape, sorted(parameters["params"].items()), umap.__version__)).encode())
+    digest.update(repr((vectors.shape, sorted(parameters["params"].items()), REDUCE_RECIPE, umap.__version__)).encode())
     return f"reduce-{digest.hexdigest()}"
 
 

@@ -20,6 +20,8 @@ import numpy as np
 from pipeline.config import scaled
 
 OUTLIER = -1
+#: Bump when ``ThemeClusterer.reduce`` changes its output for the same parameters (caches key on it).
+REDUCE_RECIPE = 1
 
 
 class CorpusTooSmallError(ValueError):
