@@ -60,10 +60,33 @@ def class_tfidf(texts: Sequence[str], labels: np.ndarray, stop_words: Sequence[s
     return classes, vectorizer.get_feature_names_out(), tf * idf
 
 
+_INFLECTIONS = ("s", "es", "ed", "d", "ing", "er", "ers", "ly")
+
+
+def same_word(a: str, b: str) -> bool:
+    """Whether two words are inflections of one another ('look' / 'looked', 'nurse' / 'nurses').
+
+    Crude and dependency-free: the shorter word (3+ letters) plus a common English ending gives the
+    longer one, or both lose such an ending to the same stem ('looks' / 'looked')."""
+    if a == b:
+        return True
+    short, long = sorted((a, b), key=len)
+    if len(short) >= 3 and long.startswith(short) and long[len(short):] in _INFLECTIONS:
+        return True
+    return _stem(a) == _stem(b) != a
+
+
+def _stem(word: str) -> str:
+    for suffix in sorted(_INFLECTIONS, key=len, reverse=True):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
+
+
 def _distinct_words(term: str) -> bool:
-    """False for n-grams like 'looked looked' that stop-word removal glues together."""
+    """False for n-grams like 'looked looked' or 'look looked' that stop-word removal glues together."""
     words = term.split()
-    return len(set(words)) == len(words)
+    return not any(same_word(a, b) for i, a in enumerate(words) for b in words[i + 1:])
 
 
 def make_label(keywords: Sequence[str], n_phrases: int = 2) -> str:
@@ -76,8 +99,7 @@ def make_label(keywords: Sequence[str], n_phrases: int = 2) -> str:
     for k in keywords:
         if len(chosen) >= n_phrases:
             break
-        words = {w.rstrip("s") for w in k.split()}
-        if any(words & {w.rstrip("s") for w in c.split()} for c in chosen):
+        if any(same_word(w, v) for c in chosen for w in k.split() for v in c.split()):
             continue
         chosen.append(k)
     return " / ".join(chosen)
