@@ -22,9 +22,19 @@ def _config(args: argparse.Namespace) -> dict:
     return load_config(getattr(args, "config", None), overrides or None)
 
 
+def _save(result: dict, args: argparse.Namespace, stem: str) -> int:
+    """Write ``result`` to ``--out`` as ``stem``.json and, unless ``--no-report``, rebuild the Markdown summary."""
+    from bench.harness import write_json
+
+    print(f"wrote {write_json(result, args.out, stem)}")
+    if not args.no_report:
+        print(f"wrote {report.write(args.out, args.doc)}")
+    return 0
+
+
 def cmd_quality(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from bench import datasets
-    from bench.harness import quality, write_json
+    from bench.harness import quality
 
     config = _config(args)
     if args.preset:
@@ -50,12 +60,8 @@ def cmd_quality(args: argparse.Namespace, argv: Sequence[str]) -> int:
     result = {**header, **quality(corpus, config, peer=not args.no_peer, seeds=tuple(args.seeds))}
     if args.config:
         result["config_file"] = {"path": str(args.config), "text": args.config.read_text(encoding="utf-8")}
-    path = write_json(result, args.out, stem)
     _summary(result)
-    print(f"wrote {path}")
-    if not args.no_report:
-        print(f"wrote {report.write(args.out, args.doc)}")
-    return 0
+    return _save(result, args, stem)
 
 
 def _summary(result: dict) -> None:
@@ -69,36 +75,24 @@ def _summary(result: dict) -> None:
 
 
 def cmd_embed_speed(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from bench.harness import write_json
     from bench.speed import embed_speed
 
     result = {**describe_run(list(argv)), **embed_speed(_config(args), args.limit, args.rounds)}
-    print(f"wrote {write_json(result, args.out, 'speed-embed' + (f'-first{args.limit}' if args.limit else ''))}")
-    if not args.no_report:
-        report.write(args.out, args.doc)
-    return 0
+    return _save(result, args, "speed-embed" + (f"-first{args.limit}" if args.limit else ""))
 
 
 def cmd_flow_speed(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from bench.harness import write_json
     from bench.speed import flow_speed
 
     result = {**describe_run(list(argv)), **flow_speed(_config(args), args.limit, not args.no_peer)}
-    print(f"wrote {write_json(result, args.out, 'speed-flow' + (f'-first{args.limit}' if args.limit else ''))}")
-    if not args.no_report:
-        report.write(args.out, args.doc)
-    return 0
+    return _save(result, args, "speed-flow" + (f"-first{args.limit}" if args.limit else ""))
 
 
 def cmd_growth(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from bench.harness import write_json
     from bench.speed import growth
 
     result = {**describe_run(list(argv)), **growth(_config(args), args.sizes, args.embed_sizes)}
-    print(f"wrote {write_json(result, args.out, 'speed-growth')}")
-    if not args.no_report:
-        report.write(args.out, args.doc)
-    return 0
+    return _save(result, args, "speed-growth")
 
 
 def cmd_growth_point(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -110,13 +104,9 @@ def cmd_growth_point(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 def cmd_review(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from bench.coder import simulate
-    from bench.harness import write_json
 
     result = {**describe_run(list(argv)), **simulate(args.preset, _config(args), tuple(args.k))}
-    print(f"wrote {write_json(result, args.out, 'review-' + args.preset)}")
-    if not args.no_report:
-        report.write(args.out, args.doc)
-    return 0
+    return _save(result, args, "review-" + args.preset)
 
 
 def cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:

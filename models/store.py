@@ -17,7 +17,7 @@ from typing import Collection, Iterator, Mapping, Sequence
 
 import numpy as np
 from sqlalchemy import create_engine, delete, event, select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -89,30 +89,25 @@ class Store:
             yield session
 
     # -- embedding cache --------------------------------------------------------------------------
-    def cached_vectors(self, model_id: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
-        found: dict[str, np.ndarray] = {}
+    def _cache_rows(self, model_id: str, hashes: Sequence[str], *columns) -> Iterator[Row]:
+        """``columns`` of the cached embeddings of ``model_id`` among ``hashes`` (queried in chunks)."""
         unique = list(dict.fromkeys(hashes))
         with self.sessions() as session:
             for i in range(0, len(unique), _CHUNK):
-                rows = session.execute(
-                    select(Embedding.text_hash, Embedding.vector).where(
-                        Embedding.model_id == model_id, Embedding.text_hash.in_(unique[i:i + _CHUNK]))
-                )
-                for h, blob in rows:
-                    found[h] = np.frombuffer(blob, dtype=np.float32)
-        return found
+                yield from session.execute(select(*columns).where(
+                    Embedding.model_id == model_id, Embedding.text_hash.in_(unique[i:i + _CHUNK])))
+
+    def cached_vectors(self, model_id: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        return {h: np.frombuffer(blob, dtype=np.float32)
+                for h, blob in self._cache_rows(model_id, hashes, Embedding.text_hash, Embedding.vector)}
 
     def uncached_texts(self, model_id: str, texts: Sequence[str]) -> list[str]:
         """The distinct ``texts`` (first-seen order) with no vector cached for ``model_id``."""
         by_hash: dict[str, str] = {}
         for t in texts:
             by_hash.setdefault(text_hash(t), t)
-        unique = list(by_hash)
-        with self.sessions() as session:
-            for i in range(0, len(unique), _CHUNK):
-                for (h,) in session.execute(select(Embedding.text_hash).where(
-                        Embedding.model_id == model_id, Embedding.text_hash.in_(unique[i:i + _CHUNK]))):
-                    by_hash.pop(h, None)
+        for (h,) in self._cache_rows(model_id, list(by_hash), Embedding.text_hash):
+            by_hash.pop(h, None)
         return list(by_hash.values())
 
     def cache_vectors(self, model_id: str, hashes: Sequence[str], vectors: np.ndarray) -> int:

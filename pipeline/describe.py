@@ -60,7 +60,8 @@ def class_tfidf(texts: Sequence[str], labels: np.ndarray, stop_words: Sequence[s
     return classes, vectorizer.get_feature_names_out(), tf * idf
 
 
-_INFLECTIONS = ("s", "es", "ed", "d", "ing", "er", "ers", "ly")
+#: Common English endings, longest first: ``_stem`` removes the first that fits.
+_INFLECTIONS = ("ers", "ing", "es", "ed", "er", "ly", "s", "d")
 
 
 def same_word(a: str, b: str) -> bool:
@@ -73,11 +74,11 @@ def same_word(a: str, b: str) -> bool:
     short, long = sorted((a, b), key=len)
     if len(short) >= 3 and long.startswith(short) and long[len(short):] in _INFLECTIONS:
         return True
-    return _stem(a) == _stem(b) != a
+    return _stem(a) == _stem(b)
 
 
 def _stem(word: str) -> str:
-    for suffix in sorted(_INFLECTIONS, key=len, reverse=True):
+    for suffix in _INFLECTIONS:
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             return word[: -len(suffix)]
     return word

@@ -81,6 +81,17 @@ def _load_onnx(location: str, model_id: str, cache_dir: str | None, threads: int
     return OnnxSentenceEncoder.load(location, model_id, cache_dir, threads, allow_spinning, streams, precision)
 
 
+@cache
+def _folder_tokenizer(location: str):
+    """The tokenizer of a model folder alone (no model, no transformers import); None for a model
+    known only by name. Cached: the segmenter counts tokens for every sentence."""
+    if not Path(location).is_dir():
+        return None
+    from pipeline.embed_onnx import fast_tokenizer
+
+    return fast_tokenizer(location)
+
+
 @dataclass
 class Embedder:
     """Sentence encoder returning float32, L2-normalised vectors.
@@ -147,11 +158,9 @@ class Embedder:
 
     def count_tokens(self, text: str) -> int:
         """Tokens the model sees for ``text``, special tokens included."""
-        location = resolve_model(self.model)[0]
-        if Path(location).is_dir():  # the tokenizer alone: no model, no transformers import
-            from pipeline.embed_onnx import fast_tokenizer
-
-            return len(fast_tokenizer(location).encode(text).ids)
+        tokenizer = _folder_tokenizer(resolve_model(self.model)[0])
+        if tokenizer is not None:
+            return len(tokenizer.encode(text).ids)
         return len(self.encoder.tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"])
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:

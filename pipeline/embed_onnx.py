@@ -301,8 +301,9 @@ class OnnxSentenceEncoder:
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
         self.session = ort.InferenceSession(self.model_file, options, providers=["CPUExecutionProvider"])
         self._inputs = [i.name for i in self.session.get_inputs()]
-        self._fast = type(fast_tokenizer(self.folder)).from_str(fast_tokenizer(self.folder).to_str())
-        self._fast.enable_truncation(self.max_seq_length)  # a copy: model-length truncation, as the model sees
+        shared = fast_tokenizer(self.folder)
+        self._fast = type(shared).from_str(shared.to_str())  # a copy, truncated at the model's length
+        self._fast.enable_truncation(self.max_seq_length)
 
     @classmethod
     def load(cls, folder: str | Path, model_id: str, cache_dir: str | Path | None = None, threads: int = 0,
