@@ -41,11 +41,12 @@ def cmd_quality(args: argparse.Namespace, argv: Sequence[str]) -> int:
         corpus = datasets.load_preset(args.preset, config, args.limit)
         stem = f"quality-{args.preset}"
     else:
-        if not (args.data and args.text_col and args.label_col):
-            print("bench quality: give --preset NAME, or --data FILE --text-col C --label-col C", file=sys.stderr)
+        if not (args.data and args.text_col and (args.label_col or args.indicator_col)):
+            print("bench quality: give --preset NAME, or --data FILE --text-col C and --label-col C or "
+                  "--indicator-col C ...", file=sys.stderr)
             return 2
         spec = datasets.CsvSpec(str(args.data), args.text_col, args.label_col, args.case_col, args.multi_label_sep,
-                                tuple(args.exclude_label))
+                                tuple(args.exclude_label), indicator_cols=tuple(args.indicator_col))
         corpus = datasets.load_csv(spec, config, args.name or Path(args.data).stem, args.limit)
         stem = f"quality-{args.name or Path(args.data).stem}"
     if args.limit:
@@ -127,14 +128,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--no-report", action="store_true", help="do not rebuild the Markdown summary")
 
     p = sub.add_parser("quality", help="Themesift and BERTopic against human codes on a labelled corpus")
-    p.add_argument("--preset", help="nhs-fft-subcategory | nhs-fft-label | banking77 | example-study")
+    p.add_argument("--preset", help="nhs-fft-subcategory | nhs-fft-label | banking77 | example-study; held out: "
+                                    "nhs-fft-v6 | banking77-train")
     p.add_argument("--data", type=Path, help="any labelled CSV")
     p.add_argument("--text-col")
     p.add_argument("--label-col")
     p.add_argument("--case-col", help="respondent column (default: each row is its own case)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44],
+    p.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44, 45, 46],
                    help="UMAP seeds, the same for both tools; figures are averaged over them")
     p.add_argument("--multi-label-sep", help="separator between several labels in the label column")
+    p.add_argument("--indicator-col", action="append", default=[],
+                   help="instead of --label-col: a column per code, set (not empty, not 0) on rows carrying it (repeatable)")
     p.add_argument("--exclude-label", action="append", default=[], help="leave out rows with this label (repeatable)")
     p.add_argument("--name", help="dataset name in the results (default: the file's stem)")
     p.add_argument("--limit", type=int, help="only the first N labelled rows (quick checks)")

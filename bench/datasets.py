@@ -5,8 +5,9 @@ their texts and cases, and the human codes of each unit (a frozenset: multi-labe
 Themesift and BERTopic are scored on exactly these units.
 
 * A labelled CSV (any file, no code changes): one row per answer, a label column (optionally several
-  labels joined by a separator) and optionally a case column. Rows whose label is excluded are left out
-  before ingest. A row cut into several segments gives each segment the row's labels.
+  labels joined by a separator) or one indicator column per code (a row carries the code when its cell
+  is neither empty nor 0), and optionally a case column. Excluded labels are dropped; a row left with
+  none is left out before ingest. A row cut into several segments gives each segment the row's labels.
 * The example study: human coders' excerpts (``human_coding.csv``) are located in each source's plain
   text as Themesift reads it, then mapped to segments with :func:`pipeline.agreement.map_selections`
   (a segment carries a code when the code's excerpts cover >= 50% of its characters). The human coding
@@ -73,15 +74,43 @@ class CsvSpec:
 
     path: str
     text_col: str
-    label_col: str
+    label_col: str | None
     case_col: str | None = None
     multi_label_sep: str | None = None
     exclude_labels: tuple[str, ...] = ()
     #: Rows left out whatever their label: (column, value) pairs.
     exclude_where: tuple[tuple[str, str], ...] = ()
+    #: One column per code instead of ``label_col`` (multi-label, as NHS FFT framework files have them).
+    indicator_cols: tuple[str, ...] = ()
+
+    def labels(self, row: dict) -> list[str]:
+        """The codes of one row, excluded ones dropped."""
+        if self.indicator_cols:
+            found = [c for c in self.indicator_cols if (row.get(c) or "").strip() not in ("", "0")]
+        else:
+            raw = (row.get(self.label_col) or "").strip()
+            found = [p.strip() for p in raw.split(self.multi_label_sep)] if self.multi_label_sep else [raw]
+        return [x for x in found if x and x not in self.exclude_labels]
 
 
 NON_ANSWER = ("label", "Couldn't be improved")
+#: The NHS FFT framework (v6) file's code columns; its two non-codes are left out.
+V6_CODES = ("Organisation & efficiency", "Funding & use of financial resources", "Staff manner & personal attributes",
+            "Number & deployment of staff", "Staff responsiveness", "Staff continuity", "Competence & training",
+            "Unspecified communication", "Staff listening, understanding & involving patients",
+            "Information directly from staff during care", "Information provision & guidance",
+            "Being kept informed, clarity & consistency of information", "Contacting services",
+            "Appointment arrangements", "Appointment method", "Timeliness of care", "Pain management",
+            "Diagnosis & triage", "Referals & continuity of care", "Discharge", "Care plans", "Patient records",
+            "Cleanliness, tidiness & infection control", "Provision of medical equipment", "Service location",
+            "Transport to/ from services", "Parking", "Electronic entertainment", "Feeling safe",
+            "Patient appearance & grooming", "Mental Health Act", "Equality, Diversity & Inclusion", "Admission",
+            "Safeguarding concerns?", "Environment & Facilities", "Supplying & understanding medication",
+            "Activities & access to fresh air", "Food & drink provision & facilities", "Sensory experience",
+            "Impact of treatment/ care", "Psychological therapy arrangements", "Existence of services",
+            "Choice of services", "Out of hours support (community services)", "Learning organisation",
+            "Interaction with family/ carers", "Negative experience & dissatisfaction",
+            "Positive experience & gratitude")
 PRESETS: dict[str, CsvSpec | str] = {
     "nhs-fft-subcategory": CsvSpec(str(SHARED / "nhs-fft" / "comments.csv"), "feedback", "subcategory",
                                    exclude_where=(NON_ANSWER,)),
@@ -89,7 +118,13 @@ PRESETS: dict[str, CsvSpec | str] = {
                              exclude_where=(NON_ANSWER,)),
     "banking77": CsvSpec(str(SHARED / "banking77" / "test.csv"), "text", "category"),
     "example-study": "example-study",
+    # Held out: never used to choose a default, only to check the chosen ones on text not tuned on.
+    "nhs-fft-v6": CsvSpec(str(SHARED / "nhs-fft" / "v6framework.csv"), "FFT answer", None, "Respondent ID",
+                          indicator_cols=V6_CODES),
+    "banking77-train": CsvSpec(str(SHARED / "banking77" / "train.csv"), "text", "category"),
 }
+#: Presets the defaults were tuned on; the others are held out.
+TUNED_ON = ("nhs-fft-subcategory", "nhs-fft-label", "banking77", "example-study")
 
 PRESET_NOTES = {
     "nhs-fft-subcategory": "NHS FFT comments (phase 1), 44 subcategories; rows of the non-answer label "
@@ -97,6 +132,9 @@ PRESET_NOTES = {
     "nhs-fft-label": "NHS FFT comments (phase 1), 9 major labels; the non-answer label \"Couldn't be improved\" left out",
     "banking77": "Banking77 test split, 77 intents (Casanueva et al. 2020, arXiv:2003.04807, CC BY 4.0)",
     "example-study": "examples/ipt-study, 10 fictional interviews; union of both coders' codes",
+    "nhs-fft-v6": "NHS FFT comments coded with the v6 framework (two trusts), 48 codes, several per comment; "
+                  "held out: not used to choose any default",
+    "banking77-train": "Banking77 train split, 77 intents; held out: not used to choose any default",
 }
 
 
@@ -110,16 +148,14 @@ def read_labels(spec: CsvSpec) -> tuple[list[dict], list[str]]:
     with open(spec.path, encoding="utf-8-sig", newline="") as f:
         reader = csv.DictReader(f)
         columns = list(reader.fieldnames or [])
-        for col in (spec.text_col, spec.label_col, spec.case_col):
+        for col in (spec.text_col, spec.label_col, spec.case_col, *spec.indicator_cols):
             if col is not None and col not in columns:
                 raise SystemExit(f"{spec.path}: column '{col}' not found; columns are: {', '.join(columns)}")
         rows = []
         for row in reader:
             if any((row.get(col) or "").strip() == value for col, value in spec.exclude_where):
                 continue
-            raw = (row.get(spec.label_col) or "").strip()
-            labels = [p.strip() for p in raw.split(spec.multi_label_sep)] if spec.multi_label_sep else [raw]
-            labels = [x for x in labels if x and x not in spec.exclude_labels]
+            labels = spec.labels(row)
             if not labels or not (row.get(spec.text_col) or "").strip():
                 continue
             row["_labels"] = labels

@@ -2,6 +2,11 @@
 
 The Framework Method counts people, not lines: participant coverage carries the most weight, and
 each part is a number in [0, 1] that a coder can check against the reasons shown beside it.
+
+Coverage is measured against the theme raised by the most participants, not against all of them: in a
+survey every respondent is a case of their own, so even the widest theme covers a few percent of all
+cases, and an absolute share would leave coverage near 0 for every theme and its weight with nothing to
+rank (a 31-comment cluster of identical shorthand came first on the NHS FFT comments that way).
 """
 
 from __future__ import annotations
@@ -60,14 +65,15 @@ def score_themes(descriptions: Sequence[ThemeDescription], vectors: np.ndarray, 
     np.fill_diagonal(similarity, -np.inf)
     total_cases = max(1, len({c for c in cases if c is not None}))
     largest = max(len(d.members) for d in descriptions)
+    theme_cases = [tuple(sorted({cases[i] for i in d.members if cases[i] is not None})) for d in descriptions]
+    widest = max(1, max(len(c) for c in theme_cases))
     scores = []
     for k, d in enumerate(descriptions):
-        theme_cases = tuple(sorted({cases[i] for i in d.members if cases[i] is not None}))
         nearest = int(np.argmax(similarity[k])) if len(themes) > 1 else None
         nearest_sim = float(similarity[k, nearest]) if nearest is not None else 0.0
         mean_jaccard, found = stability.get(d.theme, (0.0, 0))
         parts = {
-            "coverage": len(theme_cases) / total_cases,
+            "coverage": len(theme_cases[k]) / widest,
             "cohesion": float(np.clip(np.mean(d.centrality), 0, 1)),
             "distinctiveness": float(np.clip(1 - nearest_sim, 0, 1)) if nearest is not None else 1.0,
             "stability": float(mean_jaccard),
@@ -75,7 +81,7 @@ def score_themes(descriptions: Sequence[ThemeDescription], vectors: np.ndarray, 
         }
         parts = {p: round(v, 6) for p, v in parts.items()}
         score = round(sum(weights.get(p, 0.0) * v for p, v in parts.items()), 6)
-        scores.append(ThemeScore(d.theme, score, parts, theme_cases, total_cases, len(d.members),
+        scores.append(ThemeScore(d.theme, score, parts, theme_cases[k], total_cases, len(d.members),
                                  themes[nearest] if nearest is not None else None, round(nearest_sim, 6),
                                  found, n_resamples))
     return sorted(scores, key=lambda s: (-s.score, -s.n_segments, s.theme))

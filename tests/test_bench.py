@@ -46,6 +46,33 @@ def test_labelled_csv_keeps_labels_cases_and_exclusions(tmp_path):
         load_csv(CsvSpec(str(data), "answer", "label"))
 
 
+def test_indicator_columns_give_several_codes_per_row(tmp_path):
+    data = _write(tmp_path / "framework.csv", [
+        ["comment", "Parking", "Staff manner", "Not assigned"],
+        ["The parking at the hospital was far too expensive for visitors.", "1", "", ""],
+        ["Kind staff, but we circled the car park for half an hour first.", "1", "1", "0"],
+        ["Could not say anything useful about this visit at all.", "", "", "1"],
+        ["Nothing coded on this row although it has plenty of words.", "", "0", ""],
+    ])
+    spec = CsvSpec(str(data), "comment", None, indicator_cols=("Parking", "Staff manner", "Not assigned"),
+                   exclude_labels=("Not assigned",))
+    corpus = load_csv(spec, name="framework")
+    assert corpus.human == {0: frozenset({"Parking"}), 1: frozenset({"Parking", "Staff manner"})}
+    with pytest.raises(SystemExit, match="column 'Sentiment' not found"):
+        load_csv(CsvSpec(str(data), "comment", None, indicator_cols=("Sentiment",)))
+
+
+def test_held_out_framework_preset_reads_its_code_columns():
+    spec = datasets.PRESETS["nhs-fft-v6"]
+    if not Path(spec.path).is_file():
+        pytest.skip("shared datasets missing")
+    rows, columns = datasets.read_labels(spec)
+    assert set(spec.indicator_cols) <= set(columns)
+    assert len(rows) > 5000 and any(len(r["_labels"]) > 1 for r in rows)
+    assert not any({"Not assigned", "Labelling not possible"} & set(r["_labels"]) for r in rows)
+    assert "nhs-fft-v6" not in datasets.TUNED_ON
+
+
 def test_presets_exclude_the_non_answer_label():
     spec = datasets.PRESETS["nhs-fft-label"]
     if not Path(spec.path).is_file():
