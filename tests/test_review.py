@@ -7,6 +7,7 @@ import csv
 import inspect
 import io
 import threading
+from urllib.parse import urlencode
 
 import numpy as np
 import pytest
@@ -102,6 +103,11 @@ def test_forms_without_a_valid_csrf_token_are_refused(study):
     forged.cookies.set("ts_nonce", a.cookies.get("ts_nonce"))
     forged.cookies.set("ts_coder", "YmVu.0000")  # "ben" with a made-up signature: not signed in
     assert forged.get("/themes", follow_redirects=False).status_code == 303
+    for path in ("/themes", f"/themes/{keys[0]}", f"/themes/{keys[0]}/split", "/outliers", "/search?q=wait",
+                 "/decisions", "/changes"):  # every page needing a coder sends a stranger to sign in, and back
+        response = TestClient(app).get(path, follow_redirects=False)
+        assert response.status_code == 303 and response.headers["location"] == "/login?" + urlencode({"next": path})
+        assert "ts_nonce" in response.cookies and response.headers["X-Frame-Options"] == "DENY"
     assert a.post("/decide", data={**data, "csrf": csrf_a}, follow_redirects=False).status_code == 303
     assert n_decisions(store) == before + 1
 

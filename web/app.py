@@ -24,7 +24,7 @@ from typing import Any, Mapping
 from urllib.parse import quote, urlencode, urlsplit
 
 import jinja2
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -51,6 +51,14 @@ class Visitor:
     coder: str | None
     csrf: str
     new_nonce: bool
+
+
+class SignInRequired(Exception):
+    """Raised by the ``signed_in`` dependency; answered with a redirect to the sign-in page."""
+
+    def __init__(self, visitor: Visitor):
+        super().__init__("sign in first")
+        self.visitor = visitor
 
 
 def create_app(store: Store, study: str, team: bool = False, review_cfg: Mapping[str, Any] | None = None) -> FastAPI:
@@ -111,8 +119,16 @@ def create_app(store: Store, study: str, team: bool = False, review_cfg: Mapping
                 base["undo"] = {"uid": last.uid, "what": _summary(view, last)}
         return finish(templates.TemplateResponse(request, name, {**base, **context}, status_code=status_code), v)
 
-    def login_redirect(request: Request, v: Visitor) -> Response:
-        return finish(RedirectResponse("/login?" + urlencode({"next": _here(request)}), status_code=303), v)
+    def signed_in(request: Request) -> Visitor:
+        """Dependency of every page that needs a coder: the visitor, or off to the sign-in page."""
+        v = visitor(request)
+        if not v.coder:
+            raise SignInRequired(v)
+        return v
+
+    @app.exception_handler(SignInRequired)
+    async def to_login(request: Request, exc: SignInRequired) -> Response:
+        return finish(RedirectResponse("/login?" + urlencode({"next": _here(request)}), status_code=303), exc.visitor)
 
     async def form_of(request: Request, v: Visitor) -> tuple[Any, Response | None]:
         form = await request.form()
@@ -171,10 +187,7 @@ def create_app(store: Store, study: str, team: bool = False, review_cfg: Mapping
         return RedirectResponse("/themes", status_code=303)
 
     @app.get("/themes", response_class=HTMLResponse)
-    def theme_list(request: Request, status: str = "all"):
-        v = visitor(request)
-        if not v.coder:
-            return login_redirect(request, v)
+    def theme_list(request: Request, status: str = "all", v: Visitor = Depends(signed_in)):
         with store.sessions() as session:
             view = load_view(session, study)
             rows = view.rows()
@@ -187,10 +200,7 @@ def create_app(store: Store, study: str, team: bool = False, review_cfg: Mapping
                         status=status, outliers=len(view.outliers()))
 
     @app.get("/themes/{key}", response_class=HTMLResponse)
-    def theme_page(request: Request, key: str, page_no: int = 1, order: str = "strongest"):
-        v = visitor(request)
-        if not v.coder:
-            return login_redirect(request, v)
+    def theme_page(request: Request, key: str, page_no: int = 1, order: str = "strongest", v: Visitor = Depends(signed_in)):
         with store.sessions() as session:
             view = load_view(session, study)
             row = view.row(key)
@@ -218,10 +228,7 @@ def create_app(store: Store, study: str, team: bool = False, review_cfg: Mapping
                         diffs=[d for d in differences(view.entries) if d.kind == "theme" and d.ref == key])
 
     @app.get("/themes/{key}/split", response_class=HTMLResponse)
-    def split_page(request: Request, key: str, k: int = 2, method: str = "kmeans"):
-        v = visitor(request)
-        if not v.coder:
-            return login_redirect(request, v)
+    def split_page(request: Request, key: str, k: int = 2, method: str = "kmeans", v: Visitor = Depends(signed_in)):
         with store.sessions() as session:
             view = load_view(session, study)
             row = view.row(key)
@@ -247,10 +254,7 @@ def create_app(store: Store, study: str, team: bool = False, review_cfg: Mapping
             return page(request, v, "split.html", view=view, row=row, parts=parts, k=k, method=proposal.method)
 
     @app.get("/outliers", response_class=HTMLResponse)
-    def outliers(request: Request, page_no: int = 1):
-        v = visitor(request)
-        if not v.coder:
-            return login_redirect(request, v)
+    def outliers(request: Request, page_no: int = 1, v: Visitor = Depends(signed_in)):
         with store.sessions() as session:
             view = load_view(session, study)
             queue = sorted(view.outliers(), key=lambda s: (-(view.suggested.get(s, (None, 0.0))[1]), s))
@@ -263,10 +267,7 @@ def create_app(store: Store, study: str, team: bool = False, review_cfg: Mapping
                         contexts=contexts, page_no=page_no, pages=pages, active=_active(view))
 
     @app.get("/search", response_class=HTMLResponse)
-    def search(request: Request, q: str = "", page_no: int = 1):
-        v = visitor(request)
-        if not v.coder:
-            return login_redirect(request, v)
+    def search(request: Request, q: str = "", page_no: int = 1, v: Visitor = Depends(signed_in)):
         q = q[:200]
         with store.sessions() as session:
             view = load_view(session, study)
@@ -279,10 +280,7 @@ def create_app(store: Store, study: str, team: bool = False, review_cfg: Mapping
                         active=_active(view))
 
     @app.get("/decisions", response_class=HTMLResponse)
-    def decision_log(request: Request):
-        v = visitor(request)
-        if not v.coder:
-            return login_redirect(request, v)
+    def decision_log(request: Request, v: Visitor = Depends(signed_in)):
         with store.sessions() as session:
             view = load_view(session, study)
             undone = view.state.undone
@@ -292,10 +290,7 @@ def create_app(store: Store, study: str, team: bool = False, review_cfg: Mapping
                         coders=coders, ignored=view.state.ignored)
 
     @app.get("/changes", response_class=HTMLResponse)
-    def changes(request: Request):
-        v = visitor(request)
-        if not v.coder:
-            return login_redirect(request, v)
+    def changes(request: Request, v: Visitor = Depends(signed_in)):
         with store.sessions() as session:
             view = load_view(session, study)
             old, new, diff = run_diff(session, study, match_jaccard=review_cfg["diff_match_jaccard"])
