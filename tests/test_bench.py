@@ -146,6 +146,7 @@ def test_quality_command_on_real_banking_queries(tmp_path, monkeypatch):
     assert result["methods"]["themesift"]["mean_best_f1"] > 0.5
     text = doc.read_text()
     assert "### bank5" in text and "mean best-match F1 per human code" in text and result["command"] in text
+    assert "| bank5 (held out) |" in text  # the defaults were not chosen on it
     assert report.render(out) == text
 
 
