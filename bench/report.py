@@ -133,7 +133,9 @@ NOTES = """## Findings and what was tried (written by hand on 2026-11-27; every 
   by HDBSCAN's own validity index (DBCV) was also tried: it preferred the largest size on banking77,
   where F1 is worst. BERTopic's per-code lead on FFT subcategory comes mostly from short-answer codes
   ("Nothing to improve": best F1 0.03 vs 0.26 on seed 42), where Themesift's larger clusters absorb
-  them into "Everything was good"; Themesift leads on "Food" (0.54 vs 0.29). Not tried: offering
+  them into "Everything was good"; Themesift leads on "Food" (0.54 vs 0.29). Merging themes whose
+  centroids are within cosine 0.92 / 0.85 / 0.8 of each other (complete linkage) did not help either:
+  FFT subcategory F1 0.171 / 0.172 / 0.172, banking77 0.682 / 0.680 / 0.664. Not tried: offering
   outliers to their nearest theme (a product change: the outlier queue is never reassigned) and
   hierarchical suggestions.
 
