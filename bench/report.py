@@ -70,9 +70,10 @@ NOTES = """## Findings and what was tried (written by hand on 2026-11-27; every 
 - **Quality vs BERTopic's defaults (fp32 vectors, mean of UMAP seeds 42-46): better on 6 of the 8
   comparisons on the corpora the defaults were chosen on, not on 2; on the two held-out corpora
   better on F1 both times, top-10 precision level once and worse once.** Not better: **banking77 F1**
-  (0.682 vs 0.683, level within the seed spread), **NHS FFT subcategory F1** (0.171 vs 0.179), held-out
-  **banking77 train top-10** (0.84 vs 0.90; F1 there 0.578 vs 0.488). The table below the findings has
-  every corpus; each corpus's section has the per-seed figures.
+  (0.682 vs 0.683; seed by seed -0.001 +- 0.003, level), **NHS FFT subcategory F1** (0.171 vs 0.179;
+  -0.008 +- 0.003, a real gap) and held-out **banking77 train top-10** (0.84 vs 0.90; -0.06 +- 0.09,
+  within seed noise; F1 there 0.578 vs 0.488). The table below the findings has every corpus with
+  these paired differences; each corpus's section has the per-seed figures.
 - **What changed: coverage is now measured against the widest theme.** The rank's coverage part was
   the share of *all* participants who raised a theme. In a survey every respondent is a case of
   their own, so the widest theme of 7,900 NHS FFT comments covered 5% of them and every theme scored
@@ -273,9 +274,22 @@ def held_out(r: dict) -> bool:
     return r["dataset"].split(" ")[0] not in TUNED_ON
 
 
+def _paired(methods: dict, key: str) -> str:
+    """Themesift minus BERTopic seed by seed: mean and standard error, so a gap can be told from seed noise."""
+    a, b = (methods[m].get("per_seed", {}).get(key) for m in ("themesift", "bertopic"))
+    if not a or not b or len(a) != len(b) or len(a) < 2:
+        return ""
+    d = [x - y for x, y in zip(a, b)]
+    mean = sum(d) / len(d)
+    se = math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1) / len(d))
+    return f" ({mean:+.3f} ± {se:.3f})"
+
+
 def verdicts(quality: list[dict]) -> list[str]:
     """One row per corpus: each figure as Themesift vs BERTopic, and whether Themesift is ahead."""
-    lines = ["| corpus | mean best-match F1, Themesift vs BERTopic | top-10 precision, Themesift vs BERTopic |",
+    lines = ["In brackets: Themesift minus BERTopic seed by seed, mean ± standard error over the seeds; a gap",
+             "smaller than about twice its standard error could be seed noise.", "",
+             "| corpus | mean best-match F1, Themesift vs BERTopic | top-10 precision, Themesift vs BERTopic |",
              "|---|---|---|"]
     for r in sorted(quality, key=held_out):
         m = r["methods"]
@@ -286,7 +300,7 @@ def verdicts(quality: list[dict]) -> list[str]:
             a, b = m["themesift"][key], m["bertopic"][key]
             diff = round(a - b, 9)
             word = "**better**" if diff > 0 else ("level" if diff == 0 else "**NOT better**")
-            cells.append(f"{_fmt(a)} vs {_fmt(b)}: {word}")
+            cells.append(f"{_fmt(a)} vs {_fmt(b)}: {word}{_paired(m, key)}")
         lines.append(f"| {r['dataset']}{' (held out)' if held_out(r) else ''} | " + " | ".join(cells) + " |")
     return lines
 

@@ -165,3 +165,10 @@ def test_scripted_coder_scores_and_writes_importable_decisions():
     items = read_decision_csv(text)  # the parser `themesift decisions import` uses
     assert [(c, i["action"]) for c, i in items] == [(CODER, "confirm"), (CODER, "move"), (CODER, "reject")]
     assert items[1][1]["segment_ids"] == "3" and "to" not in items[1][1]
+
+
+def test_verdicts_give_the_seed_by_seed_difference_and_its_standard_error():
+    methods = {"themesift": {"k": 0.6, "per_seed": {"k": [0.5, 0.7]}},
+               "bertopic": {"k": 0.4, "per_seed": {"k": [0.4, 0.4]}}}
+    assert report._paired(methods, "k") == " (+0.200 ± 0.100)"  # differences 0.1 and 0.3
+    assert report._paired({"themesift": {"per_seed": {"k": [0.5]}}, "bertopic": {"per_seed": {"k": [0.4]}}}, "k") == ""
