@@ -138,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="UMAP seeds, the same for both tools; figures are averaged over them")
     p.add_argument("--multi-label-sep", help="separator between several labels in the label column")
     p.add_argument("--indicator-col", action="append", default=[],
-                   help="instead of --label-col: a column per code, set (not empty, not 0) on rows carrying it (repeatable)")
+                   help="instead of --label-col: a column per code, set (not empty, not 0) on rows carrying it "
+                        "(repeatable)")
     p.add_argument("--exclude-label", action="append", default=[], help="leave out rows with this label (repeatable)")
     p.add_argument("--name", help="dataset name in the results (default: the file's stem)")
     p.add_argument("--limit", type=int, help="only the first N labelled rows (quick checks)")

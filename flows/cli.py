@@ -151,8 +151,9 @@ def print_themes(store: Store, study: str, run_id: int | None, top: int) -> None
             print(f"{'':>14}\"{quote}\" ({t['quote_case']})")
         if len(themes) > top:
             print(f"... and {len(themes) - top} more (themesift themes --study {study} --top {len(themes)})")
-        print("\nParts: cover(age) = participants raising it / those of the widest theme; cohes(ion), disti(nctiveness), "
-              "stabi(lity) over re-clusterings, size; score = weighted sum (rank.weights in the config).")
+        print("\nParts: cover(age) = participants raising it / those of the widest theme; cohes(ion), "
+              "disti(nctiveness), stabi(lity) over re-clusterings, size; score = weighted sum (rank.weights "
+              "in the config).")
 
 
 def _run(store: Store, session, study: str, run_id: int | None):

@@ -200,7 +200,8 @@ def create_app(store: Store, study: str, team: bool = False, review_cfg: Mapping
                         status=status, outliers=len(view.outliers()))
 
     @app.get("/themes/{key}", response_class=HTMLResponse)
-    def theme_page(request: Request, key: str, page_no: int = 1, order: str = "strongest", v: Visitor = Depends(signed_in)):
+    def theme_page(request: Request, key: str, page_no: int = 1, order: str = "strongest",
+                   v: Visitor = Depends(signed_in)):
         with store.sessions() as session:
             view = load_view(session, study)
             row = view.row(key)
