@@ -207,4 +207,4 @@ def simulate(preset: str, config: dict, budgets: tuple[int, ...] = BUDGETS) -> d
     return {"kind": "review", "dataset": preset, "n_segments": len(human), "n_themes_suggested": n_themes,
             "rules": {"min_purity": MIN_PURITY, "moves_per_theme": MOVES_PER_THEME, "quotes_seen": QUOTES_SEEN},
             "seconds": round(time.perf_counter() - t0, 1), "points": points,
-            "embed_backend": cfg["embed"].get("backend")}
+            "embed_backend": cfg["embed"]["backend"]}

@@ -198,8 +198,8 @@ def flow_speed(config: dict, limit: int | None = None, peer: bool = True) -> dic
     return {
         "kind": "flow-speed",
         "description": (f"{len(rows)} NHS FFT comments (every non-empty row) as one CSV through the real suggest flow "
-                        f"(Prefect, SQLite store), embed.backend {cfg['embed'].get('backend')} "
-                        f"(onnx precision {cfg['embed']['onnx'].get('precision', 'fp32')}); cold = empty store; "
+                        f"(Prefect, SQLite store), embed.backend {cfg['embed']['backend']} "
+                        f"(onnx precision {cfg['embed']['onnx']['precision']}); cold = empty store; "
                         "warm = same study again with cluster.hdbscan.min_samples changed (embeddings cached, "
                         "segments reused); BERTopic = BERTopic() with the same seeded UMAP, embedding the same "
                         "comments itself with the same local model through sentence-transformers, then fitting. "
@@ -298,7 +298,7 @@ def growth_point(config: dict, n: int, embed: bool, out: Path) -> None:
     spec = json.loads(out.read_text()) if out.is_file() else {}
     texts = json.loads(Path(spec["pool_file"]).read_text())[:n]
     vectors = np.load(spec["vectors_file"], mmap_mode="r")[:n].astype(np.float32)
-    embedder = _embedder(config, config["embed"].get("backend", "sentence-transformers"))
+    embedder = _embedder(config, config["embed"]["backend"])
     embedder.encode(["warm up the model"])
     # numba compiles UMAP/HDBSCAN on first use in each process (seconds): pay it before timing, or the
     # small sizes look slow and the fitted exponent comes out too low.
@@ -334,8 +334,8 @@ def growth(config: dict, sizes: list[int], embed_sizes: list[int]) -> dict:
     from bench.harness import embed_corpus
 
     pool = pooled_segments(config)
-    backend = config["embed"].get("backend", "sentence-transformers")
-    precision = config["embed"]["onnx"].get("precision", "fp32") if backend == "onnx" else "fp32"
+    backend = config["embed"]["backend"]
+    precision = config["embed"]["onnx"]["precision"] if backend == "onnx" else "fp32"
     # fp32: the same vectors as either backend; int8 vectors are its own
     vectors, vec_seconds, cached = embed_corpus(pool, _embedder(config, "onnx"))
     tmp = Path(tempfile.mkdtemp(prefix="themesift-bench-growth-"))

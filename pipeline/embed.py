@@ -119,11 +119,10 @@ class Embedder:
 
     @classmethod
     def from_config(cls, cfg: dict) -> "Embedder":
-        onnx = cfg.get("onnx") or {}
-        return cls(cfg["model"], cfg["batch_size"], cfg["device"], cfg["progress_min_texts"],
-                   cfg.get("backend", "sentence-transformers"), onnx.get("cache_dir"), int(onnx.get("threads", 0)),
-                   bool(onnx.get("allow_spinning", False)), int(onnx.get("batch_size", 8)), int(onnx.get("streams", 0)),
-                   onnx.get("precision", "fp32"))
+        onnx = cfg["onnx"]
+        return cls(cfg["model"], cfg["batch_size"], cfg["device"], cfg["progress_min_texts"], cfg["backend"],
+                   onnx["cache_dir"], int(onnx["threads"]), bool(onnx["allow_spinning"]), int(onnx["batch_size"]),
+                   int(onnx["streams"]), onnx["precision"])
 
     @property
     def model_id(self) -> str:
