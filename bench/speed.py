@@ -212,6 +212,21 @@ def flow_speed(config: dict, limit: int | None = None, peer: bool = True) -> dic
     }
 
 
+def _unit_rows(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    x = rng.normal(size=(n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _compile_themesift(config: dict, dim: int = 384) -> None:
+    """numba compiles UMAP's and HDBSCAN's code on first use in each process (seconds): run Themesift's
+    clusterer and its stability resamples once on random points, so no timed stage pays for it."""
+    from pipeline.cluster import ThemeClusterer
+
+    clusterer = ThemeClusterer.from_config(config["cluster"], 400).fit(_unit_rows(np.random.default_rng(0), 400, dim))
+    st = config["rank"]["stability"]
+    clusterer.stability(st["n_resamples"], st["sample_fraction"], st["found_again_jaccard"])
+
+
 def _warm_up(config: dict) -> dict:
     """Per-process costs paid once before any timing, for both tools alike: numba compiling the exact
     UMAP / pynndescent / HDBSCAN code paths each tool uses (Themesift's clusterer with its stability
@@ -220,18 +235,14 @@ def _warm_up(config: dict) -> dict:
     from prefect import flow
 
     from bench.peer import fit_bertopic
-    from pipeline.cluster import ThemeClusterer
 
     out = {}
-    rng = np.random.default_rng(0)
+    t0 = time.perf_counter()
+    _compile_themesift(config)
     # 4,500 points: above 4,096 UMAP switches from exact distances to NN-descent, BERTopic's path on
     # the full corpus (Themesift computes its neighbour graph itself up to cluster.umap.exact_knn_max).
-    x = rng.normal(size=(4500, 384)).astype(np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    t0 = time.perf_counter()
-    clusterer = ThemeClusterer.from_config(config["cluster"], 400).fit(x[:400])
-    st = config["rank"]["stability"]
-    clusterer.stability(st["n_resamples"], st["sample_fraction"], st["found_again_jaccard"])
+    rng = np.random.default_rng(0)
+    x = _unit_rows(rng, 4500, 384)
     words = ["waiting", "staff", "parking", "food", "nurse", "doctor", "kind", "clean", "noise", "time"]
     fit_bertopic([" ".join(rng.choice(words, 6)) for _ in range(len(x))], x, int(config["cluster"]["seed"]))
     out["numba compile (UMAP, pynndescent, HDBSCAN; both tools' code paths)"] = round(time.perf_counter() - t0, 2)
@@ -300,13 +311,7 @@ def growth_point(config: dict, n: int, embed: bool, out: Path) -> None:
     vectors = np.load(spec["vectors_file"], mmap_mode="r")[:n].astype(np.float32)
     embedder = _embedder(config, config["embed"]["backend"])
     embedder.encode(["warm up the model"])
-    # numba compiles UMAP/HDBSCAN on first use in each process (seconds): pay it before timing, or the
-    # small sizes look slow and the fitted exponent comes out too low.
-    rng = np.random.default_rng(0)
-    warm = rng.normal(size=(400, vectors.shape[1])).astype(np.float32)
-    warm /= np.linalg.norm(warm, axis=1, keepdims=True)
-    warm_segs = [Segment("warm", "", f"w{i}", None, "participant", i, 0, 4, "warm up words here", True) for i in range(400)]
-    run_themesift(Corpus("warm", warm_segs, {}, "warm"), warm, config, embedder)
+    _compile_themesift(config, vectors.shape[1])  # else the small sizes look slow and the exponent too low
     import psutil
     base = psutil.Process().memory_info().rss
     segs = [Segment("pool", "", f"c{i}", None, "participant", i, 0, len(t), t, True, str(i)) for i, t in enumerate(texts)]
