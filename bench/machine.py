@@ -8,7 +8,6 @@ import shlex
 import subprocess
 import sys
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,13 +26,10 @@ def cpu_model() -> str:
 
 
 def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+    from flows.manifest import package_versions
+
+    found = package_versions(PACKAGES)
+    return {"python": platform.python_version(), **{k: v or "not installed" for k, v in found.items()}}
 
 
 def git_version() -> str:

