@@ -2,7 +2,7 @@
 
 Both methods cluster the same units (the corpus's clusterable segments) from the same vectors.
 Themesift runs its pipeline stages with the given configuration exactly as the suggest flow's tasks do
-(UMAP + HDBSCAN, stability resamples, describe, rank, assemble); BERTopic runs with its defaults and
+(UMAP + HDBSCAN, stability resamples, describe, rank, outliers joining their theme, assemble); BERTopic runs with its defaults and
 the same UMAP seed. Figures come from :mod:`pipeline.agreement`:
 
 * ARI / NMI with outliers as one group of their own (``*_all``) and on assigned units only
@@ -33,7 +33,7 @@ from pipeline.cluster import OUTLIER, ThemeClusterer
 from pipeline.describe import ThemeDescriber
 from pipeline.embed import Embedder, text_hash
 from pipeline.rank import score_themes
-from pipeline.themes import assemble
+from pipeline.themes import JoinRule, assemble, join_outliers
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,8 +88,11 @@ def run_themesift(corpus: Corpus, vectors: np.ndarray, config: dict, embedder: E
     descriptions = describer.describe(texts, clusterer.labels_, vectors, cases, clusterer.probabilities_)
     scores = score_themes(descriptions, vectors, clusterer.labels_, cases, stability, config["rank"]["weights"],
                           st["n_resamples"])
-    suggestions = assemble(corpus.units, clusterer.labels_, vectors, descriptions, scores,
-                           config["cluster"]["outlier_suggestion_min_similarity"])
+    labels = clusterer.labels_
+    joined = join_outliers(vectors, labels, range(len(labels)), sorted(set(labels.tolist()) - {OUTLIER}),
+                           JoinRule.from_config(config["cluster"]["join_outliers"]))
+    suggestions = assemble(corpus.units, labels, vectors, descriptions, scores,
+                           config["cluster"]["outlier_suggestion_min_similarity"], joined)
     partition: dict[int, str | None] = {u: None for u in corpus.units}
     for theme in suggestions.themes:
         for m in theme.members:

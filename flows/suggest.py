@@ -29,7 +29,7 @@ from pipeline.ingest import Document, Ingester, IngestResult
 from pipeline.rank import score_themes
 from pipeline.segment import Segment, Segmenter
 from pipeline.honour import cluster_centroids, combine_labels, drop_rejected, name_carried, plan_segments
-from pipeline.themes import Suggestions, assemble
+from pipeline.themes import JoinRule, Suggestions, assemble, join_outliers
 
 
 @dataclass
@@ -295,13 +295,17 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, force: bo
     descriptions = timed("describe", describe_task, texts, labels, vectors, cases, strengths,
                          config["describe"], config["embed"], store)
     scores = timed("rank", rank_task, descriptions, vectors, labels, cases, stability, config["rank"])
+    # Left-out segments of this clustering may join its new themes; kept themes took theirs by the review rule.
+    new_themes = sorted(set(rest_labels.tolist()) - {-1})
+    joined = join_outliers(vectors, labels, rest, new_themes, JoinRule.from_config(config["cluster"]["join_outliers"]))
     suggestions = assemble(clustered, labels, vectors, descriptions, scores,
-                           config["cluster"]["outlier_suggestion_min_similarity"])
+                           config["cluster"]["outlier_suggestion_min_similarity"], joined)
     if label_of:
         names = {key: kept[0] for key, kept in honour.kept.items()}
         suggestions = Suggestions(tuple(name_carried(suggestions.themes, label_of, names)), suggestions.outliers)
     run_manifest = manifest()
     run_manifest["reduction"] = reduction
+    run_manifest["joined_outliers"] = len(joined)
     run_manifest["cluster_params"] = ({k: v for k, v in vars(clusterer).items() if not k.endswith("_")}
                                       if clusterer is not None else None)
     run_manifest["honour"] = {

@@ -14,7 +14,7 @@ from models.records import Membership, Run, Segment
 from pipeline.rank import PARTS
 
 CSV_COLUMNS = ("run_id", "theme_id", "rank", "label", "score", *PARTS, "keywords", "segment_id", "source", "case",
-               "speaker", "row_id", "start", "end", "strength", "is_quote", "suggested_rank",
+               "speaker", "row_id", "start", "end", "strength", "joined_similarity", "is_quote", "suggested_rank",
                "suggested_similarity", "text")
 
 
@@ -63,7 +63,8 @@ def suggestion_export(session: Session, run: Run) -> dict[str, Any]:
             "theme_id": theme.id, "rank": theme.rank, "label": theme.label, "keywords": theme.keywords,
             "score": theme.score, "parts": theme.parts, "reasons": theme.reasons, "cases": theme.cases,
             "quotes": theme.quotes, "n_segments": theme.n_segments,
-            "members": [member(m) for m in rows if m.theme_id == theme.id],
+            "members": [{**member(m), "joined_similarity": round(m.suggested_similarity, 6)
+                         if m.suggested_theme_id == theme.id else None} for m in rows if m.theme_id == theme.id],
         })
     outliers = [{**member(m), "suggested_rank": m.suggested_theme.rank if m.suggested_theme else None,
                  "suggested_similarity": round(m.suggested_similarity, 6)} for m in rows if m.theme_id is None]
@@ -98,7 +99,8 @@ def write_suggestions(export: dict[str, Any], path: Path, fmt: str) -> Path:
 
 def _csv_row(run_id: int, m: dict, theme: dict | None, is_quote: bool) -> dict[str, Any]:
     row = {"run_id": run_id, **{k: m.get(k) for k in ("segment_id", "source", "case", "speaker", "row_id", "start",
-                                                      "end", "strength", "text")}, "is_quote": int(is_quote)}
+                                                      "end", "strength", "joined_similarity", "text")},
+           "is_quote": int(is_quote)}
     if theme is None:
         row.update(label="(outlier queue)", suggested_rank=m.get("suggested_rank"),
                    suggested_similarity=m.get("suggested_similarity"))

@@ -153,7 +153,13 @@ class Theme(Base):
 
 
 class Membership(Base):
-    """A clustered segment's place in a run: in a theme (with strength) or in the outlier queue."""
+    """A clustered segment's place in a run: in a theme (with strength) or in the outlier queue.
+
+    ``suggested_theme_id``/``suggested_similarity``: the theme the similarity rule points to. For a
+    segment in the queue, its nearest theme (a hint, or None when not similar enough); for a member
+    that joined its theme from the queue (``pipeline.themes.join_outliers``), that theme itself; None
+    for members the clustering put there.
+    """
 
     __tablename__ = "membership"
     __table_args__ = (UniqueConstraint("run_id", "segment_id"), Index("ix_membership_run_theme", "run_id", "theme_id"))

@@ -95,11 +95,17 @@ class StudyView:
     key_of: dict[int, str]                         # theme id -> key
     base: dict[int, str | None]                    # run membership: segment -> key / None (outliers)
     strength: dict[int, float]
-    suggested: dict[int, tuple[str, float]]        # outlier -> (suggested key, similarity)
+    suggested: dict[int, tuple[str, float]]        # by similarity: outlier's hint / joined member's theme
     segments: dict[int, SegmentRow]                # every segment of the study
     entries: list[cb.Entry]
     state: cb.CodebookState
     partition: dict[int, str | None] = field(default_factory=dict)
+
+    def joined(self, segment: int) -> float | None:
+        """The similarity with which ``segment`` joined its run theme from the outlier queue; None when
+        the clustering put it in its theme, or it stayed in the queue."""
+        hint = self.suggested.get(segment)
+        return hint[1] if hint is not None and self.base.get(segment) == hint[0] else None
 
     def __post_init__(self) -> None:
         self.partition = self.state.partition(self.base, self.base_keys)
@@ -224,7 +230,7 @@ def load_view(session: Session, study: str | Study, run_id: int | None = None) -
                 .where(Membership.run_id == run.id)):
             base[seg] = key_of.get(theme_id) if theme_id is not None else None
             strength[seg] = float(s or 0.0)
-            if theme_id is None and sug is not None and sug in key_of:
+            if sug is not None and sug in key_of:
                 suggested[seg] = (key_of[sug], float(sim or 0.0))
     segments = {
         sid: SegmentRow(sid, src, case, bool(clu), role) for sid, src, case, clu, role in session.execute(

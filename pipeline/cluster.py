@@ -1,7 +1,8 @@
 """Reduce and cluster: UMAP (cosine) then HDBSCAN, with sizes scaled to the corpus and fixed seeds.
 
-Segments HDBSCAN leaves unassigned get the label -1: they form the outlier queue and are never
-reassigned behind the user's back.
+Segments HDBSCAN leaves unassigned get the label -1. Those that fit a theme as well as its own
+members do join it later, marked as joined (``pipeline.themes.join_outliers``); the rest form the
+outlier queue.
 
 UMAP's neighbour graph is computed exactly (one matrix product per block of rows) up to
 ``exact_knn_max`` segments: on a study-sized corpus that takes a second, where UMAP's approximate

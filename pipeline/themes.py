@@ -9,12 +9,19 @@ import numpy as np
 
 from pipeline.cluster import OUTLIER
 from pipeline.describe import ThemeDescription, centroids, nearest_themes
+from pipeline.honour import ASSIGNED, calibrate, classify
 from pipeline.rank import ThemeScore
 
 
 @dataclass(frozen=True)
 class CandidateTheme:
-    """One ranked suggestion. Indices (``members``, ``quotes``) point into the run's segment list."""
+    """One ranked suggestion. Indices (``members``, ``quotes``, ``joined``) point into the run's segment list.
+
+    ``members`` are the segments the clustering put in the theme followed by those that ``joined`` it
+    from the outlier queue (:func:`join_outliers`); a joined member's strength is 0 (HDBSCAN left it
+    out) and its centrality is its similarity to the theme's centre. Label, keywords, quotes and rank
+    come from the clustered members only.
+    """
 
     rank: int
     cluster: int
@@ -28,6 +35,7 @@ class CandidateTheme:
     strengths: tuple[float, ...]
     centrality: tuple[float, ...]
     quotes: tuple[int, ...]
+    joined: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -45,27 +53,73 @@ class Suggestions:
     outliers: tuple[OutlierSegment, ...]
 
 
+@dataclass(frozen=True)
+class JoinRule:
+    """When a segment the clustering left out joins a theme: when it is as close to the theme's centre
+    as most of the theme's own members are (the rule a re-run uses to give confirmed themes new
+    segments, :func:`pipeline.honour.classify`).
+
+    The threshold is the ``percentile``-th percentile of the members' leave-one-out similarities to the
+    centre, at least ``min_similarity``; a segment within ``uncertain_margin`` of a second theme that
+    would also take it stays in the queue.
+    """
+
+    percentile: float = 10.0
+    min_similarity: float = 0.35
+    uncertain_margin: float = 0.0
+
+    @classmethod
+    def from_config(cls, cfg: Mapping) -> "JoinRule | None":
+        """The rule of ``cluster.join_outliers``; None when its percentile is null (nothing joins)."""
+        if cfg["percentile"] is None:
+            return None
+        return cls(float(cfg["percentile"]), float(cfg["min_similarity"]), float(cfg["uncertain_margin"]))
+
+
+def join_outliers(vectors: np.ndarray, labels: np.ndarray, rows: Sequence[int], themes: Sequence[int],
+                  rule: JoinRule | None) -> dict[int, tuple[int, float]]:
+    """Which of the outlier ``rows`` join one of ``themes`` (labels in ``labels``) under ``rule``.
+
+    Returns ``row -> (theme label, cosine similarity to the theme's centre)``. Rows that are not
+    outliers, and themes not listed (e.g. themes a coder kept, which a re-run fills by its own rule),
+    take no part. Deterministic: themes are calibrated in the order given.
+    """
+    rows = [int(r) for r in rows if labels[r] == OUTLIER]
+    themes = [int(t) for t in themes if t != OUTLIER and (labels == t).any()]
+    if rule is None or not rows or not themes:
+        return {}
+    calibrations = calibrate({t: vectors[labels == t] for t in themes}, rule.percentile, rule.min_similarity)
+    found = classify(vectors[rows], calibrations, rule.uncertain_margin)
+    return {r: (a.key, a.similarity) for r, a in zip(rows, found) if a.status == ASSIGNED}
+
+
 def assemble(clustered: Sequence[int], labels: np.ndarray, vectors: np.ndarray,
              descriptions: Sequence[ThemeDescription], scores: Sequence[ThemeScore],
-             min_suggestion_similarity: float) -> Suggestions:
+             min_suggestion_similarity: float, joined: Mapping[int, tuple[int, float]] | None = None,
+             ) -> Suggestions:
     """Join descriptions and scores into ranked themes, and build the outlier queue.
 
-    ``clustered[i]`` is the segment-list index of row ``i`` of ``labels``/``vectors``.
+    ``clustered[i]`` is the segment-list index of row ``i`` of ``labels``/``vectors``. ``joined``
+    (from :func:`join_outliers`) moves outlier rows into their theme's members, marked as joined; the
+    other outliers form the queue, each with its nearest theme as a hint when similar enough.
     """
+    joined = dict(joined or {})
     by_theme = {d.theme: d for d in descriptions}
     names = {d.theme: d.label for d in descriptions}
     rank_of = {s.theme: r for r, s in enumerate(scores, start=1)}
     themes = []
     for s in scores:
         d = by_theme[s.theme]
+        extra = sorted(row for row, (t, _) in joined.items() if t == s.theme)
         themes.append(CandidateTheme(
             rank=rank_of[s.theme], cluster=s.theme, label=d.label, keywords=d.keywords, score=s.score,
             parts=dict(s.parts), reasons=tuple(s.reasons(names)), cases=s.cases,
-            members=tuple(clustered[i] for i in d.members), strengths=d.strengths, centrality=d.centrality,
-            quotes=tuple(clustered[i] for i in d.quotes),
+            members=tuple(clustered[i] for i in (*d.members, *extra)), strengths=(*d.strengths, *[0.0] * len(extra)),
+            centrality=(*d.centrality, *(joined[row][1] for row in extra)),
+            quotes=tuple(clustered[i] for i in d.quotes), joined=tuple(clustered[i] for i in extra),
         ))
     order = [s.theme for s in scores]
-    outlier_rows = np.flatnonzero(labels == OUTLIER)
+    outlier_rows = np.array([r for r in np.flatnonzero(labels == OUTLIER).tolist() if r not in joined], dtype=np.int64)
     best, sims = nearest_themes(vectors[outlier_rows], centroids(vectors, labels, order))
     outliers = tuple(
         OutlierSegment(clustered[row], rank_of[order[b]] if b >= 0 and sim >= min_suggestion_similarity else None,

@@ -82,6 +82,13 @@ def keys_and_outliers(store: Store, name: str):
         return [r.key for r in view.rows()], view.outliers(), view
 
 
+def segments_outside(view, keys, n: int) -> list[int]:
+    """``n`` segments in none of ``keys``' themes: the outlier queue first, then other themes' members."""
+    pool = list(view.outliers()) + [s for r in view.rows() if r.key not in keys for s in view.members(r.key)]
+    assert len(pool) >= n, f"only {len(pool)} segments outside {keys}"
+    return pool[:n]
+
+
 # -- fixtures (import them into a test module to use them) ------------------------------------------
 @pytest.fixture(scope="session")
 def review_template(example_study, tmp_path_factory) -> Path:

@@ -37,7 +37,8 @@ def test_suggest_prints_ranked_themes_and_where_results_are(prefect_harness, tmp
     (folder / "P06.docx").unlink()
     assert main(["suggest", str(folder), "--study", "six", "--config", str(cfg), "--top", "3", "--diff"]) == 0
     out = capsys.readouterr().out
-    assert "Run 1 -> run 2: " in out and "shrunk" in out  # P06's segments left some themes
+    assert "Run 1 -> run 2: " in out
+    assert " shrunk" in out or " gone" in out  # P06's segments left some themes (or all of one)
     assert main(["suggest", str(folder), "--study", "six", "--config", str(cfg), "--top", "3"]) == 0
     assert "nothing changed since run 2" in capsys.readouterr().out
 

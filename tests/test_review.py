@@ -22,7 +22,7 @@ from models.review import (APPLY_CODER, DecisionError, apply_codebook, decide, e
 from models.store import Store
 from pipeline.embed import text_hash
 from pipeline.honour import FIXED_NONE, drop_rejected, plan_segments
-from review_helpers import CSRF, keys_and_outliers, login, n_decisions, private_study
+from review_helpers import CSRF, keys_and_outliers, login, n_decisions, private_study, segments_outside
 from web.app import create_app
 
 REVIEW = {"calibration_percentile": 10.0, "min_similarity": 0.35, "uncertain_margin": 0.05,
@@ -81,6 +81,35 @@ def test_untrusted_text_is_escaped_everywhere(study):
     assert "<mark>alert</mark>" in search and "&lt;script&gt;" in search
     response = client.get("/themes")
     assert "script-src 'self'" in response.headers["content-security-policy"]
+
+
+def test_segments_that_joined_from_the_queue_are_marked_on_the_page_and_in_exports(study):
+    """The flow's run of the example study: left-out segments that fit a theme joined it, visibly."""
+    from models.export import suggestion_export
+
+    store = study.store
+    keys, outliers, view = keys_and_outliers(store, study.name)
+    joined = {sid: view.joined(sid) for key in keys for sid in view.members(key) if view.joined(sid) is not None}
+    assert joined and outliers  # some joined, some still wait in the queue
+    with store.sessions() as session:
+        run = session.get(Run, view.run.id)
+        assert run.manifest["joined_outliers"] == len(joined)
+        export = suggestion_export(session, run)
+    exported = {m["segment_id"]: m["joined_similarity"] for t in export["themes"] for m in t["members"]}
+    assert {sid: round(sim, 6) for sid, sim in joined.items()} == {k: v for k, v in exported.items() if v is not None}
+    assert all(view.strength[sid] == 0.0 and sim >= 0.35 for sid, sim in joined.items())
+    sid, sim = next(iter(joined.items()))
+    client = TestClient(create_app(store, study.name))
+    login(client, name="amira")
+    key = view.base[sid]
+    page = client.get(f"/themes/{key}?order=weakest").text
+    item = page[page.index(f'id="seg-{sid}"'):]
+    item = item[:item.index("</li>")]
+    assert f"joined from the outlier queue (similarity {sim:.2f})" in item
+    clustered = max((m for m in view.members(key) if m not in joined), key=lambda m: view.strength[m])
+    page = client.get(f"/themes/{key}").text  # strongest first
+    item = page[page.index(f'id="seg-{clustered}"'):]
+    assert "joined from the outlier queue" not in item[:item.index("</li>")]
 
 
 def test_forms_without_a_valid_csrf_token_are_refused(study):
@@ -245,11 +274,12 @@ def test_team_mode_needs_a_token_and_coders_see_each_others_decisions(study, cap
 
 def test_two_coders_deciding_at_once_lose_nothing(study):
     url = study.config["store"]["url"]
-    keys, outliers, _ = keys_and_outliers(study.store, study.name)
+    keys, _, view = keys_and_outliers(study.store, study.name)
     servers = [create_app(Store(url), study.name), create_app(Store(url), study.name)]  # two processes' worth
     clients = [TestClient(s) for s in servers]
     tokens = [login(clients[0], name="amira"), login(clients[1], name="ben")]
     n = 12
+    outliers = segments_outside(view, keys[:2], 2 * n)
     work = {0: [(s, keys[0]) for s in outliers[:n]], 1: [(s, keys[1]) for s in outliers[n:2 * n]]}
     statuses: dict[int, list[int]] = {0: [], 1: []}
     start = threading.Barrier(2)

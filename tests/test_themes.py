@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+
+from pipeline.config import load_config
+from pipeline.describe import ThemeDescription
+from pipeline.rank import score_themes
+from pipeline.themes import JoinRule, assemble, join_outliers
+from test_rank import WEIGHTS
+
+RULE = JoinRule(percentile=10, min_similarity=0.35, uncertain_margin=0.0)
+
+
+def _corpus(seed: int = 0):
+    """Two themes of 20 members around axes 0 and 1, then four outliers: near theme 0, near theme 1,
+    on an axis of their own, and between the two themes but close to neither."""
+    rng = np.random.default_rng(seed)
+    members = [np.eye(8)[axis] + 0.25 * rng.normal(size=(20, 8)) for axis in (0, 1)]
+    outliers = np.array([np.eye(8)[0] + 0.05 * rng.normal(size=8), np.eye(8)[1] + 0.05 * rng.normal(size=8),
+                         np.eye(8)[5], np.eye(8)[0] + np.eye(8)[1] + 1.5 * np.eye(8)[6]])
+    vectors = np.vstack([*members, outliers])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    labels = np.array([0] * 20 + [1] * 20 + [-1] * 4)
+    return vectors, labels
+
+
+def test_an_outlier_joins_the_theme_it_fits_as_well_as_the_members_do():
+    vectors, labels = _corpus()
+    joined = join_outliers(vectors, labels, range(len(labels)), [0, 1], RULE)
+    assert sorted(joined) == [40, 41]
+    assert joined[40][0] == 0 and joined[41][0] == 1
+    centre = vectors[labels == 0].mean(axis=0)
+    assert joined[40][1] == pytest.approx(vectors[40] @ centre / np.linalg.norm(centre), abs=1e-6)
+
+
+def test_joining_is_limited_to_the_rows_and_themes_given_and_can_be_turned_off():
+    vectors, labels = _corpus()
+    assert join_outliers(vectors, labels, range(len(labels)), [0, 1], None) == {}
+    assert sorted(join_outliers(vectors, labels, [41, 42, 43], [0, 1], RULE)) == [41]
+    assert join_outliers(vectors, labels, range(len(labels)), [1], RULE) == {41: join_outliers(
+        vectors, labels, range(len(labels)), [0, 1], RULE)[41]}
+    assert join_outliers(vectors, labels, [0, 1, 2], [0, 1], RULE) == {}  # members are not outliers
+
+
+def test_a_stricter_percentile_takes_fewer():
+    vectors, labels = _corpus(1)
+    loose = join_outliers(vectors, labels, range(len(labels)), [0, 1], JoinRule(0, 0.35, 0.0))
+    strict = join_outliers(vectors, labels, range(len(labels)), [0, 1], JoinRule(100, 0.35, 0.0))
+    assert set(strict) <= set(loose) and len(strict) < len(loose)
+
+
+def test_the_default_configuration_joins_by_the_review_rule():
+    cfg = load_config()
+    assert JoinRule.from_config(cfg["cluster"]["join_outliers"]) == JoinRule(
+        cfg["cluster"]["join_outliers"]["percentile"], cfg["review"]["min_similarity"], 0.0)
+    assert JoinRule.from_config({**cfg["cluster"]["join_outliers"], "percentile": None}) is None
+
+
+def test_assemble_marks_joined_members_and_keeps_them_out_of_the_queue():
+    vectors, labels = _corpus()
+    descriptions = [ThemeDescription(t, f"theme {t}", (), (), tuple(np.flatnonzero(labels == t).tolist()),
+                                     (0.9,) * 20, (0.8,) * 20, (int(np.flatnonzero(labels == t)[0]),))
+                    for t in (0, 1)]
+    cases = [f"P{i % 5}" for i in range(len(labels))]
+    scores = score_themes(descriptions, vectors, labels, cases, {0: (1.0, 5), 1: (1.0, 5)}, WEIGHTS, 5)
+    joined = join_outliers(vectors, labels, range(len(labels)), [0, 1], RULE)
+    rows = [100 + i for i in range(len(labels))]  # segment-list indices differ from row numbers
+    suggestions = assemble(rows, labels, vectors, descriptions, scores, 0.35, joined)
+    theme = next(t for t in suggestions.themes if t.cluster == 0)
+    assert theme.joined == (140,)
+    assert theme.members[-1] == 140 and theme.strengths[-1] == 0.0
+    assert theme.centrality[-1] == joined[40][1]
+    assert theme.quotes == (100,)  # label, quotes and rank come from the clustered members
+    assert len(theme.members) == len(theme.strengths) == len(theme.centrality) == 21
+    assert [o.index for o in suggestions.outliers] == [142, 143]
+    without = assemble(rows, labels, vectors, descriptions, scores, 0.35)
+    assert [o.index for o in without.outliers] == [140, 141, 142, 143]
+    assert [t.score for t in without.themes] == [t.score for t in suggestions.themes]
