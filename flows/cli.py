@@ -138,8 +138,10 @@ def print_themes(store: Store, study: str, run_id: int | None, top: int) -> None
     with store.sessions() as session:
         run = _run(store, session, study, run_id)
         themes = theme_summaries(session, run)
+        joined = run.manifest.get("joined_outliers")  # runs before joining existed do not record it
         print(f"Study '{study}', run {run.id} ({run.finished_at:%Y-%m-%d %H:%M} UTC): {run.n_themes} candidate themes "
-              f"from {run.n_segments} segments; {run.n_outliers} in the outlier queue.")
+              f"from {run.n_segments} segments; {run.n_outliers} in the outlier queue"
+              + (f" ({joined} more joined the theme they fit)." if joined else "."))
         header = f"{'rank':>4}  {'score':>5}  " + "  ".join(f"{p[:5]:>5}" for p in PARTS) + "  cases  segs  label"
         print("\n" + header)
         print("-" * len(header))
@@ -153,7 +155,8 @@ def print_themes(store: Store, study: str, run_id: int | None, top: int) -> None
             print(f"... and {len(themes) - top} more (themesift themes --study {study} --top {len(themes)})")
         print("\nParts: cover(age) = participants raising it / those of the widest theme; cohes(ion), "
               "disti(nctiveness), stabi(lity) over re-clusterings, size; score = weighted sum (rank.weights "
-              "in the config).")
+              "in the config). The parts are measured on the segments the clustering put in a theme; segs also "
+              "counts those that joined it from the outlier queue.")
 
 
 def _run(store: Store, session, study: str, run_id: int | None):
