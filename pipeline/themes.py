@@ -64,9 +64,9 @@ class JoinRule:
     would also take it stays in the queue.
     """
 
-    percentile: float = 10.0
-    min_similarity: float = 0.35
-    uncertain_margin: float = 0.0
+    percentile: float
+    min_similarity: float
+    uncertain_margin: float
 
     @classmethod
     def from_config(cls, cfg: Mapping) -> "JoinRule | None":
