@@ -523,3 +523,4 @@ def test_second_suggest_honours_the_decisions(study, tmp_path_factory):
     assert len(new.members(keys[0])) <= len(old_members) + 15  # gains what fits, does not swallow the rest
     assert old_members <= set(new.members(keys[0]))
     assert new.partition.get(moved) is None
+    assert new.base.get(moved) is None  # the run itself left it out: it never joins a theme
