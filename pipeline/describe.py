@@ -68,7 +68,7 @@ def same_word(a: str, b: str) -> bool:
     """Whether two words are inflections of one another ('look' / 'looked', 'nurse' / 'nurses').
 
     Crude and dependency-free: the shorter word (3+ letters) plus a common English ending gives the
-    longer one, or both lose such an ending to the same stem ('looks' / 'looked')."""
+    longer one, or both lose such an ending to the same stem ('looks' / 'looked', 'happier' / 'happy')."""
     if a == b:
         return True
     short, long = sorted((a, b), key=len)
@@ -80,8 +80,9 @@ def same_word(a: str, b: str) -> bool:
 def _stem(word: str) -> str:
     for suffix in _INFLECTIONS:
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            return word[: -len(suffix)]
-    return word
+            word = word[: -len(suffix)]
+            break
+    return word[:-1] + "y" if word.endswith("i") else word  # happier / happily / happy, tried / try
 
 
 def _distinct_words(term: str) -> bool:

@@ -10,7 +10,9 @@ from pipeline.describe import ThemeDescriber, make_label, same_word
 
 @pytest.mark.parametrize("a, b, same", [
     ("look", "looked", True), ("looks", "looked", True), ("nurse", "nurses", True), ("case", "cases", True),
+    ("happier", "happy", True), ("happily", "happy", True), ("tried", "try", True),
     ("ward", "staff", False), ("care", "caring", False), ("bed", "bedding", False), ("use", "user", False),
+    ("taxi", "taxes", False),
 ])
 def test_same_word_sees_inflections_only(a, b, same):
     assert same_word(a, b) is same and same_word(b, a) is same
