@@ -106,6 +106,7 @@ def test_segments_that_joined_from_the_queue_are_marked_on_the_page_and_in_expor
     item = page[page.index(f'id="seg-{sid}"'):]
     item = item[:item.index("</li>")]
     assert f"joined from the outlier queue (similarity {sim:.2f})" in item
+    assert f"{len(joined)} more segments the clustering left out fitted a theme" in client.get("/outliers").text
     clustered = max((m for m in view.members(key) if m not in joined), key=lambda m: view.strength[m])
     page = client.get(f"/themes/{key}").text  # strongest first
     item = page[page.index(f'id="seg-{clustered}"'):]

@@ -264,8 +264,9 @@ def create_app(store: Store, study: str, team: bool = False, review_cfg: Mapping
             shown = queue[(page_no - 1) * PAGE_SIZE: page_no * PAGE_SIZE]
             segs = segments_by_id(session, shown)
             contexts = {s: segment_context(session, segs[s]) for s in segs}
+            n_joined = sum(view.joined(s) is not None for s in view.base)
             return page(request, v, "outliers.html", view=view, queue=shown, n_queue=len(queue), segs=segs,
-                        contexts=contexts, page_no=page_no, pages=pages, active=_active(view))
+                        contexts=contexts, page_no=page_no, pages=pages, active=_active(view), n_joined=n_joined)
 
     @app.get("/search", response_class=HTMLResponse)
     def search(request: Request, q: str = "", page_no: int = 1, v: Visitor = Depends(signed_in)):
