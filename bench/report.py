@@ -128,7 +128,10 @@ NOTES = """## Findings and what was tried (written by hand on 2026-11-27; every 
   +- 0.003, but banking77 0.684 and FFT label 0.189 fall back, and it adds small themes); HDBSCAN's
   `max_cluster_size` at 1-10% of the corpus (it turns the capped clusters into noise instead of
   splitting them: F1 down); a cluster-size factor of 0.18 with joining (banking77 +0.001, FFT
-  subcategory +0.003: both level, and at a factor fitted to these two corpora).
+  subcategory +0.003: both level, and at a factor fitted to these two corpora). HDBSCAN's leaf
+  clusters, the natural finer grain for sub-themes under each theme, do not reach BERTopic on FFT
+  subcategory either, even with joining: F1 0.165 at the default cluster size and 0.171 at size 10
+  (-0.014 +- 0.002 and -0.008 +- 0.001), so sub-themes would need another way to cut.
 
 ### Third pass: ranking for surveys, five seeds, two held-out corpora
 
