@@ -100,7 +100,7 @@ def test_segments_that_joined_from_the_queue_are_marked_on_the_page_and_in_expor
     assert all(view.strength[sid] == 0.0 and sim >= 0.35 for sid, sim in joined.items())
     sid, sim = next(iter(joined.items()))
     client = TestClient(create_app(store, study.name))
-    login(client, name="amira")
+    csrf = login(client, name="amira")
     key = view.base[sid]
     page = client.get(f"/themes/{key}?order=weakest").text
     item = page[page.index(f'id="seg-{sid}"'):]
@@ -111,6 +111,16 @@ def test_segments_that_joined_from_the_queue_are_marked_on_the_page_and_in_expor
     page = client.get(f"/themes/{key}").text  # strongest first
     item = page[page.index(f'id="seg-{clustered}"'):]
     assert "joined from the outlier queue" not in item[:item.index("</li>")]
+    # one decision sends the theme's joined segments back to the queue; the clustered ones stay
+    here = sorted(s for s in joined if view.base[s] == key)
+    assert f"Send the {len(here)} segments that joined from the outlier queue back to it" in page
+    form = [("csrf", csrf), ("action", "move"), ("to", "__none__"), *[("segment_ids", str(s)) for s in here]]
+    assert client.post("/decide", content=urlencode(form), headers={"content-type": "application/x-www-form-urlencoded"},
+                       follow_redirects=False).status_code == 303
+    with store.sessions() as session:
+        after = load_view(session, study.name)
+    assert here and all(after.partition.get(s) is None for s in here) and clustered in after.members(key)
+    assert "Send the" not in client.get(f"/themes/{key}").text
 
 
 def test_forms_without_a_valid_csrf_token_are_refused(study):

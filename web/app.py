@@ -209,6 +209,7 @@ def create_app(store: Store, study: str, team: bool = False, review_cfg: Mapping
                 return page(request, v, "error.html", 404, view=view, title="No such theme",
                             errors=[f"There is no theme '{key}' in this study."], back="/themes")
             members = view.members(key) if row.status in cb.ACTIVE else []
+            joined = [s for s in members if view.joined(s) is not None and view.base.get(s) == key]
             weakest = order == "weakest"
             members.sort(key=lambda s: (view.strength.get(s, -1.0) if weakest else -view.strength.get(s, -1.0), s))
             pages = max(1, math.ceil(len(members) / PAGE_SIZE))
@@ -225,6 +226,7 @@ def create_app(store: Store, study: str, team: bool = False, review_cfg: Mapping
                        or e.after.get("to") == key]
             return page(request, v, "theme.html", view=view, row=row, members=shown, segs=segs, contexts=contexts,
                         page_no=page_no, pages=pages, order=order, n_members=len(members), active=active, nav=nav,
+                        joined=joined,
                         history=[(e, _summary(view, e)) for e in reversed(history)],
                         diffs=[d for d in differences(view.entries) if d.kind == "theme" and d.ref == key])
 
