@@ -2,8 +2,8 @@
 
 Both methods cluster the same units (the corpus's clusterable segments) from the same vectors.
 Themesift runs its pipeline stages with the given configuration exactly as the suggest flow's tasks do
-(UMAP + HDBSCAN, stability resamples, describe, rank, outliers joining their theme, assemble); BERTopic runs with its defaults and
-the same UMAP seed. Figures come from :mod:`pipeline.agreement`:
+(UMAP + HDBSCAN, stability resamples, describe, rank, outliers joining their theme, assemble); BERTopic
+runs with its defaults and the same UMAP seed. Figures come from :mod:`pipeline.agreement`:
 
 * ARI / NMI with outliers as one group of their own (``*_all``) and on assigned units only
   (``*_assigned``, with ``coverage`` = share of units assigned). Multi-label units use their first code.
@@ -82,13 +82,13 @@ def run_themesift(corpus: Corpus, vectors: np.ndarray, config: dict, embedder: E
     t0 = time.perf_counter()
     texts, cases = corpus.texts, corpus.cases
     clusterer = ThemeClusterer.from_config(config["cluster"], len(vectors)).fit(vectors)
+    labels = clusterer.labels_
     st = config["rank"]["stability"]
     stability = clusterer.stability(st["n_resamples"], st["sample_fraction"], st["found_again_jaccard"])
     describer = ThemeDescriber.from_config(config["describe"], embedder.encode)
-    descriptions = describer.describe(texts, clusterer.labels_, vectors, cases, clusterer.probabilities_)
-    scores = score_themes(descriptions, vectors, clusterer.labels_, cases, stability, config["rank"]["weights"],
+    descriptions = describer.describe(texts, labels, vectors, cases, clusterer.probabilities_)
+    scores = score_themes(descriptions, vectors, labels, cases, stability, config["rank"]["weights"],
                           st["n_resamples"])
-    labels = clusterer.labels_
     joined = join_outliers(vectors, labels, range(len(labels)), sorted(set(labels.tolist()) - {OUTLIER}),
                            JoinRule.from_config(config["cluster"]["join_outliers"]))
     suggestions = assemble(corpus.units, labels, vectors, descriptions, scores,

@@ -206,12 +206,12 @@ class Store:
                     quotes=[segment_ids[i] for i in t.quotes], n_segments=len(t.members))
             session.add_all(theme_rows.values())
             session.flush()
+            joined = {i for t in suggestions.themes for i in t.joined}
             memberships = [  # a member that joined from the queue keeps the rule's theme and similarity
                 {"run_id": run.id, "segment_id": segment_ids[i], "theme_id": theme_rows[t.rank].id,
                  "strength": s, "centrality": c, "suggested_theme_id": theme_rows[t.rank].id if i in joined else None,
                  "suggested_similarity": c if i in joined else 0.0}
-                for t in suggestions.themes for joined in [set(t.joined)]
-                for i, s, c in zip(t.members, t.strengths, t.centrality)
+                for t in suggestions.themes for i, s, c in zip(t.members, t.strengths, t.centrality)
             ] + [
                 {"run_id": run.id, "segment_id": segment_ids[o.index], "theme_id": None, "strength": 0.0,
                  "centrality": 0.0, "suggested_similarity": o.similarity,

@@ -104,13 +104,16 @@ def assemble(clustered: Sequence[int], labels: np.ndarray, vectors: np.ndarray,
     other outliers form the queue, each with its nearest theme as a hint when similar enough.
     """
     joined = dict(joined or {})
+    joined_to: dict[int, list[int]] = {}
+    for row in sorted(joined):
+        joined_to.setdefault(joined[row][0], []).append(row)
     by_theme = {d.theme: d for d in descriptions}
     names = {d.theme: d.label for d in descriptions}
     rank_of = {s.theme: r for r, s in enumerate(scores, start=1)}
     themes = []
     for s in scores:
         d = by_theme[s.theme]
-        extra = sorted(row for row, (t, _) in joined.items() if t == s.theme)
+        extra = joined_to.get(s.theme, [])
         themes.append(CandidateTheme(
             rank=rank_of[s.theme], cluster=s.theme, label=d.label, keywords=d.keywords, score=s.score,
             parts=dict(s.parts), reasons=tuple(s.reasons(names)), cases=s.cases,
