@@ -63,8 +63,8 @@ def suggestion_export(session: Session, run: Run) -> dict[str, Any]:
             "theme_id": theme.id, "rank": theme.rank, "label": theme.label, "keywords": theme.keywords,
             "score": theme.score, "parts": theme.parts, "reasons": theme.reasons, "cases": theme.cases,
             "quotes": theme.quotes, "n_segments": theme.n_segments,
-            "members": [{**member(m), "joined_similarity": round(m.suggested_similarity, 6)
-                         if m.suggested_theme_id == theme.id else None} for m in rows if m.theme_id == theme.id],
+            "members": [{**member(m), "joined_similarity": None if m.joined_similarity is None
+                         else round(m.joined_similarity, 6)} for m in rows if m.theme_id == theme.id],
         })
     outliers = [{**member(m), "suggested_rank": m.suggested_theme.rank if m.suggested_theme else None,
                  "suggested_similarity": round(m.suggested_similarity, 6)} for m in rows if m.theme_id is None]

@@ -155,10 +155,10 @@ class Theme(Base):
 class Membership(Base):
     """A clustered segment's place in a run: in a theme (with strength) or in the outlier queue.
 
-    ``suggested_theme_id``/``suggested_similarity``: the theme the similarity rule points to. For a
-    segment in the queue, its nearest theme (a hint, or None when not similar enough); for a member
-    that joined its theme from the queue (``pipeline.themes.join_outliers``), that theme itself; None
-    for members the clustering put there.
+    ``suggested_theme_id``/``suggested_similarity``: for a segment in the queue, its nearest theme by
+    the similarity rule (a hint; None when not similar enough). ``joined_similarity``: for a member
+    that HDBSCAN left out and that joined its theme from the queue (``pipeline.themes.join_outliers``),
+    its similarity to the theme; None for members the clustering put there.
     """
 
     __tablename__ = "membership"
@@ -172,6 +172,7 @@ class Membership(Base):
     centrality: Mapped[float] = mapped_column(Float, default=0.0)
     suggested_theme_id: Mapped[int | None] = mapped_column(ForeignKey("theme.id"))
     suggested_similarity: Mapped[float] = mapped_column(Float, default=0.0)
+    joined_similarity: Mapped[float | None] = mapped_column(Float)
 
     segment: Mapped[Segment] = relationship(foreign_keys=[segment_id])
     theme: Mapped[Theme | None] = relationship(foreign_keys=[theme_id])

@@ -15,7 +15,7 @@ import json
 import re
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -95,7 +95,8 @@ class StudyView:
     key_of: dict[int, str]                         # theme id -> key
     base: dict[int, str | None]                    # run membership: segment -> key / None (outliers)
     strength: dict[int, float]
-    suggested: dict[int, tuple[str, float]]        # by similarity: outlier's hint / joined member's theme
+    suggested: dict[int, tuple[str, float]]        # outlier -> the nearest theme by similarity (a hint)
+    joined_from_queue: dict[int, float]            # member HDBSCAN left out -> its similarity to the theme it joined
     segments: dict[int, SegmentRow]                # every segment of the study
     entries: list[cb.Entry]
     state: cb.CodebookState
@@ -104,8 +105,7 @@ class StudyView:
     def joined(self, segment: int) -> float | None:
         """The similarity with which ``segment`` joined its run theme from the outlier queue; None when
         the clustering put it in its theme, or it stayed in the queue."""
-        hint = self.suggested.get(segment)
-        return hint[1] if hint is not None and self.base.get(segment) == hint[0] else None
+        return self.joined_from_queue.get(segment)
 
     def __post_init__(self) -> None:
         self.partition = self.state.partition(self.base, self.base_keys)
@@ -160,8 +160,7 @@ class StudyView:
     def with_entry(self, entry: cb.Entry) -> "StudyView":
         """The view after appending ``entry`` (same run and segments; the log folded again)."""
         log = self.entries + [entry]
-        return StudyView(self.study, self.run, self.themes, self.key_of, self.base, self.strength, self.suggested,
-                         self.segments, log, cb.fold(log))
+        return replace(self, entries=log, state=cb.fold(log))
 
     def row(self, key: str) -> ThemeRow | None:
         return next((r for r in self.rows() if r.key == key), None)
@@ -220,25 +219,28 @@ def load_view(session: Session, study: str | Study, run_id: int | None = None) -
     base: dict[int, str | None] = {}
     strength: dict[int, float] = {}
     suggested: dict[int, tuple[str, float]] = {}
+    joined: dict[int, float] = {}
     if run is not None:
         key_of = run_theme_keys(session, run.id)
         for theme in session.scalars(select(Theme).where(Theme.run_id == run.id).order_by(Theme.rank)):
             themes[key_of[theme.id]] = theme
-        for seg, theme_id, s, sug, sim in session.execute(
+        for seg, theme_id, s, sug, sim, joined_sim in session.execute(
                 select(Membership.segment_id, Membership.theme_id, Membership.strength,
-                       Membership.suggested_theme_id, Membership.suggested_similarity)
+                       Membership.suggested_theme_id, Membership.suggested_similarity, Membership.joined_similarity)
                 .where(Membership.run_id == run.id)):
             base[seg] = key_of.get(theme_id) if theme_id is not None else None
             strength[seg] = float(s or 0.0)
             if sug is not None and sug in key_of:
                 suggested[seg] = (key_of[sug], float(sim or 0.0))
+            if joined_sim is not None:
+                joined[seg] = float(joined_sim)
     segments = {
         sid: SegmentRow(sid, src, case, bool(clu), role) for sid, src, case, clu, role in session.execute(
             select(Segment.id, Segment.source_id, Segment.case, Segment.clusterable, Segment.role)
             .join(Source, Source.id == Segment.source_id).where(Source.study_id == srow.id))
     }
     log = entries(session, srow)
-    return StudyView(srow, run, themes, key_of, base, strength, suggested, segments, log, cb.fold(log))
+    return StudyView(srow, run, themes, key_of, base, strength, suggested, joined, segments, log, cb.fold(log))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -654,9 +656,8 @@ def confirmed_codebook(session: Session, study: str, coder: str | None = None) -
     """Confirmed themes (the whole team's log, or one coder's), in list order."""
     view = load_view(session, study)
     if coder is not None:
-        view = StudyView(view.study, view.run, view.themes, view.key_of, view.base, view.strength, view.suggested,
-                         view.segments, [e for e in view.entries if e.coder == coder],
-                         cb.fold(e for e in view.entries if e.coder == coder))
+        own = [e for e in view.entries if e.coder == coder]
+        view = replace(view, entries=own, state=cb.fold(own))
     out = []
     for r in view.rows():
         if r.status != cb.CONFIRMED:

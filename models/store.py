@@ -207,14 +207,14 @@ class Store:
             session.add_all(theme_rows.values())
             session.flush()
             joined = {i for t in suggestions.themes for i in t.joined}
-            memberships = [  # a member that joined from the queue keeps the rule's theme and similarity
+            memberships = [  # a member that joined from the queue keeps its similarity to the theme
                 {"run_id": run.id, "segment_id": segment_ids[i], "theme_id": theme_rows[t.rank].id,
-                 "strength": s, "centrality": c, "suggested_theme_id": theme_rows[t.rank].id if i in joined else None,
-                 "suggested_similarity": c if i in joined else 0.0}
+                 "strength": s, "centrality": c, "suggested_theme_id": None, "suggested_similarity": 0.0,
+                 "joined_similarity": c if i in joined else None}
                 for t in suggestions.themes for i, s, c in zip(t.members, t.strengths, t.centrality)
             ] + [
                 {"run_id": run.id, "segment_id": segment_ids[o.index], "theme_id": None, "strength": 0.0,
-                 "centrality": 0.0, "suggested_similarity": o.similarity,
+                 "centrality": 0.0, "suggested_similarity": o.similarity, "joined_similarity": None,
                  "suggested_theme_id": theme_rows[o.suggested_rank].id if o.suggested_rank else None}
                 for o in suggestions.outliers
             ]

@@ -217,3 +217,38 @@ def test_an_old_database_is_upgraded_and_the_schema_matches_the_records(store_ur
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []  # the migrations build exactly the schema the records describe
     engine.dispose()
+
+
+def test_upgrade_moves_a_joined_member_out_of_the_hint_columns(store_url):
+    """Before 0003 a joined member carried its own theme as the queue's hint; the upgrade gives it a
+    column of its own and leaves the hints of segments in the queue, and clustered members, as they were."""
+    from models import migrate
+
+    engine = create_engine(store_url)
+    migrate.upgrade(engine, "0002_review_compare_runs")
+    when = "'2026-01-01 00:00:00'"
+    with engine.begin() as conn:
+        conn.execute(text(f"INSERT INTO study (id, name, created_at) VALUES (1, 'old', {when})"))
+        conn.execute(text("INSERT INTO source (id, study_id, name, path, format, sha256, text, warnings, created_at) "
+                          f"VALUES (1, 1, 'a.txt', '/a.txt', 'txt', 'ab', 'P01: Hello there.', '[]', {when})"))
+        for sid in (1, 2, 3):
+            conn.execute(text('INSERT INTO segment (id, source_id, start, "end", role, turn_index, text, text_hash, '
+                              f"clusterable, attributes) VALUES ({sid}, 1, {sid}, {sid + 1}, 'participant', 0, 'Hello', "
+                              f"'h{sid}', true, '{{}}')"))
+        conn.execute(text("INSERT INTO run (id, study_id, status, started_at, finished_at, manifest, skipped, "
+                          f"n_segments, n_themes, n_outliers) VALUES (1, 1, 'completed', {when}, {when}, '{{}}', "
+                          "'[]', 3, 1, 1)"))
+        conn.execute(text("INSERT INTO theme (id, run_id, rank, cluster, label, keywords, score, parts, reasons, "
+                          "cases, quotes, n_segments) VALUES (1, 1, 1, 0, 'hello', '[]', 0.5, '{}', '[]', '[]', "
+                          "'[]', 2)"))
+        conn.execute(text("INSERT INTO membership (id, run_id, segment_id, theme_id, strength, centrality, "
+                          "suggested_theme_id, suggested_similarity) VALUES "
+                          "(1, 1, 1, 1, 0.9, 0.8, NULL, 0), "    # clustered member
+                          "(2, 1, 2, 1, 0.0, 0.6, 1, 0.6), "     # joined from the queue
+                          "(3, 1, 3, NULL, 0.0, 0.0, 1, 0.4)"))  # in the queue, with a hint
+    Store(store_url)  # opening the store upgrades it
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT segment_id, theme_id, suggested_theme_id, suggested_similarity, "
+                                 "joined_similarity FROM membership ORDER BY segment_id")).all()
+    assert [tuple(r) for r in rows] == [(1, 1, None, 0.0, None), (2, 1, None, 0.0, 0.6), (3, None, 1, 0.4, None)]
+    engine.dispose()
