@@ -68,13 +68,14 @@ def same_word(a: str, b: str) -> bool:
     """Whether two words are inflections of one another ('look' / 'looked', 'nurse' / 'nurses').
 
     Crude and dependency-free: the shorter word (3+ letters) plus a common English ending gives the
-    longer one, or both lose such an ending to the same stem ('looks' / 'looked', 'happier' / 'happy')."""
+    longer one, or one loses such an ending to become the other ('families' / 'family'), or both lose
+    one to the same stem ('looks' / 'looked', 'happier' / 'happy')."""
     if a == b:
         return True
     short, long = sorted((a, b), key=len)
     if len(short) >= 3 and long.startswith(short) and long[len(short):] in _INFLECTIONS:
         return True
-    return _stem(a) == _stem(b)
+    return _stem(long) == short or _stem(a) == _stem(b)
 
 
 def _stem(word: str) -> str:

@@ -10,7 +10,7 @@ from pipeline.describe import ThemeDescriber, make_label, same_word
 
 @pytest.mark.parametrize("a, b, same", [
     ("look", "looked", True), ("looks", "looked", True), ("nurse", "nurses", True), ("case", "cases", True),
-    ("happier", "happy", True), ("happily", "happy", True), ("tried", "try", True),
+    ("happier", "happy", True), ("happily", "happy", True), ("tried", "try", True), ("families", "family", True),
     ("ward", "staff", False), ("care", "caring", False), ("bed", "bedding", False), ("use", "user", False),
     ("taxi", "taxes", False),
 ])
