@@ -33,7 +33,7 @@ from pipeline.cluster import OUTLIER, ThemeClusterer
 from pipeline.describe import ThemeDescriber
 from pipeline.embed import Embedder, text_hash
 from pipeline.rank import score_themes
-from pipeline.themes import JoinRule, assemble, join_outliers
+from pipeline.themes import JoinRule, SecondPass, assemble, cluster_left_out, join_outliers
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,17 +82,19 @@ def run_themesift(corpus: Corpus, vectors: np.ndarray, config: dict, embedder: E
     t0 = time.perf_counter()
     texts, cases = corpus.texts, corpus.cases
     clusterer = ThemeClusterer.from_config(config["cluster"], len(vectors)).fit(vectors)
-    labels = clusterer.labels_
     st = config["rank"]["stability"]
     stability = clusterer.stability(st["n_resamples"], st["sample_fraction"], st["found_again_jaccard"])
-    describer = ThemeDescriber.from_config(config["describe"], embedder.encode)
-    descriptions = describer.describe(texts, labels, vectors, cases, clusterer.probabilities_)
-    scores = score_themes(descriptions, vectors, labels, cases, stability, config["rank"]["weights"],
-                          st["n_resamples"])
-    joined = join_outliers(vectors, labels, range(len(labels)), sorted(set(labels.tolist()) - {OUTLIER}),
+    rows = range(len(vectors))
+    joined = join_outliers(vectors, clusterer.labels_, rows, sorted(set(clusterer.labels_.tolist()) - {OUTLIER}),
                            JoinRule.from_config(config["cluster"]["join_outliers"]))
+    labels, strengths, more, second = cluster_left_out(clusterer, clusterer.labels_, clusterer.probabilities_, rows,
+                                                       joined, SecondPass.from_config(config["cluster"]["second_pass"]), st)
+    describer = ThemeDescriber.from_config(config["describe"], embedder.encode)
+    descriptions = describer.describe(texts, labels, vectors, cases, strengths)
+    scores = score_themes(descriptions, vectors, labels, cases, {**stability, **more}, config["rank"]["weights"],
+                          st["n_resamples"])
     suggestions = assemble(corpus.units, labels, vectors, descriptions, scores,
-                           config["cluster"]["outlier_suggestion_min_similarity"], joined)
+                           config["cluster"]["outlier_suggestion_min_similarity"], joined, second)
     partition: dict[int, str | None] = {u: None for u in corpus.units}
     for theme in suggestions.themes:
         for m in theme.members:

@@ -139,8 +139,11 @@ def print_themes(store: Store, study: str, run_id: int | None, top: int) -> None
         run = _run(store, session, study, run_id)
         themes = theme_summaries(session, run)
         joined = run.manifest.get("joined_outliers")  # runs before joining existed do not record it
+        second = sum(t["second_pass"] for t in themes)
         print(f"Study '{study}', run {run.id} ({run.finished_at:%Y-%m-%d %H:%M} UTC): {run.n_themes} candidate themes "
-              f"from {run.n_segments} segments; {run.n_outliers} in the outlier queue"
+              f"from {run.n_segments} segments" + (f", the last {second} found by a second pass over the segments the "
+                                                   "first left out" if second else "")
+              + f"; {run.n_outliers} in the outlier queue"
               + (f" ({joined} more joined the theme they fit)." if joined else "."))
         header = f"{'rank':>4}  {'score':>5}  " + "  ".join(f"{p[:5]:>5}" for p in PARTS) + "  cases  segs  label"
         print("\n" + header)
@@ -148,7 +151,7 @@ def print_themes(store: Store, study: str, run_id: int | None, top: int) -> None
         for t in themes[:top]:
             parts = "  ".join(f"{t['parts'][p]:5.2f}" for p in PARTS)
             print(f"{t['rank']:>4}  {t['score']:5.2f}  {parts}  {t['n_cases']:>2}/{t['total_cases']:<2} "
-                  f"{t['n_segments']:>5}  {t['label']}")
+                  f"{t['n_segments']:>5}  {t['label']}" + ("  (second pass)" if t["second_pass"] else ""))
             quote = textwrap.shorten(t["quote"], 110, placeholder="...")
             print(f"{'':>14}\"{quote}\" ({t['quote_case']})")
         if len(themes) > top:

@@ -29,7 +29,7 @@ from pipeline.ingest import Document, Ingester, IngestResult
 from pipeline.rank import score_themes
 from pipeline.segment import Segment, Segmenter
 from pipeline.honour import cluster_centroids, combine_labels, drop_rejected, name_carried, plan_segments
-from pipeline.themes import JoinRule, Suggestions, assemble, join_outliers
+from pipeline.themes import JoinRule, SecondPass, Suggestions, assemble, cluster_left_out, join_outliers
 
 
 @dataclass
@@ -282,11 +282,31 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, force: bo
         clusterer, stability = None, {}  # too little left over: it waits in the outlier queue
         rest_labels, rest_strengths = np.full(len(rest), -1), np.zeros(len(rest))
         outcome.warnings.append(f"{len(rest)} segments outside the kept themes are too few to cluster: {exc}")
-    labels, strengths, label_of, dropped = rest_labels, rest_strengths, {}, []
+    dropped: list = []
+
+    def drop_rejected_again(rest_labels: np.ndarray) -> None:
+        """New themes like ones a coder rejected are not suggested again: their segments wait in the queue."""
+        if plan is not None:
+            _, found = drop_rejected(cluster_centroids(vectors[rest], rest_labels), honour.rejected_centroids(),
+                                     review["rejected_similarity"], honour.rejected_names)
+            rest_labels[np.isin(rest_labels, [d.cluster for d in found])] = -1
+            dropped.extend(found)
+
+    drop_rejected_again(rest_labels)
+    # Left-out segments of this clustering may join its new themes (kept themes took theirs by the review
+    # rule); those still left are clustered again at a finer grain, for the themes too small for the first pass.
+    joined_rest = join_outliers(vectors[rest], rest_labels, range(len(rest)), sorted(set(rest_labels.tolist()) - {-1}),
+                                JoinRule.from_config(config["cluster"]["join_outliers"]))
+    second: tuple[int, ...] = ()
+    if clusterer is not None:
+        rest_labels, rest_strengths, more, second = cluster_left_out(
+            clusterer, rest_labels, rest_strengths, range(len(rest)), joined_rest,
+            SecondPass.from_config(config["cluster"]["second_pass"]), config["rank"]["stability"])
+        stability = {**stability, **more}
+        drop_rejected_again(rest_labels)
+    joined = {rest[i]: found for i, found in joined_rest.items()}
+    labels, strengths, label_of = rest_labels, rest_strengths, {}
     if plan is not None:
-        _, dropped = drop_rejected(cluster_centroids(vectors[rest], rest_labels), honour.rejected_centroids(),
-                                   review["rejected_similarity"], honour.rejected_names)
-        rest_labels[np.isin(rest_labels, [d.cluster for d in dropped])] = -1
         labels, strengths, label_of = combine_labels(len(vectors), plan, rest_labels, rest_strengths, list(honour.kept))
         n_resamples = config["rank"]["stability"]["n_resamples"]
         stability = {**stability, **{label: (1.0, n_resamples) for label in label_of.values()}}
@@ -295,17 +315,18 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, force: bo
     descriptions = timed("describe", describe_task, texts, labels, vectors, cases, strengths,
                          config["describe"], config["embed"], store)
     scores = timed("rank", rank_task, descriptions, vectors, labels, cases, stability, config["rank"])
-    # Left-out segments of this clustering may join its new themes; kept themes took theirs by the review rule.
-    new_themes = sorted(set(rest_labels.tolist()) - {-1})
-    joined = join_outliers(vectors, labels, rest, new_themes, JoinRule.from_config(config["cluster"]["join_outliers"]))
+    second = tuple(t for t in second if (labels == t).any())  # a rejected one was dropped
     suggestions = assemble(clustered, labels, vectors, descriptions, scores,
-                           config["cluster"]["outlier_suggestion_min_similarity"], joined)
+                           config["cluster"]["outlier_suggestion_min_similarity"], joined, second)
     if label_of:
         names = {key: kept[0] for key, kept in honour.kept.items()}
         suggestions = Suggestions(tuple(name_carried(suggestions.themes, label_of, names)), suggestions.outliers)
     run_manifest = manifest()
     run_manifest["reduction"] = reduction
     run_manifest["joined_outliers"] = len(joined)
+    run_manifest["second_pass"] = {"themes": sum(t.second_pass for t in suggestions.themes),
+                                   "segments": sum(len(t.members) - len(t.joined) for t in suggestions.themes
+                                                   if t.second_pass)}
     run_manifest["cluster_params"] = ({k: v for k, v in vars(clusterer).items() if not k.endswith("_")}
                                       if clusterer is not None else None)
     run_manifest["honour"] = {

@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session, joinedload
 from models.records import Membership, Run, Segment
 from pipeline.rank import PARTS
 
-CSV_COLUMNS = ("run_id", "theme_id", "rank", "label", "score", *PARTS, "keywords", "segment_id", "source", "case",
-               "speaker", "row_id", "start", "end", "strength", "joined_similarity", "is_quote", "suggested_rank",
-               "suggested_similarity", "text")
+CSV_COLUMNS = ("run_id", "theme_id", "rank", "label", "second_pass", "score", *PARTS, "keywords", "segment_id",
+               "source", "case", "speaker", "row_id", "start", "end", "strength", "joined_similarity", "is_quote",
+               "suggested_rank", "suggested_similarity", "text")
 
 
 def memberships(session: Session, run: Run) -> list[Membership]:
@@ -37,6 +37,7 @@ def theme_summaries(session: Session, run: Run) -> list[dict[str, Any]]:
             "theme_id": theme.id, "rank": theme.rank, "label": theme.label, "score": theme.score,
             "parts": theme.parts, "keywords": theme.keywords, "reasons": theme.reasons,
             "n_cases": len(theme.cases), "total_cases": total, "n_segments": theme.n_segments,
+            "second_pass": theme.second_pass,
             "quote": quote.text if quote else "", "quote_case": quote.case if quote else None,
         })
     return out
@@ -62,7 +63,7 @@ def suggestion_export(session: Session, run: Run) -> dict[str, Any]:
         themes.append({
             "theme_id": theme.id, "rank": theme.rank, "label": theme.label, "keywords": theme.keywords,
             "score": theme.score, "parts": theme.parts, "reasons": theme.reasons, "cases": theme.cases,
-            "quotes": theme.quotes, "n_segments": theme.n_segments,
+            "quotes": theme.quotes, "n_segments": theme.n_segments, "second_pass": theme.second_pass,
             "members": [{**member(m), "joined_similarity": None if m.joined_similarity is None
                          else round(m.joined_similarity, 6)} for m in rows if m.theme_id == theme.id],
         })
@@ -106,6 +107,7 @@ def _csv_row(run_id: int, m: dict, theme: dict | None, is_quote: bool) -> dict[s
                    suggested_similarity=m.get("suggested_similarity"))
     else:
         row.update(theme_id=theme["theme_id"], rank=theme["rank"], label=theme["label"], score=theme["score"],
+                   second_pass=int(theme["second_pass"]),
                    keywords="; ".join(theme["keywords"]), **theme["parts"])
     return row
 

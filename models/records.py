@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text,
-                        UniqueConstraint)
+                        UniqueConstraint, false)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -132,7 +132,10 @@ class StudyLock(Base):
 
 
 class Theme(Base):
-    """A ranked candidate theme of one run; ``parts`` and ``reasons`` explain its score."""
+    """A ranked candidate theme of one run; ``parts`` and ``reasons`` explain its score.
+
+    ``second_pass``: found by clustering again the segments the first pass left out
+    (``pipeline.themes.cluster_left_out``); such themes rank after the first pass's."""
 
     __tablename__ = "theme"
 
@@ -148,6 +151,7 @@ class Theme(Base):
     cases: Mapped[list] = mapped_column(JSON)
     quotes: Mapped[list] = mapped_column(JSON)  # segment ids, best first
     n_segments: Mapped[int] = mapped_column(Integer)
+    second_pass: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     run: Mapped[Run] = relationship(back_populates="themes")
 

@@ -1,8 +1,9 @@
 """Reduce and cluster: UMAP (cosine) then HDBSCAN, with sizes scaled to the corpus and fixed seeds.
 
 Segments HDBSCAN leaves unassigned get the label -1. Those that fit a theme as well as its own
-members do join it later, marked as joined (``pipeline.themes.join_outliers``); the rest form the
-outlier queue.
+members do join it later, marked as joined (``pipeline.themes.join_outliers``); those still left
+are clustered again at a finer grain (``ThemeClusterer.cluster_again``,
+``pipeline.themes.cluster_left_out``), and what that leaves forms the outlier queue.
 
 UMAP's neighbour graph is computed exactly (one matrix product per block of rows) up to
 ``exact_knn_max`` segments: on a study-sized corpus that takes a second, where UMAP's approximate
@@ -13,8 +14,8 @@ Larger corpora use NN-descent, whose compile time is then small beside the work.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
-from typing import Mapping
+from dataclasses import dataclass, replace
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -104,6 +105,21 @@ class ThemeClusterer:
         """The parameters ``reduce`` depends on (a cache of reduced spaces keys on these)."""
         return {k: getattr(self, k) for k in ("n_neighbors", "n_components", "min_dist", "metric", "n_epochs",
                                               "exact_knn_max", "random_state")}
+
+    def cluster_again(self, rows: Sequence[int], min_cluster_size: int) -> "ThemeClusterer":
+        """A clusterer fitted to the reduced coordinates of ``rows`` only, at ``min_cluster_size`` (and
+        ``min_samples`` no larger): a finer grain over part of the corpus, without a new UMAP layout.
+        Fewer than ``2 * min_cluster_size`` rows give no clusters."""
+        size = int(min_cluster_size)
+        again = replace(self, min_cluster_size=size,
+                        min_samples=None if self.min_samples is None else min(self.min_samples, size))
+        again.reduced_ = self.reduced_[np.asarray(rows, dtype=np.int64)]
+        if len(again.reduced_) < 2 * size:
+            again.labels_ = np.full(len(again.reduced_), OUTLIER, dtype=np.int64)
+            again.probabilities_ = np.zeros(len(again.reduced_))
+        else:
+            again.labels_, again.probabilities_ = again.cluster(again.reduced_)
+        return again
 
     def cluster(self, reduced: np.ndarray, min_cluster_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         import hdbscan

@@ -7,7 +7,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from pipeline.cluster import OUTLIER
+from pipeline.cluster import OUTLIER, ThemeClusterer
 from pipeline.describe import ThemeDescription, centroids, nearest_themes
 from pipeline.honour import ASSIGNED, calibrate, classify
 from pipeline.rank import ThemeScore
@@ -20,7 +20,8 @@ class CandidateTheme:
     ``members`` are the segments the clustering put in the theme followed by those that ``joined`` it
     from the outlier queue (:func:`join_outliers`); a joined member's strength is 0 (HDBSCAN left it
     out) and its centrality is its similarity to the theme's centre. Label, keywords, quotes and rank
-    come from the clustered members only.
+    come from the clustered members only. ``second_pass``: found by clustering again the segments the
+    first pass left out (:func:`cluster_left_out`); such themes rank after every first-pass theme.
     """
 
     rank: int
@@ -36,6 +37,7 @@ class CandidateTheme:
     centrality: tuple[float, ...]
     quotes: tuple[int, ...]
     joined: tuple[int, ...] = ()
+    second_pass: bool = False
 
 
 @dataclass(frozen=True)
@@ -93,16 +95,67 @@ def join_outliers(vectors: np.ndarray, labels: np.ndarray, rows: Sequence[int], 
     return {r: (a.key, a.similarity) for r, a in zip(rows, found) if a.status == ASSIGNED}
 
 
+SECOND_PASS_REASON = ("found by clustering again, at a finer grain, the segments the first pass left out; "
+                      "listed after the first pass's themes")
+
+
+@dataclass(frozen=True)
+class SecondPass:
+    """How the segments still left out after joining are clustered again: HDBSCAN over their UMAP
+    coordinates at the first pass's ``min_cluster_size`` divided by ``size_divisor``, never below
+    ``min_cluster_size``. Small themes the first pass's cluster size could not hold show up this way;
+    what it leaves stays in the outlier queue."""
+
+    size_divisor: float
+    min_cluster_size: int
+
+    @classmethod
+    def from_config(cls, cfg: Mapping) -> "SecondPass | None":
+        """The rule of ``cluster.second_pass``; None when its size_divisor is null (no second pass)."""
+        if cfg["size_divisor"] is None:
+            return None
+        return cls(float(cfg["size_divisor"]), int(cfg["min_cluster_size"]))
+
+    def size(self, first_pass_size: int) -> int:
+        return max(self.min_cluster_size, round(first_pass_size / self.size_divisor))
+
+
+def cluster_left_out(clusterer: ThemeClusterer, labels: np.ndarray, strengths: np.ndarray, rows: Sequence[int],
+                     joined: Mapping[int, tuple[int, float]], rule: SecondPass | None,
+                     stability: Mapping) -> tuple[np.ndarray, np.ndarray, dict[int, tuple[float, int]], tuple[int, ...]]:
+    """Cluster again the ``rows`` that are outliers in ``labels`` (of ``clusterer``'s reduced space) and
+    did not join a theme, under ``rule``; ``stability`` is ``rank.stability`` of the config.
+
+    Returns ``(labels, strengths, stability of the new themes, new theme labels)``: copies in which the
+    new themes get labels above every existing one. Deterministic for a fitted ``clusterer``.
+    """
+    labels, strengths = np.array(labels, copy=True), np.array(strengths, dtype=np.float64, copy=True)
+    left = np.array([r for r in rows if labels[r] == OUTLIER and r not in joined], dtype=np.int64)
+    if rule is None or not len(left):
+        return labels, strengths, {}, ()
+    again = clusterer.cluster_again(left, rule.size(clusterer.min_cluster_size))
+    found = again.labels_ != OUTLIER
+    offset = int(max(labels.max(), OUTLIER)) + 1
+    labels[left[found]] = again.labels_[found] + offset
+    strengths[left[found]] = again.probabilities_[found]
+    scores = again.stability(stability["n_resamples"], stability["sample_fraction"], stability["found_again_jaccard"])
+    return labels, strengths, {t + offset: v for t, v in scores.items()}, tuple(sorted(t + offset for t in scores))
+
+
 def assemble(clustered: Sequence[int], labels: np.ndarray, vectors: np.ndarray,
              descriptions: Sequence[ThemeDescription], scores: Sequence[ThemeScore],
              min_suggestion_similarity: float, joined: Mapping[int, tuple[int, float]] | None = None,
-             ) -> Suggestions:
+             second_pass: Sequence[int] = ()) -> Suggestions:
     """Join descriptions and scores into ranked themes, and build the outlier queue.
 
     ``clustered[i]`` is the segment-list index of row ``i`` of ``labels``/``vectors``. ``joined``
     (from :func:`join_outliers`) moves outlier rows into their theme's members, marked as joined; the
-    other outliers form the queue, each with its nearest theme as a hint when similar enough.
+    other outliers form the queue, each with its nearest theme as a hint when similar enough. Themes
+    labelled in ``second_pass`` (from :func:`cluster_left_out`) are marked and ranked after the others,
+    each group in score order.
     """
+    later = set(second_pass)
+    scores = sorted(scores, key=lambda s: s.theme in later)  # stable: score order within each pass
     joined = dict(joined or {})
     joined_to: dict[int, list[int]] = {}
     for row in sorted(joined):
@@ -116,10 +169,12 @@ def assemble(clustered: Sequence[int], labels: np.ndarray, vectors: np.ndarray,
         extra = joined_to.get(s.theme, [])
         themes.append(CandidateTheme(
             rank=rank_of[s.theme], cluster=s.theme, label=d.label, keywords=d.keywords, score=s.score,
-            parts=dict(s.parts), reasons=tuple(s.reasons(names)), cases=s.cases,
+            parts=dict(s.parts), reasons=tuple(s.reasons(names)) + ((SECOND_PASS_REASON,) if s.theme in later else ()),
+            cases=s.cases,
             members=tuple(clustered[i] for i in (*d.members, *extra)), strengths=(*d.strengths, *[0.0] * len(extra)),
             centrality=(*d.centrality, *(joined[row][1] for row in extra)),
             quotes=tuple(clustered[i] for i in d.quotes), joined=tuple(clustered[i] for i in extra),
+            second_pass=s.theme in later,
         ))
     order = [s.theme for s in scores]
     outlier_rows = np.array([r for r in np.flatnonzero(labels == OUTLIER).tolist() if r not in joined], dtype=np.int64)

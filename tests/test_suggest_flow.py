@@ -16,6 +16,7 @@ from models.records import Embedding, Membership, Run, Segment, Source, Theme
 from pipeline.agreement import map_selections
 from pipeline.codings import StudySource, read_codings
 from pipeline.rank import PARTS
+from pipeline.themes import SECOND_PASS_REASON
 
 STAGES = ("ingest", "segment", "embed", "reduce", "cluster", "describe", "rank")
 
@@ -51,8 +52,13 @@ def test_example_study_gives_ranked_explained_themes(example_study):
         assert run.n_segments == clusterable  # every clustered segment is in a theme or the outlier queue
         assert session.scalar(select(func.count()).select_from(Membership).where(Membership.run_id == run.id)) == clusterable
         assert 0 < run.n_outliers < 0.4 * clusterable
-        scores = [t.score for t in run.themes]
-        assert scores == sorted(scores, reverse=True)
+        passes = [t.second_pass for t in run.themes]
+        assert passes == sorted(passes)  # themes of the second pass over the left-out segments come last
+        for second in (False, True):
+            scores = [t.score for t in run.themes if t.second_pass is second]
+            assert scores == sorted(scores, reverse=True)
+        assert all((SECOND_PASS_REASON in t.reasons) is t.second_pass for t in run.themes)
+        assert run.manifest["second_pass"]["themes"] == sum(passes)
         for theme in run.themes:
             assert set(theme.parts) == set(PARTS) and all(0 <= v <= 1 for v in theme.parts.values())
             assert theme.score == pytest.approx(sum(example_study.config["rank"]["weights"][p] * v
@@ -63,8 +69,12 @@ def test_example_study_gives_ranked_explained_themes(example_study):
             assert 3 <= len(quotes) <= 5
             member_ids = set(session.scalars(select(Membership.segment_id).where(Membership.theme_id == theme.id)))
             assert {q.id for q in quotes} <= member_ids
-            # quotes spread over participants: as many distinct cases as the theme allows
-            assert len({q.case for q in quotes}) == min(len(quotes), len(theme.cases))
+            # quotes spread over participants: as many distinct cases as the theme's long enough segments allow
+            clustered = session.scalars(select(Segment).join(Membership, Membership.segment_id == Segment.id).where(
+                Membership.theme_id == theme.id, Membership.joined_similarity.is_(None))).all()
+            min_words = example_study.config["describe"]["quote_min_words"]
+            long_cases = {m.case for m in clustered if len(m.text.split()) >= min_words}
+            assert len({q.case for q in quotes}) >= min(len(quotes), len(long_cases))
 
 
 def test_top_themes_match_the_human_codebook_in_substance(example_study):

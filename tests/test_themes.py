@@ -1,10 +1,12 @@
 import numpy as np
 import pytest
 
+from pipeline.cluster import OUTLIER, ThemeClusterer
 from pipeline.config import load_config
 from pipeline.describe import ThemeDescription
 from pipeline.rank import score_themes
-from pipeline.themes import JoinRule, assemble, join_outliers
+from pipeline.themes import (SECOND_PASS_REASON, JoinRule, SecondPass, assemble, cluster_left_out,
+                             join_outliers)
 from test_rank import WEIGHTS
 
 RULE = JoinRule(percentile=10, min_similarity=0.35, uncertain_margin=0.0)
@@ -21,6 +23,14 @@ def _corpus(seed: int = 0):
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     labels = np.array([0] * 20 + [1] * 20 + [-1] * 4)
     return vectors, labels
+
+
+def _described(labels):
+    """Descriptions of themes 0 and 1 (first member as the quote) and a case per row."""
+    descriptions = [ThemeDescription(t, f"theme {t}", (), (), tuple(np.flatnonzero(labels == t).tolist()),
+                                     (0.9,) * 20, (0.8,) * 20, (int(np.flatnonzero(labels == t)[0]),))
+                    for t in (0, 1)]
+    return descriptions, [f"P{i % 5}" for i in range(len(labels))]
 
 
 def test_an_outlier_joins_the_theme_it_fits_as_well_as_the_members_do():
@@ -57,10 +67,7 @@ def test_the_default_configuration_joins_by_the_review_rule():
 
 def test_assemble_marks_joined_members_and_keeps_them_out_of_the_queue():
     vectors, labels = _corpus()
-    descriptions = [ThemeDescription(t, f"theme {t}", (), (), tuple(np.flatnonzero(labels == t).tolist()),
-                                     (0.9,) * 20, (0.8,) * 20, (int(np.flatnonzero(labels == t)[0]),))
-                    for t in (0, 1)]
-    cases = [f"P{i % 5}" for i in range(len(labels))]
+    descriptions, cases = _described(labels)
     scores = score_themes(descriptions, vectors, labels, cases, {0: (1.0, 5), 1: (1.0, 5)}, WEIGHTS, 5)
     joined = join_outliers(vectors, labels, range(len(labels)), [0, 1], RULE)
     rows = [100 + i for i in range(len(labels))]  # segment-list indices differ from row numbers
@@ -75,3 +82,58 @@ def test_assemble_marks_joined_members_and_keeps_them_out_of_the_queue():
     without = assemble(rows, labels, vectors, descriptions, scores, 0.35)
     assert [o.index for o in without.outliers] == [140, 141, 142, 143]
     assert [t.score for t in without.themes] == [t.score for t in suggestions.themes]
+
+
+def _layout(seed: int = 0):
+    """A 2-d layout (as UMAP gives): two big dense groups, a tight group of 8 and scattered points."""
+    rng = np.random.default_rng(seed)
+    big = [centre + 0.3 * rng.normal(size=(60, 2)) for centre in (np.array([0.0, 0.0]), np.array([10.0, 0.0]))]
+    small = np.array([5.0, 30.0]) + 0.05 * rng.normal(size=(8, 2))
+    scattered = np.column_stack([np.linspace(-40, 50, 12), np.full(12, -40.0)]) + rng.normal(size=(12, 2))
+    return np.vstack([*big, small, scattered])
+
+
+def test_left_out_segments_are_clustered_again_at_a_finer_grain():
+    reduced = _layout()
+    clusterer = ThemeClusterer(min_cluster_size=20, min_samples=5)
+    clusterer.reduced_ = reduced
+    clusterer.labels_, clusterer.probabilities_ = clusterer.cluster(reduced)
+    small = np.arange(120, 128)
+    assert set(clusterer.labels_[:120]) == {0, 1} and (clusterer.labels_[small] == OUTLIER).all()
+    stability = {"n_resamples": 3, "sample_fraction": 0.8, "found_again_jaccard": 0.5}
+    joined = {127: (0, 0.5)}  # a joined row is not clustered again
+    labels, strengths, scores, new = cluster_left_out(
+        clusterer, clusterer.labels_, clusterer.probabilities_, range(len(reduced)), joined,
+        SecondPass(size_divisor=4, min_cluster_size=5), stability)
+    assert min(new) == 2 and set(scores) == set(new)  # new labels above the first pass's
+    assert len(set(labels[small[:-1]])) == 1 and labels[small[0]] in new and labels[127] == OUTLIER
+    assert (labels[:120] == clusterer.labels_[:120]).all() and (strengths[small[:-1]] > 0).all()
+    assert (clusterer.labels_[small] == OUTLIER).all()  # the first pass's labels are left as they were
+    same = cluster_left_out(clusterer, clusterer.labels_, clusterer.probabilities_, range(len(reduced)), joined,
+                            SecondPass(size_divisor=4, min_cluster_size=5), stability)
+    assert (same[0] == labels).all() and same[2] == scores  # deterministic
+    off = cluster_left_out(clusterer, clusterer.labels_, clusterer.probabilities_, range(len(reduced)), joined,
+                           None, stability)
+    assert (off[0] == clusterer.labels_).all() and off[3] == ()
+    only_big = cluster_left_out(clusterer, clusterer.labels_, clusterer.probabilities_, range(120), joined,
+                                SecondPass(size_divisor=4, min_cluster_size=5), stability)
+    assert only_big[3] == ()  # rows not given take no part
+
+
+def test_second_pass_size_and_configuration():
+    assert SecondPass(2, 5).size(18) == 9 and SecondPass(2, 5).size(6) == 5
+    cfg = load_config()["cluster"]["second_pass"]
+    assert SecondPass.from_config(cfg) == SecondPass(cfg["size_divisor"], cfg["min_cluster_size"])
+    assert SecondPass.from_config({**cfg, "size_divisor": None}) is None
+
+
+def test_assemble_ranks_second_pass_themes_last_and_says_why():
+    vectors, labels = _corpus()
+    descriptions, cases = _described(labels)
+    scores = score_themes(descriptions, vectors, labels, cases, {0: (1.0, 5), 1: (0.2, 1)}, WEIGHTS, 5)
+    assert [s.theme for s in scores] == [0, 1]
+    rows = range(len(labels))
+    suggestions = assemble(rows, labels, vectors, descriptions, scores, 0.35, second_pass=[0])
+    assert [(t.cluster, t.rank, t.second_pass) for t in suggestions.themes] == [(1, 1, False), (0, 2, True)]
+    assert SECOND_PASS_REASON in suggestions.themes[1].reasons
+    assert SECOND_PASS_REASON not in suggestions.themes[0].reasons
