@@ -32,8 +32,7 @@ from pipeline.agreement import cluster_scores, theme_quality, top_k_precision
 from pipeline.cluster import OUTLIER, ThemeClusterer
 from pipeline.describe import ThemeDescriber
 from pipeline.embed import Embedder, text_hash
-from pipeline.rank import score_themes
-from pipeline.themes import JoinRule, SecondPass, assemble, cluster_left_out, join_outliers
+from pipeline.themes import JoinRule, SecondPass, assemble, cluster_left_out, join_outliers, score_passes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -91,8 +90,8 @@ def run_themesift(corpus: Corpus, vectors: np.ndarray, config: dict, embedder: E
                                                        joined, SecondPass.from_config(config["cluster"]["second_pass"]), st)
     describer = ThemeDescriber.from_config(config["describe"], embedder.encode)
     descriptions = describer.describe(texts, labels, vectors, cases, strengths)
-    scores = score_themes(descriptions, vectors, labels, cases, {**stability, **more}, config["rank"]["weights"],
-                          st["n_resamples"])
+    scores = score_passes(descriptions, vectors, labels, cases, {**stability, **more}, config["rank"]["weights"],
+                          st["n_resamples"], second)
     suggestions = assemble(corpus.units, labels, vectors, descriptions, scores,
                            config["cluster"]["outlier_suggestion_min_similarity"], joined, second)
     partition: dict[int, str | None] = {u: None for u in corpus.units}

@@ -26,10 +26,10 @@ from pipeline.config import config_digest
 from pipeline.describe import ThemeDescriber
 from pipeline.embed import Embedder, text_hash
 from pipeline.ingest import Document, Ingester, IngestResult
-from pipeline.rank import score_themes
 from pipeline.segment import Segment, Segmenter
 from pipeline.honour import cluster_centroids, combine_labels, drop_rejected, name_carried, plan_segments
-from pipeline.themes import JoinRule, SecondPass, Suggestions, assemble, cluster_left_out, join_outliers
+from pipeline.themes import (JoinRule, SecondPass, Suggestions, assemble, cluster_left_out, join_outliers,
+                             score_passes)
 
 
 @dataclass
@@ -124,9 +124,9 @@ def describe_task(texts, labels, vectors, cases, strengths, describe_cfg: dict, 
 
 
 @task(name="rank", cache_policy=NO_CACHE)
-def rank_task(descriptions, vectors, labels, cases, stability, rank_cfg: dict):
-    return score_themes(descriptions, vectors, labels, cases, stability, rank_cfg["weights"],
-                        rank_cfg["stability"]["n_resamples"])
+def rank_task(descriptions, vectors, labels, cases, stability, rank_cfg: dict, second_pass: tuple[int, ...]):
+    return score_passes(descriptions, vectors, labels, cases, stability, rank_cfg["weights"],
+                        rank_cfg["stability"]["n_resamples"], second_pass)
 
 
 @task(name="store", cache_policy=NO_CACHE)
@@ -314,8 +314,8 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, force: bo
     cases = [segments[i].case for i in clustered]
     descriptions = timed("describe", describe_task, texts, labels, vectors, cases, strengths,
                          config["describe"], config["embed"], store)
-    scores = timed("rank", rank_task, descriptions, vectors, labels, cases, stability, config["rank"])
     second = tuple(t for t in second if (labels == t).any())  # a rejected one was dropped
+    scores = timed("rank", rank_task, descriptions, vectors, labels, cases, stability, config["rank"], second)
     suggestions = assemble(clustered, labels, vectors, descriptions, scores,
                            config["cluster"]["outlier_suggestion_min_similarity"], joined, second)
     if label_of:

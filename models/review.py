@@ -779,7 +779,9 @@ def apply_codebook(store: Store, study: str, review_cfg: Mapping[str, Any]) -> A
     from each confirmed theme's current members) and store it as the coding of :data:`APPLY_CODER`
     (``models.codings``, kind machine; replacing the previous apply). Only confirmed themes are coded;
     the run's other themes and rejected themes only compete (a segment nearer to one of them stays
-    uncoded), so a broad theme does not absorb what the codebook does not cover."""
+    uncoded), so a broad theme does not absorb what the codebook does not cover. Themes of the second
+    pass over the left-out segments (``Theme.second_pass``) do not compete until a coder rejects them:
+    their segments are coded as they were when they waited in the outlier queue."""
     with store.sessions() as session:
         view = load_view(session, study)
         if view.run is None:
@@ -787,8 +789,9 @@ def apply_codebook(store: Store, study: str, review_cfg: Mapping[str, Any]) -> A
         confirmed = [t for t in view.state.confirmed() if view.members(t.key)]
         segs = sorted(view.base)
         confirmed_keys = {t.key for t in confirmed}
+        second_pass = {k for k, t in view.themes.items() if t.second_pass}
         others = {r.key: view.members(r.key) for r in view.rows()
-                  if r.key not in confirmed_keys and r.status in cb.ACTIVE and view.members(r.key)}
+                  if r.key not in confirmed_keys | second_pass and r.status in cb.ACTIVE and view.members(r.key)}
         others.update({t.key: list(t.members) for t in view.state.rejected() if t.members})
     if not confirmed:
         raise DecisionError(["no confirmed theme with segments yet: confirm themes in the review first"])

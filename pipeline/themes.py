@@ -10,7 +10,7 @@ import numpy as np
 from pipeline.cluster import OUTLIER, ThemeClusterer
 from pipeline.describe import ThemeDescription, centroids, nearest_themes
 from pipeline.honour import ASSIGNED, calibrate, classify
-from pipeline.rank import ThemeScore
+from pipeline.rank import ThemeScore, score_themes
 
 
 @dataclass(frozen=True)
@@ -140,6 +140,21 @@ def cluster_left_out(clusterer: ThemeClusterer, labels: np.ndarray, strengths: n
     strengths[left[found]] = again.probabilities_[found]
     scores = again.stability(stability["n_resamples"], stability["sample_fraction"], stability["found_again_jaccard"])
     return labels, strengths, {t + offset: v for t, v in scores.items()}, tuple(sorted(t + offset for t in scores))
+
+
+def score_passes(descriptions: Sequence[ThemeDescription], vectors: np.ndarray, labels: np.ndarray,
+                 cases: Sequence[str | None], stability: Mapping[int, tuple[float, int]],
+                 weights: Mapping[str, float], n_resamples: int, second_pass: Sequence[int] = ()) -> list[ThemeScore]:
+    """:func:`pipeline.rank.score_themes` in two groups: the first pass's themes among themselves, so their
+    parts and order are what they would be without a second pass; then the themes labelled in
+    ``second_pass``, scored among all (a second-pass theme near a first-pass one is less distinct)."""
+    later = set(second_pass)
+    first = [d for d in descriptions if d.theme not in later]
+    scores = score_themes(first, vectors, labels, cases, stability, weights, n_resamples)
+    if later:
+        scores += [s for s in score_themes(descriptions, vectors, labels, cases, stability, weights, n_resamples)
+                   if s.theme in later]
+    return scores
 
 
 def assemble(clustered: Sequence[int], labels: np.ndarray, vectors: np.ndarray,

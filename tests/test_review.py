@@ -436,6 +436,25 @@ def test_apply_codes_every_segment_with_the_confirmed_codebook(study):
         assert session.scalar(select(func.count()).select_from(Coding)) == len(result.assigned)
 
 
+def test_second_pass_themes_compete_in_apply_only_once_rejected(study):
+    """An unreviewed theme of the second pass over the left-out segments leaves its segments to the
+    codebook, as the outlier queue they came from did; once rejected it competes like any rejected theme."""
+    store = study.store
+    _, _, view = keys_and_outliers(store, study.name)
+    second = [k for k, t in view.themes.items() if t.second_pass]
+    first = [k for k in view.themes if k not in second]
+    assert second and first, "the example study's run has themes of both passes"
+    for key in first:
+        decide(store, study.name, "amira", {"action": "confirm", "theme_key": key, "name": key, "definition": "d"})
+    unreviewed = apply_codebook(store, study.name, REVIEW).assigned
+    for key in second:
+        decide(store, study.name, "amira", {"action": "reject", "theme_key": key, "reason": "not a theme"})
+    rejected = apply_codebook(store, study.name, REVIEW).assigned
+    in_second = {s for k in second for s in view.members(k)}
+    assert rejected.items() <= unreviewed.items()  # a rejected theme only takes codings away
+    assert in_second & set(unreviewed) and not in_second & set(rejected)
+
+
 # ---------------------------------------------------------------------------------------------
 # What the next run gets from the log
 # ---------------------------------------------------------------------------------------------

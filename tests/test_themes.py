@@ -5,7 +5,7 @@ from pipeline.cluster import OUTLIER, ThemeClusterer
 from pipeline.config import load_config
 from pipeline.describe import ThemeDescription
 from pipeline.rank import score_themes
-from pipeline.themes import (SECOND_PASS_REASON, JoinRule, SecondPass, assemble, cluster_left_out,
+from pipeline.themes import (SECOND_PASS_REASON, JoinRule, SecondPass, assemble, cluster_left_out, score_passes,
                              join_outliers)
 from test_rank import WEIGHTS
 
@@ -137,3 +137,14 @@ def test_assemble_ranks_second_pass_themes_last_and_says_why():
     assert [(t.cluster, t.rank, t.second_pass) for t in suggestions.themes] == [(1, 1, False), (0, 2, True)]
     assert SECOND_PASS_REASON in suggestions.themes[1].reasons
     assert SECOND_PASS_REASON not in suggestions.themes[0].reasons
+
+
+def test_a_second_pass_does_not_change_the_first_pass_scores():
+    vectors, labels = _corpus()
+    descriptions, cases = _described(labels)
+    stability = {0: (1.0, 5), 1: (0.2, 1)}
+    alone = score_passes(descriptions[:1], vectors, labels, cases, stability, WEIGHTS, 5)
+    assert alone == score_themes(descriptions[:1], vectors, labels, cases, stability, WEIGHTS, 5)
+    both = score_passes(descriptions, vectors, labels, cases, stability, WEIGHTS, 5, second_pass=[1])
+    assert both[0] == alone[0] and both[0].nearest_theme is None  # as if theme 1 did not exist
+    assert both[1].theme == 1 and both[1].nearest_theme == 0  # scored against the first pass too
