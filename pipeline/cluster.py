@@ -145,6 +145,8 @@ class ThemeClusterer:
         labels = self.labels_
         n = len(labels)
         themes = [t for t in np.unique(labels) if t != OUTLIER]
+        if not themes:
+            return {}
         scores: dict[int, list[float]] = {t: [] for t in themes}
         size = max(2, int(round(self.min_cluster_size * sample_fraction)))
         for _ in range(n_resamples):

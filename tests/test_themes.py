@@ -115,6 +115,9 @@ def test_left_out_segments_are_clustered_again_at_a_finer_grain():
     off = cluster_left_out(clusterer, clusterer.labels_, clusterer.probabilities_, range(len(reduced)), joined,
                            None, stability)
     assert (off[0] == clusterer.labels_).all() and off[3] == ()
+    two_left = cluster_left_out(clusterer, clusterer.labels_, clusterer.probabilities_, [120, 121, 0], joined,
+                                SecondPass(size_divisor=4, min_cluster_size=5), stability)
+    assert two_left[3] == () and two_left[2] == {}  # too few left to cluster: nothing to resample either
     only_big = cluster_left_out(clusterer, clusterer.labels_, clusterer.probabilities_, range(120), joined,
                                 SecondPass(size_divisor=4, min_cluster_size=5), stability)
     assert only_big[3] == ()  # rows not given take no part
