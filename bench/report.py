@@ -127,7 +127,7 @@ NOTES = """## Findings and what was tried (written by hand on 2026-11-27; every 
   first measurement of the second pass, before its ranking change, gave 0.151x warm (0.58x cold).
   ONNX int8 embedding: 3.0x sentence-transformers (median of interleaved rounds; 3.1x before), fp32 1.3x.
 - **Does int8 hold the quality figures? F1 yes, top-10 precision not on the NHS FFT comments.** Mean
-  best-match F1 with int8 vectors is within 0.01 of fp32 on all four corpora (FFT label 0.205 vs
+  best-match F1 with int8 vectors is within 0.022 of fp32 on all four corpora (FFT label 0.205 vs
   0.194, FFT subcategory 0.174 vs 0.181, banking77 0.684 vs 0.687, example study 0.375 vs 0.397),
   but Themesift's top-10 precision on FFT subcategory is 0.16 against fp32's 0.34 (seed by seed
   0.1-0.2 against 0.2-0.5) and on FFT label 0.58 against 0.70 (0.5-0.6 against 0.7 on every seed);
