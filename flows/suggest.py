@@ -284,7 +284,7 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, force: bo
         outcome.warnings.append(f"{len(rest)} segments outside the kept themes are too few to cluster: {exc}")
     dropped: list = []
 
-    def drop_rejected_again(rest_labels: np.ndarray) -> None:
+    def drop_like_rejected(rest_labels: np.ndarray) -> None:
         """New themes like ones a coder rejected are not suggested again: their segments wait in the queue."""
         if plan is not None:
             _, found = drop_rejected(cluster_centroids(vectors[rest], rest_labels), honour.rejected_centroids(),
@@ -292,7 +292,7 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, force: bo
             rest_labels[np.isin(rest_labels, [d.cluster for d in found])] = -1
             dropped.extend(found)
 
-    drop_rejected_again(rest_labels)
+    drop_like_rejected(rest_labels)
     # Left-out segments of this clustering may join its new themes (kept themes took theirs by the review
     # rule); those still left are clustered again at a finer grain, for the themes too small for the first pass.
     joined_rest = join_outliers(vectors[rest], rest_labels, range(len(rest)), sorted(set(rest_labels.tolist()) - {-1}),
@@ -303,7 +303,7 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, force: bo
             clusterer, rest_labels, rest_strengths, range(len(rest)), joined_rest,
             SecondPass.from_config(config["cluster"]["second_pass"]), config["rank"]["stability"])
         stability = {**stability, **more}
-        drop_rejected_again(rest_labels)
+        drop_like_rejected(rest_labels)
     joined = {rest[i]: found for i, found in joined_rest.items()}
     labels, strengths, label_of = rest_labels, rest_strengths, {}
     if plan is not None:
@@ -325,8 +325,7 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, force: bo
     run_manifest["reduction"] = reduction
     run_manifest["joined_outliers"] = len(joined)
     run_manifest["second_pass"] = {"themes": sum(t.second_pass for t in suggestions.themes),
-                                   "segments": sum(len(t.members) - len(t.joined) for t in suggestions.themes
-                                                   if t.second_pass)}
+                                   "segments": sum(len(t.members) for t in suggestions.themes if t.second_pass)}
     run_manifest["cluster_params"] = ({k: v for k, v in vars(clusterer).items() if not k.endswith("_")}
                                       if clusterer is not None else None)
     run_manifest["honour"] = {

@@ -230,7 +230,7 @@ def load_view(session: Session, study: str | Study, run_id: int | None = None) -
                 .where(Membership.run_id == run.id)):
             base[seg] = key_of.get(theme_id) if theme_id is not None else None
             strength[seg] = float(s or 0.0)
-            if sug is not None and sug in key_of:
+            if theme_id is None and sug is not None and sug in key_of:
                 suggested[seg] = (key_of[sug], float(sim or 0.0))
             if joined_sim is not None:
                 joined[seg] = float(joined_sim)
