@@ -70,7 +70,7 @@ def _load(location: str, device: str):
 
 @cache
 def _load_onnx(location: str, model_id: str, cache_dir: str | None, threads: int, allow_spinning: bool,
-               streams: int = 0, precision: str = "fp32"):
+               streams: int = 0, precision: str = "fp32", smooth: float | None = None):
     from pipeline.embed_onnx import OnnxSentenceEncoder
 
     if not Path(location).is_dir():
@@ -78,7 +78,8 @@ def _load_onnx(location: str, model_id: str, cache_dir: str | None, threads: int
             f"embedding model '{location}' is not a local folder; the ONNX backend exports a model folder "
             "on this machine (never downloads one). Give a folder in embed.model, or 'default'."
         )
-    return OnnxSentenceEncoder.load(location, model_id, cache_dir, threads, allow_spinning, streams, precision)
+    return OnnxSentenceEncoder.load(location, model_id, cache_dir, threads, allow_spinning, streams, precision,
+                                    smooth)
 
 
 @cache
@@ -112,6 +113,7 @@ class Embedder:
     onnx_batch_size: int = 8
     onnx_streams: int = 0
     onnx_precision: str = "fp32"
+    onnx_smooth: float | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -122,7 +124,8 @@ class Embedder:
         onnx = cfg["onnx"]
         return cls(cfg["model"], cfg["batch_size"], cfg["device"], cfg["progress_min_texts"], cfg["backend"],
                    onnx["cache_dir"], int(onnx["threads"]), bool(onnx["allow_spinning"]), int(onnx["batch_size"]),
-                   int(onnx["streams"]), onnx["precision"])
+                   int(onnx["streams"]), onnx["precision"],
+                   None if onnx["smooth"] is None else float(onnx["smooth"]))
 
     @property
     def model_id(self) -> str:
@@ -131,7 +134,9 @@ class Embedder:
         differ a little and are cached under an id of their own."""
         model_id = resolve_model(self.model)[1]
         if self.backend == "onnx" and self.onnx_precision != "fp32":
-            return f"{model_id}#onnx-{self.onnx_precision}"
+            from pipeline.embed_onnx import int8_name
+
+            return f"{model_id}#onnx-{int8_name(self.onnx_smooth)}"
         return model_id
 
     @property
@@ -139,7 +144,7 @@ class Embedder:
         location, model_id = resolve_model(self.model)
         if self.backend == "onnx":
             return _load_onnx(location, model_id, self.onnx_cache_dir, self.onnx_threads, self.onnx_allow_spinning,
-                              self.onnx_streams, self.onnx_precision)
+                              self.onnx_streams, self.onnx_precision, self.onnx_smooth)
         return _load(location, self.device)
 
     @property

@@ -15,8 +15,9 @@ How:
   ``max_seq_length`` (as sentence-transformers: texts stripped, truncated, no padding beyond the
   batch), then mean (or CLS) pooling as the model's ``1_Pooling`` config says, then L2 normalisation.
   In fp32 the vectors agree with sentence-transformers to cosine >= 0.9999 (tested), so both backends
-  share one model id and one embedding cache. ``precision: int8`` quantises the weights (2.4x
-  fp32's speed on a 2-core CPU, cosine about 0.99 to fp32); its vectors differ, so it has a model id of its own.
+  share one model id and one embedding cache. ``precision: int8`` smooths the activations and quantises
+  the weights (:mod:`pipeline.embed_int8`; 2.3x fp32's speed on a 2-core CPU, cosine about 0.996 to
+  fp32); its vectors differ, so it has a model id of its own.
 * **Fast batches.** Texts are tokenised once, sorted by token count (longest first) and cut into
   batches of ``batch_size`` texts, each padded only to its own longest text; ``streams`` batches run at
   once (default: one per thread, each on one thread: small batches of short texts cannot keep several
@@ -124,46 +125,35 @@ def export_key(model_id: str) -> str:
 PRECISIONS = ("fp32", "int8")
 
 
+def int8_name(smooth: float | None) -> str:
+    """File name (and model-id suffix) of an int8 export: smoothing changes the vectors."""
+    return "int8" if smooth is None else f"int8-smooth{float(smooth):g}"
+
+
 def export_model(folder: str | Path, model_id: str, cache_dir: str | Path | None = None,
-                 precision: str = "fp32") -> Path:
+                 precision: str = "fp32", smooth: float | None = None) -> Path:
     """Path of the (fused) ONNX export of ``folder``, exporting it now unless it is cached.
 
-    ``precision="int8"`` gives the same export with its weights quantised to int8 (see
-    :func:`quantize`), kept beside the fp32 file. Files are written to a temporary name and renamed
-    into place, so concurrent processes never see a half-written file.
+    ``precision="int8"`` gives the same export with its weights quantised to int8 after activation
+    smoothing with ``smooth`` as alpha (None: none), see :mod:`pipeline.embed_int8`; kept beside the
+    fp32 file. Files are written to a temporary name and renamed into place, so concurrent processes
+    never see a half-written file.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown embed.onnx.precision '{precision}'; use one of {', '.join(PRECISIONS)}")
     model_file = _export_fp32(Path(folder), model_id, cache_dir)
     if precision == "fp32":
         return model_file
-    int8_file = model_file.with_name("model.int8.onnx")
+    int8_file = model_file.with_name(f"model.{int8_name(smooth)}.onnx")
     if not int8_file.is_file():
-        quantize(model_file, int8_file)
+        from pipeline.embed_int8 import calibration_texts, int8_export
+
+        token_ids = None
+        if smooth is not None:
+            tokenizer = truncating_tokenizer(str(folder), ModelLayout.read(Path(folder)).max_seq_length)
+            token_ids = [e.ids for e in tokenizer.encode_batch(calibration_texts())]
+        int8_export(model_file, int8_file, token_ids, smooth)
     return int8_file
-
-
-def quantize(fp32_file: Path, out: Path) -> Path:
-    """Dynamic int8 quantisation of the matrix products and fused attention, one scale per channel.
-
-    Activations are quantised on the fly, so no calibration data is needed. Per-channel weight scales
-    matter: with one scale per tensor the vectors drifted to cosine 0.82 from fp32 on real comments,
-    per channel they stay at 0.99 on average (docs/benchmarks.md).
-    """
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            quantize_dynamic(str(fp32_file), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
-                             op_types_to_quantize=["MatMul", "Attention"],
-                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
 
 
 def _export_fp32(folder: Path, model_id: str, cache_dir: str | Path | None) -> Path:
@@ -272,6 +262,14 @@ def fast_tokenizer(folder: str):
     return tok
 
 
+def truncating_tokenizer(folder: str, max_length: int):
+    """A copy of the model's tokenizer that truncates at ``max_length`` tokens, as the model sees text."""
+    shared = fast_tokenizer(folder)
+    tok = type(shared).from_str(shared.to_str())
+    tok.enable_truncation(max_length)
+    return tok
+
+
 class OnnxSentenceEncoder:
     """Sentence-transformers-like encoder over an ONNX Runtime session.
 
@@ -301,14 +299,14 @@ class OnnxSentenceEncoder:
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
         self.session = ort.InferenceSession(self.model_file, options, providers=["CPUExecutionProvider"])
         self._inputs = [i.name for i in self.session.get_inputs()]
-        shared = fast_tokenizer(self.folder)
-        self._fast = type(shared).from_str(shared.to_str())  # a copy, truncated at the model's length
-        self._fast.enable_truncation(self.max_seq_length)
+        self._fast = truncating_tokenizer(self.folder, self.max_seq_length)
 
     @classmethod
     def load(cls, folder: str | Path, model_id: str, cache_dir: str | Path | None = None, threads: int = 0,
-             allow_spinning: bool = False, streams: int = 0, precision: str = "fp32") -> "OnnxSentenceEncoder":
-        return cls(folder, export_model(folder, model_id, cache_dir, precision), threads, allow_spinning, streams)
+             allow_spinning: bool = False, streams: int = 0, precision: str = "fp32",
+             smooth: float | None = None) -> "OnnxSentenceEncoder":
+        return cls(folder, export_model(folder, model_id, cache_dir, precision, smooth), threads, allow_spinning,
+                   streams)
 
     def get_sentence_embedding_dimension(self) -> int:
         return self.layout.dimension
