@@ -10,6 +10,7 @@ from typing import Sequence
 
 import flows  # noqa: F401  (Prefect settings before Prefect is imported)
 from models.export import suggestion_export, theme_summaries, write_suggestions
+from models.migrate import StoreUpgradeError
 from models.store import Store, StudyNotFoundError, workspace_dir
 from pipeline.config import ConfigError, load_config
 from pipeline.rank import PARTS
@@ -26,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return args.handler(args)
-    except (ConfigError, StudyNotFoundError) as exc:
+    except (ConfigError, StudyNotFoundError, StoreUpgradeError) as exc:
         print(f"themesift: {exc}", file=sys.stderr)
         return 2
 

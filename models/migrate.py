@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
+from typing import Iterator
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -32,19 +34,57 @@ def current(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
+@contextmanager
+def _transaction(engine: Engine) -> Iterator[Connection]:
+    """One transaction that holds schema changes too, committed on success and rolled back on error.
+
+    PostgreSQL's DDL is transactional as it is. Python's sqlite3 begins a transaction only before
+    INSERT/UPDATE/DELETE, so an ALTER TABLE that comes first is committed at once and a migration that
+    fails after it stays half-applied. Here pysqlite's own transaction handling is switched off for this
+    one connection and ``BEGIN IMMEDIATE`` opens the transaction (it also makes a second process that
+    upgrades at the same moment wait for this one), then it is restored before the connection goes back
+    to the pool.
+    """
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as connection:
+            yield connection
+        return
+    with engine.connect() as connection:
+        driver = connection.connection.driver_connection
+        legacy = driver.isolation_level
+        driver.isolation_level = None
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield connection
+            except BaseException:
+                connection.rollback()
+                raise
+            connection.commit()
+        finally:
+            driver.isolation_level = legacy
+
+
+class StoreUpgradeError(RuntimeError):
+    """The store's schema could not be brought up to date; the message names the database."""
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate ``engine``'s database to ``revision``; a second process doing the same at once is harmless."""
-    if revision == "head" and current(engine) == head():
+    start = current(engine)
+    if revision == "head" and start == head():
         return
     config = alembic_config()
     for attempt in range(2):
         try:
-            with engine.begin() as connection:
+            with _transaction(engine) as connection:
                 config.attributes["connection"] = connection
                 command.upgrade(config, revision)
             return
-        except Exception:
-            if attempt or current(engine) == head():  # someone else finished the same upgrade
-                if current(engine) == head():
-                    return
-                raise
+        except Exception as exc:
+            if current(engine) == head():  # someone else finished the same upgrade
+                return
+            if attempt:
+                where = engine.url.render_as_string(hide_password=True)
+                raise StoreUpgradeError(f"{where}: upgrading the store from schema {start or 'none'} to {revision} "
+                                        f"failed and the database was left as it was: {exc}") from exc

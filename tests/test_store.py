@@ -219,12 +219,12 @@ def test_an_old_database_is_upgraded_and_the_schema_matches_the_records(store_ur
     engine.dispose()
 
 
-def test_upgrade_moves_a_joined_member_out_of_the_hint_columns(store_url):
-    """Before 0003 a joined member carried its own theme as the queue's hint; the upgrade gives it a
-    column of its own and leaves the hints of segments in the queue, and clustered members, as they were."""
+def _database_at_0002(url: str):
+    """A database at schema 0002 holding a study, a run and its theme with a clustered member, a member
+    joined from the queue (which carried its theme in the hint columns then) and a queue segment."""
     from models import migrate
 
-    engine = create_engine(store_url)
+    engine = create_engine(url)
     migrate.upgrade(engine, "0002_review_compare_runs")
     when = "'2026-01-01 00:00:00'"
     with engine.begin() as conn:
@@ -246,9 +246,43 @@ def test_upgrade_moves_a_joined_member_out_of_the_hint_columns(store_url):
                           "(1, 1, 1, 1, 0.9, 0.8, NULL, 0), "    # clustered member
                           "(2, 1, 2, 1, 0.0, 0.6, 1, 0.6), "     # joined from the queue
                           "(3, 1, 3, NULL, 0.0, 0.0, 1, 0.4)"))  # in the queue, with a hint
+    return engine
+
+
+def test_upgrade_moves_a_joined_member_out_of_the_hint_columns(store_url):
+    """Before 0003 a joined member carried its own theme as the queue's hint; the upgrade gives it a
+    column of its own and leaves the hints of segments in the queue, and clustered members, as they were."""
+    from models import migrate
+
+    engine = _database_at_0002(store_url)
     Store(store_url)  # opening the store upgrades it
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT segment_id, theme_id, suggested_theme_id, suggested_similarity, "
                                  "joined_similarity FROM membership ORDER BY segment_id")).all()
     assert [tuple(r) for r in rows] == [(1, 1, None, 0.0, None), (2, 1, None, 0.0, 0.6), (3, None, 1, 0.4, None)]
+    engine.dispose()
+
+
+def test_a_failed_upgrade_leaves_the_database_as_it_was(store_url):
+    """An upgrade over several migrations that fails part-way changes nothing, schema included, and says
+    which database it was. (SQLite commits schema changes at once unless the transaction is begun
+    explicitly: 0003's new column used to stay behind while the version table said 0002.)"""
+    from sqlalchemy import inspect
+
+    from models import migrate
+    from models.migrate import StoreUpgradeError
+
+    engine = _database_at_0002(store_url)
+    with engine.begin() as conn:  # 0004 will fail: the column it adds is there already
+        conn.execute(text("ALTER TABLE theme ADD COLUMN second_pass BOOLEAN"))
+    hints = "SELECT segment_id, theme_id, suggested_theme_id, suggested_similarity FROM membership ORDER BY segment_id"
+    with engine.connect() as conn:
+        before = [tuple(r) for r in conn.execute(text(hints))]
+    with pytest.raises(StoreUpgradeError, match="0002_review_compare_runs") as failed:
+        Store(store_url)
+    assert engine.url.render_as_string(hide_password=True).split("/")[-1] in str(failed.value)
+    assert migrate.current(engine) == "0002_review_compare_runs"
+    assert "joined_similarity" not in {c["name"] for c in inspect(engine).get_columns("membership")}
+    with engine.connect() as conn:
+        assert [tuple(r) for r in conn.execute(text(hints))] == before
     engine.dispose()
