@@ -106,7 +106,7 @@ def cmd_growth_point(args: argparse.Namespace, argv: Sequence[str]) -> int:
 def cmd_review(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from bench.coder import simulate
 
-    result = {**describe_run(list(argv)), **simulate(args.preset, _config(args), tuple(args.k))}
+    result = {**describe_run(list(argv)), **simulate(args.preset, _config(args), tuple(args.k), tuple(args.seeds))}
     return _save(result, args, "review-" + args.preset)
 
 
@@ -176,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("review", help="simulated review: a scripted coder (bench/coder.py) drives decisions import + apply")
     p.add_argument("--preset", required=True, help="nhs-fft-label | nhs-fft-subcategory | banking77 | example-study")
     p.add_argument("--k", type=int, nargs="+", default=[5, 10, 20, 40], help="suggestions reviewed")
+    p.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44, 45, 46],
+                   help="UMAP seeds: one review per seed, each point averaged over them")
     common(p)
     p.set_defaults(handler=cmd_review)
 

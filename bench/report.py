@@ -51,7 +51,7 @@ python -m bench quality --data FILE.csv --text-col C --indicator-col CODE1 --ind
 python -m bench embed-speed --backend onnx                            # ONNX fp32 and int8 vs sentence-transformers
 python -m bench flow-speed --backend onnx --precision int8            # whole flow cold/warm, BERTopic end to end
 python -m bench growth --backend onnx --precision int8                # 1k/3k/10k/30k segments
-python -m bench review --preset nhs-fft-label --backend onnx          # simulated review curve (also: example-study)
+python -m bench review --preset nhs-fft-label                         # simulated review curve, 5 seeds (also: example-study)
 ```
 
 How the quality figures are computed: both tools cluster the same units (the clusterable segments
@@ -560,14 +560,21 @@ def render(results: Path = RESULTS) -> str:
                   "confirmed theme; the decisions go through `themesift decisions import`, then `themesift apply` "
                   "codes the corpus. Scored on the segments the coder never touched (moved or shown as a quote).", ""]
     for r in review:
+        seeds = r.get("seeds", [])
         lines += [f"### {r['dataset']}", "",
-                  f"- {r['n_segments']} segments with human codes, {r['n_themes_suggested']} suggestions; "
-                  f"embed backend {r.get('embed_backend')}", "",
+                  f"- {r['n_segments']} segments with human codes; {_fmt(r['n_themes_suggested'], 'n_themes')} suggestions on "
+                  f"average; one review per UMAP seed ({', '.join(map(str, seeds))}), each on its own run and store, "
+                  f"every figure the mean over the seeds (range in brackets); embed backend {r.get('embed_backend')}", "",
                   "| suggestions reviewed (k) | decisions | confirmed | untouched segments | mean kappa | macro-F1 |",
                   "|---:|---:|---:|---:|---:|---:|"]
+
+        def spread(p: dict, key: str) -> str:
+            values = p.get(f"{key}_per_seed")
+            return f"{_fmt(p[key])} ({_fmt(min(values))}-{_fmt(max(values))})" if values else _fmt(p[key])
+
         for p in r["points"]:
-            lines.append(f"| {p['k']} | {p['decisions']} | {p['confirmed']} | {p['n_units']} | "
-                         f"{_fmt(p['mean_kappa'])} | {_fmt(p['macro_f1'])} |")
+            lines.append(f"| {p['k']} | {p['decisions']:.1f} | {p['confirmed']:.1f} | {p['n_units']:.0f} | "
+                         f"{spread(p, 'mean_kappa')} | {spread(p, 'macro_f1')} |")
         lines += [""] + _provenance(r) + [""]
     return "\n".join(lines).rstrip() + "\n"
 
