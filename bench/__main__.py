@@ -107,7 +107,12 @@ def cmd_review(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from bench.coder import simulate
 
     result = {**describe_run(list(argv)), **simulate(args.preset, _config(args), tuple(args.k), tuple(args.seeds))}
-    return _save(result, args, "review-" + args.preset)
+    stem = "review-" + args.preset
+    if args.config:
+        stem += f"-{args.config.stem}"
+        result["dataset"] += f" (config {args.config.name})"
+        result["config_file"] = {"path": str(args.config), "text": args.config.read_text(encoding="utf-8")}
+    return _save(result, args, stem)
 
 
 def cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
