@@ -554,7 +554,8 @@ def _paired(methods: dict, key: str) -> str:
 def verdicts(quality: list[dict]) -> list[str]:
     """One row per corpus: each figure as Themesift vs BERTopic, and whether Themesift is ahead."""
     lines = ["In brackets: Themesift minus BERTopic seed by seed, mean ± standard error over the seeds; a gap",
-             "smaller than about twice its standard error could be seed noise.", "",
+             "smaller than about twice its standard error could be seed noise. Rows marked \"(config ...)\" ran",
+             "with that study config instead of the defaults (the findings say why it is not the default).", "",
              "| corpus | mean best-match F1, Themesift vs BERTopic | top-10 precision, Themesift vs BERTopic |",
              "|---|---|---|"]
     for r in sorted(quality, key=held_out):
