@@ -5,12 +5,10 @@ from __future__ import annotations
 import os
 import platform
 import shlex
-import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("themesift", "torch", "sentence-transformers", "transformers", "onnxruntime", "onnx", "bertopic",
             "umap-learn", "hdbscan", "scikit-learn", "numpy", "prefect")
 
@@ -32,17 +30,6 @@ def versions() -> dict[str, str]:
     return {"python": platform.python_version(), **{k: v or "not installed" for k, v in found.items()}}
 
 
-def git_version() -> str:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                                timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True,
-                               timeout=10).stdout.strip()
-        return f"{commit}{' (uncommitted changes)' if dirty else ''}" if commit else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def load_average() -> list[float]:
     try:
         return [round(x, 2) for x in os.getloadavg()]
@@ -59,7 +46,9 @@ def memory_gib() -> float | None:
 
 
 def describe_run(argv: list[str] | None = None) -> dict:
-    """The header every result carries."""
+    """The header every result carries; ``code`` is a run manifest's code version (commit, +dirty)."""
+    from flows.manifest import code_version
+
     argv = sys.argv[1:] if argv is None else argv
     return {
         "command": "python -m bench " + " ".join(shlex.quote(a) for a in argv),
@@ -67,7 +56,7 @@ def describe_run(argv: list[str] | None = None) -> dict:
         "machine": {"nproc": os.cpu_count(), "cpu": cpu_model(), "memory_gib": memory_gib(),
                     "platform": platform.platform(), "load_average_at_start": load_average()},
         "versions": versions(),
-        "code": git_version(),
+        "code": code_version(),
     }
 
 

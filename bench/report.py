@@ -481,6 +481,14 @@ def _fmt(value: Any, key: str = "") -> str:
     return f"{value:.3f}"
 
 
+def _short(code: str | None) -> str:
+    """A commit as the findings quote it: 7 hex digits, and whether the checkout had local changes."""
+    if not code:
+        return "unknown"
+    commit, dirty = code.split("+")[0].split(" ")[0], "+dirty" in code or "uncommitted" in code
+    return commit[:7] + (" (uncommitted changes)" if dirty else "")
+
+
 def _provenance(r: dict) -> list[str]:
     m = r.get("machine", {})
     v = r.get("versions", {})
@@ -488,7 +496,7 @@ def _provenance(r: dict) -> list[str]:
     return [
         f"- Command: `{r.get('command', '?')}`",
         f"- Machine: {m.get('nproc')} CPUs ({m.get('cpu')}), {m.get('memory_gib')} GiB; load average at start "
-        f"{m.get('load_average_at_start')}; {r.get('date')}; code {r.get('code')}",
+        f"{m.get('load_average_at_start')}; {r.get('date')}; code {_short(r.get('code'))}",
         "- Versions: " + ", ".join(f"{k} {v[k]}" for k in keys if k in v) + f", python {v.get('python')}",
     ]
 

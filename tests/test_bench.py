@@ -172,3 +172,14 @@ def test_verdicts_give_the_seed_by_seed_difference_and_its_standard_error():
                "bertopic": {"k": 0.4, "per_seed": {"k": [0.4, 0.4]}}}
     assert report._paired(methods, "k") == " (+0.200 ± 0.100)"  # differences 0.1 and 0.3
     assert report._paired({"themesift": {"per_seed": {"k": [0.5]}}, "bertopic": {"per_seed": {"k": [0.4]}}}, "k") == ""
+
+
+def test_results_carry_the_run_manifests_code_version_quoted_short():
+    """Benchmarks and run manifests name the code the same way; the report quotes 7 digits."""
+    from bench import report
+    from bench.machine import describe_run
+    from flows.manifest import code_version
+
+    assert describe_run(["quality"])["code"] == code_version()
+    assert report._short("5c5f519aa27203e11fdf1f945a11bd8371d72dea+dirty") == "5c5f519 (uncommitted changes)"
+    assert report._short("a497bf2") == "a497bf2" and report._short(None) == "unknown"
