@@ -118,6 +118,14 @@ class Embedder:
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown embed.backend '{self.backend}'; use one of {', '.join(BACKENDS)}")
+        if self.backend == "onnx":
+            from pipeline.embed_int8 import check_alpha
+            from pipeline.embed_onnx import PRECISIONS
+
+            if self.onnx_precision not in PRECISIONS:
+                raise ValueError(f"unknown embed.onnx.precision '{self.onnx_precision}'; "
+                                 f"use one of {', '.join(PRECISIONS)}")
+            check_alpha(self.onnx_smooth)
 
     @classmethod
     def from_config(cls, cfg: dict) -> "Embedder":

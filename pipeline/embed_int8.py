@@ -28,6 +28,12 @@ CALIBRATION = Path(__file__).with_name("calibration.txt")
 WEIGHTED_OPS = ("MatMul", "Attention")
 
 
+def check_alpha(alpha: float | None) -> None:
+    """Refuse a smoothing alpha outside (0, 1]; None means no smoothing."""
+    if alpha is not None and not 0.0 < float(alpha) <= 1.0:
+        raise ValueError(f"embed.onnx.smooth must lie in (0, 1] or be null, not {alpha}")
+
+
 def calibration_texts() -> list[str]:
     return [line.strip() for line in CALIBRATION.read_text(encoding="utf-8").splitlines() if line.strip()]
 
@@ -72,8 +78,7 @@ def smooth(fp32_file: Path, out: Path, token_ids: Sequence[Sequence[int]], alpha
     import onnx
     from onnx import numpy_helper
 
-    if not 0.0 < alpha <= 1.0:
-        raise ValueError(f"embed.onnx.smooth must lie in (0, 1] or be null, not {alpha}")
+    check_alpha(alpha)
     ranges = activation_ranges(fp32_file, token_ids)
     model = onnx.load(str(fp32_file))
     initializers = {i.name: i for i in model.graph.initializer}

@@ -86,10 +86,14 @@ def test_export_is_cached_by_model_id_and_reused(backends):
     assert (exports[0] / "model.onnx").stat().st_mtime_ns == before
 
 
-def test_unknown_backend_is_refused():
+def test_unknown_backend_precision_or_smoothing_is_refused_before_any_work():
     cfg = load_config()["embed"]
     with pytest.raises(ValueError, match="embed.backend"):
         Embedder.from_config({**cfg, "backend": "tensorrt"})
+    for bad, match in (({"precision": "int4"}, "embed.onnx.precision"), ({"smooth": 1.5}, "embed.onnx.smooth"),
+                       ({"smooth": 0}, "embed.onnx.smooth")):
+        with pytest.raises(ValueError, match=match):
+            Embedder.from_config({**cfg, "backend": "onnx", "onnx": {**cfg["onnx"], **bad}})
 
 
 def _int8(cache: Path, smooth: float | None = 0.7) -> Embedder:
