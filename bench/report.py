@@ -110,9 +110,10 @@ NOTES = """## Findings and what was tried (written by hand on 2026-11-27; every 
   both FFT codings). FFT subcategory F1 is level (-0.001 +- 0.001): the one int8 cell in the verdict
   table that is not better. Against fp32 (same table, fp32 rows), F1 is within 0.007 everywhere. Top-10
   is lower on FFT subcategory (0.22 against 0.34), FFT label (0.66 against 0.70) and the example study
-  (0.50 against 0.58), and higher on banking77 (0.70 against 0.56). Top-10 precision moves by about
-  +-0.1 with any change in the vectors (see the review curve below), so only the FFT subcategory gap is
-  clearly more than that. Embedding speed: int8 3.07x sentence-transformers (median of interleaved
+  (0.50 against 0.58), and higher on banking77 (0.70 against 0.56). Top-10 precision moves both ways
+  when the vectors change a little (here +0.14 and -0.08; the review curve below moved further with
+  vectors at cosine 0.9999999), so these gaps are hard to tell from that noise; FFT subcategory's
+  -0.12 is the largest. Embedding speed: int8 3.07x sentence-transformers (median of interleaved
   rounds 3.04x; target >= 1.8x), fp32 ONNX 1.32x. Whole flow with int8: cold 0.58x BERTopic (target
   <= 0.6), warm re-run 0.146x of cold (target <= 0.15). fp32 stays the default.
 - **fp32 ONNX cannot reach 1.8x on this CPU** (tried: batches of 4, 8, 16 and 32, one or two streams,
