@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -38,3 +39,33 @@ def heartbeats_off_without_server() -> Iterator[None]:
         return
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         yield
+
+
+def forget_unused_reduced_spaces(used: str | None, max_age_days: float | None) -> list[str]:
+    """Delete cached reduced (UMAP) spaces that no run has used for ``max_age_days`` days.
+
+    The reduce task's results live in Prefect's local result storage, one file per (vectors, UMAP
+    settings) under the cache key; a study that grows every week leaves one behind per run. The file
+    of the space this run used (``used``) is touched, so its age counts from its last use; a deleted
+    space is only recomputed if it is ever needed again. Storage other than the local folder (a
+    result-storage block on a Prefect server) is left to its owner. Returns the names deleted.
+    """
+    if max_age_days is None:
+        return []
+    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK
+
+    if PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK.value():
+        return []
+    folder = Path(PREFECT_LOCAL_STORAGE_PATH.value()).expanduser()
+    if used and (folder / used).is_file():
+        (folder / used).touch()
+    cutoff = time.time() - float(max_age_days) * 86400
+    deleted = []
+    for path in folder.glob("reduce-*"):
+        try:
+            if path.name != used and path.stat().st_mtime < cutoff:
+                path.unlink()
+                deleted.append(path.name)
+        except FileNotFoundError:  # another run deleted it first
+            continue
+    return deleted

@@ -17,7 +17,7 @@ from prefect.context import get_run_context
 from prefect.utilities.annotations import quote
 
 from flows.manifest import build_manifest
-from flows.runtime import heartbeats_off_without_server
+from flows.runtime import forget_unused_reduced_spaces, heartbeats_off_without_server
 from models.decisions import record_carried_keys
 from models.review import honour_inputs
 from models.store import Store, StudyBusyError, workspace_dir
@@ -271,6 +271,8 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, force: bo
         future = reduce_task.submit(vectors[rest], params)
         reduced = timed("reduce", future.result)
         reduction["cached"] = future.state.name == "Cached"
+        forget_unused_reduced_spaces(_reduce_cache_key(None, {"vectors": vectors[rest], "params": params}),
+                                     config["runner"]["reduced_space_days"])
         clusterer, stability = timed("cluster", lambda: cluster_task.submit(
             vectors[rest], reduced, config["cluster"], config["rank"]["stability"]).result())
         rest_labels, rest_strengths = clusterer.labels_.copy(), clusterer.probabilities_

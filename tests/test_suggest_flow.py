@@ -285,3 +285,34 @@ def test_heartbeats_are_off_only_without_a_prefect_server():
         assert get_current_settings().flows.heartbeat_frequency is None
     with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}), heartbeats_off_without_server():
         assert get_current_settings().flows.heartbeat_frequency == 180
+
+
+def test_reduced_spaces_unused_for_a_month_are_deleted_and_the_used_one_kept(example_study):
+    """Prefect's local result storage keeps one reduced space per (vectors, UMAP settings); a run deletes
+    those no run used for runner.reduced_space_days days and marks its own as used."""
+    import os
+    import time
+
+    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH
+
+    folder = Path(PREFECT_LOCAL_STORAGE_PATH.value()).expanduser()
+    used = sorted(folder.glob("reduce-*"), key=lambda p: p.stat().st_mtime)
+    assert used, "the example study's reduced space is in the local result storage"
+    month_ago = time.time() - 31 * 86400
+    stale, recent = folder / "reduce-stale-test", folder / "reduce-recent-test"
+    for path, when in ((stale, month_ago), (recent, time.time() - 86400)):
+        path.write_bytes(b"old")
+        os.utime(path, (when, when))
+    for path in used:  # the example study's own space, last used a month ago: this run uses it again
+        os.utime(path, (month_ago, month_ago))
+    outcome = suggest_flow(paths=[str(TRANSCRIPTS)], study="ipt", config=example_study.config, force=True)
+    assert outcome["status"] == "completed"
+    with example_study.store.sessions() as session:
+        assert session.get(Run, outcome["run_id"]).manifest["reduction"]["cached"] is True
+    assert not stale.exists() and recent.exists()
+    assert any(p.exists() and p.stat().st_mtime > month_ago + 86400 for p in used)  # kept, and marked as used
+    keep_all = {**example_study.config, "runner": {**example_study.config["runner"], "reduced_space_days": None}}
+    os.utime(recent, (month_ago, month_ago))
+    assert suggest_flow(paths=[str(TRANSCRIPTS)], study="ipt", config=keep_all, force=True)["status"] == "completed"
+    assert recent.exists()
+    recent.unlink()
