@@ -89,18 +89,20 @@ def embed_task(texts: list[str], embed_cfg: dict, store_url: str, sqlite_timeout
     return load_vectors(store, Embedder.from_config(embed_cfg), texts, embed_cfg["cache_chunk"])[1]
 
 
-def _reduce_cache_key(_context, parameters: Mapping[str, Any]) -> str:
+def reduced_space_key(vectors: np.ndarray, params: Mapping[str, Any]) -> str:
+    """Name of a reduced space: the vectors' bytes, the UMAP settings and seed, the recipe, umap's version."""
     import umap
 
-    vectors = np.ascontiguousarray(parameters["vectors"], dtype=np.float32)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     digest = hashlib.sha256(vectors.tobytes())
-    digest.update(repr((vectors.shape, sorted(parameters["params"].items()), REDUCE_RECIPE, umap.__version__)).encode())
+    digest.update(repr((vectors.shape, sorted(params.items()), REDUCE_RECIPE, umap.__version__)).encode())
     return f"reduce-{digest.hexdigest()}"
 
 
-@task(name="reduce", cache_key_fn=_reduce_cache_key, persist_result=True)
-def reduce_task(vectors: np.ndarray, params: dict) -> np.ndarray:
-    """UMAP coordinates; cached by Prefect on (vectors, UMAP settings, seed), so a run that changes only
+@task(name="reduce", cache_key_fn=lambda _context, parameters: parameters["key"], persist_result=True)
+def reduce_task(vectors: np.ndarray, params: dict, key: str) -> np.ndarray:
+    """UMAP coordinates; cached by Prefect under ``key`` (:func:`reduced_space_key` of the same vectors and
+    params, computed once by the flow, which also marks the space as used), so a run that changes only
     clustering or ranking settings skips the slowest step."""
     return ThemeClusterer(**params).reduce(vectors)
 
@@ -268,11 +270,11 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, force: bo
     reduction = {"segments": len(rest), "cached": False}
     try:
         params = ThemeClusterer.from_config(config["cluster"], len(rest)).reduce_params()
-        future = reduce_task.submit(vectors[rest], params)
+        key = reduced_space_key(vectors[rest], params)
+        future = reduce_task.submit(vectors[rest], params, key)
         reduced = timed("reduce", future.result)
         reduction["cached"] = future.state.name == "Cached"
-        forget_unused_reduced_spaces(_reduce_cache_key(None, {"vectors": vectors[rest], "params": params}),
-                                     config["runner"]["reduced_space_days"])
+        forget_unused_reduced_spaces(key, config["runner"]["reduced_space_days"])
         clusterer, stability = timed("cluster", lambda: cluster_task.submit(
             vectors[rest], reduced, config["cluster"], config["rank"]["stability"]).result())
         rest_labels, rest_strengths = clusterer.labels_.copy(), clusterer.probabilities_
