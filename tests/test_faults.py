@@ -51,7 +51,10 @@ def test_a_killed_run_leaves_the_store_as_before_and_the_next_run_reuses_its_emb
     env.pop("PREFECT_API_URL", None)
     command = [sys.executable, "-m", "flows.cli", "suggest", str(data), "--study", "killed", "--config",
                str(config_file), "--text-col", "feedback", "--row-id-col", "row_index"]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # A session of its own: the kill below reaches the run and the temporary Prefect API server it
+    # started, which a killed parent would otherwise leave running for ever.
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
     try:
         deadline = time.monotonic() + 240
         cached = 0
@@ -62,11 +65,13 @@ def test_a_killed_run_leaves_the_store_as_before_and_the_next_run_reuses_its_emb
                 break
             time.sleep(0.2)
         assert process.poll() is None, "the run ended before it could be killed"
-        process.send_signal(signal.SIGKILL)
+        os.killpg(process.pid, signal.SIGKILL)
         process.wait(30)
     finally:
-        if process.poll() is None:
-            process.kill()
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     with store.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Run)) == 0
         assert session.scalar(select(func.count()).select_from(Segment)) == 0
