@@ -85,7 +85,7 @@ def cmd_embed_speed(args: argparse.Namespace, argv: Sequence[str]) -> int:
 def cmd_flow_speed(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from bench.speed import flow_speed
 
-    result = {**describe_run(list(argv)), **flow_speed(_config(args), args.limit, not args.no_peer)}
+    result = {**describe_run(list(argv)), **flow_speed(_config(args), args.limit, not args.no_peer, args.rounds)}
     return _save(result, args, "speed-flow" + (f"-first{args.limit}" if args.limit else ""))
 
 
@@ -161,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("flow-speed", help="the whole flow cold and warm, per stage, and BERTopic end to end")
     p.add_argument("--limit", type=int, help="only the first N comments")
     p.add_argument("--no-peer", action="store_true", help="skip BERTopic")
+    p.add_argument("--rounds", type=int, default=3, help="cold, BERTopic and warm this many times; medians reported")
     common(p)
     p.set_defaults(handler=cmd_flow_speed)
 

@@ -615,6 +615,10 @@ def flow_section(r: dict) -> list[str]:
     lines.append("| **total** | " + " | ".join(f"**{run['seconds']:.1f}** | **{run['peak_mib']:.0f}**"
                                                for run in runs.values()) + " |")
     lines += [""] + [f"- {k}: **{v}**" for k, v in r.get("ratios", {}).items()]
+    if r.get("rounds"):
+        for key in r["ratios"]:
+            lines.append(f"  - {key.split(' (')[0]}, round by round: " + ", ".join(f"{x[key]:.3f}" for x in r["rounds"]))
+        lines.append(f"  - the stage table is round {r['table_round']} (the median warm / cold ratio)")
     if r.get("warm_up_seconds"):
         lines.append("- Paid once per process before timing (not in the table): " +
                      ", ".join(f"{k} {v:.1f} s" for k, v in r["warm_up_seconds"].items()))
