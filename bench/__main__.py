@@ -54,15 +54,20 @@ def cmd_quality(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.backend == "onnx" and args.precision == "int8":
         stem += "-int8"
         corpus.name += " (ONNX int8 vectors)"
-    if args.config:
-        stem += f"-{args.config.stem}"
-        corpus.name += f" (config {args.config.name})"
     header = describe_run(list(argv))
     result = {**header, **quality(corpus, config, peer=not args.no_peer, seeds=tuple(args.seeds))}
-    if args.config:
-        result["config_file"] = {"path": str(args.config), "text": args.config.read_text(encoding="utf-8")}
+    stem = _with_config(result, args, stem)
     _summary(result)
     return _save(result, args, stem)
+
+
+def _with_config(result: dict, args: argparse.Namespace, stem: str) -> str:
+    """A result made with ``--config``: its dataset marked, the file's text kept; the stem to save it as."""
+    if not args.config:
+        return stem
+    result["dataset"] += f" (config {args.config.name})"
+    result["config_file"] = {"path": str(args.config), "text": args.config.read_text(encoding="utf-8")}
+    return f"{stem}-{args.config.stem}"
 
 
 def _summary(result: dict) -> None:
@@ -107,12 +112,7 @@ def cmd_review(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from bench.coder import simulate
 
     result = {**describe_run(list(argv)), **simulate(args.preset, _config(args), tuple(args.k), tuple(args.seeds))}
-    stem = "review-" + args.preset
-    if args.config:
-        stem += f"-{args.config.stem}"
-        result["dataset"] += f" (config {args.config.name})"
-        result["config_file"] = {"path": str(args.config), "text": args.config.read_text(encoding="utf-8")}
-    return _save(result, args, stem)
+    return _save(result, args, _with_config(result, args, "review-" + args.preset))
 
 
 def cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:

@@ -212,13 +212,12 @@ def flow_speed(config: dict, limit: int | None = None, peer: bool = True, rounds
     ratios = {k: round(float(np.median([x[k] for x in round_ratios])), 3) for k in round_ratios[0]}
     middle = int(np.argsort([x[warm_key] for x in round_ratios])[len(round_ratios) // 2])
     runs = per_round[middle]
-    cfg = config
     return {
         "kind": "flow-speed",
         "description": (f"{rounds} rounds, medians reported; each round: {len(rows)} NHS FFT comments (every non-empty "
                         "row) as one CSV through the real suggest flow "
-                        f"(Prefect, SQLite store), embed.backend {cfg['embed']['backend']} "
-                        f"(onnx precision {cfg['embed']['onnx']['precision']}); cold = empty store, no cached reduced space; "
+                        f"(Prefect, SQLite store), embed.backend {config['embed']['backend']} "
+                        f"(onnx precision {config['embed']['onnx']['precision']}); cold = empty store, no cached reduced space; "
                         "warm = same study again with cluster.hdbscan.min_samples changed (embeddings cached, "
                         "segments reused); BERTopic = BERTopic() with the same seeded UMAP, embedding the same "
                         "comments itself with the same local model through sentence-transformers, then fitting. "

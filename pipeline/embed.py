@@ -120,11 +120,9 @@ class Embedder:
             raise ValueError(f"unknown embed.backend '{self.backend}'; use one of {', '.join(BACKENDS)}")
         if self.backend == "onnx":
             from pipeline.embed_int8 import check_alpha
-            from pipeline.embed_onnx import PRECISIONS
+            from pipeline.embed_onnx import check_precision
 
-            if self.onnx_precision not in PRECISIONS:
-                raise ValueError(f"unknown embed.onnx.precision '{self.onnx_precision}'; "
-                                 f"use one of {', '.join(PRECISIONS)}")
+            check_precision(self.onnx_precision)
             check_alpha(self.onnx_smooth)
 
     @classmethod

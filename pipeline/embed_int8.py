@@ -50,6 +50,8 @@ def activation_ranges(fp32_file: Path, token_ids: Sequence[Sequence[int]]) -> di
     import onnx
     import onnxruntime as ort
 
+    from pipeline.embed_onnx import padded_batch
+
     model = onnx.load(str(fp32_file))
     wanted = sorted({model.graph.node[k].input[0] for k in _weighted(model)})
     present = {o.name for o in model.graph.output}
@@ -60,14 +62,8 @@ def activation_ranges(fp32_file: Path, token_ids: Sequence[Sequence[int]]) -> di
     options.log_severity_level = 3
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
-    inputs = {i.name for i in session.get_inputs()}
-    width = max(len(ids) for ids in token_ids)
-    input_ids = np.zeros((len(token_ids), width), dtype=np.int64)
-    for r, ids in enumerate(token_ids):
-        input_ids[r, : len(ids)] = ids
-    mask = (np.arange(width)[None, :] < np.array([len(i) for i in token_ids])[:, None]).astype(np.int64)
-    feed = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
-    outputs = session.run(None, {k: v for k, v in feed.items() if k in inputs})
+    feed, mask = padded_batch(token_ids, [i.name for i in session.get_inputs()])
+    outputs = session.run(None, feed)
     real = mask.astype(bool)
     return {name: np.abs(out[real]).max(axis=0) for name, out in zip(names, outputs) if name in wanted}
 

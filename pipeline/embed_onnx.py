@@ -125,6 +125,11 @@ def export_key(model_id: str) -> str:
 PRECISIONS = ("fp32", "int8")
 
 
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown embed.onnx.precision '{precision}'; use one of {', '.join(PRECISIONS)}")
+
+
 def int8_name(smooth: float | None) -> str:
     """File name (and model-id suffix) of an int8 export: smoothing changes the vectors."""
     return "int8" if smooth is None else f"int8-smooth{float(smooth):g}"
@@ -139,8 +144,7 @@ def export_model(folder: str | Path, model_id: str, cache_dir: str | Path | None
     fp32 file. Files are written to a temporary name and renamed into place, so concurrent processes
     never see a half-written file.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown embed.onnx.precision '{precision}'; use one of {', '.join(PRECISIONS)}")
+    check_precision(precision)
     model_file = _export_fp32(Path(folder), model_id, cache_dir)
     if precision == "fp32":
         return model_file
@@ -262,6 +266,18 @@ def fast_tokenizer(folder: str):
     return tok
 
 
+def padded_batch(token_ids: Sequence[Sequence[int]], inputs: Sequence[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The model's ``inputs`` for one batch (ids padded with 0 to the longest, attention mask, all-zero
+    token types; names the model does not take are left out) and the mask of real tokens."""
+    lengths = np.array([len(i) for i in token_ids], dtype=np.int64)
+    input_ids = np.zeros((len(token_ids), int(lengths.max())), dtype=np.int64)
+    for r, row in enumerate(token_ids):
+        input_ids[r, : len(row)] = row
+    mask = (np.arange(input_ids.shape[1])[None, :] < lengths[:, None]).astype(np.int64)
+    feed = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
+    return {k: feed[k] for k in inputs if k in feed}, mask
+
+
 def truncating_tokenizer(folder: str, max_length: int):
     """A copy of the model's tokenizer that truncates at ``max_length`` tokens, as the model sees text."""
     shared = fast_tokenizer(folder)
@@ -333,13 +349,8 @@ class OnnxSentenceEncoder:
 
         def run(start: int) -> None:
             rows = order[start:start + batch_size]
-            width = int(lengths[rows].max())
-            input_ids = np.zeros((len(rows), width), dtype=np.int64)
-            for r, j in enumerate(rows):
-                input_ids[r, : lengths[j]] = ids[j]
-            mask = (np.arange(width)[None, :] < lengths[rows][:, None]).astype(np.int64)
-            feed = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
-            hidden = self.session.run(None, {k: feed[k] for k in self._inputs})[0]
+            feed, mask = padded_batch([ids[j] for j in rows], self._inputs)
+            hidden = self.session.run(None, feed)[0]
             if self.layout.pooling == "cls":
                 pooled = hidden[:, 0, :]
             else:
