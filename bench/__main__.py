@@ -18,7 +18,9 @@ def _config(args: argparse.Namespace) -> dict:
     if getattr(args, "backend", None):
         overrides["embed"] = {"backend": args.backend}
     if getattr(args, "precision", None):
-        overrides.setdefault("embed", {})["onnx"] = {"precision": args.precision}
+        overrides.setdefault("embed", {}).setdefault("onnx", {})["precision"] = args.precision
+    if getattr(args, "fp32_layers", None) is not None:
+        overrides.setdefault("embed", {}).setdefault("onnx", {})["fp32_layers"] = args.fp32_layers
     return load_config(getattr(args, "config", None), overrides or None)
 
 
@@ -52,8 +54,10 @@ def cmd_quality(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.limit:
         stem += f"-first{args.limit}"
     if args.backend == "onnx" and args.precision == "int8":
-        stem += "-int8"
-        corpus.name += " (ONNX int8 vectors)"
+        layers = config["embed"]["onnx"]["fp32_layers"]
+        stem += f"-int8-fp32ff{layers}" if layers else "-int8"
+        corpus.name += f" (ONNX int8 vectors, fp32 feed-forward down-projection in {layers} layers)" if layers else \
+            " (ONNX int8 vectors)"
     header = describe_run(list(argv))
     result = {**header, **quality(corpus, config, peer=not args.no_peer, seeds=tuple(args.seeds))}
     stem = _with_config(result, args, stem)
@@ -83,7 +87,8 @@ def _summary(result: dict) -> None:
 def cmd_embed_speed(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from bench.speed import embed_speed
 
-    result = {**describe_run(list(argv)), **embed_speed(_config(args), args.limit, args.rounds)}
+    result = {**describe_run(list(argv)), **embed_speed(_config(args), args.limit, args.rounds,
+                                                         int8_fp32_layers=tuple(args.int8_fp32_layers or ()))}
     return _save(result, args, "speed-embed" + (f"-first{args.limit}" if args.limit else ""))
 
 
@@ -128,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--config", type=Path, help="YAML overriding configs/default.yaml (as themesift --config)")
         p.add_argument("--backend", choices=("sentence-transformers", "onnx"), help="embed.backend for this run")
         p.add_argument("--precision", choices=("fp32", "int8"), help="embed.onnx.precision for this run")
+        p.add_argument("--fp32-layers", type=int, help="embed.onnx.fp32_layers for this run (int8 only)")
         p.add_argument("--out", type=Path, default=report.RESULTS, help="folder for JSON results (docs/bench)")
         p.add_argument("--doc", type=Path, default=report.DOC, help="Markdown summary to rebuild (docs/benchmarks.md)")
         p.add_argument("--no-report", action="store_true", help="do not rebuild the Markdown summary")
@@ -155,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("embed-speed", help="segments/s of the ONNX and sentence-transformers backends, side by side")
     p.add_argument("--limit", type=int, help="only the first N segments")
     p.add_argument("--rounds", type=int, default=8, help="interleaved rounds (each backend embeds every chunk)")
+    p.add_argument("--int8-fp32-layers", type=int, nargs="+",
+                   help="one int8 contender per value of embed.onnx.fp32_layers (default: the configured one)")
     common(p)
     p.set_defaults(handler=cmd_embed_speed)
 

@@ -39,12 +39,14 @@ def _embedder(config: dict, backend: str):
 
 
 # -- embedding: ONNX Runtime vs sentence-transformers ---------------------------------------------
-def embed_speed(config: dict, limit: int | None = None, rounds: int = 8, st_batch_sizes: tuple[int, ...] = (16, 32)) -> dict:
+def embed_speed(config: dict, limit: int | None = None, rounds: int = 8, st_batch_sizes: tuple[int, ...] = (16, 32),
+                int8_fp32_layers: tuple[int, ...] = ()) -> dict:
     """Segments/s of both backends on the NHS FFT comments, interleaved in ``rounds`` chunks.
 
     Contenders: sentence-transformers at the configured ``embed.batch_size`` (the baseline) and at each of
     ``st_batch_sizes`` (so the ONNX gain is not inflated by a poor PyTorch batch size), and ONNX Runtime
-    at ``embed.onnx.batch_size`` in fp32 and in int8. Each chunk is embedded by every contender, the
+    at ``embed.onnx.batch_size`` in fp32 and in int8 (one int8 contender per value of ``int8_fp32_layers``,
+    default the configured ``embed.onnx.fp32_layers``). Each chunk is embedded by every contender, the
     order rotating from chunk to chunk; model loading and the ONNX export happen before timing starts.
     """
     from dataclasses import replace
@@ -56,10 +58,12 @@ def embed_speed(config: dict, limit: int | None = None, rounds: int = 8, st_batc
     for bs in st_batch_sizes:
         if bs != st.batch_size:
             contenders[f"sentence-transformers, batch {bs}"] = replace(st, batch_size=bs)
-    onnx_names = []
-    for precision in ("fp32", "int8"):
-        name = f"onnx {precision}, batch {ox.onnx_batch_size}"
-        contenders[name] = replace(ox, onnx_precision=precision)
+    onnx_names = [f"onnx fp32, batch {ox.onnx_batch_size}"]
+    contenders[onnx_names[0]] = replace(ox, onnx_precision="fp32")
+    for layers in int8_fp32_layers or (ox.onnx_int8.fp32_layers,):
+        kept = f" (fp32 feed-forward down-projection in {layers} layers)" if layers else ""
+        name = f"onnx int8{kept}, batch {ox.onnx_batch_size}"
+        contenders[name] = replace(ox, onnx_precision="int8", onnx_int8=replace(ox.onnx_int8, fp32_layers=layers))
         onnx_names.append(name)
     for e in contenders.values():
         e.encode(texts[:32])  # load (and export) outside the timing

@@ -16,6 +16,8 @@ from typing import Sequence
 
 import numpy as np
 
+from pipeline.embed_int8 import Int8Recipe
+
 # Never reach a model hub or send telemetry: sensitive data, and no network at run time.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -70,7 +72,7 @@ def _load(location: str, device: str):
 
 @cache
 def _load_onnx(location: str, model_id: str, cache_dir: str | None, threads: int, allow_spinning: bool,
-               streams: int = 0, precision: str = "fp32", smooth: float | None = None):
+               streams: int = 0, precision: str = "fp32", int8: Int8Recipe = Int8Recipe()):
     from pipeline.embed_onnx import OnnxSentenceEncoder
 
     if not Path(location).is_dir():
@@ -78,8 +80,7 @@ def _load_onnx(location: str, model_id: str, cache_dir: str | None, threads: int
             f"embedding model '{location}' is not a local folder; the ONNX backend exports a model folder "
             "on this machine (never downloads one). Give a folder in embed.model, or 'default'."
         )
-    return OnnxSentenceEncoder.load(location, model_id, cache_dir, threads, allow_spinning, streams, precision,
-                                    smooth)
+    return OnnxSentenceEncoder.load(location, model_id, cache_dir, threads, allow_spinning, streams, precision, int8)
 
 
 @cache
@@ -113,25 +114,22 @@ class Embedder:
     onnx_batch_size: int = 8
     onnx_streams: int = 0
     onnx_precision: str = "fp32"
-    onnx_smooth: float | None = None
+    onnx_int8: Int8Recipe = Int8Recipe()
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown embed.backend '{self.backend}'; use one of {', '.join(BACKENDS)}")
         if self.backend == "onnx":
-            from pipeline.embed_int8 import check_alpha
             from pipeline.embed_onnx import check_precision
 
             check_precision(self.onnx_precision)
-            check_alpha(self.onnx_smooth)
 
     @classmethod
     def from_config(cls, cfg: dict) -> "Embedder":
         onnx = cfg["onnx"]
         return cls(cfg["model"], cfg["batch_size"], cfg["device"], cfg["progress_min_texts"], cfg["backend"],
                    onnx["cache_dir"], int(onnx["threads"]), bool(onnx["allow_spinning"]), int(onnx["batch_size"]),
-                   int(onnx["streams"]), onnx["precision"],
-                   None if onnx["smooth"] is None else float(onnx["smooth"]))
+                   int(onnx["streams"]), onnx["precision"], Int8Recipe.from_config(onnx))
 
     @property
     def model_id(self) -> str:
@@ -140,9 +138,7 @@ class Embedder:
         differ a little and are cached under an id of their own."""
         model_id = resolve_model(self.model)[1]
         if self.backend == "onnx" and self.onnx_precision != "fp32":
-            from pipeline.embed_onnx import int8_name
-
-            return f"{model_id}#onnx-{int8_name(self.onnx_smooth)}"
+            return f"{model_id}#onnx-{self.onnx_int8.name}"
         return model_id
 
     @property
@@ -150,7 +146,7 @@ class Embedder:
         location, model_id = resolve_model(self.model)
         if self.backend == "onnx":
             return _load_onnx(location, model_id, self.onnx_cache_dir, self.onnx_threads, self.onnx_allow_spinning,
-                              self.onnx_streams, self.onnx_precision, self.onnx_smooth)
+                              self.onnx_streams, self.onnx_precision, self.onnx_int8)
         return _load(location, self.device)
 
     @property

@@ -17,7 +17,8 @@ How:
   In fp32 the vectors agree with sentence-transformers to cosine >= 0.9999 (tested), so both backends
   share one model id and one embedding cache. ``precision: int8`` smooths the activations and quantises
   the weights (:mod:`pipeline.embed_int8`; 2.3x fp32's speed on a 2-core CPU, cosine about 0.996 to
-  fp32); its vectors differ, so it has a model id of its own.
+  fp32; ``fp32_layers`` keeps each layer's feed-forward down-projection fp32, nearer fp32 and slower);
+  its vectors differ, so each recipe has a model id of its own.
 * **Fast batches.** Texts are tokenised once, sorted by token count (longest first) and cut into
   batches of ``batch_size`` texts, each padded only to its own longest text; ``streams`` batches run at
   once (default: one per thread, each on one thread: small batches of short texts cannot keep several
@@ -42,6 +43,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+from pipeline.embed_int8 import Int8Recipe
 
 #: Bump when the export below changes in a way that changes the exported file.
 EXPORT_RECIPE = 1
@@ -130,17 +133,12 @@ def check_precision(precision: str) -> None:
         raise ValueError(f"unknown embed.onnx.precision '{precision}'; use one of {', '.join(PRECISIONS)}")
 
 
-def int8_name(smooth: float | None) -> str:
-    """File name (and model-id suffix) of an int8 export: smoothing changes the vectors."""
-    return "int8" if smooth is None else f"int8-smooth{float(smooth):g}"
-
-
 def export_model(folder: str | Path, model_id: str, cache_dir: str | Path | None = None,
-                 precision: str = "fp32", smooth: float | None = None) -> Path:
+                 precision: str = "fp32", int8: Int8Recipe = Int8Recipe()) -> Path:
     """Path of the (fused) ONNX export of ``folder``, exporting it now unless it is cached.
 
-    ``precision="int8"`` gives the same export with its weights quantised to int8 after activation
-    smoothing with ``smooth`` as alpha (None: none), see :mod:`pipeline.embed_int8`; kept beside the
+    ``precision="int8"`` gives the same export with its weights quantised to int8 as ``int8`` says
+    (activation smoothing, products kept fp32), see :mod:`pipeline.embed_int8`; kept beside the
     fp32 file. Files are written to a temporary name and renamed into place, so concurrent processes
     never see a half-written file.
     """
@@ -148,15 +146,15 @@ def export_model(folder: str | Path, model_id: str, cache_dir: str | Path | None
     model_file = _export_fp32(Path(folder), model_id, cache_dir)
     if precision == "fp32":
         return model_file
-    int8_file = model_file.with_name(f"model.{int8_name(smooth)}.onnx")
+    int8_file = model_file.with_name(f"model.{int8.name}.onnx")
     if not int8_file.is_file():
         from pipeline.embed_int8 import calibration_texts, int8_export
 
         token_ids = None
-        if smooth is not None:
+        if int8.smooth is not None:
             tokenizer = truncating_tokenizer(str(folder), ModelLayout.read(Path(folder)).max_seq_length)
             token_ids = [e.ids for e in tokenizer.encode_batch(calibration_texts())]
-        int8_export(model_file, int8_file, token_ids, smooth)
+        int8_export(model_file, int8_file, token_ids, int8)
     return int8_file
 
 
@@ -320,8 +318,8 @@ class OnnxSentenceEncoder:
     @classmethod
     def load(cls, folder: str | Path, model_id: str, cache_dir: str | Path | None = None, threads: int = 0,
              allow_spinning: bool = False, streams: int = 0, precision: str = "fp32",
-             smooth: float | None = None) -> "OnnxSentenceEncoder":
-        return cls(folder, export_model(folder, model_id, cache_dir, precision, smooth), threads, allow_spinning,
+             int8: Int8Recipe = Int8Recipe()) -> "OnnxSentenceEncoder":
+        return cls(folder, export_model(folder, model_id, cache_dir, precision, int8), threads, allow_spinning,
                    streams)
 
     def get_sentence_embedding_dimension(self) -> int:
