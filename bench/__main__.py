@@ -53,7 +53,10 @@ def cmd_quality(args: argparse.Namespace, argv: Sequence[str]) -> int:
         stem = f"quality-{args.name or Path(args.data).stem}"
     if args.limit:
         stem += f"-first{args.limit}"
-    if args.backend == "onnx" and args.precision == "int8":
+    if config["embed"]["backend"] == "sentence-transformers":
+        stem += "-st"
+        corpus.name += " (sentence-transformers vectors)"
+    elif config["embed"]["onnx"]["precision"] == "int8":
         layers = config["embed"]["onnx"]["fp32_layers"]
         stem += f"-int8-fp32ff{layers}" if layers else "-int8"
         corpus.name += f" (ONNX int8 vectors, fp32 feed-forward down-projection in {layers} layers)" if layers else \

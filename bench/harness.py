@@ -58,9 +58,12 @@ def theme_key(rank: int) -> str:
 
 
 def embed_corpus(texts: list[str], embedder: Embedder, cache: Path | None = None) -> tuple[np.ndarray, float, bool]:
-    """Vectors for ``texts`` (cached on disk by model id and texts); seconds spent; whether cached."""
+    """Vectors for ``texts`` (cached on disk by model id, backend and texts); seconds spent; whether cached.
+
+    The backend is part of the key although fp32 ONNX and sentence-transformers share a model id (their
+    vectors differ by about 1e-7): a result must be made with the vectors of the backend it names."""
     cache = cache or cache_dir()
-    digest = hashlib.sha256(embedder.model_id.encode())
+    digest = hashlib.sha256(f"{embedder.model_id}|{embedder.backend}".encode())
     for t in texts:
         digest.update(text_hash(t).encode())
     path = cache / f"{digest.hexdigest()[:24]}.npy"

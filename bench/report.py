@@ -596,6 +596,32 @@ def verdicts(quality: list[dict]) -> list[str]:
     return lines
 
 
+def vector_sensitivity(quality: list[dict]) -> list[str]:
+    """Each corpus under every set of vectors it was run with (default settings only): how far the figures
+    and the gap between the tools move when the vectors move a little, i.e. what a difference must exceed
+    to mean more than the vectors it was measured on."""
+    groups: dict[str, list[tuple[str, dict]]] = {}
+    for r in quality:
+        if r.get("config_file") or "bertopic" not in r["methods"]:
+            continue
+        name, _, variant = r["dataset"].partition(" (")
+        groups.setdefault(name, []).append((variant.rstrip(")") or "ONNX fp32", r["methods"]))
+    groups = {k: sorted(v, key=lambda x: x[0] != "ONNX fp32") for k, v in groups.items() if len(v) > 1}
+    if not groups:
+        return []
+    lines = ["The same corpus and seeds with vectors a little different (cosine to the fp32 vectors: "
+             "sentence-transformers 0.9999999, int8 with fp32 down-projections about 0.999, int8 about 0.996). "
+             "A gap between the tools smaller than the spread of its own column is within what such changes move.", "",
+             "| corpus | vectors | mean best-match F1, Themesift vs BERTopic (gap) | top-10 precision, Themesift vs BERTopic (gap) |",
+             "|---|---|---|---|"]
+    for name in sorted(groups, key=lambda n: held_out({"dataset": n})):
+        for variant, m in groups[name]:
+            cells = [f"{_fmt(m['themesift'][k])} vs {_fmt(m['bertopic'][k])} ({m['themesift'][k] - m['bertopic'][k]:+.3f})"
+                     for k in ("mean_best_f1", "top10_precision")]
+            lines.append(f"| {name} | {variant} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def embed_section(r: dict) -> list[str]:
     lines = ["## Embedding speed: ONNX Runtime vs sentence-transformers", "",
              f"- {r['description']}", ""]
@@ -667,6 +693,9 @@ def render(results: Path = RESULTS) -> str:
     if quality:
         lines += ["## Quality against human codes (Themesift vs BERTopic defaults, same embeddings)", ""]
         lines += ["Does Themesift beat BERTopic's defaults where the issue asks it to?", ""] + verdicts(quality) + [""]
+        sensitivity = vector_sensitivity(quality)
+        if sensitivity:
+            lines += ["### How much the figures move with the vectors", ""] + sensitivity + [""]
         for r in quality:
             lines += quality_section(r)
     for kind, section in (("embed-speed", embed_section), ("flow-speed", flow_section), ("growth", growth_section)):
