@@ -98,8 +98,12 @@ def cmd_embed_speed(args: argparse.Namespace, argv: Sequence[str]) -> int:
 def cmd_flow_speed(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from bench.speed import flow_speed
 
-    result = {**describe_run(list(argv)), **flow_speed(_config(args), args.limit, not args.no_peer, args.rounds)}
-    return _save(result, args, "speed-flow" + (f"-first{args.limit}" if args.limit else ""))
+    config = _config(args)
+    onnx = config["embed"]["onnx"]
+    int8_kept = config["embed"]["backend"] == "onnx" and onnx["precision"] == "int8" and onnx["fp32_layers"]
+    result = {**describe_run(list(argv)), **flow_speed(config, args.limit, not args.no_peer, args.rounds)}
+    return _save(result, args, "speed-flow" + (f"-fp32ff{onnx['fp32_layers']}" if int8_kept else "")
+                 + (f"-first{args.limit}" if args.limit else ""))
 
 
 def cmd_growth(args: argparse.Namespace, argv: Sequence[str]) -> int:

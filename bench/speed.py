@@ -221,7 +221,7 @@ def flow_speed(config: dict, limit: int | None = None, peer: bool = True, rounds
         "description": (f"{rounds} rounds, medians reported; each round: {len(rows)} NHS FFT comments (every non-empty "
                         "row) as one CSV through the real suggest flow "
                         f"(Prefect, SQLite store), embed.backend {config['embed']['backend']} "
-                        f"(onnx precision {config['embed']['onnx']['precision']}); cold = empty store, no cached reduced space; "
+                        f"(onnx precision {config['embed']['onnx']['precision']}, fp32_layers {config['embed']['onnx']['fp32_layers']}); cold = empty store, no cached reduced space; "
                         "warm = same study again with cluster.hdbscan.min_samples changed (embeddings cached, "
                         "segments reused); BERTopic = BERTopic() with the same seeded UMAP, embedding the same "
                         "comments itself with the same local model through sentence-transformers, then fitting. "
