@@ -168,3 +168,19 @@ def test_fp32_down_projections_bring_int8_nearer_fp32(backends):
     gap_smoothed = 1 - (smoothed.encode(texts) * reference).sum(axis=1).mean()
     gap_kept = 1 - (kept.encode(texts) * reference).sum(axis=1).mean()
     assert gap_kept < 0.5 * gap_smoothed, (gap_kept, gap_smoothed)
+
+
+def test_bench_keeps_each_backends_vectors_apart(backends, tmp_path):
+    """The two backends share a model id, but a benchmark result must be made with the vectors of the
+    backend it names: the bench cache keeps them apart."""
+    from bench.harness import embed_corpus
+
+    st, ox, _ = backends
+    texts = ["The staff were kind and listened.", "Parking was impossible.", "Nothing to improve."]
+    made = {e.backend: embed_corpus(texts, e, tmp_path) for e in (st, ox)}
+    assert not any(cached for _, _, cached in made.values()) and len(list(tmp_path.glob("*.npy"))) == 2
+    for e in (st, ox):
+        vectors, _, cached = embed_corpus(texts, e, tmp_path)
+        assert cached
+        np.testing.assert_array_equal(vectors, made[e.backend][0])
+        np.testing.assert_array_equal(vectors, e.encode(texts))
