@@ -123,8 +123,13 @@ def cmd_growth_point(args: argparse.Namespace, argv: Sequence[str]) -> int:
 def cmd_review(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from bench.coder import simulate
 
-    result = {**describe_run(list(argv)), **simulate(args.preset, _config(args), tuple(args.k), tuple(args.seeds))}
-    return _save(result, args, _with_config(result, args, "review-" + args.preset))
+    config = _config(args)
+    result = {**describe_run(list(argv)), **simulate(args.preset, config, tuple(args.k), tuple(args.seeds))}
+    stem = "review-" + args.preset
+    if config["embed"]["backend"] != "sentence-transformers":  # the default backend's curve is the headline
+        stem += "-onnx" if config["embed"]["onnx"]["precision"] == "fp32" else "-onnx-int8"
+        result["dataset"] += " (ONNX vectors)" if config["embed"]["onnx"]["precision"] == "fp32" else " (ONNX int8 vectors)"
+    return _save(result, args, _with_config(result, args, stem))
 
 
 def cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
