@@ -136,17 +136,24 @@ NOTES = """## Findings and what was tried (written by hand on 2026-11-27; every 
   figures moved about as much as between the two fp32 backends: nearer vectors did not make the
   figures nearer fp32's, because any change moves the layout. The whole flow with them took 0.625x
   BERTopic's time cold (median of three rounds: 0.696, 0.625, 0.580; target <= 0.6) and 0.133x of
-  cold warm: the embedding stage takes 15 s instead of 10 s of a 29 s cold run. **The default stays 0**
+  cold warm: the embedding stage took 15 s of a 29 s cold run (all-int8: 10 s of 22 s). **The default stays 0**
   (all-int8 meets the flow target, 0.58x); `fp32_layers: 6` is there for a team that wants int8
   vectors as near fp32 as possible at 2.5x sentence-transformers' speed.
 - **Also measured again with ONNX's vectors:** the example study under `configs/confirmable-first.yaml`
   (top-10 precision 0.74 vs 0.385; it was 0.80 vs 0.24 with sentence-transformers' vectors in the
   sixth pass's table). Results of this pass: code cf93e0b (int8 with fp32 down-projections), 323cafc
-  (fp32 quality with both backends; embedding speed) and 8da3358 (the flow with fp32
-  down-projections; the confirmable-first example study) and 62f7ab8 (the reviews with ONNX's
-  vectors); the code between them changed only the
-  bench's cache key, result names and reports. The all-int8, growth, all-int8 flow and review results
-  are the sixth pass's.
+  (fp32 quality with both backends; embedding speed), 8da3358 (the flow with fp32 down-projections;
+  the confirmable-first example study) and 62f7ab8 (the reviews with ONNX's vectors); the code between
+  them changed only the bench's cache key, result names and reports. The all-int8 quality, growth,
+  all-int8 flow and headline review results are the sixth pass's.
+- **Tried and not adopted: ranking by a product of coverage and cohesion or stability** (coverage x
+  cohesion^g, g = 1-8; coverage x stability^g, g = 1-4), screened on the four tuning corpora by top-10
+  precision and by a proxy of the review curve (macro-F1 of the confirmed themes' members, which
+  reproduced the measured order of the default and cohesion-first). None beat the default on all
+  four; FFT label top-10 is best with the default order. On nhs-fft-v6 the unusable first themes are
+  topics ("ward staff", "mental health / therapy", purity 0.30-0.37) where its framework codes aspects
+  (manner, listening, timeliness): every rank part's within-corpus AUC for "usable" is 0.48-0.60
+  there. The held-out corpora were not scored for any candidate.
 
 ### Sixth pass: int8 with activation smoothing; the review curve over five seeds; what ranking first by cohesion costs
 
