@@ -56,16 +56,25 @@ def cmd_quality(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if config["embed"]["backend"] == "sentence-transformers":
         stem += "-st"
         corpus.name += " (sentence-transformers vectors)"
-    elif config["embed"]["onnx"]["precision"] == "int8":
-        layers = config["embed"]["onnx"]["fp32_layers"]
-        stem += f"-int8-fp32ff{layers}" if layers else "-int8"
-        corpus.name += f" (ONNX int8 vectors, fp32 feed-forward down-projection in {layers} layers)" if layers else \
-            " (ONNX int8 vectors)"
+    elif int8 := _int8_tag(config):
+        stem += int8[0]
+        corpus.name += int8[1]
     header = describe_run(list(argv))
     result = {**header, **quality(corpus, config, peer=not args.no_peer, seeds=tuple(args.seeds))}
     stem = _with_config(result, args, stem)
     _summary(result)
     return _save(result, args, stem)
+
+
+def _int8_tag(config: dict) -> tuple[str, str] | None:
+    """Stem suffix and dataset label of a result made with ONNX int8 vectors (None for any other vectors)."""
+    onnx = config["embed"]["onnx"]
+    if config["embed"]["backend"] != "onnx" or onnx["precision"] != "int8":
+        return None
+    layers = onnx["fp32_layers"]
+    if layers:
+        return f"-int8-fp32ff{layers}", f" (ONNX int8 vectors, fp32 feed-forward down-projection in {layers} layers)"
+    return "-int8", " (ONNX int8 vectors)"
 
 
 def _with_config(result: dict, args: argparse.Namespace, stem: str) -> str:
@@ -127,8 +136,9 @@ def cmd_review(args: argparse.Namespace, argv: Sequence[str]) -> int:
     result = {**describe_run(list(argv)), **simulate(args.preset, config, tuple(args.k), tuple(args.seeds))}
     stem = "review-" + args.preset
     if config["embed"]["backend"] != "sentence-transformers":  # the default backend's curve is the headline
-        stem += "-onnx" if config["embed"]["onnx"]["precision"] == "fp32" else "-onnx-int8"
-        result["dataset"] += " (ONNX vectors)" if config["embed"]["onnx"]["precision"] == "fp32" else " (ONNX int8 vectors)"
+        suffix, label = _int8_tag(config) or ("", " (ONNX vectors)")
+        stem += "-onnx" + suffix
+        result["dataset"] += label
     return _save(result, args, _with_config(result, args, stem))
 
 

@@ -656,10 +656,14 @@ def _paired(methods: dict, key: str) -> str:
     a, b = (methods[m].get("per_seed", {}).get(key) for m in ("themesift", "bertopic"))
     if not a or not b or len(a) != len(b) or len(a) < 2:
         return ""
-    d = [x - y for x, y in zip(a, b)]
-    mean = sum(d) / len(d)
-    se = math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1) / len(d))
+    mean, se = _mean_se([x - y for x, y in zip(a, b)])
     return f" ({mean:+.3f} ± {se:.3f})"
+
+
+def _mean_se(values: list[float]) -> tuple[float, float]:
+    """Mean and standard error of the mean (at least two values)."""
+    mean = sum(values) / len(values)
+    return mean, math.sqrt(sum((x - mean) ** 2 for x in values) / (len(values) - 1) / len(values))
 
 
 def verdicts(quality: list[dict]) -> list[str]:
@@ -708,14 +712,11 @@ def vector_sensitivity(quality: list[dict]) -> list[str]:
             lines.append(f"| {name} | {variant} | " + " | ".join(cells) + " |")
         fp32 = [m for variant, m in groups[name] if variant in FP32_VECTORS]
         if len(fp32) > 1:
-            cells = []
-            for k in ("mean_best_f1", "top10_precision"):
-                gaps = [a - b for m in fp32 for a, b in zip(m["themesift"]["per_seed"][k], m["bertopic"]["per_seed"][k])]
-                mean = sum(gaps) / len(gaps)
-                se = math.sqrt(sum((g - mean) ** 2 for g in gaps) / (len(gaps) - 1) / len(gaps))
-                cells.append(f"gap {mean:+.3f} ± {se:.3f}")
-            lines.append(f"| {name} | **fp32, both backends pooled ({len(fp32) * len(fp32[0]['themesift']['per_seed']['top10_precision'])} "
-                         "layouts)** | " + " | ".join(cells) + " |")
+            gaps = {k: [a - b for m in fp32 for a, b in zip(m["themesift"]["per_seed"][k], m["bertopic"]["per_seed"][k])]
+                    for k in ("mean_best_f1", "top10_precision")}
+            cells = ["gap {:+.3f} ± {:.3f}".format(*_mean_se(g)) for g in gaps.values()]
+            lines.append(f"| {name} | **fp32, both backends pooled ({len(gaps['top10_precision'])} layouts)** | "
+                         + " | ".join(cells) + " |")
     return lines
 
 

@@ -86,9 +86,7 @@ def _weighted(model) -> list[int]:
 def down_projections(model) -> list[str]:
     """Names of the matrix products whose weights ``[in, out]`` narrow the width (``in > out``), in graph
     order: the second product of each feed-forward block, one per layer in a BERT-like encoder."""
-    from onnx import numpy_helper
-
-    shapes = {i.name: tuple(numpy_helper.to_array(i).shape) for i in model.graph.initializer}
+    shapes = {i.name: tuple(i.dims) for i in model.graph.initializer}
     out = []
     for k in _weighted(model):
         node = model.graph.node[k]
@@ -195,7 +193,7 @@ def int8_export(fp32_file: Path, out: Path, token_ids: Sequence[Sequence[int]] |
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     smoothed = out.with_name(f".{out.name}.{os.getpid()}.smoothed.tmp")
     try:
-        keep = down_projections(onnx.load(str(fp32_file)))[: recipe.fp32_layers]
+        keep = down_projections(onnx.load(str(fp32_file)))[: recipe.fp32_layers] if recipe.fp32_layers else []
         source = fp32_file if recipe.smooth is None else smooth(fp32_file, smoothed, token_ids or [], recipe.smooth)
         quantize(source, tmp, keep)
         tmp.replace(out)
