@@ -96,7 +96,8 @@ def run_themesift(corpus: Corpus, vectors: np.ndarray, config: dict, embedder: E
     scores = score_passes(descriptions, vectors, labels, cases, {**stability, **more}, config["rank"]["weights"],
                           st["n_resamples"], second)
     suggestions = assemble(corpus.units, labels, vectors, descriptions, scores,
-                           config["cluster"]["outlier_suggestion_min_similarity"], joined, second)
+                           config["cluster"]["outlier_suggestion_min_similarity"], joined, second,
+                           clusterer.split_from_)
     partition: dict[int, str | None] = {u: None for u in corpus.units}
     for theme in suggestions.themes:
         for m in theme.members:

@@ -3,7 +3,9 @@
 Segments HDBSCAN leaves unassigned get the label -1. Those that fit a theme as well as its own
 members do join it later, marked as joined (``pipeline.themes.join_outliers``); those still left
 are clustered again at a finer grain (``ThemeClusterer.cluster_again``,
-``pipeline.themes.cluster_left_out``), and what that leaves forms the outlier queue.
+``pipeline.themes.cluster_left_out``), and what that leaves forms the outlier queue. A broad theme
+whose parts at that finer grain are unlike each other in the model's space is split into them
+(``ThemeClusterer.split_broad``).
 
 UMAP's neighbour graph is computed exactly (one matrix product per block of rows) up to
 ``exact_knn_max`` segments: on a study-sized corpus that takes a second, where UMAP's approximate
@@ -34,8 +36,10 @@ class CorpusTooSmallError(ValueError):
 class ThemeClusterer:
     """UMAP + HDBSCAN in the scikit-learn manner: parameters in, ``fit`` sets ``*_`` attributes.
 
-    Attributes after ``fit``: ``reduced_`` (n, n_components), ``labels_`` (-1 = outlier) and
-    ``probabilities_`` (HDBSCAN membership strength in [0, 1]).
+    Attributes after ``fit``: ``reduced_`` (n, n_components), ``labels_`` (-1 = outlier),
+    ``probabilities_`` (HDBSCAN membership strength in [0, 1]) and ``split_from_`` (the label of each
+    theme made by splitting a broad one -> the label of the theme it came from, which keeps its largest
+    part; see :meth:`split_broad`).
     """
 
     n_neighbors: int = 15
@@ -48,6 +52,9 @@ class ThemeClusterer:
     min_samples: int | None = None
     cluster_selection_method: str = "eom"
     cluster_selection_epsilon: float = 0.0
+    split_min_size: int | None = None
+    split_min_cluster_size: int = 5
+    split_max_similarity: float = 0.7
     random_state: int = 42
 
     @classmethod
@@ -58,7 +65,8 @@ class ThemeClusterer:
                 f"only {n_segments} participant segments to cluster; at least {cfg['min_segments']} are "
                 "needed to suggest themes (cluster.min_segments). Add transcripts or lower that setting."
             )
-        umap_cfg, hdb = cfg["umap"], cfg["hdbscan"]
+        umap_cfg, hdb, split = cfg["umap"], cfg["hdbscan"], cfg["split_broad"]
+        size = max(2, scaled(hdb["min_cluster_size"], n_segments))
         return cls(
             n_neighbors=max(2, min(int(umap_cfg["n_neighbors"]), n_segments - 1)),
             n_components=max(2, min(int(umap_cfg["n_components"]), n_segments - 2)),
@@ -66,18 +74,57 @@ class ThemeClusterer:
             metric=umap_cfg["metric"],
             n_epochs=None if umap_cfg["n_epochs"] is None else int(umap_cfg["n_epochs"]),
             exact_knn_max=int(umap_cfg["exact_knn_max"]),
-            min_cluster_size=max(2, scaled(hdb["min_cluster_size"], n_segments)),
+            min_cluster_size=size,
             min_samples=None if hdb["min_samples"] is None else max(1, scaled(hdb["min_samples"], n_segments)),
             cluster_selection_method=hdb["cluster_selection_method"],
             cluster_selection_epsilon=float(hdb["cluster_selection_epsilon"]),
+            split_min_size=None if split["size_factor"] is None else round(float(split["size_factor"]) * size),
+            split_min_cluster_size=finer_size(size, split["size_divisor"], split["min_cluster_size"]),
+            split_max_similarity=float(split["max_similarity"]),
             random_state=int(cfg["seed"]),
         )
 
     def fit(self, X: np.ndarray, reduced: np.ndarray | None = None) -> "ThemeClusterer":
-        """Reduce ``X`` (or take ``reduced``, an earlier ``reduce(X)`` with the same parameters) and cluster."""
+        """Reduce ``X`` (or take ``reduced``, an earlier ``reduce(X)`` with the same parameters), cluster,
+        and split the broad themes whose parts are unlike each other."""
         self.reduced_ = self.reduce(X) if reduced is None else np.asarray(reduced, dtype=np.float64)
         self.labels_, self.probabilities_ = self.cluster(self.reduced_)
+        self.split_from_: dict[int, int] = {}
+        if self.split_min_size is not None:
+            self.labels_, self.probabilities_, self.split_from_ = self.split_broad(X, self.labels_, self.probabilities_)
         return self
+
+    def split_broad(self, X: np.ndarray, labels: np.ndarray,
+                    strengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[int, int]]:
+        """Split each theme of at least ``split_min_size`` segments whose parts are unlike each other.
+
+        The theme's members are clustered again at ``split_min_cluster_size`` (their UMAP coordinates, no
+        new layout); the parts found are grouped so that every two parts of a group have centres at
+        cosine >= ``split_max_similarity`` in the model's space ``X`` (complete linkage). With two or more
+        groups the theme is split: the largest group keeps its label, with the members the finer
+        clustering left out; each other group becomes a theme with a new label. A broad theme of one
+        topic stays whole; one that holds unlike topics (funding beside staffing levels) comes apart.
+        Returns copies of ``labels`` and ``strengths`` and ``{new label: label split from}``.
+        """
+        labels, strengths = np.array(labels, copy=True), np.array(strengths, dtype=np.float64, copy=True)
+        X = np.asarray(X, dtype=np.float64)
+        split_from: dict[int, int] = {}
+        next_label = int(max(labels.max(), OUTLIER)) + 1
+        for theme in [int(t) for t in np.unique(labels) if t != OUTLIER]:
+            rows = np.flatnonzero(labels == theme)
+            if len(rows) < self.split_min_size:
+                continue
+            parts = self.cluster_again(rows, self.split_min_cluster_size)
+            groups = unlike_groups(X[rows], parts.labels_, self.split_max_similarity)
+            if groups.max() < 1:
+                continue
+            placed = groups != OUTLIER
+            strengths[rows[placed]] = parts.probabilities_[placed]
+            for group in range(1, int(groups.max()) + 1):
+                labels[rows[groups == group]] = next_label
+                split_from[next_label] = theme
+                next_label += 1
+        return labels, strengths, split_from
 
     def reduce(self, X: np.ndarray) -> np.ndarray:
         """UMAP coordinates of ``X`` (n, n_components); deterministic for a given ``X`` and seed."""
@@ -191,6 +238,34 @@ def cosine_knn(X: np.ndarray, k: int, block: int = 1024) -> tuple[np.ndarray, np
         distances[rows] = np.clip(1.0 - np.take_along_axis(top_sims, order, axis=1), 0.0, 2.0)
     distances[:, 0] = 0.0
     return indices, distances
+
+
+def finer_size(min_cluster_size: int, divisor: float, minimum: int) -> int:
+    """A finer grain than ``min_cluster_size``: divided by ``divisor``, never below ``minimum``."""
+    return max(int(minimum), round(min_cluster_size / float(divisor)))
+
+
+def unlike_groups(X: np.ndarray, parts: np.ndarray, max_similarity: float) -> np.ndarray:
+    """Group ``parts`` (cluster labels of the rows of ``X``, -1 = none) so that every two parts of a
+    group have centres at cosine >= ``max_similarity`` (complete linkage of the centres).
+
+    Returns each row's group, numbered 0.. by decreasing size (-1 where ``parts`` is -1)."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    parts = np.asarray(parts)
+    ids = [int(p) for p in np.unique(parts) if p != OUTLIER]
+    if len(ids) < 2:
+        return np.where(parts == OUTLIER, OUTLIER, 0)
+    centres = np.stack([X[parts == p].mean(axis=0) for p in ids])
+    centres /= np.clip(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12, None)
+    distance = np.clip(1.0 - centres @ centres.T, 0.0, 2.0)
+    np.fill_diagonal(distance, 0.0)
+    group_of = fcluster(linkage(squareform(distance, checks=False), "complete"), 1.0 - max_similarity, "distance")
+    grouped = np.full(len(parts), OUTLIER, dtype=np.int64)
+    for part, group in zip(ids, group_of):
+        grouped[parts == part] = group
+    return renumber_by_size(grouped)
 
 
 def renumber_by_size(labels: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from pipeline.cluster import OUTLIER, ThemeClusterer
+from pipeline.cluster import OUTLIER, ThemeClusterer, finer_size
 from pipeline.describe import ThemeDescription, centroids, nearest_themes
 from pipeline.honour import ASSIGNED, calibrate, classify
 from pipeline.rank import ThemeScore, score_themes
@@ -95,6 +95,9 @@ def join_outliers(vectors: np.ndarray, labels: np.ndarray, rows: Sequence[int], 
     return {r: (a.key, a.similarity) for r, a in zip(rows, found) if a.status == ASSIGNED}
 
 
+SPLIT_REASON = ("split from a broad theme whose parts are unlike each other; the part most like it kept "
+                "its place as '{}'")
+
 SECOND_PASS_REASON = ("found by clustering again, at a finer grain, the segments the first pass left out; "
                       "listed after the first pass's themes")
 
@@ -117,7 +120,7 @@ class SecondPass:
         return cls(float(cfg["size_divisor"]), int(cfg["min_cluster_size"]))
 
     def size(self, first_pass_size: int) -> int:
-        return max(self.min_cluster_size, round(first_pass_size / self.size_divisor))
+        return finer_size(first_pass_size, self.size_divisor, self.min_cluster_size)
 
 
 def cluster_left_out(clusterer: ThemeClusterer, labels: np.ndarray, strengths: np.ndarray, rows: Sequence[int],
@@ -160,14 +163,15 @@ def score_passes(descriptions: Sequence[ThemeDescription], vectors: np.ndarray, 
 def assemble(clustered: Sequence[int], labels: np.ndarray, vectors: np.ndarray,
              descriptions: Sequence[ThemeDescription], scores: Sequence[ThemeScore],
              min_suggestion_similarity: float, joined: Mapping[int, tuple[int, float]] | None = None,
-             second_pass: Sequence[int] = ()) -> Suggestions:
+             second_pass: Sequence[int] = (), split_from: Mapping[int, int] | None = None) -> Suggestions:
     """Join descriptions and scores into ranked themes, and build the outlier queue.
 
     ``clustered[i]`` is the segment-list index of row ``i`` of ``labels``/``vectors``. ``joined``
     (from :func:`join_outliers`) moves outlier rows into their theme's members, marked as joined; the
     other outliers form the queue, each with its nearest theme as a hint when similar enough. Themes
     labelled in ``second_pass`` (from :func:`cluster_left_out`) are marked and ranked after the others,
-    each group in score order.
+    each group in score order. Themes in ``split_from`` (``ThemeClusterer.split_from_``) say which
+    theme they were split from.
     """
     later = set(second_pass)
     scores = sorted(scores, key=lambda s: s.theme in later)  # stable: score order within each pass
@@ -178,13 +182,19 @@ def assemble(clustered: Sequence[int], labels: np.ndarray, vectors: np.ndarray,
     by_theme = {d.theme: d for d in descriptions}
     names = {d.theme: d.label for d in descriptions}
     rank_of = {s.theme: r for r, s in enumerate(scores, start=1)}
+    split_from = dict(split_from or {})
+
+    def extra_reasons(theme: int) -> tuple[str, ...]:
+        split = (SPLIT_REASON.format(names[split_from[theme]]),) if split_from.get(theme) in names else ()
+        return split + ((SECOND_PASS_REASON,) if theme in later else ())
+
     themes = []
     for s in scores:
         d = by_theme[s.theme]
         extra = joined_to.get(s.theme, [])
         themes.append(CandidateTheme(
             rank=rank_of[s.theme], cluster=s.theme, label=d.label, keywords=d.keywords, score=s.score,
-            parts=dict(s.parts), reasons=tuple(s.reasons(names)) + ((SECOND_PASS_REASON,) if s.theme in later else ()),
+            parts=dict(s.parts), reasons=tuple(s.reasons(names)) + extra_reasons(s.theme),
             cases=s.cases,
             members=tuple(clustered[i] for i in (*d.members, *extra)), strengths=(*d.strengths, *[0.0] * len(extra)),
             centrality=(*d.centrality, *(joined[row][1] for row in extra)),

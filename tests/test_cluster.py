@@ -34,3 +34,47 @@ def test_reduce_is_repeatable_and_exact_and_approximate_graphs_agree():
     assert adjusted_rand_score(truth, a) > 0.95 and adjusted_rand_score(truth, b) > 0.95
     reused = ThemeClusterer(min_cluster_size=10).fit(X, reduced=exact.reduced_)
     np.testing.assert_array_equal(reused.labels_, a)
+
+
+def _broad_themes(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two broad themes in the reduced space, each two adjacent parts of 40 segments, too small apart
+    for a cluster size of 50. The first theme's parts are unlike topics in the model's space
+    (orthogonal directions); the second's parts are one topic (the same direction)."""
+    centres = [(0.0, 0.0), (3.0, 0.0), (30.0, 0.0), (33.0, 0.0)]
+    reduced = np.vstack([c + 0.4 * rng.standard_normal((40, 2)) for c in centres])
+    directions = np.eye(16)[[0, 1, 2, 2]]
+    X = np.vstack([d + 0.05 * rng.standard_normal((40, 16)) for d in directions])
+    return X, reduced, np.repeat(np.arange(4), 40)
+
+
+def test_a_broad_theme_of_unlike_parts_is_split_and_one_of_a_single_topic_stays_whole():
+    X, reduced, part = _broad_themes(np.random.default_rng(5))
+    whole = ThemeClusterer(min_cluster_size=50).fit(X, reduced=reduced)
+    assert len(set(whole.labels_.tolist()) - {-1}) == 2 and whole.split_from_ == {}
+    split = ThemeClusterer(min_cluster_size=50, split_min_size=60, split_min_cluster_size=10,
+                           split_max_similarity=0.7).fit(X, reduced=reduced)
+    first, second = (np.bincount(split.labels_[part == p][split.labels_[part == p] >= 0]).argmax() for p in (0, 1))
+    assert first != second and split.split_from_ == {max(first, second): min(first, second)}
+    assert np.mean(split.labels_[part == 0] == first) > 0.9 and np.mean(split.labels_[part == 1] == second) > 0.9
+    one_topic = split.labels_[part >= 2]
+    assert len(set(one_topic.tolist()) - {-1}) == 1  # its parts are alike: it stays whole
+    # parts count as alike at any similarity above -1, so nothing splits
+    alike = ThemeClusterer(min_cluster_size=50, split_min_size=60, split_min_cluster_size=10,
+                           split_max_similarity=-1.0).fit(X, reduced=reduced)
+    np.testing.assert_array_equal(alike.labels_, whole.labels_)
+    # themes smaller than split_min_size are never looked at
+    small = ThemeClusterer(min_cluster_size=50, split_min_size=81, split_min_cluster_size=10).fit(X, reduced=reduced)
+    assert small.split_from_ == {}
+
+
+def test_split_settings_come_from_the_config_and_null_never_splits():
+    from pipeline.config import load_config
+
+    cfg = load_config()["cluster"]
+    clusterer = ThemeClusterer.from_config(cfg, 10_000)  # min_cluster_size 20
+    assert clusterer.min_cluster_size == 20
+    assert clusterer.split_min_size == round(cfg["split_broad"]["size_factor"] * 20)
+    assert clusterer.split_min_cluster_size == max(cfg["split_broad"]["min_cluster_size"],
+                                                   round(20 / cfg["split_broad"]["size_divisor"]))
+    never = load_config(overrides={"cluster": {"split_broad": {"size_factor": None}}})["cluster"]
+    assert ThemeClusterer.from_config(never, 10_000).split_min_size is None

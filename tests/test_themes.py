@@ -5,7 +5,7 @@ from pipeline.cluster import OUTLIER, ThemeClusterer
 from pipeline.config import load_config
 from pipeline.describe import ThemeDescription
 from pipeline.rank import score_themes
-from pipeline.themes import (SECOND_PASS_REASON, JoinRule, SecondPass, assemble, cluster_left_out, score_passes,
+from pipeline.themes import (SECOND_PASS_REASON, SPLIT_REASON, JoinRule, SecondPass, assemble, cluster_left_out, score_passes,
                              join_outliers)
 from test_rank import WEIGHTS
 
@@ -151,3 +151,14 @@ def test_a_second_pass_does_not_change_the_first_pass_scores():
     both = score_passes(descriptions, vectors, labels, cases, stability, WEIGHTS, 5, second_pass=[1])
     assert both[0] == alone[0] and both[0].nearest_theme is None  # as if theme 1 did not exist
     assert both[1].theme == 1 and both[1].nearest_theme == 0  # scored against the first pass too
+
+
+def test_a_theme_split_from_a_broad_one_says_which():
+    vectors, labels = _corpus()
+    descriptions, cases = _described(labels)
+    scores = score_themes(descriptions, vectors, labels, cases, {0: (1.0, 5), 1: (0.2, 1)}, WEIGHTS, 5)
+    suggestions = assemble(range(len(labels)), labels, vectors, descriptions, scores, 0.35, split_from={1: 0})
+    reasons = {t.cluster: t.reasons for t in suggestions.themes}
+    parent = next(d.label for d in descriptions if d.theme == 0)
+    assert SPLIT_REASON.format(parent) in reasons[1]
+    assert not any(r.startswith("split from") for r in reasons[0])
