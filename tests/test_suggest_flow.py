@@ -59,6 +59,10 @@ def test_example_study_gives_ranked_explained_themes(example_study):
             assert scores == sorted(scores, reverse=True)
         assert all((SECOND_PASS_REASON in t.reasons) is t.second_pass for t in run.themes)
         assert run.manifest["second_pass"]["themes"] == sum(passes)
+        split = [t for t in run.themes if any(r.startswith("split from") for r in t.reasons)]
+        assert run.manifest["split_broad"]["themes_made"] == len(split)  # the manifest counts the splits
+        assert run.manifest["cluster_params"]["split_min_size"] == round(
+            example_study.config["cluster"]["split_broad"]["size_factor"] * run.manifest["cluster_params"]["min_cluster_size"])
         for theme in run.themes:
             assert set(theme.parts) == set(PARTS) and all(0 <= v <= 1 for v in theme.parts.values())
             assert theme.score == pytest.approx(sum(example_study.config["rank"]["weights"][p] * v
