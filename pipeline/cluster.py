@@ -103,7 +103,7 @@ class ThemeClusterer:
         cosine >= ``split_max_similarity`` in the model's space ``X`` (complete linkage). With two or more
         groups the theme is split: the largest group keeps its label, with the members the finer
         clustering left out; each other group becomes a theme with a new label. A broad theme of one
-        topic stays whole; one that holds unlike topics (funding beside staffing levels) comes apart.
+        topic stays whole; one that holds unlike parts ("nothing to improve" inside broad praise) comes apart.
         Returns copies of ``labels`` and ``strengths`` and ``{new label: label split from}``.
         """
         labels, strengths = np.array(labels, copy=True), np.array(strengths, dtype=np.float64, copy=True)

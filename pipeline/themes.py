@@ -95,8 +95,8 @@ def join_outliers(vectors: np.ndarray, labels: np.ndarray, rows: Sequence[int], 
     return {r: (a.key, a.similarity) for r, a in zip(rows, found) if a.status == ASSIGNED}
 
 
-SPLIT_REASON = ("split from a broad theme whose parts are unlike each other; the part most like it kept "
-                "its place as '{}'")
+SPLIT_REASON = ("split from a broad theme whose parts are unlike each other; its largest part kept the "
+                "theme, as '{}'")
 
 SECOND_PASS_REASON = ("found by clustering again, at a finer grain, the segments the first pass left out; "
                       "listed after the first pass's themes")
