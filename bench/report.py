@@ -170,6 +170,9 @@ NOTES = """## Findings and what was tried (written by hand on 2026-11-27 and 28;
 - **The review curve held** (`bench review`, five seeds; mean kappa at k = 5 / 10 / 20 / 40): NHS FFT
   labels 0.030 / 0.051 / 0.084 / 0.129 (seventh pass 0.028 / 0.049 / 0.079 / 0.131); the example
   study 0.083 / 0.169 / 0.306 / 0.330, unchanged (none of its themes is split with these vectors).
+  With ONNX's vectors: FFT labels 0.028 / 0.043 / 0.082 / 0.129 (was 0.021 / 0.044 / 0.079 / 0.129),
+  the example study unchanged. Under `configs/confirmable-first.yaml` the FFT labels' curve stays at
+  about half the default's (0.007 / 0.022 / 0.032 / 0.070; was 0.011 / 0.023 / 0.038 / 0.075).
 - **The flow targets hold in every round** (`flow-speed --backend onnx --precision int8`, three rounds
   in one process): cold 0.576x BERTopic's time (rounds 0.577, 0.576, 0.566; target <= 0.6), warm
   re-run 0.125x of cold (rounds 0.147, 0.115, 0.125; target <= 0.15). The split costs one HDBSCAN
@@ -177,11 +180,11 @@ NOTES = """## Findings and what was tried (written by hand on 2026-11-27 and 28;
 - **What is left:** top-10 precision on the two held-out corpora (above; cohesion-first ranking wins
   there but halves the review curve, sixth pass); fp32 ONNX embedding at 1.53x sentence-transformers
   (the 1.8x target is met with int8, whose quality figures now beat BERTopic's on F1 everywhere and on
-  top-10 precision on all four tuning corpora). Results of this pass: code 8b61143 (every quality
-  result and both headline reviews, fp32, int8, int8 with fp32 down-projections and
-  confirmable-first) and the flow timing; the ONNX-vector reviews, the fp32ff6 flow, embedding speed and growth
-  are the sixth and seventh passes' (growth and the ONNX-vector reviews change with the clustering
-  only in what the split adds: an HDBSCAN over each broad theme's members, a fraction of a second).
+  top-10 precision on all four tuning corpora). Results of this pass, all at code 8b61143 (later
+  commits changed only reports and wording): every quality result (fp32 with both backends, int8, int8
+  with fp32 down-projections, confirmable-first), every review and the all-int8 flow timing. Embedding
+  speed, growth and the flow with fp32 down-projections are the sixth and seventh passes'; the split
+  adds to them only an HDBSCAN over each broad theme's members (a fraction of a second).
 
 ### Seventh pass: how far the figures move when the vectors move a little; int8 nearer fp32
 
