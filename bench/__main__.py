@@ -66,12 +66,19 @@ def cmd_quality(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return _save(result, args, stem)
 
 
-def _int8_tag(config: dict) -> tuple[str, str] | None:
-    """Stem suffix and dataset label of a result made with ONNX int8 vectors (None for any other vectors)."""
+def _int8_fp32_layers(config: dict) -> int | None:
+    """``embed.onnx.fp32_layers`` of a run with ONNX int8 vectors; None for any other vectors."""
     onnx = config["embed"]["onnx"]
     if config["embed"]["backend"] != "onnx" or onnx["precision"] != "int8":
         return None
-    layers = onnx["fp32_layers"]
+    return int(onnx["fp32_layers"])
+
+
+def _int8_tag(config: dict) -> tuple[str, str] | None:
+    """Stem suffix and dataset label of a result made with ONNX int8 vectors (None for any other vectors)."""
+    layers = _int8_fp32_layers(config)
+    if layers is None:
+        return None
     if layers:
         return f"-int8-fp32ff{layers}", f" (ONNX int8 vectors, fp32 feed-forward down-projection in {layers} layers)"
     return "-int8", " (ONNX int8 vectors)"
@@ -108,10 +115,9 @@ def cmd_flow_speed(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from bench.speed import flow_speed
 
     config = _config(args)
-    onnx = config["embed"]["onnx"]
-    int8_kept = config["embed"]["backend"] == "onnx" and onnx["precision"] == "int8" and onnx["fp32_layers"]
+    layers = _int8_fp32_layers(config)  # the all-int8 flow is the canonical result and carries no tag
     result = {**describe_run(list(argv)), **flow_speed(config, args.limit, not args.no_peer, args.rounds)}
-    return _save(result, args, "speed-flow" + (f"-fp32ff{onnx['fp32_layers']}" if int8_kept else "")
+    return _save(result, args, "speed-flow" + (f"-fp32ff{layers}" if layers else "")
                  + (f"-first{args.limit}" if args.limit else ""))
 
 

@@ -320,9 +320,9 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, force: bo
                          config["describe"], config["embed"], store)
     second = tuple(t for t in second if (labels == t).any())  # a rejected one was dropped
     scores = timed("rank", rank_task, descriptions, vectors, labels, cases, stability, config["rank"], second)
+    split_from = clusterer.split_from_ if clusterer is not None else {}
     suggestions = assemble(clustered, labels, vectors, descriptions, scores,
-                           config["cluster"]["outlier_suggestion_min_similarity"], joined, second,
-                           clusterer.split_from_ if clusterer is not None else None)
+                           config["cluster"]["outlier_suggestion_min_similarity"], joined, second, split_from)
     if label_of:
         names = {key: kept[0] for key, kept in honour.kept.items()}
         suggestions = Suggestions(tuple(name_carried(suggestions.themes, label_of, names)), suggestions.outliers)
@@ -331,7 +331,6 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, force: bo
     run_manifest["joined_outliers"] = len(joined)
     run_manifest["second_pass"] = {"themes": sum(t.second_pass for t in suggestions.themes),
                                    "segments": sum(len(t.members) for t in suggestions.themes if t.second_pass)}
-    split_from = clusterer.split_from_ if clusterer is not None else {}
     run_manifest["split_broad"] = {"themes_split": len(set(split_from.values())), "themes_made": len(split_from)}
     run_manifest["cluster_params"] = ({k: v for k, v in vars(clusterer).items() if not k.endswith("_")}
                                       if clusterer is not None else None)

@@ -107,7 +107,7 @@ class ThemeClusterer:
         Returns copies of ``labels`` and ``strengths`` and ``{new label: label split from}``.
         """
         labels, strengths = np.array(labels, copy=True), np.array(strengths, dtype=np.float64, copy=True)
-        X = np.asarray(X, dtype=np.float64)
+        X = np.asarray(X)
         split_from: dict[int, int] = {}
         next_label = int(max(labels.max(), OUTLIER)) + 1
         for theme in [int(t) for t in np.unique(labels) if t != OUTLIER]:
@@ -115,7 +115,7 @@ class ThemeClusterer:
             if len(rows) < self.split_min_size:
                 continue
             parts = self.cluster_again(rows, self.split_min_cluster_size)
-            groups = unlike_groups(X[rows], parts.labels_, self.split_max_similarity)
+            groups = unlike_groups(X[rows].astype(np.float64), parts.labels_, self.split_max_similarity)
             if groups.max() < 1:
                 continue
             placed = groups != OUTLIER
