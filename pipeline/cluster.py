@@ -158,14 +158,21 @@ class ThemeClusterer:
         ``min_samples`` no larger): a finer grain over part of the corpus, without a new UMAP layout.
         Fewer than ``2 * min_cluster_size`` rows give no clusters."""
         size = int(min_cluster_size)
-        again = replace(self, min_cluster_size=size,
-                        min_samples=None if self.min_samples is None else min(self.min_samples, size))
-        again.reduced_ = self.reduced_[np.asarray(rows, dtype=np.int64)]
+        again = self._finer(rows, size)
         if len(again.reduced_) < 2 * size:
             again.labels_ = np.full(len(again.reduced_), OUTLIER, dtype=np.int64)
             again.probabilities_ = np.zeros(len(again.reduced_))
         else:
             again.labels_, again.probabilities_ = again.cluster(again.reduced_)
+        return again
+
+    def _finer(self, rows: Sequence[int], min_cluster_size: int) -> "ThemeClusterer":
+        """An unfitted copy over the reduced coordinates of ``rows`` at ``min_cluster_size`` (``min_samples``
+        no larger), that splits nothing."""
+        again = replace(self, min_cluster_size=min_cluster_size, split_min_size=None,
+                        min_samples=None if self.min_samples is None else min(self.min_samples, min_cluster_size))
+        again.reduced_ = self.reduced_[np.asarray(rows, dtype=np.int64)]
+        again.split_from_ = {}
         return again
 
     def cluster(self, reduced: np.ndarray, min_cluster_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -187,7 +194,27 @@ class ThemeClusterer:
         For each resample, a theme's score is its best Jaccard overlap (over the sampled points) with
         any cluster of the resample. Returns ``{label: (mean best Jaccard, resamples where it reached
         found_again_jaccard)}``. Subsampling re-runs HDBSCAN only, so it costs seconds, not minutes.
+
+        A theme split off a broad one (``split_from_``) is measured at the grain that found it, as the
+        second pass's themes are: the broad theme's members are resampled and re-clustered at
+        ``split_min_cluster_size``. At the first pass's grain the broad theme comes back whole, and the
+        part split off it would read as never found again.
         """
+        scores = self._resampled_overlap(n_resamples, sample_fraction, found_again_jaccard)
+        families: dict[int, list[int]] = {}
+        for child, parent in self.split_from_.items():
+            families.setdefault(parent, []).append(child)
+        for parent, children in sorted(families.items()):
+            rows = np.flatnonzero(np.isin(self.labels_, [parent, *children]))
+            family = self._finer(rows, self.split_min_cluster_size)
+            family.labels_ = self.labels_[rows]
+            fine = family._resampled_overlap(n_resamples, sample_fraction, found_again_jaccard)
+            scores.update({child: fine[child] for child in children})
+        return scores
+
+    def _resampled_overlap(self, n_resamples: int, sample_fraction: float,
+                           found_again_jaccard: float) -> dict[int, tuple[float, int]]:
+        """:meth:`stability` at this clusterer's own grain, for every label of ``labels_``."""
         rng = np.random.default_rng(self.random_state)
         labels = self.labels_
         n = len(labels)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from sklearn.neighbors import NearestNeighbors
 
 from pipeline.cluster import ThemeClusterer, cosine_knn
@@ -65,6 +66,21 @@ def test_a_broad_theme_of_unlike_parts_is_split_and_one_of_a_single_topic_stays_
     # themes smaller than split_min_size are never looked at
     small = ThemeClusterer(min_cluster_size=50, split_min_size=81, split_min_cluster_size=10).fit(X, reduced=reduced)
     assert small.split_from_ == {}
+
+
+def test_a_split_theme_is_found_again_at_the_grain_that_found_it():
+    """At the first pass's grain each resample finds the broad theme whole, so the part split off it
+    overlaps the resample's cluster by half at best; its stability is measured at the split's grain."""
+    X, reduced, part = _broad_themes(np.random.default_rng(5))
+    split = ThemeClusterer(min_cluster_size=50, split_min_size=60, split_min_cluster_size=10,
+                           split_max_similarity=0.7).fit(X, reduced=reduced)
+    (child, parent), = split.split_from_.items()
+    coarse = split._resampled_overlap(5, 0.8, 0.5)
+    assert coarse[child][0] < 0.6  # what it read before: about half
+    stability = split.stability(5, 0.8, 0.5)
+    assert stability[child] == (pytest.approx(1.0), 5)
+    assert stability[parent] == coarse[parent]  # the theme that kept the largest part: first-pass grain
+    assert split.stability(5, 0.8, 0.5) == stability  # seeded
 
 
 def test_split_settings_come_from_the_config_and_null_never_splits():
