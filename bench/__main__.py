@@ -111,6 +111,15 @@ def cmd_embed_speed(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return _save(result, args, "speed-embed" + (f"-first{args.limit}" if args.limit else ""))
 
 
+def cmd_int8_closeness(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from bench.closeness import int8_closeness
+    from pipeline.embed_cpu import detect
+
+    result = {**describe_run(list(argv)), **int8_closeness(_config(args), args.step)}
+    family = "vnni" if detect().exact_int8_dot else "no-vnni"
+    return _save(result, args, f"int8-closeness-{family}{'-emulated' if args.emulated else ''}")
+
+
 def cmd_flow_speed(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from bench.speed import flow_speed
 
@@ -193,6 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one int8 contender per value of embed.onnx.fp32_layers (default: the configured one)")
     common(p)
     p.set_defaults(handler=cmd_embed_speed)
+
+    p = sub.add_parser("int8-closeness", help="cosine of each int8 recipe's vectors to fp32 on this CPU")
+    p.add_argument("--step", type=int, default=5, help="every N-th NHS FFT comment segment (5: about 2,000)")
+    p.add_argument("--emulated", action="store_true", help="say in the result's name that the CPU was emulated "
+                                                            "(qemu-x86_64 -cpu Haswell)")
+    common(p)
+    p.set_defaults(handler=cmd_int8_closeness)
 
     p = sub.add_parser("flow-speed", help="the whole flow cold and warm, per stage, and BERTopic end to end")
     p.add_argument("--limit", type=int, help="only the first N comments")

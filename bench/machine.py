@@ -9,6 +9,8 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from pipeline.embed_cpu import detect
+
 PACKAGES = ("themesift", "torch", "sentence-transformers", "transformers", "onnxruntime", "onnx", "bertopic",
             "umap-learn", "hdbscan", "scikit-learn", "numpy", "prefect")
 
@@ -53,7 +55,8 @@ def describe_run(argv: list[str] | None = None) -> dict:
     return {
         "command": "python -m bench " + " ".join(shlex.quote(a) for a in argv),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": {"nproc": os.cpu_count(), "cpu": cpu_model(), "memory_gib": memory_gib(),
+        "machine": {"nproc": os.cpu_count(), "cpu": cpu_model(), "cpu_flags": list(detect().flags),
+                    "exact_int8_dot": detect().exact_int8_dot, "memory_gib": memory_gib(),
                     "platform": platform.platform(), "load_average_at_start": load_average()},
         "versions": versions(),
         "code": code_version(),

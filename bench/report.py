@@ -804,7 +804,9 @@ def _provenance(r: dict) -> list[str]:
     keys = ("themesift", "torch", "sentence-transformers", "onnxruntime", "bertopic", "umap-learn", "hdbscan")
     return [
         f"- Command: `{r.get('command', '?')}`",
-        f"- Machine: {m.get('nproc')} CPUs ({m.get('cpu')}), {m.get('memory_gib')} GiB; load average at start "
+        f"- Machine: {m.get('nproc')} CPUs ({m.get('cpu')}"
+        + (f"; flags {' '.join(m['cpu_flags'])}" if m.get("cpu_flags") is not None else "; flags not recorded")
+        + f"), {m.get('memory_gib')} GiB; load average at start "
         f"{m.get('load_average_at_start')}; {r.get('date')}; code {_short(r.get('code'))}",
         "- Versions: " + ", ".join(f"{k} {v[k]}" for k in keys if k in v) + f", python {v.get('python')}",
     ]
@@ -948,6 +950,19 @@ def embed_section(r: dict) -> list[str]:
     return lines + _provenance(r) + [""]
 
 
+def closeness_section(r: dict) -> list[str]:
+    cpu = r["cpu"]
+    lines = [f"## int8 vectors against fp32 on {cpu['summary']}", "", f"- {r['description']}",
+             f"- CPU flags: {', '.join(cpu['flags']) or 'none known'}; `int8_weights: auto` takes **{cpu['auto_weights']}** here",
+             "", "| recipe | comments: mean cosine | comments: 5th percentile | comments: least | check sentences: mean | "
+             "passes the bar | auto here |", "|---|---:|---:|---:|---:|---|---|"]
+    for name, row in r["recipes"].items():
+        c, k = row["comments"], row["check"]
+        lines.append(f"| {name} | {c['mean']:.4f} | {c['p05']:.4f} | {c['min']:.4f} | {k['mean']:.4f} | "
+                     f"{'yes' if row['passes_check'] else '**refused**'} | {'yes' if row['auto_here'] else ''} |")
+    return lines + [""] + _provenance(r) + [""]
+
+
 def flow_section(r: dict) -> list[str]:
     lines = ["## The whole flow: cold and warm runs, and BERTopic end to end", "", f"- {r['description']}", ""]
     runs = r["runs"]
@@ -1006,7 +1021,8 @@ def render(results: Path = RESULTS) -> str:
             lines += ["### How much the figures move with the vectors", ""] + sensitivity + [""]
         for r in quality:
             lines += quality_section(r)
-    for kind, section in (("embed-speed", embed_section), ("flow-speed", flow_section), ("growth", growth_section)):
+    for kind, section in (("embed-speed", embed_section), ("int8-closeness", closeness_section),
+                          ("flow-speed", flow_section), ("growth", growth_section)):
         for r in data:
             if r.get("kind") == kind:
                 lines += section(r)

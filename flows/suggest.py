@@ -157,7 +157,10 @@ def embed_in_batches(texts: Sequence[str], config: Mapping, store: Store) -> tup
     """Embed the texts the store's cache lacks, mapped as tasks over batches of ``embed.task_texts``
     (spread over Dask workers when the flow runs on a Dask task runner). The store is the one cache:
     a re-run whose texts are all cached starts no task. Returns (tasks, texts embedded)."""
-    missing = store.uncached_texts(Embedder.from_config(config["embed"]).model_id, texts)
+    embedder = Embedder.from_config(config["embed"])
+    missing = store.uncached_texts(embedder.model_id, texts)
+    if missing:
+        embedder.prepare()  # export once here, not in each task at the same time
     size = max(1, int(config["embed"]["task_texts"]))
     futures = [embed_task.submit(missing[i:i + size], config["embed"], store.url, config["store"]["sqlite_timeout_s"])
                for i in range(0, len(missing), size)]

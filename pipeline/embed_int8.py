@@ -17,6 +17,12 @@ What smoothing leaves is mostly in one product per layer, the feed-forward block
 whose input is the activation function's output: :class:`Int8Recipe` can keep the first ``fp32_layers``
 of them fp32 (all six of all-MiniLM-L6-v2's: mean cosine 0.9951 -> 0.9990 on FFT comments at 73% of
 all-int8's speed).
+
+Which kernel runs depends on the CPU (:mod:`pipeline.embed_cpu`): signed weights where int8 dot products
+are exact (VNNI, AMX), unsigned weights where signed ones would saturate. Whatever the recipe, an int8
+export is checked against fp32 on this machine before first use (:func:`faithfulness`, on sentences
+shipped for the purpose, ``check_sentences.txt``, not those used for smoothing) and refused below
+``embed.onnx.int8_min_cosine``: the user is told why and what to use instead.
 """
 
 from __future__ import annotations
@@ -30,7 +36,10 @@ from typing import Sequence
 
 import numpy as np
 
+from pipeline.embed_cpu import CpuFeatures, detect, int8_weights_for
+
 CALIBRATION = Path(__file__).with_name("calibration.txt")
+CHECK = Path(__file__).with_name("check_sentences.txt")
 #: Ops whose constant second input (the weights, ``[in, out]``) is smoothed and quantised.
 WEIGHTED_OPS = ("MatMul", "Attention")
 
@@ -54,26 +63,43 @@ class Int8Recipe:
 
     smooth: float | None = None
     fp32_layers: int = 0
+    weights: str = "s8"
 
     def __post_init__(self) -> None:
         check_alpha(self.smooth)
         if int(self.fp32_layers) < 0:
             raise ValueError(f"embed.onnx.fp32_layers must be 0 or more, not {self.fp32_layers}")
+        if self.weights not in ("s8", "u8"):
+            raise ValueError(f"int8 weights must be s8 or u8, not {self.weights}")
 
     @classmethod
-    def from_config(cls, onnx_cfg: dict) -> "Int8Recipe":
-        """The recipe of ``embed.onnx``."""
+    def from_config(cls, onnx_cfg: dict, cpu: CpuFeatures | None = None) -> "Int8Recipe":
+        """The recipe of ``embed.onnx`` on ``cpu`` (default: this machine's); ``int8_weights: auto`` picks
+        the weight type that does not saturate there."""
         smooth = onnx_cfg["smooth"]
-        return cls(None if smooth is None else float(smooth), int(onnx_cfg["fp32_layers"]))
+        weights = int8_weights_for(cpu or detect(), onnx_cfg["int8_weights"])
+        return cls(None if smooth is None else float(smooth), int(onnx_cfg["fp32_layers"]), weights)
 
     @property
     def name(self) -> str:
-        name = "int8" if self.smooth is None else f"int8-smooth{float(self.smooth):g}"
+        """``int8[-u8][-smooth<alpha>][-fp32ff<n>]``; signed weights keep the names results were made under."""
+        name = "int8" if self.weights == "s8" else "int8-u8"
+        name = name if self.smooth is None else f"{name}-smooth{float(self.smooth):g}"
         return f"{name}-fp32ff{self.fp32_layers}" if self.fp32_layers else name
 
 
+def _lines(path: Path) -> list[str]:
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def calibration_texts() -> list[str]:
-    return [line.strip() for line in CALIBRATION.read_text(encoding="utf-8").splitlines() if line.strip()]
+    """Sentences whose activation ranges set the smoothing scales."""
+    return _lines(CALIBRATION)
+
+
+def check_texts() -> list[str]:
+    """Other sentences of the same kinds, on which an int8 export is compared with fp32 before use."""
+    return _lines(CHECK)
 
 
 def _weighted(model) -> list[int]:
@@ -149,9 +175,9 @@ def smooth(fp32_file: Path, out: Path, token_ids: Sequence[Sequence[int]], alpha
     return out
 
 
-def quantize(fp32_file: Path, out: Path, keep_fp32: Sequence[str] = ()) -> Path:
+def quantize(fp32_file: Path, out: Path, keep_fp32: Sequence[str] = (), weights: str = "s8") -> Path:
     """Dynamic int8 quantisation of the matrix products and fused attention (except the nodes named in
-    ``keep_fp32``), one scale per channel.
+    ``keep_fp32``), one scale per channel; ``weights`` signed (s8) or unsigned (u8).
 
     Activations are quantised on the fly, so no calibration data is needed here. Per-channel weight
     scales matter: with one scale per tensor the vectors drifted to cosine 0.82 from fp32 on real
@@ -166,7 +192,8 @@ def quantize(fp32_file: Path, out: Path, keep_fp32: Sequence[str] = ()) -> Path:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            quantize_dynamic(str(fp32_file), str(out), weight_type=QuantType.QInt8, per_channel=True,
+            weight_type = QuantType.QInt8 if weights == "s8" else QuantType.QUInt8
+            quantize_dynamic(str(fp32_file), str(out), weight_type=weight_type, per_channel=True,
                              op_types_to_quantize=list(WEIGHTED_OPS), nodes_to_exclude=list(keep_fp32),
                              extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     finally:
@@ -195,7 +222,7 @@ def int8_export(fp32_file: Path, out: Path, token_ids: Sequence[Sequence[int]] |
     try:
         keep = down_projections(onnx.load(str(fp32_file)))[: recipe.fp32_layers] if recipe.fp32_layers else []
         source = fp32_file if recipe.smooth is None else smooth(fp32_file, smoothed, token_ids or [], recipe.smooth)
-        quantize(source, tmp, keep)
+        quantize(source, tmp, keep, recipe.weights)
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)

@@ -29,8 +29,10 @@ Usable on its own: ``OnnxSentenceEncoder.load(model_folder, model_id).encode(tex
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -44,7 +46,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pipeline.embed_int8 import Int8Recipe
+from pipeline.embed_cpu import detect
+from pipeline.embed_int8 import Int8Recipe, check_texts
+
+log = logging.getLogger("themesift.embed")
 
 #: Bump when the export below changes in a way that changes the exported file.
 EXPORT_RECIPE = 1
@@ -54,6 +59,10 @@ _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 class OnnxExportError(RuntimeError):
     """The model cannot be exported or run by the ONNX backend; the message says why."""
+
+
+class Int8Refused(OnnxExportError):
+    """int8 vectors on this CPU are further from fp32 than ``embed.onnx.int8_min_cosine`` allows."""
 
 
 def default_cache_dir() -> Path:
@@ -133,37 +142,93 @@ def check_precision(precision: str) -> None:
         raise ValueError(f"unknown embed.onnx.precision '{precision}'; use one of {', '.join(PRECISIONS)}")
 
 
+@contextlib.contextmanager
+def _export_lock(cache_dir: Path):
+    """One export at a time across the threads and processes sharing ``cache_dir``: embed tasks that
+    start together on first use wait for the first one's export instead of racing it."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(cache_dir / ".export.lock", "a+b") as handle:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: files are still renamed into place whole
+            yield
+            return
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def export_model(folder: str | Path, model_id: str, cache_dir: str | Path | None = None,
-                 precision: str = "fp32", int8: Int8Recipe = Int8Recipe()) -> Path:
-    """Path of the (fused) ONNX export of ``folder``, exporting it now unless it is cached.
+                 precision: str = "fp32", int8: Int8Recipe = Int8Recipe(), int8_min_cosine: float | None = None) -> Path:
+    """Path of the (fused) ONNX export of ``folder``, exporting it now (once, under a lock) unless cached.
 
     ``precision="int8"`` gives the same export with its weights quantised to int8 as ``int8`` says
     (activation smoothing, products kept fp32), see :mod:`pipeline.embed_int8`; kept beside the
-    fp32 file. Files are written to a temporary name and renamed into place, so concurrent processes
-    never see a half-written file.
+    fp32 file, and checked against it on this CPU (:func:`int8_faithfulness`): below
+    ``int8_min_cosine`` it is refused with :class:`Int8Refused`. Files are written to a temporary name
+    and renamed into place, so concurrent processes never see a half-written file.
     """
     check_precision(precision)
-    model_file = _export_fp32(Path(folder), model_id, cache_dir)
-    if precision == "fp32":
-        return model_file
-    int8_file = model_file.with_name(f"model.{int8.name}.onnx")
-    if not int8_file.is_file():
-        from pipeline.embed_int8 import calibration_texts, int8_export
+    cache = Path(cache_dir or default_cache_dir())
+    with _export_lock(cache):
+        model_file = _export_fp32(Path(folder), model_id, cache)
+        if precision == "fp32":
+            return model_file
+        int8_file = model_file.with_name(f"model.{int8.name}.onnx")
+        if not int8_file.is_file():
+            from pipeline.embed_int8 import calibration_texts, int8_export
 
-        token_ids = None
-        if int8.smooth is not None:
-            tokenizer = truncating_tokenizer(str(folder), ModelLayout.read(Path(folder)).max_seq_length)
-            token_ids = [e.ids for e in tokenizer.encode_batch(calibration_texts())]
-        int8_export(model_file, int8_file, token_ids, int8)
+            log.info("quantising the embedding model to %s (once per recipe; cached in %s)", int8.name, cache)
+            token_ids = None
+            if int8.smooth is not None:
+                tokenizer = truncating_tokenizer(str(folder), ModelLayout.read(Path(folder)).max_seq_length)
+                token_ids = [e.ids for e in tokenizer.encode_batch(calibration_texts())]
+            int8_export(model_file, int8_file, token_ids, int8)
+        check = int8_faithfulness(folder, model_file, int8_file)
+    if int8_min_cosine is not None and check["mean_cosine"] < int8_min_cosine:
+        raise Int8Refused(
+            f"int8 vectors ({int8.name}) on this CPU, {detect().summary}, are at mean cosine "
+            f"{check['mean_cosine']:.4f} to fp32 on {check['sentences']} check sentences, below "
+            f"embed.onnx.int8_min_cosine {int8_min_cosine}; use embed.onnx.precision: fp32 (the default, the "
+            "model's own vectors), or try embed.onnx.fp32_layers: 6 (nearer fp32, slower than all-int8)")
     return int8_file
 
 
-def _export_fp32(folder: Path, model_id: str, cache_dir: str | Path | None) -> Path:
-    target = Path(cache_dir or default_cache_dir()) / export_key(model_id)
+def int8_faithfulness(folder: str | Path, fp32_file: Path, int8_file: Path) -> dict:
+    """Mean and least cosine of ``int8_file``'s vectors to ``fp32_file``'s on the shipped check sentences,
+    computed on this CPU (its kernels decide the int8 rounding) and kept beside the int8 file, keyed by
+    the CPU and ONNX Runtime version, so it is measured once per machine."""
+    cpu = detect()
+    key = {"cpu": cpu.as_dict(), "onnxruntime": _version("onnxruntime")}
+    record = int8_file.with_name(f"{int8_file.stem}.check.json")
+    if record.is_file():
+        try:
+            saved = json.loads(record.read_text(encoding="utf-8"))
+            if {k: saved.get(k) for k in key} == key:
+                return saved
+        except (OSError, ValueError):
+            pass
+    texts = check_texts()
+    reference = OnnxSentenceEncoder(folder, fp32_file, threads=1, streams=1).encode(texts)
+    vectors = OnnxSentenceEncoder(folder, int8_file, threads=1, streams=1).encode(texts)
+    cosine = (reference * vectors).sum(axis=1)
+    saved = {**key, "sentences": len(texts), "mean_cosine": round(float(cosine.mean()), 6),
+             "min_cosine": round(float(cosine.min()), 6)}
+    tmp = record.with_name(f".{record.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(saved, indent=2), encoding="utf-8")
+    tmp.replace(record)
+    return saved
+
+
+def _export_fp32(folder: Path, model_id: str, cache_dir: Path) -> Path:
+    target = cache_dir / export_key(model_id)
     model_file = target / "model.onnx"
     if model_file.is_file() and (target / "export.json").is_file():
         return model_file
     layout = ModelLayout.read(folder)
+    log.info("exporting the embedding model for ONNX Runtime (once per model, about 20 s; cached in %s)", cache_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".export-", dir=target.parent))
     try:
@@ -318,9 +383,9 @@ class OnnxSentenceEncoder:
     @classmethod
     def load(cls, folder: str | Path, model_id: str, cache_dir: str | Path | None = None, threads: int = 0,
              allow_spinning: bool = False, streams: int = 0, precision: str = "fp32",
-             int8: Int8Recipe = Int8Recipe()) -> "OnnxSentenceEncoder":
-        return cls(folder, export_model(folder, model_id, cache_dir, precision, int8), threads, allow_spinning,
-                   streams)
+             int8: Int8Recipe = Int8Recipe(), int8_min_cosine: float | None = None) -> "OnnxSentenceEncoder":
+        return cls(folder, export_model(folder, model_id, cache_dir, precision, int8, int8_min_cosine), threads,
+                   allow_spinning, streams)
 
     def get_sentence_embedding_dimension(self) -> int:
         return self.layout.dimension

@@ -133,9 +133,11 @@ def classify(vectors: np.ndarray, calibrations: Mapping[str, Calibration], uncer
     to one of them than to its best kept theme is not taken, since the threshold alone lets a broad
     theme swallow much of a corpus on one topic.
 
-    assigned: ``s >= t``, no competitor is as close, and no other kept theme accepts the segment within
+    assigned: ``s >= t``, and no competitor, nor another kept theme that accepts the segment, is within
     ``uncertain_margin`` of ``s``; uncertain: ``s >= t - uncertain_margin`` and no competitor is closer
-    by ``uncertain_margin`` or more (near the threshold, or between two themes); none otherwise.
+    by ``uncertain_margin`` or more (near the threshold, or between two themes); none otherwise. A
+    segment equally near a kept theme and a competitor is therefore uncertain whatever the last float
+    bit says.
     """
     vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float64))
     keys = list(calibrations)
@@ -162,7 +164,7 @@ def classify(vectors: np.ndarray, calibrations: Mapping[str, Calibration], uncer
         r_sim, r_key = max(rivals, key=lambda x: x[0]) if rivals else (0.0, None)
         kept_rival = second is not None and row[second] >= thresholds[second] and s - row[second] < uncertain_margin
         comp_best = float(comp[n].max()) if comp_keys else -np.inf
-        if s >= t and comp_best < s and not kept_rival:
+        if s >= t and comp_best <= s - uncertain_margin and not kept_rival:
             status = ASSIGNED
         elif s >= t - uncertain_margin and comp_best < s + uncertain_margin:
             status = UNCERTAIN

@@ -34,6 +34,7 @@ def _comments() -> list[str]:
 def backends(tmp_path_factory):
     cfg = load_config()["embed"]
     cache = tmp_path_factory.mktemp("onnx-cache")
+    assert cfg["backend"] == "onnx" and cfg["onnx"]["precision"] == "fp32"  # the default path
     st = Embedder.from_config({**cfg, "backend": "sentence-transformers"})
     ox = Embedder.from_config({**cfg, "backend": "onnx",  # 3 per batch: many length buckets in the tests
                                "onnx": {**cfg["onnx"], "cache_dir": str(cache), "batch_size": 3}})
@@ -96,19 +97,28 @@ def test_unknown_backend_precision_or_smoothing_is_refused_before_any_work():
             Embedder.from_config({**cfg, "backend": "onnx", "onnx": {**cfg["onnx"], **bad}})
 
 
-def _int8(cache: Path, smooth: float | None = 0.7, fp32_layers: int = 0) -> Embedder:
+def _int8(cache: Path, smooth: float | None = 0.7, fp32_layers: int = 0, **onnx) -> Embedder:
     cfg = load_config()["embed"]
     return Embedder.from_config({**cfg, "backend": "onnx", "onnx": {**cfg["onnx"], "cache_dir": str(cache),
                                                                      "precision": "int8", "smooth": smooth,
-                                                                     "fp32_layers": fp32_layers}})
+                                                                     "fp32_layers": fp32_layers, **onnx}})
+
+
+def _auto_name(smooth: str = "-smooth0.7") -> str:
+    """The int8 recipe's name on this CPU: signed weights with exact int8 dot products, else unsigned."""
+    from pipeline.embed_cpu import detect
+
+    return f"int8{smooth}" if detect().exact_int8_dot else f"int8-u8{smooth}"
 
 
 def test_int8_stays_close_to_fp32_and_has_its_own_model_id(backends):
-    """int8 weights: vectors near fp32 on real comments, neighbours kept, cached apart from fp32 vectors."""
+    """int8 weights: vectors near fp32 on real comments, neighbours kept, cached apart from fp32 vectors.
+    The weight type is this CPU's (unsigned where signed products would saturate), so this holds on
+    CPUs with and without VNNI (docs/benchmarks.md: the same recipe measured on an emulated AVX2 CPU)."""
     _, ox, cache = backends
     q8 = _int8(cache)
     assert load_config()["embed"]["onnx"]["smooth"] == 0.7
-    assert q8.model_id == f"{ox.model_id}#onnx-int8-smooth0.7"
+    assert q8.model_id == f"{ox.model_id}#onnx-{_auto_name()}"
     texts = _comments()
     a, b = ox.encode(texts), q8.encode(texts)
     cosine = (a * b).sum(axis=1)
@@ -120,7 +130,7 @@ def test_int8_stays_close_to_fp32_and_has_its_own_model_id(backends):
     top5 = np.argsort(-sim_b, axis=1)[:, :5]
     kept = np.mean([sim_a[i].argmax() in top5[i] for i in range(len(texts))])
     assert kept >= 0.9, kept
-    assert Path(q8.encoder.model_file).name == "model.int8-smooth0.7.onnx"
+    assert Path(q8.encoder.model_file).name == f"model.{_auto_name()}.onnx"
     with pytest.raises(ValueError, match="precision"):
         from pipeline.embed_onnx import export_model
         export_model("unused", ox.model_id, cache, precision="int4")
@@ -141,7 +151,7 @@ def test_smoothing_keeps_the_fp32_model_and_brings_int8_closer_to_it(backends, t
     smoothed = smooth(Path(encoder.model_file), tmp_path / "smoothed.onnx", calibration, alpha=0.7)
     same = OnnxSentenceEncoder(encoder.folder, smoothed).encode(texts)
     assert (same * reference).sum(axis=1).min() >= 0.9999
-    plain, smoothed_int8 = _int8(cache, smooth=None), _int8(cache)
+    plain, smoothed_int8 = _int8(cache, smooth=None, int8_min_cosine=None), _int8(cache)  # plain: below the bar
     assert plain.model_id != smoothed_int8.model_id
     gap_plain = 1 - (plain.encode(texts) * reference).sum(axis=1).mean()
     gap_smoothed = 1 - (smoothed_int8.encode(texts) * reference).sum(axis=1).mean()
@@ -163,8 +173,8 @@ def test_fp32_down_projections_bring_int8_nearer_fp32(backends):
     texts = _comments()
     reference = ox.encode(texts)
     smoothed, kept = _int8(cache), _int8(cache, fp32_layers=6)
-    assert kept.model_id == f"{ox.model_id}#onnx-int8-smooth0.7-fp32ff6"
-    assert Path(kept.encoder.model_file).name == "model.int8-smooth0.7-fp32ff6.onnx"
+    assert kept.model_id == f"{ox.model_id}#onnx-{_auto_name()}-fp32ff6"
+    assert Path(kept.encoder.model_file).name == f"model.{_auto_name()}-fp32ff6.onnx"
     gap_smoothed = 1 - (smoothed.encode(texts) * reference).sum(axis=1).mean()
     gap_kept = 1 - (kept.encode(texts) * reference).sum(axis=1).mean()
     assert gap_kept < 0.5 * gap_smoothed, (gap_kept, gap_smoothed)
@@ -184,3 +194,60 @@ def test_bench_keeps_each_backends_vectors_apart(backends, tmp_path):
         assert cached
         np.testing.assert_array_equal(vectors, made[e.backend][0])
         np.testing.assert_array_equal(vectors, e.encode(texts))
+
+
+def test_int8_weight_type_follows_the_cpus_integer_kernels():
+    """Signed weights where int8 products are summed exactly (VNNI, AMX, Arm dot product); unsigned ones
+    where the signed kernel saturates (AVX2 alone, AVX-512 without VNNI); a configured type wins."""
+    from pipeline.embed_cpu import CpuFeatures, detect, int8_weights_for
+    from pipeline.embed_int8 import Int8Recipe
+
+    avx2 = CpuFeatures("AMD EPYC", ("avx2", "fma"))
+    skylake = CpuFeatures("Intel Xeon Gold", ("avx2", "fma", "avx512f", "avx512bw"))
+    for cpu, weights in ((avx2, "u8"), (skylake, "u8"), (CpuFeatures("Xeon", ("avx2", "avx512_vnni")), "s8"),
+                         (CpuFeatures("Core", ("avx2", "avx_vnni")), "s8"), (CpuFeatures("Xeon", ("amx_int8",)), "s8"),
+                         (CpuFeatures("Graviton", ("asimd", "asimddp")), "s8")):
+        assert int8_weights_for(cpu) == weights, cpu
+        assert int8_weights_for(cpu, "s8") == "s8" and int8_weights_for(cpu, "u8") == "u8"
+    assert "no VNNI" in avx2.summary and "AMD EPYC" in avx2.summary
+    cfg = {**load_config()["embed"]["onnx"], "int8_weights": "auto"}
+    assert Int8Recipe.from_config(cfg, avx2).name == "int8-u8-smooth0.7"
+    assert Int8Recipe.from_config(cfg, skylake).weights == "u8"
+    assert Int8Recipe.from_config({**cfg, "fp32_layers": 6}, CpuFeatures("x", ("avx512_vnni",))).name == \
+        "int8-smooth0.7-fp32ff6"  # the names results were made under
+    with pytest.raises(ValueError, match="embed.onnx.int8_weights"):
+        int8_weights_for(avx2, "int4")
+    here = detect()
+    assert here.model and all(f in here.as_dict()["flags"] for f in here.flags)
+
+
+def test_int8_is_checked_on_this_cpu_and_refused_with_a_reason_below_the_bar(backends):
+    """Before first use the int8 export is compared with fp32 on shipped check sentences, on this CPU; the
+    figure is kept beside the export (measured once), and a bar above it refuses int8 with a message that
+    names the CPU, the figure and what to use instead."""
+    from pipeline.embed_int8 import check_texts
+    from pipeline.embed_onnx import Int8Refused, OnnxSentenceEncoder
+
+    _, ox, cache = backends
+    q8 = _int8(cache)
+    model_file = Path(q8.encoder.model_file)
+    record = model_file.with_name(f"{model_file.stem}.check.json")
+    saved = json.loads(record.read_text())
+    texts = check_texts()
+    assert saved["sentences"] == len(texts) >= 50 and saved["cpu"]["flags"] is not None
+    fp32 = OnnxSentenceEncoder(ox.encoder.folder, ox.encoder.model_file).encode(texts)
+    direct = (OnnxSentenceEncoder(ox.encoder.folder, model_file).encode(texts) * fp32).sum(axis=1).mean()
+    assert abs(saved["mean_cosine"] - direct) < 1e-4
+    assert saved["mean_cosine"] >= 0.995  # this CPU's recipe holds the default bar
+    from pipeline.embed_int8 import calibration_texts
+
+    assert not set(texts) & set(calibration_texts())  # checked on sentences smoothing never saw
+    before = record.stat().st_mtime_ns
+    strict = _int8(cache, int8_min_cosine=0.99999)
+    with pytest.raises(Int8Refused) as refused:
+        strict.prepare()
+    message = str(refused.value)
+    for part in ("int8_min_cosine 0.99999", f"{saved['mean_cosine']:.4f}", "precision: fp32", "fp32_layers"):
+        assert part in message, message
+    assert record.stat().st_mtime_ns == before  # measured once per machine, not per run
+    assert not any(t in message for t in texts)  # no text in messages
