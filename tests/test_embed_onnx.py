@@ -251,3 +251,19 @@ def test_int8_is_checked_on_this_cpu_and_refused_with_a_reason_below_the_bar(bac
         assert part in message, message
     assert record.stat().st_mtime_ns == before  # measured once per machine, not per run
     assert not any(t in message for t in texts)  # no text in messages
+
+
+def test_parallel_first_use_exports_once(tmp_path):
+    """Embed tasks that start together on a machine with no export yet (the default backend's first run)
+    wait for one export under a lock instead of racing torch.onnx in several threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline.embed import resolve_model
+    from pipeline.embed_onnx import export_model
+
+    folder, model_id = resolve_model("default")
+    with ThreadPoolExecutor(3) as pool:
+        paths = list(pool.map(lambda _: export_model(folder, model_id, tmp_path), range(3)))
+    exports = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+    assert len(set(paths)) == 1 and len(exports) == 1 and paths[0].parent == exports[0]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".export-")]  # no half-made export left
