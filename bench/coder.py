@@ -75,8 +75,8 @@ def _example_human(session, study) -> dict[int, frozenset[str]]:
     from sqlalchemy import select
 
     from models.records import Segment, Source, Study
-    from pipeline.agreement import map_selections
-    from pipeline.ingest import Ingester
+    from pipeline.compare.agreement import map_selections
+    from pipeline.ingest.read import Ingester
     from pipeline.config import load_config
 
     docs = {d.name: d for d in Ingester.from_config(load_config()["ingest"]).collect([str(EXAMPLE / "transcripts")]).documents}
@@ -135,7 +135,7 @@ def _csv(decisions: list[dict]) -> str:
 
 def agreement_on(machine: Mapping[int, frozenset[str]], human: Mapping[int, frozenset[str]], units: list[int]) -> dict:
     """Mean Cohen's kappa and macro-F1 over the human codes, on ``units``."""
-    from pipeline.agreement import binary_table, cohen_kappa
+    from pipeline.compare.agreement import binary_table, cohen_kappa
 
     codes = sorted({c for u in units for c in human.get(u, ())})
     kappas, f1s = [], []

@@ -316,7 +316,7 @@ NOTES = """## Findings and what was tried (written by hand on 2026-11-27 and 28;
   0.313 against 0.083 / 0.169 / 0.306 / 0.330. The FFT curve holds within 0.007; the example study's
   (292 segments) moves by up to 0.06, inside its seeds' ranges.
 - **What changed: int8 can keep one product per layer in fp32** (`embed.onnx.fp32_layers`,
-  `pipeline.embed_int8.Int8Recipe`, tested). Leaving one weighted product at a time in fp32 (smoothed
+  `pipeline.embed.int8.Int8Recipe`, tested). Leaving one weighted product at a time in fp32 (smoothed
   int8 everywhere else; 1,500 random FFT comments, mean cosine to fp32) located what smoothing leaves:
   the feed-forward down-projection, whose input is the activation function's output, and more in early
   layers (its error passes through every later one). Kept fp32, layer 0's took the mean cosine from
@@ -364,11 +364,11 @@ NOTES = """## Findings and what was tried (written by hand on 2026-11-27 and 28;
 ### Sixth pass: int8 with activation smoothing; the review curve over five seeds; what ranking first by cohesion costs
 
 - **What changed (1): int8 weights are quantised after activation smoothing** (SmoothQuant,
-  `embed.onnx.smooth: 0.7`, `pipeline/embed_int8.py`, tested). Before each quantised matrix product
+  `embed.onnx.smooth: 0.7`, `pipeline/embed/int8.py`, tested). Before each quantised matrix product
   (and the fused attention), part of each input channel's range is moved into that channel's weights
   (`X W = (X / s)(s W)`, `s = max|X|^0.7 / max|W|^0.3`). The weights are quantised per channel and
   absorb it, so the few wide activation channels of the transformer no longer decide one scale for
-  the whole tensor. `max|X|` comes from 65 general sentences shipped in `pipeline/calibration.txt`
+  the whole tensor. `max|X|` comes from 65 general sentences shipped in `pipeline/embed/calibration.txt`
   (written for this, never a user's data, so an export does not depend on which study came first).
   The smoothed fp32 model computes the same vectors (tested, cosine >= 0.9999); quantised, it stays
   nearer fp32 than plain int8 (tested). int8 vectors get a new model id (`#onnx-int8-smooth0.7`), so
@@ -475,7 +475,7 @@ NOTES = """## Findings and what was tried (written by hand on 2026-11-27 and 28;
 ### Fifth pass: a second clustering pass over the segments still left out
 
 - **What changed: the segments neither HDBSCAN nor joining placed are clustered again, at half the
-  cluster size** (`cluster.second_pass`, `pipeline.themes.cluster_left_out`, tested): HDBSCAN over their
+  cluster size** (`cluster.second_pass`, `pipeline.themes.assemble.cluster_left_out`, tested): HDBSCAN over their
   UMAP coordinates (no new layout), `min_cluster_size` 9 instead of 18 on the 7,894 FFT segments. The
   themes it finds are marked (a reason line on the review page, "(second pass)" in `themesift themes`,
   `second_pass` in the exports and the run manifest) and **ranked after every first-pass theme**; a
@@ -514,7 +514,7 @@ NOTES = """## Findings and what was tried (written by hand on 2026-11-27 and 28;
   in the FFT review curve (kappa after 40 suggestions 0.141 -> 0.127), and both are gone:
   - Scored among all themes, a first-pass theme with a second-pass theme beside it lost
     distinctiveness and rank, so a different top 40 was reviewed. First-pass themes are now scored
-    among themselves (`pipeline.themes.score_passes`): their parts and order are as without the second pass.
+    among themselves (`pipeline.themes.assemble.score_passes`): their parts and order are as without the second pass.
   - `themesift apply` lets the run's unreviewed themes compete (a segment nearer to one stays uncoded).
     Second-pass themes took segments that waited in the queue, where they did not compete; they now
     compete only once a coder rejects them (tested), so the codebook codes their segments as before.
@@ -576,7 +576,7 @@ NOTES = """## Findings and what was tried (written by hand on 2026-11-27 and 28;
 ### Fourth pass: left-out segments join the theme they fit
 
 - **What changed: a segment HDBSCAN leaves out joins the theme it fits as well as three in four of
-  the theme's own members do** (`cluster.join_outliers`, `pipeline.themes.join_outliers`, tested):
+  the theme's own members do** (`cluster.join_outliers`, `pipeline.themes.join.join_outliers`, tested):
   the threshold is the 25th percentile of the members' leave-one-out cosine similarity to the
   theme's centre, at least 0.35, the rule a re-run already uses to give confirmed themes new
   segments. Joined segments are marked on the review page ("joined from the outlier queue", with the
@@ -654,7 +654,7 @@ NOTES = """## Findings and what was tried (written by hand on 2026-11-27 and 28;
   their own, so the widest theme of 7,900 NHS FFT comments covered 5% of them and every theme scored
   about 0 on the part with the largest weight: cohesion and stability decided the order, and 31
   identical comments of staff shorthand ("Rang pt before visit: Yes") came first. Coverage is now the
-  theme's participants over the widest theme's (`pipeline.rank`, tested); in an interview study where
+  theme's participants over the widest theme's (`pipeline.themes.rank`, tested); in an interview study where
   some theme reaches everyone nothing changes. Top-10 precision, default clustering, five seeds:
 
   | corpus | coverage of all participants (before) | of the widest theme (now) | log of the widest theme's | BERTopic |
@@ -721,7 +721,7 @@ NOTES = """## Findings and what was tried (written by hand on 2026-11-27 and 28;
   measured 1.9x. Where the time went, and what fixed it:
   - UMAP's approximate neighbour search (NN-descent) compiles itself with numba in every new process:
     20-25 s before it starts. Themesift now computes the neighbour graph exactly with one matrix
-    product per block of rows (about 1 s for 10,000 segments, `pipeline.cluster.cosine_knn`, tested
+    product per block of rows (about 1 s for 10,000 segments, `pipeline.themes.cluster.cosine_knn`, tested
     against scikit-learn) up to `cluster.umap.exact_knn_max` (30,000) segments, and passes it to UMAP.
   - `cluster.umap.n_epochs: 200` (UMAP's own default above 10,000 points; it uses 500 below):
     half the layout time. Quality figures below were measured with it.
@@ -744,7 +744,7 @@ NOTES = """## Findings and what was tried (written by hand on 2026-11-27 and 28;
 - **ONNX embedding: 3.1x sentence-transformers with int8 weights (target >= 1.8x): met; fp32 1.3x.**
   The first pass's int8 attempt lost too much (cosine 0.81 to fp32): it used one scale per weight
   tensor. Dynamic quantisation with one scale per output channel, of the matrix products and the fused
-  attention (`pipeline.embed_onnx.quantize`), keeps the vectors at mean cosine 0.991 (lowest 0.95)
+  attention (`pipeline.embed.onnx_export.quantize`), keeps the vectors at mean cosine 0.991 (lowest 0.95)
   to sentence-transformers' on the NHS FFT segments, and the neighbourhoods hold (tested: the nearest
   comment under fp32 is among the 5 nearest under int8 for >= 90% of comments). int8 vectors get a
   model id of their own, so they never mix with fp32 ones in the cache. Tried and dropped: leaving

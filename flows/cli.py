@@ -14,9 +14,9 @@ from models.export import suggestion_export, theme_summaries, write_suggestions
 from models.migrate import StoreUpgradeError
 from models.store import Store, StudyNotFoundError, workspace_dir
 from pipeline.config import ConfigError, load_config
-from pipeline.embed import ModelNotFoundError
-from pipeline.embed_onnx import OnnxExportError
-from pipeline.rank import PARTS
+from pipeline.embed.encoder import ModelNotFoundError
+from pipeline.embed.onnx_export import OnnxExportError
+from pipeline.themes.rank import PARTS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -113,7 +113,7 @@ def _config(args: argparse.Namespace) -> dict:
 def cmd_suggest(args: argparse.Namespace) -> int:
     from flows.suggest import run_suggest
 
-    from pipeline.embed import Embedder
+    from pipeline.embed.encoder import Embedder
 
     config = _config(args)
     Embedder.from_config(config["embed"]).prepare()  # a first export, or an int8 refusal, before the run

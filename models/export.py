@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
 from models.records import Membership, Run, Segment
-from pipeline.rank import PARTS
+from pipeline.themes.rank import PARTS
 
 CSV_COLUMNS = ("run_id", "theme_id", "rank", "label", "second_pass", "score", *PARTS, "keywords", "segment_id",
                "source", "case", "speaker", "row_id", "start", "end", "strength", "joined_similarity", "is_quote",

@@ -3,7 +3,7 @@ CSV, the confirmed codebook, deductive coding with it, and the inputs a run need
 
 Every decision goes through :func:`decide`: one short transaction that takes the study's write lock,
 folds the log, builds the decision's before/after from what is stored, validates it
-(``pipeline.codebook.validate``) and appends it; a decision that fails validation raises
+(``pipeline.learn.codebook.validate``) and appends it; a decision that fails validation raises
 :class:`DecisionError` and changes nothing.
 """
 
@@ -29,9 +29,10 @@ from models.decisions import (Decision, append, coder_named, default_key, entrie
                               run_theme_keys, study_row)
 from models.records import Membership, Run, Segment, Source, Study, Theme
 from models.store import Store, StudyNotFoundError
-from pipeline import codebook as cb
-from pipeline.honour import FIXED_NONE, Calibration, RunTheme, calibrate, classify, diff_runs, rejected_centroids
-from pipeline.split import propose_split
+from pipeline.learn import codebook as cb
+from pipeline.learn.honour import FIXED_NONE, RunTheme, diff_runs, rejected_centroids
+from pipeline.themes.join import Calibration, calibrate, classify
+from pipeline.themes.split import propose_split
 
 APPLY_CODER = "Themesift (codebook applied)"
 
@@ -290,7 +291,7 @@ def next_key(view: StudyView, prefix: str) -> str:
 def build_entry(view: StudyView, intent: Mapping[str, Any], coder: str, store: Store | None = None) -> cb.Entry:
     """A full decision (before/after payload, theme reference) from what a coder asked for.
 
-    ``intent`` holds ``action`` and the action's fields (see ``pipeline.codebook``); a ``before`` given
+    ``intent`` holds ``action`` and the action's fields (see ``pipeline.learn.codebook``); a ``before`` given
     (a CSV import) is kept as it is, otherwise it is taken from the view. ``uid`` and ``created_at`` may
     be given (imports); they are generated otherwise.
     """
@@ -408,7 +409,7 @@ def model_id_of(view_or_run: StudyView | Run | None) -> str:
     if run is not None and (run.manifest or {}).get("model", {}).get("id"):
         return run.manifest["model"]["id"]
     from pipeline.config import load_config
-    from pipeline.embed import Embedder
+    from pipeline.embed.encoder import Embedder
 
     return Embedder.from_config(load_config()["embed"]).model_id
 
@@ -418,7 +419,7 @@ def segment_vectors(store: Store, view_or_run: StudyView | Run | None, segment_i
     with store.sessions() as session:
         rows = dict(session.execute(select(Segment.id, Segment.text).where(Segment.id.in_(list(segment_ids)))).all())
     texts = [rows[s] for s in segment_ids]
-    from pipeline.embed import Embedder, text_hash
+    from pipeline.embed.encoder import Embedder, text_hash
 
     model_id = model_id_of(view_or_run)
     hashes = [text_hash(t) for t in texts]
@@ -672,7 +673,7 @@ def confirmed_codebook(session: Session, study: str, coder: str | None = None) -
 def write_codebook(entries_: Sequence[CodebookEntry], path: Path | None, fmt: str, study: str) -> str:
     """CSV text (returned; also written when ``path`` is given) or a REFI-QDA ``.qdc`` file at ``path``."""
     if fmt == "qdc":
-        from pipeline.refi_qda import QdaCode, stable_guid, write_qdc
+        from pipeline.exchange.refi_qda import QdaCode, stable_guid, write_qdc
 
         if path is None:
             raise ValueError("a .qdc codebook needs a file name")
@@ -696,11 +697,11 @@ def write_codebook(entries_: Sequence[CodebookEntry], path: Path | None, fmt: st
 
 @dataclass
 class HonourInputs:
-    """What the next suggest run needs from the decision log (see ``pipeline.honour``).
+    """What the next suggest run needs from the decision log (see ``pipeline.learn.honour``).
 
     ``kept``: key -> (name, definition, example segment ids) for themes to carry forward;
     ``example_vectors`` / ``rejected_vectors``: key -> (n, dim) arrays; ``rejected_names``: key -> name;
-    ``fixed``: (source sha256, start, end) -> kept key, or :data:`pipeline.honour.FIXED_NONE` for
+    ``fixed``: (source sha256, start, end) -> kept key, or :data:`pipeline.learn.honour.FIXED_NONE` for
     segments a coder moved to "no theme"; ``competitor_vectors``: key -> member vectors of the latest
     run's other themes (open but not kept) and of rejected themes, which compete with kept themes in
     classification; ``decisions``: how many decisions were honoured.
@@ -725,8 +726,8 @@ class HonourInputs:
         return rejected_centroids(self.competitor_vectors)
 
     def fixed_for(self, segments: Sequence[Any]) -> list[str | None]:
-        """For ``pipeline.honour.plan_segments``: one entry per segment (objects with ``source_sha256``,
-        ``start``, ``end``, such as ``pipeline.segment.Segment``)."""
+        """For ``pipeline.learn.honour.plan_segments``: one entry per segment (objects with ``source_sha256``,
+        ``start``, ``end``, such as ``pipeline.ingest.segment.Segment``)."""
         return [self.fixed.get((s.source_sha256, s.start, s.end)) for s in segments]
 
 

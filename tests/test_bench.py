@@ -1,5 +1,5 @@
 """The benchmark harness on small real data: labelled CSVs through Themesift's own stages, human codes
-mapped onto segments, figures from pipeline.agreement, JSON and Markdown written.
+mapped onto segments, figures from pipeline.compare.agreement, JSON and Markdown written.
 
 No timings are asserted (benchmarks measure them, tests do not); BERTopic is used for real when the
 ``bench`` extra is installed.

@@ -14,9 +14,9 @@ from conftest import TRANSCRIPTS, study_config
 from models.records import Embedding, Membership, Run, Segment, Source, Theme
 from models.store import Store
 from pipeline.config import load_config
-from pipeline.ingest import Ingester
-from pipeline.segment import Segmenter
-from pipeline.themes import CandidateTheme, OutlierSegment, Suggestions
+from pipeline.ingest.read import Ingester
+from pipeline.ingest.segment import Segmenter
+from pipeline.themes.assemble import CandidateTheme, OutlierSegment, Suggestions
 
 PG_URL = os.environ.get("THEMESIFT_TEST_PG_URL")
 

@@ -35,8 +35,8 @@ from models.decisions import coder_for_token, review_secret, sign
 from models.review import (DecisionError, decide, load_view, run_diff, search_segments, segment_context,
                            segments_by_id, split_proposal)
 from models.store import Store
-from pipeline import codebook as cb
-from pipeline.codebook import differences
+from pipeline.learn import codebook as cb
+from pipeline.learn.codebook import differences
 
 HERE = Path(__file__).resolve().parent
 NONCE_COOKIE, CODER_COOKIE = "ts_nonce", "ts_coder"
