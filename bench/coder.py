@@ -156,7 +156,7 @@ def review_once(preset: str, config: dict, budgets: tuple[int, ...], seed: int) 
     os.environ.pop("PREFECT_API_URL", None)
     import flows  # noqa: F401
     from flows import suggest
-    from flows.cli import main as themesift
+    from flows.commands import run as themesift
     from models.codings import stored_codings
     from models.review import APPLY_CODER, load_view
     from models.store import Store

@@ -1,6 +1,6 @@
 """CLI wiring for the review: ``review``, ``coders add``, ``decisions export|import``, ``codebook``, ``apply``.
 
-Registered in ``flows.cli.build_parser`` through :func:`add_commands`.
+Registered in ``flows.commands.build_parser`` through :func:`add_commands`.
 """
 
 from __future__ import annotations
