@@ -123,7 +123,7 @@ def decide(view, human: Mapping[int, frozenset[str]], start: int, stop: int) -> 
 
 
 def _csv(decisions: list[dict]) -> str:
-    from models.review import CSV_COLUMNS
+    from pipeline.exchange.decision_log import CSV_COLUMNS
 
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
@@ -158,8 +158,9 @@ def review_once(preset: str, config: dict, budgets: tuple[int, ...], seed: int) 
     from flows import suggest
     from flows.commands import run as themesift
     from models.codings import stored_codings
-    from models.review import APPLY_CODER, load_view
     from models.store import Store
+    from pipeline.learn.apply import APPLY_CODER
+    from web.views import load_view
 
     paths, ingest_override, human_of = _prepare(preset, tmp)
     cfg = copy.deepcopy(config)

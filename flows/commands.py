@@ -16,12 +16,13 @@ from typing import Sequence
 
 import flows  # noqa: F401  (Prefect settings before Prefect is imported)
 from flows.options import config_from_args
-from models.export import suggestion_export, theme_summaries, write_suggestions
+from models.export import suggestion_export, theme_summaries
 from models.migrate import StoreUpgradeError
 from models.store import Store, StudyNotFoundError, workspace_dir
 from pipeline.config import ConfigError
 from pipeline.embed.encoder import ModelNotFoundError
 from pipeline.embed.onnx_export import OnnxExportError
+from pipeline.exchange.suggestions_export import write_suggestions
 from pipeline.themes.rank import PARTS
 
 

@@ -8,7 +8,7 @@
 * :class:`ThemeKey`: the stable key of a theme of a run. Themes without a row are known as
   ``theme-<theme id>``; a run that carries a kept theme forward writes a row giving its new theme the
   old key (``record_theme_keys``), so decisions keep pointing at it across runs.
-* :class:`ReviewSecret`: the random key that signs the review page's cookies and CSRF tokens.
+* :class:`ReviewSecret`: the random key that signs the review page's cookies and CSRF tokens (``web.app.sign``).
 
 The tables are created by the store's migrations; on SQLite and PostgreSQL triggers refuse updates and deletes.
 """
@@ -16,7 +16,6 @@ The tables are created by the store's migrations; on SQLite and PostgreSQL trigg
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import secrets
 import uuid
@@ -189,10 +188,6 @@ def review_secret(session: Session) -> bytes:
         session.add(row)
         session.flush()
     return bytes.fromhex(row.value)
-
-
-def sign(secret: bytes, value: str) -> str:
-    return hmac.new(secret, value.encode(), hashlib.sha256).hexdigest()
 
 
 # -- stable theme keys -----------------------------------------------------------------------------------

@@ -154,7 +154,7 @@ def test_quality_command_on_real_banking_queries(tmp_path, monkeypatch):
 
 def test_scripted_coder_scores_and_writes_importable_decisions():
     from bench.coder import CODER, _csv, agreement_on
-    from models.review import read_decision_csv
+    from pipeline.exchange.decision_log import read_decision_csv
 
     human = {1: frozenset({"a"}), 2: frozenset({"a"}), 3: frozenset({"b"}), 4: frozenset()}
     perfect = agreement_on({1: frozenset({"a"}), 2: frozenset({"a"}), 3: frozenset({"b"})}, human, [1, 2, 3, 4])

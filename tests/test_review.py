@@ -17,13 +17,15 @@ from sqlalchemy import func, select, text
 from models.codings import Coding, Coder
 from models.decisions import AppendOnlyError, Decision
 from models.records import Membership, Run, Segment, Source, Study
-from models.review import (APPLY_CODER, DecisionError, apply_codebook, decide, export_decisions, honour_inputs,
-                           import_decisions, load_view)
+from models.review import apply_codebook, decide, export_decisions, honour_inputs, import_decisions
 from models.store import Store
 from pipeline.embed.encoder import text_hash
+from pipeline.learn.apply import APPLY_CODER
+from pipeline.learn.codebook import DecisionError
 from pipeline.learn.honour import FIXED_NONE, drop_rejected, plan_segments
 from review_helpers import CSRF, keys_and_outliers, login, n_decisions, private_study, segments_outside
 from web.app import create_app
+from web.views import load_view
 
 REVIEW = {"calibration_percentile": 10.0, "min_similarity": 0.35, "uncertain_margin": 0.05,
           "rejected_similarity": 0.85, "diff_match_jaccard": 0.5}

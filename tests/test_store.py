@@ -148,7 +148,8 @@ def test_the_suggest_flow_on_postgresql(prefect_harness, tmp_path):
 def _two_coders_deciding_at_once(store: Store, study: str) -> None:
     """Both coders' decisions are kept; two merges of one theme at the same moment: one wins, cleanly."""
     from models.decisions import Decision
-    from models.review import DecisionError, decide, load_view
+    from models.review import decide, load_view
+    from pipeline.learn.codebook import DecisionError
     from review_helpers import keys_and_outliers, segments_outside
 
     keys, _, view = keys_and_outliers(store, study)

@@ -25,8 +25,8 @@ every threshold is a parameter the caller reads from the configuration, section 
    :func:`name_carried` gives the carried candidate themes the coders' names.
 
 Nothing here reads the store or the configuration; ``models.review.honour_inputs`` gathers the example
-and rejected vectors from the decision log and the embedding cache, and
-``models.decisions.record_carried_keys`` gives the stored carried themes their stable keys.
+and rejected vectors from the decision log and the embedding cache (``pipeline.learn.apply.HonourInputs``),
+and ``models.decisions.record_carried_keys`` gives the stored carried themes their stable keys.
 
 How the suggest flow uses it (after ``vectors`` of the clusterable segments are loaded)::
 
