@@ -113,7 +113,7 @@ def cmd_embed_speed(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 def cmd_int8_closeness(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from bench.closeness import int8_closeness
-    from pipeline.embed_cpu import detect
+    from pipeline.embed.cpu import detect
 
     result = {**describe_run(list(argv)), **int8_closeness(_config(args), args.step)}
     family = "vnni" if detect().exact_int8_dot else "no-vnni"

@@ -1,6 +1,6 @@
 """How near each int8 recipe's vectors stay to fp32 on this CPU (``python -m bench int8-closeness``).
 
-Why a benchmark of its own: int8 rounding depends on the CPU's integer kernels (:mod:`pipeline.embed_cpu`),
+Why a benchmark of its own: int8 rounding depends on the CPU's integer kernels (:mod:`pipeline.embed.cpu`),
 so the same export gives other vectors on a CPU with VNNI and on one without. Run it on each CPU family,
 or under ``qemu-x86_64 -cpu Haswell`` to imitate an AVX2 CPU without VNNI or AVX-512 (the real kernels
 run; only the CPU is emulated, so its timings mean nothing and none are reported).
@@ -18,8 +18,8 @@ from bench.speed import _embedder, nhs_comment_segments
 def int8_closeness(config: dict, step: int = 5, layers: tuple[int, ...] = (0, 6)) -> dict:
     """Mean and least cosine to fp32 of each recipe (signed and unsigned weights x ``layers``), on every
     ``step``-th NHS FFT comment segment and on the shipped check sentences, with this CPU's flags."""
-    from pipeline.embed_cpu import detect, int8_weights_for
-    from pipeline.embed_int8 import Int8Recipe, check_texts
+    from pipeline.embed.cpu import detect, int8_weights_for
+    from pipeline.embed.int8 import Int8Recipe, check_texts
 
     cpu = detect()
     onnx = config["embed"]["onnx"]

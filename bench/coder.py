@@ -75,8 +75,8 @@ def _example_human(session, study) -> dict[int, frozenset[str]]:
     from sqlalchemy import select
 
     from models.records import Segment, Source, Study
-    from pipeline.agreement import map_selections
-    from pipeline.ingest import Ingester
+    from pipeline.compare.agreement import map_selections
+    from pipeline.ingest.read import Ingester
     from pipeline.config import load_config
 
     docs = {d.name: d for d in Ingester.from_config(load_config()["ingest"]).collect([str(EXAMPLE / "transcripts")]).documents}
@@ -123,7 +123,7 @@ def decide(view, human: Mapping[int, frozenset[str]], start: int, stop: int) -> 
 
 
 def _csv(decisions: list[dict]) -> str:
-    from models.review import CSV_COLUMNS
+    from pipeline.exchange.decision_log import CSV_COLUMNS
 
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
@@ -135,7 +135,7 @@ def _csv(decisions: list[dict]) -> str:
 
 def agreement_on(machine: Mapping[int, frozenset[str]], human: Mapping[int, frozenset[str]], units: list[int]) -> dict:
     """Mean Cohen's kappa and macro-F1 over the human codes, on ``units``."""
-    from pipeline.agreement import binary_table, cohen_kappa
+    from pipeline.compare.agreement import binary_table, cohen_kappa
 
     codes = sorted({c for u in units for c in human.get(u, ())})
     kappas, f1s = [], []
@@ -156,10 +156,11 @@ def review_once(preset: str, config: dict, budgets: tuple[int, ...], seed: int) 
     os.environ.pop("PREFECT_API_URL", None)
     import flows  # noqa: F401
     from flows import suggest
-    from flows.cli import main as themesift
+    from flows.commands import run as themesift
     from models.codings import stored_codings
-    from models.review import APPLY_CODER, load_view
     from models.store import Store
+    from pipeline.learn.apply import APPLY_CODER
+    from web.views import load_view
 
     paths, ingest_override, human_of = _prepare(preset, tmp)
     cfg = copy.deepcopy(config)

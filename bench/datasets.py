@@ -9,7 +9,7 @@ Themesift and BERTopic are scored on exactly these units.
   is neither empty nor 0), and optionally a case column. Excluded labels are dropped; a row left with
   none is left out before ingest. A row cut into several segments gives each segment the row's labels.
 * The example study: human coders' excerpts (``human_coding.csv``) are located in each source's plain
-  text as Themesift reads it, then mapped to segments with :func:`pipeline.agreement.map_selections`
+  text as Themesift reads it, then mapped to segments with :func:`pipeline.compare.agreement.map_selections`
   (a segment carries a code when the code's excerpts cover >= 50% of its characters). The human coding
   used is the union of both coders' codes.
 """
@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from pipeline.agreement import map_selections
+from pipeline.compare.agreement import map_selections
 from pipeline.config import load_config
-from pipeline.embed import Embedder
-from pipeline.ingest import Ingester
-from pipeline.segment import Segment, Segmenter
+from pipeline.embed.encoder import Embedder
+from pipeline.ingest.read import Ingester
+from pipeline.ingest.segment import Segment, Segmenter
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "datasets"

@@ -3,7 +3,7 @@
 Both methods cluster the same units (the corpus's clusterable segments) from the same vectors.
 Themesift runs its pipeline stages with the given configuration exactly as the suggest flow's tasks do
 (UMAP + HDBSCAN, stability resamples, describe, rank, outliers joining their theme, assemble); BERTopic
-runs with its defaults and the same UMAP seed. Figures come from :mod:`pipeline.agreement`:
+runs with its defaults and the same UMAP seed. Figures come from :mod:`pipeline.compare.agreement`:
 
 * ARI / NMI with outliers as one group of their own (``*_all``) and on assigned units only
   (``*_assigned``, with ``coverage`` = share of units assigned). Multi-label units use their first code.
@@ -28,11 +28,12 @@ from typing import Any
 import numpy as np
 
 from bench.datasets import Corpus
-from pipeline.agreement import cluster_scores, theme_quality, top_k_precision
-from pipeline.cluster import OUTLIER, ThemeClusterer
-from pipeline.describe import ThemeDescriber
-from pipeline.embed import Embedder, text_hash
-from pipeline.themes import JoinRule, SecondPass, assemble, cluster_left_out, join_outliers, score_passes
+from pipeline.compare.agreement import cluster_scores, theme_quality, top_k_precision
+from pipeline.embed.encoder import Embedder, text_hash
+from pipeline.themes.assemble import SecondPass, assemble, cluster_left_out, score_passes
+from pipeline.themes.cluster import OUTLIER, ThemeClusterer
+from pipeline.themes.describe import ThemeDescriber
+from pipeline.themes.join import JoinRule, join_outliers
 
 ROOT = Path(__file__).resolve().parent.parent
 

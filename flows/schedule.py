@@ -10,7 +10,7 @@
 
 A schedule needs a real Prefect server (``prefect server start``): the temporary API that ``themesift
 suggest`` starts on its own lives only as long as one process, so no one would be there to start the
-scheduled runs. Registered in ``flows.cli.build_parser`` through :func:`add_commands`.
+scheduled runs. Registered in ``flows.commands.build_parser`` through :func:`add_commands`.
 """
 
 from __future__ import annotations
@@ -142,13 +142,13 @@ def serve_schedule(args: argparse.Namespace) -> int:
     from prefect.exceptions import ObjectNotFound
     from prefect.schedules import Cron, Interval
 
-    from flows.cli import _config
+    from flows.options import config_from_args
     from models.store import database_url, workspace_dir
 
     folder = (args.folder or Path.cwd()).expanduser().resolve()
     if not folder.exists():
         raise ScheduleError(f"no such folder: {folder}")
-    config = _config(args)
+    config = config_from_args(args)
     # The runs may start from another folder (a worker): make the workspace absolute now.
     config["store"]["workspace"] = str(workspace_dir(config["store"]))
     if args.cron is not None:

@@ -21,15 +21,15 @@ from flows.runtime import forget_unused_reduced_spaces, heartbeats_off_without_s
 from models.decisions import record_carried_keys
 from models.review import honour_inputs
 from models.store import Store, StudyBusyError, workspace_dir
-from pipeline.cluster import REDUCE_RECIPE, CorpusTooSmallError, ThemeClusterer
 from pipeline.config import config_digest
-from pipeline.describe import ThemeDescriber
-from pipeline.embed import Embedder, text_hash
-from pipeline.ingest import Document, Ingester, IngestResult
-from pipeline.segment import Segment, Segmenter
-from pipeline.honour import cluster_centroids, combine_labels, drop_rejected, name_carried, plan_segments
-from pipeline.themes import (JoinRule, SecondPass, Suggestions, assemble, cluster_left_out, join_outliers,
-                             score_passes)
+from pipeline.embed.encoder import Embedder, text_hash
+from pipeline.ingest.read import Document, Ingester, IngestResult
+from pipeline.ingest.segment import Segment, Segmenter
+from pipeline.learn.honour import cluster_centroids, combine_labels, drop_rejected, name_carried, plan_segments
+from pipeline.themes.assemble import SecondPass, Suggestions, assemble, cluster_left_out, score_passes
+from pipeline.themes.cluster import REDUCE_RECIPE, CorpusTooSmallError, ThemeClusterer
+from pipeline.themes.describe import ThemeDescriber
+from pipeline.themes.join import JoinRule, join_outliers
 
 
 @dataclass

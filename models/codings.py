@@ -1,7 +1,7 @@
 """Imported codings: who coded (a :class:`Coder`) and which segment carries which code (a :class:`Coding`).
 
 Human codings arrive as character selections (CSV or REFI-QDA) and are stored already mapped onto the
-study's segments (the rule lives in ``pipeline.agreement.map_selections``), so every later comparison
+study's segments (the rule lives in ``pipeline.compare.agreement.map_selections``), so every later comparison
 uses the same units. Importing a coder again for a study replaces that coder's earlier import for the
 study in one transaction: an import either lands whole or not at all.
 
@@ -20,7 +20,7 @@ from sqlalchemy import DateTime, ForeignKey, String, Text, UniqueConstraint, del
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from models.records import Base, Membership, Run, Segment, Source, Study, Theme, utcnow
-from pipeline.codings import StudySource
+from pipeline.exchange.codings import StudySource
 
 HUMAN, MACHINE = "human", "machine"
 

@@ -2,13 +2,13 @@
 
 * :class:`Decision`: one coder's decision on a study, appended and never changed or deleted (an ORM
   guard and, on SQLite, database triggers refuse UPDATE and DELETE). The codebook is derived from
-  the log on read (``pipeline.codebook.fold``), so there is no codebook table to drift from it.
+  the log on read (``pipeline.learn.codebook.fold``), so there is no codebook table to drift from it.
 * :class:`CoderToken`: a per-coder sign-in token for team mode, stored as a SHA-256 hash only; the
   coder is a ``models.codings.Coder`` (kind ``human``).
 * :class:`ThemeKey`: the stable key of a theme of a run. Themes without a row are known as
   ``theme-<theme id>``; a run that carries a kept theme forward writes a row giving its new theme the
   old key (``record_theme_keys``), so decisions keep pointing at it across runs.
-* :class:`ReviewSecret`: the random key that signs the review page's cookies and CSRF tokens.
+* :class:`ReviewSecret`: the random key that signs the review page's cookies and CSRF tokens (``web.app.sign``).
 
 The tables are created by the store's migrations; on SQLite and PostgreSQL triggers refuse updates and deletes.
 """
@@ -16,7 +16,6 @@ The tables are created by the store's migrations; on SQLite and PostgreSQL trigg
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import secrets
 import uuid
@@ -28,7 +27,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.codings import HUMAN, Coder
 from models.records import Base, Study, Theme, utcnow
-from pipeline.codebook import Entry
+from pipeline.learn.codebook import Entry
 
 VIA = ("web", "import", "cli")
 
@@ -191,10 +190,6 @@ def review_secret(session: Session) -> bytes:
     return bytes.fromhex(row.value)
 
 
-def sign(secret: bytes, value: str) -> str:
-    return hmac.new(secret, value.encode(), hashlib.sha256).hexdigest()
-
-
 # -- stable theme keys -----------------------------------------------------------------------------------
 def default_key(theme_id: int) -> str:
     return f"theme-{theme_id}"
@@ -216,7 +211,7 @@ def record_theme_keys(session: Session, run_id: int, keys: Mapping[int, str]) ->
 
 
 def record_carried_keys(session: Session, run_id: int, label_of: Mapping[str, int]) -> dict[int, str]:
-    """After a run stored carried themes under cluster labels (``pipeline.honour.combine_labels``), give
+    """After a run stored carried themes under cluster labels (``pipeline.learn.honour.combine_labels``), give
     their Theme rows the kept themes' keys. Returns theme id -> key."""
     by_label = dict(session.execute(select(Theme.cluster, Theme.id).where(Theme.run_id == run_id)).all())
     keys = {by_label[label]: key for key, label in label_of.items() if label in by_label}

@@ -1,21 +1,14 @@
-"""Read a stored run back as plain rows: for the terminal, CSV and JSON exports, and artifacts."""
+"""Read a stored run back as plain rows: for the terminal, CSV and JSON exports (written by
+``pipeline.exchange.suggestions_export``), and artifacts."""
 
 from __future__ import annotations
 
-import csv
-import json
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
 from models.records import Membership, Run, Segment
-from pipeline.rank import PARTS
-
-CSV_COLUMNS = ("run_id", "theme_id", "rank", "label", "second_pass", "score", *PARTS, "keywords", "segment_id",
-               "source", "case", "speaker", "row_id", "start", "end", "strength", "joined_similarity", "is_quote",
-               "suggested_rank", "suggested_similarity", "text")
 
 
 def memberships(session: Session, run: Run) -> list[Membership]:
@@ -74,40 +67,3 @@ def suggestion_export(session: Session, run: Run) -> dict[str, Any]:
         "started_at": run.started_at.isoformat(), "finished_at": run.finished_at.isoformat(),
         "skipped": run.skipped, "manifest": run.manifest, "themes": themes, "outliers": outliers,
     }
-
-
-def write_suggestions(export: dict[str, Any], path: Path, fmt: str) -> Path:
-    """Write an export as JSON, or as CSV with one row per (theme, segment) and one per outlier."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    if fmt == "json":
-        tmp.write_text(json.dumps(export, indent=2, ensure_ascii=False), encoding="utf-8")
-    elif fmt == "csv":
-        with tmp.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
-            writer.writeheader()
-            for t in export["themes"]:
-                quotes = set(t["quotes"])
-                for m in t["members"]:
-                    writer.writerow(_csv_row(export["run_id"], m, t, m["segment_id"] in quotes))
-            for m in export["outliers"]:
-                writer.writerow(_csv_row(export["run_id"], m, None, False))
-    else:
-        raise ValueError(f"unknown export format '{fmt}' (csv or json)")
-    tmp.replace(path)  # never leave a half-written export under the real name
-    return path
-
-
-def _csv_row(run_id: int, m: dict, theme: dict | None, is_quote: bool) -> dict[str, Any]:
-    row = {"run_id": run_id, **{k: m.get(k) for k in ("segment_id", "source", "case", "speaker", "row_id", "start",
-                                                      "end", "strength", "joined_similarity", "text")},
-           "is_quote": int(is_quote)}
-    if theme is None:
-        row.update(label="(outlier queue)", suggested_rank=m.get("suggested_rank"),
-                   suggested_similarity=m.get("suggested_similarity"))
-    else:
-        row.update(theme_id=theme["theme_id"], rank=theme["rank"], label=theme["label"], score=theme["score"],
-                   second_pass=int(theme["second_pass"]),
-                   keywords="; ".join(theme["keywords"]), **theme["parts"])
-    return row
-

@@ -135,7 +135,7 @@ class Theme(Base):
     """A ranked candidate theme of one run; ``parts`` and ``reasons`` explain its score.
 
     ``second_pass``: found by clustering again the segments the first pass left out
-    (``pipeline.themes.cluster_left_out``); such themes rank after the first pass's."""
+    (``pipeline.themes.assemble.cluster_left_out``); such themes rank after the first pass's."""
 
     __tablename__ = "theme"
 
@@ -161,7 +161,7 @@ class Membership(Base):
 
     ``suggested_theme_id``/``suggested_similarity``: for a segment in the queue, its nearest theme by
     the similarity rule (a hint; None when not similar enough). ``joined_similarity``: for a member
-    that HDBSCAN left out and that joined its theme from the queue (``pipeline.themes.join_outliers``),
+    that HDBSCAN left out and that joined its theme from the queue (``pipeline.themes.join.join_outliers``),
     its similarity to the theme; None for members the clustering put there.
     """
 

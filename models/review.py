@@ -1,23 +1,23 @@
-"""Review on top of the store: a study's current view (latest run + decision log), deciding, the decision
-CSV, the confirmed codebook, deductive coding with it, and the inputs a run needs to honour decisions.
+"""Review on top of the store: a study's current view (latest run + decision log) read back, deciding, the
+decision log and the confirmed codebook read out, and what a run or ``themesift apply`` needs from the log.
 
-Every decision goes through :func:`decide`: one short transaction that takes the study's write lock,
-folds the log, builds the decision's before/after from what is stored, validates it
-(``pipeline.codebook.validate``) and appends it; a decision that fails validation raises
-:class:`DecisionError` and changes nothing.
+The logic lives in ``pipeline``: folding and validating the log (``pipeline.learn.codebook``), honouring
+decisions and coding with the codebook (``pipeline.learn.apply``), the files (``pipeline.exchange``); the
+review page's own view of a study, its ranked list, is ``web.views``.
+
+Every decision goes through :func:`decide`: one short transaction that takes the study's write lock, folds
+the log, builds the decision's before/after from what is stored, validates it
+(``pipeline.learn.codebook.validate``) and appends it; a decision that fails validation raises
+``pipeline.learn.codebook.DecisionError`` and changes nothing.
 """
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 import re
 import uuid
-from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -25,23 +25,16 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models.codings import MACHINE, replace_codings
-from models.decisions import (Decision, append, coder_named, default_key, entries, lock_study,
-                              run_theme_keys, study_row)
+from models.decisions import Decision, append, coder_named, entries, lock_study, run_theme_keys, study_row
 from models.records import Membership, Run, Segment, Source, Study, Theme
 from models.store import Store, StudyNotFoundError
-from pipeline import codebook as cb
-from pipeline.honour import FIXED_NONE, Calibration, RunTheme, calibrate, classify, diff_runs, rejected_centroids
-from pipeline.split import propose_split
-
-APPLY_CODER = "Themesift (codebook applied)"
-
-
-class DecisionError(ValueError):
-    """A decision refused by validation; ``errors`` says why, in words."""
-
-    def __init__(self, errors: Sequence[str]):
-        super().__init__("; ".join(errors))
-        self.errors = list(errors)
+from pipeline.exchange.codebook_export import CodebookEntry
+from pipeline.exchange.decision_log import read_decision_csv, write_decision_csv
+from pipeline.learn import codebook as cb
+from pipeline.learn.apply import ApplyResult, HonourInputs, code_with_codebook
+from pipeline.learn.codebook import DecisionError
+from pipeline.learn.honour import FIXED_NONE, RunTheme, diff_runs
+from pipeline.themes.split import propose_split
 
 
 # ---------------------------------------------------------------------------------------------
@@ -56,33 +49,6 @@ class SegmentRow:
     case: str | None
     clusterable: bool
     role: str
-
-
-@dataclass
-class ThemeRow:
-    """One line of the ranked list (run themes and themes made by coders)."""
-
-    key: str
-    title: str
-    status: str
-    rank: int | None
-    label: str
-    name: str | None
-    definition: str
-    reason: str
-    merged_into: str | None
-    split_into: tuple[str, ...]
-    origin: str
-    keywords: list[str]
-    score: float | None
-    parts: dict
-    reasons: list[str]
-    n_segments: int
-    n_cases: int
-    total_cases: int
-    theme_id: int | None
-    decided_by: dict[str, str]
-    quote_ids: list[int]
 
 
 @dataclass
@@ -143,9 +109,27 @@ class StudyView:
             return theme.label
         return t.title if t is not None else key
 
+    def keys(self) -> list[str]:
+        """Every theme in list order: the run's themes by rank, then those coders made."""
+        return list(self.themes) + [k for k in self.state.themes if k not in self.themes]
+
     def active_keys(self) -> list[str]:
         """Themes open for segments, in list order."""
-        return [r.key for r in self.rows() if r.status in cb.ACTIVE]
+        return [k for k in self.keys() if (self.status(k) or cb.NEW) in cb.ACTIVE]
+
+    def members_shown(self, key: str) -> list[int]:
+        """The segments a theme's line counts: its members while it is open; once a coder rejected, merged
+        or split it, the members it had then."""
+        st = self.state.themes.get(key)
+        return self.members(key) if (self.status(key) or cb.NEW) in cb.ACTIVE else list(st.members if st else ())
+
+    def quote_ids(self, key: str) -> list[int]:
+        """Up to four segments that show a theme: the run's quotes still in it, then its strongest members."""
+        theme = self.themes.get(key)
+        quotes = [q for q in (theme.quotes if theme is not None else []) if self.partition.get(q) == key]
+        quotes += [m for m in sorted(self.members_shown(key), key=lambda s: -self.strength.get(s, 0.0))
+                   if m not in quotes]
+        return quotes[:4]
 
     def theme_ref(self, key: str | None) -> tuple[int | None, int | None]:
         """(run id, theme id) a decision on ``key`` refers to."""
@@ -162,50 +146,11 @@ class StudyView:
         log = self.entries + [entry]
         return replace(self, entries=log, state=cb.fold(log))
 
-    def row(self, key: str) -> ThemeRow | None:
-        return next((r for r in self.rows() if r.key == key), None)
 
-    def rows(self) -> list[ThemeRow]:
-        if hasattr(self, "_rows"):
-            return self._rows
-        rows = []
-        keys = list(self.themes) + [k for k in self.state.themes if k not in self.themes]
-        for key in keys:
-            theme, st = self.themes.get(key), self.state.themes.get(key)
-            status = self.status(key) or cb.NEW
-            members = self.members(key) if status in cb.ACTIVE else list(st.members if st else ())
-            n_cases = len(self.cases_of(members))
-            if theme is not None:
-                reasons = list(theme.reasons)
-                if status in cb.ACTIVE and len(members) != theme.n_segments:
-                    reasons.append(f"now {len(members)} segments from {n_cases} of {self.total_cases} "
-                                   "participants after coders' decisions")
-            else:
-                reasons = [f"raised by {n_cases} of {self.total_cases} participants", f"{len(members)} segments"]
-                if st is not None and st.origin == "own":
-                    reasons.append("a coder's own theme")
-                elif st is not None and st.origin == "split":
-                    parent = next((t for t in self.state.themes.values() if key in t.split_into), None)
-                    reasons.append(f"part of a split of '{self.title(parent.key)}'" if parent else "part of a split")
-            quotes = [q for q in (theme.quotes if theme is not None else []) if self.partition.get(q) == key]
-            quotes += [m for m in sorted(members, key=lambda s: -self.strength.get(s, 0.0)) if m not in quotes]
-            rows.append(ThemeRow(
-                key=key, title=self.title(key), status=status, rank=theme.rank if theme is not None else None,
-                label=theme.label if theme is not None else (st.label if st else key),
-                name=st.name if st else None, definition=st.definition if st else "",
-                reason=st.reason if st else "", merged_into=st.merged_into if st else None,
-                split_into=st.split_into if st else (), origin=st.origin if st else "suggested",
-                keywords=list(theme.keywords) if theme is not None else [],
-                score=theme.score if theme is not None else None, parts=dict(theme.parts) if theme is not None else {},
-                reasons=reasons, n_segments=len(members),
-                n_cases=n_cases, total_cases=self.total_cases, theme_id=theme.id if theme is not None else None,
-                decided_by=dict(st.decided_by) if st else {}, quote_ids=quotes[:4]))
-        self._rows = rows
-        return rows
-
-
-def load_view(session: Session, study: str | Study, run_id: int | None = None) -> StudyView:
-    """The study as a coder sees it now (``run_id``: a given run instead of the latest completed one)."""
+def load_view(session: Session, study: str | Study, run_id: int | None = None,
+              cls: type[StudyView] = StudyView) -> StudyView:
+    """The study as a coder sees it now (``run_id``: a given run instead of the latest completed one), as a
+    ``cls`` (the review page's ``web.views.ReviewView`` adds its ranked list)."""
     srow = study if isinstance(study, Study) else study_row(session, study)
     if run_id is not None:
         run = session.get(Run, run_id)
@@ -240,7 +185,7 @@ def load_view(session: Session, study: str | Study, run_id: int | None = None) -
             .join(Source, Source.id == Segment.source_id).where(Source.study_id == srow.id))
     }
     log = entries(session, srow)
-    return StudyView(srow, run, themes, key_of, base, strength, suggested, joined, segments, log, cb.fold(log))
+    return cls(srow, run, themes, key_of, base, strength, suggested, joined, segments, log, cb.fold(log))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,7 +235,7 @@ def next_key(view: StudyView, prefix: str) -> str:
 def build_entry(view: StudyView, intent: Mapping[str, Any], coder: str, store: Store | None = None) -> cb.Entry:
     """A full decision (before/after payload, theme reference) from what a coder asked for.
 
-    ``intent`` holds ``action`` and the action's fields (see ``pipeline.codebook``); a ``before`` given
+    ``intent`` holds ``action`` and the action's fields (see ``pipeline.learn.codebook``); a ``before`` given
     (a CSV import) is kept as it is, otherwise it is taken from the view. ``uid`` and ``created_at`` may
     be given (imports); they are generated otherwise.
     """
@@ -408,7 +353,7 @@ def model_id_of(view_or_run: StudyView | Run | None) -> str:
     if run is not None and (run.manifest or {}).get("model", {}).get("id"):
         return run.manifest["model"]["id"]
     from pipeline.config import load_config
-    from pipeline.embed import Embedder
+    from pipeline.embed.encoder import Embedder
 
     return Embedder.from_config(load_config()["embed"]).model_id
 
@@ -418,7 +363,7 @@ def segment_vectors(store: Store, view_or_run: StudyView | Run | None, segment_i
     with store.sessions() as session:
         rows = dict(session.execute(select(Segment.id, Segment.text).where(Segment.id.in_(list(segment_ids)))).all())
     texts = [rows[s] for s in segment_ids]
-    from pipeline.embed import Embedder, text_hash
+    from pipeline.embed.encoder import Embedder, text_hash
 
     model_id = model_id_of(view_or_run)
     hashes = [text_hash(t) for t in texts]
@@ -497,7 +442,7 @@ def decide_many(store: Store, study: str, items: Sequence[tuple[str, Mapping[str
 
 
 # ---------------------------------------------------------------------------------------------
-# Reading segments for pages
+# Reading segments back (for the review page)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -506,38 +451,13 @@ def segments_by_id(session: Session, ids: Sequence[int]) -> dict[int, Segment]:
     return {s.id: s for s in rows}
 
 
-@dataclass(frozen=True)
-class Context:
-    """A segment in its transcript: ``before`` + ``quote`` + ``after`` is a slice of the source text."""
-
-    source: str
-    before: str
-    quote: str
-    after: str
-    clipped_start: bool
-    clipped_end: bool
-
-
-def segment_context(session: Session, segment: Segment, turns: int = 2, max_chars: int = 3000) -> Context:
-    """The turns around a segment (``turns`` before and after), the quote located by its offsets."""
-    source = segment.source
-    text = source.text
+def turns_span(session: Session, segment: Segment, turns: int = 2) -> tuple[int | None, int | None]:
+    """Where the ``turns`` turns before and after ``segment``'s own begin and end in its source's text: the
+    least start and greatest end of their segments (None when the source has none there)."""
     lo, hi = segment.turn_index - turns, segment.turn_index + turns
-    start, end = session.execute(
+    return tuple(session.execute(
         select(func.min(Segment.start), func.max(Segment.end))
-        .where(Segment.source_id == source.id, Segment.turn_index >= lo, Segment.turn_index <= hi)).one()
-    start = min(start if start is not None else segment.start, segment.start)
-    end = max(end if end is not None else segment.end, segment.end)
-    start = text.rfind("\n", 0, start) + 1           # from the start of the line (speaker label)
-    line_end = text.find("\n", end)
-    end = len(text) if line_end < 0 else line_end
-    clipped_start = clipped_end = False
-    if segment.start - start > max_chars // 2:
-        start, clipped_start = segment.start - max_chars // 2, True
-    if end - segment.end > max_chars // 2:
-        end, clipped_end = segment.end + max_chars // 2, True
-    return Context(source.name, text[start:segment.start], text[segment.start:segment.end], text[segment.end:end],
-                   clipped_start or bool(text[:start].strip()), clipped_end or bool(text[end:].strip()))
+        .where(Segment.source_id == segment.source_id, Segment.turn_index >= lo, Segment.turn_index <= hi)).one())
 
 
 def search_segments(session: Session, study: Study, query: str, limit: int = 50, offset: int = 0
@@ -558,70 +478,13 @@ def search_segments(session: Session, study: Study, query: str, limit: int = 50,
 
 
 # ---------------------------------------------------------------------------------------------
-# The decision CSV
+# The decision log as CSV
 # ---------------------------------------------------------------------------------------------
 
-CSV_COLUMNS = ("uid", "created_at", "coder", "action", "run_id", "theme_id", "theme_key", "name", "definition",
-               "reason", "themes", "into", "segment_ids", "to", "undoes", "before", "after")
-
-
 def export_decisions(session: Session, study: str, out: io.TextIOBase | None = None) -> str:
-    """The study's decision log as CSV text (columns: :data:`CSV_COLUMNS`, documented in docs/review.md)."""
-    buffer = out or io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for e in entries(session, study):
-        a = e.after
-        segs = a.get("segment_ids")
-        writer.writerow({
-            "uid": e.uid, "created_at": e.created_at.isoformat() if e.created_at else "", "coder": e.coder,
-            "action": e.action, "run_id": e.run_id if e.run_id is not None else "",
-            "theme_id": e.theme_id if e.theme_id is not None else "", "theme_key": e.theme_key or "",
-            "name": a.get("name") or "", "definition": a.get("definition") or "", "reason": a.get("reason") or "",
-            "themes": ";".join(a.get("themes") or ()), "into": a.get("into") or "",
-            "segment_ids": ";".join(map(str, segs)) if segs else "", "to": a.get("to") or "",
-            "undoes": a.get("undoes") or "",
-            "before": json.dumps(e.before, ensure_ascii=False, sort_keys=True),
-            "after": json.dumps(e.after, ensure_ascii=False, sort_keys=True),
-        })
-    return buffer.getvalue() if out is None else ""
-
-
-def read_decision_csv(data: str) -> list[tuple[str, dict]]:
-    """Rows of a decision CSV as ``(coder, intent)``; flat columns win over the ``after`` JSON."""
-    reader = csv.DictReader(io.StringIO(data.lstrip("\ufeff")))
-    columns = {c.strip().lower() for c in reader.fieldnames or []}
-    missing = {"coder", "action"} - columns
-    if missing:
-        raise DecisionError([f"the CSV lacks the column(s) {', '.join(sorted(missing))}; columns are "
-                             + ", ".join(CSV_COLUMNS)])
-    items: list[tuple[str, dict]] = []
-    errors: list[str] = []
-    for n, raw in enumerate(reader, start=2):
-        row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items() if k}
-        intent: dict[str, Any] = {}
-        for col in ("after", "before"):
-            if row.get(col):
-                try:
-                    value = json.loads(row[col])
-                except json.JSONDecodeError as exc:
-                    errors.append(f"line {n}: column {col} is not JSON ({exc.msg})")
-                    continue
-                if not isinstance(value, dict):
-                    errors.append(f"line {n}: column {col} must hold a JSON object")
-                    continue
-                if col == "after":
-                    intent.update(value)
-                else:
-                    intent["before"] = value
-        for col in ("uid", "created_at", "action", "run_id", "theme_id", "theme_key", "name", "definition",
-                    "reason", "themes", "into", "segment_ids", "to", "undoes"):
-            if row.get(col):
-                intent[col] = row[col]
-        items.append((row.get("coder", ""), intent))
-    if errors:
-        raise DecisionError(errors)
-    return items
+    """The study's decision log as CSV text (``pipeline.exchange.decision_log``; columns documented in
+    docs/review.md); written to ``out`` instead when given."""
+    return write_decision_csv(entries(session, study), out)
 
 
 def import_decisions(store: Store, study: str, data: str) -> tuple[int, int]:
@@ -641,17 +504,6 @@ def import_decisions(store: Store, study: str, data: str) -> tuple[int, int]:
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CodebookEntry:
-    key: str
-    name: str
-    definition: str
-    n_segments: int
-    n_cases: int
-    example_ids: tuple[int, ...]
-    decided_by: str
-
-
 def confirmed_codebook(session: Session, study: str, coder: str | None = None) -> list[CodebookEntry]:
     """Confirmed themes (the whole team's log, or one coder's), in list order."""
     view = load_view(session, study)
@@ -659,75 +511,19 @@ def confirmed_codebook(session: Session, study: str, coder: str | None = None) -
         own = [e for e in view.entries if e.coder == coder]
         view = replace(view, entries=own, state=cb.fold(own))
     out = []
-    for r in view.rows():
-        if r.status != cb.CONFIRMED:
+    for key in view.keys():
+        if view.status(key) != cb.CONFIRMED:
             continue
-        st = view.state.themes[r.key]
-        members = view.members(r.key)
-        out.append(CodebookEntry(r.key, st.title, st.definition, len(members), len(view.cases_of(members)),
-                                 tuple(r.quote_ids[:3]), ", ".join(sorted(st.decided_by))))
+        st = view.state.themes[key]
+        members = view.members(key)
+        out.append(CodebookEntry(key, st.title, st.definition, len(members), len(view.cases_of(members)),
+                                 tuple(view.quote_ids(key)[:3]), ", ".join(sorted(st.decided_by))))
     return out
-
-
-def write_codebook(entries_: Sequence[CodebookEntry], path: Path | None, fmt: str, study: str) -> str:
-    """CSV text (returned; also written when ``path`` is given) or a REFI-QDA ``.qdc`` file at ``path``."""
-    if fmt == "qdc":
-        from pipeline.refi_qda import QdaCode, stable_guid, write_qdc
-
-        if path is None:
-            raise ValueError("a .qdc codebook needs a file name")
-        write_qdc([QdaCode(stable_guid("themesift-code", study, e.key), e.name, e.definition) for e in entries_], path)
-        return ""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["key", "name", "definition", "segments", "participants", "example_segment_ids", "decided_by"])
-    for e in entries_:
-        writer.writerow([e.key, e.name, e.definition, e.n_segments, e.n_cases, ";".join(map(str, e.example_ids)),
-                         e.decided_by])
-    if path is not None:
-        Path(path).write_text(buffer.getvalue(), encoding="utf-8")
-    return buffer.getvalue()
 
 
 # ---------------------------------------------------------------------------------------------
 # Honouring decisions in the next run, and deductive coding
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class HonourInputs:
-    """What the next suggest run needs from the decision log (see ``pipeline.honour``).
-
-    ``kept``: key -> (name, definition, example segment ids) for themes to carry forward;
-    ``example_vectors`` / ``rejected_vectors``: key -> (n, dim) arrays; ``rejected_names``: key -> name;
-    ``fixed``: (source sha256, start, end) -> kept key, or :data:`pipeline.honour.FIXED_NONE` for
-    segments a coder moved to "no theme"; ``competitor_vectors``: key -> member vectors of the latest
-    run's other themes (open but not kept) and of rejected themes, which compete with kept themes in
-    classification; ``decisions``: how many decisions were honoured.
-    """
-
-    kept: dict[str, tuple[str, str, tuple[int, ...]]]
-    example_vectors: dict[str, np.ndarray]
-    rejected_vectors: dict[str, np.ndarray]
-    competitor_vectors: dict[str, np.ndarray]
-    rejected_names: dict[str, str]
-    fixed: dict[tuple[str, int, int], str]
-    decisions: int
-    last_uid: str | None
-
-    def calibrations(self, review_cfg: Mapping[str, Any]) -> dict[str, Calibration]:
-        return calibrate(self.example_vectors, review_cfg["calibration_percentile"], review_cfg["min_similarity"])
-
-    def rejected_centroids(self) -> dict[str, np.ndarray]:
-        return rejected_centroids(self.rejected_vectors)
-
-    def competitor_centroids(self) -> dict[str, np.ndarray]:
-        return rejected_centroids(self.competitor_vectors)
-
-    def fixed_for(self, segments: Sequence[Any]) -> list[str | None]:
-        """For ``pipeline.honour.plan_segments``: one entry per segment (objects with ``source_sha256``,
-        ``start``, ``end``, such as ``pipeline.segment.Segment``)."""
-        return [self.fixed.get((s.source_sha256, s.start, s.end)) for s in segments]
 
 
 def honour_inputs(store: Store, study: str) -> HonourInputs | None:
@@ -743,8 +539,7 @@ def honour_inputs(store: Store, study: str) -> HonourInputs | None:
         kept = {t.key: (t.title, t.definition, tuple(view.members(t.key))) for t in view.state.kept()}
         kept = {k: v for k, v in kept.items() if v[2]}
         rejected = {t.key: tuple(t.members) for t in view.state.rejected() if t.members}
-        others = {r.key: tuple(view.members(r.key)) for r in view.rows()
-                  if r.status in cb.ACTIVE and r.key not in kept and view.members(r.key)}
+        others = {k: tuple(view.members(k)) for k in view.active_keys() if k not in kept and view.members(k)}
         ids = sorted({s for v in kept.values() for s in v[2]} | {s for v in rejected.values() for s in v}
                      | set(view.state.assignments))
         where = {sid: (sha, start, end) for sid, sha, start, end in session.execute(
@@ -765,23 +560,14 @@ def honour_inputs(store: Store, study: str) -> HonourInputs | None:
                         view.entries[-1].uid if view.entries else None)
 
 
-@dataclass
-class ApplyResult:
-    coder: str
-    n_segments: int
-    assigned: dict[int, str]          # segment id -> theme name
-    uncertain: dict[int, tuple[str, float, float]]  # segment id -> (theme name, similarity, threshold)
-    themes: int
-
-
 def apply_codebook(store: Store, study: str, review_cfg: Mapping[str, Any]) -> ApplyResult:
-    """Code every clustered segment of the latest run with the confirmed codebook alone (classification
-    from each confirmed theme's current members) and store it as the coding of :data:`APPLY_CODER`
-    (``models.codings``, kind machine; replacing the previous apply). Only confirmed themes are coded;
-    the run's other themes and rejected themes only compete (a segment nearer to one of them stays
-    uncoded), so a broad theme does not absorb what the codebook does not cover. Themes of the second
-    pass over the left-out segments (``Theme.second_pass``) do not compete until a coder rejects them:
-    their segments are coded as they were when they waited in the outlier queue."""
+    """Code every clustered segment of the latest run with the confirmed codebook alone (classification from
+    each confirmed theme's current members, ``pipeline.learn.apply.code_with_codebook``) and store it as the
+    coding of ``pipeline.learn.apply.APPLY_CODER`` (``models.codings``, kind machine; replacing the previous
+    apply). Only confirmed themes are coded; the run's other themes and rejected themes only compete (a
+    segment nearer to one of them stays uncoded), so a broad theme does not absorb what the codebook does not
+    cover. Themes of the second pass over the left-out segments (``Theme.second_pass``) do not compete until a
+    coder rejects them: their segments are coded as they were when they waited in the outlier queue."""
     with store.sessions() as session:
         view = load_view(session, study)
         if view.run is None:
@@ -790,24 +576,21 @@ def apply_codebook(store: Store, study: str, review_cfg: Mapping[str, Any]) -> A
         segs = sorted(view.base)
         confirmed_keys = {t.key for t in confirmed}
         second_pass = {k for k, t in view.themes.items() if t.second_pass}
-        others = {r.key: view.members(r.key) for r in view.rows()
-                  if r.key not in confirmed_keys | second_pass and r.status in cb.ACTIVE and view.members(r.key)}
+        others = {k: view.members(k) for k in view.active_keys()
+                  if k not in confirmed_keys | second_pass and view.members(k)}
         others.update({t.key: list(t.members) for t in view.state.rejected() if t.members})
     if not confirmed:
         raise DecisionError(["no confirmed theme with segments yet: confirm themes in the review first"])
     names = {t.key: t.title for t in confirmed}
     examples = {t.key: segment_vectors(store, view, view.members(t.key)) for t in confirmed}
-    calibrations = calibrate(examples, review_cfg["calibration_percentile"], review_cfg["min_similarity"])
-    competitors = rejected_centroids({k: segment_vectors(store, view, v) for k, v in others.items()})
-    results = classify(segment_vectors(store, view, segs), calibrations, review_cfg["uncertain_margin"], competitors)
-    assigned = {s: names[a.key] for s, a in zip(segs, results) if a.status == "assigned"}
-    uncertain = {s: (names[a.key], a.similarity, a.threshold) for s, a in zip(segs, results) if a.status == "uncertain"}
+    competing = {k: segment_vectors(store, view, v) for k, v in others.items()}
+    result = code_with_codebook(segs, segment_vectors(store, view, segs), examples, names, competing, review_cfg)
     digest = view.entries[-1].uid if view.entries else "-"
     with store.transaction() as session:
-        replace_codings(session, study, {APPLY_CODER: {s: [n] for s, n in assigned.items()}},
+        replace_codings(session, study, {result.coder: {s: [n] for s, n in result.assigned.items()}},
                         origin=f"themesift apply: run {view.run.id}, {len(confirmed)} confirmed themes, "
                                f"decision log up to {digest}", kind=MACHINE)
-    return ApplyResult(APPLY_CODER, len(segs), assigned, uncertain, len(confirmed))
+    return result
 
 
 def run_diff(session: Session, study: str, old_run: int | None = None, new_run: int | None = None,
@@ -836,13 +619,8 @@ def run_diff(session: Session, study: str, old_run: int | None = None, new_run: 
     return old_run, new_run, diff_runs(themes_of(old_run), themes_of(new_run), match_jaccard)
 
 
-def coder_counts(view: StudyView) -> Counter:
-    return Counter(e.coder for e in view.entries)
-
-
 __all__ = [
-    "APPLY_CODER", "CSV_COLUMNS", "ApplyResult", "CodebookEntry", "Context", "DecisionError", "HonourInputs",
-    "StudyView", "ThemeRow", "apply_codebook", "build_entry", "confirmed_codebook", "decide", "decide_many",
-    "default_key", "export_decisions", "honour_inputs", "import_decisions", "load_view", "read_decision_csv",
-    "run_diff", "search_segments", "segment_context", "segment_vectors", "split_proposal", "write_codebook",
+    "SegmentRow", "StudyView", "apply_codebook", "build_entry", "confirmed_codebook", "decide", "decide_many",
+    "export_decisions", "honour_inputs", "import_decisions", "load_view", "model_id_of", "next_key", "run_diff",
+    "search_segments", "segment_vectors", "segments_by_id", "split_proposal", "turns_span",
 ]

@@ -23,10 +23,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import migrate
 from models.records import Embedding, Membership, Run, Segment, Source, SourceCut, Study, StudyLock, Theme
-from pipeline.embed import text_hash
-from pipeline.ingest import Document
-from pipeline.segment import Segment as PlainSegment
-from pipeline.themes import Suggestions
+from pipeline.embed.encoder import text_hash
+from pipeline.ingest.read import Document
+from pipeline.ingest.segment import Segment as PlainSegment
+from pipeline.themes.assemble import Suggestions
 
 _CHUNK = 500
 

@@ -13,8 +13,8 @@ import yaml
 from sqlalchemy import func, select
 
 from models.decisions import Decision
-from models.review import load_view
 from models.store import Store
+from web.views import load_view
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 

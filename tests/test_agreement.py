@@ -1,4 +1,4 @@
-"""Tests for pipeline.agreement: hand-computed figures and cross-checks against sklearn/krippendorff."""
+"""Tests for pipeline.compare.agreement: hand-computed figures and cross-checks against sklearn/krippendorff."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score, cohen_kappa_score, normalized_mutual_info_score
 
 
-from pipeline.agreement import (
+from pipeline.compare.agreement import (
     Table2x2,
     binary_table,
     cluster_scores,

@@ -1,5 +1,5 @@
 """The benchmark harness on small real data: labelled CSVs through Themesift's own stages, human codes
-mapped onto segments, figures from pipeline.agreement, JSON and Markdown written.
+mapped onto segments, figures from pipeline.compare.agreement, JSON and Markdown written.
 
 No timings are asserted (benchmarks measure them, tests do not); BERTopic is used for real when the
 ``bench`` extra is installed.
@@ -154,7 +154,7 @@ def test_quality_command_on_real_banking_queries(tmp_path, monkeypatch):
 
 def test_scripted_coder_scores_and_writes_importable_decisions():
     from bench.coder import CODER, _csv, agreement_on
-    from models.review import read_decision_csv
+    from pipeline.exchange.decision_log import read_decision_csv
 
     human = {1: frozenset({"a"}), 2: frozenset({"a"}), 3: frozenset({"b"}), 4: frozenset()}
     perfect = agreement_on({1: frozenset({"a"}), 2: frozenset({"a"}), 3: frozenset({"b"})}, human, [1, 2, 3, 4])

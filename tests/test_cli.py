@@ -11,7 +11,7 @@ import yaml
 
 from conftest import TRANSCRIPTS, fft_comments
 from flows.cli import main
-from models.export import CSV_COLUMNS
+from pipeline.exchange.suggestions_export import CSV_COLUMNS
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.neighbors import NearestNeighbors
 
-from pipeline.cluster import ThemeClusterer, cosine_knn
+from pipeline.themes.cluster import ThemeClusterer, cosine_knn
 
 
 def test_exact_knn_matches_sklearn_and_puts_each_point_first():

@@ -1,11 +1,11 @@
-"""pipeline.codebook: folding the decision log into the codebook, validating decisions, coders compared."""
+"""pipeline.learn.codebook: folding the decision log into the codebook, validating decisions, coders compared."""
 
 from __future__ import annotations
 
 import random
 
-from pipeline import codebook as cb
-from pipeline.codebook import Entry, fold, validate
+from pipeline.learn import codebook as cb
+from pipeline.learn.codebook import Entry, fold, validate
 
 BASE = {1: "t1", 2: "t1", 3: "t1", 4: "t2", 5: "t2", 6: "t3", 7: "t3", 8: None, 9: None}
 KEYS = {"t1", "t2", "t3"}

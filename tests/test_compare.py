@@ -25,8 +25,8 @@ from sklearn.metrics import cohen_kappa_score
 from models.codings import Coding, replace_codings, stored_codings
 from models.records import Segment, Source, Study
 from models.store import Store
-from pipeline.agreement import map_selections, partition_to_coding
-from pipeline.codings import (
+from pipeline.compare.agreement import map_selections, partition_to_coding
+from pipeline.exchange.codings import (
     MACHINE_USER_NAME,
     CodingFileError,
     StudySource,
@@ -36,8 +36,8 @@ from pipeline.codings import (
     read_codings,
     unmapped_selections,
 )
-from pipeline.compare import compare_study
-from pipeline.refi_qda import (
+from pipeline.compare.compare import compare_study
+from pipeline.exchange.refi_qda import (
     PROJECT_NS,
     QdaCode,
     QdaCoding,

@@ -12,7 +12,7 @@ import yaml
 
 from conftest import ROOT, TRANSCRIPTS
 from models.store import Store
-from pipeline.embed import text_hash
+from pipeline.embed.encoder import text_hash
 from processes import prefect_server
 
 distributed = pytest.importorskip("distributed")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.describe import ThemeDescriber, make_label, same_word
+from pipeline.themes.describe import ThemeDescriber, make_label, same_word
 
 
 @pytest.mark.parametrize("a, b, same", [

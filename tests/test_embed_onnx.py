@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from pipeline.config import load_config
-from pipeline.embed import Embedder
+from pipeline.embed.encoder import Embedder
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMENTS = ROOT.parent / "shared" / "datasets" / "nhs-fft" / "comments.csv"
@@ -60,7 +60,7 @@ def test_onnx_keeps_input_order_and_duplicates(backends):
     single = np.stack([ox.encode([t])[0] for t in texts])
     assert ((out * single).sum(axis=1) >= 0.99999).all()
     assert ox.encode([]).shape == (0, 384)
-    from pipeline.embed_onnx import OnnxSentenceEncoder
+    from pipeline.embed.onnx_export import OnnxSentenceEncoder
     one_stream = OnnxSentenceEncoder(ox.encoder.folder, ox.encoder.model_file, threads=1, streams=1)
     np.testing.assert_allclose(one_stream.encode(texts, batch_size=1), out, atol=1e-5)
 
@@ -81,7 +81,7 @@ def test_export_is_cached_by_model_id_and_reused(backends):
     assert len(exports) == 1 and (exports[0] / "model.onnx").is_file()
     meta = json.loads((exports[0] / "export.json").read_text())
     assert meta["model_id"] == ox.model_id and meta["fused_operators"].get("Attention", 0) == 6
-    from pipeline.embed_onnx import export_model
+    from pipeline.embed.onnx_export import export_model
     before = (exports[0] / "model.onnx").stat().st_mtime_ns
     assert export_model("unused-because-cached", ox.model_id, cache) == exports[0] / "model.onnx"
     assert (exports[0] / "model.onnx").stat().st_mtime_ns == before
@@ -106,7 +106,7 @@ def _int8(cache: Path, smooth: float | None = 0.7, fp32_layers: int = 0, **onnx)
 
 def _auto_name(smooth: str = "-smooth0.7") -> str:
     """The int8 recipe's name on this CPU: signed weights with exact int8 dot products, else unsigned."""
-    from pipeline.embed_cpu import detect
+    from pipeline.embed.cpu import detect
 
     return f"int8{smooth}" if detect().exact_int8_dot else f"int8-u8{smooth}"
 
@@ -132,7 +132,7 @@ def test_int8_stays_close_to_fp32_and_has_its_own_model_id(backends):
     assert kept >= 0.9, kept
     assert Path(q8.encoder.model_file).name == f"model.{_auto_name()}.onnx"
     with pytest.raises(ValueError, match="precision"):
-        from pipeline.embed_onnx import export_model
+        from pipeline.embed.onnx_export import export_model
         export_model("unused", ox.model_id, cache, precision="int4")
 
 
@@ -140,8 +140,8 @@ def test_smoothing_keeps_the_fp32_model_and_brings_int8_closer_to_it(backends, t
     """Smoothing rescales inputs and weights in opposite directions: the fp32 model computes the same
     vectors; quantised, it stays nearer to fp32 than int8 without smoothing, at its own model id."""
     _, ox, cache = backends
-    from pipeline.embed_int8 import calibration_texts, smooth
-    from pipeline.embed_onnx import OnnxSentenceEncoder
+    from pipeline.embed.int8 import calibration_texts, smooth
+    from pipeline.embed.onnx_export import OnnxSentenceEncoder
 
     texts = _comments()
     reference = ox.encode(texts)
@@ -165,7 +165,7 @@ def test_fp32_down_projections_bring_int8_nearer_fp32(backends):
     layer); kept fp32 in every layer, int8 vectors are several times nearer fp32, at their own model id."""
     import onnx
 
-    from pipeline.embed_int8 import down_projections
+    from pipeline.embed.int8 import down_projections
 
     _, ox, cache = backends
     names = down_projections(onnx.load(ox.encoder.model_file))
@@ -199,8 +199,8 @@ def test_bench_keeps_each_backends_vectors_apart(backends, tmp_path):
 def test_int8_weight_type_follows_the_cpus_integer_kernels():
     """Signed weights where int8 products are summed exactly (VNNI, AMX, Arm dot product); unsigned ones
     where the signed kernel saturates (AVX2 alone, AVX-512 without VNNI); a configured type wins."""
-    from pipeline.embed_cpu import CpuFeatures, detect, int8_weights_for
-    from pipeline.embed_int8 import Int8Recipe
+    from pipeline.embed.cpu import CpuFeatures, detect, int8_weights_for
+    from pipeline.embed.int8 import Int8Recipe
 
     avx2 = CpuFeatures("AMD EPYC", ("avx2", "fma"))
     skylake = CpuFeatures("Intel Xeon Gold", ("avx2", "fma", "avx512f", "avx512bw"))
@@ -225,8 +225,8 @@ def test_int8_is_checked_on_this_cpu_and_refused_with_a_reason_below_the_bar(bac
     """Before first use the int8 export is compared with fp32 on shipped check sentences, on this CPU; the
     figure is kept beside the export (measured once), and a bar above it refuses int8 with a message that
     names the CPU, the figure and what to use instead."""
-    from pipeline.embed_int8 import check_texts
-    from pipeline.embed_onnx import Int8Refused, OnnxSentenceEncoder
+    from pipeline.embed.int8 import check_texts
+    from pipeline.embed.onnx_export import Int8Refused, OnnxSentenceEncoder
 
     _, ox, cache = backends
     q8 = _int8(cache)
@@ -239,7 +239,7 @@ def test_int8_is_checked_on_this_cpu_and_refused_with_a_reason_below_the_bar(bac
     direct = (OnnxSentenceEncoder(ox.encoder.folder, model_file).encode(texts) * fp32).sum(axis=1).mean()
     assert abs(saved["mean_cosine"] - direct) < 1e-4
     assert saved["mean_cosine"] >= 0.995  # this CPU's recipe holds the default bar
-    from pipeline.embed_int8 import calibration_texts
+    from pipeline.embed.int8 import calibration_texts
 
     assert not set(texts) & set(calibration_texts())  # checked on sentences smoothing never saw
     before = record.stat().st_mtime_ns
@@ -258,8 +258,8 @@ def test_parallel_first_use_exports_once(tmp_path):
     wait for one export under a lock instead of racing torch.onnx in several threads."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from pipeline.embed import resolve_model
-    from pipeline.embed_onnx import export_model
+    from pipeline.embed.encoder import resolve_model
+    from pipeline.embed.onnx_export import export_model
 
     folder, model_id = resolve_model("default")
     with ThreadPoolExecutor(3) as pool:

@@ -1,13 +1,14 @@
-"""pipeline.honour: calibrated classification, rejected themes kept out, run diffs, split proposals."""
+"""pipeline.learn.honour: calibrated classification, rejected themes kept out, run diffs, split proposals."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from pipeline.honour import (ASSIGNED, FIXED_NONE, NONE, UNCERTAIN, RunTheme, calibrate, classify, combine_labels,
-                             diff_runs, drop_rejected, plan_segments, rejected_centroids)
-from pipeline.split import propose_split
+from pipeline.learn.honour import (FIXED_NONE, RunTheme, combine_labels, diff_runs, drop_rejected, plan_segments,
+                                   rejected_centroids)
+from pipeline.themes.join import ASSIGNED, NONE, UNCERTAIN, calibrate, classify
+from pipeline.themes.split import propose_split
 
 
 def unit(v):
@@ -143,7 +144,7 @@ def test_propose_split_is_deterministic():
 def test_combine_labels_and_name_carried(themes):
     from dataclasses import dataclass
 
-    from pipeline.honour import CARRIED_LABEL_BASE, cluster_centroids, name_carried
+    from pipeline.learn.honour import CARRIED_LABEL_BASE, cluster_centroids, name_carried
 
     rng, a, b, examples = themes
     cal = calibrate(examples, 10, 0.2)

@@ -1,4 +1,4 @@
-"""Tests for pipeline.ingest: every supported format, edge cases and bad input, on real files.
+"""Tests for pipeline.ingest.read: every supported format, edge cases and bad input, on real files.
 
 Files are written to ``tmp_path`` by the tests themselves; the example study under
 ``examples/ipt-study/transcripts`` is read as it is. No mocks.
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import load_config
-from pipeline.ingest import Document, IngestError, Ingester
-from pipeline.segment import INTERVIEWER, PARTICIPANT, Segmenter
+from pipeline.ingest.read import Document, IngestError, Ingester
+from pipeline.ingest.segment import INTERVIEWER, PARTICIPANT, Segmenter
 
 from conftest import EXAMPLE_FILES, TRANSCRIPTS as EXAMPLES
 

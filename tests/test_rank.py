@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from pipeline.describe import ThemeDescription
-from pipeline.rank import score_themes
+from pipeline.themes.describe import ThemeDescription
+from pipeline.themes.rank import score_themes
 
 WEIGHTS = {"coverage": 0.35, "cohesion": 0.15, "distinctiveness": 0.15, "stability": 0.25, "size": 0.10}
 

@@ -1,4 +1,4 @@
-"""Tests for pipeline.refi_qda: strict deterministic writing, tolerant reading."""
+"""Tests for pipeline.exchange.refi_qda: strict deterministic writing, tolerant reading."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.refi_qda import (
+from pipeline.exchange.refi_qda import (
     CODEBOOK_NS,
     PROJECT_NS,
     QdaCode,

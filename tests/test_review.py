@@ -17,13 +17,15 @@ from sqlalchemy import func, select, text
 from models.codings import Coding, Coder
 from models.decisions import AppendOnlyError, Decision
 from models.records import Membership, Run, Segment, Source, Study
-from models.review import (APPLY_CODER, DecisionError, apply_codebook, decide, export_decisions, honour_inputs,
-                           import_decisions, load_view)
+from models.review import apply_codebook, decide, export_decisions, honour_inputs, import_decisions
 from models.store import Store
-from pipeline.embed import text_hash
-from pipeline.honour import FIXED_NONE, drop_rejected, plan_segments
+from pipeline.embed.encoder import text_hash
+from pipeline.learn.apply import APPLY_CODER
+from pipeline.learn.codebook import DecisionError
+from pipeline.learn.honour import FIXED_NONE, drop_rejected, plan_segments
 from review_helpers import CSRF, keys_and_outliers, login, n_decisions, private_study, segments_outside
 from web.app import create_app
+from web.views import load_view
 
 REVIEW = {"calibration_percentile": 10.0, "min_similarity": 0.35, "uncertain_margin": 0.05,
           "rejected_similarity": 0.85, "diff_match_jaccard": 0.5}
@@ -406,7 +408,7 @@ def test_cli_export_import_codebook_and_apply(study, tmp_path, capsys):
     assert [r["name"] for r in rows] == ["Therapeutic relationship", "Mine"]
     qdc = tmp_path / "codebook.qdc"
     assert main(["codebook", "--study", study.name, "--config", config, "--format", "qdc", "-o", str(qdc)]) == 0
-    from pipeline.refi_qda import read_qdc
+    from pipeline.exchange.refi_qda import read_qdc
 
     assert [c.name for c in read_qdc(qdc)] == ["Therapeutic relationship", "Mine"]
     assert main(["codebook", "--study", study.name, "--config", config, "--coder", "ben"]) == 0
@@ -522,7 +524,7 @@ P11: Most say it feels personal once they have had the first video call. The all
 
 
 @pytest.mark.skipif("honour" not in inspect.getsource(__import__("flows.suggest", fromlist=["x"])),
-                    reason="flows/suggest.py does not call pipeline.honour yet (the lead wires it)")
+                    reason="flows/suggest.py does not call pipeline.learn.honour yet (the lead wires it)")
 def test_second_suggest_honours_the_decisions(study, tmp_path_factory):
     from conftest import TRANSCRIPTS
     from flows.suggest import suggest_flow

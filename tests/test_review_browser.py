@@ -65,7 +65,7 @@ def human_entry(store, study: str, members) -> tuple[str, str]:
 
     from conftest import EXAMPLE
     from models.records import Segment, Source
-    from pipeline.agreement import map_selections
+    from pipeline.compare.agreement import map_selections
 
     with store.sessions() as session:
         sources = {s.name: s.text for s in session.scalars(select(Source))}

@@ -1,4 +1,4 @@
-"""Tests for pipeline.segment: offsets, sentence counts, token limits with the real model, roles.
+"""Tests for pipeline.ingest.segment: offsets, sentence counts, token limits with the real model, roles.
 
 The token limit is checked with the tokenizer of the packaged all-MiniLM-L6-v2 (offline), so a
 segment that passes here is never truncated by the model. No mocks.
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.embed import Embedder
-from pipeline.ingest import Document, Ingester
-from pipeline.segment import INTERVIEWER, OTHER, PARTICIPANT, Segmenter, split_sentences
+from pipeline.embed.encoder import Embedder
+from pipeline.ingest.read import Document, Ingester
+from pipeline.ingest.segment import INTERVIEWER, OTHER, PARTICIPANT, Segmenter, split_sentences
 
 from conftest import EXAMPLE_FILES, TRANSCRIPTS as EXAMPLES
 

@@ -14,9 +14,9 @@ from conftest import TRANSCRIPTS, study_config
 from models.records import Embedding, Membership, Run, Segment, Source, Theme
 from models.store import Store
 from pipeline.config import load_config
-from pipeline.ingest import Ingester
-from pipeline.segment import Segmenter
-from pipeline.themes import CandidateTheme, OutlierSegment, Suggestions
+from pipeline.ingest.read import Ingester
+from pipeline.ingest.segment import Segmenter
+from pipeline.themes.assemble import CandidateTheme, OutlierSegment, Suggestions
 
 PG_URL = os.environ.get("THEMESIFT_TEST_PG_URL")
 
@@ -148,7 +148,8 @@ def test_the_suggest_flow_on_postgresql(prefect_harness, tmp_path):
 def _two_coders_deciding_at_once(store: Store, study: str) -> None:
     """Both coders' decisions are kept; two merges of one theme at the same moment: one wins, cleanly."""
     from models.decisions import Decision
-    from models.review import DecisionError, decide, load_view
+    from models.review import decide, load_view
+    from pipeline.learn.codebook import DecisionError
     from review_helpers import keys_and_outliers, segments_outside
 
     keys, _, view = keys_and_outliers(store, study)

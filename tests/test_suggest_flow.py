@@ -13,10 +13,10 @@ from sqlalchemy import func, select
 from conftest import EXAMPLE, TRANSCRIPTS, study_config
 from flows.suggest import suggest_flow
 from models.records import Embedding, Membership, Run, Segment, Source, Theme
-from pipeline.agreement import map_selections
-from pipeline.codings import StudySource, read_codings
-from pipeline.rank import PARTS
-from pipeline.themes import SECOND_PASS_REASON
+from pipeline.compare.agreement import map_selections
+from pipeline.exchange.codings import StudySource, read_codings
+from pipeline.themes.assemble import SECOND_PASS_REASON
+from pipeline.themes.rank import PARTS
 
 STAGES = ("ingest", "segment", "embed", "reduce", "cluster", "describe", "rank")
 
@@ -260,9 +260,9 @@ def test_a_failing_write_leaves_the_store_as_it_was(example_study):
     """record_run is one transaction: an error half-way (a bad segment index) writes nothing."""
     from datetime import datetime, timezone
 
-    from pipeline.ingest import Ingester
-    from pipeline.segment import Segmenter
-    from pipeline.themes import CandidateTheme, Suggestions
+    from pipeline.ingest.read import Ingester
+    from pipeline.ingest.segment import Segmenter
+    from pipeline.themes.assemble import CandidateTheme, Suggestions
 
     store = example_study.store
     cfg = example_study.config

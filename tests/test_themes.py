@@ -1,12 +1,12 @@
 import numpy as np
 import pytest
 
-from pipeline.cluster import OUTLIER, ThemeClusterer
 from pipeline.config import load_config
-from pipeline.describe import ThemeDescription
-from pipeline.rank import score_themes
-from pipeline.themes import (SECOND_PASS_REASON, SPLIT_REASON, JoinRule, SecondPass, assemble, cluster_left_out, score_passes,
-                             join_outliers)
+from pipeline.themes.assemble import SECOND_PASS_REASON, SPLIT_REASON, SecondPass, assemble, cluster_left_out, score_passes
+from pipeline.themes.cluster import OUTLIER, ThemeClusterer
+from pipeline.themes.describe import ThemeDescription
+from pipeline.themes.join import JoinRule, join_outliers
+from pipeline.themes.rank import score_themes
 from test_rank import WEIGHTS
 
 RULE = JoinRule(percentile=10, min_similarity=0.35, uncertain_margin=0.0)

@@ -1,6 +1,6 @@
 """The review web page: FastAPI + Jinja2, server-rendered, usable without JavaScript.
 
-Every page reads the study's current view (``models.review.load_view``: the latest run with the decision
+Every page reads the study's current view (``web.views.load_view``: the latest run with the decision
 log folded in); every change is one ``POST /decide`` that goes through ``models.review.decide`` (validated,
 appended in one short transaction, or refused with nothing changed).
 
@@ -14,6 +14,7 @@ otherwise. Local mode: a coder types their name on first visit. Team mode: a cod
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import math
 import re
@@ -31,12 +32,12 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 
 from models.codings import Coder
-from models.decisions import coder_for_token, review_secret, sign
-from models.review import (DecisionError, decide, load_view, run_diff, search_segments, segment_context,
-                           segments_by_id, split_proposal)
+from models.decisions import coder_for_token, review_secret
+from models.review import decide, run_diff, search_segments, segments_by_id, split_proposal
 from models.store import Store
-from pipeline import codebook as cb
-from pipeline.codebook import differences
+from pipeline.learn import codebook as cb
+from pipeline.learn.codebook import DecisionError, differences
+from web.views import load_view, segment_context
 
 HERE = Path(__file__).resolve().parent
 NONCE_COOKIE, CODER_COOKIE = "ts_nonce", "ts_coder"
@@ -356,6 +357,11 @@ def create_app(store: Store, study: str, team: bool = False, review_cfg: Mapping
 # ---------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------
+
+
+def sign(secret: bytes, value: str) -> str:
+    """The signature of a cookie or CSRF token: HMAC-SHA256 under the study database's review secret."""
+    return hmac.new(secret, value.encode(), hashlib.sha256).hexdigest()
 
 
 def _active(view) -> list:

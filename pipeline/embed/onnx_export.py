@@ -16,7 +16,7 @@ How:
   batch), then mean (or CLS) pooling as the model's ``1_Pooling`` config says, then L2 normalisation.
   In fp32 the vectors agree with sentence-transformers to cosine >= 0.9999 (tested), so both backends
   share one model id and one embedding cache. ``precision: int8`` smooths the activations and quantises
-  the weights (:mod:`pipeline.embed_int8`; 2.3x fp32's speed on a 2-core CPU, cosine about 0.996 to
+  the weights (:mod:`pipeline.embed.int8`; 2.3x fp32's speed on a 2-core CPU, cosine about 0.996 to
   fp32; ``fp32_layers`` keeps each layer's feed-forward down-projection fp32, nearer fp32 and slower);
   its vectors differ, so each recipe has a model id of its own.
 * **Fast batches.** Texts are tokenised once, sorted by token count (longest first) and cut into
@@ -39,15 +39,15 @@ import tempfile
 import time
 import warnings
 from dataclasses import dataclass
-from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from pipeline.embed_cpu import detect
-from pipeline.embed_int8 import Int8Recipe, check_texts
+from pipeline.embed.cpu import detect
+from pipeline.embed.int8 import Int8Recipe, calibration_texts, check_texts, int8_export
+from pipeline.embed.tokens import padded_batch, truncating_tokenizer
 
 log = logging.getLogger("themesift.embed")
 
@@ -165,7 +165,7 @@ def export_model(folder: str | Path, model_id: str, cache_dir: str | Path | None
     """Path of the (fused) ONNX export of ``folder``, exporting it now (once, under a lock) unless cached.
 
     ``precision="int8"`` gives the same export with its weights quantised to int8 as ``int8`` says
-    (activation smoothing, products kept fp32), see :mod:`pipeline.embed_int8`; kept beside the
+    (activation smoothing, products kept fp32), see :mod:`pipeline.embed.int8`; kept beside the
     fp32 file, and checked against it on this CPU (:func:`int8_faithfulness`): below
     ``int8_min_cosine`` it is refused with :class:`Int8Refused`. Files are written to a temporary name
     and renamed into place, so concurrent processes never see a half-written file.
@@ -178,8 +178,6 @@ def export_model(folder: str | Path, model_id: str, cache_dir: str | Path | None
             return model_file
         int8_file = model_file.with_name(f"model.{int8.name}.onnx")
         if not int8_file.is_file():
-            from pipeline.embed_int8 import calibration_texts, int8_export
-
             log.info("quantising the embedding model to %s (once per recipe; cached in %s)", int8.name, cache)
             token_ids = None
             if int8.smooth is not None:
@@ -307,52 +305,10 @@ def _fuse(raw: Path, out: Path, config: Any) -> tuple[Path | None, dict]:
         return None, {}
 
 
-@cache
-def fast_tokenizer(folder: str):
-    """The model's ``tokenizers.Tokenizer`` with padding and truncation off (callers set their own).
-
-    Read straight from ``tokenizer.json`` when the folder has one: importing transformers for it
-    costs seconds at the start of every run. Otherwise converted by transformers.
-    """
-    from tokenizers import Tokenizer
-
-    path = Path(folder) / "tokenizer.json"
-    if path.is_file():
-        tok = Tokenizer.from_file(str(path))
-    else:
-        from transformers import AutoTokenizer
-
-        tok = AutoTokenizer.from_pretrained(folder, local_files_only=True, use_fast=True).backend_tokenizer
-        tok = Tokenizer.from_str(tok.to_str())
-    tok.no_padding()
-    tok.no_truncation()
-    return tok
-
-
-def padded_batch(token_ids: Sequence[Sequence[int]], inputs: Sequence[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """The model's ``inputs`` for one batch (ids padded with 0 to the longest, attention mask, all-zero
-    token types; names the model does not take are left out) and the mask of real tokens."""
-    lengths = np.array([len(i) for i in token_ids], dtype=np.int64)
-    input_ids = np.zeros((len(token_ids), int(lengths.max())), dtype=np.int64)
-    for r, row in enumerate(token_ids):
-        input_ids[r, : len(row)] = row
-    mask = (np.arange(input_ids.shape[1])[None, :] < lengths[:, None]).astype(np.int64)
-    feed = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
-    return {k: feed[k] for k in inputs if k in feed}, mask
-
-
-def truncating_tokenizer(folder: str, max_length: int):
-    """A copy of the model's tokenizer that truncates at ``max_length`` tokens, as the model sees text."""
-    shared = fast_tokenizer(folder)
-    tok = type(shared).from_str(shared.to_str())
-    tok.enable_truncation(max_length)
-    return tok
-
-
 class OnnxSentenceEncoder:
     """Sentence-transformers-like encoder over an ONNX Runtime session.
 
-    Offers what :class:`pipeline.embed.Embedder` uses of a ``SentenceTransformer``: ``encode``,
+    Offers what :class:`pipeline.embed.encoder.Embedder` uses of a ``SentenceTransformer``: ``encode``,
     ``max_seq_length`` and ``get_sentence_embedding_dimension()``.
     """
 

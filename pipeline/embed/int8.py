@@ -18,7 +18,7 @@ whose input is the activation function's output: :class:`Int8Recipe` can keep th
 of them fp32 (all six of all-MiniLM-L6-v2's: mean cosine 0.9951 -> 0.9990 on FFT comments at 73% of
 all-int8's speed).
 
-Which kernel runs depends on the CPU (:mod:`pipeline.embed_cpu`): signed weights where int8 dot products
+Which kernel runs depends on the CPU (:mod:`pipeline.embed.cpu`): signed weights where int8 dot products
 are exact (VNNI, AMX), unsigned weights where signed ones would saturate. Whatever the recipe, an int8
 export is checked against fp32 on this machine before first use (:func:`faithfulness`, on sentences
 shipped for the purpose, ``check_sentences.txt``, not those used for smoothing) and refused below
@@ -36,7 +36,8 @@ from typing import Sequence
 
 import numpy as np
 
-from pipeline.embed_cpu import CpuFeatures, detect, int8_weights_for
+from pipeline.embed.cpu import CpuFeatures, detect, int8_weights_for
+from pipeline.embed.tokens import padded_batch
 
 CALIBRATION = Path(__file__).with_name("calibration.txt")
 CHECK = Path(__file__).with_name("check_sentences.txt")
@@ -126,8 +127,6 @@ def activation_ranges(fp32_file: Path, token_ids: Sequence[Sequence[int]]) -> di
     """Largest absolute value of every input channel of each weighted op, over real (unpadded) tokens."""
     import onnx
     import onnxruntime as ort
-
-    from pipeline.embed_onnx import padded_batch
 
     model = onnx.load(str(fp32_file))
     wanted = sorted({model.graph.node[k].input[0] for k in _weighted(model)})

@@ -17,7 +17,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from pipeline.describe import ThemeDescription, centroids
+from pipeline.themes.describe import ThemeDescription, centroids
 
 PARTS = ("coverage", "cohesion", "distinctiveness", "stability", "size")
 

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from pipeline.compare import MACHINE, MAPPING_RULE, Comparison, fmt
+from pipeline.compare.compare import MACHINE, MAPPING_RULE, Comparison, fmt
 
 PALETTE = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C",
            "#CCB974", "#64B5CD")

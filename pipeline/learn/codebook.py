@@ -312,6 +312,14 @@ def _apply(state: CodebookState, e: Entry) -> str | None:
 # ---------------------------------------------------------------------------------------------
 
 
+class DecisionError(ValueError):
+    """A decision refused by validation; ``errors`` says why, in words."""
+
+    def __init__(self, errors: Sequence[str]):
+        super().__init__("; ".join(errors))
+        self.errors = list(errors)
+
+
 def validate(state: CodebookState, e: Entry, base_keys: Collection[str],
              segment_exists: Callable[[int], bool] | Collection[int],
              partition: Mapping[int, str | None] | None = None) -> list[str]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Hashable, Mapping, Protocol, Sequence
 
-from pipeline.codings import natural_key
+from pipeline.compare.agreement import natural_key
 
 
 class UnitLike(Protocol):

@@ -1,17 +1,18 @@
 """Runs that honour coders' decisions: pure numpy functions the suggest flow calls on its next run.
 
-Contract (every vector is a float32/float64 row, L2-normalised as ``pipeline.embed.Embedder`` gives it;
+Contract (every vector is a float32/float64 row, L2-normalised as ``pipeline.embed.encoder.Embedder`` gives it;
 every threshold is a parameter the caller reads from the configuration, section ``review``):
 
-1. :func:`calibrate` builds, for each kept theme (confirmed, or shaped by a coder), the centroid of its
-   confirmed example segments and an acceptance threshold calibrated on those examples: the
-   ``review.calibration_percentile``-th percentile of the leave-one-out cosine similarity of each
-   example to the centroid of the *other* examples, never below ``review.min_similarity``.
-2. :func:`classify` puts each new segment vector in one kept theme (``assigned``), flags it for review
-   (``uncertain``: within ``review.uncertain_margin`` below the threshold, or two themes accept it and
-   the runner-up is within the margin of the best), or leaves it free (``none``). Centroids of the
-   previous run's other themes (not kept, or rejected) compete: a segment nearer to one of them is not
-   taken, so a broad kept theme cannot swallow the corpus.
+1. :func:`calibrate` (``pipeline.themes.join``, the rule by which outliers join themes) builds, for each
+   kept theme (confirmed, or shaped by a coder), the centroid of its confirmed example segments and an
+   acceptance threshold calibrated on those examples: the ``review.calibration_percentile``-th percentile
+   of the leave-one-out cosine similarity of each example to the centroid of the *other* examples, never
+   below ``review.min_similarity``.
+2. :func:`classify` (``pipeline.themes.join``) puts each new segment vector in one kept theme
+   (``assigned``), flags it for review (``uncertain``: within ``review.uncertain_margin`` below the
+   threshold, or two themes accept it and the runner-up is within the margin of the best), or leaves it
+   free (``none``). Centroids of the previous run's other themes (not kept, or rejected) compete: a
+   segment nearer to one of them is not taken, so a broad kept theme cannot swallow the corpus.
 3. :func:`plan_segments` combines fixed placements (segments a coder moved: into a theme, or to "no
    theme") with :func:`classify` and says which segments remain to be clustered for new suggestions.
 4. :func:`drop_rejected` removes new clusters whose centroid has cosine similarity of at least
@@ -24,8 +25,8 @@ every threshold is a parameter the caller reads from the configuration, section 
    :func:`name_carried` gives the carried candidate themes the coders' names.
 
 Nothing here reads the store or the configuration; ``models.review.honour_inputs`` gathers the example
-and rejected vectors from the decision log and the embedding cache, and
-``models.decisions.record_carried_keys`` gives the stored carried themes their stable keys.
+and rejected vectors from the decision log and the embedding cache (``pipeline.learn.apply.HonourInputs``),
+and ``models.decisions.record_carried_keys`` gives the stored carried themes their stable keys.
 
 How the suggest flow uses it (after ``vectors`` of the clusterable segments are loaded)::
 
@@ -57,121 +58,14 @@ from typing import Hashable, Mapping, Sequence
 
 import numpy as np
 
-ASSIGNED, UNCERTAIN, NONE = "assigned", "uncertain", "none"
+from pipeline.themes.join import ASSIGNED, UNCERTAIN, Assignment, Calibration, classify, unit_vectors
+
 FIXED_NONE = "__none__"  # a coder moved the segment to "no theme": keep it out of every theme
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    v = np.asarray(v, dtype=np.float64)
-    norm = np.linalg.norm(v, axis=-1, keepdims=True)
-    return np.divide(v, norm, out=np.zeros_like(v), where=norm > 0)
 
 
 # ---------------------------------------------------------------------------------------------
 # (a) classification into kept themes
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """A kept theme's centroid and the similarity a new segment needs to join it."""
-
-    key: str
-    centroid: np.ndarray = field(repr=False)
-    threshold: float
-    n_examples: int
-    loo_similarities: tuple[float, ...] = ()
-
-
-def calibrate(examples: Mapping[str, np.ndarray], percentile: float = 10.0, min_similarity: float = 0.35,
-              ) -> dict[str, Calibration]:
-    """Centroid and threshold per theme from its example vectors (``key -> (n, dim)`` array).
-
-    The threshold is the ``percentile``-th percentile of the leave-one-out similarities (each example
-    against the centroid of the others), raised to ``min_similarity``; a theme with a single example has
-    no leave-one-out similarity and gets ``min_similarity``. Themes with no examples are left out.
-    Deterministic: themes come back in ``examples``' order.
-    """
-    out: dict[str, Calibration] = {}
-    for key, vectors in examples.items():
-        x = _unit(np.atleast_2d(np.asarray(vectors, dtype=np.float64)))
-        if x.size == 0 or len(x) == 0:
-            continue
-        total = x.sum(axis=0)
-        centroid = _unit(total)
-        if len(x) >= 2:
-            others = _unit(total[None, :] - x)
-            loo = np.einsum("ij,ij->i", x, others)
-            threshold = max(float(min_similarity), float(np.percentile(loo, percentile)))
-        else:
-            loo = np.zeros(0)
-            threshold = float(min_similarity)
-        out[key] = Calibration(key, centroid, round(threshold, 6), len(x), tuple(round(float(s), 6) for s in loo))
-    return out
-
-
-@dataclass(frozen=True)
-class Assignment:
-    """Where one new segment goes: ``status`` is assigned, uncertain or none; ``key`` the best theme
-    (None when there are no themes); ``runner_up`` the second best, for the reviewer."""
-
-    status: str
-    key: str | None
-    similarity: float
-    threshold: float
-    runner_up: str | None = None
-    runner_up_similarity: float = 0.0
-
-
-def classify(vectors: np.ndarray, calibrations: Mapping[str, Calibration], uncertain_margin: float = 0.05,
-             competitors: Mapping[str, np.ndarray] | None = None) -> list[Assignment]:
-    """Classify each row of ``vectors`` into the calibrated themes.
-
-    With ``s`` the cosine similarity to a theme's centroid and ``t`` its threshold, the best theme is
-    the one with the highest ``s - t``. ``competitors`` are centroids of other known themes that are
-    not to receive segments (the previous run's themes nobody kept, rejected themes): a segment closer
-    to one of them than to its best kept theme is not taken, since the threshold alone lets a broad
-    theme swallow much of a corpus on one topic.
-
-    assigned: ``s >= t``, and no competitor, nor another kept theme that accepts the segment, is within
-    ``uncertain_margin`` of ``s``; uncertain: ``s >= t - uncertain_margin`` and no competitor is closer
-    by ``uncertain_margin`` or more (near the threshold, or between two themes); none otherwise. A
-    segment equally near a kept theme and a competitor is therefore uncertain whatever the last float
-    bit says.
-    """
-    vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float64))
-    keys = list(calibrations)
-    if not keys or len(vectors) == 0 or vectors.size == 0:
-        return [Assignment(NONE, None, 0.0, 0.0) for _ in range(len(vectors) if vectors.size else 0)]
-    centroids = np.stack([calibrations[k].centroid for k in keys])
-    thresholds = np.array([calibrations[k].threshold for k in keys])
-    unit = _unit(vectors)
-    sims = unit @ centroids.T
-    comp_keys = list(competitors or {})
-    comp = unit @ _unit(np.stack([np.asarray(competitors[k], dtype=np.float64) for k in comp_keys])).T \
-        if comp_keys else np.full((len(unit), 0), -np.inf)
-    out = []
-    for n, row in enumerate(sims):
-        margin = row - thresholds
-        order = np.lexsort((np.arange(len(keys)), -margin))  # best margin first, ties by key order
-        best = int(order[0])
-        second = int(order[1]) if len(keys) > 1 else None
-        s, t = float(row[best]), float(thresholds[best])
-        rivals = [(float(row[second]), keys[second])] if second is not None else []
-        if comp_keys:
-            c = int(np.argmax(comp[n]))
-            rivals.append((float(comp[n, c]), comp_keys[c]))
-        r_sim, r_key = max(rivals, key=lambda x: x[0]) if rivals else (0.0, None)
-        kept_rival = second is not None and row[second] >= thresholds[second] and s - row[second] < uncertain_margin
-        comp_best = float(comp[n].max()) if comp_keys else -np.inf
-        if s >= t and comp_best <= s - uncertain_margin and not kept_rival:
-            status = ASSIGNED
-        elif s >= t - uncertain_margin and comp_best < s + uncertain_margin:
-            status = UNCERTAIN
-        else:
-            status = NONE
-        out.append(Assignment(status, keys[best], round(s, 6), round(t, 6), r_key, round(r_sim, 6)))
-    return out
 
 
 @dataclass(frozen=True)
@@ -265,7 +159,7 @@ def combine_labels(n: int, plan: SegmentPlan, rest_labels: np.ndarray, rest_stre
 def cluster_centroids(vectors: np.ndarray, labels: np.ndarray) -> dict[int, np.ndarray]:
     """Unit centroid of every non-outlier label (for :func:`drop_rejected`)."""
     labels = np.asarray(labels)
-    return {int(t): _unit(np.asarray(vectors)[labels == t].sum(axis=0))
+    return {int(t): unit_vectors(np.asarray(vectors)[labels == t].sum(axis=0))
             for t in sorted(set(labels.tolist())) if t != -1}
 
 
@@ -295,7 +189,7 @@ class Dropped:
 
 def rejected_centroids(members: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Centroid per rejected theme from its member vectors (``key -> (n, dim)``); empty ones left out."""
-    return {k: _unit(np.atleast_2d(np.asarray(v, dtype=np.float64)).sum(axis=0))
+    return {k: unit_vectors(np.atleast_2d(np.asarray(v, dtype=np.float64)).sum(axis=0))
             for k, v in members.items() if np.asarray(v).size}
 
 
@@ -307,10 +201,10 @@ def drop_rejected(cluster_centroids: Mapping[Hashable, np.ndarray], rejected: Ma
     keys = list(rejected)
     if not keys:
         return list(cluster_centroids), []
-    rej = _unit(np.stack([np.asarray(rejected[k], dtype=np.float64) for k in keys]))
+    rej = unit_vectors(np.stack([np.asarray(rejected[k], dtype=np.float64) for k in keys]))
     kept, dropped = [], []
     for cid, c in cluster_centroids.items():
-        sims = rej @ _unit(np.asarray(c, dtype=np.float64))
+        sims = rej @ unit_vectors(np.asarray(c, dtype=np.float64))
         best = int(np.argmax(sims))
         s = float(sims[best])
         if s >= threshold:

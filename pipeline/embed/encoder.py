@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from pipeline.embed_int8 import Int8Recipe
+from pipeline.embed.int8 import Int8Recipe
 
 # Never reach a model hub or send telemetry: sensitive data, and no network at run time.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -74,7 +74,7 @@ def _load(location: str, device: str):
 def _load_onnx(location: str, model_id: str, cache_dir: str | None, threads: int, allow_spinning: bool,
                streams: int = 0, precision: str = "fp32", int8: Int8Recipe = Int8Recipe(),
                int8_min_cosine: float | None = None):
-    from pipeline.embed_onnx import OnnxSentenceEncoder
+    from pipeline.embed.onnx_export import OnnxSentenceEncoder
 
     if not Path(location).is_dir():
         raise ModelNotFoundError(
@@ -91,7 +91,7 @@ def _folder_tokenizer(location: str):
     known only by name. Cached: the segmenter counts tokens for every sentence."""
     if not Path(location).is_dir():
         return None
-    from pipeline.embed_onnx import fast_tokenizer
+    from pipeline.embed.tokens import fast_tokenizer
 
     return fast_tokenizer(location)
 
@@ -101,7 +101,7 @@ class Embedder:
     """Sentence encoder returning float32, L2-normalised vectors.
 
     ``backend`` is ``onnx`` (ONNX Runtime over a local export of the model, see
-    :mod:`pipeline.embed_onnx`; the default, 2.5-3x as fast on a CPU) or ``sentence-transformers``
+    :mod:`pipeline.embed.onnx_export`; the default, 2.5-3x as fast on a CPU) or ``sentence-transformers``
     (PyTorch). Both give the same vectors (cosine >= 0.9999, fp32) and therefore the same ``model_id``,
     so they share the embedding cache.
     """
@@ -124,7 +124,7 @@ class Embedder:
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown embed.backend '{self.backend}'; use one of {', '.join(BACKENDS)}")
         if self.backend == "onnx":
-            from pipeline.embed_onnx import check_precision
+            from pipeline.embed.onnx_export import check_precision
 
             check_precision(self.onnx_precision)
 
@@ -166,7 +166,7 @@ class Embedder:
         """The model's token limit; read from its folder when it has one, without loading the model."""
         location = resolve_model(self.model)[0]
         if Path(location).is_dir():
-            from pipeline.embed_onnx import ModelLayout, OnnxExportError
+            from pipeline.embed.onnx_export import ModelLayout, OnnxExportError
 
             try:
                 return ModelLayout.read(Path(location)).max_seq_length

@@ -1,9 +1,9 @@
 """Reduce and cluster: UMAP (cosine) then HDBSCAN, with sizes scaled to the corpus and fixed seeds.
 
 Segments HDBSCAN leaves unassigned get the label -1. Those that fit a theme as well as its own
-members do join it later, marked as joined (``pipeline.themes.join_outliers``); those still left
+members do join it later, marked as joined (``pipeline.themes.join.join_outliers``); those still left
 are clustered again at a finer grain (``ThemeClusterer.cluster_again``,
-``pipeline.themes.cluster_left_out``), and what that leaves forms the outlier queue. A broad theme
+``pipeline.themes.assemble.cluster_left_out``), and what that leaves forms the outlier queue. A broad theme
 whose parts at that finer grain are unlike each other in the model's space is split into them
 (``ThemeClusterer.split_broad``).
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from pipeline.ingest import Document, Turn
+from pipeline.ingest.read import Document, Turn
 
 PARTICIPANT, INTERVIEWER, OTHER = "participant", "interviewer", "other"
 

@@ -1,6 +1,6 @@
 """The study as a REFI-QDA project: sources, codebook, the machine's codings and each human's.
 
-Pure: builds a :class:`pipeline.refi_qda.QdaProject` that ``write_qdpx`` writes. GUIDs are derived
+Pure: builds a :class:`pipeline.exchange.refi_qda.QdaProject` that ``write_qdpx`` writes. GUIDs are derived
 from content (study, names, offsets) with ``stable_guid``, so exporting the same study twice gives
 the same bytes but for the creation timestamp. Offsets are Unicode code point offsets into the
 study's plain text, which is exported as the source text.
@@ -16,8 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Hashable, Iterable, Mapping, Sequence
 
-from pipeline.codings import MACHINE_USER_NAME, StudySource, natural_key
-from pipeline.refi_qda import QdaCode, QdaCoding, QdaProject, QdaSource, QdaUser, stable_guid
+from pipeline.compare.agreement import natural_key
+from pipeline.exchange.codings import MACHINE_USER_NAME, StudySource
+from pipeline.exchange.refi_qda import QdaCode, QdaCoding, QdaProject, QdaSource, QdaUser, stable_guid
 
 MACHINE_COLOR = "#4C72B0"
 HUMAN_COLOR = "#DD8452"

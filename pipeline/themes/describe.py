@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 
-from pipeline.cluster import OUTLIER
+from pipeline.themes.cluster import OUTLIER
 
 _TOKEN_PATTERN = r"(?u)\b[^\W\d_][^\W\d_]+\b"
 

@@ -1,6 +1,6 @@
 """Compare codings: humans with each other, and the machine as one more coder.
 
-Pure logic over segment codings (see ``pipeline.agreement`` for the figures themselves). The unit is
+Pure logic over segment codings (see ``pipeline.compare.agreement`` for the figures themselves). The unit is
 the segment; every coder is compared on the same units: the participant segments a run clustered.
 
 * Human vs human: per code, the 2x2 table, percent agreement, Cohen's kappa and Krippendorff's alpha
@@ -22,7 +22,7 @@ from typing import Any, Hashable, Mapping, Sequence
 
 import numpy as np
 
-from pipeline.agreement import (
+from pipeline.compare.agreement import (
     AgreementReport,
     ClusterScores,
     Coding,
@@ -33,6 +33,7 @@ from pipeline.agreement import (
     cluster_scores,
     compare_codings,
     match_themes,
+    natural_key,
     partition_to_coding,
     relabel,
     top_k_precision,
@@ -148,8 +149,6 @@ def _overlap_matrix(machine: Coding, human: Coding, units: Sequence[Hashable], t
 def coverage_by_case(units: Sequence[Hashable], cases: Mapping[Hashable, str | None],
                      codings: Mapping[str, Coding]) -> list[dict[str, Any]]:
     """Per participant: segments compared and the share each coder coded (machine: put in a theme)."""
-    from pipeline.codings import natural_key
-
     by_case: dict[str, list[Hashable]] = {}
     for u in units:
         by_case.setdefault(cases.get(u) or "(no case)", []).append(u)

@@ -7,10 +7,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from pipeline.cluster import OUTLIER, ThemeClusterer, finer_size
-from pipeline.describe import ThemeDescription, centroids, nearest_themes
-from pipeline.honour import ASSIGNED, calibrate, classify
-from pipeline.rank import ThemeScore, score_themes
+from pipeline.themes.cluster import OUTLIER, ThemeClusterer, finer_size
+from pipeline.themes.describe import ThemeDescription, centroids, nearest_themes
+from pipeline.themes.rank import ThemeScore, score_themes
 
 
 @dataclass(frozen=True)
@@ -18,7 +17,7 @@ class CandidateTheme:
     """One ranked suggestion. Indices (``members``, ``quotes``, ``joined``) point into the run's segment list.
 
     ``members`` are the segments the clustering put in the theme followed by those that ``joined`` it
-    from the outlier queue (:func:`join_outliers`); a joined member's strength is 0 (HDBSCAN left it
+    from the outlier queue (:func:`pipeline.themes.join.join_outliers`); a joined member's strength is 0 (HDBSCAN left it
     out) and its centrality is its similarity to the theme's centre. Label, keywords, quotes and rank
     come from the clustered members only. ``second_pass``: found by clustering again the segments the
     first pass left out (:func:`cluster_left_out`); such themes rank after every first-pass theme.
@@ -53,46 +52,6 @@ class OutlierSegment:
 class Suggestions:
     themes: tuple[CandidateTheme, ...]
     outliers: tuple[OutlierSegment, ...]
-
-
-@dataclass(frozen=True)
-class JoinRule:
-    """When a segment the clustering left out joins a theme: when it is as close to the theme's centre
-    as most of the theme's own members are (the rule a re-run uses to give confirmed themes new
-    segments, :func:`pipeline.honour.classify`).
-
-    The threshold is the ``percentile``-th percentile of the members' leave-one-out similarities to the
-    centre, at least ``min_similarity``; a segment within ``uncertain_margin`` of a second theme that
-    would also take it stays in the queue.
-    """
-
-    percentile: float
-    min_similarity: float
-    uncertain_margin: float
-
-    @classmethod
-    def from_config(cls, cfg: Mapping) -> "JoinRule | None":
-        """The rule of ``cluster.join_outliers``; None when its percentile is null (nothing joins)."""
-        if cfg["percentile"] is None:
-            return None
-        return cls(float(cfg["percentile"]), float(cfg["min_similarity"]), float(cfg["uncertain_margin"]))
-
-
-def join_outliers(vectors: np.ndarray, labels: np.ndarray, rows: Sequence[int], themes: Sequence[int],
-                  rule: JoinRule | None) -> dict[int, tuple[int, float]]:
-    """Which of the outlier ``rows`` join one of ``themes`` (labels in ``labels``) under ``rule``.
-
-    Returns ``row -> (theme label, cosine similarity to the theme's centre)``. Rows that are not
-    outliers, and themes not listed (e.g. themes a coder kept, which a re-run fills by its own rule),
-    take no part. Deterministic: themes are calibrated in the order given.
-    """
-    rows = [int(r) for r in rows if labels[r] == OUTLIER]
-    themes = [int(t) for t in themes if t != OUTLIER and (labels == t).any()]
-    if rule is None or not rows or not themes:
-        return {}
-    calibrations = calibrate({t: vectors[labels == t] for t in themes}, rule.percentile, rule.min_similarity)
-    found = classify(vectors[rows], calibrations, rule.uncertain_margin)
-    return {r: (a.key, a.similarity) for r, a in zip(rows, found) if a.status == ASSIGNED}
 
 
 SPLIT_REASON = ("split from a broad theme whose parts are unlike each other; its largest part kept the "
@@ -148,7 +107,7 @@ def cluster_left_out(clusterer: ThemeClusterer, labels: np.ndarray, strengths: n
 def score_passes(descriptions: Sequence[ThemeDescription], vectors: np.ndarray, labels: np.ndarray,
                  cases: Sequence[str | None], stability: Mapping[int, tuple[float, int]],
                  weights: Mapping[str, float], n_resamples: int, second_pass: Sequence[int] = ()) -> list[ThemeScore]:
-    """:func:`pipeline.rank.score_themes` in two groups: the first pass's themes among themselves, so their
+    """:func:`pipeline.themes.rank.score_themes` in two groups: the first pass's themes among themselves, so their
     parts and order are what they would be without a second pass; then the themes labelled in
     ``second_pass``, scored among all (a second-pass theme near a first-pass one is less distinct)."""
     later = set(second_pass)
@@ -167,7 +126,7 @@ def assemble(clustered: Sequence[int], labels: np.ndarray, vectors: np.ndarray,
     """Join descriptions and scores into ranked themes, and build the outlier queue.
 
     ``clustered[i]`` is the segment-list index of row ``i`` of ``labels``/``vectors``. ``joined``
-    (from :func:`join_outliers`) moves outlier rows into their theme's members, marked as joined; the
+    (from :func:`pipeline.themes.join.join_outliers`) moves outlier rows into their theme's members, marked as joined; the
     other outliers form the queue, each with its nearest theme as a hint when similar enough. Themes
     labelled in ``second_pass`` (from :func:`cluster_left_out`) are marked and ranked after the others,
     each group in score order. Themes in ``split_from`` (``ThemeClusterer.split_from_``) say which

@@ -19,6 +19,7 @@ Conventions used throughout:
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
@@ -73,6 +74,14 @@ def _f1(a: Collection[Unit], b: Collection[Unit]) -> float:
 
 def _units_with(coding: Coding, units: Sequence[Unit], code: str) -> set[Unit]:
     return {u for u in units if code in coding.get(u, _EMPTY)}
+
+
+_NUM = re.compile(r"(\d+)")
+
+
+def natural_key(text: str | None) -> tuple:
+    """Sort key putting P2 before P10."""
+    return tuple(int(p) if p.isdigit() else p.casefold() for p in _NUM.split(text or ""))
 
 
 def all_codes(codings: Iterable[Coding], units: Iterable[Unit]) -> list[str]:

@@ -2,7 +2,7 @@
 
 Why: agreement is only meaningful when every coder, human or machine, is compared on the same units.
 This module turns what coders hand us into selections ``(source_key, start, end, code, coder)`` on the
-study's own plain texts (the ``Source.text`` every segment offset points into); ``pipeline.agreement
+study's own plain texts (the ``Source.text`` every segment offset points into); ``pipeline.compare.agreement
 .map_selections`` then puts them on segments. Nothing here touches the store: the caller passes the
 study's sources as :class:`StudySource` records.
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -33,8 +32,8 @@ from os import PathLike
 from pathlib import Path, PurePath
 from typing import Hashable, Iterable, Mapping, Sequence
 
-from pipeline.agreement import Selection, Segment
-from pipeline.refi_qda import QdaCode, QdaProject, read_qdpx
+from pipeline.compare.agreement import Selection, Segment
+from pipeline.exchange.refi_qda import QdaCode, QdaProject, read_qdpx
 
 MACHINE_USER_NAME = "Themesift (machine)"
 NO_USER = "(no user)"
@@ -499,7 +498,7 @@ def unmapped_selections(
     codings: Mapping[Hashable, Mapping[Hashable, frozenset[str]]],
 ) -> list[Selection]:
     """Selections that put their code on no segment (they fall on interviewer turns, short replies
-    or cover too little of any segment): what :func:`pipeline.agreement.map_selections` could not use."""
+    or cover too little of any segment): what :func:`pipeline.compare.agreement.map_selections` could not use."""
     by_source: dict[Hashable, list[tuple[int, int, Hashable]]] = defaultdict(list)
     for seg_id, source, start, end in segments:
         by_source[source].append((int(start), int(end), seg_id))
@@ -514,11 +513,3 @@ def unmapped_selections(
         if not hit:
             lost.append(sel)
     return lost
-
-
-_NUM = re.compile(r"(\d+)")
-
-
-def natural_key(text: str | None) -> tuple:
-    """Sort key putting P2 before P10."""
-    return tuple(int(p) if p.isdigit() else p.casefold() for p in _NUM.split(text or ""))

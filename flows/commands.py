@@ -1,0 +1,195 @@
+"""The ``themesift`` commands: the parser of every command but ``bench`` (``flows.cli`` hands that one to the
+benchmarks), running one, and the ``suggest``, ``themes`` and ``export`` commands themselves.
+
+The review, compare and schedule commands register themselves from ``flows.review``, ``flows.compare`` and
+``flows.schedule``. The benchmarks drive the real commands through :func:`run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import textwrap
+from pathlib import Path
+from typing import Sequence
+
+import flows  # noqa: F401  (Prefect settings before Prefect is imported)
+from flows.options import config_from_args
+from models.export import suggestion_export, theme_summaries
+from models.migrate import StoreUpgradeError
+from models.store import Store, StudyNotFoundError, workspace_dir
+from pipeline.config import ConfigError
+from pipeline.embed.encoder import ModelNotFoundError
+from pipeline.embed.onnx_export import OnnxExportError
+from pipeline.exchange.suggestions_export import write_suggestions
+from pipeline.themes.rank import PARTS
+
+
+def run(argv: Sequence[str]) -> int:
+    """Run the command ``argv`` names (as ``themesift ARGS`` does, ``bench`` aside): 2 after a message for
+    problems a user can fix (a study that does not exist, a bad configuration, a model not here)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    _say_progress()
+    try:
+        return args.handler(args)
+    except (ConfigError, StudyNotFoundError, StoreUpgradeError, ModelNotFoundError, OnnxExportError) as exc:
+        print(f"themesift: {exc}", file=sys.stderr)
+        return 2
+
+
+def _say_progress() -> None:
+    """Themesift's own progress lines (a first ONNX export, say) go to stderr as ``themesift: ...``."""
+    logger = logging.getLogger("themesift")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("themesift: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="themesift", description="Suggest themes in qualitative data; people decide.")
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--study", required=True, help="study name (results of every run are kept under it)")
+        p.add_argument("--config", type=Path, help="YAML file overriding configs/default.yaml")
+
+    p = sub.add_parser("suggest", help="ingest files and suggest ranked candidate themes")
+    p.add_argument("paths", nargs="+", help="transcript files or folders (.txt .md .docx .vtt .srt .csv)")
+    common(p)
+    p.add_argument("--text-col", help="CSV: column holding the answer text")
+    p.add_argument("--case-col", help="CSV: column identifying the respondent (default: the row id)")
+    p.add_argument("--row-id-col", help="CSV: column with a row id kept on every segment")
+    p.add_argument("--attr-col", action="append", default=[], help="CSV: extra column to keep (repeatable)")
+    p.add_argument("--top", type=int, default=15, help="themes to print (all are stored)")
+    p.add_argument("--force", action="store_true", help="run even if no file and no setting changed")
+    p.add_argument("--diff", action="store_true", help="also show what changed against the previous run")
+    p.set_defaults(handler=cmd_suggest)
+
+    p = sub.add_parser("bench", add_help=False,
+                       help="benchmarks: quality against BERTopic, speed, growth, simulated review (bench --help)")
+    p.add_argument("args", nargs=argparse.REMAINDER)  # flows.cli.main runs it before this parser is built
+
+    p = sub.add_parser("themes", help="show the ranked themes of a study's latest run again")
+    common(p)
+    p.add_argument("--run", type=int, help="a run id instead of the latest")
+    p.add_argument("--top", type=int, default=50)
+    p.set_defaults(handler=cmd_themes)
+
+    p = sub.add_parser("export", help="write results to a file")
+    export_sub = p.add_subparsers(metavar="WHAT")
+    e = export_sub.add_parser("suggestions", help="every theme with member segments, score parts, outlier queue")
+    common(e)
+    e.add_argument("--format", choices=("csv", "json"), default="csv")
+    e.add_argument("--run", type=int, help="a run id instead of the latest")
+    e.add_argument("-o", "--output", type=Path, help="file to write (default: in the study's folder)")
+    e.set_defaults(handler=cmd_export_suggestions)
+    from flows.compare import add_commands as add_compare_commands; add_compare_commands(sub)  # noqa: E702
+    from flows.review import add_commands as add_review_commands; add_review_commands(sub)  # noqa: E702
+    from flows.schedule import add_commands as add_schedule_commands; add_schedule_commands(sub)  # noqa: E702
+    return parser
+
+
+def cmd_suggest(args: argparse.Namespace) -> int:
+    from flows.suggest import run_suggest
+
+    from pipeline.embed.encoder import Embedder
+
+    config = config_from_args(args)
+    Embedder.from_config(config["embed"]).prepare()  # a first export, or an int8 refusal, before the run
+    outcome = run_suggest([str(p) for p in args.paths], args.study, config, force=args.force)
+    if outcome["status"] == "busy":
+        print(f"themesift: {outcome['message']}", file=sys.stderr)
+        return 3
+    for s in outcome["skipped"]:
+        print(f"skipped {s['path']}: {s['reason']}")
+    for w in outcome["warnings"]:
+        print(f"warning {w}")
+    if outcome["status"] == "unchanged":
+        print(f"{outcome['message']}; showing it (--force to run again)\n")
+    elif outcome["status"] != "completed":
+        print(f"themesift: run {outcome['run_id']} of study '{args.study}' produced no themes: {outcome['message']}",
+              file=sys.stderr)
+        return 1
+    if outcome["message"]:
+        print(outcome["message"])
+    store = Store.from_config(config["store"])
+    print_themes(store, args.study, outcome["run_id"], args.top)
+    if args.diff:
+        from flows.review import print_changes
+
+        print()
+        with store.sessions() as session:
+            print_changes(session, args.study, None, outcome["run_id"], config["review"]["diff_match_jaccard"])
+    print(f"\nResults stored as run {outcome['run_id']} in {store.url}")
+    print(f"Show again: themesift themes --study {args.study}    "
+          f"Export: themesift export suggestions --study {args.study} --format csv")
+    return 0
+
+
+def cmd_themes(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    print_themes(Store.from_config(config["store"]), args.study, args.run, args.top)
+    return 0
+
+
+def print_themes(store: Store, study: str, run_id: int | None, top: int) -> None:
+    with store.sessions() as session:
+        run = _run(store, session, study, run_id)
+        themes = theme_summaries(session, run)
+        joined = run.manifest.get("joined_outliers")  # runs before joining existed do not record it
+        second = sum(t["second_pass"] for t in themes)
+        print(f"Study '{study}', run {run.id} ({run.finished_at:%Y-%m-%d %H:%M} UTC): {run.n_themes} candidate themes "
+              f"from {run.n_segments} segments" + (f", the last {second} found by a second pass over the segments the "
+                                                   "first left out" if second else "")
+              + f"; {run.n_outliers} in the outlier queue"
+              + (f" ({joined} more joined the theme they fit)." if joined else "."))
+        header = f"{'rank':>4}  {'score':>5}  " + "  ".join(f"{p[:5]:>5}" for p in PARTS) + "  cases  segs  label"
+        print("\n" + header)
+        print("-" * len(header))
+        for t in themes[:top]:
+            parts = "  ".join(f"{t['parts'][p]:5.2f}" for p in PARTS)
+            print(f"{t['rank']:>4}  {t['score']:5.2f}  {parts}  {t['n_cases']:>2}/{t['total_cases']:<2} "
+                  f"{t['n_segments']:>5}  {t['label']}" + ("  (second pass)" if t["second_pass"] else ""))
+            quote = textwrap.shorten(t["quote"], 110, placeholder="...")
+            print(f"{'':>14}\"{quote}\" ({t['quote_case']})")
+        if len(themes) > top:
+            print(f"... and {len(themes) - top} more (themesift themes --study {study} --top {len(themes)})")
+        print("\nParts: cover(age) = participants raising it / those of the widest theme; cohes(ion), "
+              "disti(nctiveness), stabi(lity) over re-clusterings, size; score = weighted sum (rank.weights "
+              "in the config). The parts are measured on the segments the clustering put in a theme; segs also "
+              "counts those that joined it from the outlier queue.")
+
+
+def _run(store: Store, session, study: str, run_id: int | None):
+    from models.records import Run
+
+    if run_id is not None:
+        run = session.get(Run, run_id)
+        if run is None or run.study.name != study:
+            raise StudyNotFoundError(f"study '{study}' has no run {run_id}")
+        return run
+    run = store.latest_run(session, study)
+    if run is None:
+        raise StudyNotFoundError(f"study '{study}' has no completed run yet; run themesift suggest first")
+    return run
+
+
+def cmd_export_suggestions(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    store = Store.from_config(config["store"])
+    with store.sessions() as session:
+        run = _run(store, session, args.study, args.run)
+        export = suggestion_export(session, run)
+    output = args.output or workspace_dir(config["store"]) / args.study / f"suggestions-run{export['run_id']}.{args.format}"
+    write_suggestions(export, output, args.format)
+    print(f"wrote {len(export['themes'])} themes and {len(export['outliers'])} outliers to {output}")
+    return 0
+

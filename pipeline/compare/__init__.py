@@ -1,0 +1,2 @@
+"""Compare codings: agreement figures (``agreement``), the machine against the coders (``compare``), the
+comparison as an HTML report and tables (``report``), and the Framework matrix (``matrix``)."""

@@ -1,0 +1,45 @@
+"""The confirmed codebook as a file: CSV (one row per theme), or a REFI-QDA codebook (``.qdc``) that other
+qualitative-analysis programs import. ``models.review.confirmed_codebook`` reads the entries from a study.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from pipeline.exchange.refi_qda import QdaCode, stable_guid, write_qdc
+
+
+@dataclass(frozen=True)
+class CodebookEntry:
+    """A confirmed theme as the codebook lists it: its name and definition, how many segments and
+    participants it holds, a few example segments and who decided on it."""
+
+    key: str
+    name: str
+    definition: str
+    n_segments: int
+    n_cases: int
+    example_ids: tuple[int, ...]
+    decided_by: str
+
+
+def write_codebook(entries: Sequence[CodebookEntry], path: Path | None, fmt: str, study: str) -> str:
+    """CSV text (returned; also written when ``path`` is given) or a REFI-QDA ``.qdc`` file at ``path``."""
+    if fmt == "qdc":
+        if path is None:
+            raise ValueError("a .qdc codebook needs a file name")
+        write_qdc([QdaCode(stable_guid("themesift-code", study, e.key), e.name, e.definition) for e in entries], path)
+        return ""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["key", "name", "definition", "segments", "participants", "example_segment_ids", "decided_by"])
+    for e in entries:
+        writer.writerow([e.key, e.name, e.definition, e.n_segments, e.n_cases, ";".join(map(str, e.example_ids)),
+                         e.decided_by])
+    if path is not None:
+        Path(path).write_text(buffer.getvalue(), encoding="utf-8")
+    return buffer.getvalue()

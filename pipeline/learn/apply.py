@@ -1,0 +1,92 @@
+"""What coders' decisions make of segments, as plain data: the inputs of a run that honours them, and
+deductive coding with the confirmed codebook.
+
+* :class:`HonourInputs`: what the next suggest run needs from the decision log: the kept themes' example
+  vectors, the rejected and competing themes' vectors, the segments a coder placed by hand. Its methods
+  give ``pipeline.learn.honour`` its arguments.
+* :func:`code_with_codebook`: every segment classified against the confirmed themes alone (the rule of
+  ``pipeline.themes.join``); the study's other themes only compete.
+
+Nothing here reads the store: ``models.review.honour_inputs`` and ``models.review.apply_codebook`` gather
+the decision log and the vectors, and store what comes back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from pipeline.learn.honour import rejected_centroids
+from pipeline.themes.join import Calibration, calibrate, classify
+
+APPLY_CODER = "Themesift (codebook applied)"
+
+
+@dataclass
+class HonourInputs:
+    """What the next suggest run needs from the decision log (see ``pipeline.learn.honour``).
+
+    ``kept``: key -> (name, definition, example segment ids) for themes to carry forward;
+    ``example_vectors`` / ``rejected_vectors``: key -> (n, dim) arrays; ``rejected_names``: key -> name;
+    ``fixed``: (source sha256, start, end) -> kept key, or :data:`pipeline.learn.honour.FIXED_NONE` for
+    segments a coder moved to "no theme"; ``competitor_vectors``: key -> member vectors of the latest
+    run's other themes (open but not kept) and of rejected themes, which compete with kept themes in
+    classification; ``decisions``: how many decisions were honoured.
+    """
+
+    kept: dict[str, tuple[str, str, tuple[int, ...]]]
+    example_vectors: dict[str, np.ndarray]
+    rejected_vectors: dict[str, np.ndarray]
+    competitor_vectors: dict[str, np.ndarray]
+    rejected_names: dict[str, str]
+    fixed: dict[tuple[str, int, int], str]
+    decisions: int
+    last_uid: str | None
+
+    def calibrations(self, review_cfg: Mapping[str, Any]) -> dict[str, Calibration]:
+        return calibrate(self.example_vectors, review_cfg["calibration_percentile"], review_cfg["min_similarity"])
+
+    def rejected_centroids(self) -> dict[str, np.ndarray]:
+        return rejected_centroids(self.rejected_vectors)
+
+    def competitor_centroids(self) -> dict[str, np.ndarray]:
+        return rejected_centroids(self.competitor_vectors)
+
+    def fixed_for(self, segments: Sequence[Any]) -> list[str | None]:
+        """For ``pipeline.learn.honour.plan_segments``: one entry per segment (objects with ``source_sha256``,
+        ``start``, ``end``, such as ``pipeline.ingest.segment.Segment``)."""
+        return [self.fixed.get((s.source_sha256, s.start, s.end)) for s in segments]
+
+
+@dataclass
+class ApplyResult:
+    """The coding :func:`code_with_codebook` gave: by ``coder``, of ``n_segments`` segments, with ``themes``
+    confirmed themes."""
+
+    coder: str
+    n_segments: int
+    assigned: dict[int, str]          # segment id -> theme name
+    uncertain: dict[int, tuple[str, float, float]]  # segment id -> (theme name, similarity, threshold)
+    themes: int
+
+
+def code_with_codebook(segments: Sequence[int], vectors: np.ndarray, examples: Mapping[str, np.ndarray],
+                       names: Mapping[str, str], others: Mapping[str, np.ndarray],
+                       review_cfg: Mapping[str, Any]) -> ApplyResult:
+    """Code each of ``segments`` (rows of ``vectors``) with the confirmed themes alone, as the coding of
+    :data:`APPLY_CODER`.
+
+    ``examples``: confirmed theme key -> its members' vectors, on which its centre and threshold are
+    calibrated; ``names``: key -> the theme's name, the code given; ``others``: key -> member vectors of
+    themes that only compete (a segment nearer to one of them stays uncoded). ``review_cfg`` is the
+    configuration's ``review`` section. A segment in the uncertain band is left uncoded and reported.
+    """
+    calibrations = calibrate(examples, review_cfg["calibration_percentile"], review_cfg["min_similarity"])
+    competitors = rejected_centroids(others)
+    results = classify(vectors, calibrations, review_cfg["uncertain_margin"], competitors)
+    assigned = {s: names[a.key] for s, a in zip(segments, results) if a.status == "assigned"}
+    uncertain = {s: (names[a.key], a.similarity, a.threshold) for s, a in zip(segments, results)
+                 if a.status == "uncertain"}
+    return ApplyResult(APPLY_CODER, len(segments), assigned, uncertain, len(examples))

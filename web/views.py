@@ -1,0 +1,127 @@
+"""The review page's view of a study: its ranked list of themes, and a segment shown in its transcript.
+
+:class:`ReviewView` is the study as ``models.review`` reads it back (the run, the decision log folded, the
+partition) with the lines of the ranked list the pages show (:class:`ThemeRow`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from models import review
+from models.records import Segment, Study
+from models.review import StudyView
+from pipeline.learn import codebook as cb
+
+
+@dataclass
+class ThemeRow:
+    """One line of the ranked list (run themes and themes made by coders)."""
+
+    key: str
+    title: str
+    status: str
+    rank: int | None
+    label: str
+    name: str | None
+    definition: str
+    reason: str
+    merged_into: str | None
+    split_into: tuple[str, ...]
+    origin: str
+    keywords: list[str]
+    score: float | None
+    parts: dict
+    reasons: list[str]
+    n_segments: int
+    n_cases: int
+    total_cases: int
+    theme_id: int | None
+    decided_by: dict[str, str]
+    quote_ids: list[int]
+
+
+@dataclass
+class ReviewView(StudyView):
+    """A study at one moment, with the ranked list of its themes."""
+
+    def row(self, key: str) -> ThemeRow | None:
+        return next((r for r in self.rows() if r.key == key), None)
+
+    def rows(self) -> list[ThemeRow]:
+        if hasattr(self, "_rows"):
+            return self._rows
+        rows = []
+        for key in self.keys():
+            theme, st = self.themes.get(key), self.state.themes.get(key)
+            status = self.status(key) or cb.NEW
+            members = self.members_shown(key)
+            n_cases = len(self.cases_of(members))
+            if theme is not None:
+                reasons = list(theme.reasons)
+                if status in cb.ACTIVE and len(members) != theme.n_segments:
+                    reasons.append(f"now {len(members)} segments from {n_cases} of {self.total_cases} "
+                                   "participants after coders' decisions")
+            else:
+                reasons = [f"raised by {n_cases} of {self.total_cases} participants", f"{len(members)} segments"]
+                if st is not None and st.origin == "own":
+                    reasons.append("a coder's own theme")
+                elif st is not None and st.origin == "split":
+                    parent = next((t for t in self.state.themes.values() if key in t.split_into), None)
+                    reasons.append(f"part of a split of '{self.title(parent.key)}'" if parent else "part of a split")
+            rows.append(ThemeRow(
+                key=key, title=self.title(key), status=status, rank=theme.rank if theme is not None else None,
+                label=theme.label if theme is not None else (st.label if st else key),
+                name=st.name if st else None, definition=st.definition if st else "",
+                reason=st.reason if st else "", merged_into=st.merged_into if st else None,
+                split_into=st.split_into if st else (), origin=st.origin if st else "suggested",
+                keywords=list(theme.keywords) if theme is not None else [],
+                score=theme.score if theme is not None else None, parts=dict(theme.parts) if theme is not None else {},
+                reasons=reasons, n_segments=len(members),
+                n_cases=n_cases, total_cases=self.total_cases, theme_id=theme.id if theme is not None else None,
+                decided_by=dict(st.decided_by) if st else {}, quote_ids=self.quote_ids(key)))
+        self._rows = rows
+        return rows
+
+
+def load_view(session: Session, study: str | Study, run_id: int | None = None) -> ReviewView:
+    """The study as a coder sees it now (``run_id``: a given run instead of the latest completed one)."""
+    return review.load_view(session, study, run_id, ReviewView)
+
+
+@dataclass(frozen=True)
+class Context:
+    """A segment in its transcript: ``before`` + ``quote`` + ``after`` is a slice of the source text."""
+
+    source: str
+    before: str
+    quote: str
+    after: str
+    clipped_start: bool
+    clipped_end: bool
+
+
+def segment_context(session: Session, segment: Segment, turns: int = 2, max_chars: int = 3000) -> Context:
+    """The turns around a segment (``turns`` before and after), the quote located by its offsets."""
+    source = segment.source
+    text = source.text
+    start, end = review.turns_span(session, segment, turns)
+    start = min(start if start is not None else segment.start, segment.start)
+    end = max(end if end is not None else segment.end, segment.end)
+    start = text.rfind("\n", 0, start) + 1           # from the start of the line (speaker label)
+    line_end = text.find("\n", end)
+    end = len(text) if line_end < 0 else line_end
+    clipped_start = clipped_end = False
+    if segment.start - start > max_chars // 2:
+        start, clipped_start = segment.start - max_chars // 2, True
+    if end - segment.end > max_chars // 2:
+        end, clipped_end = segment.end + max_chars // 2, True
+    return Context(source.name, text[start:segment.start], text[segment.start:segment.end], text[segment.end:end],
+                   clipped_start or bool(text[:start].strip()), clipped_end or bool(text[end:].strip()))
+
+
+def coder_counts(view: StudyView) -> Counter:
+    return Counter(e.coder for e in view.entries)
