@@ -34,25 +34,43 @@ def _save(result: dict, args: argparse.Namespace, stem: str) -> int:
     return 0
 
 
-def cmd_quality(args: argparse.Namespace, argv: Sequence[str]) -> int:
+def _corpus(args: argparse.Namespace, config: dict, kind: str):
+    """The labelled corpus ``--preset`` or ``--data`` names, and the result's file stem; None if neither."""
     from bench import datasets
-    from bench.harness import quality
 
-    config = _config(args)
     if args.preset:
         corpus = datasets.load_preset(args.preset, config, args.limit)
-        stem = f"quality-{args.preset}"
+        stem = f"{kind}-{args.preset}"
     else:
         if not (args.data and args.text_col and (args.label_col or args.indicator_col)):
-            print("bench quality: give --preset NAME, or --data FILE --text-col C and --label-col C or "
+            print(f"bench {kind}: give --preset NAME, or --data FILE --text-col C and --label-col C or "
                   "--indicator-col C ...", file=sys.stderr)
-            return 2
+            return None, ""
         spec = datasets.CsvSpec(str(args.data), args.text_col, args.label_col, args.case_col, args.multi_label_sep,
                                 tuple(args.exclude_label), indicator_cols=tuple(args.indicator_col))
         corpus = datasets.load_csv(spec, config, args.name or Path(args.data).stem, args.limit)
-        stem = f"quality-{args.name or Path(args.data).stem}"
-    if args.limit:
-        stem += f"-first{args.limit}"
+        stem = f"{kind}-{args.name or Path(args.data).stem}"
+    return corpus, stem + (f"-first{args.limit}" if args.limit else "")
+
+
+def cmd_learn(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from bench.learning import learning_curve
+
+    config = _config(args)
+    corpus, stem = _corpus(args, config, "learn")
+    if corpus is None:
+        return 2
+    result = {**describe_run(list(argv)), **learning_curve(corpus, config, tuple(args.budgets), tuple(args.seeds))}
+    return _save(result, args, stem)
+
+
+def cmd_quality(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from bench.harness import quality
+
+    config = _config(args)
+    corpus, stem = _corpus(args, config, "quality")
+    if corpus is None:
+        return 2
     if config["embed"]["backend"] == "sentence-transformers":
         stem += "-st"
         corpus.name += " (sentence-transformers vectors)"
@@ -175,25 +193,34 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--doc", type=Path, default=report.DOC, help="Markdown summary to rebuild (docs/benchmarks.md)")
         p.add_argument("--no-report", action="store_true", help="do not rebuild the Markdown summary")
 
+    def labelled(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--preset", help="nhs-fft-subcategory | nhs-fft-label | banking77 | example-study; held out: "
+                                        "nhs-fft-v6 | banking77-train")
+        p.add_argument("--data", type=Path, help="any labelled CSV")
+        p.add_argument("--text-col")
+        p.add_argument("--label-col")
+        p.add_argument("--case-col", help="respondent column (default: each row is its own case)")
+        p.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44, 45, 46],
+                       help="UMAP seeds, the same for both tools; figures are averaged over them")
+        p.add_argument("--multi-label-sep", help="separator between several labels in the label column")
+        p.add_argument("--indicator-col", action="append", default=[],
+                       help="instead of --label-col: a column per code, set (not empty, not 0) on rows carrying it "
+                            "(repeatable)")
+        p.add_argument("--exclude-label", action="append", default=[], help="leave out rows with this label (repeatable)")
+        p.add_argument("--name", help="dataset name in the results (default: the file's stem)")
+        p.add_argument("--limit", type=int, help="only the first N labelled rows (quick checks)")
+
     p = sub.add_parser("quality", help="Themesift and BERTopic against human codes on a labelled corpus")
-    p.add_argument("--preset", help="nhs-fft-subcategory | nhs-fft-label | banking77 | example-study; held out: "
-                                    "nhs-fft-v6 | banking77-train")
-    p.add_argument("--data", type=Path, help="any labelled CSV")
-    p.add_argument("--text-col")
-    p.add_argument("--label-col")
-    p.add_argument("--case-col", help="respondent column (default: each row is its own case)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44, 45, 46],
-                   help="UMAP seeds, the same for both tools; figures are averaged over them")
-    p.add_argument("--multi-label-sep", help="separator between several labels in the label column")
-    p.add_argument("--indicator-col", action="append", default=[],
-                   help="instead of --label-col: a column per code, set (not empty, not 0) on rows carrying it "
-                        "(repeatable)")
-    p.add_argument("--exclude-label", action="append", default=[], help="leave out rows with this label (repeatable)")
-    p.add_argument("--name", help="dataset name in the results (default: the file's stem)")
-    p.add_argument("--limit", type=int, help="only the first N labelled rows (quick checks)")
+    labelled(p)
     p.add_argument("--no-peer", action="store_true", help="Themesift only")
     common(p)
     p.set_defaults(handler=cmd_quality)
+
+    p = sub.add_parser("learn", help="what coders' decisions teach the learner, beside random labels and the ceiling")
+    labelled(p)
+    p.add_argument("--budgets", type=int, nargs="+", default=[20, 50, 100, 200, 400], help="decision budgets")
+    common(p)
+    p.set_defaults(handler=cmd_learn)
 
     p = sub.add_parser("embed-speed", help="segments/s of the ONNX and sentence-transformers backends, side by side")
     p.add_argument("--limit", type=int, help="only the first N segments")

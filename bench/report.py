@@ -109,6 +109,11 @@ def current(data: list[dict]) -> list[str]:
     for r in _latest(data, "flow-speed"):
         ratios = "; ".join(f"{k} **{v}**" for k, v in r.get("ratios", {}).items())
         lines.append(f"- Whole flow on the NHS FFT comments ({_vectors_of(r)}): {ratios}")
+    for r in _latest(data, "learn"):
+        cells = ", ".join(f"{p['budget']}: {max(p['review'], p['review_teach']):.3f} vs {p['random_labels']:.3f}"
+                          for p in r["points"])
+        lines.append(f"- What decisions teach the learner, {r['dataset']} (kappa after N decisions, best arm vs "
+                     f"random labels; ceiling {r['ceiling']:.3f}): {cells}")
     for r in _latest(data, "review"):
         points = ", ".join(f"k={p['k']}: {_fmt(p['mean_kappa'])}" for p in r["points"])
         lines.append(f"- Simulated review, {r['dataset']}: mean kappa on untouched segments {points}")
@@ -303,6 +308,21 @@ def closeness_section(r: dict) -> list[str]:
     return lines + [""] + _provenance(r) + [""]
 
 
+def learn_section(r: dict) -> list[str]:
+    lines = [f"## What decisions teach the learner: {r['dataset']}", "",
+             f"- {r['n_units']} segments, {r['n_codes']} human codes; UMAP seeds {', '.join(map(str, r['seeds']))} "
+             f"(each point the mean over them); ceiling (the same learner on every other segment, 5-fold): "
+             f"**{r['ceiling']:.3f}**; rules in [`bench/learning.py`](../bench/learning.py)", "",
+             "| decisions | review | review + teach | old rule (centroids) | random labels | best / random | best / ceiling |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
+    for p in r["points"]:
+        best = max(p["review"], p["review_teach"])
+        ratio = f"{best / p['random_labels']:.2f}" if p["random_labels"] > 0 else "n/a"
+        lines.append(f"| {p['budget']} | {p['review']:.3f} | {p['review_teach']:.3f} | {p['old_rule']:.3f} | "
+                     f"{p['random_labels']:.3f} | {ratio} | {best / r['ceiling']:.2f} |")
+    return lines + [""] + _provenance(r) + [""]
+
+
 def flow_section(r: dict) -> list[str]:
     lines = ["## The whole flow: cold and warm runs, and BERTopic end to end", "", f"- {r['description']}", ""]
     runs = r["runs"]
@@ -361,7 +381,7 @@ def render(results: Path = RESULTS) -> str:
             lines += ["### How much the figures move with the vectors", ""] + sensitivity + [""]
         for r in quality:
             lines += quality_section(r)
-    for kind, section in (("embed-speed", embed_section), ("int8-closeness", closeness_section),
+    for kind, section in (("learn", learn_section), ("embed-speed", embed_section), ("int8-closeness", closeness_section),
                           ("flow-speed", flow_section), ("growth", growth_section)):
         for r in data:
             if r.get("kind") == kind:

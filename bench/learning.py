@@ -1,0 +1,206 @@
+"""What a coder's decisions teach the machine, against the baselines an expert would try first
+(``python -m bench learn``).
+
+In memory and on the same vectors, for each decision budget:
+
+* **review**: the scripted coder of :mod:`bench.coder` (its rules and constants) reviews the run's
+  suggestions in rank order: confirms a theme under the human code carried by >= 60% of its members,
+  moves up to 3 misplaced members out, rejects the rest. Confirmed members are positives of that code,
+  moved members its negatives, members of rejected themes negatives of every confirmed code.
+* **review + teach**: half the budget on the review, the rest on Teach questions, asked 10 at a time:
+  5 segments far from every kept theme (where codes nobody named yet live) and 5 the learner is least
+  sure of, each shown with the theme the learner proposes. The coder answers from the human codes:
+  yes; no (a negative of the proposed theme) and, where the segment carries codes, "another theme"
+  (positives of the kept ones) or "new theme" (a new code with its first example).
+* the **old rule**: ``pipeline.learn.apply.code_with_codebook`` (one centroid and threshold per
+  confirmed theme, the run's other themes competing) on the review's decisions;
+* **random labels**: :class:`pipeline.learn.learner.CodeLearner` trained on as many random segments
+  with their human codes as there were decisions (mean of three draws);
+* the **ceiling**: the same learner trained on every other segment (5-fold).
+
+Scoring as the simulated review: per human code, Cohen's kappa of "the machine gave this code" against
+"a human gave it" on the segments the coder never touched, macro over all human codes (a code never
+reached counts 0). One decision = one confirm, reject, move or Teach answer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from bench.coder import MIN_PURITY, MOVES_PER_THEME, QUOTES_SEEN
+from bench.datasets import Corpus
+from bench.harness import embed_corpus, run_themesift
+from pipeline.compare.agreement import binary_table, cohen_kappa
+from pipeline.embed.encoder import Embedder
+from pipeline.learn.apply import code_with_codebook
+from pipeline.learn.learner import CodeLearner, ThemeLabels
+
+BUDGETS = (20, 50, 100, 200, 400)
+TEACH_BATCH = (5, 5)  # far from every kept theme, least sure
+
+
+class _Study:
+    """One corpus, its vectors and one run's suggestions, with the scoring every arm shares."""
+
+    def __init__(self, corpus: Corpus, vectors: np.ndarray, config: dict, embedder: Embedder):
+        self.X = np.asarray(vectors, dtype=np.float64)
+        self.n = len(self.X)
+        self.codes = corpus.codes
+        self.human = {u: corpus.human.get(u, frozenset()) for u in corpus.units}
+        run = run_themesift(corpus, vectors, config, embedder)
+        self.ranking = run.ranking
+        self.members: dict[str, list[int]] = {}
+        for unit, theme in run.partition.items():
+            if theme is not None:
+                self.members.setdefault(theme, []).append(unit)
+
+    def kappa(self, coded: dict[int, frozenset[str]], units: list[int]) -> float:
+        return float(np.mean([cohen_kappa(binary_table(coded, self.human, units, c)) for c in self.codes]))
+
+    def learned(self, pos: dict[str, list[int]], neg: dict[str, list[int]], units: list[int]) -> float:
+        labels = _labels(pos, neg)
+        if not labels:
+            return 0.0
+        model = CodeLearner().fit(self.X, labels)
+        return self.kappa(dict(zip(units, model.predict(self.X[units]))), units)
+
+
+def _labels(pos: dict[str, list[int]], neg: dict[str, list[int]]) -> dict[str, ThemeLabels]:
+    return {c: ThemeLabels(tuple(sorted(set(p))), tuple(sorted(set(neg.get(c, ())) - set(p)))) for c, p in pos.items() if p}
+
+
+def _review(s: _Study, budget: float) -> dict[str, Any]:
+    """The scripted coder's review in rank order until ``budget`` decisions."""
+    decisions, touched, pos, neg, rejected, reviewed = 0, set(), {}, {}, [], []
+    for theme in s.ranking:
+        if decisions >= budget:
+            break
+        members = s.members[theme]
+        reviewed.append(theme)
+        counts = Counter(c for m in members for c in s.human[m])
+        code, k = counts.most_common(1)[0] if counts else (None, 0)
+        decisions += 1
+        touched.update(members[:QUOTES_SEEN])
+        if code is not None and k / len(members) >= MIN_PURITY - 1e-9:
+            moved = [m for m in members if code not in s.human[m]][:MOVES_PER_THEME]
+            decisions += len(moved)
+            touched.update(moved)
+            pos.setdefault(code, []).extend(m for m in members if m not in moved)
+            neg.setdefault(code, []).extend(moved)
+        else:
+            rejected.extend(members)
+    for code in pos:
+        neg[code] = neg.get(code, []) + rejected
+    return {"decisions": decisions, "touched": touched, "pos": pos, "neg": neg, "rejected": rejected,
+            "reviewed": reviewed}
+
+
+def _teach(s: _Study, state: dict[str, Any], budget: int, seed: int) -> None:
+    """Teach questions answered from the human codes until ``budget`` decisions (changes ``state``)."""
+    pos, neg, touched = state["pos"], state["neg"], state["touched"]
+    rng = np.random.default_rng(seed)
+    while state["decisions"] < budget:
+        pool = np.array(sorted(set(range(s.n)) - touched))
+        labels = _labels(pos, neg)
+        if labels:
+            model = CodeLearner().fit(s.X, labels)
+            proba = model.predict_proba(s.X[pool])
+            far = pool[np.argsort(proba.max(axis=1), kind="stable")[:200]]
+            batch = list(rng.permutation(far)[:TEACH_BATCH[0]])
+            unsure = pool[np.argsort(np.abs(proba - model.thresholds_).min(axis=1), kind="stable")]
+            batch += [u for u in unsure.tolist() if u not in batch][:TEACH_BATCH[1]]
+            where = {u: i for i, u in enumerate(pool.tolist())}
+            proposed = {u: model.themes_[int(np.argmax(proba[where[u]]))] for u in batch}
+        else:
+            batch = rng.choice(pool, sum(TEACH_BATCH), replace=False).tolist()
+            proposed = {u: None for u in batch}
+        for u in batch:
+            if state["decisions"] >= budget:
+                break
+            state["decisions"] += 1
+            touched.add(u)
+            theme, codes = proposed[u], s.human[u]
+            if theme is not None and theme in codes:
+                pos[theme].append(u)
+                continue
+            if theme is not None:
+                neg.setdefault(theme, []).append(u)
+            kept = [c for c in codes if c in pos]
+            for c in kept:
+                pos[c].append(u)
+            new = sorted(c for c in codes if c not in pos)
+            if not kept and new:
+                pos[new[0]] = [u]
+                neg[new[0]] = list(state["rejected"])
+
+
+def _old_rule(s: _Study, state: dict[str, Any], review_cfg: dict, units: list[int]) -> float:
+    pos = {c: v for c, v in state["pos"].items() if v}
+    if not pos:
+        return 0.0
+    others = {t: s.X[s.members[t]] for t in s.ranking if t not in state["reviewed"]}
+    if state["rejected"]:
+        others["rejected"] = s.X[state["rejected"]]
+    result = code_with_codebook(units, s.X[units], {c: s.X[v] for c, v in pos.items()}, {c: c for c in pos},
+                                others, review_cfg)
+    return s.kappa({u: frozenset([result.assigned[u]]) if u in result.assigned else frozenset() for u in units}, units)
+
+
+def _random_labels(s: _Study, m: int, draw: int) -> float:
+    rng = np.random.default_rng(draw)
+    train = rng.choice(s.n, min(m, s.n - 1), replace=False)
+    units = sorted(set(range(s.n)) - set(train.tolist()))
+    pos = {c: [u for u in train if c in s.human[u]] for c in s.codes}
+    neg = {c: [u for u in train if c not in s.human[u]] for c in s.codes}
+    return s.learned(pos, neg, units)
+
+
+def _ceiling(s: _Study, folds: int = 5) -> float:
+    fold = np.random.default_rng(0).permutation(s.n) % folds
+    coded: dict[int, frozenset[str]] = {}
+    for f in range(folds):
+        train, test = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
+        labels = _labels({c: [u for u in train if c in s.human[u]] for c in s.codes},
+                         {c: [u for u in train if c not in s.human[u]] for c in s.codes})
+        coded.update(zip(test.tolist(), CodeLearner(unlabelled_weight=0.0).fit(s.X, labels).predict(s.X[test])))
+    return s.kappa(coded, list(range(s.n)))
+
+
+def learning_curve(corpus: Corpus, config: dict, budgets: tuple[int, ...] = BUDGETS,
+                   seeds: tuple[int, ...] = (42,)) -> dict[str, Any]:
+    """Every arm at every budget, per UMAP seed (the run whose suggestions are reviewed), and the mean."""
+    embedder = Embedder.from_config({**config["embed"], "progress_min_texts": 10**9})
+    vectors, _, _ = embed_corpus(corpus.texts, embedder)
+    t0 = time.perf_counter()
+    per_seed = []
+    for seed in seeds:
+        s = _Study(corpus, vectors, {**config, "cluster": {**config["cluster"], "seed": int(seed)}}, embedder)
+        rows = []
+        for b in budgets:
+            review = _review(s, b)
+            units = sorted(set(range(s.n)) - review["touched"])
+            taught = _review(s, b / 2)
+            _teach(s, taught, b, seed)
+            taught_units = sorted(set(range(s.n)) - taught["touched"])
+            rows.append({"budget": b, "review_decisions": review["decisions"],
+                         "review": s.learned(review["pos"], review["neg"], units),
+                         "review_codes": len(review["pos"]),
+                         "review_teach": s.learned(taught["pos"], taught["neg"], taught_units),
+                         "review_teach_codes": len(taught["pos"]),
+                         "old_rule": _old_rule(s, review, config["review"], units),
+                         "random_labels": float(np.mean([_random_labels(s, b, d) for d in range(3)]))})
+            print(f"learn {corpus.name} seed {seed} b={b}: " + ", ".join(
+                f"{k} {v:.3f}" for k, v in rows[-1].items() if isinstance(v, float)), flush=True)
+        per_seed.append({"seed": int(seed), "ceiling": _ceiling(s), "points": rows})
+    arms = ("review", "review_teach", "old_rule", "random_labels")
+    points = [{"budget": b, **{a: float(np.mean([r["points"][i][a] for r in per_seed])) for a in arms},
+               **{f"{a}_per_seed": [r["points"][i][a] for r in per_seed] for a in arms}}
+              for i, b in enumerate(budgets)]
+    return {"kind": "learn", "dataset": corpus.name, "n_units": len(corpus.segments), "n_codes": len(corpus.codes),
+            "seeds": [int(x) for x in seeds], "ceiling": float(np.mean([r["ceiling"] for r in per_seed])),
+            "points": points, "per_seed": per_seed, "seconds": round(time.perf_counter() - t0, 1),
+            "embedding": {"model_id": embedder.model_id, "backend": embedder.backend}}

@@ -1,0 +1,113 @@
+"""Learn to code from coders' decisions: one logistic regression per theme over the segment vectors.
+
+Why: a coder's decisions say more than which segments belong to a theme. Members moved out of a theme,
+"no" answers and the members of rejected themes say where it stops; the centroid-and-threshold rule
+(``pipeline.themes.join``) used the members alone. A linear classifier per theme, trained on both
+sides, draws that boundary, and several themes may pass their thresholds: a segment gets every code
+that fits (human coding is multi-label).
+
+Segments nobody labelled for a theme are not ignored: they enter its training as negatives of small
+weight (``unlabelled_weight``), since most of a corpus lies outside any one theme, and each theme's
+threshold is chosen on out-of-fold probabilities (the F1-best one, unlabelled rows counted by their
+weight), so a theme coded from few examples is not held to the bar of one coded from hundreds.
+
+Usable alone: ``CodeLearner().fit(vectors, {"Staff": ThemeLabels(positive=(0, 4), negative=(7,))})``,
+then ``predict(vectors)`` gives each row's codes and ``predict_proba`` their probabilities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ThemeLabels:
+    """What coders said about one theme: rows known to belong to it, and rows known not to."""
+
+    positive: tuple[int, ...]
+    negative: tuple[int, ...] = ()
+
+
+class CodeLearner:
+    """Multi-label coder: ``fit(X, labels)``, then ``predict_proba(X)`` and ``predict(X)``.
+
+    ``C``: inverse regularisation strength of each logistic regression. ``unlabelled_weight``: the
+    weight of a row no coder labelled for a theme, taken as a negative (0: labelled rows only).
+    ``folds``: out-of-fold probabilities for the threshold (a theme with fewer positives keeps 0.5).
+    ``min_threshold``: a floor, so a theme with few labels cannot take everything. ``seed`` fixes the
+    folds. Fitted: ``themes_`` (keys with at least one positive, in the order given), ``coef_``,
+    ``intercept_``, ``thresholds_``.
+    """
+
+    def __init__(self, C: float = 1.0, unlabelled_weight: float = 0.05, folds: int = 3,
+                 min_threshold: float = 0.2, seed: int = 0):
+        self.C = C
+        self.unlabelled_weight = unlabelled_weight
+        self.folds = folds
+        self.min_threshold = min_threshold
+        self.seed = seed
+
+    def fit(self, X: np.ndarray, labels: Mapping[str, ThemeLabels]) -> "CodeLearner":
+        X = np.asarray(X, dtype=np.float64)
+        self.themes_ = [k for k, lab in labels.items() if len(lab.positive)]
+        self.coef_ = np.zeros((len(self.themes_), X.shape[1]))
+        self.intercept_ = np.zeros(len(self.themes_))
+        self.thresholds_ = np.full(len(self.themes_), 0.5)
+        rng = np.random.default_rng(self.seed)
+        for j, key in enumerate(self.themes_):
+            rows, y, weight = self._rows(len(X), labels[key])
+            balanced = weight.copy()  # the positives weigh as much as everything else together
+            balanced[y == 1] *= max(1.0, weight[y == 0].sum() / max(weight[y == 1].sum(), 1e-9))
+            if len(np.unique(y)) < 2:  # nothing said against it and nothing unlabelled: a constant
+                self.intercept_[j] = 20.0
+                continue
+            model = self._model().fit(X[rows], y, sample_weight=balanced)
+            self.coef_[j], self.intercept_[j] = model.coef_[0], model.intercept_[0]
+            self.thresholds_[j] = self._threshold(X[rows], y, balanced, weight, rng)
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """``(n, len(themes_))`` probability of each theme."""
+        z = np.asarray(X, dtype=np.float64) @ self.coef_.T + self.intercept_
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+
+    def predict(self, X: np.ndarray) -> list[frozenset[str]]:
+        """Each row's codes: every theme whose probability reaches its threshold."""
+        hits = self.predict_proba(X) >= self.thresholds_
+        return [frozenset(self.themes_[j] for j in np.flatnonzero(row)) for row in hits]
+
+    def _model(self):
+        from sklearn.linear_model import LogisticRegression
+
+        return LogisticRegression(C=self.C, max_iter=2000)
+
+    def _rows(self, n: int, lab: ThemeLabels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows to train on, their targets and weights (labelled 1, unlabelled ``unlabelled_weight``)."""
+        y = np.zeros(n, dtype=np.int8)
+        weight = np.full(n, float(self.unlabelled_weight))
+        weight[np.asarray(lab.negative, dtype=np.int64)] = 1.0
+        positive = np.asarray(lab.positive, dtype=np.int64)
+        y[positive], weight[positive] = 1, 1.0
+        rows = np.flatnonzero(weight > 0)
+        return rows, y[rows], weight[rows]
+
+    def _threshold(self, X: np.ndarray, y: np.ndarray, weight: np.ndarray, count: np.ndarray, rng) -> float:
+        """The F1-best threshold on out-of-fold probabilities, a negative counted by ``count`` (an
+        unlabelled row is only probably one)."""
+        if (y == 1).sum() < self.folds:
+            return 0.5
+        fold = rng.permutation(len(y)) % self.folds
+        oof = np.zeros(len(y))
+        for f in range(self.folds):
+            train, test = fold != f, fold == f
+            if len(np.unique(y[train])) < 2:
+                return 0.5
+            oof[test] = self._model().fit(X[train], y[train], sample_weight=weight[train]).predict_proba(X[test])[:, 1]
+        order = np.argsort(-oof, kind="stable")
+        tp = np.cumsum(y[order] == 1)
+        fp = np.cumsum((y[order] == 0) * count[order])
+        f1 = 2 * tp / (tp + fp + (y == 1).sum())
+        return float(max(self.min_threshold, oof[order][int(np.argmax(f1))]))

@@ -1,0 +1,98 @@
+"""The learner codes from what coders said, for and against, several codes per segment where they fit.
+
+Real parts: scikit-learn's logistic regression, and the packaged all-MiniLM-L6-v2 for the sentences.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.learn.learner import CodeLearner, ThemeLabels
+
+
+def blob(rng, centre, n, spread=0.3):
+    x = centre + spread * rng.standard_normal((n, len(centre)))
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_a_segment_gets_every_code_that_fits_and_none_where_none_does():
+    rng = np.random.default_rng(0)
+    e = np.eye(8)
+    staff, wait, both = blob(rng, e[0], 40), blob(rng, e[1], 40), blob(rng, e[0] + e[1], 10)
+    other = blob(rng, e[5], 40)
+    X = np.vstack([staff, wait, both, other])
+    i_staff, i_wait, i_both, i_other = (np.arange(40), np.arange(40, 80), np.arange(80, 90), np.arange(90, 130))
+    labels = {"staff": ThemeLabels(tuple(i_staff[:30]) + tuple(i_both[:5]), tuple(i_other[:5])),
+              "waiting": ThemeLabels(tuple(i_wait[:30]) + tuple(i_both[:5]), tuple(i_other[:5]))}
+    model = CodeLearner(seed=1).fit(X, labels)
+    assert model.themes_ == ["staff", "waiting"] and model.predict_proba(X).shape == (130, 2)
+    codes = model.predict(X)
+    assert np.mean([codes[i] == {"staff"} for i in i_staff[30:]]) >= 0.8
+    assert np.mean([codes[i] == {"waiting"} for i in i_wait[30:]]) >= 0.8
+    assert np.mean([codes[i] == {"staff", "waiting"} for i in i_both[5:]]) >= 0.6  # both codes where both fit
+    assert np.mean([codes[i] == frozenset() for i in i_other[5:]]) >= 0.8
+
+
+def test_what_a_coder_said_against_a_theme_moves_its_boundary():
+    """Members moved out of a theme are negatives: the learner stops taking their neighbours, where the
+    positives alone would have taken them."""
+    rng = np.random.default_rng(2)
+    e = np.eye(8)
+    core, fringe = blob(rng, e[0], 40, 0.2), blob(rng, e[0] + 0.8 * e[2], 40, 0.2)
+    rest = blob(rng, e[4], 60, 0.3)
+    X = np.vstack([core, fringe, rest])
+    positives = tuple(range(30))
+    fringe_rows = np.arange(40, 80)
+    without = CodeLearner(seed=0).fit(X, {"t": ThemeLabels(positives)})
+    with_no = CodeLearner(seed=0).fit(X, {"t": ThemeLabels(positives, tuple(fringe_rows[:10]))})
+    took_without = np.mean(["t" in c for c in without.predict(X[fringe_rows[10:]])])
+    took_with = np.mean(["t" in c for c in with_no.predict(X[fringe_rows[10:]])])
+    assert took_with < took_without - 0.3, (took_with, took_without)
+    assert np.mean(["t" in c for c in with_no.predict(X[30:40])]) >= 0.8  # the core is still taken
+
+
+def test_fitting_is_deterministic_and_themes_without_positives_are_left_out():
+    rng = np.random.default_rng(4)
+    X = np.vstack([blob(rng, np.eye(6)[0], 30), blob(rng, np.eye(6)[3], 30)])
+    labels = {"a": ThemeLabels(tuple(range(20)), tuple(range(30, 40))), "empty": ThemeLabels(()),
+              "b": ThemeLabels(tuple(range(30, 50)))}
+    one, two = CodeLearner(seed=3).fit(X, labels), CodeLearner(seed=3).fit(X, labels)
+    assert one.themes_ == ["a", "b"]
+    np.testing.assert_array_equal(one.predict_proba(X), two.predict_proba(X))
+    np.testing.assert_array_equal(one.thresholds_, two.thresholds_)
+    assert all(0.2 <= t < 1 for t in one.thresholds_)
+
+
+def test_learns_codes_of_real_sentences_from_few_examples():
+    from pipeline.config import load_config
+    from pipeline.embed.encoder import Embedder
+
+    staff = ["The nurses were kind and caring.", "Lovely friendly staff on the ward.", "The doctor listened to me.",
+             "Reception staff were helpful and polite.", "The midwife was wonderful with us."]
+    wait = ["I waited three hours to be seen.", "The appointment was delayed again.", "Too long a wait in A&E.",
+            "Waiting times for the clinic are far too long.", "Nobody told us why we were kept waiting."]
+    park = ["Parking is expensive and hard to find.", "The car park was full.", "No spaces to park near the entrance.",
+            "Parking charges are a rip off.", "I drove round the car park for twenty minutes."]
+    test = {"The staff were lovely and so caring.": {"staff"}, "We waited over two hours.": {"wait"},
+            "Could not find a parking space anywhere.": set(),
+            "Friendly nurses, but the wait was very long.": {"staff", "wait"}}
+    embed = Embedder.from_config({**load_config()["embed"], "progress_min_texts": 10**9})
+    X = embed.encode(staff + wait + park + list(test))
+    # a coder's "no" answers: each theme's examples are said not to be the other theme
+    labels = {"staff": ThemeLabels(tuple(range(5)), tuple(range(5, 15))),
+              "wait": ThemeLabels(tuple(range(5, 10)), tuple(range(5)) + tuple(range(10, 15)))}
+    codes = CodeLearner(seed=0).fit(X[:15], labels).predict(X[15:])
+    got = dict(zip(test, codes))
+    assert got["The staff were lovely and so caring."] == {"staff"}
+    assert got["We waited over two hours."] == {"wait"}
+    assert got["Could not find a parking space anywhere."] == frozenset()
+    assert "wait" in got["Friendly nurses, but the wait was very long."] or \
+        "staff" in got["Friendly nurses, but the wait was very long."]
+
+
+@pytest.mark.parametrize("bad", [{"t": ThemeLabels((0, 1), (1,))}])
+def test_a_row_both_for_and_against_counts_as_for(bad):
+    X = np.eye(4)
+    model = CodeLearner().fit(X, bad)
+    assert model.themes_ == ["t"]
