@@ -104,7 +104,9 @@ def _teach(s: _Study, state: dict[str, Any], budget: int, seed: int) -> None:
     pos, neg, touched = state["pos"], state["neg"], state["touched"]
     rng = np.random.default_rng(seed)
     while state["decisions"] < budget:
-        pool = np.array(sorted(set(range(s.n)) - touched))
+        pool = np.array(sorted(set(range(s.n)) - touched), dtype=np.int64)
+        if len(pool) <= sum(TEACH_BATCH):  # nothing left to ask about that could still be scored
+            break
         labels = _labels(pos, neg)
         if labels:
             model = CodeLearner().fit(s.X, labels)
@@ -172,7 +174,9 @@ def _ceiling(s: _Study, folds: int = 5) -> float:
 
 def learning_curve(corpus: Corpus, config: dict, budgets: tuple[int, ...] = BUDGETS,
                    seeds: tuple[int, ...] = (42,)) -> dict[str, Any]:
-    """Every arm at every budget, per UMAP seed (the run whose suggestions are reviewed), and the mean."""
+    """Every arm at every budget, per UMAP seed (the run whose suggestions are reviewed), and the mean.
+    Budgets above half the corpus are left out: too few untouched segments would be left to score."""
+    budgets = tuple(b for b in budgets if b <= len(corpus.segments) // 2)
     embedder = Embedder.from_config({**config["embed"], "progress_min_texts": 10**9})
     vectors, _, _ = embed_corpus(corpus.texts, embedder)
     t0 = time.perf_counter()
