@@ -192,8 +192,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
     print(f"Coded {len(result.assigned)} of {result.n_segments} segments of study '{args.study}' with "
           f"{result.themes} confirmed themes; {len(result.uncertain)} uncertain ones were left uncoded for review.")
     counts: dict[str, int] = {}
-    for name in result.assigned.values():
-        counts[name] = counts.get(name, 0) + 1
+    for names in result.assigned.values():
+        for name in names:
+            counts[name] = counts.get(name, 0) + 1
     for name, n in sorted(counts.items(), key=lambda kv: -kv[1]):
         print(f"  {n:>5}  {name}")
     print(f"Stored as the coding of '{result.coder}' (compare it with the coders' codings).")

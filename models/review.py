@@ -31,7 +31,7 @@ from models.store import Store, StudyNotFoundError
 from pipeline.exchange.codebook_export import CodebookEntry
 from pipeline.exchange.decision_log import read_decision_csv, write_decision_csv
 from pipeline.learn import codebook as cb
-from pipeline.learn.apply import ApplyResult, HonourInputs, code_with_codebook
+from pipeline.learn.apply import ApplyResult, HonourInputs, code_with_codebook, code_with_learner
 from pipeline.learn.codebook import DecisionError
 from pipeline.learn.honour import FIXED_NONE, RunTheme, diff_runs
 from pipeline.themes.split import propose_split
@@ -561,12 +561,14 @@ def honour_inputs(store: Store, study: str) -> HonourInputs | None:
 
 
 def apply_codebook(store: Store, study: str, review_cfg: Mapping[str, Any]) -> ApplyResult:
-    """Code every clustered segment of the latest run with the confirmed codebook alone (classification from
-    each confirmed theme's current members, ``pipeline.learn.apply.code_with_codebook``) and store it as the
+    """Code every clustered segment of the latest run with the confirmed codebook and store it as the
     coding of ``pipeline.learn.apply.APPLY_CODER`` (``models.codings``, kind machine; replacing the previous
-    apply). Only confirmed themes are coded; the run's other themes and rejected themes only compete (a
-    segment nearer to one of them stays uncoded), so a broad theme does not absorb what the codebook does not
-    cover. Themes of the second pass over the left-out segments (``Theme.second_pass``) do not compete until a
+    apply). Only confirmed themes are coded. ``review.learner: logistic`` (the default) trains
+    ``pipeline.learn.learner.CodeLearner`` on the decisions: a confirmed theme's current members are its
+    positives, the members a coder moved out of it and the members of rejected themes its negatives; a segment
+    gets every theme that accepts it. ``centroid``: the older rule, one centre and threshold per confirmed
+    theme from its members, the run's other themes and rejected themes competing (a segment nearer to one of
+    them stays uncoded), one theme per segment. Themes of the second pass over the left-out segments (``Theme.second_pass``) do not compete until a
     coder rejects them: their segments are coded as they were when they waited in the outlier queue."""
     with store.sessions() as session:
         view = load_view(session, study)
@@ -582,12 +584,22 @@ def apply_codebook(store: Store, study: str, review_cfg: Mapping[str, Any]) -> A
     if not confirmed:
         raise DecisionError(["no confirmed theme with segments yet: confirm themes in the review first"])
     names = {t.key: t.title for t in confirmed}
-    examples = {t.key: segment_vectors(store, view, view.members(t.key)) for t in confirmed}
-    competing = {k: segment_vectors(store, view, v) for k, v in others.items()}
-    result = code_with_codebook(segs, segment_vectors(store, view, segs), examples, names, competing, review_cfg)
+    vectors = segment_vectors(store, view, segs)
+    if review_cfg["learner"] == "centroid":
+        examples = {t.key: segment_vectors(store, view, view.members(t.key)) for t in confirmed}
+        competing = {k: segment_vectors(store, view, v) for k, v in others.items()}
+        result = code_with_codebook(segs, vectors, examples, names, competing, review_cfg)
+    else:
+        row = {s: i for i, s in enumerate(segs)}
+        rejected = [row[s] for t in view.state.rejected() for s in t.members if s in row]
+        moved_out = {t.key: [row[s] for s, k in view.base.items()
+                             if k == t.key and s in row and view.partition.get(s) != t.key] for t in confirmed}
+        positives = {t.key: [row[s] for s in view.members(t.key) if s in row] for t in confirmed}
+        negatives = {k: moved_out[k] + rejected for k in positives}
+        result = code_with_learner(segs, vectors, positives, negatives, names, review_cfg)
     digest = view.entries[-1].uid if view.entries else "-"
     with store.transaction() as session:
-        replace_codings(session, study, {result.coder: {s: [n] for s, n in result.assigned.items()}},
+        replace_codings(session, study, {result.coder: {s: list(n) for s, n in result.assigned.items()}},
                         origin=f"themesift apply: run {view.run.id}, {len(confirmed)} confirmed themes, "
                                f"decision log up to {digest}", kind=MACHINE)
     return result

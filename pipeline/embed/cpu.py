@@ -67,19 +67,25 @@ def _proc_cpuinfo() -> tuple[str, set[str]] | None:
     return (model, flags) if flags else None
 
 
-def _numpy_flags() -> set[str]:
+def _numpy_flags() -> tuple[set[str], set[str]]:
+    """The flags numpy's own CPUID checks found, and every flag name those checks cover."""
     try:
         from numpy._core._multiarray_umath import __cpu_features__ as features
     except ImportError:  # numpy < 2
         from numpy.core._multiarray_umath import __cpu_features__ as features
-    return {ours for theirs, ours in _NUMPY_NAMES.items() if features.get(theirs)}
+    known = {ours for theirs, ours in _NUMPY_NAMES.items() if theirs in features}
+    return {ours for theirs, ours in _NUMPY_NAMES.items() if features.get(theirs)}, known
 
 
 @cache
 def detect() -> CpuFeatures:
-    """This machine's CPU, from /proc/cpuinfo where there is one, else from numpy's own dispatch checks."""
+    """This machine's CPU as this process sees it: for the flags numpy checks, its CPUID answers (what
+    ONNX Runtime's kernels dispatch on too; /proc/cpuinfo describes the host, also under an emulator
+    that hides some of its instructions); for the others (AVX-VNNI, AMX), /proc/cpuinfo."""
     found = _proc_cpuinfo()
-    model, flags = found if found else (platform.processor() or platform.machine(), _numpy_flags())
+    model, flags = found if found else (platform.processor() or platform.machine(), set())
+    seen, known = _numpy_flags()
+    flags = (set(flags) - known) | seen
     return CpuFeatures(model or platform.machine() or "unknown", tuple(f for f in REPORTED if f in flags))
 
 

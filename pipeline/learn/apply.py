@@ -4,8 +4,11 @@ deductive coding with the confirmed codebook.
 * :class:`HonourInputs`: what the next suggest run needs from the decision log: the kept themes' example
   vectors, the rejected and competing themes' vectors, the segments a coder placed by hand. Its methods
   give ``pipeline.learn.honour`` its arguments.
+* :func:`code_with_learner`: every segment coded by :class:`pipeline.learn.learner.CodeLearner`, trained on
+  what the decisions say for and against each confirmed theme; several codes per segment where they fit
+  (``review.learner: logistic``, the default).
 * :func:`code_with_codebook`: every segment classified against the confirmed themes alone (the rule of
-  ``pipeline.themes.join``); the study's other themes only compete.
+  ``pipeline.themes.join``); the study's other themes only compete (``review.learner: centroid``).
 
 Nothing here reads the store: ``models.review.honour_inputs`` and ``models.review.apply_codebook`` gather
 the decision log and the vectors, and store what comes back.
@@ -19,6 +22,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from pipeline.learn.honour import rejected_centroids
+from pipeline.learn.learner import CodeLearner, ThemeLabels
 from pipeline.themes.join import Calibration, calibrate, classify
 
 APPLY_CODER = "Themesift (codebook applied)"
@@ -67,8 +71,8 @@ class ApplyResult:
 
     coder: str
     n_segments: int
-    assigned: dict[int, str]          # segment id -> theme name
-    uncertain: dict[int, tuple[str, float, float]]  # segment id -> (theme name, similarity, threshold)
+    assigned: dict[int, tuple[str, ...]]  # segment id -> the names of its themes (one or more)
+    uncertain: dict[int, tuple[str, float, float]]  # segment id -> (theme name, score, threshold)
     themes: int
 
 
@@ -86,7 +90,45 @@ def code_with_codebook(segments: Sequence[int], vectors: np.ndarray, examples: M
     calibrations = calibrate(examples, review_cfg["calibration_percentile"], review_cfg["min_similarity"])
     competitors = rejected_centroids(others)
     results = classify(vectors, calibrations, review_cfg["uncertain_margin"], competitors)
-    assigned = {s: names[a.key] for s, a in zip(segments, results) if a.status == "assigned"}
+    assigned = {s: (names[a.key],) for s, a in zip(segments, results) if a.status == "assigned"}
     uncertain = {s: (names[a.key], a.similarity, a.threshold) for s, a in zip(segments, results)
                  if a.status == "uncertain"}
     return ApplyResult(APPLY_CODER, len(segments), assigned, uncertain, len(examples))
+
+
+def code_with_learner(segments: Sequence[int], vectors: np.ndarray, positives: Mapping[str, Sequence[int]],
+                      negatives: Mapping[str, Sequence[int]], names: Mapping[str, str], review_cfg: Mapping[str, Any],
+                      seed: int = 0) -> ApplyResult:
+    """Code each of ``segments`` (rows of ``vectors``) with every confirmed theme whose learner accepts it.
+
+    ``positives`` / ``negatives``: theme key -> rows (indices into ``vectors``) a coder placed in the theme
+    / said are not in it (members moved out, members of rejected themes); the other rows count as light
+    negatives (``review.learner_unlabelled_weight``). What a coder said wins over the learner: a row placed
+    in a theme keeps it, a row said not to be in one never gets it. A segment within
+    ``review.uncertain_margin`` below a theme's threshold and coded with nothing is reported uncertain,
+    with its best theme.
+    """
+    labels = {k: ThemeLabels(tuple(sorted(set(p))), tuple(sorted(set(negatives.get(k, ())) - set(p))))
+              for k, p in positives.items() if len(p)}
+    learner = CodeLearner(C=float(review_cfg["learner_C"]),
+                          unlabelled_weight=float(review_cfg["learner_unlabelled_weight"]), seed=seed)
+    learner.fit(vectors, labels)
+    proba = learner.predict_proba(vectors)
+    thresholds = learner.thresholds_
+    for j, key in enumerate(learner.themes_):  # the coders' word over the learner's
+        proba[list(labels[key].positive), j] = 1.0
+        proba[list(labels[key].negative), j] = 0.0
+    assigned: dict[int, tuple[str, ...]] = {}
+    uncertain: dict[int, tuple[str, float, float]] = {}
+    margin = float(review_cfg["uncertain_margin"])
+    for row, seg in enumerate(segments):
+        hits = [learner.themes_[j] for j in np.flatnonzero(proba[row] >= thresholds)]
+        if hits:
+            assigned[seg] = tuple(sorted(names[k] for k in hits))
+            continue
+        gap = proba[row] - thresholds
+        best = int(np.argmax(gap))
+        if gap[best] >= -margin:
+            uncertain[seg] = (names[learner.themes_[best]], round(float(proba[row, best]), 6),
+                              round(float(thresholds[best]), 6))
+    return ApplyResult(APPLY_CODER, len(segments), assigned, uncertain, len(labels))
