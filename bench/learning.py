@@ -75,7 +75,7 @@ def _labels(pos: dict[str, list[int]], neg: dict[str, list[int]]) -> dict[str, T
 
 def _review(s: _Study, budget: float) -> dict[str, Any]:
     """The scripted coder's review in rank order until ``budget`` decisions."""
-    decisions, touched, pos, neg, rejected, reviewed = 0, set(), {}, {}, [], []
+    decisions, touched, pos, neg, rejected, reviewed, confirmed = 0, set(), {}, {}, [], [], []
     for theme in s.ranking:
         if decisions >= budget:
             break
@@ -91,12 +91,13 @@ def _review(s: _Study, budget: float) -> dict[str, Any]:
             touched.update(moved)
             pos.setdefault(code, []).extend(m for m in members if m not in moved)
             neg.setdefault(code, []).extend(moved)
+            confirmed.append(theme)
         else:
             rejected.extend(members)
     for code in pos:
         neg[code] = neg.get(code, []) + rejected
     return {"decisions": decisions, "touched": touched, "pos": pos, "neg": neg, "rejected": rejected,
-            "reviewed": reviewed}
+            "reviewed": reviewed, "confirmed": confirmed}
 
 
 def _teach(s: _Study, state: dict[str, Any], budget: int, seed: int) -> None:
@@ -144,12 +145,11 @@ def _old_rule(s: _Study, state: dict[str, Any], review_cfg: dict, units: list[in
     pos = {c: v for c, v in state["pos"].items() if v}
     if not pos:
         return 0.0
-    others = {t: s.X[s.members[t]] for t in s.ranking if t not in state["reviewed"]}
-    if state["rejected"]:
-        others["rejected"] = s.X[state["rejected"]]
+    confirmed = set(state["confirmed"])  # every other theme, rejected or unreviewed, competes on its own
+    others = {t: s.X[s.members[t]] for t in s.ranking if t not in confirmed}
     result = code_with_codebook(units, s.X[units], {c: s.X[v] for c, v in pos.items()}, {c: c for c in pos},
                                 others, review_cfg)
-    return s.kappa({u: frozenset([result.assigned[u]]) if u in result.assigned else frozenset() for u in units}, units)
+    return s.kappa({u: frozenset(result.assigned.get(u, ())) for u in units}, units)
 
 
 def _random_labels(s: _Study, m: int, draw: int) -> float:
