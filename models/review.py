@@ -28,6 +28,7 @@ from models.codings import MACHINE, replace_codings
 from models.decisions import Decision, append, coder_named, entries, lock_study, run_theme_keys, study_row
 from models.records import Membership, Run, Segment, Source, Study, Theme
 from models.store import Store, StudyNotFoundError
+from pipeline.config import ReviewSettings
 from pipeline.exchange.codebook_export import CodebookEntry
 from pipeline.exchange.decision_log import read_decision_csv, write_decision_csv
 from pipeline.learn import codebook as cb
@@ -560,7 +561,7 @@ def honour_inputs(store: Store, study: str) -> HonourInputs | None:
                         view.entries[-1].uid if view.entries else None)
 
 
-def apply_codebook(store: Store, study: str, review_cfg: Mapping[str, Any]) -> ApplyResult:
+def apply_codebook(store: Store, study: str, review_cfg: ReviewSettings | Mapping[str, Any]) -> ApplyResult:
     """Code every clustered segment of the latest run with the confirmed codebook alone (classification from
     each confirmed theme's current members, ``pipeline.learn.apply.code_with_codebook``) and store it as the
     coding of ``pipeline.learn.apply.APPLY_CODER`` (``models.codings``, kind machine; replacing the previous

@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from pipeline.config import ReviewSettings
 from pipeline.learn.honour import rejected_centroids
 from pipeline.themes.join import Calibration, calibrate, classify
 
@@ -45,8 +46,10 @@ class HonourInputs:
     decisions: int
     last_uid: str | None
 
-    def calibrations(self, review_cfg: Mapping[str, Any]) -> dict[str, Calibration]:
-        return calibrate(self.example_vectors, review_cfg["calibration_percentile"], review_cfg["min_similarity"])
+    def calibrations(self, review_cfg: ReviewSettings | Mapping[str, Any]) -> dict[str, Calibration]:
+        """Each kept theme's centre and threshold under the ``review`` section's rule."""
+        review_cfg = ReviewSettings.of(review_cfg)
+        return calibrate(self.example_vectors, review_cfg.calibration_percentile, review_cfg.min_similarity)
 
     def rejected_centroids(self) -> dict[str, np.ndarray]:
         return rejected_centroids(self.rejected_vectors)
@@ -74,7 +77,7 @@ class ApplyResult:
 
 def code_with_codebook(segments: Sequence[int], vectors: np.ndarray, examples: Mapping[str, np.ndarray],
                        names: Mapping[str, str], others: Mapping[str, np.ndarray],
-                       review_cfg: Mapping[str, Any]) -> ApplyResult:
+                       review_cfg: ReviewSettings | Mapping[str, Any]) -> ApplyResult:
     """Code each of ``segments`` (rows of ``vectors``) with the confirmed themes alone, as the coding of
     :data:`APPLY_CODER`.
 
@@ -83,9 +86,10 @@ def code_with_codebook(segments: Sequence[int], vectors: np.ndarray, examples: M
     themes that only compete (a segment nearer to one of them stays uncoded). ``review_cfg`` is the
     configuration's ``review`` section. A segment in the uncertain band is left uncoded and reported.
     """
-    calibrations = calibrate(examples, review_cfg["calibration_percentile"], review_cfg["min_similarity"])
+    review_cfg = ReviewSettings.of(review_cfg)
+    calibrations = calibrate(examples, review_cfg.calibration_percentile, review_cfg.min_similarity)
     competitors = rejected_centroids(others)
-    results = classify(vectors, calibrations, review_cfg["uncertain_margin"], competitors)
+    results = classify(vectors, calibrations, review_cfg.uncertain_margin, competitors)
     assigned = {s: names[a.key] for s, a in zip(segments, results) if a.status == "assigned"}
     uncertain = {s: (names[a.key], a.similarity, a.threshold) for s, a in zip(segments, results)
                  if a.status == "uncertain"}
