@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Sequence
 
 import flows  # noqa: F401  (Prefect settings before Prefect is imported)
-from flows.options import config_from_args
+from flows.options import OptionError, config_from_args
 from models.export import suggestion_export, theme_summaries
 from models.migrate import StoreUpgradeError
 from models.store import Store, StudyNotFoundError, workspace_dir
-from pipeline.config import ConfigError
+from pipeline.config import ConfigError, settings
 from pipeline.embed.encoder import ModelNotFoundError
 from pipeline.embed.onnx_export import OnnxExportError
 from pipeline.exchange.suggestions_export import write_suggestions
@@ -30,7 +30,11 @@ def run(argv: Sequence[str]) -> int:
     """Run the command ``argv`` names (as ``themesift ARGS`` does, ``bench`` aside): 2 after a message for
     problems a user can fix (a study that does not exist, a bad configuration, a model not here)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except OptionError as exc:  # an option's value out of its range: one line, as for the configuration
+        print(f"themesift: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     if not hasattr(args, "handler"):
         parser.print_help()
         return 2
@@ -102,8 +106,9 @@ def cmd_suggest(args: argparse.Namespace) -> int:
 
     from pipeline.embed.encoder import Embedder
 
-    config = config_from_args(args)
-    Embedder.from_config(config["embed"]).prepare()  # a first export, or an int8 refusal, before the run
+    config = config_from_args(args)  # a bad setting is refused here, before any work
+    cfg = settings(config)
+    Embedder.from_config(cfg.embed).prepare()  # a first export, or an int8 refusal, before the run
     outcome = run_suggest([str(p) for p in args.paths], args.study, config, force=args.force)
     if outcome["status"] == "busy":
         print(f"themesift: {outcome['message']}", file=sys.stderr)
@@ -120,14 +125,14 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         return 1
     if outcome["message"]:
         print(outcome["message"])
-    store = Store.from_config(config["store"])
+    store = Store.from_config(cfg.store)
     print_themes(store, args.study, outcome["run_id"], args.top)
     if args.diff:
         from flows.review import print_changes
 
         print()
         with store.sessions() as session:
-            print_changes(session, args.study, None, outcome["run_id"], config["review"]["diff_match_jaccard"])
+            print_changes(session, args.study, None, outcome["run_id"], cfg.review.diff_match_jaccard)
     print(f"\nResults stored as run {outcome['run_id']} in {store.url}")
     print(f"Show again: themesift themes --study {args.study}    "
           f"Export: themesift export suggestions --study {args.study} --format csv")
@@ -135,8 +140,8 @@ def cmd_suggest(args: argparse.Namespace) -> int:
 
 
 def cmd_themes(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
-    print_themes(Store.from_config(config["store"]), args.study, args.run, args.top)
+    cfg = settings(config_from_args(args))
+    print_themes(Store.from_config(cfg.store), args.study, args.run, args.top)
     return 0
 
 
@@ -183,12 +188,12 @@ def _run(store: Store, session, study: str, run_id: int | None):
 
 
 def cmd_export_suggestions(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
-    store = Store.from_config(config["store"])
+    cfg = settings(config_from_args(args))
+    store = Store.from_config(cfg.store)
     with store.sessions() as session:
         run = _run(store, session, args.study, args.run)
         export = suggestion_export(session, run)
-    output = args.output or workspace_dir(config["store"]) / args.study / f"suggestions-run{export['run_id']}.{args.format}"
+    output = args.output or workspace_dir(cfg.store) / args.study / f"suggestions-run{export['run_id']}.{args.format}"
     write_suggestions(export, output, args.format)
     print(f"wrote {len(export['themes'])} themes and {len(export['outliers'])} outliers to {output}")
     return 0

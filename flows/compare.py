@@ -21,7 +21,7 @@ import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import flows  # noqa: F401  (Prefect settings before Prefect is imported)
 from prefect import flow, get_run_logger, task
@@ -40,15 +40,15 @@ from models.codings import (
 from models.store import Store, StudyNotFoundError, workspace_dir
 from pipeline.compare.agreement import map_selections
 from pipeline.compare.compare import MACHINE, compare_study, summary_lines
-from pipeline.config import load_config
+from flows.options import checked
+from pipeline.config import CompareSettings, load_config
 from pipeline.exchange.codings import MACHINE_USER_NAME, CodingFileError, CodingImport, read_codings, unmapped_selections
 
 # Tunable numbers; a ``compare:`` section of the configuration overrides them, CLI options override both.
-def compare_config(config: dict, **overrides: Any) -> dict[str, Any]:
-    """The ``compare`` section of the configuration; ``overrides`` that are not None win."""
-    merged = dict(config["compare"])
-    merged.update({k: v for k, v in overrides.items() if v is not None})
-    return merged
+def compare_config(config: Mapping[str, Any], **overrides: Any) -> CompareSettings:
+    """The ``compare`` section of the configuration; ``overrides`` that are not None win, checked as the
+    file's values are."""
+    return CompareSettings.of({**config["compare"], **{k: v for k, v in overrides.items() if v is not None}})
 
 
 def _slug(text: str) -> str:
@@ -149,7 +149,7 @@ def import_codings_flow(path: str, study: str, config: dict, coder: str | None =
     Returns ``{"status", "coders": {name: {"selections", "segments", "codings"}}, "notes", "run_id"}``.
     Nothing is stored when the file gives no selection at all (an empty import never wipes a coder).
     """
-    min_cover = compare_config(config, min_cover=min_cover)["min_cover"]
+    min_cover = compare_config(config, min_cover=min_cover).min_cover
     store = Store.from_config(config["store"])
     view = load_view(store, study)
     imported = read_codings_task(path, view, coder)
@@ -223,7 +223,7 @@ def compare_flow(study: str, config: dict, human_files: list[str] | None = None,
     :func:`compare_config`.
     """
     settings = compare_config(config, top_k=top_k, min_positive=min_positive, min_cover=min_cover)
-    top_k, min_positive, min_cover = settings["top_k"], settings["min_positive"], settings["min_cover"]
+    top_k, min_positive, min_cover = settings.top_k, settings.min_positive, settings.min_cover
     store = Store.from_config(config["store"])
     view = load_view(store, study, run_id)
     humans = dict(view.humans)
@@ -247,7 +247,7 @@ def compare_flow(study: str, config: dict, human_files: list[str] | None = None,
             origin[name] = Path(path).name
             kinds[name] = HUMAN
     humans = dict(sorted(humans.items(), key=lambda kv: (kinds.get(kv[0]) == "machine", kv[0])))
-    result = compare_task(view, humans, top_k, min_positive, kinds, settings["recovered_f1"])
+    result = compare_task(view, humans, top_k, min_positive, kinds, settings.recovered_f1)
     coders = [{"name": n, "kind": kinds.get(n, "human"), "origin": origin.get(n, ""),
                "segments": sum(1 for s, c in humans[n].items() if s in unit_set and c),
                "codes": len({c for s, cs in humans[n].items() if s in unit_set for c in cs})} for n in result.humans]
@@ -440,7 +440,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     store = Store.from_config(config["store"])
     view = load_view(store, args.study, args.run)
     who = args.coder or default_matrix_coder(view)
-    n_quotes = compare_config(config, matrix_quotes=args.quotes)["matrix_quotes"]
+    n_quotes = compare_config(config, matrix_quotes=args.quotes).matrix_quotes
     matrix = build_study_matrix(view, who, n_quotes, confirmed_definitions(store, args.study))
     output = args.output or study_folder(config, args.study) / f"matrix-run{view.run_id}-{_slug(who)}.{args.format}"
     write_matrix(matrix, output, args.format)
@@ -478,6 +478,11 @@ def _export_subparsers(sub: argparse._SubParsersAction) -> argparse._SubParsersA
     return export.add_subparsers(metavar="WHAT")
 
 
+def _option(name: str, option: str):
+    """The argparse type of ``option``, which overrides ``compare.<name>``: held to that setting's range."""
+    return checked(CompareSettings.rule(name), option)
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register import codings, compare, matrix and export qdpx on the ``themesift`` CLI."""
     p = sub.add_parser("import", help="bring in material from elsewhere")
@@ -487,7 +492,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     _common(i)
     i.add_argument("--coder", help="import only this coder (or: file the codings under this name when the "
                                    "file names no coder)")
-    i.add_argument("--min-cover", type=float,
+    i.add_argument("--min-cover", type=_option("min_cover", "--min-cover"),
                    help="share of a segment a selection must cover to code it (default 0.5)")
     i.set_defaults(handler=cmd_import_codings)
 
@@ -496,11 +501,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--human", type=Path, action="append", default=[],
                    help="a coding file (.csv or .qdpx) to compare without storing it (repeatable)")
     c.add_argument("--run", type=int, help="a run id instead of the latest")
-    c.add_argument("--top-k", type=int, help="ranked themes judged for top-k precision (default 10)")
-    c.add_argument("--min-positive", type=int,
+    c.add_argument("--top-k", type=_option("top_k", "--top-k"),
+                   help="ranked themes judged for top-k precision (default 10)")
+    c.add_argument("--min-positive", type=_option("min_positive", "--min-positive"),
                    help="fewer coded segments than this flags a code as too rare to judge (default 5)")
-    c.add_argument("--min-cover", type=float, help="share of a segment a --human file's selection must cover "
-                                                   "to code it (default 0.5)")
+    c.add_argument("--min-cover", type=_option("min_cover", "--min-cover"),
+                   help="share of a segment a --human file's selection must cover to code it (default 0.5)")
     c.set_defaults(handler=cmd_compare)
 
     m = sub.add_parser("matrix", help="Framework matrix: participants x themes with counts and quotes")
@@ -508,7 +514,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--coder", help="whose codes: an imported coder, 'machine' for the run's themes (default: the "
                                    "confirmed codebook as applied by 'themesift apply', else the run's themes)")
     m.add_argument("--format", choices=("xlsx", "csv", "html"), default="xlsx")
-    m.add_argument("--quotes", type=int, help="quotes per cell (default 2)")
+    m.add_argument("--quotes", type=_option("matrix_quotes", "--quotes"), help="quotes per cell (default 2)")
     m.add_argument("--run", type=int, help="a run id instead of the latest")
     m.add_argument("-o", "--output", type=Path, help="file to write (default: in the study's folder)")
     m.set_defaults(handler=cmd_matrix)

@@ -1,4 +1,5 @@
-"""What the commands share: the configuration a command line names (``--config`` and the CSV column options).
+"""What the commands share: the configuration a command line names (``--config`` and the CSV column options),
+and command-line options checked by the same rules as the configuration's settings.
 
 In a module of its own so that every command module can use it without importing another command module.
 """
@@ -6,8 +7,14 @@ In a module of its own so that every command module can use it without importing
 from __future__ import annotations
 
 import argparse
+from typing import Any, Callable
 
-from pipeline.config import load_config
+from pipeline.config import ConfigError, Rule, load_config
+
+
+class OptionError(Exception):
+    """A command-line value its rule refuses. Not a ValueError, so that argparse lets it through to
+    :func:`flows.commands.run`, which prints it as one ``themesift:`` line."""
 
 
 def config_from_args(args: argparse.Namespace) -> dict:
@@ -19,3 +26,23 @@ def config_from_args(args: argparse.Namespace) -> dict:
     if csv_cfg:
         overrides["ingest"] = {"csv": csv_cfg}  # merged key by key over the file's csv settings
     return load_config(args.config, overrides)
+
+
+def checked(rule: Rule, option: str) -> Callable[[str], Any]:
+    """An argparse ``type`` for ``option`` (e.g. ``--port``): the number given, checked by ``rule`` (a
+    setting's rule, e.g. ``ReviewSettings.rule("port")``), so the command line is held to the same range
+    as the configuration file."""
+    def convert(text: str) -> Any:
+        value: Any = text
+        for kind in (int, float):
+            try:
+                value = kind(text)
+                break
+            except ValueError:
+                continue
+        try:
+            return rule.check(value, option)
+        except ConfigError as exc:
+            raise OptionError(str(exc)) from None
+
+    return convert

@@ -11,8 +11,10 @@ import threading
 import webbrowser
 from pathlib import Path
 
+from flows.options import checked
 from models.store import Store, workspace_dir
-from pipeline.config import load_config
+from pipeline.config import ReviewSettings, Settings, load_config, settings
+
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     def common(p: argparse.ArgumentParser) -> None:
@@ -21,7 +23,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("review", help="open the review web page of a study (coders decide on themes)")
     common(p)
-    p.add_argument("--port", type=int, help="port (default: review.port, 8765)")
+    p.add_argument("--port", type=checked(ReviewSettings.rule("port"), "--port"),
+                   help="port (default: review.port, 8765)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1: this computer only; anything else exposes transcripts)")
     p.add_argument("--team", action="store_true",
@@ -65,11 +68,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_changes)
 
 
-def _store(args: argparse.Namespace) -> tuple[dict, Store]:
-
-    config = load_config(args.config)
-    store = Store.from_config(config["store"])
-    return config, store
+def _store(args: argparse.Namespace) -> tuple[Settings, Store]:
+    cfg = settings(load_config(args.config))
+    return cfg, Store.from_config(cfg.store)
 
 
 def cmd_review(args: argparse.Namespace) -> int:
@@ -77,10 +78,9 @@ def cmd_review(args: argparse.Namespace) -> int:
 
     from web.app import create_app
 
-    config, store = _store(args)
-    cfg = config["review"]
-    app = create_app(store, args.study, team=args.team, review_cfg=cfg)
-    port = args.port or int(cfg["port"])
+    cfg, store = _store(args)
+    app = create_app(store, args.study, team=args.team, review=cfg.review)
+    port = args.port or cfg.review.port
     url = f"http://{'127.0.0.1' if args.host in ('127.0.0.1', '0.0.0.0', '::') else args.host}:{port}/"
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {args.host}: anyone who can reach this address can read the transcripts"
@@ -152,11 +152,11 @@ def cmd_codebook(args: argparse.Namespace) -> int:
     from models.review import confirmed_codebook
     from pipeline.exchange.codebook_export import write_codebook
 
-    config, store = _store(args)
+    cfg, store = _store(args)
     with store.sessions() as session:
         entries = confirmed_codebook(session, args.study, args.coder)
     if args.format == "qdc":
-        path = args.output or workspace_dir(config["store"]) / args.study / "codebook.qdc"
+        path = args.output or workspace_dir(cfg.store) / args.study / "codebook.qdc"
         path.parent.mkdir(parents=True, exist_ok=True)
         write_codebook(entries, path, "qdc", args.study)
         print(f"wrote {len(entries)} codes to {path}")
@@ -183,9 +183,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from models.review import apply_codebook
     from pipeline.learn.codebook import DecisionError
 
-    config, store = _store(args)
+    cfg, store = _store(args)
     try:
-        result = apply_codebook(store, args.study, config["review"])
+        result = apply_codebook(store, args.study, cfg.review)
     except DecisionError as exc:
         print(f"themesift: {exc}", file=sys.stderr)
         return 1
@@ -202,9 +202,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_changes(args: argparse.Namespace) -> int:
-    config, store = _store(args)
+    cfg, store = _store(args)
     with store.sessions() as session:
-        print_changes(session, args.study, args.old, args.new, config["review"]["diff_match_jaccard"])
+        print_changes(session, args.study, args.old, args.new, cfg.review.diff_match_jaccard)
     return 0
 
 

@@ -25,10 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import flows  # noqa: F401  (Prefect settings before Prefect is imported)
+from flows.options import checked
+from pipeline.config import number
 
 SUGGEST_FLOW = "suggest-themes"         # the @flow name of flows.suggest.suggest_flow
 TAG = "themesift"                       # every Themesift deployment carries it (prefect.yaml's too)
 WATCH_SECONDS = 5.0                     # how often a serving process looks at its deployment's runs
+INTERVAL = number(above=0, high=365 * 86400, what="a number of seconds")  # --interval, checked as a setting
 START_SERVER_HELP = """\
 Start one in another terminal (it keeps its database in ~/.prefect; the UI is at http://127.0.0.1:4200):
 
@@ -72,7 +75,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--study", help="study name (its runs are stored under it, as with themesift suggest)")
     when = p.add_mutually_exclusive_group()
     when.add_argument("--cron", metavar="EXPR", help="cron expression, e.g. '0 7 * * 1-5' (07:00 on weekdays)")
-    when.add_argument("--interval", type=_seconds, metavar="SECONDS", help="run every this many seconds")
+    when.add_argument("--interval", type=checked(INTERVAL, "--interval"), metavar="SECONDS",
+                      help="run every this many seconds (at most 365 days)")
     p.add_argument("--timezone", metavar="ZONE",
                    help="IANA time zone of a --cron schedule, e.g. Europe/London (default: this machine's)")
     p.add_argument("--folder", type=Path, help="folder (or file) of transcripts to read (default: the current folder)")
@@ -81,16 +85,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--list", action="store_true", help="list Themesift deployments, their schedules and runs")
     what.add_argument("--remove", action="store_true", help="delete the study's scheduled deployment")
     p.set_defaults(handler=cmd_schedule)
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("the interval must be more than 0 seconds")
-    return value
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:

@@ -21,7 +21,19 @@ from flows.runtime import forget_unused_reduced_spaces, heartbeats_off_without_s
 from models.decisions import record_carried_keys
 from models.review import honour_inputs
 from models.store import Store, StudyBusyError, workspace_dir
-from pipeline.config import config_digest
+from pipeline.config import (
+    ClusterSettings,
+    DescribeSettings,
+    EmbedSettings,
+    IngestSettings,
+    RankSettings,
+    RunnerSettings,
+    SegmentSettings,
+    Settings,
+    StabilitySettings,
+    config_digest,
+    settings,
+)
 from pipeline.embed.encoder import Embedder, text_hash
 from pipeline.ingest.read import Document, Ingester, IngestResult
 from pipeline.ingest.segment import Segment, Segmenter
@@ -66,7 +78,7 @@ def load_vectors(store: Store, embedder: Embedder, texts: Sequence[str], chunk: 
 
 # -- tasks: thin wrappers over pipeline stages ----------------------------------------------------
 @task(name="ingest", cache_policy=NO_CACHE)
-def ingest_task(paths: list[str], ingest_cfg: dict, exclude: list[str], known: list[str]) -> IngestResult:
+def ingest_task(paths: list[str], ingest_cfg: IngestSettings, exclude: list[str], known: list[str]) -> IngestResult:
     """Read new and changed files; files whose hash is in ``known`` are only hashed."""
     result = Ingester.from_config(ingest_cfg).collect(paths, exclude, set(known))
     logger = get_run_logger()
@@ -76,17 +88,18 @@ def ingest_task(paths: list[str], ingest_cfg: dict, exclude: list[str], known: l
 
 
 @task(name="segment", cache_policy=NO_CACHE)
-def segment_task(documents: Sequence[Document], segment_cfg: dict, embed_cfg: dict) -> list[Segment]:
+def segment_task(documents: Sequence[Document], segment_cfg: SegmentSettings,
+                 embed_cfg: EmbedSettings) -> list[Segment]:
     embedder = Embedder.from_config(embed_cfg)
     segmenter = Segmenter.from_config(segment_cfg, embedder.count_tokens, embedder.max_tokens)
     return segmenter.transform(documents)
 
 
 @task(name="embed", cache_policy=NO_CACHE)
-def embed_task(texts: list[str], embed_cfg: dict, store_url: str, sqlite_timeout_s: float = 30) -> int:
+def embed_task(texts: list[str], embed_cfg: EmbedSettings, store_url: str, sqlite_timeout_s: float = 30) -> int:
     """Embed ``texts`` into the store's cache; returns how many it embedded (others may have meanwhile)."""
     store = Store(store_url, sqlite_timeout_s)
-    return load_vectors(store, Embedder.from_config(embed_cfg), texts, embed_cfg["cache_chunk"])[1]
+    return load_vectors(store, Embedder.from_config(embed_cfg), texts, embed_cfg.cache_chunk)[1]
 
 
 def reduced_space_key(vectors: np.ndarray, params: Mapping[str, Any]) -> str:
@@ -108,16 +121,17 @@ def reduce_task(vectors: np.ndarray, params: dict, key: str) -> np.ndarray:
 
 
 @task(name="cluster", cache_policy=NO_CACHE)
-def cluster_task(vectors: np.ndarray, reduced: np.ndarray, cluster_cfg: dict,
-                 stability_cfg: dict) -> tuple[ThemeClusterer, dict]:
+def cluster_task(vectors: np.ndarray, reduced: np.ndarray, cluster_cfg: ClusterSettings,
+                 stability_cfg: StabilitySettings) -> tuple[ThemeClusterer, dict]:
     clusterer = ThemeClusterer.from_config(cluster_cfg, len(vectors)).fit(vectors, reduced=reduced)
-    stability = clusterer.stability(stability_cfg["n_resamples"], stability_cfg["sample_fraction"],
-                                    stability_cfg["found_again_jaccard"])
+    stability = clusterer.stability(stability_cfg.n_resamples, stability_cfg.sample_fraction,
+                                    stability_cfg.found_again_jaccard)
     return clusterer, stability
 
 
 @task(name="describe", cache_policy=NO_CACHE)
-def describe_task(texts, labels, vectors, cases, strengths, describe_cfg: dict, embed_cfg: dict, store: Store):
+def describe_task(texts, labels, vectors, cases, strengths, describe_cfg: DescribeSettings, embed_cfg: EmbedSettings,
+                  store: Store):
     """Keywords, labels and quotes; candidate keyphrases are embedded through the store's cache, so a
     re-run with the same themes embeds none of them again."""
     embedder = Embedder.from_config(embed_cfg)
@@ -126,9 +140,9 @@ def describe_task(texts, labels, vectors, cases, strengths, describe_cfg: dict, 
 
 
 @task(name="rank", cache_policy=NO_CACHE)
-def rank_task(descriptions, vectors, labels, cases, stability, rank_cfg: dict, second_pass: tuple[int, ...]):
-    return score_passes(descriptions, vectors, labels, cases, stability, rank_cfg["weights"],
-                        rank_cfg["stability"]["n_resamples"], second_pass)
+def rank_task(descriptions, vectors, labels, cases, stability, rank_cfg: RankSettings, second_pass: tuple[int, ...]):
+    return score_passes(descriptions, vectors, labels, cases, stability, rank_cfg.weights.parts(),
+                        rank_cfg.stability.n_resamples, second_pass)
 
 
 @task(name="store", cache_policy=NO_CACHE)
@@ -153,46 +167,44 @@ def artifact_key(study: str) -> str:
     return f"themes-{slug}"
 
 
-def embed_in_batches(texts: Sequence[str], config: Mapping, store: Store) -> tuple[int, int]:
+def embed_in_batches(texts: Sequence[str], embed_cfg: EmbedSettings, store: Store,
+                     sqlite_timeout_s: float) -> tuple[int, int]:
     """Embed the texts the store's cache lacks, mapped as tasks over batches of ``embed.task_texts``
     (spread over Dask workers when the flow runs on a Dask task runner). The store is the one cache:
     a re-run whose texts are all cached starts no task. Returns (tasks, texts embedded)."""
-    embedder = Embedder.from_config(config["embed"])
+    embedder = Embedder.from_config(embed_cfg)
     missing = store.uncached_texts(embedder.model_id, texts)
     if missing:
         embedder.prepare()  # export once here, not in each task at the same time
-    size = max(1, int(config["embed"]["task_texts"]))
-    futures = [embed_task.submit(missing[i:i + size], config["embed"], store.url, config["store"]["sqlite_timeout_s"])
+    size = embed_cfg.task_texts
+    futures = [embed_task.submit(missing[i:i + size], embed_cfg, store.url, sqlite_timeout_s)
                for i in range(0, len(missing), size)]
     return len(futures), sum(future.result() for future in futures)
 
 
-def task_runner(config: Mapping):
-    """The task runner the configuration asks for: None (Prefect's default threads) or a Dask cluster."""
-    runner = config["runner"]
-    if runner["kind"] == "local":
+def task_runner(runner_cfg: RunnerSettings):
+    """The task runner the ``runner`` section asks for: None (Prefect's default threads) or a Dask cluster
+    (its address is checked to be set when the configuration is loaded)."""
+    if runner_cfg.kind == "local":
         return None
-    if runner["kind"] == "dask":
-        from prefect_dask import DaskTaskRunner
+    from prefect_dask import DaskTaskRunner
 
-        if not runner.get("dask_address"):
-            raise ValueError("runner.kind is 'dask' but runner.dask_address is not set (e.g. tcp://host:8786)")
-        return DaskTaskRunner(address=runner["dask_address"])
-    raise ValueError(f"unknown runner.kind '{runner['kind']}' (local or dask)")
+    return DaskTaskRunner(address=runner_cfg.dask_address)
 
 
 def run_suggest(paths: list[str], study: str, config: dict, force: bool = False) -> dict:
     """Run :func:`suggest_flow` on the task runner named in the configuration."""
-    runner = task_runner(config)
+    runner = task_runner(settings(config).runner)
     flow_ = suggest_flow if runner is None else suggest_flow.with_options(task_runner=runner)
     with heartbeats_off_without_server():
         return flow_(paths=paths, study=study, config=config, force=force)
 
 
 # -- the flow -------------------------------------------------------------------------------------
-def segment_cut(config: Mapping) -> str:
-    """Fingerprint of what decides a file's segments: the segment settings and the tokenizer's model."""
-    return config_digest({"segment": config["segment"], "model": Embedder.from_config(config["embed"]).model_id})
+def segment_cut(config: Mapping, embed_cfg: EmbedSettings) -> str:
+    """Fingerprint of what decides a file's segments: the segment settings (as written in ``config``, so
+    that stored cuts keep their names) and the tokenizer's model."""
+    return config_digest({"segment": config["segment"], "model": Embedder.from_config(embed_cfg).model_id})
 
 
 @flow(name="suggest-themes")
@@ -203,15 +215,18 @@ def suggest_flow(paths: list[str], study: str, config: dict, force: bool = False
     latest run stops at once with status ``unchanged``. One run at a time per study: a second one waits
     ``store.run_lock_wait_s`` seconds, then is refused with status ``busy``.
     """
-    store = Store.from_config(config["store"])
+    s = settings(config)  # checked here too: a deployment's parameters may come from elsewhere
+    store = Store.from_config(s.store)
     try:
-        with store.study_lock(study, config["store"]["run_lock_wait_s"]):
-            return asdict(_suggest(store, paths, study, config, force))
+        with store.study_lock(study, s.store.run_lock_wait_s):
+            return asdict(_suggest(store, paths, study, config, s, force))
     except StudyBusyError as exc:
         return asdict(SuggestOutcome(study, "busy", None, message=str(exc), database=store.url))
 
 
-def _suggest(store: Store, paths: list[str], study: str, config: dict, force: bool) -> SuggestOutcome:
+def _suggest(store: Store, paths: list[str], study: str, config: dict, s: Settings, force: bool) -> SuggestOutcome:
+    """The run; ``config`` as given is only fingerprinted and stored in the manifest, each stage gets its
+    section of ``s``."""
     started_at = datetime.now(timezone.utc)
     timings: dict[str, float] = {}
 
@@ -223,10 +238,9 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, force: bo
         timings[name] = round(time.perf_counter() - t0, 3)
         return value
 
-    cut = segment_cut(config)
+    cut = segment_cut(config, s.embed)
     known = store.known_sources(study, cut)
-    ingested = timed("ingest", ingest_task, paths, config["ingest"], [str(workspace_dir(config["store"]))],
-                     sorted(known))
+    ingested = timed("ingest", ingest_task, paths, s.ingest, [str(workspace_dir(s.store))], sorted(known))
     outcome = SuggestOutcome(study, "failed", None, skipped=[asdict(s) for s in ingested.skipped],
                              warnings=list(ingested.warnings), database=store.url)
     sources = ingested.sources()
@@ -240,7 +254,7 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, force: bo
                            "(same files, same configuration, no new decisions)")
         return outcome
 
-    fresh = timed("segment", segment_task, ingested.documents, config["segment"], config["embed"])
+    fresh = timed("segment", segment_task, ingested.documents, s.segment, s.embed)
     by_source = store.stored_segments(study, [k.sha256 for k in ingested.known], cut)
     for seg in fresh:
         by_source.setdefault(seg.source_sha256, []).append(seg)
@@ -250,9 +264,9 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, force: bo
                         for path, sha in sources if sha not in with_text]
     clustered = [i for i, s in enumerate(segments) if s.clusterable]
     texts = [segments[i].text for i in clustered]
-    n_tasks, embedded = timed("embed", embed_in_batches, texts, config, store)
-    embedder = Embedder.from_config(config["embed"])
-    vectors, late = timed("load-vectors", load_vectors, store, embedder, texts, config["embed"]["cache_chunk"])
+    n_tasks, embedded = timed("embed", embed_in_batches, texts, s.embed, store, s.store.sqlite_timeout_s)
+    embedder = Embedder.from_config(s.embed)
+    vectors, late = timed("load-vectors", load_vectors, store, embedder, texts, s.embed.cache_chunk)
     embedding = {"texts": len(texts), "distinct_texts": len(set(texts)), "tasks": n_tasks,
                  "newly_embedded": embedded + late}
     inputs = [{"name": Path(path).name, "path": path, "format": Path(path).suffix.lower().lstrip("."), "sha256": sha,
@@ -265,21 +279,21 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, force: bo
 
     # Decisions first: kept themes take their members and the new segments that fit them; segments a
     # coder moved stay where they were put; only the rest is clustered for new suggestions.
-    review = config["review"]
+    review = s.review
     plan = None if honour is None else plan_segments(
         vectors, honour.fixed_for([segments[i] for i in clustered]), honour.calibrations(review),
-        review["uncertain_margin"], honour.competitor_centroids())
+        review.uncertain_margin, honour.competitor_centroids())
     rest = list(plan.remaining) if plan is not None else list(range(len(vectors)))
     reduction = {"segments": len(rest), "cached": False}
     try:
-        params = ThemeClusterer.from_config(config["cluster"], len(rest)).reduce_params()
+        params = ThemeClusterer.from_config(s.cluster, len(rest)).reduce_params()
         key = reduced_space_key(vectors[rest], params)
         future = reduce_task.submit(vectors[rest], params, key)
         reduced = timed("reduce", future.result)
         reduction["cached"] = future.state.name == "Cached"
-        forget_unused_reduced_spaces(key, config["runner"]["reduced_space_days"])
+        forget_unused_reduced_spaces(key, s.runner.reduced_space_days)
         clusterer, stability = timed("cluster", lambda: cluster_task.submit(
-            vectors[rest], reduced, config["cluster"], config["rank"]["stability"]).result())
+            vectors[rest], reduced, s.cluster, s.rank.stability).result())
         rest_labels, rest_strengths = clusterer.labels_.copy(), clusterer.probabilities_
     except CorpusTooSmallError as exc:
         if plan is None or not honour.kept:
@@ -295,7 +309,7 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, force: bo
         """New themes like ones a coder rejected are not suggested again: their segments wait in the queue."""
         if plan is not None:
             _, found = drop_rejected(cluster_centroids(vectors[rest], rest_labels), honour.rejected_centroids(),
-                                     review["rejected_similarity"], honour.rejected_names)
+                                     review.rejected_similarity, honour.rejected_names)
             rest_labels[np.isin(rest_labels, [d.cluster for d in found])] = -1
             dropped.extend(found)
 
@@ -303,29 +317,29 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, force: bo
     # Left-out segments of this clustering may join its new themes (kept themes took theirs by the review
     # rule); those still left are clustered again at a finer grain, for the themes too small for the first pass.
     joined_rest = join_outliers(vectors[rest], rest_labels, range(len(rest)), sorted(set(rest_labels.tolist()) - {-1}),
-                                JoinRule.from_config(config["cluster"]["join_outliers"]))
+                                JoinRule.from_config(s.cluster.join_outliers))
     second: tuple[int, ...] = ()
     if clusterer is not None:
         rest_labels, rest_strengths, more, second = cluster_left_out(
             clusterer, rest_labels, rest_strengths, range(len(rest)), joined_rest,
-            SecondPass.from_config(config["cluster"]["second_pass"]), config["rank"]["stability"])
+            SecondPass.from_config(s.cluster.second_pass), s.rank.stability)
         stability = {**stability, **more}
         drop_like_rejected(rest_labels)
     joined = {rest[i]: found for i, found in joined_rest.items()}
     labels, strengths, label_of = rest_labels, rest_strengths, {}
     if plan is not None:
         labels, strengths, label_of = combine_labels(len(vectors), plan, rest_labels, rest_strengths, list(honour.kept))
-        n_resamples = config["rank"]["stability"]["n_resamples"]
+        n_resamples = s.rank.stability.n_resamples
         stability = {**stability, **{label: (1.0, n_resamples) for label in label_of.values()}}
         outcome.warnings += [f"not suggested: a new theme {d.reason}" for d in dropped]
     cases = [segments[i].case for i in clustered]
     descriptions = timed("describe", describe_task, texts, labels, vectors, cases, strengths,
-                         config["describe"], config["embed"], store)
+                         s.describe, s.embed, store)
     second = tuple(t for t in second if (labels == t).any())  # a rejected one was dropped
-    scores = timed("rank", rank_task, descriptions, vectors, labels, cases, stability, config["rank"], second)
+    scores = timed("rank", rank_task, descriptions, vectors, labels, cases, stability, s.rank, second)
     split_from = clusterer.split_from_ if clusterer is not None else {}
     suggestions = assemble(clustered, labels, vectors, descriptions, scores,
-                           config["cluster"]["outlier_suggestion_min_similarity"], joined, second, split_from)
+                           s.cluster.outlier_suggestion_min_similarity, joined, second, split_from)
     if label_of:
         names = {key: kept[0] for key, kept in honour.kept.items()}
         suggestions = Suggestions(tuple(name_carried(suggestions.themes, label_of, names)), suggestions.outliers)

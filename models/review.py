@@ -28,6 +28,7 @@ from models.codings import MACHINE, replace_codings
 from models.decisions import Decision, append, coder_named, entries, lock_study, run_theme_keys, study_row
 from models.records import Membership, Run, Segment, Source, Study, Theme
 from models.store import Store, StudyNotFoundError
+from pipeline.config import ReviewSettings
 from pipeline.exchange.codebook_export import CodebookEntry
 from pipeline.exchange.decision_log import read_decision_csv, write_decision_csv
 from pipeline.learn import codebook as cb
@@ -560,7 +561,7 @@ def honour_inputs(store: Store, study: str) -> HonourInputs | None:
                         view.entries[-1].uid if view.entries else None)
 
 
-def apply_codebook(store: Store, study: str, review_cfg: Mapping[str, Any]) -> ApplyResult:
+def apply_codebook(store: Store, study: str, review_cfg: ReviewSettings | Mapping[str, Any]) -> ApplyResult:
     """Code every clustered segment of the latest run with the confirmed codebook and store it as the
     coding of ``pipeline.learn.apply.APPLY_CODER`` (``models.codings``, kind machine; replacing the previous
     apply). Only confirmed themes are coded. ``review.learner: logistic`` (the default) trains
@@ -585,7 +586,7 @@ def apply_codebook(store: Store, study: str, review_cfg: Mapping[str, Any]) -> A
         raise DecisionError(["no confirmed theme with segments yet: confirm themes in the review first"])
     names = {t.key: t.title for t in confirmed}
     vectors = segment_vectors(store, view, segs)
-    if review_cfg["learner"] == "centroid":
+    if ReviewSettings.of(review_cfg).learner == "centroid":
         examples = {t.key: segment_vectors(store, view, view.members(t.key)) for t in confirmed}
         competing = {k: segment_vectors(store, view, v) for k, v in others.items()}
         result = code_with_codebook(segs, vectors, examples, names, competing, review_cfg)

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import migrate
 from models.records import Embedding, Membership, Run, Segment, Source, SourceCut, Study, StudyLock, Theme
+from pipeline.config import StoreSettings
 from pipeline.embed.encoder import text_hash
 from pipeline.ingest.read import Document
 from pipeline.ingest.segment import Segment as PlainSegment
@@ -31,15 +32,14 @@ from pipeline.themes.assemble import Suggestions
 _CHUNK = 500
 
 
-def workspace_dir(store_cfg: Mapping) -> Path:
+def workspace_dir(store_cfg: StoreSettings | Mapping) -> Path:
     """Folder for the SQLite file, exports and reports: $THEMESIFT_HOME, else ``store.workspace``."""
-    return Path(os.environ.get("THEMESIFT_HOME") or store_cfg["workspace"]).expanduser().resolve()
+    return Path(os.environ.get("THEMESIFT_HOME") or StoreSettings.of(store_cfg).workspace).expanduser().resolve()
 
 
-def database_url(store_cfg: Mapping) -> str:
-    if store_cfg.get("url"):
-        return str(store_cfg["url"])
-    return f"sqlite:///{workspace_dir(store_cfg) / 'themesift.db'}"
+def database_url(store_cfg: StoreSettings | Mapping) -> str:
+    store_cfg = StoreSettings.of(store_cfg)
+    return store_cfg.url or f"sqlite:///{workspace_dir(store_cfg) / 'themesift.db'}"
 
 
 class StudyNotFoundError(LookupError):
@@ -79,8 +79,9 @@ class Store:
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod
-    def from_config(cls, store_cfg: Mapping) -> "Store":
-        return cls(database_url(store_cfg), store_cfg.get("sqlite_timeout_s", 30))
+    def from_config(cls, store_cfg: StoreSettings | Mapping) -> "Store":
+        store_cfg = StoreSettings.of(store_cfg)
+        return cls(database_url(store_cfg), store_cfg.sqlite_timeout_s)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

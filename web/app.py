@@ -35,6 +35,7 @@ from models.codings import Coder
 from models.decisions import coder_for_token, review_secret
 from models.review import decide, run_diff, search_segments, segments_by_id, split_proposal
 from models.store import Store
+from pipeline.config import ReviewSettings
 from pipeline.learn import codebook as cb
 from pipeline.learn.codebook import DecisionError, differences
 from web.views import load_view, segment_context
@@ -42,7 +43,6 @@ from web.views import load_view, segment_context
 HERE = Path(__file__).resolve().parent
 NONCE_COOKIE, CODER_COOKIE = "ts_nonce", "ts_coder"
 PAGE_SIZE = 20
-DEFAULT_REVIEW = {"diff_match_jaccard": 0.5}
 _NAME = re.compile(r"^[^\x00-\x1f<>]{1,60}$")
 
 
@@ -62,12 +62,14 @@ class SignInRequired(Exception):
         self.visitor = visitor
 
 
-def create_app(store: Store, study: str, team: bool = False, review_cfg: Mapping[str, Any] | None = None) -> FastAPI:
-    """The review app for one study of ``store``; ``team``: sign in with per-coder tokens."""
+def create_app(store: Store, study: str, team: bool = False,
+               review: ReviewSettings | Mapping[str, Any] | None = None) -> FastAPI:
+    """The review app for one study of ``store``; ``team``: sign in with per-coder tokens; ``review``: the
+    ``review`` section of the configuration (default: configs/default.yaml's)."""
+    review = ReviewSettings.of(review or {})  # checked before anything is read
     with store.transaction() as session:
         secret = review_secret(session)
         load_view(session, study)  # fails early on an unknown study
-    review_cfg = {**DEFAULT_REVIEW, **(review_cfg or {})}
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["pct"] = lambda v: f"{100 * float(v):.0f}%"
@@ -298,7 +300,7 @@ def create_app(store: Store, study: str, team: bool = False, review_cfg: Mapping
     def changes(request: Request, v: Visitor = Depends(signed_in)):
         with store.sessions() as session:
             view = load_view(session, study)
-            old, new, diff = run_diff(session, study, match_jaccard=review_cfg["diff_match_jaccard"])
+            old, new, diff = run_diff(session, study, match_jaccard=review.diff_match_jaccard)
             return page(request, v, "changes.html", view=view, old=old, new=new, diff=diff)
 
     # -- deciding -----------------------------------------------------------------------------------

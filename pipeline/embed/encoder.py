@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
+from pipeline.config import EmbedSettings
 from pipeline.embed.int8 import Int8Recipe
 
 # Never reach a model hub or send telemetry: sensitive data, and no network at run time.
@@ -129,12 +130,13 @@ class Embedder:
             check_precision(self.onnx_precision)
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "Embedder":
-        onnx = cfg["onnx"]
-        return cls(cfg["model"], cfg["batch_size"], cfg["device"], cfg["progress_min_texts"], cfg["backend"],
-                   onnx["cache_dir"], int(onnx["threads"]), bool(onnx["allow_spinning"]), int(onnx["batch_size"]),
-                   int(onnx["streams"]), onnx["precision"], Int8Recipe.from_config(onnx),
-                   None if onnx["int8_min_cosine"] is None else float(onnx["int8_min_cosine"]))
+    def from_config(cls, cfg: EmbedSettings | Mapping) -> "Embedder":
+        """From the ``embed`` section (a mapping of it is checked and completed from the defaults)."""
+        cfg = EmbedSettings.of(cfg)
+        onnx = cfg.onnx
+        return cls(cfg.model, cfg.batch_size, cfg.device, cfg.progress_min_texts, cfg.backend, onnx.cache_dir,
+                   onnx.threads, onnx.allow_spinning, onnx.batch_size, onnx.streams, onnx.precision,
+                   Int8Recipe.from_config(onnx), onnx.int8_min_cosine)
 
     @property
     def model_id(self) -> str:

@@ -32,10 +32,11 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
+from pipeline.config import OnnxSettings
 from pipeline.embed.cpu import CpuFeatures, detect, int8_weights_for
 from pipeline.embed.tokens import padded_batch
 
@@ -74,12 +75,11 @@ class Int8Recipe:
             raise ValueError(f"int8 weights must be s8 or u8, not {self.weights}")
 
     @classmethod
-    def from_config(cls, onnx_cfg: dict, cpu: CpuFeatures | None = None) -> "Int8Recipe":
+    def from_config(cls, onnx_cfg: OnnxSettings | Mapping, cpu: CpuFeatures | None = None) -> "Int8Recipe":
         """The recipe of ``embed.onnx`` on ``cpu`` (default: this machine's); ``int8_weights: auto`` picks
         the weight type that does not saturate there."""
-        smooth = onnx_cfg["smooth"]
-        weights = int8_weights_for(cpu or detect(), onnx_cfg["int8_weights"])
-        return cls(None if smooth is None else float(smooth), int(onnx_cfg["fp32_layers"]), weights)
+        onnx_cfg = OnnxSettings.of(onnx_cfg)
+        return cls(onnx_cfg.smooth, onnx_cfg.fp32_layers, int8_weights_for(cpu or detect(), onnx_cfg.int8_weights))
 
     @property
     def name(self) -> str:

@@ -14,7 +14,9 @@ import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Collection, Iterable, Sequence
+from typing import Collection, Iterable, Mapping, Sequence
+
+from pipeline.config import IngestSettings
 
 TEXT_SUFFIXES = {".txt", ".md"}
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | {".docx", ".vtt", ".srt", ".csv"}
@@ -113,17 +115,18 @@ class Ingester:
     attribute_columns: Sequence[str] = field(default_factory=tuple)
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "Ingester":
-        csv_cfg = cfg.get("csv", {})
+    def from_config(cls, cfg: IngestSettings | Mapping) -> "Ingester":
+        """From the ``ingest`` section (a mapping of it is checked and completed from the defaults)."""
+        cfg = IngestSettings.of(cfg)
         return cls(
-            known_label_pattern=cfg["known_label_pattern"],
-            min_label_repeats=cfg["min_label_repeats"],
-            max_label_words=cfg["max_label_words"],
-            max_file_mb=cfg["max_file_mb"],
-            text_column=csv_cfg.get("text_column"),
-            case_column=csv_cfg.get("case_column"),
-            row_id_column=csv_cfg.get("row_id_column"),
-            attribute_columns=tuple(csv_cfg.get("attribute_columns") or ()),
+            known_label_pattern=cfg.known_label_pattern,
+            min_label_repeats=cfg.min_label_repeats,
+            max_label_words=cfg.max_label_words,
+            max_file_mb=cfg.max_file_mb,
+            text_column=cfg.csv.text_column,
+            case_column=cfg.csv.case_column,
+            row_id_column=cfg.csv.row_id_column,
+            attribute_columns=cfg.csv.attribute_columns,
         )
 
     # -- many files -------------------------------------------------------------------------------

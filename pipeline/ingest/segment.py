@@ -10,8 +10,9 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
+from pipeline.config import SegmentSettings
 from pipeline.ingest.read import Document, Turn
 
 PARTICIPANT, INTERVIEWER, OTHER = "participant", "interviewer", "other"
@@ -90,15 +91,17 @@ class Segmenter:
     token_counter: TokenCounter = field(default=approximate_tokens, repr=False)
 
     @classmethod
-    def from_config(cls, cfg: dict, token_counter: TokenCounter | None = None,
+    def from_config(cls, cfg: SegmentSettings | Mapping, token_counter: TokenCounter | None = None,
                     model_max_tokens: int | None = None) -> "Segmenter":
-        max_tokens = cfg["max_tokens"] if model_max_tokens is None else min(cfg["max_tokens"], model_max_tokens)
+        """From the ``segment`` section (a mapping of it is checked and completed from the defaults)."""
+        cfg = SegmentSettings.of(cfg)
+        max_tokens = cfg.max_tokens if model_max_tokens is None else min(cfg.max_tokens, model_max_tokens)
         return cls(
-            interviewer_pattern=cfg["interviewer_pattern"],
-            generic_participant_pattern=cfg["generic_participant_pattern"],
-            max_sentences=cfg["max_sentences"],
-            target_words=cfg["target_words"],
-            min_words=cfg["min_words"],
+            interviewer_pattern=cfg.interviewer_pattern,
+            generic_participant_pattern=cfg.generic_participant_pattern,
+            max_sentences=cfg.max_sentences,
+            target_words=cfg.target_words,
+            min_words=cfg.min_words,
             max_tokens=max_tokens,
             token_counter=token_counter or approximate_tokens,
         )

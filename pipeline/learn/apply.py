@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from pipeline.config import ReviewSettings
 from pipeline.learn.honour import rejected_centroids
 from pipeline.learn.learner import CodeLearner, ThemeLabels
 from pipeline.themes.join import Calibration, calibrate, classify
@@ -49,8 +50,10 @@ class HonourInputs:
     decisions: int
     last_uid: str | None
 
-    def calibrations(self, review_cfg: Mapping[str, Any]) -> dict[str, Calibration]:
-        return calibrate(self.example_vectors, review_cfg["calibration_percentile"], review_cfg["min_similarity"])
+    def calibrations(self, review_cfg: ReviewSettings | Mapping[str, Any]) -> dict[str, Calibration]:
+        """Each kept theme's centre and threshold under the ``review`` section's rule."""
+        review_cfg = ReviewSettings.of(review_cfg)
+        return calibrate(self.example_vectors, review_cfg.calibration_percentile, review_cfg.min_similarity)
 
     def rejected_centroids(self) -> dict[str, np.ndarray]:
         return rejected_centroids(self.rejected_vectors)
@@ -78,7 +81,7 @@ class ApplyResult:
 
 def code_with_codebook(segments: Sequence[int], vectors: np.ndarray, examples: Mapping[str, np.ndarray],
                        names: Mapping[str, str], others: Mapping[str, np.ndarray],
-                       review_cfg: Mapping[str, Any]) -> ApplyResult:
+                       review_cfg: ReviewSettings | Mapping[str, Any]) -> ApplyResult:
     """Code each of ``segments`` (rows of ``vectors``) with the confirmed themes alone, as the coding of
     :data:`APPLY_CODER`.
 
@@ -87,9 +90,10 @@ def code_with_codebook(segments: Sequence[int], vectors: np.ndarray, examples: M
     themes that only compete (a segment nearer to one of them stays uncoded). ``review_cfg`` is the
     configuration's ``review`` section. A segment in the uncertain band is left uncoded and reported.
     """
-    calibrations = calibrate(examples, review_cfg["calibration_percentile"], review_cfg["min_similarity"])
+    review_cfg = ReviewSettings.of(review_cfg)
+    calibrations = calibrate(examples, review_cfg.calibration_percentile, review_cfg.min_similarity)
     competitors = rejected_centroids(others)
-    results = classify(vectors, calibrations, review_cfg["uncertain_margin"], competitors)
+    results = classify(vectors, calibrations, review_cfg.uncertain_margin, competitors)
     assigned = {s: (names[a.key],) for s, a in zip(segments, results) if a.status == "assigned"}
     uncertain = {s: (names[a.key], a.similarity, a.threshold) for s, a in zip(segments, results)
                  if a.status == "uncertain"}
@@ -97,7 +101,8 @@ def code_with_codebook(segments: Sequence[int], vectors: np.ndarray, examples: M
 
 
 def code_with_learner(segments: Sequence[int], vectors: np.ndarray, positives: Mapping[str, Sequence[int]],
-                      negatives: Mapping[str, Sequence[int]], names: Mapping[str, str], review_cfg: Mapping[str, Any],
+                      negatives: Mapping[str, Sequence[int]], names: Mapping[str, str],
+                      review_cfg: ReviewSettings | Mapping[str, Any],
                       seed: int = 0) -> ApplyResult:
     """Code each of ``segments`` (rows of ``vectors``) with every confirmed theme whose learner accepts it.
 
@@ -108,10 +113,10 @@ def code_with_learner(segments: Sequence[int], vectors: np.ndarray, positives: M
     ``review.uncertain_margin`` below a theme's threshold and coded with nothing is reported uncertain,
     with its best theme.
     """
+    review_cfg = ReviewSettings.of(review_cfg)
     labels = {k: ThemeLabels(tuple(sorted(set(p))), tuple(sorted(set(negatives.get(k, ())) - set(p))))
               for k, p in positives.items() if len(p)}
-    learner = CodeLearner(C=float(review_cfg["learner_C"]),
-                          unlabelled_weight=float(review_cfg["learner_unlabelled_weight"]), seed=seed)
+    learner = CodeLearner(C=review_cfg.learner_C, unlabelled_weight=review_cfg.learner_unlabelled_weight, seed=seed)
     learner.fit(vectors, labels)
     proba = learner.predict_proba(vectors)
     thresholds = learner.thresholds_
@@ -120,7 +125,7 @@ def code_with_learner(segments: Sequence[int], vectors: np.ndarray, positives: M
         proba[list(labels[key].negative), j] = 0.0
     assigned: dict[int, tuple[str, ...]] = {}
     uncertain: dict[int, tuple[str, float, float]] = {}
-    margin = float(review_cfg["uncertain_margin"])
+    margin = review_cfg.uncertain_margin
     for row, seg in enumerate(segments):
         hits = [learner.themes_[j] for j in np.flatnonzero(proba[row] >= thresholds)]
         if hits:

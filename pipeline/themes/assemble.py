@@ -7,6 +7,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from pipeline.config import SecondPassSettings, StabilitySettings
 from pipeline.themes.cluster import OUTLIER, ThemeClusterer, finer_size
 from pipeline.themes.describe import ThemeDescription, centroids, nearest_themes
 from pipeline.themes.rank import ThemeScore, score_themes
@@ -72,11 +73,12 @@ class SecondPass:
     min_cluster_size: int
 
     @classmethod
-    def from_config(cls, cfg: Mapping) -> "SecondPass | None":
+    def from_config(cls, cfg: SecondPassSettings | Mapping) -> "SecondPass | None":
         """The rule of ``cluster.second_pass``; None when its size_divisor is null (no second pass)."""
-        if cfg["size_divisor"] is None:
+        cfg = SecondPassSettings.of(cfg)
+        if cfg.size_divisor is None:
             return None
-        return cls(float(cfg["size_divisor"]), int(cfg["min_cluster_size"]))
+        return cls(cfg.size_divisor, cfg.min_cluster_size)
 
     def size(self, first_pass_size: int) -> int:
         return finer_size(first_pass_size, self.size_divisor, self.min_cluster_size)
@@ -84,7 +86,8 @@ class SecondPass:
 
 def cluster_left_out(clusterer: ThemeClusterer, labels: np.ndarray, strengths: np.ndarray, rows: Sequence[int],
                      joined: Mapping[int, tuple[int, float]], rule: SecondPass | None,
-                     stability: Mapping) -> tuple[np.ndarray, np.ndarray, dict[int, tuple[float, int]], tuple[int, ...]]:
+                     stability: StabilitySettings | Mapping
+                     ) -> tuple[np.ndarray, np.ndarray, dict[int, tuple[float, int]], tuple[int, ...]]:
     """Cluster again the ``rows`` that are outliers in ``labels`` (of ``clusterer``'s reduced space) and
     did not join a theme, under ``rule``; ``stability`` is ``rank.stability`` of the config.
 
@@ -100,7 +103,8 @@ def cluster_left_out(clusterer: ThemeClusterer, labels: np.ndarray, strengths: n
     offset = int(max(labels.max(), OUTLIER)) + 1
     labels[left[found]] = again.labels_[found] + offset
     strengths[left[found]] = again.probabilities_[found]
-    scores = again.stability(stability["n_resamples"], stability["sample_fraction"], stability["found_again_jaccard"])
+    stability = StabilitySettings.of(stability)
+    scores = again.stability(stability.n_resamples, stability.sample_fraction, stability.found_again_jaccard)
     return labels, strengths, {t + offset: v for t, v in scores.items()}, tuple(sorted(t + offset for t in scores))
 
 

@@ -21,7 +21,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from pipeline.config import scaled
+from pipeline.config import ClusterSettings, scaled
 
 OUTLIER = -1
 #: Bump when ``ThemeClusterer.reduce`` changes its output for the same parameters (caches key on it).
@@ -58,30 +58,32 @@ class ThemeClusterer:
     random_state: int = 42
 
     @classmethod
-    def from_config(cls, cfg: Mapping, n_segments: int) -> "ThemeClusterer":
-        """Parameters for a corpus of ``n_segments``; refuses a corpus too small to cluster."""
-        if n_segments < cfg["min_segments"]:
+    def from_config(cls, cfg: ClusterSettings | Mapping, n_segments: int) -> "ThemeClusterer":
+        """Parameters for a corpus of ``n_segments`` from the ``cluster`` section (a mapping of it is checked
+        and completed from the defaults); refuses a corpus too small to cluster."""
+        cfg = ClusterSettings.of(cfg)
+        if n_segments < cfg.min_segments:
             raise CorpusTooSmallError(
-                f"only {n_segments} participant segments to cluster; at least {cfg['min_segments']} are "
+                f"only {n_segments} participant segments to cluster; at least {cfg.min_segments} are "
                 "needed to suggest themes (cluster.min_segments). Add transcripts or lower that setting."
             )
-        umap_cfg, hdb, split = cfg["umap"], cfg["hdbscan"], cfg["split_broad"]
-        size = max(2, scaled(hdb["min_cluster_size"], n_segments))
+        umap_cfg, hdb, split = cfg.umap, cfg.hdbscan, cfg.split_broad
+        size = max(2, scaled(hdb.min_cluster_size, n_segments))
         return cls(
-            n_neighbors=max(2, min(int(umap_cfg["n_neighbors"]), n_segments - 1)),
-            n_components=max(2, min(int(umap_cfg["n_components"]), n_segments - 2)),
-            min_dist=float(umap_cfg["min_dist"]),
-            metric=umap_cfg["metric"],
-            n_epochs=None if umap_cfg["n_epochs"] is None else int(umap_cfg["n_epochs"]),
-            exact_knn_max=int(umap_cfg["exact_knn_max"]),
+            n_neighbors=max(2, min(umap_cfg.n_neighbors, n_segments - 1)),
+            n_components=max(2, min(umap_cfg.n_components, n_segments - 2)),
+            min_dist=umap_cfg.min_dist,
+            metric=umap_cfg.metric,
+            n_epochs=umap_cfg.n_epochs,
+            exact_knn_max=umap_cfg.exact_knn_max,
             min_cluster_size=size,
-            min_samples=None if hdb["min_samples"] is None else max(1, scaled(hdb["min_samples"], n_segments)),
-            cluster_selection_method=hdb["cluster_selection_method"],
-            cluster_selection_epsilon=float(hdb["cluster_selection_epsilon"]),
-            split_min_size=None if split["size_factor"] is None else round(float(split["size_factor"]) * size),
-            split_min_cluster_size=finer_size(size, split["size_divisor"], split["min_cluster_size"]),
-            split_max_similarity=float(split["max_similarity"]),
-            random_state=int(cfg["seed"]),
+            min_samples=None if hdb.min_samples is None else max(1, scaled(hdb.min_samples, n_segments)),
+            cluster_selection_method=hdb.cluster_selection_method,
+            cluster_selection_epsilon=hdb.cluster_selection_epsilon,
+            split_min_size=None if split.size_factor is None else round(split.size_factor * size),
+            split_min_cluster_size=finer_size(size, split.size_divisor, split.min_cluster_size),
+            split_max_similarity=split.max_similarity,
+            random_state=cfg.seed,
         )
 
     def fit(self, X: np.ndarray, reduced: np.ndarray | None = None) -> "ThemeClusterer":

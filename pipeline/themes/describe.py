@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 
+from pipeline.config import DescribeSettings
 from pipeline.themes.cluster import OUTLIER
 
 _TOKEN_PATTERN = r"(?u)\b[^\W\d_][^\W\d_]+\b"
@@ -123,11 +124,12 @@ class ThemeDescriber:
     phrase_encoder: Callable[[Sequence[str]], np.ndarray] | None = field(default=None, repr=False)
 
     @classmethod
-    def from_config(cls, cfg: dict, phrase_encoder: Callable[[Sequence[str]], np.ndarray] | None = None
-                    ) -> "ThemeDescriber":
-        return cls(cfg["n_keywords"], tuple(cfg["ngram_range"]), tuple(cfg["domain_stopwords"]),
-                   cfg["keyphrase_candidates"], cfg["label_keyphrases"], cfg["n_quotes"], cfg["quote_min_words"],
-                   phrase_encoder)
+    def from_config(cls, cfg: DescribeSettings | Mapping,
+                    phrase_encoder: Callable[[Sequence[str]], np.ndarray] | None = None) -> "ThemeDescriber":
+        """From the ``describe`` section (a mapping of it is checked and completed from the defaults)."""
+        cfg = DescribeSettings.of(cfg)
+        return cls(cfg.n_keywords, cfg.ngram_range, cfg.domain_stopwords, cfg.keyphrase_candidates,
+                   cfg.label_keyphrases, cfg.n_quotes, cfg.quote_min_words, phrase_encoder)
 
     def describe(self, texts: Sequence[str], labels: np.ndarray, vectors: np.ndarray,
                  cases: Sequence[str | None], strengths: np.ndarray) -> list[ThemeDescription]:

@@ -17,6 +17,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from pipeline.config import JoinOutliersSettings
 from pipeline.themes.cluster import OUTLIER
 
 ASSIGNED, UNCERTAIN, NONE = "assigned", "uncertain", "none"
@@ -147,11 +148,12 @@ class JoinRule:
     uncertain_margin: float
 
     @classmethod
-    def from_config(cls, cfg: Mapping) -> "JoinRule | None":
+    def from_config(cls, cfg: JoinOutliersSettings | Mapping) -> "JoinRule | None":
         """The rule of ``cluster.join_outliers``; None when its percentile is null (nothing joins)."""
-        if cfg["percentile"] is None:
+        cfg = JoinOutliersSettings.of(cfg)
+        if cfg.percentile is None:
             return None
-        return cls(float(cfg["percentile"]), float(cfg["min_similarity"]), float(cfg["uncertain_margin"]))
+        return cls(cfg.percentile, cfg.min_similarity, cfg.uncertain_margin)
 
 
 def join_outliers(vectors: np.ndarray, labels: np.ndarray, rows: Sequence[int], themes: Sequence[int],
