@@ -32,7 +32,7 @@ from pipeline.config import ReviewSettings
 from pipeline.exchange.codebook_export import CodebookEntry
 from pipeline.exchange.decision_log import read_decision_csv, write_decision_csv
 from pipeline.learn import codebook as cb
-from pipeline.learn.apply import ApplyResult, HonourInputs, code_with_codebook, code_with_learner
+from pipeline.learn.apply import ApplyResult, HonourInputs, code_with_codebook, code_with_learner, decision_labels
 from pipeline.learn.codebook import DecisionError
 from pipeline.learn.honour import FIXED_NONE, RunTheme, diff_runs
 from pipeline.themes.split import propose_split
@@ -591,12 +591,8 @@ def apply_codebook(store: Store, study: str, review_cfg: ReviewSettings | Mappin
         competing = {k: segment_vectors(store, view, v) for k, v in others.items()}
         result = code_with_codebook(segs, vectors, examples, names, competing, review_cfg)
     else:
-        row = {s: i for i, s in enumerate(segs)}
-        rejected = [row[s] for t in view.state.rejected() for s in t.members if s in row]
-        moved_out = {t.key: [row[s] for s, k in view.base.items()
-                             if k == t.key and s in row and view.partition.get(s) != t.key] for t in confirmed}
-        positives = {t.key: [row[s] for s in view.members(t.key) if s in row] for t in confirmed}
-        negatives = {k: moved_out[k] + rejected for k in positives}
+        positives, negatives = decision_labels(segs, view.base, view.partition, list(names),
+                                               [s for t in view.state.rejected() for s in t.members])
         result = code_with_learner(segs, vectors, positives, negatives, names, review_cfg)
     digest = view.entries[-1].uid if view.entries else "-"
     with store.transaction() as session:

@@ -100,6 +100,23 @@ def code_with_codebook(segments: Sequence[int], vectors: np.ndarray, examples: M
     return ApplyResult(APPLY_CODER, len(segments), assigned, uncertain, len(examples))
 
 
+def decision_labels(segments: Sequence[int], base: Mapping[int, str | None], partition: Mapping[int, str | None],
+                    confirmed: Sequence[str], rejected_members: Sequence[int]
+                    ) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    """What the decision log says for and against each confirmed theme, as rows of ``segments``.
+
+    ``base``: the run's membership (segment -> theme key); ``partition``: the membership after the log;
+    for: the theme's members now; against: the members the run gave it that a coder moved elsewhere,
+    and every member of a rejected theme (``rejected_members``).
+    """
+    row = {s: i for i, s in enumerate(segments)}
+    rejected = [row[s] for s in rejected_members if s in row]
+    positives = {k: [row[s] for s, now in partition.items() if now == k and s in row] for k in confirmed}
+    moved_out = {k: [row[s] for s, was in base.items() if was == k and s in row and partition.get(s) != k]
+                 for k in confirmed}
+    return positives, {k: moved_out[k] + rejected for k in confirmed}
+
+
 def code_with_learner(segments: Sequence[int], vectors: np.ndarray, positives: Mapping[str, Sequence[int]],
                       negatives: Mapping[str, Sequence[int]], names: Mapping[str, str],
                       review_cfg: ReviewSettings | Mapping[str, Any],
