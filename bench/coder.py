@@ -236,4 +236,4 @@ def simulate(preset: str, config: dict, budgets: tuple[int, ...] = BUDGETS,
             "n_themes_per_seed": [r["n_themes_suggested"] for r in runs],
             "rules": {"min_purity": MIN_PURITY, "moves_per_theme": MOVES_PER_THEME, "quotes_seen": QUOTES_SEEN},
             "seconds": round(sum(r["seconds"] for r in runs), 1), "points": points,
-            "embed_backend": config["embed"]["backend"]}
+            "embed_backend": config["embed"]["backend"], "apply_rule": config["review"]["learner"]}

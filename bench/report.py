@@ -116,7 +116,8 @@ def current(data: list[dict]) -> list[str]:
                      f"random labels; ceiling {r['ceiling']:.3f}): {cells}")
     for r in _latest(data, "review"):
         points = ", ".join(f"k={p['k']}: {_fmt(p['mean_kappa'])}" for p in r["points"])
-        lines.append(f"- Simulated review, {r['dataset']}: mean kappa on untouched segments {points}")
+        rule = r.get("apply_rule", "centroid")  # results made before the learner record no rule
+        lines.append(f"- Simulated review, {r['dataset']}, apply's {rule} rule: mean kappa on untouched segments {points}")
     return lines
 
 
