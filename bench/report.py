@@ -103,7 +103,7 @@ def current(data: list[dict]) -> list[str]:
         auto = next((name for name, row in r["recipes"].items() if row["auto_here"] and not row["fp32_layers"]), None)
         if auto:
             row = r["recipes"][auto]
-            lines.append(f"- int8 on {r['cpu']['summary']}: `{auto}` (auto here) mean cosine to fp32 "
+            lines.append(f"- int8 on {r['cpu']['summary']}{_emulated(r)}: `{auto}` (auto here) mean cosine to fp32 "
                          f"{row['comments']['mean']:.4f} on NHS FFT comments, {row['check']['mean']:.4f} on the check "
                          f"sentences: {'used' if row['passes_check'] else 'refused'}")
     for r in _latest(data, "flow-speed"):
@@ -119,6 +119,11 @@ def current(data: list[dict]) -> list[str]:
         rule = r.get("apply_rule", "centroid")  # results made before the learner record no rule
         lines.append(f"- Simulated review, {r['dataset']}, apply's {rule} rule: mean kappa on untouched segments {points}")
     return lines
+
+
+def _emulated(r: dict) -> str:
+    """Said of a result measured under an emulated CPU (the kernels real, the timings meaningless)."""
+    return ", emulated by `qemu-x86_64 -cpu Haswell`" if "--emulated" in r.get("command", "") else ""
 
 
 def _vectors_of(r: dict) -> str:
@@ -298,7 +303,7 @@ def embed_section(r: dict) -> list[str]:
 
 def closeness_section(r: dict) -> list[str]:
     cpu = r["cpu"]
-    lines = [f"## int8 vectors against fp32 on {cpu['summary']}", "", f"- {r['description']}",
+    lines = [f"## int8 vectors against fp32 on {cpu['summary']}{_emulated(r)}", "", f"- {r['description']}",
              f"- CPU flags: {', '.join(cpu['flags']) or 'none known'}; `int8_weights: auto` takes **{cpu['auto_weights']}** here",
              "", "| recipe | comments: mean cosine | comments: 5th percentile | comments: least | check sentences: mean | "
              "passes the bar | auto here |", "|---|---:|---:|---:|---:|---|---|"]
