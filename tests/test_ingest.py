@@ -356,6 +356,32 @@ def test_utf16_with_bom(tmp_path, ingester, encoding, bom):
                                ("P13", "Le caf\u00e9 est tr\u00e8s bon \u2013 merci.")]
 
 
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_bom_is_read_from_its_bytes(tmp_path, ingester, encoding):
+    text = "Interviewer: How was it?\nP14: The caf\u00e9 was fine, the wait was long.\n"
+    path = tmp_path / f"P14-{encoding}.txt"
+    path.write_bytes(text.encode(encoding))
+    doc = ingester.read(path)
+    assert turn_texts(doc) == [("Interviewer", "How was it?"), ("P14", "The caf\u00e9 was fine, the wait was long.")]
+    assert doc.warnings == (f"no byte-order mark; read as {encoding.upper()} from its bytes",)
+
+
+def test_broken_utf16_is_skipped_by_name_and_the_rest_goes_on(tmp_path, ingester):
+    """A UTF-16 file cut mid-character (odd byte count) or holding a lone surrogate is skipped with where
+    it breaks; no byte of its text reaches the reason, and the other files are read."""
+    secret = "P15: My neighbour Mrs Example told me about the clinic."
+    (tmp_path / "truncated.txt").write_bytes(b"\xff\xfe" + secret.encode("utf-16-le")[:-1])
+    (tmp_path / "surrogate.txt").write_bytes(b"\xff\xfe" + secret.encode("utf-16-le") + b"\x00\xd8A\x00")
+    (tmp_path / "good.txt").write_text("Interviewer: And then?\nP16: Then it got better.\n", encoding="utf-8")
+    result = ingester.collect([tmp_path])
+    assert [d.name for d in result.documents] == ["good.txt"]
+    reasons = {Path(s.path).name: s.reason for s in result.skipped}
+    assert set(reasons) == {"truncated.txt", "surrogate.txt"}
+    for reason in reasons.values():
+        assert reason.startswith("broken UTF-16 (") and "re-save" in reason
+        assert "neighbour" not in reason and "Example" not in reason
+
+
 def test_docx_two_column_table(tmp_path, ingester, segmenter):
     import docx
 

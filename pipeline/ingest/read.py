@@ -358,10 +358,37 @@ def _sha256_of(path: Path) -> str | None:
         return None  # read() reports it
 
 
+def _utf16_without_bom(head: bytes) -> str | None:
+    """``utf-16-le`` / ``utf-16-be`` when ``head`` looks like UTF-16 text without a byte-order mark (most
+    characters of a transcript are ASCII: one byte of each pair is zero, always the same one), else None."""
+    pairs = len(head) // 2
+    if pairs < 2:
+        return None
+    odd_zero = sum(1 for b in head[1:2 * pairs:2] if b == 0) / pairs
+    even_zero = sum(1 for b in head[0:2 * pairs:2] if b == 0) / pairs
+    if odd_zero >= 0.6 and even_zero <= 0.05:
+        return "utf-16-le"
+    if even_zero >= 0.6 and odd_zero <= 0.05:
+        return "utf-16-be"
+    return None
+
+
+def _decode_utf16(raw: bytes, encoding: str, path: str | Path) -> str:
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as exc:  # truncated, or a lone surrogate: say where, never what
+        raise IngestError(path, f"broken UTF-16 ({exc.reason} at byte {exc.start} of {len(raw)}); "
+                                "re-save the file as UTF-8 or UTF-16") from None
+
+
 def decode(raw: bytes, path: str | Path, warnings: list[str]) -> str:
-    """Bytes to text: UTF-8 (with or without BOM), UTF-16 with BOM, else cp1252 with a warning."""
+    """Bytes to text: UTF-8 (with or without BOM), UTF-16 (with a BOM, or without one where the bytes
+    show it), else cp1252 with a warning. Broken UTF-16 is refused with where it breaks."""
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        text = raw.decode("utf-16")
+        text = _decode_utf16(raw, "utf-16", path)
+    elif (utf16 := _utf16_without_bom(raw[:8192])) is not None:
+        text = _decode_utf16(raw, utf16, path)
+        warnings.append(f"no byte-order mark; read as {utf16.upper()} from its bytes")
     else:
         if b"\x00" in raw[:8192]:
             raise IngestError(path, "binary file, not text")
@@ -370,8 +397,8 @@ def decode(raw: bytes, path: str | Path, warnings: list[str]) -> str:
         except UnicodeDecodeError:
             try:
                 text = raw.decode("cp1252")
-            except UnicodeDecodeError as exc:
-                raise IngestError(path, "unknown text encoding (neither UTF-8 nor Windows-1252)") from exc
+            except UnicodeDecodeError:
+                raise IngestError(path, "unknown text encoding (neither UTF-8 nor Windows-1252)") from None
             warnings.append("not valid UTF-8; read as Windows-1252 (cp1252): check accented characters")
     text = normalise_newlines(text)
     if not text.strip():
