@@ -18,7 +18,7 @@ import flows  # noqa: F401  (Prefect settings before Prefect is imported)
 from flows.options import OptionError, config_from_args
 from models.export import suggestion_export, theme_summaries
 from models.migrate import StoreUpgradeError
-from models.store import Store, StudyNotFoundError, workspace_dir
+from models.store import Store, StudyNotFoundError, study_dir
 from pipeline.config import ConfigError, settings
 from pipeline.embed.encoder import ModelNotFoundError
 from pipeline.embed.onnx_export import OnnxExportError
@@ -193,7 +193,7 @@ def cmd_export_suggestions(args: argparse.Namespace) -> int:
     with store.sessions() as session:
         run = _run(store, session, args.study, args.run)
         export = suggestion_export(session, run)
-    output = args.output or workspace_dir(cfg.store) / args.study / f"suggestions-run{export['run_id']}.{args.format}"
+    output = args.output or study_dir(cfg.store, args.study) / f"suggestions-run{export['run_id']}.{args.format}"
     write_suggestions(export, output, args.format)
     print(f"wrote {len(export['themes'])} themes and {len(export['outliers'])} outliers to {output}")
     return 0

@@ -37,7 +37,7 @@ from models.codings import (
     stored_codings,
     study_sources,
 )
-from models.store import Store, StudyNotFoundError, workspace_dir
+from models.store import Store, StudyNotFoundError, study_dir
 from pipeline.compare.agreement import map_selections
 from pipeline.compare.compare import MACHINE, compare_study, summary_lines
 from flows.options import checked
@@ -56,7 +56,7 @@ def _slug(text: str) -> str:
 
 
 def study_folder(config: dict, study: str) -> Path:
-    return workspace_dir(config["store"]) / study
+    return study_dir(config["store"], study)
 
 
 # ---------------------------------------------------------------------------------------------

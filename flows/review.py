@@ -12,7 +12,7 @@ import webbrowser
 from pathlib import Path
 
 from flows.options import checked
-from models.store import Store, workspace_dir
+from models.store import Store, study_dir
 from pipeline.config import ReviewSettings, Settings, load_config, settings
 
 
@@ -156,7 +156,7 @@ def cmd_codebook(args: argparse.Namespace) -> int:
     with store.sessions() as session:
         entries = confirmed_codebook(session, args.study, args.coder)
     if args.format == "qdc":
-        path = args.output or workspace_dir(cfg.store) / args.study / "codebook.qdc"
+        path = args.output or study_dir(cfg.store, args.study) / "codebook.qdc"
         path.parent.mkdir(parents=True, exist_ok=True)
         write_codebook(entries, path, "qdc", args.study)
         print(f"wrote {len(entries)} codes to {path}")

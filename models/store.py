@@ -37,6 +37,19 @@ def workspace_dir(store_cfg: StoreSettings | Mapping) -> Path:
     return Path(os.environ.get("THEMESIFT_HOME") or StoreSettings.of(store_cfg).workspace).expanduser().resolve()
 
 
+def study_dir(store_cfg: StoreSettings | Mapping, study: str) -> Path:
+    """The study's folder for exports and reports, always inside the workspace: a name that is not a
+    plain folder name (``../x``, ``a/b``, ``.hidden``) is mapped to one, with a hash of the name so two
+    such studies never share a folder."""
+    import hashlib
+    import re
+
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", study).strip(".-")[:80]
+    if safe != study or not safe:
+        safe = f"{safe or 'study'}-{hashlib.sha256(study.encode('utf-8')).hexdigest()[:8]}"
+    return workspace_dir(store_cfg) / safe
+
+
 def database_url(store_cfg: StoreSettings | Mapping) -> str:
     store_cfg = StoreSettings.of(store_cfg)
     return store_cfg.url or f"sqlite:///{workspace_dir(store_cfg) / 'themesift.db'}"

@@ -287,3 +287,19 @@ def test_a_failed_upgrade_leaves_the_database_as_it_was(store_url):
     with engine.connect() as conn:
         assert [tuple(r) for r in conn.execute(text(hints))] == before
     engine.dispose()
+
+
+def test_study_names_become_folders_inside_the_workspace(tmp_path, monkeypatch):
+    """A study name is text, not a path: exports, reports and codebooks land in a folder inside the
+    workspace whatever the name, and two unsafe names never share one."""
+    from models.store import study_dir
+
+    monkeypatch.setenv("THEMESIFT_HOME", str(tmp_path / "ws"))
+    workspace = (tmp_path / "ws").resolve()
+    assert study_dir({}, "ipt-example") == workspace / "ipt-example"  # a plain name stays as it is
+    hostile = ["../../escaped", "/etc", "a/b", "..", ".hidden", "C:\\temp", "", "caf\u00e9 study"]
+    folders = [study_dir({}, name) for name in hostile]
+    for name, folder in zip(hostile, folders):
+        assert folder.parent == workspace and folder.name not in ("", ".", ".."), (name, folder)
+        assert not folder.name.startswith("."), (name, folder)
+    assert len(set(folders)) == len(hostile)
