@@ -79,42 +79,42 @@ largest first).
 
 
 
-def _latest(data: list[dict], kind: str) -> list[dict]:
+def _of_kind(data: list[dict], kind: str) -> list[dict]:
     return [r for r in data if r.get("kind") == kind]
 
 
 def current(data: list[dict]) -> list[str]:
     """The page's opening: where each headline figure stands now, one line each, from the results."""
     lines = ["## Current figures", ""]
-    quality = [r for r in _latest(data, "quality") if "bertopic" in r["methods"] and not r.get("config_file")
+    quality = [r for r in _of_kind(data, "quality") if "bertopic" in r["methods"] and not r.get("config_file")
                and "(" not in r["dataset"]]
     if quality:
         lines += ["Themesift against BERTopic's defaults on the same vectors (the model's fp32 vectors through "
                   "ONNX Runtime, the default path), mean over five UMAP seeds; in brackets Themesift minus "
-                  "BERTopic, mean ± standard error over the seeds:", ""] + verdicts(quality)[4:] + [""]
-    for r in _latest(data, "embed-speed"):
+                  "BERTopic, mean ± standard error over the seeds:", ""] + verdict_table(quality) + [""]
+    for r in _of_kind(data, "embed-speed"):
         m = r.get("machine", {})
         cells = [f"{name.split(',')[0]} **{o['vs_best_sentence_transformers']:.2f}x** (cosine {o['mean_cosine']:.4f})"
                  for name, o in r["onnx"].items()]
         vnni = {True: "VNNI", False: "no VNNI"}.get(m.get("exact_int8_dot"), "CPU flags not recorded")
         lines.append(f"- Embedding speed against the fastest sentence-transformers batch size, {m.get('cpu')} "
                      f"({vnni}; {r.get('date')}): " + "; ".join(cells))
-    for r in _latest(data, "int8-closeness"):
+    for r in _of_kind(data, "int8-closeness"):
         auto = next((name for name, row in r["recipes"].items() if row["auto_here"] and not row["fp32_layers"]), None)
         if auto:
             row = r["recipes"][auto]
             lines.append(f"- int8 on {r['cpu']['summary']}{_emulated(r)}: `{auto}` (auto here) mean cosine to fp32 "
                          f"{row['comments']['mean']:.4f} on NHS FFT comments, {row['check']['mean']:.4f} on the check "
                          f"sentences: {'used' if row['passes_check'] else 'refused'}")
-    for r in _latest(data, "flow-speed"):
+    for r in _of_kind(data, "flow-speed"):
         ratios = "; ".join(f"{k} **{v}**" for k, v in r.get("ratios", {}).items())
         lines.append(f"- Whole flow on the NHS FFT comments ({_vectors_of(r)}): {ratios}")
-    for r in _latest(data, "learn"):
+    for r in _of_kind(data, "learn"):
         cells = ", ".join(f"{p['budget']}: {max(p['review'], p['review_teach']):.3f} vs {p['random_labels']:.3f}"
                           for p in r["points"])
         lines.append(f"- What decisions teach the learner, {r['dataset']} (kappa after N decisions, best arm vs "
                      f"random labels; ceiling {r['ceiling']:.3f}): {cells}")
-    for r in _latest(data, "review"):
+    for r in _of_kind(data, "review"):
         points = ", ".join(f"k={p['k']}: {_fmt(p['mean_kappa'])}" for p in r["points"])
         rule = r.get("apply_rule", "centroid")  # results made before the learner record no rule
         lines.append(f"- Simulated review, {r['dataset']}, apply's {rule} rule: mean kappa on untouched segments {points}")
@@ -226,11 +226,16 @@ def _mean_se(values: list[float]) -> tuple[float, float]:
 
 
 def verdicts(quality: list[dict]) -> list[str]:
+    """How to read the gaps, then :func:`verdict_table`."""
+    return ["In brackets: Themesift minus BERTopic seed by seed, mean ± standard error over the seeds; a gap",
+            "smaller than about twice its standard error could be seed noise. Rows marked \"(config ...)\" ran",
+            "with that study config instead of the defaults (the findings say why it is not the default).", "",
+            *verdict_table(quality)]
+
+
+def verdict_table(quality: list[dict]) -> list[str]:
     """One row per corpus: each figure as Themesift vs BERTopic, and whether Themesift is ahead."""
-    lines = ["In brackets: Themesift minus BERTopic seed by seed, mean ± standard error over the seeds; a gap",
-             "smaller than about twice its standard error could be seed noise. Rows marked \"(config ...)\" ran",
-             "with that study config instead of the defaults (the findings say why it is not the default).", "",
-             "| corpus | mean best-match F1, Themesift vs BERTopic | top-10 precision, Themesift vs BERTopic |",
+    lines = ["| corpus | mean best-match F1, Themesift vs BERTopic | top-10 precision, Themesift vs BERTopic |",
              "|---|---|---|"]
     for r in sorted(quality, key=held_out):
         m = r["methods"]

@@ -7,7 +7,9 @@ done by a run that later fails is still reused.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import socket
 import time
 from contextlib import contextmanager
@@ -41,9 +43,6 @@ def study_dir(store_cfg: StoreSettings | Mapping, study: str) -> Path:
     """The study's folder for exports and reports, always inside the workspace: a name that is not a
     plain folder name (``../x``, ``a/b``, ``.hidden``) is mapped to one, with a hash of the name so two
     such studies never share a folder."""
-    import hashlib
-    import re
-
     safe = re.sub(r"[^A-Za-z0-9._-]+", "-", study).strip(".-")[:80]
     if safe != study or not safe:
         safe = f"{safe or 'study'}-{hashlib.sha256(study.encode('utf-8')).hexdigest()[:8]}"

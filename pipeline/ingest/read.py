@@ -384,14 +384,16 @@ def _decode_utf16(raw: bytes, encoding: str, path: str | Path) -> str:
 def decode(raw: bytes, path: str | Path, warnings: list[str]) -> str:
     """Bytes to text: UTF-8 (with or without BOM), UTF-16 (with a BOM, or without one where the bytes
     show it), else cp1252 with a warning. Broken UTF-16 is refused with where it breaks."""
+    head = raw[:8192]
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         text = _decode_utf16(raw, "utf-16", path)
-    elif (utf16 := _utf16_without_bom(raw[:8192])) is not None:
+    elif b"\x00" in head:  # UTF-16 without a byte-order mark, or binary
+        utf16 = _utf16_without_bom(head)
+        if utf16 is None:
+            raise IngestError(path, "binary file, not text")
         text = _decode_utf16(raw, utf16, path)
         warnings.append(f"no byte-order mark; read as {utf16.upper()} from its bytes")
     else:
-        if b"\x00" in raw[:8192]:
-            raise IngestError(path, "binary file, not text")
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError:
