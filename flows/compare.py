@@ -467,6 +467,25 @@ def cmd_export_qdpx(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_codings(args: argparse.Namespace) -> int:
+    from models.codings import coding_rows
+    from pipeline.exchange.codings import write_coding_table
+
+    config = load_config(args.config)
+    store = Store.from_config(config["store"])
+    with store.sessions() as session:
+        rows = coding_rows(session, args.study, args.coder)
+    if not rows:
+        return _fail(f"study '{args.study}' has no stored codings" + (f" by '{args.coder}'" if args.coder else "")
+                     + "; import some (themesift import codings) or code with themesift apply")
+    suffix = f"-{_slug(args.coder)}" if args.coder else ""
+    output = args.output or study_folder(config, args.study) / f"codings{suffix}.{args.format}"
+    write_coding_table(rows, output, args.format)
+    coders = sorted({r["coder"] for r in rows})
+    print(f"wrote {len(rows)} codings of {len(coders)} coder(s) ({', '.join(coders)}) to {output}")
+    return 0
+
+
 def _export_subparsers(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
     """The ``export`` command's own subcommands (created here when the CLI has no export yet)."""
     export = sub.choices.get("export")
@@ -525,6 +544,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--run", type=int, help="a run id instead of the latest")
     e.add_argument("-o", "--output", type=Path, help="file to write (default: in the study's folder)")
     e.set_defaults(handler=cmd_export_qdpx)
+
+    e = _export_subparsers(sub).add_parser(
+        "codings", help="every stored coding, several codes per segment, with where each came from and the "
+                        "machine's probability")
+    _common(e)
+    e.add_argument("--coder", help="one coder only (default: every coder)")
+    e.add_argument("--format", choices=("csv", "json"), default="csv")
+    e.add_argument("-o", "--output", type=Path, help="file to write (default: in the study's folder)")
+    e.set_defaults(handler=cmd_export_codings)
 
 
 __all__ = ["add_commands", "compare_flow", "import_codings_flow", "build_study_matrix", "export_study_qdpx",

@@ -189,15 +189,21 @@ def cmd_apply(args: argparse.Namespace) -> int:
     except DecisionError as exc:
         print(f"themesift: {exc}", file=sys.stderr)
         return 1
+    several = sum(1 for names in result.assigned.values() if len(names) > 1)
     print(f"Coded {len(result.assigned)} of {result.n_segments} segments of study '{args.study}' with "
-          f"{result.themes} confirmed themes; {len(result.uncertain)} uncertain ones were left uncoded for review.")
-    counts: dict[str, int] = {}
-    for names in result.assigned.values():
-        for name in names:
-            counts[name] = counts.get(name, 0) + 1
-    for name, n in sorted(counts.items(), key=lambda kv: -kv[1]):
-        print(f"  {n:>5}  {name}")
-    print(f"Stored as the coding of '{result.coder}' (compare it with the coders' codings).")
+          f"{result.themes} confirmed themes ({several} with several codes); {len(result.uncertain)} uncertain "
+          "ones were left uncoded for review.")
+    counts: dict[str, list[int]] = {}
+    for links in result.links.values():
+        for name, (via, _) in links.items():
+            counts.setdefault(name, [0, 0])[via != "coder"] += 1
+    print("  coded  by coders  by the machine  theme")
+    for name, (by_coder, by_machine) in sorted(counts.items(), key=lambda kv: -sum(kv[1])):
+        threshold = result.thresholds.get(name)
+        print(f"  {by_coder + by_machine:>5}  {by_coder:>9}  {by_machine:>14}  {name}"
+              + (f"  (threshold {threshold:.2f})" if threshold is not None else ""))
+    print(f"Stored as the coding of '{result.coder}' with each code's probability "
+          f"(themesift export codings; compare it with the coders' codings: themesift compare).")
     return 0
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Mapping
 
-from sqlalchemy import DateTime, ForeignKey, String, Text, UniqueConstraint, delete, select
+from sqlalchemy import DateTime, Float, ForeignKey, String, Text, UniqueConstraint, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from models.records import Base, Membership, Run, Segment, Source, Study, Theme, utcnow
@@ -37,7 +37,11 @@ class Coder(Base):
 
 
 class Coding(Base):
-    """``coder`` put ``code`` on ``segment`` in ``study``; ``origin`` is the file it was imported from."""
+    """``coder`` put ``code`` on ``segment`` in ``study``; ``origin`` is the file it was imported from.
+
+    ``via``: where the link came from: ``imported`` (a coder's file; also every row stored before this
+    column existed, where it is null), ``coder`` (a decision in the review, carried into the machine's
+    coding) or ``learner`` (the machine's own, with its ``probability``)."""
 
     __tablename__ = "coding"
     __table_args__ = (UniqueConstraint("study_id", "coder_id", "segment_id", "code"),)
@@ -49,6 +53,8 @@ class Coding(Base):
     code: Mapped[str] = mapped_column(String(300))
     origin: Mapped[str] = mapped_column(Text)
     imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    via: Mapped[str | None] = mapped_column(String(20))
+    probability: Mapped[float | None] = mapped_column(Float)
 
     coder: Mapped[Coder] = relationship()
     segment: Mapped[Segment] = relationship()
@@ -75,9 +81,13 @@ def replace_codings(
     codings: Mapping[str, Mapping[int, Iterable[str]]],
     origin: str,
     kind: str = HUMAN,
+    links: Mapping[int, Mapping[str, tuple[str, float | None]]] | None = None,
 ) -> dict[str, int]:
     """Store ``coder -> segment id -> codes``, replacing each named coder's earlier import for the
-    study. Run inside one transaction (``Store.transaction()``). Returns codings stored per coder."""
+    study. Run inside one transaction (``Store.transaction()``). ``links``: segment id -> code ->
+    (via, probability) where known (``themesift apply``); otherwise ``imported``. Returns codings
+    stored per coder."""
+    links = links or {}
     study_row = _study_row(session, study)
     counts: dict[str, int] = {}
     for name, by_segment in codings.items():
@@ -89,8 +99,9 @@ def replace_codings(
         session.execute(delete(Coding).where(Coding.study_id == study_row.id, Coding.coder_id == coder.id))
         rows = [
             {"study_id": study_row.id, "coder_id": coder.id, "segment_id": int(seg), "code": code,
-             "origin": origin, "imported_at": utcnow()}
+             "origin": origin, "imported_at": utcnow(), "via": via, "probability": probability}
             for seg, codes in sorted(by_segment.items()) for code in sorted(set(codes))
+            for via, probability in [links.get(seg, {}).get(code, ("imported", None))]
         ]
         if rows:
             session.execute(Coding.__table__.insert(), rows)
@@ -129,6 +140,22 @@ def stored_codings(session: Session, study: str) -> tuple[dict[str, dict[int, fr
         meta["n"] += 1
     coders = [StoredCoder(n, m["kind"], m["origin"], m["imported_at"], m["n"]) for n, m in info.items()]
     return ({n: {s: frozenset(c) for s, c in by.items()} for n, by in codings.items()}, coders)
+
+
+def coding_rows(session: Session, study: str, coder: str | None = None) -> list[dict]:
+    """Every stored coding of the study (or of one coder), one row per (segment, code), in the columns of
+    the coding CSV (``pipeline.exchange.codings.CSV_COLUMNS``) plus ``via`` and ``probability``."""
+    study_row = _study_row(session, study)
+    q = (select(Coder.name, Coder.kind, Coding.code, Coding.via, Coding.probability, Source.name, Segment.case,
+                Segment.start, Segment.end, Segment.text)
+         .join(Coder, Coder.id == Coding.coder_id).join(Segment, Segment.id == Coding.segment_id)
+         .join(Source, Source.id == Segment.source_id).where(Coding.study_id == study_row.id)
+         .order_by(Coder.name, Source.name, Segment.start, Coding.code))
+    if coder is not None:
+        q = q.where(Coder.name == coder)
+    return [{"source": source, "case": case, "start": start, "end": end, "text": text, "code": code,
+             "coder": name, "kind": kind, "via": via or "imported", "probability": probability}
+            for name, kind, code, via, probability, source, case, start, end, text in session.execute(q)]
 
 
 def study_sources(session: Session, study: str, source_ids: Iterable[int] | None = None) -> list[StudySource]:

@@ -67,7 +67,8 @@ class StudyView:
     segments: dict[int, SegmentRow]                # every segment of the study
     entries: list[cb.Entry]
     state: cb.CodebookState
-    partition: dict[int, str | None] = field(default_factory=dict)
+    partition: dict[int, str | None] = field(default_factory=dict)  # segment -> its place (one theme)
+    codes: dict[int, tuple[str, ...]] = field(default_factory=dict)  # segment -> every theme it carries
 
     def joined(self, segment: int) -> float | None:
         """The similarity with which ``segment`` joined its run theme from the outlier queue; None when
@@ -76,9 +77,11 @@ class StudyView:
 
     def __post_init__(self) -> None:
         self.partition = self.state.partition(self.base, self.base_keys)
+        self.codes = self.state.codes(self.base, self.base_keys)
         self._members: dict[str | None, list[int]] = {}
-        for seg, key in sorted(self.partition.items()):
-            self._members.setdefault(key, []).append(seg)
+        for seg, keys in sorted(self.codes.items()):
+            for key in keys or (None,):
+                self._members.setdefault(key, []).append(seg)
         self.total_cases = len({self.segments[s].case for s in self.base if s in self.segments
                                 and self.segments[s].case})
 
@@ -90,10 +93,11 @@ class StudyView:
         return seg in self.segments
 
     def members(self, key: str) -> list[int]:
+        """Every segment carrying ``key`` (its place, or a code given beside another)."""
         return list(self._members.get(key, ()))
 
     def outliers(self) -> list[int]:
-        """The outlier queue: the run's segments in no theme now."""
+        """The outlier queue: the run's segments carrying no theme now."""
         return [s for s in self._members.get(None, ()) if s in self.base]
 
     def status(self, key: str) -> str | None:
@@ -127,7 +131,7 @@ class StudyView:
     def quote_ids(self, key: str) -> list[int]:
         """Up to four segments that show a theme: the run's quotes still in it, then its strongest members."""
         theme = self.themes.get(key)
-        quotes = [q for q in (theme.quotes if theme is not None else []) if self.partition.get(q) == key]
+        quotes = [q for q in (theme.quotes if theme is not None else []) if key in self.codes.get(q, ())]
         quotes += [m for m in sorted(self.members_shown(key), key=lambda s: -self.strength.get(s, 0.0))
                    if m not in quotes]
         return quotes[:4]
@@ -274,6 +278,29 @@ def build_entry(view: StudyView, intent: Mapping[str, Any], coder: str, store: S
         before = {"from": {str(s): view.partition.get(s) for s in segs}}
         after = {"segment_ids": segs, "to": to}
         key = key or to or next((view.partition.get(s) for s in segs if view.partition.get(s)), None)
+    elif action in (cb.CODE, cb.UNCODE):
+        segs = _seg_ids(intent.get("segment_ids"))
+        field_name = "to" if action == cb.CODE else "from"
+        target = _text(intent, field_name) or key
+        before = {"codes": {str(s): list(view.codes.get(s, ())) for s in segs}}
+        after = {"segment_ids": segs, field_name: target}
+        key = target
+    elif action == cb.ANSWER:
+        segs = _seg_ids(intent.get("segment_ids"))
+        answer = _text(intent, "answer")
+        proposed = _text(intent, "proposed") or None
+        before = {"codes": {str(s): list(view.codes.get(s, ())) for s in segs}, "proposed": proposed,
+                  "probability": intent.get("probability")}
+        after = {"segment_ids": segs, "answer": answer, "proposed": proposed}
+        if answer == "other":
+            after["to"] = _text(intent, "to")
+            key = after["to"]
+        elif answer == "new":
+            key = key or f"own-{uuid.uuid4().hex[:8]}"
+            after["name"] = _text(intent, "name")
+            after["definition"] = _text(intent, "definition") or ""
+        else:
+            key = proposed
     elif action == cb.ADD_THEME:
         segs = _seg_ids(intent.get("segment_ids"))
         key = key or f"own-{uuid.uuid4().hex[:8]}"
@@ -591,14 +618,15 @@ def apply_codebook(store: Store, study: str, review_cfg: ReviewSettings | Mappin
         competing = {k: segment_vectors(store, view, v) for k, v in others.items()}
         result = code_with_codebook(segs, vectors, examples, names, competing, review_cfg)
     else:
-        positives, negatives = decision_labels(segs, view.base, view.partition, list(names),
-                                               [s for t in view.state.rejected() for s in t.members])
+        positives, negatives = decision_labels(segs, view.base, view.codes, list(names),
+                                               [s for t in view.state.rejected() for s in t.members],
+                                               view.state.against)
         result = code_with_learner(segs, vectors, positives, negatives, names, review_cfg)
     digest = view.entries[-1].uid if view.entries else "-"
     with store.transaction() as session:
         replace_codings(session, study, {result.coder: {s: list(n) for s, n in result.assigned.items()}},
                         origin=f"themesift apply: run {view.run.id}, {len(confirmed)} confirmed themes, "
-                               f"decision log up to {digest}", kind=MACHINE)
+                               f"decision log up to {digest}", kind=MACHINE, links=result.links)
     return result
 
 

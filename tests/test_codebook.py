@@ -64,6 +64,66 @@ def test_merge_split_move_add_theme_carry_through_the_partition():
     assert kept == {"t1.1", "t1.2", "own-1"}  # split parts are carried forward, plain suggestions are not
 
 
+def test_code_and_uncode_give_a_segment_several_codes():
+    """``code`` adds a theme beside a segment's place; ``uncode`` takes one off and records that the segment
+    is not in it; ``move`` leaves the segment one theme; codes follow merges."""
+    log = [
+        e("code", key="t2", segment_ids=[1, 8], to="t2"),
+        e("code", key="t3", segment_ids=[1], to="t3"),
+        e("uncode", key="t1", segment_ids=[2], **{"from": "t1"}),
+        e("uncode", key="t3", segment_ids=[1], **{"from": "t3"}),
+        e("merge", key="t2", into="t2", themes=["t2", "t3"],
+          before={"themes": {"t2": {"members": [4, 5]}, "t3": {"members": [6, 7]}}}),
+        e("code", key="t1", segment_ids=[4], to="t1"),
+        e("move", key="t1", segment_ids=[4], to="t1"),
+    ]
+    state = fold(log)
+    assert state.ignored == []
+    codes = state.codes(BASE, KEYS)
+    assert codes[1] == ("t1", "t2")          # its place, then the code added beside it (t3 taken off)
+    assert codes[2] == ()                     # taken off its only theme: back in the queue
+    assert codes[8] == ("t2",)                # an outlier coded: its one code
+    assert codes[6] == ("t2",) and codes[4] == ("t1",)  # merged; a move leaves one theme
+    assert state.partition(BASE, KEYS)[2] is None
+    assert state.against == {"t1": {2}, "t3": {1}}
+
+
+def test_teach_answers_fold_into_codes_and_negatives():
+    log = [
+        e("answer", key="t2", segment_ids=[8], answer="yes", proposed="t2"),
+        e("answer", key="t2", segment_ids=[9], answer="no", proposed="t2"),
+        e("answer", key="t3", segment_ids=[1], answer="other", proposed="t2", to="t3"),
+        e("answer", key="own-9", segment_ids=[6], answer="new", proposed="t3", name="Parking"),
+    ]
+    state = fold(log)
+    assert state.ignored == []
+    codes = state.codes(BASE, KEYS)
+    assert codes[8] == ("t2",) and codes[9] == () and codes[1] == ("t1", "t3")
+    assert codes[6] == ("own-9",)             # "not t3, a new theme": t3 taken off, the new one given
+    assert state.themes["own-9"].status == "confirmed" and state.themes["own-9"].members == (6,)
+    assert state.against == {"t2": {9, 1}, "t3": {6}}
+
+
+def test_validate_refuses_bad_codes_and_answers():
+    state = fold([e("reject", key="t3", before={"members": [6, 7]}, reason="vague")])
+    part = state.partition(BASE, KEYS)
+
+    def problems(entry):
+        return " ".join(validate(state, entry, KEYS, SEGS, part))
+
+    assert "already carry" in problems(e("code", key="t1", segment_ids=[1, 2], to="t1"))
+    assert problems(e("code", key="t1", segment_ids=[1, 4], to="t1")) == ""
+    assert "cannot be given" in problems(e("code", key="t3", segment_ids=[1], to="t3"))
+    assert "do not carry" in problems(e("uncode", key="t2", segment_ids=[1], **{"from": "t2"}))
+    assert "no such segment" in problems(e("code", key="t1", segment_ids=[99], to="t1"))
+    assert "yes, no, other, new" in problems(e("answer", key="t1", segment_ids=[8], answer="maybe", proposed="t1"))
+    assert "needs the theme" in problems(e("answer", segment_ids=[8], answer="yes", proposed=None))
+    assert "one segment" in problems(e("answer", key="t1", segment_ids=[8, 9], answer="yes", proposed="t1"))
+    assert "answer yes" in problems(e("answer", key="t1", segment_ids=[8], answer="other", proposed="t1", to="t1"))
+    assert "name" in problems(e("answer", key="own-1", segment_ids=[8], answer="new", proposed="t1"))
+    assert problems(e("answer", key="own-1", segment_ids=[8], answer="new", proposed="t1", name="N")) == ""
+
+
 def test_undo_takes_back_the_coders_latest_decision_only():
     merge = e("merge", key="t1", into="t1", themes=["t1", "t2"])
     log = [e("confirm", key="t3", name="C", definition="d"), merge, e("reject", coder="bob", key="t3", reason="no")]

@@ -99,13 +99,13 @@ def test_a_row_both_for_and_against_counts_as_for(bad):
 
 
 def test_decision_labels_read_for_and_against_from_the_log():
-    """For a confirmed theme: its members now. Against: members the run gave it that a coder moved away,
-    and every member of a rejected theme."""
+    """For a confirmed theme: every segment carrying it now (several codes each). Against: members the run
+    gave it that no longer carry it, segments a coder said are not in it, every member of a rejected theme."""
     from pipeline.learn.apply import decision_labels
 
     segments = [10, 11, 12, 13, 14, 15]
     base = {10: "a", 11: "a", 12: "a", 13: "b", 14: "r", 15: None}
-    partition = {10: "a", 11: None, 12: "b", 13: "b", 14: None, 15: "a"}  # 11, 12 moved out; 15 moved in
-    positives, negatives = decision_labels(segments, base, partition, ["a", "b"], [14])
-    assert positives == {"a": [0, 5], "b": [2, 3]}
-    assert negatives == {"a": [1, 2, 4], "b": [4]}
+    codes = {10: ("a", "b"), 11: (), 12: ("b",), 13: ("b",), 14: (), 15: ("a",)}  # 11, 12 out of a; 15 in
+    positives, negatives = decision_labels(segments, base, codes, ["a", "b"], [14], {"b": {15}})
+    assert positives == {"a": [0, 5], "b": [0, 2, 3]}
+    assert negatives == {"a": [1, 2, 4], "b": [5, 4]}

@@ -462,6 +462,48 @@ def test_the_learner_takes_what_coders_said_against_a_theme(study):
     assert all("First" in after.assigned.get(s, ()) for s in kept)
 
 
+def test_several_codes_per_segment_from_decisions_to_apply_and_export(study, tmp_path, capsys):
+    """A coder gives a segment a second theme without taking it out of its first; the view, apply (with the
+    coder's links marked and the learner's probabilities) and ``export codings`` carry both codes; taking
+    a code off leaves the other."""
+    from flows.cli import main
+
+    store = study.store
+    keys, _, view = keys_and_outliers(store, study.name)
+    for key, name in ((keys[0], "First"), (keys[1], "Second")):
+        decide(store, study.name, "amira", {"action": "confirm", "theme_key": key, "name": name, "definition": "d"})
+    both = view.members(keys[0])[:2]
+    decide(store, study.name, "amira", {"action": "code", "segment_ids": both, "to": keys[1]})
+    with pytest.raises(DecisionError, match="already carry"):
+        decide(store, study.name, "amira", {"action": "code", "segment_ids": both, "to": keys[1]})
+    with store.sessions() as session:
+        now = load_view(session, study.name)
+    assert all(now.codes[s] == (keys[0], keys[1]) for s in both)
+    assert set(both) <= set(now.members(keys[0])) & set(now.members(keys[1]))
+    result = apply_codebook(store, study.name, REVIEW)
+    assert all(set(result.assigned[s]) >= {"First", "Second"} for s in both)
+    assert all(result.links[s]["Second"] == ("coder", None) for s in both)
+    learned = [p for links in result.links.values() for via, p in links.values() if via == "learner"]
+    assert learned and all(0.0 < p <= 1.0 for p in learned)
+    out = tmp_path / "codings.csv"
+    assert main(["export", "codings", "--study", study.name, "--config", str(study.config_file()), "-o", str(out)]) == 0
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert len(rows) == sum(len(c) for c in result.assigned.values())
+    with store.sessions() as session:
+        seg = session.get(Segment, both[0])
+        mine = {r["code"]: r for r in rows if (int(r["start"]), int(r["end"])) == (seg.start, seg.end)
+                and r["source"] == seg.source.name}
+    assert {"First", "Second"} <= set(mine) and mine["Second"]["via"] == "coder"
+    assert {r["via"] for r in rows} >= {"coder", "learner"}
+    assert all(r["probability"] for r in rows if r["via"] == "learner")
+    decide(store, study.name, "amira", {"action": "uncode", "segment_ids": both[:1], "from": keys[0]})
+    with store.sessions() as session:
+        now = load_view(session, study.name)
+    assert now.codes[both[0]] == (keys[1],) and both[0] not in now.members(keys[0])
+    after = apply_codebook(store, study.name, REVIEW)
+    assert "First" not in after.assigned[both[0]] and "Second" in after.assigned[both[0]]
+
+
 def test_second_pass_themes_compete_in_apply_only_once_rejected(study):
     """An unreviewed theme of the second pass over the left-out segments leaves its segments to the
     codebook, as the outlier queue they came from did; once rejected it competes like any rejected theme."""

@@ -389,6 +389,26 @@ def coding_csv_selections(
 # ---------------------------------------------------------------------------------------------
 
 
+def write_coding_table(rows: Sequence[Mapping], path: Path, fmt: str) -> Path:
+    """Codings as a file: CSV in the coding CSV's columns (so it imports again) plus ``kind``, ``via``
+    and ``probability``, or JSON (a list of the same rows). Written beside and renamed, never half."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    if fmt == "json":
+        tmp.write_text(json.dumps(list(rows), indent=2, ensure_ascii=False), encoding="utf-8")
+    elif fmt == "csv":
+        with tmp.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=[*CSV_COLUMNS, "kind", "via", "probability"])
+            writer.writeheader()
+            writer.writerows(rows)
+    else:
+        raise ValueError(f"unknown export format '{fmt}' (csv or json)")
+    tmp.replace(path)
+    return path
+
+
 def code_names(codes: Sequence[QdaCode]) -> dict[str, str]:
     """Code GUID -> code name; a name used by two codes becomes its path ``Parent/Child``."""
     paths: dict[str, list[str]] = {}

@@ -16,7 +16,7 @@ the decision log and the vectors, and store what comes back.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -77,6 +77,9 @@ class ApplyResult:
     assigned: dict[int, tuple[str, ...]]  # segment id -> the names of its themes (one or more)
     uncertain: dict[int, tuple[str, float, float]]  # segment id -> (theme name, score, threshold)
     themes: int
+    # segment id -> theme name -> (where the code came from: "coder" | "learner" | "rule", probability)
+    links: dict[int, dict[str, tuple[str, float | None]]] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)  # theme name -> the learner's threshold
 
 
 def code_with_codebook(segments: Sequence[int], vectors: np.ndarray, examples: Mapping[str, np.ndarray],
@@ -97,24 +100,29 @@ def code_with_codebook(segments: Sequence[int], vectors: np.ndarray, examples: M
     assigned = {s: (names[a.key],) for s, a in zip(segments, results) if a.status == "assigned"}
     uncertain = {s: (names[a.key], a.similarity, a.threshold) for s, a in zip(segments, results)
                  if a.status == "uncertain"}
-    return ApplyResult(APPLY_CODER, len(segments), assigned, uncertain, len(examples))
+    links = {s: {code: ("rule", None) for code in codes} for s, codes in assigned.items()}
+    return ApplyResult(APPLY_CODER, len(segments), assigned, uncertain, len(examples), links)
 
 
-def decision_labels(segments: Sequence[int], base: Mapping[int, str | None], partition: Mapping[int, str | None],
-                    confirmed: Sequence[str], rejected_members: Sequence[int]
+def decision_labels(segments: Sequence[int], base: Mapping[int, str | None], codes: Mapping[int, Sequence[str]],
+                    confirmed: Sequence[str], rejected_members: Sequence[int],
+                    against: Mapping[str, Sequence[int]] | None = None
                     ) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
     """What the decision log says for and against each confirmed theme, as rows of ``segments``.
 
-    ``base``: the run's membership (segment -> theme key); ``partition``: the membership after the log;
-    for: the theme's members now; against: the members the run gave it that a coder moved elsewhere,
+    ``base``: the run's membership (segment -> theme key); ``codes``: every theme each segment carries
+    after the log (``pipeline.learn.codebook.CodebookState.codes``); ``against``: theme key -> segments a
+    coder said are not in it (taken off, Teach "no" answers). For a theme: the segments carrying it now.
+    Against it: the members the run gave it that no longer carry it, the segments said not to be in it,
     and every member of a rejected theme (``rejected_members``).
     """
     row = {s: i for i, s in enumerate(segments)}
     rejected = [row[s] for s in rejected_members if s in row]
-    positives = {k: [row[s] for s, now in partition.items() if now == k and s in row] for k in confirmed}
-    moved_out = {k: [row[s] for s, was in base.items() if was == k and s in row and partition.get(s) != k]
+    positives = {k: [row[s] for s, now in codes.items() if k in now and s in row] for k in confirmed}
+    moved_out = {k: [row[s] for s, was in base.items() if was == k and s in row and k not in codes.get(s, ())]
                  for k in confirmed}
-    return positives, {k: moved_out[k] + rejected for k in confirmed}
+    said = {k: [row[s] for s in sorted((against or {}).get(k, ())) if s in row] for k in confirmed}
+    return positives, {k: moved_out[k] + said[k] + rejected for k in confirmed}
 
 
 def code_with_learner(segments: Sequence[int], vectors: np.ndarray, positives: Mapping[str, Sequence[int]],
@@ -137,20 +145,26 @@ def code_with_learner(segments: Sequence[int], vectors: np.ndarray, positives: M
     learner.fit(vectors, labels)
     proba = learner.predict_proba(vectors)
     thresholds = learner.thresholds_
+    said = np.zeros(proba.shape, dtype=bool)
     for j, key in enumerate(learner.themes_):  # the coders' word over the learner's
         proba[list(labels[key].positive), j] = 1.0
         proba[list(labels[key].negative), j] = 0.0
+        said[list(labels[key].positive), j] = True
     assigned: dict[int, tuple[str, ...]] = {}
     uncertain: dict[int, tuple[str, float, float]] = {}
+    links: dict[int, dict[str, tuple[str, float | None]]] = {}
     margin = review_cfg.uncertain_margin
     for row, seg in enumerate(segments):
-        hits = [learner.themes_[j] for j in np.flatnonzero(proba[row] >= thresholds)]
-        if hits:
-            assigned[seg] = tuple(sorted(names[k] for k in hits))
+        hits = np.flatnonzero(proba[row] >= thresholds)
+        if len(hits):
+            assigned[seg] = tuple(sorted(names[learner.themes_[j]] for j in hits))
+            links[seg] = {names[learner.themes_[j]]: ("coder", None) if said[row, j]
+                          else ("learner", round(float(proba[row, j]), 6)) for j in hits}
             continue
         gap = proba[row] - thresholds
         best = int(np.argmax(gap))
         if gap[best] >= -margin:
             uncertain[seg] = (names[learner.themes_[best]], round(float(proba[row, best]), 6),
                               round(float(thresholds[best]), 6))
-    return ApplyResult(APPLY_CODER, len(segments), assigned, uncertain, len(labels))
+    return ApplyResult(APPLY_CODER, len(segments), assigned, uncertain, len(labels), links,
+                       {names[k]: round(float(t), 6) for k, t in zip(learner.themes_, thresholds)})

@@ -26,8 +26,20 @@ Vocabulary
   move          ``segment_ids``, ``to`` (a theme key, or null for "no theme")
   add_segment   as ``move``; used for segments taken from the outlier queue or from search
   add_theme     ``name``, ``definition``, ``segment_ids`` (examples); the entry's key is the new key
+  code          ``segment_ids``, ``to``: the segments get theme ``to`` too, keeping the codes they have
+  uncode        ``segment_ids``, ``from``: theme ``from`` is taken off the segments (their other codes
+                stay); the coder said they are not in it
+  answer        a Teach question answered: ``segment_ids`` (one), ``proposed`` (the theme the machine
+                asked about, or null), ``answer`` (``yes``: it is in ``proposed``; ``no``: it is not;
+                ``other``: not in ``proposed`` but in ``to``; ``new``: not in ``proposed`` but in a new
+                theme, the entry's key, named ``name`` (optional ``definition``), with it as first example)
   undo          ``undoes``: the uid of the coder's own latest decision still in force
   ============  =====================================================================================
+
+A segment may carry several codes (human coding is multi-label). ``move`` places a segment in one theme
+and leaves it only that one (it replaces its codes); ``code`` and an ``answer`` add a code beside the
+others. :meth:`CodebookState.codes` gives every segment's codes, :attr:`CodebookState.against` what
+coders said a segment is not.
 
 Folding is tolerant (an imported log may hold anything): an entry that no longer applies (for instance
 a rename of a theme that an earlier entry merged away) is skipped and listed in
@@ -44,7 +56,9 @@ from typing import Any, Callable, Collection, Iterable, Mapping, Sequence
 
 CONFIRM, RENAME, REJECT, MERGE, SPLIT = "confirm", "rename", "reject", "merge", "split"
 MOVE, ADD_SEGMENT, ADD_THEME, UNDO = "move", "add_segment", "add_theme", "undo"
-ACTIONS = (CONFIRM, RENAME, REJECT, MERGE, SPLIT, MOVE, ADD_SEGMENT, ADD_THEME, UNDO)
+CODE, UNCODE, ANSWER = "code", "uncode", "answer"
+ACTIONS = (CONFIRM, RENAME, REJECT, MERGE, SPLIT, MOVE, ADD_SEGMENT, ADD_THEME, CODE, UNCODE, ANSWER, UNDO)
+ANSWERS = ("yes", "no", "other", "new")  # a Teach answer
 
 # Theme statuses. NEW: suggested (or made by a coder) and not yet confirmed.
 NEW, CONFIRMED, REJECTED, MERGED, SPLIT_UP = "new", "confirmed", "rejected", "merged", "split"
@@ -114,6 +128,10 @@ class CodebookState:
     themes: dict[str, ThemeState] = field(default_factory=dict)
     # segment id -> theme key (None: "no theme"), from move / add_segment / add_theme; the latest wins
     assignments: dict[int, str | None] = field(default_factory=dict)
+    # segment id -> theme keys given beside its place (code, Teach answers); a move clears them
+    extra: dict[int, set[str]] = field(default_factory=dict)
+    # theme key -> segments a coder said are not in it (uncode, Teach "no"/"other"/"new" answers)
+    against: dict[str, set[int]] = field(default_factory=dict)
     applied: list[Entry] = field(default_factory=list)
     undone: dict[str, str] = field(default_factory=dict)   # uid undone -> uid of the undo
     ignored: list[tuple[str, str]] = field(default_factory=list)  # (uid, why)
@@ -157,9 +175,25 @@ class CodebookState:
         known = set(base_keys) if base_keys is not None else {k for k in base.values() if k is not None}
         out: dict[int, str | None] = {}
         for seg, key in list(base.items()) + list(self.assignments.items()):
-            final = self.resolve(key, seg)
-            out[seg] = final if final is None or final in self.themes or final in known else None
+            final = self._final(key, seg, known)
+            out[seg] = None if final is not None and seg in self.against.get(final, ()) else final
         return out
+
+    def codes(self, base: Mapping[int, str | None], base_keys: Collection[str] | None = None) -> dict[int, tuple[str, ...]]:
+        """Segment id -> every theme key it carries after the log (its place first, then the codes added
+        beside it, each once); segments in no theme map to ``()``."""
+        known = set(base_keys) if base_keys is not None else {k for k in base.values() if k is not None}
+        out = {seg: (key,) if key is not None else () for seg, key in self.partition(base, known).items()}
+        for seg, keys in self.extra.items():
+            for key in sorted(keys):
+                final = self._final(key, seg, known)
+                if final is not None and final not in out.get(seg, ()) and seg not in self.against.get(final, ()):
+                    out[seg] = out.get(seg, ()) + (final,)
+        return out
+
+    def _final(self, key: str | None, seg: int, known: Collection[str]) -> str | None:
+        final = self.resolve(key, seg)
+        return final if final is None or final in self.themes or final in known else None
 
     def last_of(self, coder: str) -> Entry | None:
         """The coder's latest decision still in force (what "undo" would take back)."""
@@ -222,6 +256,16 @@ def _touch(theme: ThemeState, e: Entry) -> None:
 
 def _ints(values: Iterable[Any] | None) -> tuple[int, ...]:
     return tuple(int(v) for v in (values or ()))
+
+
+def _code(state: CodebookState, seg: int, key: str, on: bool) -> None:
+    """Give ``seg`` the code ``key`` beside its others (``on``), or record that it is not in ``key``."""
+    if on:
+        state.extra.setdefault(seg, set()).add(key)
+        state.against.get(key, set()).discard(seg)
+    else:
+        state.against.setdefault(key, set()).add(seg)
+        state.extra.get(seg, set()).discard(key)
 
 
 def _apply(state: CodebookState, e: Entry) -> str | None:
@@ -287,8 +331,46 @@ def _apply(state: CodebookState, e: Entry) -> str | None:
         to = a.get("to")
         for seg in _ints(a.get("segment_ids")):
             state.assignments[seg] = None if to in (None, "") else str(to)
+            state.extra.pop(seg, None)
+            if to not in (None, ""):
+                state.against.get(str(to), set()).discard(seg)
         if to not in (None, "") and str(to) in state.themes:  # never invent a theme for an unknown key
             _touch(state.themes[str(to)], e)
+        return None
+    if e.action in (CODE, UNCODE):
+        target = str(a.get("to") if e.action == CODE else a.get("from") or "")
+        if not target:
+            return "no theme to code with" if e.action == CODE else "no theme to take off"
+        for seg in _ints(a.get("segment_ids")):
+            _code(state, seg, target, e.action == CODE)
+        if target in state.themes:
+            _touch(state.themes[target], e)
+        return None
+    if e.action == ANSWER:
+        segs = _ints(a.get("segment_ids"))
+        answer, proposed = a.get("answer"), a.get("proposed") or None
+        if len(segs) != 1 or answer not in ANSWERS:
+            return "an answer is about one segment and is yes, no, other or new"
+        seg = segs[0]
+        if answer == "yes":
+            if not proposed:
+                return "a yes needs the theme asked about"
+            _code(state, seg, str(proposed), True)
+            return None
+        if proposed:
+            _code(state, seg, str(proposed), False)
+        if answer == "other":
+            _code(state, seg, str(a.get("to") or ""), True)
+        elif answer == "new":
+            if not key or key in state.themes:
+                return f"theme key {key} is taken" if key else "no theme key"
+            theme = _theme(state, key)
+            theme.status, theme.origin, theme.curated = CONFIRMED, "own", True
+            theme.name = theme.label = str(a.get("name") or key)
+            theme.definition = str(a.get("definition") or "")
+            theme.members = (seg,)
+            _code(state, seg, key, True)
+            _touch(theme, e)
         return None
     if e.action == ADD_THEME:
         if not key:
@@ -437,6 +519,43 @@ def validate(state: CodebookState, e: Entry, base_keys: Collection[str],
             errors.append(f"cannot put segments in theme '{to}' ({status(str(to)) or 'unknown'})")
         if partition is not None and ids and all(partition.get(s) == (to or None) for s in ids):
             errors.append("the segments are already there")
+    elif e.action in (CODE, UNCODE):
+        ids = need_segments(a.get("segment_ids"))
+        target = a.get("to") if e.action == CODE else a.get("from")
+        if target in (None, ""):
+            errors.append("choose the theme" + (" to code the segments with" if e.action == CODE else " to take off"))
+        elif status(str(target)) not in ACTIVE:
+            errors.append(f"theme '{target}' is {status(str(target)) or 'unknown'}; it cannot be "
+                          + ("given" if e.action == CODE else "taken off"))
+        elif partition is not None and ids:
+            carries = [s for s in ids if partition.get(s) == target or str(target) in state.extra.get(s, ())]
+            if e.action == CODE and len(carries) == len(ids):
+                errors.append("the segments already carry that theme")
+            if e.action == UNCODE and not carries:
+                errors.append("the segments do not carry that theme")
+    elif e.action == ANSWER:
+        ids = need_segments(a.get("segment_ids"), "the segment asked about")
+        if len(ids) > 1:
+            errors.append("an answer is about one segment")
+        answer, proposed = a.get("answer"), a.get("proposed")
+        if answer not in ANSWERS:
+            errors.append(f"an answer is one of {', '.join(ANSWERS)}")
+        if proposed not in (None, "") and status(str(proposed)) not in ACTIVE:
+            errors.append(f"theme '{proposed}' is {status(str(proposed)) or 'unknown'}")
+        if answer in ("yes", "no") and proposed in (None, ""):
+            errors.append(f"a {answer} needs the theme asked about")
+        if answer == "other":
+            to = a.get("to")
+            if to in (None, "") or status(str(to)) not in ACTIVE:
+                errors.append("choose an open theme for the other answer")
+            elif to == proposed:
+                errors.append("the other theme is the one asked about; answer yes")
+        if answer == "new":
+            if not key or not KEY_PATTERN.match(key):
+                errors.append(f"'{key}' is not a usable theme key")
+            elif status(key) is not None:
+                errors.append(f"theme key '{key}' is taken")
+            need_text("name", "a name", MAX_NAME)
     elif e.action == ADD_THEME:
         if not key or not KEY_PATTERN.match(key):
             errors.append(f"'{key}' is not a usable theme key")
