@@ -32,7 +32,8 @@ from pipeline.config import ReviewSettings
 from pipeline.exchange.codebook_export import CodebookEntry
 from pipeline.exchange.decision_log import read_decision_csv, write_decision_csv
 from pipeline.learn import codebook as cb
-from pipeline.learn.apply import ApplyResult, HonourInputs, code_with_codebook, code_with_learner, decision_labels
+from pipeline.learn.apply import (ApplyResult, HonourInputs, code_with_codebook, code_with_learner, decision_labels,
+                                  teach_batch)
 from pipeline.learn.codebook import DecisionError
 from pipeline.learn.honour import FIXED_NONE, RunTheme, diff_runs
 from pipeline.themes.split import propose_split
@@ -618,9 +619,7 @@ def apply_codebook(store: Store, study: str, review_cfg: ReviewSettings | Mappin
         competing = {k: segment_vectors(store, view, v) for k, v in others.items()}
         result = code_with_codebook(segs, vectors, examples, names, competing, review_cfg)
     else:
-        positives, negatives = decision_labels(segs, view.base, view.codes, list(names),
-                                               [s for t in view.state.rejected() for s in t.members],
-                                               view.state.against)
+        positives, negatives = _decision_labels(view, segs, list(names))
         result = code_with_learner(segs, vectors, positives, negatives, names, review_cfg)
     digest = view.entries[-1].uid if view.entries else "-"
     with store.transaction() as session:
@@ -628,6 +627,45 @@ def apply_codebook(store: Store, study: str, review_cfg: ReviewSettings | Mappin
                         origin=f"themesift apply: run {view.run.id}, {len(confirmed)} confirmed themes, "
                                f"decision log up to {digest}", kind=MACHINE, links=result.links)
     return result
+
+
+def _decision_labels(view: StudyView, segs: list[int], keys: list[str]):
+    return decision_labels(segs, view.base, view.codes, keys, [s for t in view.state.rejected() for s in t.members],
+                           view.state.against)
+
+
+@dataclass(frozen=True)
+class TeachItem:
+    """A Teach question as the page shows it: ``segment`` and the theme ``proposed`` for it (key and title;
+    None while no theme is confirmed), the learner's ``probability`` and why it asks (``reason``)."""
+
+    segment: int
+    proposed: str | None
+    title: str | None
+    probability: float
+    reason: str
+
+
+def teach_questions(store: Store, study: str, review_cfg: ReviewSettings | Mapping[str, Any],
+                    skip: Sequence[int] = ()) -> list[TeachItem]:
+    """The next batch of Teach questions on the study's latest run (``pipeline.learn.apply.teach_batch``):
+    the learner trained on the decision log as ``apply`` trains it; segments a coder already placed, coded
+    or answered are never asked about, nor those in ``skip`` (skipped by the coder). The batch depends on the
+    log and ``skip`` only (the log's length seeds the draw)."""
+    with store.sessions() as session:
+        view = load_view(session, study)
+    if view.run is None:
+        raise StudyNotFoundError(f"study '{study}' has no completed run yet; run themesift suggest first")
+    segs = sorted(s for s in view.base if view.segments.get(s) is not None and view.segments[s].clusterable)
+    keys = [t.key for t in view.state.confirmed() if view.members(t.key)]
+    touched = (set(view.state.assignments) | set(view.state.extra) | set(skip)
+               | {s for v in view.state.against.values() for s in v})
+    positives, negatives = _decision_labels(view, segs, keys)
+    vectors = segment_vectors(store, view, segs)
+    asked = teach_batch(segs, vectors, positives, negatives, review_cfg, seed=len(view.entries),
+                        exclude=[i for i, s in enumerate(segs) if s in touched])
+    return [TeachItem(segs[q.row], q.proposed, view.title(q.proposed) if q.proposed else None, q.probability,
+                      q.reason) for q in asked]
 
 
 def run_diff(session: Session, study: str, old_run: int | None = None, new_run: int | None = None,

@@ -628,6 +628,9 @@ class ReviewSettings(Section):
     learner: str = setting(one_of("logistic", "centroid"))
     learner_unlabelled_weight: float = setting(number(0, 1))
     learner_C: float = setting(number(above=0))
+    teach_unsure: int = setting(whole(0, 100))
+    teach_far: int = setting(whole(0, 100))
+    teach_far_pool: int = setting(whole(1, 100000))
     port: int = setting(whole(1, 65535, what="a port number"))
 
 

@@ -504,6 +504,55 @@ def test_several_codes_per_segment_from_decisions_to_apply_and_export(study, tmp
     assert "First" not in after.assigned[both[0]] and "Second" in after.assigned[both[0]]
 
 
+def test_teach_queue_in_the_page_asks_what_teaches_most_and_records_each_answer(study):
+    """Before any theme is confirmed the Teach page asks without proposing; after, each question proposes a
+    confirmed theme; a yes adds that code, a no records the segment against it, a new answer makes a
+    confirmed theme with the segment as its first example; answered and skipped segments are not asked
+    again, and the page works as plain form posts."""
+    from models.review import teach_questions
+
+    store = study.store
+    client = TestClient(create_app(store, study.name))
+    csrf = login(client, name="amira")
+    keys, _, view = keys_and_outliers(store, study.name)
+    first = teach_questions(store, study.name, REVIEW)
+    assert first and all(q.proposed is None for q in first)
+    assert "Nothing is confirmed yet" in client.get("/teach").text
+    for key, name in ((keys[0], "First"), (keys[1], "Second")):
+        decide(store, study.name, "amira", {"action": "confirm", "theme_key": key, "name": name, "definition": "d"})
+    batch = teach_questions(store, study.name, REVIEW)
+    assert len(batch) == 10 and len({q.segment for q in batch}) == 10
+    assert {q.proposed for q in batch} <= {keys[0], keys[1]} and {q.reason for q in batch} >= {"far"}
+    members = set(view.members(keys[0])) | set(view.members(keys[1]))
+    assert not members & {q.segment for q in batch}    # what coders said is never asked again
+    assert teach_questions(store, study.name, REVIEW) == batch   # the same log gives the same questions
+    page = client.get("/teach").text
+    assert all(f'id="q-{q.segment}"' in page for q in batch) and "Is it" in page
+    yes, no, new = batch[:3]
+
+    def answer(q, **fields):
+        data = {"csrf": csrf, "action": "answer", "back": "/teach", "segment_ids": str(q.segment),
+                "proposed": q.proposed or "", **fields}
+        return client.post("/decide", data=data, follow_redirects=False)
+
+    assert answer(yes, answer="yes").status_code == 303
+    assert answer(no, answer="no").status_code == 303
+    assert answer(new, answer="new", name="Parking").status_code == 303
+    refused = answer(no, answer="other", to=no.proposed)
+    assert refused.status_code == 400 and "answer yes" in refused.text
+    with store.sessions() as session:
+        now = load_view(session, study.name)
+    assert yes.proposed in now.codes[yes.segment]
+    assert no.segment in now.state.against[no.proposed] and no.proposed not in now.codes.get(no.segment, ())
+    own = [t for t in now.state.confirmed() if t.name == "Parking"]
+    assert len(own) == 1 and now.codes[new.segment][-1] == own[0].key
+    assert [e.action for e in now.entries[-3:]] == ["answer"] * 3
+    assert "Teach: yes" in client.get("/decisions").text
+    after = teach_questions(store, study.name, REVIEW, skip=[batch[3].segment])
+    assert not {yes.segment, no.segment, new.segment, batch[3].segment} & {q.segment for q in after}
+    assert "Parking" in apply_codebook(store, study.name, REVIEW).assigned[new.segment]
+
+
 def test_second_pass_themes_compete_in_apply_only_once_rejected(study):
     """An unreviewed theme of the second pass over the left-out segments leaves its segments to the
     codebook, as the outlier queue they came from did; once rejected it competes like any rejected theme."""

@@ -147,7 +147,7 @@ def test_review_in_a_real_browser_survives_a_restart(study, tmp_path):  # noqa: 
             # move a quote of another theme elsewhere
             page.goto(f"{server.base}/themes/{source}")
             item = page.locator(f"#seg-{moved}")
-            item.locator("select").select_option(target)
+            item.locator("form.move select").select_option(target)
             item.locator("button:has-text('Move')").click()
             expect(page.locator(".flash")).to_have_text("Moved.")
             expect(page.locator(f"#seg-{moved}")).to_have_count(0)
@@ -191,3 +191,63 @@ def test_review_in_a_real_browser_survives_a_restart(study, tmp_path):  # noqa: 
         DOCS.mkdir(exist_ok=True)
         for name in ("review-list.png", "review-theme.png"):
             shutil.copy(shots / name, DOCS / name)
+
+
+def test_teach_questions_are_answered_by_key_without_a_page_reload(study):  # noqa: F811
+    """Twenty answers from the keyboard: each is posted in the background, the next question shows at once
+    and the next batch is fetched into the same page (a marker set in the page survives); without
+    JavaScript the same questions work as plain forms."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from models.review import decide
+
+    store = study.store
+    keys, _, _ = keys_and_outliers(store, study.name)
+    for key, name in ((keys[0], "First"), (keys[1], "Second")):
+        decide(store, study.name, "amira", {"action": "confirm", "theme_key": key, "name": name, "definition": "d"})
+    server = Server(study.config["store"]["url"], study.name)
+
+    def answers() -> list:
+        return [e for e in keys_and_outliers(store, study.name)[2].entries if e.action == "answer"]
+
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = browser.new_page()
+            sign_in(page, server.base, "amira")
+            page.goto(server.base + "/teach")
+            expect(page.locator(".question.current")).to_have_count(1)
+            page.evaluate("window.__same_page = 1")
+            first = page.locator(".question.current").get_attribute("data-segment")
+            page.keyboard.press("y")
+            expect(page.locator(".question.current")).not_to_have_attribute("data-segment", first)
+            page.keyboard.press("w")
+            page.keyboard.type("Parking")
+            page.keyboard.press("Enter")
+            for n in range(18):
+                expect(page.locator(".question.current")).to_have_count(1)
+                page.keyboard.press("n" if n % 2 else "y")
+            expect(page.locator(".question.current")).to_have_count(1)
+            assert page.evaluate("window.__same_page") == 1 and page.url == server.base + "/teach"
+            deadline = time.monotonic() + 30
+            while len(answers()) < 20 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            browser.close()
+        logged = answers()
+        assert len(logged) == 20 and len({e.after["segment_ids"][0] for e in logged}) == 20
+        assert [e.after["answer"] for e in logged[:2]] == ["yes", "new"] and logged[1].after["name"] == "Parking"
+
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = browser.new_context(java_script_enabled=False).new_page()
+            sign_in(page, server.base, "ben")
+            page.goto(server.base + "/teach")
+            asked = {page.locator(".question").nth(i).get_attribute("data-segment")
+                     for i in range(page.locator(".question").count())}
+            assert not asked & {str(e.after["segment_ids"][0]) for e in logged}
+            page.locator(".question").first.locator("button[value=no]").click()
+            expect(page.locator(".flash")).to_have_text("Answer recorded.")
+            browser.close()
+        assert len(answers()) == 21 and answers()[-1].coder == "ben"
+    finally:
+        server.stop()

@@ -25,7 +25,7 @@ from typing import Any, Mapping
 from urllib.parse import quote, urlencode, urlsplit
 
 import jinja2
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -33,8 +33,8 @@ from sqlalchemy import select
 
 from models.codings import Coder
 from models.decisions import coder_for_token, review_secret
-from models.review import decide, run_diff, search_segments, segments_by_id, split_proposal
-from models.store import Store
+from models.review import decide, run_diff, search_segments, segments_by_id, split_proposal, teach_questions
+from models.store import Store, StudyNotFoundError
 from pipeline.config import ReviewSettings
 from pipeline.learn import codebook as cb
 from pipeline.learn.codebook import DecisionError, differences
@@ -286,6 +286,21 @@ def create_app(store: Store, study: str, team: bool = False,
                         contexts=contexts, page_no=page_no, pages=max(1, math.ceil(total / PAGE_SIZE)),
                         active=_active(view))
 
+    @app.get("/teach", response_class=HTMLResponse)
+    def teach(request: Request, skip: list[int] = Query(default=[]), v: Visitor = Depends(signed_in)):
+        try:
+            questions = teach_questions(store, study, review, skip=skip[:500])
+        except StudyNotFoundError as exc:
+            questions, message = [], str(exc)
+        else:
+            message = ""
+        with store.sessions() as session:
+            view = load_view(session, study)
+            segs = segments_by_id(session, [q.segment for q in questions])
+            contexts = {s: segment_context(session, segs[s]) for s in segs}
+            return page(request, v, "teach.html", view=view, questions=questions, segs=segs, contexts=contexts,
+                        active=_active(view), message=message)
+
     @app.get("/decisions", response_class=HTMLResponse)
     def decision_log(request: Request, v: Visitor = Depends(signed_in)):
         with store.sessions() as session:
@@ -315,7 +330,8 @@ def create_app(store: Store, study: str, team: bool = False,
                         errors=["Sign in before deciding; nothing was changed."], back="/login")
         back = _safe_next(str(form.get("back") or "/themes"))
         intent: dict[str, Any] = {"action": str(form.get("action") or "")}
-        for f in ("theme_key", "name", "definition", "reason", "into", "to", "k", "method", "undoes"):
+        for f in ("theme_key", "name", "definition", "reason", "into", "to", "from", "k", "method", "undoes", "answer",
+                  "proposed", "probability"):
             if form.get(f) not in (None, ""):
                 intent[f] = str(form.get(f))
         for f in ("themes", "segment_ids", "names"):
@@ -392,7 +408,8 @@ def _with_msg(path: str, msg: str) -> str:
 def _done(action: str) -> str:
     return {"confirm": "Confirmed.", "rename": "Renamed.", "reject": "Rejected.", "merge": "Merged.",
             "split": "Split.", "move": "Moved.", "add_segment": "Added.", "add_theme": "Theme added.",
-            "undo": "Undone."}.get(action, "Recorded.")
+            "undo": "Undone.", "code": "Code added.", "uncode": "Code taken off.",
+            "answer": "Answer recorded."}.get(action, "Recorded.")
 
 
 def _summary(view, e: cb.Entry) -> str:
@@ -415,6 +432,20 @@ def _summary(view, e: cb.Entry) -> str:
                                                                     else "no theme")
     if e.action == cb.ADD_THEME:
         return f"added own theme '{a.get('name')}' with {len(a.get('segment_ids') or ())} examples"
+    if e.action in (cb.CODE, cb.UNCODE):
+        n = len(a.get("segment_ids") or ())
+        what = f"{n} segment{'s' if n != 1 else ''}"
+        return (f"coded {what} also as '{view.title(a.get('to'))}'" if e.action == cb.CODE
+                else f"took '{view.title(a.get('from'))}' off {what}")
+    if e.action == cb.ANSWER:
+        asked = f"'{view.title(a.get('proposed'))}'" if a.get("proposed") else "no theme"
+        if a.get("answer") == "yes":
+            return f"Teach: yes, it is {asked}"
+        if a.get("answer") == "other":
+            return f"Teach: not {asked} but '{view.title(a.get('to'))}'"
+        if a.get("answer") == "new":
+            return f"Teach: not {asked} but a new theme '{a.get('name')}'"
+        return f"Teach: no, it is not {asked}"
     if e.action == cb.UNDO:
         target = next((x for x in view.entries if x.uid == a.get("undoes")), None)
         return "undid: " + (_summary(view, target) if target else str(a.get("undoes")))

@@ -23,7 +23,8 @@ import numpy as np
 
 from pipeline.config import ReviewSettings
 from pipeline.learn.honour import rejected_centroids
-from pipeline.learn.learner import CodeLearner, ThemeLabels
+from pipeline.learn.learner import CodeLearner, theme_labels
+from pipeline.learn.teach import Question, TeachQueue
 from pipeline.themes.join import Calibration, calibrate, classify
 
 APPLY_CODER = "Themesift (codebook applied)"
@@ -125,6 +126,25 @@ def decision_labels(segments: Sequence[int], base: Mapping[int, str | None], cod
     return positives, {k: moved_out[k] + said[k] + rejected for k in confirmed}
 
 
+def teach_batch(segments: Sequence[int], vectors: np.ndarray, positives: Mapping[str, Sequence[int]],
+                negatives: Mapping[str, Sequence[int]], review_cfg: ReviewSettings | Mapping[str, Any],
+                seed: int = 0, exclude: Sequence[int] = ()) -> list[Question]:
+    """The next Teach questions about ``segments`` (rows of ``vectors``) that no coder has labelled yet: the
+    learner of :func:`code_with_learner`, trained on the same labels, and :class:`TeachQueue` as the
+    ``review`` section sets it (``seed``: the draw, e.g. the length of the log so each batch differs).
+    ``exclude``: more rows not to ask about (placed or answered for no confirmed theme). ``Question.row`` is a
+    row of ``segments``; ``proposed`` a theme key of ``positives``."""
+    review_cfg = ReviewSettings.of(review_cfg)
+    labels = theme_labels(positives, negatives)
+    learner = CodeLearner.from_config(review_cfg, seed).fit(vectors, labels)
+    said = {r for lab in labels.values() for r in lab.positive + lab.negative} | set(exclude)
+    candidates = [r for r in range(len(segments)) if r not in said]
+    queue = TeachQueue(review_cfg.teach_unsure, review_cfg.teach_far, review_cfg.teach_far_pool,
+                       review_cfg.uncertain_margin * 2, seed)
+    proba = learner.predict_proba(vectors) if learner.themes_ else np.zeros((len(segments), 0))
+    return queue.select(proba, learner.thresholds_, learner.themes_, candidates)
+
+
 def code_with_learner(segments: Sequence[int], vectors: np.ndarray, positives: Mapping[str, Sequence[int]],
                       negatives: Mapping[str, Sequence[int]], names: Mapping[str, str],
                       review_cfg: ReviewSettings | Mapping[str, Any],
@@ -139,10 +159,8 @@ def code_with_learner(segments: Sequence[int], vectors: np.ndarray, positives: M
     with its best theme.
     """
     review_cfg = ReviewSettings.of(review_cfg)
-    labels = {k: ThemeLabels(tuple(sorted(set(p))), tuple(sorted(set(negatives.get(k, ())) - set(p))))
-              for k, p in positives.items() if len(p)}
-    learner = CodeLearner(C=review_cfg.learner_C, unlabelled_weight=review_cfg.learner_unlabelled_weight, seed=seed)
-    learner.fit(vectors, labels)
+    labels = theme_labels(positives, negatives)
+    learner = CodeLearner.from_config(review_cfg, seed).fit(vectors, labels)
     proba = learner.predict_proba(vectors)
     thresholds = learner.thresholds_
     said = np.zeros(proba.shape, dtype=bool)

@@ -18,9 +18,11 @@ then ``predict(vectors)`` gives each row's codes and ``predict_proba`` their pro
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from pipeline.config import ReviewSettings
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,13 @@ class ThemeLabels:
 
     positive: tuple[int, ...]
     negative: tuple[int, ...] = ()
+
+
+def theme_labels(positives: Mapping[str, Sequence[int]], negatives: Mapping[str, Sequence[int]]) -> dict[str, ThemeLabels]:
+    """Rows for and against each theme as :class:`ThemeLabels`; a row both for and against counts as for,
+    a theme with no row for it is left out."""
+    return {k: ThemeLabels(tuple(sorted(set(p))), tuple(sorted(set(negatives.get(k, ())) - set(p))))
+            for k, p in positives.items() if len(p)}
 
 
 class CodeLearner:
@@ -49,6 +58,12 @@ class CodeLearner:
         self.folds = folds
         self.min_threshold = min_threshold
         self.seed = seed
+
+    @classmethod
+    def from_config(cls, review_cfg: ReviewSettings | Mapping[str, Any], seed: int = 0) -> "CodeLearner":
+        """The learner the ``review`` section describes (``learner_C``, ``learner_unlabelled_weight``)."""
+        review_cfg = ReviewSettings.of(review_cfg)
+        return cls(C=review_cfg.learner_C, unlabelled_weight=review_cfg.learner_unlabelled_weight, seed=seed)
 
     def fit(self, X: np.ndarray, labels: Mapping[str, ThemeLabels]) -> "CodeLearner":
         X = np.asarray(X, dtype=np.float64)

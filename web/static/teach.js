@@ -1,0 +1,80 @@
+// The Teach queue without page reloads: an answer is posted in the background, the next question shows at
+// once, and when the batch is done the next one is fetched. Without this file every answer is a plain form
+// post that comes back to /teach.
+(function () {
+  "use strict";
+  var list = document.getElementById("questions");
+  if (!list) { return; }
+  var skipped = [];
+  function questions() { return Array.prototype.slice.call(list.querySelectorAll(".question:not(.done)")); }
+  function show() {
+    var open = questions();
+    Array.prototype.forEach.call(list.querySelectorAll(".question.done"), function (q) {
+      q.hidden = true;
+      q.classList.remove("current");
+    });
+    open.forEach(function (q, n) { q.hidden = n > 0; q.classList.toggle("current", n === 0); });
+    if (!open.length) { nextBatch(); }
+  }
+  function nextBatch() {
+    var url = "/teach" + (skipped.length ? "?" + skipped.map(function (s) { return "skip=" + s; }).join("&") : "");
+    fetch(url, { credentials: "same-origin" }).then(function (r) { return r.text(); }).then(function (html) {
+      var doc = new DOMParser().parseFromString(html, "text/html");
+      var fresh = doc.getElementById("questions");
+      if (fresh) { list.innerHTML = fresh.innerHTML; wire(); show(); }
+    });
+  }
+  function answer(form, button) {
+    var data = new FormData(form);
+    if (button && button.name) { data.append(button.name, button.value); }
+    var li = form.closest(".question");
+    li.classList.add("done");
+    show();
+    // form.action would be the hidden field named "action"
+    fetch(form.getAttribute("action"), { method: "POST", body: data, credentials: "same-origin" }).then(function (r) {
+      if (!r.ok) {
+        li.classList.remove("done");
+        li.hidden = false;
+        r.text().then(function (html) {
+          var doc = new DOMParser().parseFromString(html, "text/html");
+          var errors = doc.querySelector(".errors");
+          var note = li.querySelector(".error") || li.appendChild(document.createElement("p"));
+          note.className = "error";
+          note.setAttribute("role", "alert");
+          note.textContent = errors ? errors.textContent.trim() : "Not recorded.";
+          show();
+        });
+      }
+    });
+  }
+  function wire() {
+    Array.prototype.forEach.call(list.querySelectorAll("form.answer"), function (form) {
+      form.addEventListener("submit", function (ev) { ev.preventDefault(); answer(form, ev.submitter); });
+    });
+    Array.prototype.forEach.call(list.querySelectorAll("a.skip"), function (a) {
+      a.addEventListener("click", function (ev) {
+        ev.preventDefault();
+        var li = a.closest(".question");
+        skipped.push(li.getAttribute("data-segment"));
+        li.classList.add("done");
+        show();
+      });
+    });
+  }
+  document.addEventListener("keydown", function (ev) {
+    if (ev.ctrlKey || ev.metaKey || ev.altKey) { return; }
+    var el = document.activeElement;
+    if (el && /^(INPUT|TEXTAREA|SELECT)$/.test(el.tagName)) { return; }
+    var current = list.querySelector(".question.current");
+    if (!current) { return; }
+    var target = { y: "yes", n: "no", o: "other", w: "new", s: "skip" }[ev.key];
+    var hit = target && current.querySelector('[data-key="' + target + '"]');
+    if (!hit) { return; }
+    ev.preventDefault();
+    if (target === "yes" || target === "no") { answer(hit.form, hit); }
+    else if (target === "skip") { hit.click(); }
+    else { hit.focus(); }
+  });
+  wire();
+  show();
+}());
