@@ -290,18 +290,26 @@ def build_entry(view: StudyView, intent: Mapping[str, Any], coder: str, store: S
         segs = _seg_ids(intent.get("segment_ids"))
         answer = _text(intent, "answer")
         proposed = _text(intent, "proposed") or None
+        given = _keys(intent.get("to"))
+        shown = _keys(intent.get("shown"))
+        if answer == "none":  # "none of these": every theme shown is one it is not in
+            answer, given = "no", []
+        if answer == "ticked":  # the page's checkboxes: what was ticked says which answer it is
+            answer = "no" if not given else "yes" if given == [proposed] else "other"
         before = {"codes": {str(s): list(view.codes.get(s, ())) for s in segs}, "proposed": proposed,
                   "probability": intent.get("probability")}
         after = {"segment_ids": segs, "answer": answer, "proposed": proposed}
-        if answer == "other":
-            after["to"] = _text(intent, "to")
-            key = after["to"]
-        elif answer == "new":
+        if given and answer != "yes":
+            after["to"] = given
+        unticked = [k for k in shown if k not in given and k != (proposed if answer == "yes" else None)]
+        if unticked:
+            after["not"] = unticked
+        if answer == "new":
             key = key or f"own-{uuid.uuid4().hex[:8]}"
             after["name"] = _text(intent, "name")
             after["definition"] = _text(intent, "definition") or ""
         else:
-            key = proposed
+            key = given[0] if answer == "other" and given else proposed
     elif action == cb.ADD_THEME:
         segs = _seg_ids(intent.get("segment_ids"))
         key = key or f"own-{uuid.uuid4().hex[:8]}"

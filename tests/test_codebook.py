@@ -94,6 +94,8 @@ def test_teach_answers_fold_into_codes_and_negatives():
         e("answer", key="t2", segment_ids=[9], answer="no", proposed="t2"),
         e("answer", key="t3", segment_ids=[1], answer="other", proposed="t2", to="t3"),
         e("answer", key="own-9", segment_ids=[6], answer="new", proposed="t3", name="Parking"),
+        # ticked t1 and t2 of the themes shown (t1, t2, t3): in both, not in t3
+        e("answer", key="t2", segment_ids=[7], answer="other", proposed="t2", to=["t1", "t2"], **{"not": ["t3"]}),
     ]
     state = fold(log)
     assert state.ignored == []
@@ -101,7 +103,8 @@ def test_teach_answers_fold_into_codes_and_negatives():
     assert codes[8] == ("t2",) and codes[9] == () and codes[1] == ("t1", "t3")
     assert codes[6] == ("own-9",)             # "not t3, a new theme": t3 taken off, the new one given
     assert state.themes["own-9"].status == "confirmed" and state.themes["own-9"].members == (6,)
-    assert state.against == {"t2": {9, 1}, "t3": {6}}
+    assert codes[7] == ("t1", "t2")           # its place (t3) taken off, the ticked themes given
+    assert state.against == {"t2": {9, 1}, "t3": {6, 7}}
 
 
 def test_validate_refuses_bad_codes_and_answers():
@@ -119,7 +122,8 @@ def test_validate_refuses_bad_codes_and_answers():
     assert "yes, no, other, new" in problems(e("answer", key="t1", segment_ids=[8], answer="maybe", proposed="t1"))
     assert "needs the theme" in problems(e("answer", segment_ids=[8], answer="yes", proposed=None))
     assert "one segment" in problems(e("answer", key="t1", segment_ids=[8, 9], answer="yes", proposed="t1"))
-    assert "answer yes" in problems(e("answer", key="t1", segment_ids=[8], answer="other", proposed="t1", to="t1"))
+    assert "choose the themes" in problems(e("answer", key="t1", segment_ids=[8], answer="other", proposed="t1"))
+    assert "choose an open theme" in problems(e("answer", segment_ids=[8], answer="other", proposed="t1", to=["t3"]))
     assert "name" in problems(e("answer", key="own-1", segment_ids=[8], answer="new", proposed="t1"))
     assert problems(e("answer", key="own-1", segment_ids=[8], answer="new", proposed="t1", name="N")) == ""
 

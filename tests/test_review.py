@@ -527,7 +527,7 @@ def test_teach_queue_in_the_page_asks_what_teaches_most_and_records_each_answer(
     assert not members & {q.segment for q in batch}    # what coders said is never asked again
     assert teach_questions(store, study.name, REVIEW) == batch   # the same log gives the same questions
     page = client.get("/teach").text
-    assert all(f'id="q-{q.segment}"' in page for q in batch) and "Is it" in page
+    assert all(f'id="q-{q.segment}"' in page for q in batch) and "Tick every theme" in page
     yes, no, new = batch[:3]
 
     def answer(q, **fields):
@@ -535,18 +535,24 @@ def test_teach_queue_in_the_page_asks_what_teaches_most_and_records_each_answer(
                 "proposed": q.proposed or "", **fields}
         return client.post("/decide", data=data, follow_redirects=False)
 
-    assert answer(yes, answer="yes").status_code == 303
-    assert answer(no, answer="no").status_code == 303
+    shown = [keys[0], keys[1]]
+    assert answer(yes, answer="ticked", to=[yes.proposed], shown=shown).status_code == 303
+    assert answer(no, answer="none", shown=shown).status_code == 303
     assert answer(new, answer="new", name="Parking").status_code == 303
-    refused = answer(no, answer="other", to=no.proposed)
-    assert refused.status_code == 400 and "answer yes" in refused.text
+    both = batch[4]
+    assert answer(both, answer="ticked", to=shown, shown=shown).status_code == 303
+    refused = answer(batch[5], answer="other")
+    assert refused.status_code == 400 and "choose the themes" in refused.text
     with store.sessions() as session:
         now = load_view(session, study.name)
     assert yes.proposed in now.codes[yes.segment]
-    assert no.segment in now.state.against[no.proposed] and no.proposed not in now.codes.get(no.segment, ())
+    assert no.segment in now.state.against[keys[0]] and no.segment in now.state.against[keys[1]]
+    assert yes.segment in now.state.against[({keys[0], keys[1]} - {yes.proposed}).pop()]  # left unticked
+    assert set(now.codes[both.segment]) >= set(shown)   # its place in an unconfirmed theme stays
+    assert now.entries[-1].after["answer"] == "other" and now.entries[-4].after["answer"] == "yes"
     own = [t for t in now.state.confirmed() if t.name == "Parking"]
     assert len(own) == 1 and now.codes[new.segment][-1] == own[0].key
-    assert [e.action for e in now.entries[-3:]] == ["answer"] * 3
+    assert [e.action for e in now.entries[-4:]] == ["answer"] * 4
     assert "Teach: yes" in client.get("/decisions").text
     after = teach_questions(store, study.name, REVIEW, skip=[batch[3].segment])
     assert not {yes.segment, no.segment, new.segment, batch[3].segment} & {q.segment for q in after}

@@ -236,6 +236,7 @@ def test_teach_questions_are_answered_by_key_without_a_page_reload(study):  # no
         logged = answers()
         assert len(logged) == 20 and len({e.after["segment_ids"][0] for e in logged}) == 20
         assert [e.after["answer"] for e in logged[:2]] == ["yes", "new"] and logged[1].after["name"] == "Parking"
+        assert {e.after["answer"] for e in logged[2:]} == {"yes", "no"}
 
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -245,9 +246,12 @@ def test_teach_questions_are_answered_by_key_without_a_page_reload(study):  # no
             asked = {page.locator(".question").nth(i).get_attribute("data-segment")
                      for i in range(page.locator(".question").count())}
             assert not asked & {str(e.after["segment_ids"][0]) for e in logged}
-            page.locator(".question").first.locator("button[value=no]").click()
+            first = page.locator(".question").first
+            first.locator("input[type=checkbox]").nth(1).check()   # ticked: the proposed theme and another
+            first.locator("button[value=ticked]").click()
             expect(page.locator(".flash")).to_have_text("Answer recorded.")
             browser.close()
         assert len(answers()) == 21 and answers()[-1].coder == "ben"
+        assert answers()[-1].after["answer"] in ("yes", "other")
     finally:
         server.stop()

@@ -298,8 +298,9 @@ def create_app(store: Store, study: str, team: bool = False,
             view = load_view(session, study)
             segs = segments_by_id(session, [q.segment for q in questions])
             contexts = {s: segment_context(session, segs[s]) for s in segs}
+            taught = [(t.key, t.title) for t in view.state.confirmed() if view.members(t.key)]
             return page(request, v, "teach.html", view=view, questions=questions, segs=segs, contexts=contexts,
-                        active=_active(view), message=message)
+                        active=_active(view), message=message, taught=taught)
 
     @app.get("/decisions", response_class=HTMLResponse)
     def decision_log(request: Request, v: Visitor = Depends(signed_in)):
@@ -334,7 +335,7 @@ def create_app(store: Store, study: str, team: bool = False,
                   "proposed", "probability"):
             if form.get(f) not in (None, ""):
                 intent[f] = str(form.get(f))
-        for f in ("themes", "segment_ids", "names"):
+        for f in ("themes", "segment_ids", "names") + (("to", "shown") if intent["action"] == cb.ANSWER else ()):
             values = [str(x) for x in form.getlist(f) if str(x).strip()]
             if values:
                 intent[f] = values
@@ -442,7 +443,9 @@ def _summary(view, e: cb.Entry) -> str:
         if a.get("answer") == "yes":
             return f"Teach: yes, it is {asked}"
         if a.get("answer") == "other":
-            return f"Teach: not {asked} but '{view.title(a.get('to'))}'"
+            given = a.get("to") or []
+            titles = ", ".join(f"'{view.title(k)}'" for k in ([given] if isinstance(given, str) else given))
+            return f"Teach: in {titles}" + ("" if a.get("proposed") in given else f", not {asked}")
         if a.get("answer") == "new":
             return f"Teach: not {asked} but a new theme '{a.get('name')}'"
         return f"Teach: no, it is not {asked}"

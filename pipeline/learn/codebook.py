@@ -31,8 +31,10 @@ Vocabulary
                 stay); the coder said they are not in it
   answer        a Teach question answered: ``segment_ids`` (one), ``proposed`` (the theme the machine
                 asked about, or null), ``answer`` (``yes``: it is in ``proposed``; ``no``: it is not;
-                ``other``: not in ``proposed`` but in ``to``; ``new``: not in ``proposed`` but in a new
-                theme, the entry's key, named ``name`` (optional ``definition``), with it as first example)
+                ``other``: it is in the themes ``to`` (a list; ``proposed`` only if listed); ``new``: not
+                in ``proposed`` but in a new theme, the entry's key, named ``name`` (optional
+                ``definition``), with it as first example); ``not``: the themes shown that the coder left
+                unticked (it is in none of them)
   undo          ``undoes``: the uid of the coder's own latest decision still in force
   ============  =====================================================================================
 
@@ -258,6 +260,13 @@ def _ints(values: Iterable[Any] | None) -> tuple[int, ...]:
     return tuple(int(v) for v in (values or ()))
 
 
+def _answer_keys(value: Any) -> list[str]:
+    """An answer's ``to`` / ``not``: one key or a list of keys."""
+    if value in (None, ""):
+        return []
+    return [str(v) for v in (value if isinstance(value, (list, tuple)) else [value]) if v not in (None, "")]
+
+
 def _code(state: CodebookState, seg: int, key: str, on: bool) -> None:
     """Give ``seg`` the code ``key`` beside its others (``on``), or record that it is not in ``key``."""
     if on:
@@ -351,17 +360,19 @@ def _apply(state: CodebookState, e: Entry) -> str | None:
         answer, proposed = a.get("answer"), a.get("proposed") or None
         if len(segs) != 1 or answer not in ANSWERS:
             return "an answer is about one segment and is yes, no, other or new"
-        seg = segs[0]
+        seg, given = segs[0], _answer_keys(a.get("to"))
         if answer == "yes":
             if not proposed:
                 return "a yes needs the theme asked about"
-            _code(state, seg, str(proposed), True)
-            return None
-        if proposed:
+            given = [str(proposed), *given]
+        elif proposed and str(proposed) not in given:
             _code(state, seg, str(proposed), False)
-        if answer == "other":
-            _code(state, seg, str(a.get("to") or ""), True)
-        elif answer == "new":
+        for k in given:
+            _code(state, seg, k, True)
+        for k in _answer_keys(a.get("not")):
+            if k not in given:
+                _code(state, seg, k, False)
+        if answer == "new":
             if not key or key in state.themes:
                 return f"theme key {key} is taken" if key else "no theme key"
             theme = _theme(state, key)
@@ -544,12 +555,12 @@ def validate(state: CodebookState, e: Entry, base_keys: Collection[str],
             errors.append(f"theme '{proposed}' is {status(str(proposed)) or 'unknown'}")
         if answer in ("yes", "no") and proposed in (None, ""):
             errors.append(f"a {answer} needs the theme asked about")
-        if answer == "other":
-            to = a.get("to")
-            if to in (None, "") or status(str(to)) not in ACTIVE:
-                errors.append("choose an open theme for the other answer")
-            elif to == proposed:
-                errors.append("the other theme is the one asked about; answer yes")
+        given = _answer_keys(a.get("to"))
+        if answer == "other" and not given:
+            errors.append("choose the themes it is in for the other answer")
+        for k in given + _answer_keys(a.get("not")):
+            if status(k) not in ACTIVE:
+                errors.append(f"theme '{k}' is {status(k) or 'unknown'}; choose an open theme")
         if answer == "new":
             if not key or not KEY_PATTERN.match(key):
                 errors.append(f"'{key}' is not a usable theme key")

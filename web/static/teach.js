@@ -68,9 +68,11 @@
     var current = list.querySelector(".question.current");
     if (!current) { return; }
     var target = { y: "yes", n: "no", o: "other", w: "new", s: "skip" }[ev.key];
+    if (/^[1-9]$/.test(ev.key)) { target = "tick-" + ev.key; }
     var hit = target && current.querySelector('[data-key="' + target + '"]');
     if (!hit) { return; }
     ev.preventDefault();
+    if (target.indexOf("tick-") === 0) { hit.checked = !hit.checked; return; }
     if (target === "yes" || target === "no") { answer(hit.form, hit); }
     else if (target === "skip") { hit.click(); }
     else { hit.focus(); }
