@@ -53,7 +53,7 @@ def _corpus(args: argparse.Namespace, config: dict, kind: str):
     return corpus, stem + (f"-first{args.limit}" if args.limit else "")
 
 
-def cmd_learn(args: argparse.Namespace, argv: Sequence[str]) -> int:
+def cmd_review(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from bench.learning import learning_curve
 
     config = _config(args)
@@ -162,7 +162,7 @@ def cmd_growth_point(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 0
 
 
-def cmd_review(args: argparse.Namespace, argv: Sequence[str]) -> int:
+def cmd_review_loop(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from bench.coder import simulate
 
     config = _config(args)
@@ -216,11 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(handler=cmd_quality)
 
-    p = sub.add_parser("learn", help="what coders' decisions teach the learner, beside random labels and the ceiling")
+    p = sub.add_parser("review", help="what a coder's decisions (review, Teach answers) teach the learner, beside "
+                                      "random labels and the ceiling, on a preset or any labelled CSV")
     labelled(p)
     p.add_argument("--budgets", type=int, nargs="+", default=[20, 50, 100, 200, 400], help="decision budgets")
     common(p)
-    p.set_defaults(handler=cmd_learn)
+    p.set_defaults(handler=cmd_review)
 
     p = sub.add_parser("embed-speed", help="segments/s of the ONNX and sentence-transformers backends, side by side")
     p.add_argument("--limit", type=int, help="only the first N segments")
@@ -258,13 +259,14 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(handler=cmd_growth_point)
 
-    p = sub.add_parser("review", help="simulated review: a scripted coder (bench/coder.py) drives decisions import + apply")
+    p = sub.add_parser("review-loop", help="the scripted coder (bench/coder.py) through the real commands: "
+                                           "decisions import + apply, k suggestions reviewed")
     p.add_argument("--preset", required=True, help="nhs-fft-label | nhs-fft-subcategory | banking77 | example-study")
     p.add_argument("--k", type=int, nargs="+", default=[5, 10, 20, 40], help="suggestions reviewed")
     p.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44, 45, 46],
                    help="UMAP seeds: one review per seed, each point averaged over them")
     common(p)
-    p.set_defaults(handler=cmd_review)
+    p.set_defaults(handler=cmd_review_loop)
 
     p = sub.add_parser("report", help="rebuild docs/benchmarks.md from docs/bench/*.json")
     p.add_argument("--out", type=Path, default=report.RESULTS)

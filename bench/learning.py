@@ -1,5 +1,5 @@
 """What a coder's decisions teach the machine, against the baselines an expert would try first
-(``python -m bench learn``).
+(``python -m bench review``).
 
 In memory and on the same vectors, for each decision budget:
 
@@ -36,11 +36,10 @@ from bench.datasets import Corpus
 from bench.harness import embed_corpus, run_themesift
 from pipeline.compare.agreement import binary_table, cohen_kappa
 from pipeline.embed.encoder import Embedder
-from pipeline.learn.apply import code_with_codebook
-from pipeline.learn.learner import CodeLearner, ThemeLabels
+from pipeline.learn.apply import code_with_codebook, teach_batch
+from pipeline.learn.learner import CodeLearner, theme_labels
 
 BUDGETS = (20, 50, 100, 200, 400)
-TEACH_BATCH = (5, 5)  # far from every kept theme, least sure
 
 
 class _Study:
@@ -48,6 +47,7 @@ class _Study:
 
     def __init__(self, corpus: Corpus, vectors: np.ndarray, config: dict, embedder: Embedder):
         self.X = np.asarray(vectors, dtype=np.float64)
+        self.review_cfg = config["review"]
         self.n = len(self.X)
         self.codes = corpus.codes
         self.human = {u: corpus.human.get(u, frozenset()) for u in corpus.units}
@@ -62,15 +62,11 @@ class _Study:
         return float(np.mean([cohen_kappa(binary_table(coded, self.human, units, c)) for c in self.codes]))
 
     def learned(self, pos: dict[str, list[int]], neg: dict[str, list[int]], units: list[int]) -> float:
-        labels = _labels(pos, neg)
+        labels = theme_labels(pos, neg)
         if not labels:
             return 0.0
-        model = CodeLearner().fit(self.X, labels)
+        model = CodeLearner.from_config(self.review_cfg).fit(self.X, labels)
         return self.kappa(dict(zip(units, model.predict(self.X[units]))), units)
-
-
-def _labels(pos: dict[str, list[int]], neg: dict[str, list[int]]) -> dict[str, ThemeLabels]:
-    return {c: ThemeLabels(tuple(sorted(set(p))), tuple(sorted(set(neg.get(c, ())) - set(p)))) for c, p in pos.items() if p}
 
 
 def _review(s: _Study, budget: float) -> dict[str, Any]:
@@ -100,43 +96,35 @@ def _review(s: _Study, budget: float) -> dict[str, Any]:
             "reviewed": reviewed, "confirmed": confirmed}
 
 
-def _teach(s: _Study, state: dict[str, Any], budget: int, seed: int) -> None:
-    """Teach questions answered from the human codes until ``budget`` decisions (changes ``state``)."""
+def _teach(s: _Study, state: dict[str, Any], budget: int, review_cfg: dict, seed: int) -> None:
+    """Teach questions, as the review page asks them (``pipeline.learn.apply.teach_batch``), answered from
+    the human codes until ``budget`` decisions (changes ``state``). One answer is one decision, as on the
+    page: the coder ticks every kept theme the segment carries (the others are left unticked: against);
+    when it carries none of them but a code nobody has named yet, they make it a new theme instead."""
     pos, neg, touched = state["pos"], state["neg"], state["touched"]
-    rng = np.random.default_rng(seed)
+    asked = 0
     while state["decisions"] < budget:
-        pool = np.array(sorted(set(range(s.n)) - touched), dtype=np.int64)
-        if len(pool) <= sum(TEACH_BATCH):  # nothing left to ask about that could still be scored
+        pool = sorted(set(range(s.n)) - touched)
+        if len(pool) <= 10:  # nothing left to ask about that could still be scored
             break
-        labels = _labels(pos, neg)
-        if labels:
-            model = CodeLearner().fit(s.X, labels)
-            proba = model.predict_proba(s.X[pool])
-            far = pool[np.argsort(proba.max(axis=1), kind="stable")[:200]]
-            batch = list(rng.permutation(far)[:TEACH_BATCH[0]])
-            unsure = pool[np.argsort(np.abs(proba - model.thresholds_).min(axis=1), kind="stable")]
-            batch += [u for u in unsure.tolist() if u not in batch][:TEACH_BATCH[1]]
-            where = {u: i for i, u in enumerate(pool.tolist())}
-            proposed = {u: model.themes_[int(np.argmax(proba[where[u]]))] for u in batch}
-        else:
-            batch = rng.choice(pool, sum(TEACH_BATCH), replace=False).tolist()
-            proposed = {u: None for u in batch}
-        for u in batch:
+        said = sorted(touched)
+        batch = teach_batch(list(range(s.n)), s.X, pos, neg, review_cfg, seed=seed + asked, exclude=said)
+        if not batch:
+            break
+        for q in batch:
             if state["decisions"] >= budget:
                 break
             state["decisions"] += 1
+            asked += 1
+            u = q.row
             touched.add(u)
-            theme, codes = proposed[u], s.human[u]
-            if theme is not None and theme in codes:
-                pos[theme].append(u)
-                continue
-            if theme is not None:
-                neg.setdefault(theme, []).append(u)
-            kept = [c for c in codes if c in pos]
+            codes = s.human[u]
+            kept = [c for c in pos if pos[c]]
+            given = [c for c in kept if c in codes]
             for c in kept:
-                pos[c].append(u)
+                (pos if c in given else neg).setdefault(c, []).append(u)
             new = sorted(c for c in codes if c not in pos)
-            if not kept and new:
+            if not given and new:
                 pos[new[0]] = [u]
                 neg[new[0]] = list(state["rejected"])
 
@@ -166,9 +154,11 @@ def _ceiling(s: _Study, folds: int = 5) -> float:
     coded: dict[int, frozenset[str]] = {}
     for f in range(folds):
         train, test = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
-        labels = _labels({c: [u for u in train if c in s.human[u]] for c in s.codes},
-                         {c: [u for u in train if c not in s.human[u]] for c in s.codes})
-        coded.update(zip(test.tolist(), CodeLearner(unlabelled_weight=0.0).fit(s.X, labels).predict(s.X[test])))
+        labels = theme_labels({c: [u for u in train if c in s.human[u]] for c in s.codes},
+                              {c: [u for u in train if c not in s.human[u]] for c in s.codes})
+        learner = CodeLearner.from_config(s.review_cfg)
+        learner.unlabelled_weight = 0.0  # every row is labelled
+        coded.update(zip(test.tolist(), learner.fit(s.X, labels).predict(s.X[test])))
     return s.kappa(coded, list(range(s.n)))
 
 
@@ -188,7 +178,7 @@ def learning_curve(corpus: Corpus, config: dict, budgets: tuple[int, ...] = BUDG
             review = _review(s, b)
             units = sorted(set(range(s.n)) - review["touched"])
             taught = _review(s, b / 2)
-            _teach(s, taught, b, seed)
+            _teach(s, taught, b, config["review"], seed)
             taught_units = sorted(set(range(s.n)) - taught["touched"])
             rows.append({"budget": b, "review_decisions": review["decisions"],
                          "review": s.learned(review["pos"], review["neg"], units),

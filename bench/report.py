@@ -319,8 +319,13 @@ def closeness_section(r: dict) -> list[str]:
     return lines + [""] + _provenance(r) + [""]
 
 
-def learn_section(r: dict) -> list[str]:
-    lines = [f"## What decisions teach the learner: {r['dataset']}", "",
+def learn_section(r: dict, results: Path = RESULTS) -> list[str]:
+    """The curve as a table, and as an SVG written beside the results (``results``)."""
+    from bench.plot import curve_svg
+
+    svg = f"learn-{_slug_of(r['dataset'])}.svg"
+    (results / svg).write_text(curve_svg(r), encoding="utf-8")
+    lines = [f"## What decisions teach the learner: {r['dataset']}", "", f"![learning curve]({results.name}/{svg})", "",
              f"- {r['n_units']} segments, {r['n_codes']} human codes; UMAP seeds {', '.join(map(str, r['seeds']))} "
              f"(each point the mean over them); ceiling (the same learner on every other segment, 5-fold): "
              f"**{r['ceiling']:.3f}**; rules in [`bench/learning.py`](../bench/learning.py)", "",
@@ -380,6 +385,10 @@ def growth_section(r: dict) -> list[str]:
     return lines + _provenance(r) + [""]
 
 
+def _slug_of(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+
+
 def render(results: Path = RESULTS) -> str:
     data = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(results.glob("*.json"))]
     quality = [r for r in data if r.get("kind") == "quality"]
@@ -392,7 +401,7 @@ def render(results: Path = RESULTS) -> str:
             lines += ["### How much the figures move with the vectors", ""] + sensitivity + [""]
         for r in quality:
             lines += quality_section(r)
-    for kind, section in (("learn", learn_section), ("embed-speed", embed_section), ("int8-closeness", closeness_section),
+    for kind, section in (("learn", lambda r: learn_section(r, results)), ("embed-speed", embed_section), ("int8-closeness", closeness_section),
                           ("flow-speed", flow_section), ("growth", growth_section)):
         for r in data:
             if r.get("kind") == kind:
