@@ -47,6 +47,13 @@ def test_themes_shows_the_latest_run_again(config_file, example_study, capsys):
     assert main(["themes", "--study", "ipt", "--config", str(config_file), "--top", "3"]) == 0
     out = capsys.readouterr().out
     assert out.count('"') >= 6  # one quote per theme shown
+    assert out.count("\u201c") >= 3  # one description per theme shown
+    from prefect.artifacts import Artifact
+
+    from flows.suggest import artifact_key
+
+    artifact = Artifact.get(artifact_key("ipt"))  # the flow's table on the Prefect run page
+    assert artifact is not None and "description" in artifact.data
     assert "more (themesift themes --study ipt" in out
 
 

@@ -17,11 +17,11 @@ Scoring follows BERTopic's KeyBERTInspired and KeyBERT's MMR:
    mean segments per theme (outliers count as one class). Words common to every theme score low: the
    phrase must set the theme apart from its neighbours. The best ``candidates`` phrases go on;
 2. each is embedded with the segments' own encoder; its relevance is its cosine similarity to the
-   theme's centroid;
+   theme's centroid less ``neighbour_weight`` times that to the closest other theme's centroid;
 3. maximal marginal relevance picks the name's phrases: relevance minus ``diversity`` times the
    similarity to a phrase already chosen, and a phrase sharing a content word's lemma with a chosen
-   one is skipped
-   ("look" / "looked" never fill two slots).
+   one is skipped ("look" / "looked" never fill two slots); a further phrase whose marginal
+   relevance is not above 0 ends the name.
 
 The description is one sentence or clause of a central member (the ``description_pool`` members
 closest to the centroid, one per participant first) whose embedding is closest to the centroid, with
@@ -270,6 +270,8 @@ class ThemeNamer:
                 redundancy = max((float(vectors[i] @ vectors[j]) for j in picked), default=0.0)
                 return (1 - self.diversity) * relevance[i] - self.diversity * redundancy if picked else relevance[i]
             best = max(left, key=lambda i: (gain(i), -left.index(i)))
+            if picked and relevance and gain(best) <= 0:  # nothing left that adds to the name
+                break
             picked.append(best)
             used = content(best)
             left = [i for i in left if i != best and not used & content(i)]
