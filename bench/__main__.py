@@ -84,6 +84,21 @@ def cmd_quality(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return _save(result, args, stem)
 
 
+def cmd_names(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from bench.names import names_benchmark
+
+    config = _config(args)
+    corpus, stem = _corpus(args, config, "names")
+    if corpus is None:
+        return 2
+    result = {**describe_run(list(argv)), **names_benchmark(corpus, config, tuple(args.seeds), not args.no_peer)}
+    stem = _with_config(result, args, stem)
+    print(f"{result['dataset']}: themes with purity >= {result['min_purity']}")
+    for name, m in result["methods"].items():
+        print(f"  {name:14s} hit@1 {m['hit1']:.3f}  hit@3 {m['hit3']:.3f}  usable themes {m['n_usable']:.1f}")
+    return _save(result, args, stem)
+
+
 def _int8_fp32_layers(config: dict) -> int | None:
     """``embed.onnx.fp32_layers`` of a run with ONNX int8 vectors; None for any other vectors."""
     onnx = config["embed"]["onnx"]
@@ -215,6 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-peer", action="store_true", help="Themesift only")
     common(p)
     p.set_defaults(handler=cmd_quality)
+
+    p = sub.add_parser("names", help="theme names against human code names (hit@1, hit@3), beside BERTopic's")
+    labelled(p)
+    p.add_argument("--no-peer", action="store_true", help="Themesift only")
+    common(p)
+    p.set_defaults(handler=cmd_names)
 
     p = sub.add_parser("review", help="what a coder's decisions (review, Teach answers) teach the learner, beside "
                                       "random labels and the ceiling, on a preset or any labelled CSV")

@@ -21,7 +21,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from pipeline.compare.agreement import cluster_scores, theme_quality, top_k_prec
 from pipeline.embed.encoder import Embedder, text_hash
 from pipeline.themes.assemble import SecondPass, assemble, cluster_left_out, score_passes
 from pipeline.themes.cluster import OUTLIER, ThemeClusterer
-from pipeline.themes.describe import ThemeDescriber
+from pipeline.themes.describe import ThemeDescriber, make_label
 from pipeline.themes.join import JoinRule, join_outliers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,6 +52,8 @@ class MethodRun:
     ranking: list[str]
     names: dict[str, str]
     seconds: float
+    #: Per theme: its keywords, description and keyword-pair label (Themesift only; for ``bench names``).
+    details: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def theme_key(rank: int) -> str:
@@ -105,7 +107,10 @@ def run_themesift(corpus: Corpus, vectors: np.ndarray, config: dict, embedder: E
             partition[m] = theme_key(theme.rank)
     ranking = [theme_key(t.rank) for t in suggestions.themes]
     names = {theme_key(t.rank): t.label for t in suggestions.themes}
-    return MethodRun("themesift", partition, ranking, names, time.perf_counter() - t0)
+    details = {theme_key(t.rank): {"description": t.description, "keywords": list(t.keywords),
+                                   "keyword_label": make_label(t.keywords, describer.label_keyphrases)}
+               for t in suggestions.themes}
+    return MethodRun("themesift", partition, ranking, names, time.perf_counter() - t0, details)
 
 
 def run_bertopic(corpus: Corpus, vectors: np.ndarray, seed: int) -> MethodRun:

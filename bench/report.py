@@ -54,6 +54,7 @@ python -m bench quality --preset nhs-fft-label --backend onnx --precision int8  
 python -m bench quality --preset nhs-fft-label --backend onnx --precision int8 --fp32-layers 6   # int8, fp32 down-projections
 python -m bench quality --data FILE.csv --text-col C --label-col C [--case-col C] [--multi-label-sep ";"] [--seeds 42 43]
 python -m bench quality --data FILE.csv --text-col C --indicator-col CODE1 --indicator-col CODE2 ...   # a column per code
+python -m bench names --preset nhs-fft-label --seeds 42                # theme names vs human code names; also the other presets and --data
 python -m bench embed-speed --int8-fp32-layers 0 6                  # ONNX fp32 and int8 vs sentence-transformers
 python -m bench int8-closeness                                      # int8 recipes vs fp32 on this CPU
 qemu-x86_64 -cpu Haswell .venv/bin/python -m bench int8-closeness --step 330 --emulated   # the same on an emulated AVX2 CPU without VNNI
@@ -114,6 +115,12 @@ def current(data: list[dict]) -> list[str]:
                           for p in r["points"])
         lines.append(f"- What decisions teach the learner, {r['dataset']} (kappa after N decisions, best arm vs "
                      f"random labels; ceiling {r['ceiling']:.3f}): {cells}")
+    for r in _of_kind(data, "names"):
+        m = r["methods"]
+        ratio = f", {m['name']['hit1_vs_bertopic']:.2f}x BERTopic's" if "hit1_vs_bertopic" in m["name"] else ""
+        lines.append(f"- Theme names, {r['dataset']}: hit@1 {m['name']['hit1']:.3f}{ratio} (old label "
+                     f"{m['keyword_label']['hit1']:.3f}" + (f", BERTopic {m['bertopic']['hit1']:.3f}" if "bertopic" in m
+                                                              else "") + ")")
     for r in _of_kind(data, "review"):
         points = ", ".join(f"k={p['k']}: {_fmt(p['mean_kappa'])}" for p in r["points"])
         rule = r.get("apply_rule", "centroid")  # results made before the learner record no rule
@@ -339,6 +346,31 @@ def learn_section(r: dict, results: Path = RESULTS) -> list[str]:
     return lines + [""] + _provenance(r) + [""]
 
 
+def _cell(text: str | None) -> str:
+    return (text or "").replace("|", "\\|").replace("\n", " ")
+
+
+def names_section(r: dict) -> list[str]:
+    """``python -m bench names``: hit@1 / hit@3 of each naming, and the first 15 ranked themes to judge by eye."""
+    names = {"name": "Themesift's name", "keyword_label": "old keyword-pair label", "bertopic": "BERTopic's top words"}
+    lines = [f"## Theme names against the human codes: {r['dataset']}", "",
+             f"- {r['n_units']} segments, {r['n_codes']} human codes; UMAP seeds {', '.join(map(str, r['seeds']))}; "
+             f"themes with purity >= {r['min_purity']}; rules in [`bench/names.py`](../bench/names.py)", "",
+             "| naming | themes scored | hit@1 | hit@3 |", "|---|---:|---:|---:|"]
+    for key, m in r["methods"].items():
+        lines.append(f"| {names.get(key, key)} | {m['n_usable']:.0f} | {m['hit1']:.3f} | {m['hit3']:.3f} |")
+    if "hit1_vs_bertopic" in r["methods"]["name"]:
+        ratio = r["methods"]["name"]["hit1_vs_bertopic"]
+        lines += ["", f"hit@1 is **{ratio:.2f}x** BERTopic's (target 1.5x: {'met' if ratio >= 1.5 else 'not met'})."]
+    lines += ["", f"The first {len(r['table'])} ranked themes (seed {r['seeds'][0]}); human code = the code most of "
+                  "the theme's segments carry, with that share:", "",
+              "| # | old label | name | description | human code (share) |", "|---:|---|---|---|---|"]
+    for t in r["table"]:
+        lines.append(f"| {t['rank']} | {_cell(t['keyword_label'])} | {_cell(t['name'])} | {_cell(t['description'])} | "
+                     f"{_cell(t['human_code'])} ({t['purity']:.2f}) |")
+    return lines + [""] + _provenance(r) + [""]
+
+
 def flow_section(r: dict) -> list[str]:
     lines = ["## The whole flow: cold and warm runs, and BERTopic end to end", "", f"- {r['description']}", ""]
     runs = r["runs"]
@@ -401,7 +433,8 @@ def render(results: Path = RESULTS) -> str:
             lines += ["### How much the figures move with the vectors", ""] + sensitivity + [""]
         for r in quality:
             lines += quality_section(r)
-    for kind, section in (("learn", lambda r: learn_section(r, results)), ("embed-speed", embed_section), ("int8-closeness", closeness_section),
+    for kind, section in (("names", names_section), ("learn", lambda r: learn_section(r, results)),
+                          ("embed-speed", embed_section), ("int8-closeness", closeness_section),
                           ("flow-speed", flow_section), ("growth", growth_section)):
         for r in data:
             if r.get("kind") == kind:

@@ -163,6 +163,8 @@ def print_themes(store: Store, study: str, run_id: int | None, top: int) -> None
             parts = "  ".join(f"{t['parts'][p]:5.2f}" for p in PARTS)
             print(f"{t['rank']:>4}  {t['score']:5.2f}  {parts}  {t['n_cases']:>2}/{t['total_cases']:<2} "
                   f"{t['n_segments']:>5}  {t['label']}" + ("  (second pass)" if t["second_pass"] else ""))
+            if t["description"]:
+                print(f"{'':>14}{textwrap.shorten(t['description'], 120, placeholder='...')}")
             quote = textwrap.shorten(t["quote"], 110, placeholder="...")
             print(f"{'':>14}\"{quote}\" ({t['quote_case']})")
         if len(themes) > top:

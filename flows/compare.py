@@ -347,7 +347,8 @@ def export_study_qdpx(view: StudyView, path: Path, created: datetime | None = No
     from pipeline.exchange.refi_qda import write_qdpx
 
     segments = [ExportSegment(u.segment_id, u.source_id, u.start, u.end, u.case) for u in view.units]
-    themes = [ExportTheme(t.code, "Themesift suggestion, run %d; keywords: %s" % (view.run_id, ", ".join(t.keywords)))
+    themes = [ExportTheme(t.code, "Themesift suggestion, run %d%s; keywords: %s"
+                          % (view.run_id, f": {t.description}" if t.description else "", ", ".join(t.keywords)))
               for t in view.themes]
     project = study_project(view.study, view.sources, segments, view.partition, themes, view.humans,
                             code_descriptions=definitions)

@@ -155,7 +155,7 @@ def store_task(store: Store, study: str, documents, segments, suggestions: Sugge
             record_carried_keys(session, run_id, carried)
     create_table_artifact(
         key=artifact_key(study),
-        table=[{"rank": t.rank, "label": t.label, "score": t.score, **t.parts, "cases": len(t.cases),
+        table=[{"rank": t.rank, "label": t.label, "description": t.description, "score": t.score, **t.parts, "cases": len(t.cases),
                 "segments": len(t.members), "reasons": "; ".join(t.reasons)} for t in suggestions.themes],
         description=f"Candidate themes of study '{study}', run {run_id}",
     )

@@ -225,6 +225,7 @@ class MachineTheme:
     keywords: tuple[str, ...]
     n_segments: int
     n_cases: int
+    description: str = ""  # one central clause of a member with its participant ("" for older runs)
 
 
 def theme_code(rank: int, label: str) -> str:
@@ -243,7 +244,8 @@ def run_partition(session: Session, run: Run) -> tuple[dict[int, str | None], di
     ):
         partition[seg] = code_of.get(theme_id) if theme_id is not None else None
         strength[seg] = float(s or 0.0)
-    info = [MachineTheme(t.id, t.rank, code_of[t.id], t.label, tuple(t.keywords), t.n_segments, len(t.cases))
+    info = [MachineTheme(t.id, t.rank, code_of[t.id], t.label, tuple(t.keywords), t.n_segments, len(t.cases),
+                         t.description or "")
             for t in themes]
     return partition, strength, info
 

@@ -27,8 +27,8 @@ def theme_summaries(session: Session, run: Run) -> list[dict[str, Any]]:
     for theme in run.themes:
         quote = session.get(Segment, theme.quotes[0]) if theme.quotes else None
         out.append({
-            "theme_id": theme.id, "rank": theme.rank, "label": theme.label, "score": theme.score,
-            "parts": theme.parts, "keywords": theme.keywords, "reasons": theme.reasons,
+            "theme_id": theme.id, "rank": theme.rank, "label": theme.label, "description": theme.description or "",
+            "score": theme.score, "parts": theme.parts, "keywords": theme.keywords, "reasons": theme.reasons,
             "n_cases": len(theme.cases), "total_cases": total, "n_segments": theme.n_segments,
             "second_pass": theme.second_pass,
             "quote": quote.text if quote else "", "quote_case": quote.case if quote else None,
@@ -54,7 +54,8 @@ def suggestion_export(session: Session, run: Run) -> dict[str, Any]:
     themes = []
     for theme in run.themes:
         themes.append({
-            "theme_id": theme.id, "rank": theme.rank, "label": theme.label, "keywords": theme.keywords,
+            "theme_id": theme.id, "rank": theme.rank, "label": theme.label,
+            "description": theme.description or "", "keywords": theme.keywords,
             "score": theme.score, "parts": theme.parts, "reasons": theme.reasons, "cases": theme.cases,
             "quotes": theme.quotes, "n_segments": theme.n_segments, "second_pass": theme.second_pass,
             "members": [{**member(m), "joined_similarity": None if m.joined_similarity is None

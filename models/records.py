@@ -143,8 +143,10 @@ class Theme(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("run.id"), index=True)
     rank: Mapped[int] = mapped_column(Integer)
     cluster: Mapped[int] = mapped_column(Integer)
-    label: Mapped[str] = mapped_column(String(500))
+    label: Mapped[str] = mapped_column(String(500))  # the theme's name (pipeline/themes/name.py)
     keywords: Mapped[list] = mapped_column(JSON)
+    # One central clause of a member, with its participant; None for runs stored before it was kept.
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
     score: Mapped[float] = mapped_column(Float)
     parts: Mapped[dict] = mapped_column(JSON)
     reasons: Mapped[list] = mapped_column(JSON)

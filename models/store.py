@@ -216,7 +216,8 @@ class Store:
                 theme_rows[t.rank] = Theme(
                     run=run, rank=t.rank, cluster=t.cluster, label=t.label, keywords=list(t.keywords),
                     score=t.score, parts=dict(t.parts), reasons=list(t.reasons), cases=list(t.cases),
-                    quotes=[segment_ids[i] for i in t.quotes], n_segments=len(t.members), second_pass=t.second_pass)
+                    quotes=[segment_ids[i] for i in t.quotes], n_segments=len(t.members), second_pass=t.second_pass,
+                    description=t.description or None)
             session.add_all(theme_rows.values())
             session.flush()
             joined = {i for t in suggestions.themes for i in t.joined}

@@ -562,6 +562,26 @@ class ClusterSettings(Section):
 
 
 @dataclass(frozen=True)
+class NameSettings(Section):
+    at = "describe.name"
+    method: str = setting(one_of("phrases", "keywords"))
+    max_words: int = setting(whole(1, 8))
+    min_members: int = setting(whole(1))
+    candidates: int = setting(whole(1))
+    phrases: int = setting(whole(1, 5))
+    diversity: float = setting(number(0, 1))
+    neighbour_weight: float = setting(number(0, 1))
+    description_pool: int = setting(whole(1))
+    description_min_words: int = setting(whole(1))
+    description_max_words: int = setting(whole(1))
+
+    def __post_init__(self) -> None:
+        if self.description_min_words > self.description_max_words:
+            raise ConfigError(f"describe.name.description_min_words: {self.description_min_words} is above "
+                              f"description_max_words {self.description_max_words}; use min <= max")
+
+
+@dataclass(frozen=True)
 class DescribeSettings(Section):
     at = "describe"
     n_keywords: int = setting(whole(1))
@@ -571,6 +591,7 @@ class DescribeSettings(Section):
     label_keyphrases: int = setting(whole(1))
     n_quotes: int = setting(whole(1))
     quote_min_words: int = setting(whole(0))
+    name: NameSettings = subsection(NameSettings)
 
 
 @dataclass(frozen=True)

@@ -185,3 +185,27 @@ def test_results_carry_the_run_manifests_code_version_quoted_short():
     assert describe_run(["quality"])["code"] == code_version()
     assert report._short("5c5f519aa27203e11fdf1f945a11bd8371d72dea+dirty") == "5c5f519 (uncommitted changes)"
     assert report._short("a497bf2") == "a497bf2" and report._short(None) == "unknown"
+
+
+def test_names_command_scores_names_against_the_human_code_names(tmp_path, monkeypatch):
+    if not BANKING.is_file():
+        pytest.skip("shared datasets missing")
+    monkeypatch.setenv("THEMESIFT_BENCH_CACHE", str(tmp_path / "cache"))
+    with BANKING.open(encoding="utf-8", newline="") as f:
+        keep = [r for r in csv.DictReader(f) if r["category"] in {"card_arrival", "exchange_rate", "pin_blocked"}]
+    data = _write(tmp_path / "bank.csv", [["text", "category"]] + [[r["text"], r["category"]] for r in keep])
+    from bench.__main__ import main
+    from bench.names import nearest_rank, readable
+
+    out, doc = tmp_path / "results", tmp_path / "benchmarks.md"
+    assert main(["names", "--data", str(data), "--text-col", "text", "--label-col", "category", "--name", "bank3",
+                 "--out", str(out), "--doc", str(doc), "--seeds", "42", "--no-peer"]) == 0
+    result = json.loads((out / "names-bank3.json").read_text())
+    ours = result["methods"]["name"]
+    assert ours["n_usable"] >= 1 and 0 <= ours["hit1"] <= ours["hit3"] <= 1
+    assert result["table"] and all(t["name"] and t["description"] for t in result["table"])
+    assert "## Theme names against the human codes: bank3" in doc.read_text()
+    assert readable("3_card_arrival_my_new") == "card arrival my new"
+    import numpy as np
+    assert nearest_rank(np.array([1.0, 0.0]), np.array([[0.0, 1.0], [1.0, 0.0], [0.6, 0.8]]), 1) == 0
+    assert nearest_rank(np.array([1.0, 0.0]), np.array([[0.0, 1.0], [1.0, 0.0], [0.6, 0.8]]), 0) == 2

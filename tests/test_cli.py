@@ -47,6 +47,13 @@ def test_themes_shows_the_latest_run_again(config_file, example_study, capsys):
     assert main(["themes", "--study", "ipt", "--config", str(config_file), "--top", "3"]) == 0
     out = capsys.readouterr().out
     assert out.count('"') >= 6  # one quote per theme shown
+    assert out.count("\u201c") >= 3  # one description per theme shown
+    from prefect.artifacts import Artifact
+
+    from flows.suggest import artifact_key
+
+    artifact = Artifact.get(artifact_key("ipt"))  # the flow's table on the Prefect run page
+    assert artifact is not None and "description" in artifact.data
     assert "more (themesift themes --study ipt" in out
 
 
@@ -71,6 +78,11 @@ def test_export_csv_and_json_hold_every_member_and_the_outlier_queue(config_file
     for m in first["members"]:
         assert m["end"] > m["start"] and m["source"] and m["segment_id"]
     assert {int(r["segment_id"]) for r in rows if r["rank"] == "1"} == {m["segment_id"] for m in first["members"]}
+    # each theme's name and its description, a clause of one of its members, in both files
+    texts = {m["segment_id"]: m["text"] for m in first["members"]}
+    assert first["description"] and any(first["description"].split("\u201d")[0].lstrip("\u201c") in t
+                                        for t in texts.values())
+    assert {r["description"] for r in rows if r["rank"] == "1"} == {first["description"]} and " / " not in first["label"]
 
 
 def test_unknown_study_and_bad_config_give_a_message_not_a_traceback(config_file, tmp_path, capsys):

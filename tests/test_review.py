@@ -216,6 +216,10 @@ def test_every_decision_through_the_web_and_the_log_is_append_only(study):
         view = load_view(session, study.name)
     state = view.state
     assert state.themes[keys[0]].name == "Therapeutic relationship" and state.themes[keys[0]].status == "confirmed"
+    renamed = view.row(keys[0])  # the coder's name wins; the machine's name and description stay beside it
+    assert view.title(keys[0]) == "Therapeutic relationship" != renamed.label and renamed.description
+    page = client.get(f"/themes/{keys[0]}").text
+    assert "Therapeutic relationship" in page and f"suggested as \u201c{renamed.label}" in page.replace("&#34;", '"')
     assert state.themes[keys[1]].status == "rejected"
     assert state.themes[keys[3]].merged_into == keys[2] and view.title(keys[2]) == "Waiting and steps"
     assert outliers[0] in view.members(keys[0])

@@ -42,6 +42,7 @@ class ThemeRow:
     theme_id: int | None
     decided_by: dict[str, str]
     quote_ids: list[int]
+    description: str = ""  # the machine's one-line description of a run theme ("" for others)
 
 
 @dataclass
@@ -82,7 +83,8 @@ class ReviewView(StudyView):
                 score=theme.score if theme is not None else None, parts=dict(theme.parts) if theme is not None else {},
                 reasons=reasons, n_segments=len(members),
                 n_cases=n_cases, total_cases=self.total_cases, theme_id=theme.id if theme is not None else None,
-                decided_by=dict(st.decided_by) if st else {}, quote_ids=self.quote_ids(key)))
+                decided_by=dict(st.decided_by) if st else {}, quote_ids=self.quote_ids(key),
+                description=(theme.description or "") if theme is not None else ""))
         self._rows = rows
         return rows
 

@@ -6,7 +6,7 @@ the same bytes but for the creation timestamp. Offsets are Unicode code point of
 study's plain text, which is exported as the source text.
 
 Every coder is a ``User``: the machine is ``Themesift (machine)``; its codes are the run's themes
-(``T01 label``, with keywords as the description). Human codings are exported on the spans of the
+(``T01 name``, with the theme's one-line description and keywords as the code's description). Human codings are exported on the spans of the
 segments they were mapped to (the unit every comparison uses), so importing the export again gives
 back exactly the same segment codings.
 """

@@ -17,7 +17,8 @@ from pipeline.themes.rank import ThemeScore, score_themes
 class CandidateTheme:
     """One ranked suggestion. Indices (``members``, ``quotes``, ``joined``) point into the run's segment list.
 
-    ``members`` are the segments the clustering put in the theme followed by those that ``joined`` it
+    ``label`` is the theme's name and ``description`` one central clause of a member with its participant
+    (:mod:`pipeline.themes.name`). ``members`` are the segments the clustering put in the theme followed by those that ``joined`` it
     from the outlier queue (:func:`pipeline.themes.join.join_outliers`); a joined member's strength is 0 (HDBSCAN left it
     out) and its centrality is its similarity to the theme's centre. Label, keywords, quotes and rank
     come from the clustered members only. ``second_pass``: found by clustering again the segments the
@@ -38,6 +39,7 @@ class CandidateTheme:
     quotes: tuple[int, ...]
     joined: tuple[int, ...] = ()
     second_pass: bool = False
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,7 @@ def assemble(clustered: Sequence[int], labels: np.ndarray, vectors: np.ndarray,
             members=tuple(clustered[i] for i in (*d.members, *extra)), strengths=(*d.strengths, *[0.0] * len(extra)),
             centrality=(*d.centrality, *(joined[row][1] for row in extra)),
             quotes=tuple(clustered[i] for i in d.quotes), joined=tuple(clustered[i] for i in extra),
-            second_pass=s.theme in later,
+            second_pass=s.theme in later, description=d.description,
         ))
     order = [s.theme for s in scores]
     outlier_rows = np.array([r for r in np.flatnonzero(labels == OUTLIER).tolist() if r not in joined], dtype=np.int64)

@@ -13,15 +13,17 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 
-from pipeline.config import DescribeSettings
+from pipeline.config import DescribeSettings, NameSettings
 from pipeline.themes.cluster import OUTLIER
+from pipeline.themes.name import INFLECTIONS, ThemeNamer, stem
 
 _TOKEN_PATTERN = r"(?u)\b[^\W\d_][^\W\d_]+\b"
 
 
 @dataclass(frozen=True)
 class ThemeDescription:
-    """What a coder sees first: label, keywords, quotes; member indices refer to the fitted arrays."""
+    """What a coder sees first: label (the name), description, keywords, quotes; member indices refer to
+    the fitted arrays. ``description`` is one central clause of a member with its participant."""
 
     theme: int
     label: str
@@ -31,6 +33,7 @@ class ThemeDescription:
     strengths: tuple[float, ...]
     centrality: tuple[float, ...]
     quotes: tuple[int, ...]
+    description: str = ""
 
 
 def centroids(vectors: np.ndarray, labels: np.ndarray, themes: Sequence[int]) -> np.ndarray:
@@ -61,10 +64,6 @@ def class_tfidf(texts: Sequence[str], labels: np.ndarray, stop_words: Sequence[s
     return classes, vectorizer.get_feature_names_out(), tf * idf
 
 
-#: Common English endings, longest first: ``_stem`` removes the first that fits.
-_INFLECTIONS = ("ers", "ing", "es", "ed", "er", "ly", "s", "d")
-
-
 def same_word(a: str, b: str) -> bool:
     """Whether two words are inflections of one another ('look' / 'looked', 'nurse' / 'nurses').
 
@@ -74,17 +73,9 @@ def same_word(a: str, b: str) -> bool:
     if a == b:
         return True
     short, long = sorted((a, b), key=len)
-    if len(short) >= 3 and long.startswith(short) and long[len(short):] in _INFLECTIONS:
+    if len(short) >= 3 and long.startswith(short) and long[len(short):] in INFLECTIONS:
         return True
-    return _stem(long) == short or _stem(a) == _stem(b)
-
-
-def _stem(word: str) -> str:
-    for suffix in _INFLECTIONS:
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            word = word[: -len(suffix)]
-            break
-    return word[:-1] + "y" if word.endswith("i") else word  # happier / happily / happy, tried / try
+    return stem(long) == short or stem(a) == stem(b)
 
 
 def _distinct_words(term: str) -> bool:
@@ -122,6 +113,8 @@ class ThemeDescriber:
     quote_min_words: int = 8
     #: Embeds candidate keyphrases (same model as the segments) to re-rank them; None keeps c-TF-IDF order.
     phrase_encoder: Callable[[Sequence[str]], np.ndarray] | None = field(default=None, repr=False)
+    #: How the name and description are made (the ``describe.name`` section).
+    naming: NameSettings = field(default_factory=lambda: NameSettings.of({}))
 
     @classmethod
     def from_config(cls, cfg: DescribeSettings | Mapping,
@@ -129,7 +122,7 @@ class ThemeDescriber:
         """From the ``describe`` section (a mapping of it is checked and completed from the defaults)."""
         cfg = DescribeSettings.of(cfg)
         return cls(cfg.n_keywords, cfg.ngram_range, cfg.domain_stopwords, cfg.keyphrase_candidates,
-                   cfg.label_keyphrases, cfg.n_quotes, cfg.quote_min_words, phrase_encoder)
+                   cfg.label_keyphrases, cfg.n_quotes, cfg.quote_min_words, phrase_encoder, cfg.name)
 
     def describe(self, texts: Sequence[str], labels: np.ndarray, vectors: np.ndarray,
                  cases: Sequence[str | None], strengths: np.ndarray) -> list[ThemeDescription]:
@@ -145,6 +138,10 @@ class ThemeDescriber:
             ranked = (i for i in np.argsort(-row, kind="stable") if row[i] > 0 and _distinct_words(vocab[i]))
             candidates[t] = list(itertools.islice(ranked, self.keyphrase_candidates))
         closeness = self._phrase_closeness(vocab, candidates, dict(zip(themes, cents)))
+        member_centrality = {t: vectors[labels == t] @ c for t, c in zip(themes, cents)}
+        names = (ThemeNamer.from_config(self.naming, self.phrase_encoder).name(
+                     texts, labels, themes, cents, member_centrality, cases, frozenset(stop_words))
+                 if self.naming.method == "phrases" else {})
         out = []
         for t, centroid in zip(themes, cents):
             row = scores[classes.index(t)] if len(vocab) else np.zeros(0)
@@ -152,18 +149,19 @@ class ThemeDescriber:
             top = ranked[: self.n_keywords]
             keywords = tuple(str(vocab[i]) for i in top)
             members = np.flatnonzero(labels == t)
-            centrality = vectors[members] @ centroid
+            centrality = member_centrality[t]
             quotes = self.pick_quotes(members, centrality, [cases[i] for i in members],
                                       [len(texts[i].split()) for i in members])
             out.append(ThemeDescription(
                 theme=int(t),
-                label=make_label(keywords, self.label_keyphrases),
+                label=names[t].name if t in names and names[t].name else make_label(keywords, self.label_keyphrases),
                 keywords=keywords,
                 keyword_scores=tuple(round(float(row[i]), 6) for i in top),
                 members=tuple(int(i) for i in members),
                 strengths=tuple(float(strengths[i]) for i in members),
                 centrality=tuple(float(c) for c in centrality),
                 quotes=quotes,
+                description=names[t].description if t in names else "",
             ))
         return out
 
