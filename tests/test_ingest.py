@@ -541,3 +541,29 @@ def test_read_names_file_in_error(tmp_path, ingester):
     with pytest.raises(IngestError) as info:
         ingester.read(path)
     assert str(info.value).startswith(str(path)) and "binary" in info.value.reason
+
+
+def test_dangling_and_looping_symlinks_are_listed_as_skipped(tmp_path, ingester):
+    """A link to a file that is gone, and links that point at each other, are named as skipped with the
+    reason; a link to a real file is read like the file, and the rest of the folder goes on."""
+    folder = tmp_path / "study"
+    folder.mkdir()
+    target = write(tmp_path / "outside.txt", "Interviewer: And then?\nP17: Then the letter came.\n")
+    write(folder / "a-good.txt", "Interviewer: Hello.\nP01: The waiting list has grown.\n")
+    (folder / "b-link.txt").symlink_to(target)
+    (folder / "dangling.txt").symlink_to(tmp_path / "deleted.txt")
+    (folder / "loop-1.txt").symlink_to(folder / "loop-2.txt")
+    (folder / "loop-2.txt").symlink_to(folder / "loop-1.txt")
+    (folder / "self.docx").symlink_to(folder / "self.docx")
+    (tmp_path / "gone.md").symlink_to(tmp_path / "nowhere.md")
+
+    result = ingester.collect([folder, tmp_path / "gone.md"])
+
+    assert [Path(d.path).name for d in result.documents] == ["a-good.txt", "b-link.txt"]
+    reasons = {Path(s.path).name: s.reason for s in result.skipped}
+    assert len(reasons) == len(result.skipped)
+    assert set(reasons) == {"dangling.txt", "loop-1.txt", "loop-2.txt", "self.docx", "gone.md"}
+    for name in ("dangling.txt", "gone.md"):
+        assert reasons[name].startswith("broken symbolic link: its target"), reasons[name]
+    for name in ("loop-1.txt", "loop-2.txt", "self.docx"):
+        assert reasons[name].startswith("symbolic link loop"), reasons[name]

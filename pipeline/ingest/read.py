@@ -7,6 +7,7 @@ span of that text, so later stages can quote, show context and export offsets wi
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
 import re
@@ -415,15 +416,22 @@ def normalise_newlines(text: str) -> str:
 def expand_paths(paths: Iterable[str | Path], skipped: list[Skipped], exclude: Iterable[str | Path] = ()) -> list[Path]:
     """Files named directly plus the supported files inside folders, in a stable sorted order.
 
-    Hidden files, Word lock files (``~$...``) and anything under ``exclude`` are passed over silently.
+    Hidden files, Word lock files (``~$...``) and anything under ``exclude`` are passed over silently;
+    a symbolic link whose target is missing, or that loops, is listed as skipped.
     """
     excluded = [Path(e).resolve() for e in exclude]
     files: list[Path] = []
     for given in paths:
         path = Path(given)
         if path.is_dir():
-            for child in sorted(p for p in path.rglob("*") if p.is_file()):
+            for child in sorted(p for p in path.rglob("*") if p.is_file() or p.is_symlink()):
                 if any(part.startswith((".", "~$")) for part in child.relative_to(path).parts):
+                    continue
+                broken = _broken_link(child)
+                if broken:
+                    skipped.append(Skipped(str(child), broken))
+                    continue
+                if not child.is_file():  # a link to a folder: rglob does not go into it
                     continue
                 if any(child.resolve().is_relative_to(e) for e in excluded):
                     continue
@@ -434,8 +442,21 @@ def expand_paths(paths: Iterable[str | Path], skipped: list[Skipped], exclude: I
         elif path.exists():
             files.append(path)
         else:
-            skipped.append(Skipped(str(path), "no such file or folder"))
+            skipped.append(Skipped(str(path), _broken_link(path) or "no such file or folder"))
     return sorted(dict.fromkeys(files))
+
+
+def _broken_link(path: Path) -> str | None:
+    """Why the symbolic link ``path`` cannot be followed (its target is missing, or links loop), else None."""
+    if not path.is_symlink():
+        return None
+    try:
+        path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop (links that point at each other); fix or remove the link"
+        return "broken symbolic link: its target does not exist; fix or remove the link"
+    return None
 
 
 def _lines_with_offsets(text: str) -> list[tuple[int, str]]:
