@@ -409,6 +409,59 @@ def test_docx_two_column_table(tmp_path, ingester, segmenter):
     assert {s.case for s in segments if s.role == PARTICIPANT} == {"P20"}
 
 
+def zip_bomb_docx(path: Path, xml_mb: float, extra_member_mb: float = 0) -> Path:
+    """A real .docx (python-docx's own) whose word/document.xml is inflated to ``xml_mb`` MB of repeated
+    paragraphs, and optionally a media part of ``extra_member_mb`` MB of zero bytes: tens of KB on disk."""
+    import io
+    import zipfile
+
+    import docx
+
+    word = docx.Document()
+    word.add_paragraph("P01: placeholder")
+    buffer = io.BytesIO()
+    word.save(buffer)
+    paragraph = b"<w:p><w:r><w:t>P01: The waiting list was long and nobody called me back.</w:t></w:r></w:p>"
+    with zipfile.ZipFile(buffer) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "word/document.xml":
+                head, tail = data.split(b"<w:body>", 1)
+                data = head + b"<w:body>" + paragraph * int(xml_mb * 1e6 / len(paragraph)) + tail
+            out.writestr(item.filename, data)
+        if extra_member_mb:
+            out.writestr("word/media/image1.png", bytes(int(extra_member_mb * 1e6)))
+    return path
+
+
+def test_docx_zip_bomb_is_skipped_naming_the_limit_and_the_rest_goes_on(tmp_path):
+    """20 MB of XML in a .docx of a few tens of KB passes max_file_mb (the compressed size) but not
+    max_xml_mb, counted while unpacking; a small XML beside 30 MB of other parts passes max_xml_mb but not
+    max_unpacked_mb. Both are skipped by name with the setting in the reason; the other files are read."""
+    folder = tmp_path / "study"
+    folder.mkdir()
+    bomb = zip_bomb_docx(folder / "bomb.docx", 20)
+    padded = zip_bomb_docx(folder / "padded.docx", 0.01, extra_member_mb=30)
+    small = zip_bomb_docx(folder / "small.docx", 0.01)
+    write(folder / "good.txt", "Interviewer: And then?\nP16: Then it got better.\n")
+    assert bomb.stat().st_size < 200_000 and padded.stat().st_size < 200_000
+    ingester = Ingester.from_config(
+        load_config(overrides={"ingest": {"max_file_mb": 1, "max_xml_mb": 2, "max_unpacked_mb": 25}})["ingest"])
+
+    result = ingester.collect([folder])
+
+    assert [d.name for d in result.documents] == ["good.txt", "small.docx"]
+    reasons = {Path(s.path).name: s.reason for s in result.skipped}
+    assert reasons == {
+        "bomb.docx": "Word file not read: part word/document.xml unpacks to more than the 2 MB allowed for one "
+                     "XML part (ingest.max_xml_mb): a ZIP bomb, or raise the limit",
+        "padded.docx": "Word file not read: its parts unpack to more than the 25 MB allowed in all "
+                       "(ingest.max_unpacked_mb): a ZIP bomb, or raise the limit"}
+    doc = result.documents[1]
+    assert len(doc.turns) > 100 and {doc.text[t.start:t.end] for t in doc.turns} == {
+        "The waiting list was long and nobody called me back.", "placeholder"}
+
+
 # -- CSV -------------------------------------------------------------------------------------------
 SURVEY = (
     "rid,resp,org,question,answer,ignored\n"

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Collection, Iterable, Mapping, Sequence
 
 from pipeline.config import IngestSettings
+from pipeline.ingest.unzip import BoundedZip, UnpackLimitError, ZipLimits
 
 TEXT_SUFFIXES = {".txt", ".md"}
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | {".docx", ".vtt", ".srt", ".csv"}
@@ -110,6 +111,8 @@ class Ingester:
     min_label_repeats: int = 2
     max_label_words: int = 4
     max_file_mb: float = 200
+    max_unpacked_mb: float = 200
+    max_xml_mb: float = 20
     text_column: str | None = None
     case_column: str | None = None
     row_id_column: str | None = None
@@ -124,6 +127,8 @@ class Ingester:
             min_label_repeats=cfg.min_label_repeats,
             max_label_words=cfg.max_label_words,
             max_file_mb=cfg.max_file_mb,
+            max_unpacked_mb=cfg.max_unpacked_mb,
+            max_xml_mb=cfg.max_xml_mb,
             text_column=cfg.csv.text_column,
             case_column=cfg.csv.case_column,
             row_id_column=cfg.csv.row_id_column,
@@ -256,7 +261,11 @@ class Ingester:
         from docx.text.paragraph import Paragraph
 
         try:
+            with zipfile.ZipFile(io.BytesIO(raw)) as zf:  # within the limits before python-docx parses it
+                BoundedZip(zf, ZipLimits(self.max_unpacked_mb, self.max_xml_mb)).check_all()
             document = docx.Document(io.BytesIO(raw))
+        except UnpackLimitError as exc:
+            raise IngestError(path, f"Word file not read: {exc}") from None
         except (zipfile.BadZipFile, KeyError, ValueError) as exc:
             raise IngestError(path, f"not a readable Word .docx file ({type(exc).__name__}: {exc})") from exc
         except Exception as exc:  # python-docx raises a variety of XML/package errors on corrupt files
