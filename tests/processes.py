@@ -88,13 +88,37 @@ def prefect_server(folder: Path) -> Iterator[dict]:
     log = folder / "prefect-server.log"
     server = start([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env, log)
     try:
-        def healthy() -> bool:
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for("Prefect server healthy", healthy, 120, (server, log))
+        wait_for("Prefect server healthy", lambda: healthy(port), 120, (server, log))
         yield env
     finally:
         stop(server)
+
+
+def temporary_servers(prefect_home: Path) -> dict[int, int]:
+    """``{pid: port}`` of the live (not zombie) temporary Prefect API servers started with ``prefect_home`` as
+    PREFECT_HOME: found by their command line and environment in /proc, whoever their parent is now."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+            if b"--factory" not in command or b"--port" not in command:  # a uvicorn, not a watchdog naming it
+                continue
+            if command[command.index(b"--factory") + 1] != b"prefect.server.api.server:create_app":
+                continue
+            if f"PREFECT_HOME={prefect_home}".encode() not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue
+        except OSError:  # gone meanwhile
+            continue
+        found[int(entry.name)] = int(command[command.index(b"--port") + 1])
+    return found
+
+
+def healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -8,10 +8,12 @@ import subprocess
 import sys
 import time
 
+import pytest
 import yaml
 from sqlalchemy import func, select
 
 from conftest import ROOT, TRANSCRIPTS, fft_comments, study_config
+from processes import healthy, start, stop, temporary_servers, wait_for
 from flows.suggest import suggest_flow
 from models.records import Embedding, Run, Segment, StudyLock
 from models.store import Store
@@ -90,3 +92,34 @@ def test_a_killed_run_leaves_the_store_as_before_and_the_next_run_reuses_its_emb
             select(Segment.source_id, Segment.start, Segment.end).distinct().subquery()))
         assert n_segments == distinct
         assert session.get(StudyLock, "killed") is None
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_killed_suggest_leaves_no_temporary_prefect_server(tmp_path, how):
+    """``themesift suggest`` with no PREFECT_API_URL starts Prefect's temporary API server; killing the
+    command alone (its pid, not its group) with SIGKILL or SIGTERM must not leave the server running.
+    SIGTERM ends it as Ctrl-C does: one ``themesift:`` line, no traceback, exit status 128 + 15."""
+    home = tmp_path / "prefect-home"
+    env = {**os.environ, "PREFECT_HOME": str(home), "THEMESIFT_HOME": str(tmp_path / "ws")}
+    env.pop("PREFECT_API_URL", None)
+    log = tmp_path / "suggest.log"
+    run = start([sys.executable, "-m", "flows.cli", "suggest", str(TRANSCRIPTS), "--study", "killed"], env, log,
+                cwd=ROOT)
+    try:
+        servers = wait_for("temporary Prefect server up", lambda: {
+            pid: port for pid, port in temporary_servers(home).items() if healthy(port)}, 120, (run, log))
+        os.kill(run.pid, how)
+        run.wait(120)
+        deadline = time.monotonic() + 30  # the server may take a few seconds to shut down
+        while temporary_servers(home) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = temporary_servers(home)
+    finally:
+        stop(run)  # its group: anything left behind by a failure goes too
+    assert servers and not left, f"server(s) {sorted(left)} left running after {how.name}"
+    if how == signal.SIGTERM:
+        assert run.returncode == 128 + signal.SIGTERM
+        output = log.read_text()
+        assert "Traceback" not in output
+        assert output.splitlines()[-1] == ("themesift: stopped by SIGTERM; what it had not finished is not stored "
+                                           "(earlier runs are kept)")
