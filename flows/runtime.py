@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import signal
@@ -151,3 +152,24 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+class _WriteFaultsFilter(logging.Filter):
+    """Drops Prefect's task and flow run error records (tracebacks included) about a store or file that cannot
+    be written: the command says it in one line naming the path (``flows.commands.run``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from models.store import WRITE_FAULT_ERRNOS, StoreWriteError
+
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, StoreWriteError) or (isinstance(error, OSError) and error.errno in WRITE_FAULT_ERRNOS):
+            return False
+        return "StoreWriteError" not in record.getMessage()  # "Finished in state Failed('... StoreWriteError: ...')"
+
+
+def leave_write_faults_to_the_command() -> None:
+    """Install :class:`_WriteFaultsFilter` on Prefect's run loggers (once per process)."""
+    for name in ("prefect.task_runs", "prefect.flow_runs"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _WriteFaultsFilter) for f in logger.filters):
+            logger.addFilter(_WriteFaultsFilter())

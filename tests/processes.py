@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -122,3 +123,33 @@ def healthy(port: int) -> bool:
         return httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+@functools.cache
+def mount_namespace() -> list[str] | None:
+    """The ``unshare`` prefix that gives a command a mount namespace of its own, where it may mount a real tmpfs
+    or a read-only bind mount that vanish with it: ``unshare -m`` as root, ``unshare -rm`` (a user namespace)
+    otherwise; None where neither is allowed."""
+    for prefix in (["unshare", "-m"], ["unshare", "-r", "-m"]):
+        try:
+            probe = subprocess.run(prefix + ["sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
+                                   capture_output=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if probe.returncode == 0:
+            return prefix
+    return None
+
+
+def on_tmpfs(folder: Path, size_kb: int, command: list[str]) -> list[str] | None:
+    """``command`` run with a fresh tmpfs of ``size_kb`` KB mounted on ``folder`` (a full disk, made real)."""
+    prefix = mount_namespace()
+    return None if prefix is None else prefix + [
+        "sh", "-c", f'mount -t tmpfs -o size={size_kb}k tmpfs "$0" && exec "$@"', str(folder), *command]
+
+
+def read_only(folder: Path, command: list[str]) -> list[str] | None:
+    """``command`` run with ``folder`` bind-mounted read-only on itself (root is refused writes too)."""
+    prefix = mount_namespace()
+    return None if prefix is None else prefix + [
+        "sh", "-c", 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"', str(folder), *command]
