@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import textwrap
 from pathlib import Path
@@ -16,9 +17,10 @@ from typing import Sequence
 
 import flows  # noqa: F401  (Prefect settings before Prefect is imported)
 from flows.options import OptionError, config_from_args
+from flows.runtime import guard_temporary_server, leave_write_faults_to_the_command, sigterm_as_interrupt
 from models.export import suggestion_export, theme_summaries
 from models.migrate import StoreUpgradeError
-from models.store import Store, StudyNotFoundError, study_dir
+from models.store import WRITE_FAULT_ERRNOS, Store, StoreWriteError, StudyNotFoundError, study_dir, write_fault
 from pipeline.config import ConfigError, settings
 from pipeline.embed.encoder import ModelNotFoundError
 from pipeline.embed.onnx_export import OnnxExportError
@@ -39,11 +41,25 @@ def run(argv: Sequence[str]) -> int:
         parser.print_help()
         return 2
     _say_progress()
+    guard_temporary_server()  # Prefect's temporary API server, if a flow starts one, ends with this command
+    leave_write_faults_to_the_command()
     try:
-        return args.handler(args)
+        with sigterm_as_interrupt():
+            return args.handler(args)
     except (ConfigError, StudyNotFoundError, StoreUpgradeError, ModelNotFoundError, OnnxExportError) as exc:
         print(f"themesift: {exc}", file=sys.stderr)
         return 2
+    except StoreWriteError as exc:  # a full disk or a read-only workspace, named with its path
+        print(f"themesift: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in WRITE_FAULT_ERRNOS or not exc.filename:
+            raise
+        print(f"themesift: {write_fault(exc.filename, exc.strerror or str(exc))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: what was stored stays, a run half-done is not stored
+        print(f"themesift: stopped by {exc or 'SIGINT'}; what it had not finished is not stored (earlier runs are kept)", file=sys.stderr)
+        return 130 if not str(exc) else 128 + signal.Signals[str(exc)].value
 
 
 def _say_progress() -> None:

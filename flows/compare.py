@@ -42,7 +42,8 @@ from pipeline.compare.agreement import map_selections
 from pipeline.compare.compare import MACHINE, compare_study, summary_lines
 from flows.options import checked
 from pipeline.config import CompareSettings, load_config
-from pipeline.exchange.codings import MACHINE_USER_NAME, CodingFileError, CodingImport, read_codings, unmapped_selections
+from pipeline.exchange.codings import MACHINE_USER_NAME, CodingImport, read_codings, unmapped_selections
+from pipeline.ingest.unzip import ZipLimits
 
 # Tunable numbers; a ``compare:`` section of the configuration overrides them, CLI options override both.
 def compare_config(config: Mapping[str, Any], **overrides: Any) -> CompareSettings:
@@ -127,11 +128,12 @@ def map_import(view: StudyView, imported: CodingImport, min_cover: float
 # ---------------------------------------------------------------------------------------------
 
 @task(name="read-codings", cache_policy=NO_CACHE)
-def read_codings_task(path: str, view: StudyView, coder: str | None) -> CodingImport | str:
-    """The file's selections, or why the file cannot be read at all (a message, not a crash)."""
+def read_codings_task(path: str, view: StudyView, coder: str | None, limits: ZipLimits) -> CodingImport | str:
+    """The file's selections, or why the file cannot be read at all (a message, not a crash): a coding
+    file that is not what it says, or a .qdpx that unpacks to more than the ingest limits allow."""
     try:
-        return read_codings(path, view.sources, coder)
-    except (CodingFileError, OSError) as exc:
+        return read_codings(path, view.sources, coder, limits)
+    except (ValueError, OSError) as exc:  # CodingFileError is a ValueError, as read_qdpx's refusals are
         return str(exc)
 
 
@@ -152,7 +154,7 @@ def import_codings_flow(path: str, study: str, config: dict, coder: str | None =
     min_cover = compare_config(config, min_cover=min_cover).min_cover
     store = Store.from_config(config["store"])
     view = load_view(store, study)
-    imported = read_codings_task(path, view, coder)
+    imported = read_codings_task(path, view, coder, ZipLimits.from_config(config["ingest"]))
     outcome: dict[str, Any] = {"status": "failed", "run_id": view.run_id, "notes": [], "coders": {},
                                "origin": Path(path).name, "matched_sources": {}, "error": None}
     if isinstance(imported, str):
@@ -237,7 +239,7 @@ def compare_flow(study: str, config: dict, human_files: list[str] | None = None,
             notes.append(f"{name}: {n} coded segments are not among run {view.run_id}'s segments (coded against an "
                          "older segmentation); re-import the coding to compare them")
     for path in human_files or []:
-        imported = read_codings_task(path, view, None)
+        imported = read_codings_task(path, view, None, ZipLimits.from_config(config["ingest"]))
         if isinstance(imported, str):
             return {"status": "failed", "error": imported}
         codings, file_notes = map_import(view, imported, min_cover)

@@ -2,11 +2,54 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+RUN_MARKER = "THEMESIFT_RUN"  # in the environment of this process, so of every process it starts
+SERVER_COMMAND = "prefect.server.api.server:create_app"  # in the command line of Prefect's temporary API
+# The watchdog: waits for its standard input to close (the command ended, however it ended: even SIGKILL
+# closes the pipe), then stops the temporary API servers that carry the command's marker: SIGTERM, then
+# SIGKILL after 5 s. pidfds: a process found is the one signalled, even if its pid were reused meanwhile.
+_WATCHDOG = """
+import os, select, signal, sys
+for s in (signal.SIGINT, signal.SIGHUP):
+    signal.signal(s, signal.SIG_IGN)
+marker, needle = sys.argv[1].encode(), sys.argv[2].encode()
+sys.stdin.buffer.read()
+found = []
+for name in os.listdir("/proc"):
+    if name.isdigit() and name != str(os.getpid()):
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                if needle not in f.read():
+                    continue
+            with open(f"/proc/{name}/environ", "rb") as f:
+                if marker in f.read().split(b"\\0"):
+                    found.append(os.pidfd_open(int(name)))
+        except OSError:
+            continue
+for fd in found:
+    try:
+        signal.pidfd_send_signal(fd, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+for fd in found:
+    if not select.select([fd], [], [], 5)[0]:
+        try:
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+"""
+_watchdog: subprocess.Popen | None = None
 
 
 def configure_prefect() -> None:
@@ -69,3 +112,64 @@ def forget_unused_reduced_spaces(used: str | None, max_age_days: float | None) -
         except FileNotFoundError:  # another run deleted it first
             continue
     return deleted
+
+
+def guard_temporary_server() -> None:
+    """Make sure Prefect's temporary API server (started when a flow first runs with no PREFECT_API_URL)
+    does not outlive this command, however it ends.
+
+    Prefect stops the server at a normal exit and after Ctrl-C (atexit), but not after SIGKILL, nor after
+    SIGTERM (no handler: no atexit); each such run left a uvicorn of about 230 MB behind. This process's
+    environment gets a marker of its own (the server inherits it), and a small watchdog process (Linux:
+    /proc and pidfds) holds a pipe from this one: when the pipe closes, it stops the servers with the
+    marker. It costs one idle Python process; nothing polls. Once per process; nothing without /proc or
+    with a real server (PREFECT_API_URL).
+    """
+    global _watchdog
+    if _watchdog is not None or os.environ.get("PREFECT_API_URL") or not hasattr(os, "pidfd_open") \
+            or not Path("/proc/self/environ").exists():
+        return
+    marker = f"{RUN_MARKER}={os.getpid()}-{secrets.token_hex(8)}"
+    os.environ[RUN_MARKER] = marker.split("=", 1)[1]  # a themesift started by this one replaces it with its own
+    _watchdog = subprocess.Popen([sys.executable, "-I", "-S", "-c", _WATCHDOG, marker, SERVER_COMMAND],
+                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Inside: SIGTERM ends a command as Ctrl-C does (KeyboardInterrupt in the main thread), so its context
+    managers run (the study lock is released) and Prefect marks the run and stops its temporary server at
+    exit. The previous handler is back afterwards; nothing changes outside the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _WriteFaultsFilter(logging.Filter):
+    """Drops Prefect's task and flow run error records (tracebacks included) about a store or file that cannot
+    be written: the command says it in one line naming the path (``flows.commands.run``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from models.store import WRITE_FAULT_ERRNOS, StoreWriteError
+
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, StoreWriteError) or (isinstance(error, OSError) and error.errno in WRITE_FAULT_ERRNOS):
+            return False
+        return "StoreWriteError" not in record.getMessage()  # "Finished in state Failed('... StoreWriteError: ...')"
+
+
+def leave_write_faults_to_the_command() -> None:
+    """Install :class:`_WriteFaultsFilter` on Prefect's run loggers (once per process)."""
+    for name in ("prefect.task_runs", "prefect.flow_runs"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _WriteFaultsFilter) for f in logger.filters):
+            logger.addFilter(_WriteFaultsFilter())

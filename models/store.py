@@ -7,10 +7,12 @@ done by a run that later fails is still reused.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
 import socket
+import sqlite3
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -58,6 +60,38 @@ class StudyNotFoundError(LookupError):
     pass
 
 
+class StoreWriteError(RuntimeError):
+    """The store, or a file beside it, cannot be written: a full disk, a read-only folder. The message is one
+    line that names the path and what to do."""
+
+
+# SQLite's messages for a store that cannot be written (SQLITE_FULL, SQLITE_READONLY, SQLITE_CANTOPEN, IOERR).
+_SQLITE_WRITE_FAULTS = ("database or disk is full", "attempt to write a readonly database",
+                        "unable to open database file", "disk i/o error")
+# The same faults as OSErrors from writing a file (an export, a report, the workspace folder).
+WRITE_FAULT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def write_fault(path: str | Path, reason: str) -> StoreWriteError:
+    """The one-line error for ``path`` that could not be written, with what to do about it."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    try:
+        stats = os.statvfs(folder)
+    except OSError:  # the folder is not there: say what the system said
+        return StoreWriteError(f"{path}: cannot be written ({reason}); check that {folder} exists and is writable, "
+                               "or set THEMESIFT_HOME (store.workspace) to a folder that is")
+    if stats.f_flag & os.ST_RDONLY or not os.access(folder, os.W_OK):
+        return StoreWriteError(f"{path}: cannot be written: {folder} is read-only ({reason}); make it writable, or "
+                               "set THEMESIFT_HOME (store.workspace) to a writable folder")
+    free_mb = stats.f_bavail * stats.f_frsize / 1e6
+    if free_mb < 64 or "full" in reason.lower() or "space" in reason.lower():
+        return StoreWriteError(f"{path}: cannot be written: the disk is full ({free_mb:.1f} MB free; {reason}); free "
+                               "some space, or set THEMESIFT_HOME (store.workspace) to a folder on another disk. "
+                               "Earlier runs are kept")
+    return StoreWriteError(f"{path}: {reason}; check the disk and the folder's permissions")
+
+
 class StudyBusyError(RuntimeError):
     """Another run holds the study; runs on one study never interleave."""
 
@@ -85,6 +119,7 @@ class Store:
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
             self.engine = create_engine(url, connect_args={"timeout": sqlite_timeout_s})
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "handle_error", _write_faults_named(Path(url.removeprefix("sqlite:///"))))
         else:
             self.engine = create_engine(url, pool_pre_ping=True)
         migrate.upgrade(self.engine)  # creates the schema, or brings an older one up to date
@@ -341,6 +376,16 @@ def _insert_ignoring_duplicates(engine: Engine):
     else:
         return table.insert().prefix_with("IGNORE")  # MySQL/MariaDB
     return insert(table).on_conflict_do_nothing()
+
+
+def _write_faults_named(database: Path):
+    """An engine ``handle_error`` hook: SQLite's errors for a store that cannot be written become
+    :class:`StoreWriteError` naming the database file (instead of a traceback about SQL)."""
+    def hook(context) -> None:
+        original = context.original_exception
+        if isinstance(original, sqlite3.OperationalError) and str(original).lower() in _SQLITE_WRITE_FAULTS:
+            raise write_fault(database, str(original)) from original
+    return hook
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -459,6 +459,8 @@ class CsvSettings(Section):
 class IngestSettings(Section):
     at = "ingest"
     max_file_mb: float = setting(number(above=0, what="a number of MB"))
+    max_unpacked_mb: float = setting(number(above=0, what="a number of MB"))
+    max_xml_mb: float = setting(number(above=0, what="a number of MB"))
     known_label_pattern: str = setting(pattern())
     min_label_repeats: int = setting(whole(1))
     max_label_words: int = setting(whole(1))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -88,13 +89,67 @@ def prefect_server(folder: Path) -> Iterator[dict]:
     log = folder / "prefect-server.log"
     server = start([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env, log)
     try:
-        def healthy() -> bool:
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for("Prefect server healthy", healthy, 120, (server, log))
+        wait_for("Prefect server healthy", lambda: healthy(port), 120, (server, log))
         yield env
     finally:
         stop(server)
+
+
+def temporary_servers(prefect_home: Path) -> dict[int, int]:
+    """``{pid: port}`` of the live (not zombie) temporary Prefect API servers started with ``prefect_home`` as
+    PREFECT_HOME: found by their command line and environment in /proc, whoever their parent is now."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+            if b"--factory" not in command or b"--port" not in command:  # a uvicorn, not a watchdog naming it
+                continue
+            if command[command.index(b"--factory") + 1] != b"prefect.server.api.server:create_app":
+                continue
+            if f"PREFECT_HOME={prefect_home}".encode() not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue
+        except OSError:  # gone meanwhile
+            continue
+        found[int(entry.name)] = int(command[command.index(b"--port") + 1])
+    return found
+
+
+def healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@functools.cache
+def mount_namespace() -> list[str] | None:
+    """The ``unshare`` prefix that gives a command a mount namespace of its own, where it may mount a real tmpfs
+    or a read-only bind mount that vanish with it: ``unshare -m`` as root, ``unshare -rm`` (a user namespace)
+    otherwise; None where neither is allowed."""
+    for prefix in (["unshare", "-m"], ["unshare", "-r", "-m"]):
+        try:
+            probe = subprocess.run(prefix + ["sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
+                                   capture_output=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if probe.returncode == 0:
+            return prefix
+    return None
+
+
+def on_tmpfs(folder: Path, size_kb: int, command: list[str]) -> list[str] | None:
+    """``command`` run with a fresh tmpfs of ``size_kb`` KB mounted on ``folder`` (a full disk, made real)."""
+    prefix = mount_namespace()
+    return None if prefix is None else prefix + [
+        "sh", "-c", f'mount -t tmpfs -o size={size_kb}k tmpfs "$0" && exec "$@"', str(folder), *command]
+
+
+def read_only(folder: Path, command: list[str]) -> list[str] | None:
+    """``command`` run with ``folder`` bind-mounted read-only on itself (root is refused writes too)."""
+    prefix = mount_namespace()
+    return None if prefix is None else prefix + [
+        "sh", "-c", 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"', str(folder), *command]

@@ -531,3 +531,25 @@ def test_cli_refuses_bad_files_and_compares_a_file_without_storing_it(ipt, impor
     assert "amira vs dee" in out and "machine vs dee" in out
     with ipt.store.sessions() as session:
         assert "dee" not in stored_codings(session, "ipt")[0]
+
+
+def test_cli_refuses_a_qdpx_zip_bomb_with_one_line_naming_the_limit(ipt, imported, tmp_path, capsys):
+    """The ingest section's unpack limits hold for a coding import too: one line, nothing stored."""
+    import yaml
+
+    from flows.compare import export_study_qdpx, load_view
+    from test_refi_qda import inflated_qdpx
+
+    plain = tmp_path / "ours.qdpx"
+    export_study_qdpx(load_view(ipt.store, "ipt"), plain, created=CREATED)
+    bomb = inflated_qdpx(plain, tmp_path / "bomb.qdpx", qde_mb=3)
+    config = tmp_path / "limits.yaml"
+    config.write_text(yaml.safe_dump({"store": yaml.safe_load(Path(ipt.cfg).read_text())["store"],
+                                      "ingest": {"max_xml_mb": 2}}), encoding="utf-8")
+    capsys.readouterr()
+    assert _cli("import", "codings", str(bomb), "--study", "ipt", "--config", str(config)) == 2
+    err = capsys.readouterr().err
+    assert err == (f"themesift: {bomb}: not read: part project.qde unpacks to more than the 2 MB allowed for one "
+                   "XML part (ingest.max_xml_mb): a ZIP bomb, or raise the limit\n")
+    with ipt.store.sessions() as session:
+        assert {k: v for k, v in stored_codings(session, "ipt")[0].items() if k in HUMANS} == imported

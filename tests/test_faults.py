@@ -7,11 +7,14 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import pytest
 import yaml
 from sqlalchemy import func, select
 
 from conftest import ROOT, TRANSCRIPTS, fft_comments, study_config
+from processes import healthy, on_tmpfs, read_only, start, stop, temporary_servers, wait_for
 from flows.suggest import suggest_flow
 from models.records import Embedding, Run, Segment, StudyLock
 from models.store import Store
@@ -90,3 +93,126 @@ def test_a_killed_run_leaves_the_store_as_before_and_the_next_run_reuses_its_emb
             select(Segment.source_id, Segment.start, Segment.end).distinct().subquery()))
         assert n_segments == distinct
         assert session.get(StudyLock, "killed") is None
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_killed_suggest_leaves_no_temporary_prefect_server(tmp_path, how):
+    """``themesift suggest`` with no PREFECT_API_URL starts Prefect's temporary API server; killing the
+    command alone (its pid, not its group) with SIGKILL or SIGTERM must not leave the server running.
+    SIGTERM ends it as Ctrl-C does: one ``themesift:`` line, no traceback, exit status 128 + 15."""
+    home = tmp_path / "prefect-home"
+    env = {**os.environ, "PREFECT_HOME": str(home), "THEMESIFT_HOME": str(tmp_path / "ws")}
+    env.pop("PREFECT_API_URL", None)
+    log = tmp_path / "suggest.log"
+    run = start([sys.executable, "-m", "flows.cli", "suggest", str(TRANSCRIPTS), "--study", "killed"], env, log,
+                cwd=ROOT)
+    try:
+        servers = wait_for("temporary Prefect server up", lambda: {
+            pid: port for pid, port in temporary_servers(home).items() if healthy(port)}, 120, (run, log))
+        os.kill(run.pid, how)
+        run.wait(120)
+        deadline = time.monotonic() + 30  # the server may take a few seconds to shut down
+        while temporary_servers(home) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = temporary_servers(home)
+    finally:
+        stop(run)  # its group: anything left behind by a failure goes too
+    assert servers and not left, f"server(s) {sorted(left)} left running after {how.name}"
+    if how == signal.SIGTERM:
+        assert run.returncode == 128 + signal.SIGTERM
+        output = log.read_text()
+        assert "Traceback" not in output
+        assert output.splitlines()[-1] == ("themesift: stopped by SIGTERM; what it had not finished is not stored "
+                                           "(earlier runs are kept)")
+
+
+def _copy_of_example(example_study, folder: Path) -> dict:
+    """The example study's database copied into ``folder``; the environment of a command that uses it."""
+    import sqlite3
+
+    folder.mkdir(parents=True)
+    with sqlite3.connect(example_study.config["store"]["url"].removeprefix("sqlite:///")) as source, \
+            sqlite3.connect(folder / "themesift.db") as copy:
+        source.backup(copy)
+    return _command_env(folder)
+
+
+def _command_env(workspace: Path) -> dict:
+    env = {**os.environ, "PREFECT_HOME": str(workspace.parent / "prefect-home"), "THEMESIFT_HOME": str(workspace)}
+    env.pop("PREFECT_API_URL", None)
+    return env
+
+
+def _run_with_read_only(folder: Path, command: list[str], env: dict) -> subprocess.CompletedProcess:
+    """``command`` run while ``folder`` is read-only: a read-only bind mount in a mount namespace of its own as
+    root (root ignores file modes), chmod a-w on the folder and its files otherwise."""
+    if os.geteuid() != 0:
+        for path in (folder, *folder.iterdir()):
+            path.chmod(0o555)
+    else:
+        command = read_only(folder, command)
+        if command is None:
+            pytest.skip("running as root without a mount namespace (unshare -m refused): no read-only folder")
+    try:
+        return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    finally:
+        for path in (folder, *folder.iterdir()):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def _one_line(finished: subprocess.CompletedProcess) -> str:
+    assert finished.returncode == 2, finished.stderr[-3000:]
+    assert "Traceback" not in finished.stderr and "Traceback" not in finished.stdout, finished.stderr[-3000:]
+    lines = [line for line in finished.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("themesift: "), finished.stderr[-3000:]
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", [["themes", "--study", "ipt"], ["suggest", str(TRANSCRIPTS), "--study", "ipt",
+                                                                      "--force"]], ids=["themes", "suggest"])
+def test_a_read_only_workspace_ends_in_one_line_naming_it(example_study, tmp_path, command):
+    """A workspace on a read-only mount (real: a read-only bind mount in a mount namespace of the command's own,
+    as root ignores file modes; chmod where the tests do not run as root): one line naming the database and
+    the folder, no traceback, and the store as it was, even for the read-only ``themes``."""
+    workspace = tmp_path / "ws"
+    env = _copy_of_example(example_study, workspace)
+    before = (workspace / "themesift.db").read_bytes()
+    finished = _run_with_read_only(workspace, [sys.executable, "-m", "flows.cli", *command], env)
+    line = _one_line(finished)
+    assert line.startswith(f"themesift: {workspace / 'themesift.db'}: cannot be written: {workspace} is read-only ("
+                           ), line
+    assert line.endswith("make it writable, or set THEMESIFT_HOME (store.workspace) to a writable folder")
+    assert (workspace / "themesift.db").read_bytes() == before
+
+
+def test_a_full_disk_ends_in_one_line_naming_the_store(tmp_path):
+    """The workspace on a real 1.5 MB tmpfs (the example study's store needs about 2.6 MB): the run stops at
+    the first write that finds the disk full, with one line naming the database and what to do; Prefect's
+    tracebacks of the failed task are not printed."""
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    config = tmp_path / "quiet.yaml"
+    config.write_text("embed: {progress_min_texts: 1000000}\n", encoding="utf-8")
+    command = on_tmpfs(workspace, 1500, [sys.executable, "-m", "flows.cli", "suggest", str(TRANSCRIPTS),
+                                         "--study", "ipt", "--config", str(config)])
+    if command is None:
+        pytest.skip("no mount namespace here (unshare -m and unshare -rm refused): no tmpfs to fill")
+    finished = subprocess.run(command, cwd=ROOT, env=_command_env(workspace), capture_output=True, text=True,
+                              timeout=600)
+    line = _one_line(finished)
+    assert line.startswith(f"themesift: {workspace / 'themesift.db'}: cannot be written: the disk is full ("), line
+    assert line.endswith("free some space, or set THEMESIFT_HOME (store.workspace) to a folder on another disk. "
+                         "Earlier runs are kept")
+
+
+def test_an_export_to_a_read_only_folder_ends_in_one_line_naming_the_file(example_study, tmp_path):
+    """A file written beside the store (here an export asked for in a read-only folder) fails with an OSError,
+    not a database error: the same one line, naming the file."""
+    env = _copy_of_example(example_study, tmp_path / "ws")
+    out = tmp_path / "out"
+    out.mkdir()
+    finished = _run_with_read_only(out, [sys.executable, "-m", "flows.cli", "export", "suggestions", "--study", "ipt",
+                                         "-o", str(out / "s.csv")], env)
+    line = _one_line(finished)
+    assert line.startswith(f"themesift: {out / 's.csv'}") and f": cannot be written: {out} is read-only (" in line, line
+    assert not (out / "s.csv").exists()

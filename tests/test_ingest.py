@@ -409,6 +409,59 @@ def test_docx_two_column_table(tmp_path, ingester, segmenter):
     assert {s.case for s in segments if s.role == PARTICIPANT} == {"P20"}
 
 
+def zip_bomb_docx(path: Path, xml_mb: float, extra_member_mb: float = 0) -> Path:
+    """A real .docx (python-docx's own) whose word/document.xml is inflated to ``xml_mb`` MB of repeated
+    paragraphs, and optionally a media part of ``extra_member_mb`` MB of zero bytes: tens of KB on disk."""
+    import io
+    import zipfile
+
+    import docx
+
+    word = docx.Document()
+    word.add_paragraph("P01: placeholder")
+    buffer = io.BytesIO()
+    word.save(buffer)
+    paragraph = b"<w:p><w:r><w:t>P01: The waiting list was long and nobody called me back.</w:t></w:r></w:p>"
+    with zipfile.ZipFile(buffer) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "word/document.xml":
+                head, tail = data.split(b"<w:body>", 1)
+                data = head + b"<w:body>" + paragraph * int(xml_mb * 1e6 / len(paragraph)) + tail
+            out.writestr(item.filename, data)
+        if extra_member_mb:
+            out.writestr("word/media/image1.png", bytes(int(extra_member_mb * 1e6)))
+    return path
+
+
+def test_docx_zip_bomb_is_skipped_naming_the_limit_and_the_rest_goes_on(tmp_path):
+    """20 MB of XML in a .docx of a few tens of KB passes max_file_mb (the compressed size) but not
+    max_xml_mb, counted while unpacking; a small XML beside 30 MB of other parts passes max_xml_mb but not
+    max_unpacked_mb. Both are skipped by name with the setting in the reason; the other files are read."""
+    folder = tmp_path / "study"
+    folder.mkdir()
+    bomb = zip_bomb_docx(folder / "bomb.docx", 20)
+    padded = zip_bomb_docx(folder / "padded.docx", 0.01, extra_member_mb=30)
+    small = zip_bomb_docx(folder / "small.docx", 0.01)
+    write(folder / "good.txt", "Interviewer: And then?\nP16: Then it got better.\n")
+    assert bomb.stat().st_size < 200_000 and padded.stat().st_size < 200_000
+    ingester = Ingester.from_config(
+        load_config(overrides={"ingest": {"max_file_mb": 1, "max_xml_mb": 2, "max_unpacked_mb": 25}})["ingest"])
+
+    result = ingester.collect([folder])
+
+    assert [d.name for d in result.documents] == ["good.txt", "small.docx"]
+    reasons = {Path(s.path).name: s.reason for s in result.skipped}
+    assert reasons == {
+        "bomb.docx": "Word file not read: part word/document.xml unpacks to more than the 2 MB allowed for one "
+                     "XML part (ingest.max_xml_mb): a ZIP bomb, or raise the limit",
+        "padded.docx": "Word file not read: its parts unpack to more than the 25 MB allowed in all "
+                       "(ingest.max_unpacked_mb): a ZIP bomb, or raise the limit"}
+    doc = result.documents[1]
+    assert len(doc.turns) > 100 and {doc.text[t.start:t.end] for t in doc.turns} == {
+        "The waiting list was long and nobody called me back.", "placeholder"}
+
+
 # -- CSV -------------------------------------------------------------------------------------------
 SURVEY = (
     "rid,resp,org,question,answer,ignored\n"
@@ -541,3 +594,29 @@ def test_read_names_file_in_error(tmp_path, ingester):
     with pytest.raises(IngestError) as info:
         ingester.read(path)
     assert str(info.value).startswith(str(path)) and "binary" in info.value.reason
+
+
+def test_dangling_and_looping_symlinks_are_listed_as_skipped(tmp_path, ingester):
+    """A link to a file that is gone, and links that point at each other, are named as skipped with the
+    reason; a link to a real file is read like the file, and the rest of the folder goes on."""
+    folder = tmp_path / "study"
+    folder.mkdir()
+    target = write(tmp_path / "outside.txt", "Interviewer: And then?\nP17: Then the letter came.\n")
+    write(folder / "a-good.txt", "Interviewer: Hello.\nP01: The waiting list has grown.\n")
+    (folder / "b-link.txt").symlink_to(target)
+    (folder / "dangling.txt").symlink_to(tmp_path / "deleted.txt")
+    (folder / "loop-1.txt").symlink_to(folder / "loop-2.txt")
+    (folder / "loop-2.txt").symlink_to(folder / "loop-1.txt")
+    (folder / "self.docx").symlink_to(folder / "self.docx")
+    (tmp_path / "gone.md").symlink_to(tmp_path / "nowhere.md")
+
+    result = ingester.collect([folder, tmp_path / "gone.md"])
+
+    assert [Path(d.path).name for d in result.documents] == ["a-good.txt", "b-link.txt"]
+    reasons = {Path(s.path).name: s.reason for s in result.skipped}
+    assert len(reasons) == len(result.skipped)
+    assert set(reasons) == {"dangling.txt", "loop-1.txt", "loop-2.txt", "self.docx", "gone.md"}
+    for name in ("dangling.txt", "gone.md"):
+        assert reasons[name].startswith("broken symbolic link: its target"), reasons[name]
+    for name in ("loop-1.txt", "loop-2.txt", "self.docx"):
+        assert reasons[name].startswith("symbolic link loop"), reasons[name]

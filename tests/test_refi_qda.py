@@ -307,6 +307,45 @@ def test_not_a_zip_is_a_clear_error(tmp_path):
         read_qdpx(empty)
 
 
+def inflated_qdpx(source: Path, path: Path, qde_mb: float = 0, text_mb: float = 0) -> Path:
+    """A copy of the project ``source`` whose project.qde carries ``qde_mb`` MB of XML comment, or whose
+    source files are followed by ``text_mb`` MB of spaces: tens of KB on disk, a ZIP bomb unpacked."""
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename == "project.qde" and qde_mb:
+                declaration, rest = data.split(b"?>", 1)
+                data = declaration + b"?><!--" + b"x" * int(qde_mb * 1e6) + b"-->" + rest
+            elif item.filename.startswith("sources/") and text_mb:
+                data += b" " * int(text_mb * 1e6)
+            out.writestr(item.filename, data)
+    return path
+
+
+def test_a_qdpx_zip_bomb_is_refused_naming_the_limit(tmp_path):
+    """The .qde is held to max_xml_mb and everything read to max_unpacked_mb, counted while unpacking: a
+    project of a few tens of KB that unpacks past either is refused with the setting named; within the
+    limits the same files are read as usual."""
+    from pipeline.ingest.unzip import ZipLimits
+
+    plain = tmp_path / "plain.qdpx"
+    write_qdpx(_project(), plain, created=CREATED)
+    big_qde = inflated_qdpx(plain, tmp_path / "big-qde.qdpx", qde_mb=6)
+    big_text = inflated_qdpx(plain, tmp_path / "big-text.qdpx", text_mb=8)
+    assert big_qde.stat().st_size < 100_000 and big_text.stat().st_size < 100_000
+    limits = ZipLimits(max_unpacked_mb=10, max_xml_mb=5)
+    with pytest.raises(ValueError) as caught:
+        read_qdpx(big_qde, limits)
+    assert str(caught.value) == (f"{big_qde}: not read: part project.qde unpacks to more than the 5 MB allowed for "
+                                 "one XML part (ingest.max_xml_mb): a ZIP bomb, or raise the limit")
+    with pytest.raises(ValueError) as caught:
+        read_qdpx(big_text, limits)
+    assert str(caught.value) == (f"{big_text}: not read: its parts unpack to more than the 10 MB allowed in all "
+                                 "(ingest.max_unpacked_mb): a ZIP bomb, or raise the limit")
+    for path in (plain, big_qde, big_text):  # the defaults (200 MB, 20 MB) read them all
+        assert [c.name for c in read_qdpx(path).codes] == ["Cost", "Housing", "Trust & <care>"]
+
+
 def test_crlf_inside_cdata_shifts_offsets():
     xml = (
         f'<Project xmlns="urn:QDA-XML:project:1.0" name="p"><CodeBook><Codes>'

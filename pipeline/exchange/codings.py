@@ -34,6 +34,7 @@ from typing import Hashable, Iterable, Mapping, Sequence
 
 from pipeline.compare.agreement import Selection, Segment
 from pipeline.exchange.refi_qda import QdaCode, QdaProject, read_qdpx
+from pipeline.ingest.unzip import ZipLimits
 
 MACHINE_USER_NAME = "Themesift (machine)"
 NO_USER = "(no user)"
@@ -496,14 +497,16 @@ def read_codings(
     path: str | PathLike[str],
     sources: Iterable[StudySource],
     coder: str | None = None,
+    limits: ZipLimits = ZipLimits(),
 ) -> CodingImport:
-    """A ``.csv`` coding table or a ``.qdpx`` REFI-QDA project, by the file's extension."""
+    """A ``.csv`` coding table or a ``.qdpx`` REFI-QDA project (unpacked within ``limits``), by the file's
+    extension."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
         return read_coding_csv(path, sources, coder)
     if suffix == ".qdpx":
-        return qda_selections(read_qdpx(path), sources, coder, origin=path.name)
+        return qda_selections(read_qdpx(path, limits), sources, coder, origin=path.name)
     raise CodingFileError(f"{path}: use a .csv coding table or a .qdpx REFI-QDA project")
 
 

@@ -27,6 +27,8 @@ from os import PathLike
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
+from pipeline.ingest.unzip import BoundedZip, UnpackLimitError, ZipLimits
+
 PROJECT_NS = "urn:QDA-XML:project:1.0"
 CODEBOOK_NS = "urn:QDA-XML:codebook:1.0"
 ORIGIN = "Themesift"
@@ -617,12 +619,12 @@ def _pick_qde(names: Sequence[str]) -> str | None:
     return min(qdes, key=lambda n: (n.count("/"), n.lower() != "project.qde", n.lower(), n))
 
 
-def _zip_loader(zf: zipfile.ZipFile, qde_name: str) -> SourceLoader:
+def _zip_loader(zf: BoundedZip, qde_name: str) -> SourceLoader:
     """Find ``internal://name`` (or any path's file name) in the ZIP, case-insensitively.
 
     Preference: ``sources/`` next to the .qde, then ``sources/`` anywhere, then anywhere.
     """
-    names = [n for n in zf.namelist() if not n.endswith("/")]
+    names = [n for n in zf.zf.namelist() if not n.endswith("/")]
     base = str(PurePosixPath(qde_name).parent)
     base = "" if base == "." else base + "/"
 
@@ -650,12 +652,13 @@ def _zip_loader(zf: zipfile.ZipFile, qde_name: str) -> SourceLoader:
     return load
 
 
-def read_qdpx(path: str | PathLike[str]) -> QdaProject:
+def read_qdpx(path: str | PathLike[str], limits: ZipLimits = ZipLimits()) -> QdaProject:
     """Read a ``.qdpx`` project tolerantly (see :func:`read_qde`).
 
     The inner ``.qde`` may have any name and sit in a subfolder; source files are looked up
     case-insensitively under ``sources/`` and elsewhere in the ZIP. Raises ``ValueError`` naming
-    the file when it is not a ZIP or holds no ``.qde``.
+    the file when it is not a ZIP, holds no ``.qde``, or unpacks to more than ``limits`` allow
+    (counted while reading: the ``.qde`` against ``max_xml_mb``, all it reads against ``max_unpacked_mb``).
     """
     path = Path(path)
     if not zipfile.is_zipfile(path):
@@ -667,7 +670,10 @@ def read_qdpx(path: str | PathLike[str]) -> QdaProject:
             if qde is None:
                 raise ValueError(f"{path}: no .qde project document inside the ZIP")
             others = [n for n in names if n.lower().endswith(".qde") and n != qde]
-            project = read_qde(zf.read(qde), _zip_loader(zf, qde), label=f"{path.name}:{qde}")
+            bounded = BoundedZip(zf, limits)
+            project = read_qde(bounded.read(qde), _zip_loader(bounded, qde), label=f"{path.name}:{qde}")
+    except UnpackLimitError as exc:
+        raise ValueError(f"{path}: not read: {exc}") from None
     except zipfile.BadZipFile as exc:
         raise ValueError(f"{path}: damaged ZIP archive ({exc})") from exc
     if others:

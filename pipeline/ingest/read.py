@@ -7,6 +7,7 @@ span of that text, so later stages can quote, show context and export offsets wi
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
 import re
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Collection, Iterable, Mapping, Sequence
 
 from pipeline.config import IngestSettings
+from pipeline.ingest.unzip import BoundedZip, UnpackLimitError, ZipLimits
 
 TEXT_SUFFIXES = {".txt", ".md"}
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | {".docx", ".vtt", ".srt", ".csv"}
@@ -109,6 +111,8 @@ class Ingester:
     min_label_repeats: int = 2
     max_label_words: int = 4
     max_file_mb: float = 200
+    max_unpacked_mb: float = 200
+    max_xml_mb: float = 20
     text_column: str | None = None
     case_column: str | None = None
     row_id_column: str | None = None
@@ -123,6 +127,8 @@ class Ingester:
             min_label_repeats=cfg.min_label_repeats,
             max_label_words=cfg.max_label_words,
             max_file_mb=cfg.max_file_mb,
+            max_unpacked_mb=cfg.max_unpacked_mb,
+            max_xml_mb=cfg.max_xml_mb,
             text_column=cfg.csv.text_column,
             case_column=cfg.csv.case_column,
             row_id_column=cfg.csv.row_id_column,
@@ -255,7 +261,11 @@ class Ingester:
         from docx.text.paragraph import Paragraph
 
         try:
+            with zipfile.ZipFile(io.BytesIO(raw)) as zf:  # within the limits before python-docx parses it
+                BoundedZip(zf, ZipLimits(self.max_unpacked_mb, self.max_xml_mb)).check_all()
             document = docx.Document(io.BytesIO(raw))
+        except UnpackLimitError as exc:
+            raise IngestError(path, f"Word file not read: {exc}") from None
         except (zipfile.BadZipFile, KeyError, ValueError) as exc:
             raise IngestError(path, f"not a readable Word .docx file ({type(exc).__name__}: {exc})") from exc
         except Exception as exc:  # python-docx raises a variety of XML/package errors on corrupt files
@@ -415,15 +425,22 @@ def normalise_newlines(text: str) -> str:
 def expand_paths(paths: Iterable[str | Path], skipped: list[Skipped], exclude: Iterable[str | Path] = ()) -> list[Path]:
     """Files named directly plus the supported files inside folders, in a stable sorted order.
 
-    Hidden files, Word lock files (``~$...``) and anything under ``exclude`` are passed over silently.
+    Hidden files, Word lock files (``~$...``) and anything under ``exclude`` are passed over silently;
+    a symbolic link whose target is missing, or that loops, is listed as skipped.
     """
     excluded = [Path(e).resolve() for e in exclude]
     files: list[Path] = []
     for given in paths:
         path = Path(given)
         if path.is_dir():
-            for child in sorted(p for p in path.rglob("*") if p.is_file()):
+            for child in sorted(p for p in path.rglob("*") if p.is_file() or p.is_symlink()):
                 if any(part.startswith((".", "~$")) for part in child.relative_to(path).parts):
+                    continue
+                broken = _broken_link(child)
+                if broken:
+                    skipped.append(Skipped(str(child), broken))
+                    continue
+                if not child.is_file():  # a link to a folder: rglob does not go into it
                     continue
                 if any(child.resolve().is_relative_to(e) for e in excluded):
                     continue
@@ -434,8 +451,21 @@ def expand_paths(paths: Iterable[str | Path], skipped: list[Skipped], exclude: I
         elif path.exists():
             files.append(path)
         else:
-            skipped.append(Skipped(str(path), "no such file or folder"))
+            skipped.append(Skipped(str(path), _broken_link(path) or "no such file or folder"))
     return sorted(dict.fromkeys(files))
+
+
+def _broken_link(path: Path) -> str | None:
+    """Why the symbolic link ``path`` cannot be followed (its target is missing, or links loop), else None."""
+    if not path.is_symlink():
+        return None
+    try:
+        path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop (links that point at each other); fix or remove the link"
+        return "broken symbolic link: its target does not exist; fix or remove the link"
+    return None
 
 
 def _lines_with_offsets(text: str) -> list[tuple[int, str]]:
