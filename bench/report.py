@@ -343,6 +343,18 @@ def learn_section(r: dict, results: Path = RESULTS) -> list[str]:
         ratio = f"{best / p['random_labels']:.2f}" if p["random_labels"] > 0 else "n/a"
         lines.append(f"| {p['budget']} | {p['review']:.3f} | {p['review_teach']:.3f} | {p['old_rule']:.3f} | "
                      f"{p['random_labels']:.3f} | {ratio} | {best / r['ceiling']:.2f} |")
+    verdicts = []
+    for p in r["points"]:
+        best = max(p["review"], p["review_teach"])
+        if p["budget"] in (20, 50, 100):
+            ok = best >= 2 * p["random_labels"]
+            verdicts.append(f"{p['budget']}: {'met' if ok else 'not met'} ({best:.3f} vs 2 x {p['random_labels']:.3f})")
+        if p["budget"] == 400:
+            ok = best >= 0.9 * r["ceiling"]
+            verdicts.append(f"400: {'met' if ok else 'not met'} ({best:.3f} vs 0.9 x {r['ceiling']:.3f})")
+    if verdicts:
+        lines += ["", "Targets (issue 20: at least 2x random labels at 20, 50 and 100 decisions; 0.9 of the ceiling "
+                      "at 400): " + "; ".join(verdicts) + "."]
     return lines + [""] + _provenance(r) + [""]
 
 
