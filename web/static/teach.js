@@ -6,6 +6,8 @@
   var list = document.getElementById("questions");
   if (!list) { return; }
   var skipped = [];
+  var pending = [];  // answers still being posted: the next batch is asked for only once they are stored
+  var loading = false;
   function questions() { return Array.prototype.slice.call(list.querySelectorAll(".question:not(.done)")); }
   function show() {
     var open = questions();
@@ -17,21 +19,30 @@
     if (!open.length) { nextBatch(); }
   }
   function nextBatch() {
+    if (loading) { return; }
+    loading = true;
     var url = "/teach" + (skipped.length ? "?" + skipped.map(function (s) { return "skip=" + s; }).join("&") : "");
-    fetch(url, { credentials: "same-origin" }).then(function (r) { return r.text(); }).then(function (html) {
+    var waiting = pending;
+    pending = [];
+    Promise.all(waiting).then(function () {
+      return fetch(url, { credentials: "same-origin" });
+    }).then(function (r) { return r.text(); }).then(function (html) {
+      loading = false;
       var doc = new DOMParser().parseFromString(html, "text/html");
       var fresh = doc.getElementById("questions");
       if (fresh) { list.innerHTML = fresh.innerHTML; wire(); show(); }
-    });
+    }, function () { loading = false; });
   }
   function answer(form, button) {
     var data = new FormData(form);
     if (button && button.name) { data.append(button.name, button.value); }
     var li = form.closest(".question");
     li.classList.add("done");
-    show();
     // form.action would be the hidden field named "action"
-    fetch(form.getAttribute("action"), { method: "POST", body: data, credentials: "same-origin" }).then(function (r) {
+    var posted = fetch(form.getAttribute("action"), { method: "POST", body: data, credentials: "same-origin" });
+    pending.push(posted.then(function () {}, function () {}));
+    show();
+    posted.then(function (r) {
       if (!r.ok) {
         li.classList.remove("done");
         li.hidden = false;
