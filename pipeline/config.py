@@ -510,6 +510,7 @@ class EmbedSettings(Section):
 class UmapSettings(Section):
     at = "cluster.umap"
     n_neighbors: int = setting(whole(2))
+    small_n_neighbors: int | SizeRule = setting(size(2))
     n_components: int = setting(whole(2))
     min_dist: float = setting(number(0, 1))
     metric: str = setting(one_of(*UMAP_METRICS))
@@ -555,6 +556,8 @@ class ClusterSettings(Section):
     at = "cluster"
     seed: int = setting(whole(0, 2**32 - 1))
     min_segments: int = setting(whole(4))  # fewer: UMAP cannot lay them out
+    small_corpus_segments: int = setting(whole(0))
+    smallest_theme_cases: int = setting(whole(2))
     umap: UmapSettings = subsection(UmapSettings)
     hdbscan: HdbscanSettings = subsection(HdbscanSettings)
     join_outliers: JoinOutliersSettings = subsection(JoinOutliersSettings)
@@ -621,6 +624,7 @@ class StabilitySettings(Section):
     n_resamples: int = setting(whole(1))
     sample_fraction: float = setting(number(above=0, high=1))
     found_again_jaccard: float = setting(SHARE)
+    min_segments: int = setting(whole(2))
 
 
 @dataclass(frozen=True)

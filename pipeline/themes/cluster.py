@@ -69,8 +69,12 @@ class ThemeClusterer:
             )
         umap_cfg, hdb, split = cfg.umap, cfg.hdbscan, cfg.split_broad
         size = max(2, scaled(hdb.min_cluster_size, n_segments))
+        neighbors = umap_cfg.n_neighbors
+        if n_segments < cfg.small_corpus_segments:  # a small study: themes raised by a few people
+            size = max(2, min(size, max(cfg.smallest_theme_cases, round(size * n_segments / cfg.small_corpus_segments))))
+            neighbors = scaled(umap_cfg.small_n_neighbors, n_segments)
         return cls(
-            n_neighbors=max(2, min(umap_cfg.n_neighbors, n_segments - 1)),
+            n_neighbors=max(2, min(neighbors, n_segments - 1)),
             n_components=max(2, min(umap_cfg.n_components, n_segments - 2)),
             min_dist=umap_cfg.min_dist,
             metric=umap_cfg.metric,
