@@ -25,7 +25,7 @@ from pipeline.config import ConfigError, settings
 from pipeline.embed.encoder import ModelNotFoundError
 from pipeline.embed.onnx_export import OnnxExportError
 from pipeline.exchange.suggestions_export import write_suggestions
-from pipeline.themes.rank import PARTS
+from pipeline.themes.rank import PARTS, stability_is_weak
 
 
 def run(argv: Sequence[str]) -> int:
@@ -176,7 +176,8 @@ def print_themes(store: Store, study: str, run_id: int | None, top: int) -> None
         print("\n" + header)
         print("-" * len(header))
         for t in themes[:top]:
-            parts = "  ".join(f"{t['parts'][p]:5.2f}" for p in PARTS)
+            weak = stability_is_weak(t["reasons"])
+            parts = "  ".join(" weak" if p == "stability" and weak else f"{t['parts'][p]:5.2f}" for p in PARTS)
             print(f"{t['rank']:>4}  {t['score']:5.2f}  {parts}  {t['n_cases']:>2}/{t['total_cases']:<2} "
                   f"{t['n_segments']:>5}  {t['label']}" + ("  (second pass)" if t["second_pass"] else ""))
             if t["description"]:
@@ -186,7 +187,7 @@ def print_themes(store: Store, study: str, run_id: int | None, top: int) -> None
         if len(themes) > top:
             print(f"... and {len(themes) - top} more (themesift themes --study {study} --top {len(themes)})")
         print("\nParts: cover(age) = participants raising it / those of the widest theme; cohes(ion), "
-              "disti(nctiveness), stabi(lity) over re-clusterings, size; score = weighted sum (rank.weights "
+              "disti(nctiveness), stabi(lity) over re-clusterings (weak: too few segments for it to mean much), size; score = weighted sum (rank.weights "
               "in the config). The parts are measured on the segments the clustering put in a theme; segs also "
               "counts those that joined it from the outlier queue.")
 

@@ -142,7 +142,7 @@ def describe_task(texts, labels, vectors, cases, strengths, describe_cfg: Descri
 @task(name="rank", cache_policy=NO_CACHE)
 def rank_task(descriptions, vectors, labels, cases, stability, rank_cfg: RankSettings, second_pass: tuple[int, ...]):
     return score_passes(descriptions, vectors, labels, cases, stability, rank_cfg.weights.parts(),
-                        rank_cfg.stability.n_resamples, second_pass)
+                        rank_cfg.stability.n_resamples, second_pass, rank_cfg.stability.min_segments)
 
 
 @task(name="store", cache_policy=NO_CACHE)

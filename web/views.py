@@ -15,6 +15,7 @@ from models import review
 from models.records import Segment, Study
 from models.review import StudyView
 from pipeline.learn import codebook as cb
+from pipeline.themes.rank import stability_is_weak
 
 
 @dataclass
@@ -43,6 +44,11 @@ class ThemeRow:
     decided_by: dict[str, str]
     quote_ids: list[int]
     description: str = ""  # the machine's one-line description of a run theme ("" for others)
+
+    @property
+    def stability_weak(self) -> bool:
+        """Too few segments for the stability figure to mean much: the page says so instead of showing it."""
+        return stability_is_weak(self.reasons)
 
 
 @dataclass

@@ -112,15 +112,17 @@ def cluster_left_out(clusterer: ThemeClusterer, labels: np.ndarray, strengths: n
 
 def score_passes(descriptions: Sequence[ThemeDescription], vectors: np.ndarray, labels: np.ndarray,
                  cases: Sequence[str | None], stability: Mapping[int, tuple[float, int]],
-                 weights: Mapping[str, float], n_resamples: int, second_pass: Sequence[int] = ()) -> list[ThemeScore]:
+                 weights: Mapping[str, float], n_resamples: int, second_pass: Sequence[int] = (),
+                 weak_below: int = 0) -> list[ThemeScore]:
     """:func:`pipeline.themes.rank.score_themes` in two groups: the first pass's themes among themselves, so their
     parts and order are what they would be without a second pass; then the themes labelled in
     ``second_pass``, scored among all (a second-pass theme near a first-pass one is less distinct)."""
     later = set(second_pass)
     first = [d for d in descriptions if d.theme not in later]
-    scores = score_themes(first, vectors, labels, cases, stability, weights, n_resamples)
+    scores = score_themes(first, vectors, labels, cases, stability, weights, n_resamples, weak_below)
     if later:
-        scores += [s for s in score_themes(descriptions, vectors, labels, cases, stability, weights, n_resamples)
+        scores += [s for s in score_themes(descriptions, vectors, labels, cases, stability, weights, n_resamples,
+                                           weak_below)
                    if s.theme in later]
     return scores
 

@@ -20,6 +20,14 @@ import numpy as np
 from pipeline.themes.describe import ThemeDescription, centroids
 
 PARTS = ("coverage", "cohesion", "distinctiveness", "stability", "size")
+#: The reason shown instead of the stability figure for a theme too small for resampling to say much; the
+#: page and the CLI recognise it by this start (``stability_is_weak``).
+WEAK_STABILITY = "stability weak"
+
+
+def stability_is_weak(reasons) -> bool:
+    """Whether a theme's stored reasons say its stability figure means little (too few segments)."""
+    return any(r.startswith(WEAK_STABILITY) for r in reasons or ())
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,7 @@ class ThemeScore:
     nearest_similarity: float
     found_again: int
     n_resamples: int
+    stability_weak: bool = False
 
     def reasons(self, labels: Mapping[int, str] | None = None) -> list[str]:
         """The score's parts in words, as shown to coders."""
@@ -44,6 +53,8 @@ class ThemeScore:
             f"raised by {len(self.cases)} of {self.total_cases} participants",
             f"members close to each other (cohesion {self.parts['cohesion']:.2f})",
             f"distinct from other themes (distinctiveness {self.parts['distinctiveness']:.2f}){nearest}",
+            f"{WEAK_STABILITY}: {self.n_segments} segments are too few for re-clustering to say how stable it is"
+            if self.stability_weak else
             f"found again in {self.found_again} of {self.n_resamples} re-clusterings "
             f"(mean overlap {self.parts['stability']:.2f})",
             f"{self.n_segments} segments",
@@ -52,8 +63,11 @@ class ThemeScore:
 
 def score_themes(descriptions: Sequence[ThemeDescription], vectors: np.ndarray, labels: np.ndarray,
                  cases: Sequence[str | None], stability: Mapping[int, tuple[float, int]],
-                 weights: Mapping[str, float], n_resamples: int) -> list[ThemeScore]:
-    """Score every described theme and return them best first (ties: more segments, lower id)."""
+                 weights: Mapping[str, float], n_resamples: int, weak_below: int = 0) -> list[ThemeScore]:
+    """Score every described theme and return them best first (ties: more segments, lower id).
+
+    A theme of fewer than ``weak_below`` segments (``rank.stability.min_segments``) keeps its stability part
+    in the score but is marked ``stability_weak``: its reasons say so instead of quoting the figure."""
     if not descriptions:
         return []
     unknown = set(weights) - set(PARTS)
@@ -83,5 +97,5 @@ def score_themes(descriptions: Sequence[ThemeDescription], vectors: np.ndarray, 
         score = round(sum(weights.get(p, 0.0) * v for p, v in parts.items()), 6)
         scores.append(ThemeScore(d.theme, score, parts, theme_cases[k], total_cases, len(d.members),
                                  themes[nearest] if nearest is not None else None, round(nearest_sim, 6),
-                                 found, n_resamples))
+                                 found, n_resamples, len(d.members) < weak_below))
     return sorted(scores, key=lambda s: (-s.score, -s.n_segments, s.theme))
