@@ -84,6 +84,14 @@ def cmd_quality(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return _save(result, args, stem)
 
 
+def cmd_small(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from bench.small import small_studies
+
+    result = {**describe_run(list(argv)), **small_studies(_config(args), args.presets, args.sizes, args.interviews,
+                                                          args.draws)}
+    return _save(result, args, "small-studies" + (f"-{args.draws}draws" if args.draws != 5 else ""))
+
+
 def cmd_names(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from bench.names import names_benchmark
 
@@ -230,6 +238,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-peer", action="store_true", help="Themesift only")
     common(p)
     p.set_defaults(handler=cmd_quality)
+
+    p = sub.add_parser("small", help="small studies: random subsets of the presets, Themesift vs BERTopic (issue 24)")
+    common(p)
+    p.add_argument("--presets", nargs="+", default=["nhs-fft-subcategory", "nhs-fft-label", "banking77", "example-study"])
+    p.add_argument("--sizes", type=int, nargs="+", default=[100, 200, 300], help="segments drawn from each CSV preset")
+    p.add_argument("--interviews", type=int, nargs="+", default=[3, 5, 10], help="example-study participants drawn")
+    p.add_argument("--draws", type=int, default=5, help="random draws per row, figures averaged over them")
+    p.set_defaults(handler=cmd_small)
 
     p = sub.add_parser("names", help="theme names against human code names (hit@1, hit@3), beside BERTopic's")
     labelled(p)

@@ -433,6 +433,33 @@ def _slug_of(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
 
 
+def small_section(r: dict) -> list[str]:
+    """The small-studies table (``python -m bench small``, issue 24) with the targets said met or not."""
+    def f(x: float) -> str:
+        return "-" if x != x else f"{x:.2f}"  # nan: no theme to take a top 10 from
+
+    rows = r["rows"]
+    lines = ["## Small studies: random subsets (issue 24)", "",
+             f"`{r.get('command', 'python -m bench small')}`: random subsets of each preset ({rows[0]['draws']} draws a row, "
+             "draw d = subset seed d, UMAP seed 42); for the example study whole participants. Themesift beside "
+             "BERTopic's defaults on the same vectors. *matched*: share of the human codes with at least "
+             f"{r['min_code_segments']} segments in the subset that some theme matches at F1 >= {r['match_f1']}. "
+             "Targets: F1 >= 1.2x BERTopic's and matched >= 0.5.", "",
+             "| preset | size | segments | F1 Themesift | F1 BERTopic | ratio | top-10 T | top-10 B | themes T | themes B "
+             "| matched T | matched B |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for x in rows:
+        t, b = x["themesift"], x["bertopic"]
+        size = f"{x['size']} {'participants' if x['by'] == 'participants' else ''}".strip()
+        lines.append(f"| {x['preset']} | {size} | {x['n_units']:.0f} | {f(t['mean_best_f1'])} | {f(b['mean_best_f1'])} | "
+                     f"{x['f1_ratio']:.2f}x | {f(t['top10_precision'])} | {f(b['top10_precision'])} | "
+                     f"{t['n_themes']:.1f} | {b['n_themes']:.1f} | {f(t['matched_share'])} | {f(b['matched_share'])} |")
+    f1_met = sum(x["f1_ratio"] >= 1.2 for x in rows)
+    matched_met = sum(x["themesift"]["matched_share"] >= 0.5 for x in rows)
+    lines += ["", f"F1 >= 1.2x BERTopic's: met in {f1_met} of {len(rows)} rows. At least half the codes matched: met in "
+              f"{matched_met} of {len(rows)} rows (not met as a whole).", ""] + _provenance(r) + [""]
+    return lines
+
+
 def render(results: Path = RESULTS) -> str:
     data = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(results.glob("*.json"))]
     quality = [r for r in data if r.get("kind") == "quality"]
@@ -447,7 +474,7 @@ def render(results: Path = RESULTS) -> str:
             lines += quality_section(r)
     for kind, section in (("names", names_section), ("learn", lambda r: learn_section(r, results)),
                           ("embed-speed", embed_section), ("int8-closeness", closeness_section),
-                          ("flow-speed", flow_section), ("growth", growth_section)):
+                          ("flow-speed", flow_section), ("growth", growth_section), ("small", small_section)):
         for r in data:
             if r.get("kind") == kind:
                 lines += section(r)
