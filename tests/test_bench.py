@@ -209,3 +209,19 @@ def test_names_command_scores_names_against_the_human_code_names(tmp_path, monke
     import numpy as np
     assert nearest_rank(np.array([1.0, 0.0]), np.array([[0.0, 1.0], [1.0, 0.0], [0.6, 0.8]]), 1) == 0
     assert nearest_rank(np.array([1.0, 0.0]), np.array([[0.0, 1.0], [1.0, 0.0], [0.6, 0.8]]), 0) == 2
+
+
+def test_small_study_draws_and_the_matched_share():
+    """A draw of whole participants keeps all their segments; matched counts only codes with >= 3 segments."""
+    from types import SimpleNamespace
+
+    from bench.small import draw, matched_share
+
+    segs = [SimpleNamespace(case=f"P{i % 4}", text=str(i)) for i in range(12)]
+    human = {i: frozenset({"a"}) if i < 6 else frozenset({"b"}) for i in range(10)} | {10: frozenset({"c"})}
+    corpus = Corpus("toy", segs, human, "toy")
+    two = draw(corpus, 2, 0, by_case=True)
+    assert len(two.segments) == 6 and len({s.case for s in two.segments}) == 2
+    assert len(draw(corpus, 5, 0, by_case=False).segments) == 5
+    run = MethodRun("m", {i: ("T1" if i < 6 else None) for i in range(12)}, ["T1"], {"T1": "x"}, 0.0)
+    assert matched_share(figures(run, corpus), corpus) == 0.5  # 'a' matched, 'b' not, 'c' too rare to count
