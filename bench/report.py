@@ -444,7 +444,8 @@ def small_section(r: dict) -> list[str]:
              "draw d = subset seed d, UMAP seed 42); for the example study whole participants. Themesift beside "
              "BERTopic's defaults on the same vectors. *matched*: share of the human codes with at least "
              f"{r['min_code_segments']} segments in the subset that some theme matches at F1 >= {r['match_f1']}. "
-             "Targets: F1 >= 1.2x BERTopic's and matched >= 0.5.", "",
+             "Targets: F1 >= 1.2x BERTopic's and matched >= 0.5. A top-10 of '-': in some draw the tool found no "
+             "theme at all. Ten of the ten example participants is the whole study, the same in every draw.", "",
              "| preset | size | segments | F1 Themesift | F1 BERTopic | ratio | top-10 T | top-10 B | themes T | themes B "
              "| matched T | matched B |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for x in rows:
