@@ -55,6 +55,7 @@ python -m bench quality --preset nhs-fft-label --backend onnx --precision int8 -
 python -m bench quality --data FILE.csv --text-col C --label-col C [--case-col C] [--multi-label-sep ";"] [--seeds 42 43]
 python -m bench quality --data FILE.csv --text-col C --indicator-col CODE1 --indicator-col CODE2 ...   # a column per code
 python -m bench names --preset nhs-fft-label --seeds 42                # theme names vs human code names; also the other presets and --data
+python -m bench small                                               # small studies: 100/200/300-segment draws, 3/5/10 interviews (--draws 5)
 python -m bench embed-speed --int8-fp32-layers 0 6                  # ONNX fp32 and int8 vs sentence-transformers
 python -m bench int8-closeness                                      # int8 recipes vs fp32 on this CPU
 qemu-x86_64 -cpu Haswell .venv/bin/python -m bench int8-closeness --step 330 --emulated   # the same on an emulated AVX2 CPU without VNNI
