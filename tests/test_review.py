@@ -681,3 +681,19 @@ def test_second_suggest_honours_the_decisions(study, tmp_path_factory):
     assert old_members <= set(new.members(keys[0]))
     assert new.partition.get(moved) is None
     assert new.base.get(moved) is None  # the run itself left it out: it never joins a theme
+
+
+def test_a_theme_too_small_for_its_stability_figure_says_so(study):
+    """Under rank.stability.min_segments (8) clustered segments the theme page says 'weak', not a figure (issue 24)."""
+    from web.views import load_view  # the rows the page shows
+
+    client = TestClient(create_app(study.store, study.name))
+    login(client, name="amira")
+    with study.store.sessions() as session:
+        rows = load_view(session, study.name).rows()
+    weak = [r for r in rows if r.parts and r.stability_weak]
+    firm = [r for r in rows if r.parts and not r.stability_weak]
+    assert weak and firm  # the example study has both
+    assert "stability weak (too few segments)" in client.get(f"/themes/{weak[0].key}").text
+    page = client.get(f"/themes/{firm[0].key}").text
+    assert f"stability {firm[0].parts['stability']:.2f}" in page and "stability weak" not in page
