@@ -41,6 +41,7 @@ from models.store import Store, StudyNotFoundError, study_dir
 from pipeline.compare.agreement import map_selections
 from pipeline.compare.compare import MACHINE, compare_study, summary_lines
 from flows.options import checked
+from flows.runtime import require_loopback
 from pipeline.config import CompareSettings, load_config
 from pipeline.exchange.codings import MACHINE_USER_NAME, CodingImport, read_codings, unmapped_selections
 from pipeline.ingest.unzip import ZipLimits
@@ -390,6 +391,7 @@ def cmd_import_codings(args: argparse.Namespace) -> int:
     if args.file.suffix.lower() not in (".csv", ".qdpx"):
         return _fail(f"{args.file}: use a .csv coding table or a .qdpx REFI-QDA project")
     _check_study(config, args.study)
+    require_loopback()
     outcome = import_codings_flow(path=str(args.file), study=args.study, config=config, coder=args.coder,
                                   min_cover=args.min_cover)
     if outcome.get("error"):
@@ -414,6 +416,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if not path.is_file():
             return _fail(f"{path}: no such file")
     _check_study(config, args.study, args.run)
+    require_loopback()
     outcome = compare_flow(study=args.study, config=config, human_files=[str(p) for p in args.human],
                            top_k=args.top_k, min_positive=args.min_positive, min_cover=args.min_cover,
                            run_id=args.run)

@@ -6,6 +6,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -67,6 +68,29 @@ def configure_prefect() -> None:
     # A 2-core laptop can take longer than Prefect's default to bring up the temporary server.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+class LoopbackDownError(RuntimeError):
+    """The temporary Prefect API server could not be reached on 127.0.0.1 (a user can fix it)."""
+
+
+def require_loopback(timeout_s: float = 2.0) -> None:
+    """Before a flow starts Prefect's temporary API server (no PREFECT_API_URL), check that 127.0.0.1 takes a
+    connection: with loopback down Prefect waits for the server's whole startup timeout (105 s measured) and
+    fails with a message that does not say why. A listening socket and one connection to it: milliseconds."""
+    if os.environ.get("PREFECT_API_URL"):
+        return
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+            server.bind(("127.0.0.1", 0))
+            server.listen(1)
+            with socket.create_connection(server.getsockname(), timeout=timeout_s):
+                pass
+    except OSError as exc:
+        raise LoopbackDownError(
+            f"the loopback network (127.0.0.1) is down ({exc.strerror or exc}), so Prefect's temporary API "
+            "server cannot be reached; bring loopback up (ip link set lo up) or set PREFECT_API_URL to a "
+            "running Prefect server") from None
 
 
 @contextmanager

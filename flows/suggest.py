@@ -17,7 +17,7 @@ from prefect.context import get_run_context
 from prefect.utilities.annotations import quote
 
 from flows.manifest import build_manifest
-from flows.runtime import forget_unused_reduced_spaces, heartbeats_off_without_server
+from flows.runtime import forget_unused_reduced_spaces, heartbeats_off_without_server, require_loopback
 from models.decisions import record_carried_keys
 from models.review import honour_inputs
 from models.store import Store, StudyBusyError, workspace_dir
@@ -194,6 +194,7 @@ def task_runner(runner_cfg: RunnerSettings):
 
 def run_suggest(paths: list[str], study: str, config: dict, force: bool = False) -> dict:
     """Run :func:`suggest_flow` on the task runner named in the configuration."""
+    require_loopback()  # else Prefect waits for its temporary server for minutes, then says only "timed out"
     runner = task_runner(settings(config).runner)
     flow_ = suggest_flow if runner is None else suggest_flow.with_options(task_runner=runner)
     with heartbeats_off_without_server():

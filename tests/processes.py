@@ -153,3 +153,17 @@ def read_only(folder: Path, command: list[str]) -> list[str] | None:
     prefix = mount_namespace()
     return None if prefix is None else prefix + [
         "sh", "-c", 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"', str(folder), *command]
+
+
+@functools.cache
+def network_namespace() -> list[str] | None:
+    """The ``unshare`` prefix that runs a command in a network namespace of its own, where loopback is down:
+    ``unshare -n`` as root, ``unshare -rn`` otherwise; None where neither is allowed."""
+    for prefix in (["unshare", "-n"], ["unshare", "-r", "-n"]):
+        try:
+            probe = subprocess.run(prefix + ["true"], capture_output=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if probe.returncode == 0:
+            return prefix
+    return None

@@ -269,3 +269,26 @@ def test_parallel_first_use_exports_once(tmp_path):
     exports = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
     assert len(set(paths)) == 1 and len(exports) == 1 and paths[0].parent == exports[0]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".export-")]  # no half-made export left
+
+
+def test_a_texts_onnx_vector_does_not_depend_on_its_batch(backends, tmp_path):
+    """Issue 18, item 10: the same bits for a text embedded alone, in a batch padded to a much longer text,
+    in another order and batch size, or read back from the store's cache (the cache keeps float32 bytes).
+    Padding adds exact zeros to the attention sums and the mean pooling, so it changes no bit; measured on
+    this backend, and not true of sentence-transformers (PyTorch), whose vectors move in the last bits."""
+    from flows.suggest import load_vectors
+    from models.store import Store
+
+    _, ox, _ = backends
+    comments = _comments()
+    texts, longest = comments[:50] + comments[-9:], comments[-10]  # short and long, up to 256 tokens
+    alone = np.stack([ox.encode([t])[0] for t in texts])
+    padded = np.stack([ox.encode([longest, t])[1] for t in texts])
+    reordered = ox.encoder.encode(texts[::-1] + [longest] * 5, batch_size=7)[:len(texts)][::-1]
+    np.testing.assert_array_equal(padded, alone)
+    np.testing.assert_array_equal(reordered, alone)
+    store = Store(f"sqlite:///{tmp_path / 'cache.db'}")
+    _, embedded = load_vectors(store, ox, texts[::2])
+    warm, embedded_now = load_vectors(store, ox, texts)  # half from the cache, half in new batches
+    assert embedded == len(set(texts[::2])) and embedded_now == len(set(texts)) - embedded
+    np.testing.assert_array_equal(warm, alone)

@@ -14,7 +14,8 @@ import yaml
 from sqlalchemy import func, select
 
 from conftest import ROOT, TRANSCRIPTS, fft_comments, study_config
-from processes import healthy, on_tmpfs, read_only, start, stop, temporary_servers, wait_for
+from processes import (healthy, network_namespace, on_tmpfs, read_only, start, stop, temporary_servers,
+                       wait_for)
 from flows.suggest import suggest_flow
 from models.records import Embedding, Run, Segment, StudyLock
 from models.store import Store
@@ -124,6 +125,27 @@ def test_a_killed_suggest_leaves_no_temporary_prefect_server(tmp_path, how):
         assert "Traceback" not in output
         assert output.splitlines()[-1] == ("themesift: stopped by SIGTERM; what it had not finished is not stored "
                                            "(earlier runs are kept)")
+
+
+def test_a_run_with_loopback_down_fails_at_once_with_one_line(tmp_path):
+    """In a network namespace of its own, loopback is down: Prefect's temporary API server cannot be reached.
+    The run must say so in one line (exit 2) instead of waiting for Prefect's startup timeout (105 s) and
+    printing its traceback. The bound is generous: the point is minutes against seconds."""
+    prefix = network_namespace()
+    if prefix is None:
+        pytest.skip("no network namespace here (unshare -n and unshare -rn refused)")
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "THEMESIFT_HOME": str(tmp_path / "ws")}
+    env.pop("PREFECT_API_URL", None)
+    began = time.monotonic()
+    done = subprocess.run(prefix + [sys.executable, "-m", "flows.cli", "suggest", str(TRANSCRIPTS), "--study",
+                                    "offline"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    took = time.monotonic() - began
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("themesift:")]
+    assert lines[-1].startswith("themesift: the loopback network (127.0.0.1) is down"), done.stderr[-2000:]
+    assert "PREFECT_API_URL" in lines[-1]
+    assert took < 60, f"took {took:.0f} s"
 
 
 def _copy_of_example(example_study, folder: Path) -> dict:
