@@ -413,3 +413,14 @@ def test_crlf_counted_once_is_detected():
 def test_unknown_position_units_refused():
     with pytest.raises(ValueError, match="position units"):
         read_qde(_crlf_once_qde(), position_units="bytes")
+
+
+def test_qdpx_named_zip_is_read_as_codings(tmp_path):
+    from pipeline.exchange.codings import StudySource, read_codings
+
+    project = _project()
+    path = tmp_path / "sent by MAXQDA.zip"
+    write_qdpx(project, path, created=CREATED)
+    sources = [StudySource(s.guid, s.name, s.text) for s in project.sources]
+    imported = read_codings(path, sources)
+    assert imported.origin == "sent by MAXQDA.zip" and len(imported.selections) >= 4  # the machine's are skipped
