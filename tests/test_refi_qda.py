@@ -424,3 +424,9 @@ def test_qdpx_named_zip_is_read_as_codings(tmp_path):
     sources = [StudySource(s.guid, s.name, s.text) for s in project.sources]
     imported = read_codings(path, sources)
     assert imported.origin == "sent by MAXQDA.zip" and len(imported.selections) >= 4  # the machine's are skipped
+
+
+def test_empty_qdc_refused(tmp_path):
+    with pytest.raises(ValueError, match="empty codebook"):
+        write_qdc([], tmp_path / "empty.qdc")
+    assert not (tmp_path / "empty.qdc").exists()

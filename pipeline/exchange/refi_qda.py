@@ -332,7 +332,9 @@ def write_qdpx(
 
 
 def codebook_xml(codes: Sequence[QdaCode]) -> bytes:
-    """The ``.qdc`` codebook document."""
+    """The ``.qdc`` codebook document (at least one code: the schema refuses an empty ``<Codes/>``)."""
+    if not codes:
+        raise ValueError("an empty codebook cannot be written as .qdc (the schema wants at least one code)")
     for code in _walk_codes(codes):
         _check_guid(code.guid, "Code")
     root = ET.Element("CodeBook", {"xmlns": CODEBOOK_NS, "origin": ORIGIN})
