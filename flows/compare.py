@@ -129,11 +129,12 @@ def map_import(view: StudyView, imported: CodingImport, min_cover: float
 # ---------------------------------------------------------------------------------------------
 
 @task(name="read-codings", cache_policy=NO_CACHE)
-def read_codings_task(path: str, view: StudyView, coder: str | None, limits: ZipLimits) -> CodingImport | str:
+def read_codings_task(path: str, view: StudyView, coder: str | None, limits: ZipLimits,
+                      position_units: str = "auto") -> CodingImport | str:
     """The file's selections, or why the file cannot be read at all (a message, not a crash): a coding
     file that is not what it says, or a .qdpx that unpacks to more than the ingest limits allow."""
     try:
-        return read_codings(path, view.sources, coder, limits)
+        return read_codings(path, view.sources, coder, limits, position_units)
     except (ValueError, OSError) as exc:  # CodingFileError is a ValueError, as read_qdpx's refusals are
         return str(exc)
 
@@ -146,7 +147,7 @@ def store_codings_task(store: Store, study: str, codings: dict, origin: str) -> 
 
 @flow(name="import-codings")
 def import_codings_flow(path: str, study: str, config: dict, coder: str | None = None,
-                        min_cover: float | None = None) -> dict[str, Any]:
+                        min_cover: float | None = None, position_units: str = "auto") -> dict[str, Any]:
     """Read a coding file, map it onto the latest run's segments and store it (one transaction).
 
     Returns ``{"status", "coders": {name: {"selections", "segments", "codings"}}, "notes", "run_id"}``.
@@ -155,7 +156,7 @@ def import_codings_flow(path: str, study: str, config: dict, coder: str | None =
     min_cover = compare_config(config, min_cover=min_cover).min_cover
     store = Store.from_config(config["store"])
     view = load_view(store, study)
-    imported = read_codings_task(path, view, coder, ZipLimits.from_config(config["ingest"]))
+    imported = read_codings_task(path, view, coder, ZipLimits.from_config(config["ingest"]), position_units)
     outcome: dict[str, Any] = {"status": "failed", "run_id": view.run_id, "notes": [], "coders": {},
                                "origin": Path(path).name, "matched_sources": {}, "error": None}
     if isinstance(imported, str):
@@ -388,12 +389,12 @@ def cmd_import_codings(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if not args.file.is_file():
         return _fail(f"{args.file}: no such file")
-    if args.file.suffix.lower() not in (".csv", ".qdpx"):
-        return _fail(f"{args.file}: use a .csv coding table or a .qdpx REFI-QDA project")
+    if args.file.suffix.lower() not in (".csv", ".qdpx", ".zip"):
+        return _fail(f"{args.file}: use a .csv coding table or a .qdpx REFI-QDA project (or one renamed .zip)")
     _check_study(config, args.study)
     require_loopback()
     outcome = import_codings_flow(path=str(args.file), study=args.study, config=config, coder=args.coder,
-                                  min_cover=args.min_cover)
+                                  min_cover=args.min_cover, position_units=args.position_units)
     if outcome.get("error"):
         return _fail(outcome["error"])
     for name, (matched, how) in sorted(outcome["matched_sources"].items()):
@@ -519,6 +520,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                    "file names no coder)")
     i.add_argument("--min-cover", type=_option("min_cover", "--min-cover"),
                    help="share of a segment a selection must cover to code it (default 0.5)")
+    i.add_argument("--position-units", choices=("auto", "codepoints", "utf16", "codepoints-lf", "utf16-lf"),
+                   default="auto",
+                   help=".qdpx: how selection positions count characters (default auto: per source, from where "
+                        "the selections fall; NVivo counts UTF-16 units, '-lf': CRLF counted once)")
     i.set_defaults(handler=cmd_import_codings)
 
     c = sub.add_parser("compare", help="agreement between coders: humans with each other, the machine with each")

@@ -156,6 +156,10 @@ def cmd_codebook(args: argparse.Namespace) -> int:
     with store.sessions() as session:
         entries = confirmed_codebook(session, args.study, args.coder)
     if args.format == "qdc":
+        if not entries:  # the schema wants at least one <Code>: refuse rather than write an invalid file
+            print(f"themesift: study '{args.study}' has no confirmed theme, so no .qdc was written; confirm "
+                  "themes first (themesift review)", file=sys.stderr)
+            return 2
         path = args.output or study_dir(cfg.store, args.study) / "codebook.qdc"
         path.parent.mkdir(parents=True, exist_ok=True)
         write_codebook(entries, path, "qdc", args.study)

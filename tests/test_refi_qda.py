@@ -361,3 +361,72 @@ def test_crlf_inside_cdata_shifts_offsets():
     assert project.sources[0].text == "a&b\nc<d\nzz"
     (coding,) = project.codings
     assert (coding.start, coding.end) == (8, 10)
+
+
+NVIVO = Path("../shared/datasets/refi-qda/nvivo-12.6-windows-oltas0517.qdpx")
+
+
+@pytest.mark.skipif(not NVIVO.exists(), reason="shared REFI-QDA datasets not present")
+def test_nvivo_positions_detected_as_utf16_and_land_on_words():
+    project = read_qdpx(NVIVO)
+    report = [p for p in project.problems if "positions read as" in p]
+    assert any("positions read as utf16" in p for p in report)
+    texts = {s.guid: s.text for s in project.sources}
+    on_words = sum(
+        1 for c in project.codings
+        if (c.start == 0 or not (texts[c.source_guid][c.start - 1].isalnum()
+                                 and texts[c.source_guid][c.start].isalnum()))
+        and (c.end == len(texts[c.source_guid]) or not (texts[c.source_guid][c.end - 1].isalnum()
+                                                         and texts[c.source_guid][c.end].isalnum()))
+    )
+    assert on_words >= 0.95 * len(project.codings) > 250
+    # Read as code points (forced), most selections fall mid-word: the old silent failure.
+    forced = read_qdpx(NVIVO, position_units="codepoints")
+    assert any("forced" in p for p in forced.problems)
+    assert any("inside a word" in p for p in forced.problems)
+
+
+def _crlf_once_qde() -> bytes:
+    # Text "one two\r\nthree four\r\nfive six\r\nseven": selections written by a tool that counts
+    # CRLF as one character (positions into "one two\nthree four\nfive six\nseven").
+    lf = "one two\nthree four\nfive six\nseven"
+    sels = "".join(
+        f'<PlainTextSelection guid="s{i}" startPosition="{lf.index(w)}" endPosition="{lf.index(w) + len(w)}">'
+        f'<Coding guid="c{i}"><CodeRef targetGUID="{CODE_A}"/></Coding></PlainTextSelection>'
+        for i, w in enumerate(["four", "six", "seven", "five"])
+    )
+    return (
+        f'<Project xmlns="urn:QDA-XML:project:1.0" name="p"><CodeBook><Codes>'
+        f'<Code guid="{CODE_A}" name="a" isCodable="true"/></Codes></CodeBook><Sources>'
+        f'<TextSource guid="{SRC1}" name="s"><PlainTextContent>one two&#13;\nthree four&#13;\n'
+        f"five six&#13;\nseven</PlainTextContent>{sels}</TextSource></Sources></Project>"
+    ).encode()
+
+
+def test_crlf_counted_once_is_detected():
+    project = read_qde(_crlf_once_qde())
+    text = project.sources[0].text
+    assert sorted(text[c.start:c.end] for c in project.codings) == ["five", "four", "seven", "six"]
+    assert any("positions read as codepoints-lf" in p for p in project.problems)
+
+
+def test_unknown_position_units_refused():
+    with pytest.raises(ValueError, match="position units"):
+        read_qde(_crlf_once_qde(), position_units="bytes")
+
+
+def test_qdpx_named_zip_is_read_as_codings(tmp_path):
+    from pipeline.exchange.codings import StudySource, read_codings
+
+    project = _project()
+    path = tmp_path / "sent by MAXQDA.zip"
+    write_qdpx(project, path, created=CREATED)
+    sources = [StudySource(s.guid, s.name, s.text) for s in project.sources]
+    imported = read_codings(path, sources)
+    assert imported.origin == "sent by MAXQDA.zip" and len(imported.selections) >= 4  # the machine's are skipped
+
+
+def test_empty_qdc_refused(tmp_path):
+    with pytest.raises(ValueError, match="empty codebook"):
+        write_qdc([], tmp_path / "empty.qdc")
+    assert not (tmp_path / "empty.qdc").exists()

@@ -398,8 +398,11 @@ def test_decision_csv_round_trip(study, review_template, example_study, tmp_path
 def test_cli_export_import_codebook_and_apply(study, tmp_path, capsys):
     from flows.cli import main
 
-    some_decisions(study.store, study.name)
     config = str(study.config_file())
+    empty = tmp_path / "empty.qdc"  # nothing confirmed yet: refused, not a schema-invalid <Codes/>
+    assert main(["codebook", "--study", study.name, "--config", config, "--format", "qdc", "-o", str(empty)]) == 2
+    assert "no confirmed theme" in capsys.readouterr().err and not empty.exists()
+    some_decisions(study.store, study.name)
     out = tmp_path / "decisions.csv"
     assert main(["decisions", "export", str(out), "--study", study.name, "--config", config]) == 0
     assert len(list(csv.DictReader(io.StringIO(out.read_text())))) == 8

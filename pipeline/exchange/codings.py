@@ -498,15 +498,17 @@ def read_codings(
     sources: Iterable[StudySource],
     coder: str | None = None,
     limits: ZipLimits = ZipLimits(),
+    position_units: str = "auto",
 ) -> CodingImport:
-    """A ``.csv`` coding table or a ``.qdpx`` REFI-QDA project (unpacked within ``limits``), by the file's
-    extension."""
+    """A ``.csv`` coding table or a ``.qdpx`` REFI-QDA project (unpacked within ``limits``; a ``.qdpx``
+    sent renamed ``.zip`` too), by the file's extension. ``position_units``: see ``read_qde``."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
         return read_coding_csv(path, sources, coder)
-    if suffix == ".qdpx":
-        return qda_selections(read_qdpx(path, limits), sources, coder, origin=path.name)
+    if suffix in (".qdpx", ".zip"):
+        project = read_qdpx(path, limits, position_units=position_units)
+        return qda_selections(project, sources, coder, origin=path.name)
     raise CodingFileError(f"{path}: use a .csv coding table or a .qdpx REFI-QDA project")
 
 

@@ -332,7 +332,9 @@ def write_qdpx(
 
 
 def codebook_xml(codes: Sequence[QdaCode]) -> bytes:
-    """The ``.qdc`` codebook document."""
+    """The ``.qdc`` codebook document (at least one code: the schema refuses an empty ``<Codes/>``)."""
+    if not codes:
+        raise ValueError("an empty codebook cannot be written as .qdc (the schema wants at least one code)")
     for code in _walk_codes(codes):
         _check_guid(code.guid, "Code")
     root = ET.Element("CodeBook", {"xmlns": CODEBOOK_NS, "origin": ORIGIN})
@@ -436,6 +438,74 @@ class _LineEnds:
         return original - bisect_left(self.crlf_at, original)
 
 
+POSITION_UNITS = ("auto", "codepoints", "utf16", "codepoints-lf", "utf16-lf")
+
+
+def _is_word_boundary(text: str, pos: int) -> bool:
+    """A selection end that does not split a run of letters/digits."""
+    return pos <= 0 or pos >= len(text) or not (text[pos - 1].isalnum() and text[pos].isalnum())
+
+
+def _utf16_to_cp(text: str) -> dict[int, int]:
+    """UTF-16 code-unit offset -> code-point offset (offsets inside a surrogate pair are absent)."""
+    out, units = {0: 0}, 0
+    for i, ch in enumerate(text):
+        units += 2 if ord(ch) > 0xFFFF else 1
+        out[units] = i + 1
+    return out
+
+
+def _map_positions(
+    raw: str, ends: _LineEnds, unit: str, spans: Sequence[tuple[int, int]]
+) -> list[tuple[int, int] | None]:
+    """Map file positions to code-point offsets into the LF text under one reading of the units."""
+    base = ends.text if unit.endswith("-lf") else raw
+    table = _utf16_to_cp(base) if unit.startswith("utf16") else None
+    out: list[tuple[int, int] | None] = []
+    for start, end in spans:
+        if table is not None:
+            s, e = table.get(start), table.get(end)
+        else:
+            s, e = start, end
+        if s is None or e is None or not 0 <= s < e <= len(base):
+            out.append(None)
+            continue
+        out.append((s, e) if base is ends.text else (ends.offset(s), ends.offset(e)))
+    return out
+
+
+def _boundary_score(text: str, mapped: Sequence[tuple[int, int] | None]) -> int:
+    return sum(
+        1 for m in mapped
+        if m is not None and _is_word_boundary(text, m[0]) and _is_word_boundary(text, m[1])
+    )
+
+
+def _choose_units(
+    raw: str, ends: _LineEnds, spans: Sequence[tuple[int, int]], origin: str, forced: str
+) -> tuple[str, str]:
+    """Pick how a source's positions count characters; returns (unit, why).
+
+    The standard says code points; NVivo counts UTF-16 code units; some tools count CRLF once.
+    The readings differ only after a non-BMP character or a CRLF, so only then is the choice
+    made, by the number of selections whose both ends fall on word boundaries (ties: the
+    producing tool's habit, then the standard).
+    """
+    if forced != "auto":
+        return forced, "forced by the position-units option"
+    has_astral = any(ord(ch) > 0xFFFF for ch in raw)
+    has_crlf = bool(ends.crlf_at)
+    if not spans or not (has_astral or has_crlf):
+        return "codepoints", "no character outside the BMP and no CRLF: all readings agree"
+    preferred = "utf16" if "nvivo" in origin.lower() else "codepoints"
+    candidates = [preferred] + [u for u in POSITION_UNITS[1:] if u != preferred]
+    scores = {u: _boundary_score(ends.text, _map_positions(raw, ends, u, spans)) for u in candidates}
+    best = max(candidates, key=lambda u: scores[u])  # first wins ties: the tool's habit
+    detail = ", ".join(f"{u} {scores[u]}" for u in candidates)
+    tool = f"; file from {origin!r}" if origin else ""
+    return best, f"{scores[best]} of {len(spans)} selections on word boundaries ({detail}){tool}"
+
+
 def _read_code(el: ET.Element, problems: list[str], label: str) -> QdaCode | None:
     guid = _attr(el, "guid")
     name = _attr(el, "name") or ""
@@ -472,8 +542,13 @@ def read_qde(
     source_loader: SourceLoader | None = None,
     *,
     label: str = "project.qde",
+    position_units: str = "auto",
 ) -> QdaProject:
     """Read a REFI-QDA project document tolerantly.
+
+    ``position_units`` says how selection positions count characters (one of
+    ``POSITION_UNITS``); ``auto`` decides per source (see :func:`_choose_units`) and reports
+    the choice and the reason in ``problems``, with a warning when selections cut words.
 
     ``source_loader(plainTextPath)`` returns the bytes of a referenced source file or None.
     Namespaces are ignored (local names), GUIDs normalised, CRLF text turned to LF with offsets
@@ -482,6 +557,8 @@ def read_qde(
     are listed in ``problems``. Raises ``ValueError`` (naming ``label``) only for XML that
     cannot be parsed or whose root is not ``Project``.
     """
+    if position_units not in POSITION_UNITS:
+        raise ValueError(f"position units {position_units!r}: use one of {', '.join(POSITION_UNITS)}")
     problems: list[str] = []
     try:
         root = ET.fromstring(_keep_carriage_returns(xml_bytes))
@@ -548,18 +625,32 @@ def read_qde(
             continue
         ends = _LineEnds.of(raw)
         sources.append(QdaSource(guid, name, ends.text))
+        valid: list[tuple[ET.Element, int, int]] = []
         for sel in _children(src, "PlainTextSelection"):
             start, end = _int(_attr(sel, "startPosition")), _int(_attr(sel, "endPosition"))
-            sel_id = _attr(sel, "guid") or "?"
             if start is None or end is None:
-                problems.append(f"{where}: selection {sel_id} has no valid positions; dropped")
-                continue
-            if not 0 <= start < end <= len(raw):
                 problems.append(
-                    f"{where}: selection {sel_id} [{start}, {end}) outside the text "
-                    f"(length {len(raw)}) or empty; dropped"
+                    f"{where}: selection {_attr(sel, 'guid') or '?'} has no valid positions; dropped"
                 )
                 continue
+            valid.append((sel, start, end))
+        unit, why = _choose_units(
+            raw, ends, [(s, e) for _, s, e in valid], _attr(root, "origin") or "", position_units
+        )
+        if valid and (unit != "codepoints" or position_units != "auto"):  # the standard's reading is silent
+            problems.append(f"{where}: positions read as {unit}: {why}")
+        mapped = _map_positions(raw, ends, unit, [(s, e) for _, s, e in valid])
+        cutting = 0
+        for (sel, start, end), span in zip(valid, mapped):
+            sel_id = _attr(sel, "guid") or "?"
+            if span is None:
+                problems.append(
+                    f"{where}: selection {sel_id} [{start}, {end}) outside the text "
+                    f"(length {len(raw)}, read as {unit}) or empty; dropped"
+                )
+                continue
+            if not (_is_word_boundary(ends.text, span[0]) and _is_word_boundary(ends.text, span[1])):
+                cutting += 1
             sel_user = guid_of(sel, "creatingUser", "creatingUser")
             for coding in _children(sel, "Coding"):
                 user = guid_of(coding, "creatingUser", "creatingUser") or sel_user
@@ -578,9 +669,12 @@ def read_qde(
                         problems.append(
                             f"{where}: selection {sel_id} by unknown user {user}; kept"
                         )
-                    codings.append(
-                        QdaCoding(guid, ends.offset(start), ends.offset(end), code_guid, user)
-                    )
+                    codings.append(QdaCoding(guid, span[0], span[1], code_guid, user))
+        if cutting:
+            problems.append(
+                f"{where}: {cutting} of {len(valid)} selections start or end inside a word "
+                f"(read as {unit}); check them, or force the position units"
+            )
 
     source_guids = {s.guid for s in sources}
     cases: dict[str, set[str]] = {}
@@ -652,7 +746,9 @@ def _zip_loader(zf: BoundedZip, qde_name: str) -> SourceLoader:
     return load
 
 
-def read_qdpx(path: str | PathLike[str], limits: ZipLimits = ZipLimits()) -> QdaProject:
+def read_qdpx(
+    path: str | PathLike[str], limits: ZipLimits = ZipLimits(), *, position_units: str = "auto"
+) -> QdaProject:
     """Read a ``.qdpx`` project tolerantly (see :func:`read_qde`).
 
     The inner ``.qde`` may have any name and sit in a subfolder; source files are looked up
@@ -671,7 +767,10 @@ def read_qdpx(path: str | PathLike[str], limits: ZipLimits = ZipLimits()) -> Qda
                 raise ValueError(f"{path}: no .qde project document inside the ZIP")
             others = [n for n in names if n.lower().endswith(".qde") and n != qde]
             bounded = BoundedZip(zf, limits)
-            project = read_qde(bounded.read(qde), _zip_loader(bounded, qde), label=f"{path.name}:{qde}")
+            project = read_qde(
+                bounded.read(qde), _zip_loader(bounded, qde), label=f"{path.name}:{qde}",
+                position_units=position_units,
+            )
     except UnpackLimitError as exc:
         raise ValueError(f"{path}: not read: {exc}") from None
     except zipfile.BadZipFile as exc:
