@@ -7,9 +7,10 @@ In memory and on the same vectors, for each decision budget:
   suggestions in rank order: confirms a theme under the human code carried by >= 60% of its members,
   moves up to 3 misplaced members out, rejects the rest. Confirmed members are positives of that code,
   moved members its negatives, members of rejected themes negatives of every confirmed code.
-* **review + teach**: half the budget on the review, the rest on Teach questions, asked 10 at a time:
-  5 segments far from every kept theme (where codes nobody named yet live) and 5 the learner is least
-  sure of, each shown with the theme the learner proposes. The coder answers from the human codes:
+* **review + teach**: half the budget on the review, the rest on Teach questions, asked 10 at a time
+  as the page asks them (``review.teach_unsure`` / ``teach_far``: by default segments typical of a
+  region nobody has labelled), each shown with the theme the learner proposes.
+* **teach**: the whole budget on Teach questions, no review. The coder answers from the human codes:
   yes; no (a negative of the proposed theme) and, where the segment carries codes, "another theme"
   (positives of the kept ones) or "new theme" (a new code with its first example).
 * the **old rule**: ``pipeline.learn.apply.code_with_codebook`` (one centroid and threshold per
@@ -180,17 +181,22 @@ def learning_curve(corpus: Corpus, config: dict, budgets: tuple[int, ...] = BUDG
             taught = _review(s, b / 2)
             _teach(s, taught, b, config["review"], seed)
             taught_units = sorted(set(range(s.n)) - taught["touched"])
+            teach_only = {"decisions": 0, "touched": set(), "pos": {}, "neg": {}, "rejected": []}
+            _teach(s, teach_only, b, config["review"], seed)
+            teach_units = sorted(set(range(s.n)) - teach_only["touched"])
             rows.append({"budget": b, "review_decisions": review["decisions"],
                          "review": s.learned(review["pos"], review["neg"], units),
                          "review_codes": len(review["pos"]),
                          "review_teach": s.learned(taught["pos"], taught["neg"], taught_units),
                          "review_teach_codes": len(taught["pos"]),
+                         "teach": s.learned(teach_only["pos"], teach_only["neg"], teach_units),
+                         "teach_codes": len(teach_only["pos"]),
                          "old_rule": _old_rule(s, review, config["review"], units),
                          "random_labels": float(np.mean([_random_labels(s, b, d) for d in range(3)]))})
             print(f"learn {corpus.name} seed {seed} b={b}: " + ", ".join(
                 f"{k} {v:.3f}" for k, v in rows[-1].items() if isinstance(v, float)), flush=True)
         per_seed.append({"seed": int(seed), "ceiling": _ceiling(s), "points": rows})
-    arms = ("review", "review_teach", "old_rule", "random_labels")
+    arms = ("review", "review_teach", "teach", "old_rule", "random_labels")
     points = [{"budget": b, **{a: float(np.mean([r["points"][i][a] for r in per_seed])) for a in arms},
                **{f"{a}_per_seed": [r["points"][i][a] for r in per_seed] for a in arms}}
               for i, b in enumerate(budgets)]

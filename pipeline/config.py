@@ -657,7 +657,7 @@ class ReviewSettings(Section):
     learner_C: float = setting(number(above=0))
     teach_unsure: int = setting(whole(0, 100))
     teach_far: int = setting(whole(0, 100))
-    teach_far_pool: int = setting(whole(1, 100000))
+    teach_neighbours: int = setting(whole(1, 1000))
     port: int = setting(whole(1, 65535, what="a port number"))
 
 

@@ -300,7 +300,8 @@ def create_app(store: Store, study: str, team: bool = False,
             contexts = {s: segment_context(session, segs[s]) for s in segs}
             taught = [(t.key, t.title) for t in view.state.confirmed() if view.members(t.key)]
             return page(request, v, "teach.html", view=view, questions=questions, segs=segs, contexts=contexts,
-                        active=_active(view), message=message, taught=taught)
+                        active=_active(view), message=message, taught=taught,
+                        unsure=review.teach_unsure > 0)
 
     @app.get("/decisions", response_class=HTMLResponse)
     def decision_log(request: Request, v: Visitor = Depends(signed_in)):

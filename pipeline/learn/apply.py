@@ -139,10 +139,10 @@ def teach_batch(segments: Sequence[int], vectors: np.ndarray, positives: Mapping
     learner = CodeLearner.from_config(review_cfg, seed).fit(vectors, labels)
     said = {r for lab in labels.values() for r in lab.positive + lab.negative} | set(exclude)
     candidates = [r for r in range(len(segments)) if r not in said]
-    queue = TeachQueue(review_cfg.teach_unsure, review_cfg.teach_far, review_cfg.teach_far_pool,
+    queue = TeachQueue(review_cfg.teach_unsure, review_cfg.teach_far, review_cfg.teach_neighbours,
                        review_cfg.uncertain_margin * 2, seed)
     proba = learner.predict_proba(vectors) if learner.themes_ else np.zeros((len(segments), 0))
-    return queue.select(proba, learner.thresholds_, learner.themes_, candidates)
+    return queue.select(proba, learner.thresholds_, learner.themes_, candidates, vectors, sorted(said))
 
 
 def code_with_learner(segments: Sequence[int], vectors: np.ndarray, positives: Mapping[str, Sequence[int]],

@@ -1,0 +1,53 @@
+"""The Teach queue's far questions: typical of what nobody labelled, not odd outliers."""
+
+import numpy as np
+
+from pipeline.learn.teach import FAR, TeachQueue
+
+
+def _corpus(seed: int = 0) -> tuple[np.ndarray, list[int], list[int], list[int]]:
+    """Three tight groups on separate axes, one of them labelled, and a few lone outliers."""
+    rng = np.random.default_rng(seed)
+    dim = 16
+
+    def group(axis: int, n: int) -> np.ndarray:
+        centre = np.zeros(dim)
+        centre[axis] = 1.0
+        return centre + rng.normal(0, 0.05, (n, dim))
+
+    outliers = rng.normal(0, 1.0, (4, dim))
+    X = np.vstack([group(0, 30), group(1, 30), group(2, 30), outliers])
+    labelled = list(range(0, 30))
+    unlabelled_groups = [list(range(30, 60)), list(range(60, 90))]
+    return X, labelled, unlabelled_groups[0] + unlabelled_groups[1], list(range(90, 94))
+
+
+def test_far_questions_stand_for_unlabelled_groups_not_outliers():
+    X, labelled, grouped, outliers = _corpus()
+    candidates = [r for r in range(len(X)) if r not in labelled]
+    picked = TeachQueue(n_unsure=0, n_far=2).typical(X, labelled, candidates, 2)
+    assert len(picked) == 2 and not set(picked) & set(outliers)
+    # one from each unlabelled group: the second pick keeps away from the first
+    assert {r // 30 for r in picked} == {1, 2}
+
+
+def test_a_batch_with_nothing_learned_is_far_questions_and_the_same_every_time():
+    X, labelled, _, _ = _corpus()
+    candidates = [r for r in range(len(X)) if r not in labelled]
+    queue = TeachQueue(n_unsure=0, n_far=5)
+    first = queue.select(np.zeros((len(X), 0)), np.zeros(0), [], candidates, X, labelled)
+    assert len(first) == 5 and {q.reason for q in first} == {FAR} and all(q.proposed is None for q in first)
+    assert not {q.row for q in first} & set(labelled)
+    assert first == queue.select(np.zeros((len(X), 0)), np.zeros(0), [], candidates, X, labelled)
+
+
+def test_unsure_and_far_questions_are_interleaved_without_repeats():
+    X, labelled, _, _ = _corpus()
+    candidates = [r for r in range(len(X)) if r not in labelled]
+    proba = np.linspace(0, 1, len(X))[:, None]
+    batch = TeachQueue(n_unsure=3, n_far=3).select(proba, np.array([0.5]), ["a"], candidates, X, labelled)
+    rows = [q.row for q in batch]
+    assert len(rows) == len(set(rows)) == 6
+    assert [q.reason for q in batch][:2] != [FAR, FAR]
+    unsure = [q.row for q in batch if q.reason != FAR]
+    assert all(abs(proba[r, 0] - 0.5) < 0.1 for r in unsure)
