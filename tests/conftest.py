@@ -28,14 +28,17 @@ EXAMPLE_FILES = sorted(p.name for p in TRANSCRIPTS.iterdir() if not p.name.start
 SHARED = ROOT.parent / "shared" / "datasets"
 
 
-def fft_comments(folder: Path, n: int) -> tuple[Path, list[dict]]:
-    """The first ``n`` NHS Friends and Family Test comments as a CSV file of their own, and its rows."""
+def fft_comments(folder: Path, n: int, words: tuple[int, int] | None = None,
+                 stem: str = "fft") -> tuple[Path, list[dict]]:
+    """The first ``n`` NHS Friends and Family Test comments (of ``words`` = (fewest, most) words where
+    given) as a CSV file of their own, and its rows."""
     source = SHARED / "nhs-fft" / "comments.csv"
     if not source.exists():
         pytest.skip("shared datasets not present (../shared/datasets)")
     with source.open(encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))[:n]
-    path = folder / f"fft{n}.csv"
+        rows = [r for r in csv.DictReader(handle)
+                if words is None or words[0] <= len(r["feedback"].split()) <= words[1]][:n]
+    path = folder / f"{stem}{n}.csv"
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()

@@ -4,7 +4,6 @@ for its stability figure to mean anything says so on the CLI instead of showing 
 
 from __future__ import annotations
 
-import csv
 import json
 from collections import Counter
 from pathlib import Path
@@ -17,22 +16,12 @@ from pipeline.config import load_config, settings
 from pipeline.themes.cluster import ThemeClusterer
 from pipeline.themes.rank import WEAK_STABILITY, stability_is_weak
 
-from conftest import SHARED
+from conftest import fft_comments
 
 
 def answers_of(folder: Path, n: int) -> tuple[Path, list[dict]]:
     """The first ``n`` NHS FFT comments of 5-40 words (one segment each) as a survey question of its own."""
-    source = SHARED / "nhs-fft" / "comments.csv"
-    if not source.exists():
-        pytest.skip("shared datasets not present (../shared/datasets)")
-    with source.open(encoding="utf-8") as handle:
-        rows = [r for r in csv.DictReader(handle) if 5 <= len(r["feedback"].split()) <= 40][:n]
-    path = folder / f"answers{n}.csv"
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path, rows
+    return fft_comments(folder, n, words=(5, 40), stem="answers")
 
 
 @pytest.mark.parametrize("n, size, neighbors", [(20, 3, 4), (50, 3, 4), (100, 3, 5), (200, 4, 7)])
