@@ -107,7 +107,8 @@ class TeachQueue:
         gap = np.abs(p - t)
         nearest = np.argsort(gap.min(axis=1), kind="stable")
         unsure = [int(i) for i in nearest[: self.n_unsure]]
-        rest = np.asarray([i for i in range(len(candidates)) if i not in set(unsure)], dtype=np.int64)
+        taken = set(unsure)
+        rest = np.asarray([i for i in range(len(candidates)) if i not in taken], dtype=np.int64)
         position = {int(c): i for i, c in enumerate(candidates)}
         far = [position[r] for r in far_rows(candidates[rest], self.n_far)] if len(rest) else []
         order = [i for pair in zip(unsure, far) for i in pair] + unsure[len(far):] + far[len(unsure):]
