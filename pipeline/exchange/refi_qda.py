@@ -474,11 +474,13 @@ def _map_positions(
     return out
 
 
+def _on_word_boundaries(text: str, span: tuple[int, int]) -> bool:
+    """Neither end of a selection splits a word."""
+    return _is_word_boundary(text, span[0]) and _is_word_boundary(text, span[1])
+
+
 def _boundary_score(text: str, mapped: Sequence[tuple[int, int] | None]) -> int:
-    return sum(
-        1 for m in mapped
-        if m is not None and _is_word_boundary(text, m[0]) and _is_word_boundary(text, m[1])
-    )
+    return sum(1 for m in mapped if m is not None and _on_word_boundaries(text, m))
 
 
 def _choose_units(
@@ -649,7 +651,7 @@ def read_qde(
                     f"(length {len(raw)}, read as {unit}) or empty; dropped"
                 )
                 continue
-            if not (_is_word_boundary(ends.text, span[0]) and _is_word_boundary(ends.text, span[1])):
+            if not _on_word_boundaries(ends.text, span):
                 cutting += 1
             sel_user = guid_of(sel, "creatingUser", "creatingUser")
             for coding in _children(sel, "Coding"):
