@@ -34,6 +34,7 @@ from pipeline.themes.assemble import SecondPass, assemble, cluster_left_out, sco
 from pipeline.themes.cluster import OUTLIER, ThemeClusterer
 from pipeline.themes.describe import ThemeDescriber, make_label
 from pipeline.themes.join import JoinRule, join_outliers
+from pipeline.themes.model_name import ModelNamer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,8 +53,11 @@ class MethodRun:
     ranking: list[str]
     names: dict[str, str]
     seconds: float
-    #: Per theme: its keywords, description and keyword-pair label (Themesift only; for ``bench names``).
+    #: Per theme: its keywords, description, keyword-pair label and extractive name (Themesift only; for
+    #: ``bench names``).
     details: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The local generative model that named the themes, as the run manifest records it; None: extractive.
+    name_model: dict[str, Any] | None = None
 
 
 def theme_key(rank: int) -> str:
@@ -96,6 +100,13 @@ def run_themesift(corpus: Corpus, vectors: np.ndarray, config: dict, embedder: E
                                                        joined, SecondPass.from_config(config["cluster"]["second_pass"]), st)
     describer = ThemeDescriber.from_config(config["describe"], embedder.encode)
     descriptions = describer.describe(texts, labels, vectors, cases, strengths)
+    extractive = {d.theme: d.label for d in descriptions}
+    namer = ModelNamer.from_config(config["describe"]["name"]["model"])
+    renamed = namer.rename(descriptions, texts) if namer.enabled else None
+    if renamed is not None:
+        descriptions = renamed.descriptions
+        if renamed.warning:
+            print(f"bench: {renamed.warning}")
     scores = score_passes(descriptions, vectors, labels, cases, {**stability, **more}, config["rank"]["weights"],
                           st["n_resamples"], second)
     suggestions = assemble(corpus.units, labels, vectors, descriptions, scores,
@@ -108,9 +119,11 @@ def run_themesift(corpus: Corpus, vectors: np.ndarray, config: dict, embedder: E
     ranking = [theme_key(t.rank) for t in suggestions.themes]
     names = {theme_key(t.rank): t.label for t in suggestions.themes}
     details = {theme_key(t.rank): {"description": t.description, "keywords": list(t.keywords),
-                                   "keyword_label": make_label(t.keywords, describer.label_keyphrases)}
+                                   "keyword_label": make_label(t.keywords, describer.label_keyphrases),
+                                   "extractive_name": extractive[t.cluster]}
                for t in suggestions.themes}
-    return MethodRun("themesift", partition, ranking, names, time.perf_counter() - t0, details)
+    return MethodRun("themesift", partition, ranking, names, time.perf_counter() - t0, details,
+                     renamed.record if renamed is not None else None)
 
 
 def run_bertopic(corpus: Corpus, vectors: np.ndarray, seed: int) -> MethodRun:

@@ -8,7 +8,10 @@ among the three nearest. Three namings are scored in one run, on the same vector
 * ``name``: Themesift's name (:mod:`pipeline.themes.name`), on Themesift's themes;
 * ``keyword_label``: the label Themesift gave before, two keyphrases joined by " / ", on the same themes;
 * ``bertopic``: BERTopic's default topic name (its four top c-TF-IDF words joined by "_", as
-  ``get_topic_info()["Name"]`` gives them, without the topic number), on BERTopic's own themes.
+  ``get_topic_info()["Name"]`` gives them, without the topic number), on BERTopic's own themes;
+* ``extractive_name``: only when ``--config`` turns on the local generative model namer
+  (``describe.name.model``, :mod:`pipeline.themes.model_name`): then ``name`` is the model's and this is
+  the extractive name it replaced, on the same themes; the model and prompt are in ``name_model``.
 
 Code names and machine names are compared with underscores read as spaces ("card_arrival" is
 "card arrival"), the same for every naming. Figures are averaged over the seeds.
@@ -64,7 +67,8 @@ def theme_table(run: MethodRun, corpus: Corpus, rows: int = TABLE_ROWS) -> list[
         q = quality.get(t)
         out.append({"rank": len(out) + 1, "keyword_label": run.details[t]["keyword_label"], "name": run.names[t],
                     "description": run.details[t]["description"], "human_code": q.purity_code if q else None,
-                    "purity": round(q.purity, 3) if q else 0.0})
+                    "purity": round(q.purity, 3) if q else 0.0}
+                   | ({"extractive_name": run.details[t]["extractive_name"]} if run.name_model else {}))
     return out
 
 
@@ -75,12 +79,18 @@ def names_benchmark(corpus: Corpus, config: dict, seeds: Sequence[int] = (42,), 
     code_vectors = embedder.encode([readable(c) for c in codes])
     per_seed: dict[str, list[dict]] = {n: [] for n in NAMINGS if peer or n != "bertopic"}
     table: list[dict] = []
+    name_model = None
     for seed in seeds:
         seeded = {**config, "cluster": {**config["cluster"], "seed": int(seed)}}
         ours = run_themesift(corpus, vectors, seeded, embedder)
         per_seed["name"].append(score_names(ours.names, ours, corpus, codes, code_vectors, embedder))
         old = {t: d["keyword_label"] for t, d in ours.details.items()}
         per_seed["keyword_label"].append(score_names(old, ours, corpus, codes, code_vectors, embedder))
+        if ours.name_model is not None:
+            extractive = {t: d["extractive_name"] for t, d in ours.details.items()}
+            per_seed.setdefault("extractive_name", []).append(
+                score_names(extractive, ours, corpus, codes, code_vectors, embedder))
+            name_model = ours.name_model
         if peer:
             theirs = run_bertopic(corpus, vectors, int(seed))
             per_seed["bertopic"].append(score_names(theirs.names, theirs, corpus, codes, code_vectors, embedder))
@@ -101,6 +111,7 @@ def names_benchmark(corpus: Corpus, config: dict, seeds: Sequence[int] = (42,), 
         "min_purity": MIN_PURITY,
         "embedding": {"model_id": embedder.model_id, "backend": embedder.backend, "from_bench_cache": cached},
         "name_settings": config["describe"]["name"],
+        "name_model": name_model,
         "methods": methods,
         "table": table,
     }

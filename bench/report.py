@@ -374,11 +374,19 @@ def _cell(text: str | None) -> str:
 
 def names_section(r: dict) -> list[str]:
     """``python -m bench names``: hit@1 / hit@3 of each naming, and the first 15 ranked themes to judge by eye."""
-    names = {"name": "Themesift's name", "keyword_label": "old keyword-pair label", "bertopic": "BERTopic's top words"}
+    model = r.get("name_model")  # results made before the model namer have none
+    names = {"name": "Themesift's name", "keyword_label": "old keyword-pair label", "bertopic": "BERTopic's top words",
+             "extractive_name": "Themesift's extractive name"}
     lines = [f"## Theme names against the human codes: {r['dataset']}", "",
              f"- {r['n_units']} segments, {r['n_codes']} human codes; UMAP seeds {', '.join(map(str, r['seeds']))}; "
-             f"themes with purity >= {r['min_purity']}; rules in [`bench/names.py`](../bench/names.py)", "",
-             "| naming | themes scored | hit@1 | hit@3 |", "|---|---:|---:|---:|"]
+             f"themes with purity >= {r['min_purity']}; rules in [`bench/names.py`](../bench/names.py)"]
+    if model:
+        about = model.get("model") or {}
+        which = about.get("folder") or f"{about.get('model')} on {about.get('server')} (version {about.get('server_version')})"
+        names["name"] = "Themesift's name by the local model"
+        lines.append(f"- Names by the local model {which}, prompt sha256 {model['prompt']['sha256'][:12]}; "
+                     f"{model['named']} of {model['themes']} themes named by it (seed {r['seeds'][0]}), the rest extractive")
+    lines += ["", "| naming | themes scored | hit@1 | hit@3 |", "|---|---:|---:|---:|"]
     for key, m in r["methods"].items():
         lines.append(f"| {names.get(key, key)} | {m['n_usable']:.0f} | {m['hit1']:.3f} | {m['hit3']:.3f} |")
     if "hit1_vs_bertopic" in r["methods"]["name"]:

@@ -26,6 +26,7 @@ from pipeline.config import (
     DescribeSettings,
     EmbedSettings,
     IngestSettings,
+    NameModelSettings,
     RankSettings,
     RunnerSettings,
     SegmentSettings,
@@ -42,6 +43,7 @@ from pipeline.themes.assemble import SecondPass, Suggestions, assemble, cluster_
 from pipeline.themes.cluster import REDUCE_RECIPE, CorpusTooSmallError, ThemeClusterer
 from pipeline.themes.describe import ThemeDescriber
 from pipeline.themes.join import JoinRule, join_outliers
+from pipeline.themes.model_name import ModelNamer, Renamed
 
 
 @dataclass
@@ -137,6 +139,16 @@ def describe_task(texts, labels, vectors, cases, strengths, describe_cfg: Descri
     embedder = Embedder.from_config(embed_cfg)
     describer = ThemeDescriber.from_config(describe_cfg, lambda phrases: load_vectors(store, embedder, phrases)[0])
     return describer.describe(texts, labels, vectors, cases, strengths)
+
+
+@task(name="name", cache_policy=NO_CACHE)
+def name_task(descriptions, texts, model_cfg: NameModelSettings) -> Renamed:
+    """Names and inclusion criteria from the local generative model the configuration names; a theme it
+    gives no usable answer for keeps its extractive name (one warning, logged and returned)."""
+    renamed = ModelNamer.from_config(model_cfg).rename(descriptions, texts)
+    if renamed.warning:
+        get_run_logger().warning(renamed.warning)
+    return renamed
 
 
 @task(name="rank", cache_policy=NO_CACHE)
@@ -336,6 +348,11 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, s: Settin
     cases = [segments[i].case for i in clustered]
     descriptions = timed("describe", describe_task, texts, labels, vectors, cases, strengths,
                          s.describe, s.embed, store)
+    name_model = None
+    if ModelNamer.from_config(s.describe.name.model).enabled:
+        renamed = timed("name", name_task, descriptions, texts, s.describe.name.model)
+        descriptions, name_model = renamed.descriptions, renamed.record
+        outcome.warnings += [renamed.warning] if renamed.warning else []
     second = tuple(t for t in second if (labels == t).any())  # a rejected one was dropped
     scores = timed("rank", rank_task, descriptions, vectors, labels, cases, stability, s.rank, second)
     split_from = clusterer.split_from_ if clusterer is not None else {}
@@ -346,6 +363,7 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, s: Settin
         suggestions = Suggestions(tuple(name_carried(suggestions.themes, label_of, names)), suggestions.outliers)
     run_manifest = manifest()
     run_manifest["reduction"] = reduction
+    run_manifest["name_model"] = name_model  # the model, its version and the prompt; None: names are extractive
     run_manifest["joined_outliers"] = len(joined)
     run_manifest["second_pass"] = {"themes": sum(t.second_pass for t in suggestions.themes),
                                    "segments": sum(len(t.members) for t in suggestions.themes if t.second_pass)}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import ipaddress
 import json
 import math
 import re
@@ -21,6 +22,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping, TypeVar
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -566,6 +568,59 @@ class ClusterSettings(Section):
     outlier_suggestion_min_similarity: float = setting(COSINE)
 
 
+def loopback_host(host: str) -> bool:
+    """Whether ``host`` (from a URL) is this machine's loopback: localhost, 127.0.0.0/8 or ::1. Other names
+    are not looked up: a name that resolves to loopback today may not tomorrow."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _server_url(text: str) -> None:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("it needs http:// or https:// and a host")
+    parts.port  # noqa: B018 (raises ValueError for a port out of range)
+
+
+@dataclass(frozen=True)
+class NameModelSettings(Section):
+    at = "describe.name.model"
+    backend: str = setting(one_of("none", "ollama", "transformers"))
+    model: str | None = setting(text("a model's name on the server (ollama) or a local model folder "
+                                     "(transformers)").or_null())
+    server: str = setting(_parsed("an http:// address such as http://127.0.0.1:11434", _server_url,
+                                  "a server address"))
+    endpoint: str = setting(one_of("generate", "chat"))
+    allow_remote: bool = setting(flag())
+    timeout_s: float = setting(number(above=0, what="a number of seconds"))
+    seed: int = setting(whole(0, 2**31 - 1))
+    max_new_tokens: int = setting(whole(8, 4096))
+    keywords: int = setting(whole(1))
+    quotes: int = setting(whole(0))
+    quote_max_words: int = setting(whole(1))
+    name_max_words: int = setting(whole(1, 20))
+
+    def __post_init__(self) -> None:
+        if self.backend == "none":
+            return
+        if self.model is None:
+            what = "the model's name on the server, e.g. llama3.1:8b" if self.backend == "ollama" else \
+                "the folder of a local transformers model"
+            raise ConfigError(f"{self.at}.model: null is not allowed when {self.at}.backend is {self.backend}; "
+                              f"use {what}")
+        if self.backend == "ollama" and not self.allow_remote and not loopback_host(urlsplit(self.server).hostname):
+            raise ConfigError(f"{self.at}.server: {self.server!r} is not this machine (loopback), and the themes' "
+                              f"quotes would be sent there; use http://127.0.0.1:PORT, or set {self.at}.allow_remote: "
+                              "true to send them to that server")
+        if self.backend == "transformers" and not (Path(self.model).expanduser() / "config.json").is_file():
+            raise ConfigError(f"{self.at}.model: {self.model!r} is not a model folder (no config.json there); use "
+                              "the folder of a local transformers model (nothing is downloaded)")
+
+
 @dataclass(frozen=True)
 class NameSettings(Section):
     at = "describe.name"
@@ -579,6 +634,7 @@ class NameSettings(Section):
     description_pool: int = setting(whole(1))
     description_min_words: int = setting(whole(1))
     description_max_words: int = setting(whole(1))
+    model: NameModelSettings = subsection(NameModelSettings)
 
     def __post_init__(self) -> None:
         if self.description_min_words > self.description_max_words:
