@@ -126,6 +126,37 @@ BAD = {
                                      "describe.name.description_max_words: 0 is not allowed"),
     "name description words reversed": ("describe: {name: {description_min_words: 12, description_max_words: 6}}",
                                          "describe.name.description_min_words: 12 is above description_max_words 6"),
+    "name model backend unknown": ("describe: {name: {model: {backend: gguf}}}",
+                                   "describe.name.model.backend: 'gguf' is not allowed; use one of none, ollama"),
+    "name model off read as false": ("describe: {name: {model: {backend: off}}}",
+                                     "describe.name.model.backend: false is not allowed"),
+    "name model without a model": ("describe: {name: {model: {backend: ollama}}}",
+                                   "describe.name.model.model: null is not allowed when describe.name.model.backend "
+                                   "is ollama"),
+    "name model server remote": ("describe: {name: {model: {backend: ollama, model: m, server: 'http://10.0.0.7:11434'}}}",
+                                 "describe.name.model.server: 'http://10.0.0.7:11434' is not this machine"),
+    "name model server a host name": ("describe: {name: {model: {backend: ollama, model: m, "
+                                      "server: 'http://llm.example.org'}}}",
+                                      "describe.name.model.server: 'http://llm.example.org' is not this machine"),
+    "name model server not http": ("describe: {name: {model: {server: '127.0.0.1:11434'}}}",
+                                   "describe.name.model.server: '127.0.0.1:11434' is not a server address"),
+    "name model allow_remote text": ("describe: {name: {model: {allow_remote: 'yes'}}}",
+                                     "describe.name.model.allow_remote: 'yes' is not allowed; use true or false"),
+    "name model folder missing": ("describe: {name: {model: {backend: transformers, model: /no/such/folder}}}",
+                                  "describe.name.model.model: '/no/such/folder' is not a model folder"),
+    "name model endpoint unknown": ("describe: {name: {model: {endpoint: completions}}}",
+                                    "describe.name.model.endpoint: 'completions' is not allowed"),
+    "name model timeout 0": ("describe: {name: {model: {timeout_s: 0}}}", "describe.name.model.timeout_s: 0 is not allowed"),
+    "name model seed negative": ("describe: {name: {model: {seed: -1}}}", "describe.name.model.seed: -1 is not allowed"),
+    "name model max_new_tokens 4": ("describe: {name: {model: {max_new_tokens: 4}}}",
+                                    "describe.name.model.max_new_tokens: 4 is not allowed"),
+    "name model keywords 0": ("describe: {name: {model: {keywords: 0}}}", "describe.name.model.keywords: 0 is not allowed"),
+    "name model quotes negative": ("describe: {name: {model: {quotes: -1}}}",
+                                   "describe.name.model.quotes: -1 is not allowed"),
+    "name model quote_max_words 0": ("describe: {name: {model: {quote_max_words: 0}}}",
+                                     "describe.name.model.quote_max_words: 0 is not allowed"),
+    "name model name_max_words 0": ("describe: {name: {model: {name_max_words: 0}}}",
+                                    "describe.name.model.name_max_words: 0 is not allowed"),
     "n_resamples 0": ("rank: {stability: {n_resamples: 0}}", "rank.stability.n_resamples: 0 is not allowed"),
     "min_positive negative": ("compare: {min_positive: -1}", "compare.min_positive: -1 is not allowed"),
     "top_k 0": ("compare: {top_k: 0}", "compare.top_k: 0 is not allowed; use a whole number >= 1"),
@@ -267,6 +298,10 @@ GOOD = {
     "no csv attributes": "ingest: {csv: {attribute_columns: null}}",
     "quoted yes as a stopword": "describe: {domain_stopwords: ['yes', 'no']}",
     "a float written YAML's way": "cluster: {hdbscan: {min_cluster_size: 1.0e+3}}",
+    "a model server on loopback": "describe: {name: {model: {backend: ollama, model: 'llama3.1:8b', "\
+                                  "server: 'http://[::1]:11434', endpoint: chat}}}",
+    "a remote model server the config allows": "describe: {name: {model: {backend: ollama, model: m, "\
+                                               "server: 'https://llm.example.org', allow_remote: true}}}",
 }
 
 

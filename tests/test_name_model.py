@@ -298,3 +298,31 @@ def test_the_flow_shows_the_models_names_records_the_model_and_a_coders_name_sti
     assert view.title(keys[0]) == "Our own name"
     kept = next(r for r in view.rows() if r.key == keys[0])
     assert kept.label == "Our own name"  # the carried theme takes the coder's name, not the model's
+
+
+def test_bench_names_measures_the_model_namer_the_config_names(ollama, tmp_path, monkeypatch):
+    """``python -m bench names --config`` with the model namer on scores its names beside the extractive
+    ones they replaced, and records the model and the prompt."""
+    import csv
+
+    from test_bench import BANKING, _write
+
+    if not BANKING.is_file():
+        pytest.skip("shared datasets missing")
+    monkeypatch.setenv("THEMESIFT_BENCH_CACHE", str(tmp_path / "cache"))
+    with BANKING.open(encoding="utf-8", newline="") as f:
+        keep = [r for r in csv.DictReader(f) if r["category"] in {"card_arrival", "exchange_rate", "pin_blocked"}]
+    data = _write(tmp_path / "bank.csv", [["text", "category"]] + [[r["text"], r["category"]] for r in keep])
+    config = tmp_path / "local-model.yaml"
+    config.write_text(f"describe:\n  name:\n    model: {{backend: ollama, model: tiny, server: '{ollama}'}}\n")
+    from bench.__main__ import main
+
+    out, doc = tmp_path / "results", tmp_path / "benchmarks.md"
+    assert main(["names", "--data", str(data), "--text-col", "text", "--label-col", "category", "--name", "bank3",
+                 "--config", str(config), "--out", str(out), "--doc", str(doc), "--seeds", "42", "--no-peer"]) == 0
+    result = json.loads((out / "names-bank3-local-model.json").read_text())
+    assert set(result["methods"]) == {"name", "keyword_label", "extractive_name"}
+    assert result["name_model"]["model"]["server_version"] == "0.0.0-test"
+    assert all(t["name"].startswith("Talk of ") and t["extractive_name"] for t in result["table"])
+    text = doc.read_text()
+    assert "Themesift's name by the local model" in text and "tiny on http://127.0.0.1:" in text

@@ -108,6 +108,7 @@ def test_manifest_records_what_produced_the_run(example_study):
     hashes = {i["name"]: i["sha256"] for i in manifest["inputs"]}
     assert hashes == {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in TRANSCRIPTS.iterdir()}
     assert manifest["cluster_params"]["random_state"] == 42
+    assert manifest["name_model"] is None  # the local-model namer is off by default: the names are extractive
 
 
 def test_offsets_round_trip_into_source_text(example_study):
