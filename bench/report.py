@@ -55,6 +55,7 @@ python -m bench quality --preset nhs-fft-label --backend onnx --precision int8 -
 python -m bench quality --data FILE.csv --text-col C --label-col C [--case-col C] [--multi-label-sep ";"] [--seeds 42 43]
 python -m bench quality --data FILE.csv --text-col C --indicator-col CODE1 --indicator-col CODE2 ...   # a column per code
 python -m bench names --preset nhs-fft-label --seeds 42                # theme names vs human code names; also the other presets and --data
+python -m bench names --preset example-study --seeds 42 --config local-model.yaml   # names by a local generative model (docs/naming.md)
 python -m bench small                                               # small studies: 100/200/300-segment draws, 3/5/10 interviews (--draws 5)
 python -m bench embed-speed --int8-fp32-layers 0 6                  # ONNX fp32 and int8 vs sentence-transformers
 python -m bench int8-closeness                                      # int8 recipes vs fp32 on this CPU
@@ -77,6 +78,11 @@ group" keeps every unit, "assigned only" drops the units a tool left unassigned 
 it kept). Best-match F1 is per human code, the best segment-overlap F1 of any theme. Top-k precision
 follows each tool's own order (Themesift's rank, second-pass themes last; BERTopic's topic order,
 largest first).
+
+Theme names by a local generative model (`describe.name.model`, [naming.md](naming.md)) are not
+measured: no model was available on the machines where these benchmarks ran (no network, no local
+weights). Where one is, `python -m bench names --config` with that section scores its names beside the
+extractive ones on the same themes.
 """
 
 
