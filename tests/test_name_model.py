@@ -158,8 +158,8 @@ def test_malformed_answers_are_refused(answer, reason):
 
 
 def test_an_answer_in_a_code_fence_with_words_around_is_read():
-    text = 'Here it is:\n```json\n{"name": " Waiting for therapy. ", "criterion": "Passages on  waits."}\n```'
-    assert parse_answer(text, 8) == ("Waiting for therapy", "Passages on waits.")
+    text = 'Here it is:\n```json\n{"name": " Waiting for therapy. ", "criterion": "Passages on  waits, e.g. for CBT."}\n```'
+    assert parse_answer(text, 8) == ("Waiting for therapy", "Passages on waits, e.g. for CBT.")
 
 
 def test_a_remote_server_is_refused_unless_the_config_allows_it():
@@ -189,7 +189,7 @@ def test_the_cli_refuses_a_remote_server_with_one_line(tmp_path, capsys):
 ANSWER = '{"name": "Waiting for therapy", "criterion": "Passages where people wait for therapy."}'
 
 
-def tiny_model(folder: Path, answer: bool) -> Path:
+def tiny_model(folder: Path, answer: bool, chat: bool = False) -> Path:
     """A 2-layer GPT-2 and a word-level tokenizer, built and saved here (nothing downloaded). With
     ``answer``, its weights are set by hand so that greedy decoding writes ANSWER after any prompt
     (every prompt ends on an unknown word; unknown -> ANSWER -> end); else they are random."""
@@ -203,6 +203,8 @@ def tiny_model(folder: Path, answer: bool) -> Path:
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", eos_token="[EOS]",
                                    pad_token="[EOS]")
     fast.add_tokens([ANSWER])  # matched whole, decoded as it is
+    if chat:  # a chat template that ends on the user's words, as the model's turn begins
+        fast.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
     size = len(fast)
     torch.manual_seed(0)
     config = GPT2Config(vocab_size=size, n_positions=1024, n_embd=size if answer else 32, n_layer=2, n_head=1,
@@ -225,8 +227,9 @@ def tiny_model(folder: Path, answer: bool) -> Path:
     return folder
 
 
-def test_a_local_model_folder_names_the_themes(tmp_path):
-    folder = tiny_model(tmp_path / "tiny-answer", answer=True)
+@pytest.mark.parametrize("chat", [False, True], ids=["plain", "chat-template"])
+def test_a_local_model_folder_names_the_themes(tmp_path, chat):
+    folder = tiny_model(tmp_path / "tiny-answer", answer=True, chat=chat)
     renamed = ModelNamer.from_config({"backend": "transformers", "model": str(folder), "max_new_tokens": 8}).rename(
         themes(), TEXTS)
     assert [d.label for d in renamed.descriptions] == ["Waiting for therapy"] * 3

@@ -95,7 +95,7 @@ def parse_answer(text: str, name_max_words: int) -> tuple[str, str]:
     criterion = " ".join(criterion.split())
     if not name or len(name.split()) > name_max_words:
         raise AnswerFailed("name empty or too long")
-    if len(criterion.split()) < 3 or re.search(r"[.!?]\s+\S", criterion):
+    if len(criterion.split()) < 3 or re.search(r"[.!?]\s+[A-Z]", criterion):  # "e.g. fees" is one sentence
         raise AnswerFailed("criterion not one sentence")
     return name, criterion
 
