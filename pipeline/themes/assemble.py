@@ -18,7 +18,7 @@ class CandidateTheme:
     """One ranked suggestion. Indices (``members``, ``quotes``, ``joined``) point into the run's segment list.
 
     ``label`` is the theme's name and ``description`` one central clause of a member with its participant
-    (:mod:`pipeline.themes.name`). ``members`` are the segments the clustering put in the theme followed by those that ``joined`` it
+    (:mod:`pipeline.themes.name`), or both from a local generative model (:mod:`pipeline.themes.model_name`). ``members`` are the segments the clustering put in the theme followed by those that ``joined`` it
     from the outlier queue (:func:`pipeline.themes.join.join_outliers`); a joined member's strength is 0 (HDBSCAN left it
     out) and its centrality is its similarity to the theme's centre. Label, keywords, quotes and rank
     come from the clustered members only. ``second_pass``: found by clustering again the segments the
