@@ -37,6 +37,7 @@ from pipeline.exchange.codings import (
     unmapped_selections,
 )
 from pipeline.compare.compare import compare_study
+from qda_schema import assert_valid_qdpx
 from pipeline.exchange.refi_qda import (
     PROJECT_NS,
     QdaCode,
@@ -474,6 +475,7 @@ def test_qdpx_export_then_import_gives_back_the_same_codings(ipt, imported, tmp_
     path = tmp_path / "ipt.qdpx"
     assert _cli("export", "qdpx", "--study", "ipt", "--config", ipt.cfg, "-o", str(path)) == 0
     _check_structure(path)
+    assert_valid_qdpx(path)
     view = _view(ipt)
     project = read_qdpx(path)
     assert project.problems == ()

@@ -28,6 +28,8 @@ from pipeline.exchange.refi_qda import (
     write_qdpx,
 )
 
+from qda_schema import assert_valid_qdc, assert_valid_qde, assert_valid_qdpx
+
 CREATED = datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
 G = stable_guid
 
@@ -76,6 +78,7 @@ def test_round_trip(tmp_path):
     project = _project()
     path = tmp_path / "study.qdpx"
     write_qdpx(project, path, created=CREATED)
+    assert_valid_qdpx(path)
     back = read_qdpx(path)
     assert back.problems == ()
     assert back == project
@@ -151,6 +154,7 @@ def test_codebook_round_trip(tmp_path):
     codes = _project().codes
     path = tmp_path / "codes.qdc"
     write_qdc(codes, path)
+    assert_valid_qdc(path.read_bytes())
     root = ET.fromstring(path.read_bytes())
     assert root.tag == "{" + CODEBOOK_NS + "}CodeBook"
     assert read_qdc(path) == codes
@@ -430,3 +434,14 @@ def test_empty_qdc_refused(tmp_path):
     with pytest.raises(ValueError, match="empty codebook"):
         write_qdc([], tmp_path / "empty.qdc")
     assert not (tmp_path / "empty.qdc").exists()
+
+
+def test_schema_check_refuses_what_the_schema_refuses():
+    """The checks the export tests rely on do fail on a file the schema refuses."""
+    with pytest.raises(AssertionError):
+        assert_valid_qdc(f'<CodeBook xmlns="{CODEBOOK_NS}"><Codes/></CodeBook>'.encode())
+    with pytest.raises(AssertionError):
+        assert_valid_qdc(f'<CodeBook xmlns="{CODEBOOK_NS}"><Codes><Code guid="x" name="a" isCodable="true"/>'
+                         "</Codes></CodeBook>".encode())
+    with pytest.raises(AssertionError):
+        assert_valid_qde(f'<Project xmlns="{PROJECT_NS}" name="p"><Sources/></Project>'.encode())

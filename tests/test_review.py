@@ -418,7 +418,9 @@ def test_cli_export_import_codebook_and_apply(study, tmp_path, capsys):
     qdc = tmp_path / "codebook.qdc"
     assert main(["codebook", "--study", study.name, "--config", config, "--format", "qdc", "-o", str(qdc)]) == 0
     from pipeline.exchange.refi_qda import read_qdc
+    from qda_schema import assert_valid_qdc
 
+    assert_valid_qdc(qdc.read_bytes())
     assert [c.name for c in read_qdc(qdc)] == ["Therapeutic relationship", "Mine"]
     assert main(["codebook", "--study", study.name, "--config", config, "--coder", "ben"]) == 0
     assert "0 themes" in capsys.readouterr().out
