@@ -135,7 +135,7 @@ def test_qda_sources_matched_by_name_then_text_and_relocated():
     at = moved.index("Some have")
     p01_at = P01.index("The waiting")
     project = QdaProject(
-        name="x", users=(ann, machine), codes=(code,), sources=(by_text, renamed, stranger),
+        name="x", origin="Themesift", users=(ann, machine), codes=(code,), sources=(by_text, renamed, stranger),
         codings=(QdaCoding(renamed.guid, at, at + 23, code.guid, ann.guid),
                  QdaCoding(by_text.guid, p01_at, p01_at + 16, code.guid, ann.guid),
                  QdaCoding(stranger.guid, 0, 7, code.guid, ann.guid),
@@ -452,7 +452,12 @@ def _check_structure(path: Path) -> None:
         codes = {c.get("guid") for c in root.iter(f"{ns}Code")}
         code_names = [c.get("name") for c in root.iter(f"{ns}Code")]
         assert len(code_names) == len(set(code_names))
-        assert all(c.get("isCodable") == "true" for c in root.iter(f"{ns}Code"))
+        folders = {c.get("guid") for c in root.iter(f"{ns}Code") if c.get("isCodable") == "false"}
+        assert {c.get("name") for c in root.iter(f"{ns}Code") if c.get("guid") in folders} <= {
+            "Confirmed codebook", *(f"Themesift run {n}" for n in range(1, 10))}
+        assert all(re.fullmatch(r"#[0-9A-F]{6}", c.get("color") or "") for c in root.iter(f"{ns}Code"))
+        user_names = [u.get("name") for u in root.iter(f"{ns}User")]
+        assert not user_names or not user_names[0].startswith("Themesift")  # a person is the active coder
         sources = {s.get("guid") for s in root.iter(f"{ns}TextSource")}
         for src in root.iter(f"{ns}TextSource"):
             target = src.get("plainTextPath").removeprefix("internal://")
@@ -464,7 +469,7 @@ def _check_structure(path: Path) -> None:
                 for coding in sel.iter(f"{ns}Coding"):
                     assert coding.get("creatingUser") in users
                     assert [r.get("targetGUID") for r in coding] and all(
-                        r.get("targetGUID") in codes for r in coding)
+                        r.get("targetGUID") in codes - folders for r in coding)
         for case in root.iter(f"{ns}Case"):
             assert all(r.get("targetGUID") in sources for r in case)
 
