@@ -27,11 +27,13 @@ from models.records import Segment, Source, Study
 from models.store import Store
 from pipeline.compare.agreement import map_selections, partition_to_coding
 from pipeline.exchange.codings import (
+    APPLY_USER_NAME,
     MACHINE_USER_NAME,
     CodingFileError,
     StudySource,
     TextLocator,
     coding_csv_selections,
+    is_themesift_folder,
     qda_selections,
     read_codings,
     unmapped_selections,
@@ -150,6 +152,70 @@ def test_qda_sources_matched_by_name_then_text_and_relocated():
     assert result.matched_sources["p02.DOCX"] == ("P02.docx", "name, text differs")
     assert result.unmatched_sources == ["P77"]
     assert result.skipped_users and MACHINE_USER_NAME in result.skipped_users[0]
+
+
+def test_a_user_named_like_our_machine_in_another_tools_file_is_a_person():
+    """Only a file Themesift wrote (origin) has the machine in it; elsewhere the name is a person's."""
+    impostor = QdaUser(stable_guid("u", "m"), MACHINE_USER_NAME)
+    code = QdaCode(stable_guid("c", "x"), "exclusion")
+    src = QdaSource(stable_guid("s", "1"), "P01.txt", P01)
+    coding = QdaCoding(src.guid, 0, 5, code.guid, impostor.guid)
+    foreign = QdaProject(name="x", origin="MAXQDA 2022", users=(impostor,), codes=(code,), sources=(src,),
+                         codings=(coding,))
+    result = qda_selections(foreign, _sources(), origin="team.qdpx")
+    assert result.selections == [(1, 0, 5, "exclusion", f"{MACHINE_USER_NAME} (from team.qdpx)")]
+    assert not result.skipped_users and any("is not Themesift's" in p for p in result.problems)
+    ours = QdaProject(name="x", origin="Themesift", users=(impostor,), codes=(code,), sources=(src,),
+                      codings=(coding,))
+    result = qda_selections(ours, _sources(), origin="ours.qdpx")
+    assert result.selections == [] and MACHINE_USER_NAME in result.skipped_users[0]
+
+
+def _export_study():
+    """Two sources, a coder with codes from a tool's codebook, the confirmed codebook applied, a run."""
+    from pipeline.exchange.codings import CodeInfo
+    from pipeline.exchange.qda_export import ExportSegment, ExportTheme
+
+    segments = [ExportSegment(10, 1, 0, 34, "P01"), ExportSegment(11, 1, 35, 66, "P01"),
+                ExportSegment(20, 2, 0, 38, "P02")]
+    humans = {"zoe": {10: ["Waiting"], 11: ["Staff"]}, "amira": {20: ["Staff"]},
+              APPLY_USER_NAME: {10: ["Access"], 20: ["Remote care"]}}
+    info = {"Barriers": CodeInfo(None, "#112233", "What stops people", codable=False),
+            "Waiting": CodeInfo("Barriers", "#445566", "Time on lists"),
+            "Unused": CodeInfo("Barriers", None, "nobody used it")}
+    confirmed = [ExportTheme("Access", "Getting care", "#AA0000"), ExportTheme("Remote care", "Calls", None, "Access")]
+    themes = [ExportTheme("T01 waiting list", "Themesift suggestion"), ExportTheme("T02 video", "")]
+    machine = {10: "T01 waiting list", 11: None, 20: "T02 video"}
+    return segments, humans, info, confirmed, themes, machine
+
+
+def test_export_tree_users_first_colours_and_a_faithful_re_import(tmp_path):
+    from pipeline.exchange.qda_export import study_project
+    from pipeline.exchange.refi_qda import write_qdpx
+
+    segments, humans, info, confirmed, themes, machine = _export_study()
+    project = study_project("s", _sources(), segments, machine, themes, humans, code_info=info, run_id=7,
+                            confirmed=confirmed, applied={APPLY_USER_NAME})
+    assert [u.name for u in project.users] == ["amira", "zoe", APPLY_USER_NAME, MACHINE_USER_NAME]
+    tops = [(c.name, c.codable) for c in project.codes]
+    assert tops == [("Barriers", False), ("Staff", True), ("Confirmed codebook", False), ("Themesift run 7", False)]
+    barriers, _, book, run = project.codes
+    assert [c.name for c in barriers.children] == ["Unused", "Waiting"] and barriers.color == "#112233"
+    assert [c.name for c in book.children] == ["Access"] and book.children[0].children[0].name == "Remote care"
+    assert [c.name for c in run.children] == ["T01 waiting list", "T02 video"]
+    assert all(c.color for c in project.all_codes())
+    path = tmp_path / "s.qdpx"
+    write_qdpx(project, path, created=CREATED)
+    assert_valid_qdpx(path)
+    back = read_qdpx(path)  # every code, coding, user and colour
+    assert back == project and back.problems == () and back.origin == "Themesift"
+    assert [(c.guid, c.color, c.codable) for c in back.all_codes()] == [
+        (c.guid, c.color, c.codable) for c in project.all_codes()]
+    # what import codings keeps: the people's codings (the machine's are the run's own), the codes' places
+    result = qda_selections(back, _sources(), origin=path.name)
+    assert sorted(result.coders) == ["amira", "zoe"] and len(result.skipped_users) == 2
+    assert result.code_info["Waiting"].parent == "Barriers" and result.code_info["Unused"].description
+    assert not any(is_themesift_folder(n) or n == "Access" for n in result.code_info)
 
 
 def test_tolerant_hand_written_project_to_segments(tmp_path):
