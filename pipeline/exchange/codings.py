@@ -50,6 +50,7 @@ def is_themesift_folder(name: str) -> bool:
     """One of the folders Themesift's export puts its own codes under (not a coder's code)."""
     return name == CONFIRMED_FOLDER or bool(_RUN_FOLDER_RE.match(name))
 NO_USER = "(no user)"
+NOT_FOUND_SHOWN = 5  # excerpts named in the one report line of those not found (the rest counted)
 CSV_COLUMNS = ("source", "case", "start", "end", "text", "code", "coder")
 
 
@@ -109,9 +110,10 @@ class CodingImport:
         if self.unmatched_sources:
             lines.append(f"{len(self.unmatched_sources)} source(s) match no study source: "
                          + ", ".join(self.unmatched_sources))
-        if self.not_found:
-            lines.append(f"{len(self.not_found)} excerpt(s)/selection(s) not found in the study's text:")
-            lines.extend("  " + n for n in self.not_found)
+        if self.not_found:  # one line, a few shown: never one per coding
+            shown = self.not_found[:NOT_FOUND_SHOWN]
+            lines.append(f"{len(self.not_found)} excerpt(s)/selection(s) not found in the study's text: "
+                         + "; ".join(shown) + ("; ..." if len(self.not_found) > len(shown) else ""))
         if self.relocated:
             lines.append(f"{self.relocated} selection(s) re-located by their text (the source text differed)")
         if self.ambiguous:

@@ -661,14 +661,16 @@ def read_qde(
         ends = _LineEnds.of(raw)
         sources.append(QdaSource(guid, name, ends.text))
         valid: list[tuple[ET.Element, int, int]] = []
+        no_positions: list[str] = []
         for sel in _children(src, "PlainTextSelection"):
             start, end = _int(_attr(sel, "startPosition")), _int(_attr(sel, "endPosition"))
             if start is None or end is None:
-                problems.append(
-                    f"{where}: selection {_attr(sel, 'guid') or '?'} has no valid positions; dropped"
-                )
+                no_positions.append(_attr(sel, "guid") or "?")
                 continue
             valid.append((sel, start, end))
+        if no_positions:
+            problems.append(f"{where}: {len(no_positions)} selection(s) without valid positions; dropped: "
+                            + ", ".join(no_positions[:3]) + (", ..." if len(no_positions) > 3 else ""))
         unit, why = _choose_units(
             raw, ends, [(s, e) for _, s, e in valid], _attr(root, "origin") or "", position_units
         )
