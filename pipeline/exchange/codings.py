@@ -544,7 +544,11 @@ def qda_selections(
         result.problems.append(f"{origin}: user '{name}' is not Themesift's (the file comes from "
                                f"{project.origin or 'an unnamed tool'}); filed as '{name} (from {origin})'")
     used = {c.code_guid for c in project.codings}
-    unused = [c for c in project.all_codes() if c.guid not in used and c.codable]
+
+    def in_use(code: QdaCode) -> bool:  # a parent whose sub-codes carry codings is in use as their group
+        return code.guid in used or any(in_use(k) for k in code.children)
+
+    unused = [c for c in project.all_codes() if c.codable and not in_use(c)]
     if unused:
         shown = ", ".join(names[c.guid] for c in unused[:5]) + (", ..." if len(unused) > 5 else "")
         result.problems.append(f"{origin}: {len(unused)} code(s) of the codebook carry no coding here ({shown}); "
