@@ -17,7 +17,7 @@ export again gives back exactly the same segment codings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Collection, Hashable, Iterable, Mapping, Sequence
 
 from pipeline.compare.agreement import natural_key
@@ -86,6 +86,17 @@ def _tree(study: str, kind: str, names: Sequence[str], info: Mapping[str, CodeIn
     return [build(n, frozenset({n})) for n in placed]
 
 
+def _unique(codes: Sequence[QdaCode], taken: set[str], tag: str) -> list[QdaCode]:
+    """The codes with any name already ``taken`` (a coder's code of the same name) made ``name (tag)``:
+    QDA tools such as QualCoder keep one code per name. ``taken`` grows with the names given."""
+    out = []
+    for c in codes:
+        name = c.name if c.name not in taken else f"{c.name} ({tag})"
+        taken.add(name)
+        out.append(replace(c, name=name, children=tuple(_unique(c.children, taken, tag))))
+    return out
+
+
 def study_project(
     study: str,
     sources: Sequence[StudySource],
@@ -122,18 +133,20 @@ def study_project(
     confirmed_names = [t.code for t in confirmed]
     confirmed_names += sorted({c for n in appliers for cs in humans[n].values() for c in cs} - set(confirmed_names),
                               key=natural_key)
+    taken = set(human_codes)
     if confirmed_names:
+        book = _unique(_tree(study, "confirmed", confirmed_names, confirmed_info, len(human_codes)), taken,
+                       "confirmed")
         codes.append(QdaCode(code_guid(study, "folder", CONFIRMED_FOLDER), CONFIRMED_FOLDER,
                              "The codebook the coders confirmed in Themesift's review", FOLDER_COLOR,
-                             tuple(_tree(study, "confirmed", confirmed_names, confirmed_info, len(human_codes))),
-                             codable=False))
+                             tuple(book), codable=False))
     if themes:
         folder = RUN_FOLDER.format(run=run_id)
+        run_codes = [QdaCode(code_guid(study, "machine", t.code), t.code, t.description, t.color or palette_color(i))
+                     for i, t in enumerate(themes)]
         codes.append(QdaCode(code_guid(study, "folder", folder), folder,
                              f"Themes Themesift suggested in run {run_id}, by rank", FOLDER_COLOR,
-                             tuple(QdaCode(code_guid(study, "machine", t.code), t.code, t.description,
-                                           t.color or palette_color(i)) for i, t in enumerate(themes)),
-                             codable=False))
+                             tuple(_unique(run_codes, taken, f"run {run_id}")), codable=False))
     known_theme = {t.code for t in themes}
     users: list[QdaUser] = []
     codings: list[QdaCoding] = []
