@@ -704,11 +704,11 @@ def test_a_theme_too_small_for_its_stability_figure_says_so(study):
     assert f"stability {firm[0].parts['stability']:.2f}" in page and "stability weak" not in page
 
 
-def test_cli_import_codebook_is_a_deductive_start(study, tmp_path, capsys):
+def test_cli_import_codebook_is_a_deductive_start(study, review_template, example_study, tmp_path, capsys):
     """A QDA tool's codebook becomes the study's: themes with no segment, hierarchy and colours kept; coders
     give examples and confirm; apply codes with them; the .qdc and .qdpx carry the tree and the colours."""
     from flows.cli import main
-    from models.review import imported_codes
+    from models.review import confirmed_codebook, imported_codes
     from pipeline.exchange.refi_qda import read_qdc, read_qdpx
     from qda_schema import assert_valid_qdc, assert_valid_qdpx
 
@@ -736,6 +736,8 @@ def test_cli_import_codebook_is_a_deductive_start(study, tmp_path, capsys):
     login(client, "amira")
     page = client.get("/themes")
     assert page.status_code == 200 and "Barriers" in page.text
+    assert client.get(f"/themes/{codes['Cost'].key}").status_code == 200
+    assert "imported code" in client.get("/decisions").text
     # coders give examples and confirm: the imported codes join the confirmed codebook
     keys, outliers, view = keys_and_outliers(study.store, study.name)
     for name, segs in (("Barriers", outliers[:3]), ("Cost", outliers[3:6])):
@@ -757,6 +759,14 @@ def test_cli_import_codebook_is_a_deductive_start(study, tmp_path, capsys):
     assert_valid_qdc(qdc.read_bytes())
     [barriers] = read_qdc(qdc)
     assert (barriers.name, barriers.color, [c.name for c in barriers.children]) == ("Barriers", "#AA0000", ["Cost"])
+    # the decision log carries the imported codes to another copy of the study, colours and places kept
+    with study.store.sessions() as session:
+        exported = export_decisions(session, study.name)
+    fresh = private_study(review_template, example_study.name, example_study.config, tmp_path / "fresh")
+    assert import_decisions(fresh.store, fresh.name, exported)[0] == 7
+    with fresh.store.sessions() as session:
+        assert [(e.name, e.color, e.parent) for e in confirmed_codebook(session, fresh.name)] == [
+            ("Barriers", "#AA0000", None), ("Cost", "#00AA00", "Barriers")]
     # apply codes with the codebook the coders confirmed
     assert main(["apply", "--study", study.name, "--config", config]) == 0
     with study.store.sessions() as session:
