@@ -390,31 +390,22 @@ def _apply(state: CodebookState, e: Entry) -> str | None:
             _code(state, seg, key, True)
             _touch(theme, e)
         return None
-    if e.action == IMPORT_CODE:
+    if e.action in (IMPORT_CODE, ADD_THEME):
         if not key:
             return "no theme key"
         if key in state.themes:
             return f"theme key {key} is taken"
         theme = _theme(state, key)
-        theme.origin, theme.curated = "imported", True
+        theme.origin, theme.curated = ("imported" if e.action == IMPORT_CODE else "own"), True
         theme.name = theme.label = str(a.get("name") or key)
         theme.definition = str(a.get("definition") or "")
-        theme.color = str(a["color"]) if a.get("color") else None
-        theme.parent = str(a["parent"]) if a.get("parent") else None
-        _touch(theme, e)
-        return None
-    if e.action == ADD_THEME:
-        if not key:
-            return "no theme key"
-        if key in state.themes:
-            return f"theme key {key} is taken"
-        theme = _theme(state, key)
-        theme.status, theme.origin, theme.curated = CONFIRMED, "own", True
-        theme.name = theme.label = str(a.get("name") or key)
-        theme.definition = str(a.get("definition") or "")
-        theme.members = _ints(a.get("segment_ids"))
-        for seg in theme.members:
-            state.assignments[seg] = key
+        if e.action == IMPORT_CODE:  # no segment yet: it stays new until coders give examples and confirm
+            theme.color = str(a["color"]) if a.get("color") else None
+            theme.parent = str(a["parent"]) if a.get("parent") else None
+        else:
+            theme.status, theme.members = CONFIRMED, _ints(a.get("segment_ids"))
+            for seg in theme.members:
+                state.assignments[seg] = key
         _touch(theme, e)
         return None
     return f"unknown action '{e.action}'"
@@ -476,6 +467,15 @@ def validate(state: CodebookState, e: Entry, base_keys: Collection[str],
         return ids
 
     key = e.theme_key
+
+    def need_new_theme() -> None:
+        """A theme made by this decision: a usable key nobody has, and a name."""
+        if not key or not KEY_PATTERN.match(key):
+            errors.append(f"'{key}' is not a usable theme key")
+        elif status(key) is not None:
+            errors.append(f"theme key '{key}' is taken")
+        need_text("name", "a name", MAX_NAME)
+
     if e.action in (CONFIRM, RENAME, REJECT, SPLIT):
         st = status(key)
         if st is None:
@@ -582,17 +582,9 @@ def validate(state: CodebookState, e: Entry, base_keys: Collection[str],
             if status(k) not in ACTIVE:
                 errors.append(f"theme '{k}' is {status(k) or 'unknown'}; choose an open theme")
         if answer == "new":
-            if not key or not KEY_PATTERN.match(key):
-                errors.append(f"'{key}' is not a usable theme key")
-            elif status(key) is not None:
-                errors.append(f"theme key '{key}' is taken")
-            need_text("name", "a name", MAX_NAME)
+            need_new_theme()
     elif e.action == IMPORT_CODE:
-        if not key or not KEY_PATTERN.match(key):
-            errors.append(f"'{key}' is not a usable theme key")
-        elif status(key) is not None:
-            errors.append(f"theme key '{key}' is taken")
-        need_text("name", "a name", MAX_NAME)
+        need_new_theme()
         if len(str(a.get("definition") or "")) > MAX_TEXT:
             errors.append(f"a definition is longer than {MAX_TEXT} characters")
         if a.get("color") and not re.match(r"^#[0-9A-F]{6}$", str(a["color"])):
@@ -600,11 +592,7 @@ def validate(state: CodebookState, e: Entry, base_keys: Collection[str],
         if a.get("parent") and status(str(a["parent"])) is None:
             errors.append(f"parent theme '{a['parent']}' is unknown")
     elif e.action == ADD_THEME:
-        if not key or not KEY_PATTERN.match(key):
-            errors.append(f"'{key}' is not a usable theme key")
-        elif status(key) is not None:
-            errors.append(f"theme key '{key}' is taken")
-        need_text("name", "a name", MAX_NAME)
+        need_new_theme()
         need_text("definition", "a definition")
         need_segments(a.get("segment_ids"), "examples")
     elif e.action == UNDO:
