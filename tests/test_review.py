@@ -730,6 +730,8 @@ def test_cli_import_codebook_is_a_deductive_start(study, review_template, exampl
     with study.store.sessions() as session:
         codes = {t.name: t for t in imported_codes(session, study.name)}
     assert set(codes) == {"Barriers", "Cost", "Hope"}
+    assert main(["codebook", "--study", study.name, "--config", config]) == 0
+    assert "3 imported code(s) wait for examples" in capsys.readouterr().out
     assert codes["Cost"].parent == codes["Barriers"].key and codes["Barriers"].color == "#AA0000"
     assert codes["Barriers"].definition == "What stops people getting help"
     client = TestClient(create_app(study.store, study.name))
