@@ -32,6 +32,8 @@ from models.codings import (
     HUMAN,
     replace_codings,
     require_run,
+    store_code_info,
+    stored_code_info,
     run_partition,
     run_units,
     stored_codings,
@@ -43,7 +45,14 @@ from pipeline.compare.compare import MACHINE, compare_study, summary_lines
 from flows.options import checked
 from flows.runtime import require_loopback
 from pipeline.config import CompareSettings, load_config
-from pipeline.exchange.codings import MACHINE_USER_NAME, CodingImport, read_codings, unmapped_selections
+from pipeline.exchange.codings import (
+    CONFIRMED_FOLDER,
+    MACHINE_USER_NAME,
+    RUN_FOLDER,
+    CodingImport,
+    read_codings,
+    unmapped_selections,
+)
 from pipeline.ingest.unzip import ZipLimits
 
 # Tunable numbers; a ``compare:`` section of the configuration overrides them, CLI options override both.
@@ -140,8 +149,12 @@ def read_codings_task(path: str, view: StudyView, coder: str | None, limits: Zip
 
 
 @task(name="store-codings", cache_policy=NO_CACHE)
-def store_codings_task(store: Store, study: str, codings: dict, origin: str) -> dict[str, int]:
+def store_codings_task(store: Store, study: str, codings: dict, origin: str,
+                       code_info: dict | None = None) -> dict[str, int]:
+    """The codings and what the file's codebook says of their codes (place, colour, description), together."""
     with store.transaction() as session:
+        if code_info:
+            store_code_info(session, study, code_info, origin)
         return replace_codings(session, study, codings, origin, kind=HUMAN)
 
 
@@ -172,7 +185,7 @@ def import_codings_flow(path: str, study: str, config: dict, coder: str | None =
     if not imported.selections:
         outcome["notes"] = notes + [f"{Path(path).name}: no selection could be read; nothing stored"]
         return outcome
-    stored = store_codings_task(store, study, codings, str(Path(path).resolve()))
+    stored = store_codings_task(store, study, codings, str(Path(path).resolve()), imported.code_info)
     per_coder_sel: dict[str, int] = {}
     for sel in imported.selections:
         per_coder_sel[str(sel[4])] = per_coder_sel.get(str(sel[4]), 0) + 1
@@ -296,15 +309,17 @@ def compare_flow(study: str, config: dict, human_files: list[str] | None = None,
 # ---------------------------------------------------------------------------------------------
 
 
+def confirmed_entries(store: Store, study: str) -> list:
+    """The confirmed codebook (``CodebookEntry`` rows, list order) from the review's decision log."""
+    from models.review import confirmed_codebook
+
+    with store.sessions() as session:
+        return confirmed_codebook(session, study)
+
+
 def confirmed_definitions(store: Store, study: str) -> dict[str, str]:
     """Confirmed theme name -> definition from the review's decision log ({} when there is none)."""
-    try:
-        from models.review import confirmed_codebook
-
-        with store.sessions() as session:
-            return {e.name: e.definition for e in confirmed_codebook(session, study)}
-    except Exception:  # no review yet, or a log this version cannot read: no definitions
-        return {}
+    return {e.name: e.definition for e in confirmed_entries(store, study)}
 
 
 def default_matrix_coder(view: StudyView) -> str:
@@ -344,9 +359,10 @@ def build_study_matrix(view: StudyView, coder: str | None = None, n_quotes: int 
 
 
 def export_study_qdpx(view: StudyView, path: Path, created: datetime | None = None,
-                      definitions: dict[str, str] | None = None) -> Path:
-    """Write the study as a ``.qdpx``; ``definitions`` (confirmed theme name -> definition) describe
-    the codes of the same name."""
+                      confirmed: list | None = None, code_info: dict | None = None) -> Path:
+    """Write the study as a ``.qdpx``: the coders' codes (``code_info``: what their codebooks said of them),
+    the ``confirmed`` codebook (``CodebookEntry`` rows) as its own tree and the run's themes under a folder
+    of their own (``pipeline.exchange.qda_export``)."""
     from pipeline.exchange.qda_export import ExportSegment, ExportTheme, study_project
     from pipeline.exchange.refi_qda import write_qdpx
 
@@ -354,8 +370,10 @@ def export_study_qdpx(view: StudyView, path: Path, created: datetime | None = No
     themes = [ExportTheme(t.code, "Themesift suggestion, run %d%s; keywords: %s"
                           % (view.run_id, f": {t.description}" if t.description else "", ", ".join(t.keywords)))
               for t in view.themes]
+    book = [ExportTheme(e.name, e.definition, e.color, e.parent) for e in confirmed or ()]
+    applied = {c.name for c in view.coders if c.kind == "machine"}
     project = study_project(view.study, view.sources, segments, view.partition, themes, view.humans,
-                            code_descriptions=definitions)
+                            code_info=code_info, run_id=view.run_id, confirmed=book, applied=applied)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
     write_qdpx(project, tmp, created=created)
@@ -411,6 +429,42 @@ def cmd_import_codings(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_codebook(args: argparse.Namespace) -> int:
+    """A QDA tool's codebook as the study's: each code a theme with no segment yet (see ``import_codebook``)."""
+    from models.review import import_codebook
+    from pipeline.exchange.refi_qda import read_codebook
+    from pipeline.learn.codebook import DecisionError
+
+    config = load_config(args.config)
+    if not args.file.is_file():
+        return _fail(f"{args.file}: no such file")
+    try:
+        codes, notes = read_codebook(args.file, ZipLimits.from_config(config["ingest"]))
+    except ValueError as exc:
+        return _fail(str(exc))
+    store = Store.from_config(config["store"])
+    try:
+        added, already = import_codebook(store, args.study, codes, args.coder, args.file.name)
+    except DecisionError as exc:
+        return _fail(f"{args.file}: nothing imported: " + "; ".join(exc.errors[:3]))
+    total = sum(1 for _ in _walk(codes))
+    top = len(codes)
+    print(f"{args.file.name}: {added} of {total} codes added to study '{args.study}' as themes with no segment yet "
+          f"({top} at the top, {total - top} beneath; names, descriptions as definitions, colours and hierarchy "
+          "kept)" + (f"; {len(already)} already there" if already else ""))
+    for note in notes:
+        print(f"note: {note}")
+    print(f"Next: coders give each code examples and confirm it (themesift review --study {args.study}); then "
+          f"themesift apply --study {args.study} codes every segment with the confirmed codes.")
+    return 0
+
+
+def _walk(codes):
+    for c in codes:
+        yield c
+        yield from _walk(c.children)
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     for path in args.human:
@@ -461,13 +515,18 @@ def cmd_export_qdpx(args: argparse.Namespace) -> int:
     store = Store.from_config(config["store"])
     view = load_view(store, args.study, args.run)
     output = args.output or study_folder(config, args.study) / f"{_slug(args.study)}-run{view.run_id}.qdpx"
+    confirmed = confirmed_entries(store, args.study)
+    with store.sessions() as session:
+        code_info = stored_code_info(session, args.study)
     try:
-        export_study_qdpx(view, output, definitions=confirmed_definitions(store, args.study))
+        export_study_qdpx(view, output, confirmed=confirmed, code_info=code_info)
     except ValueError as exc:
         return _fail(str(exc))
     n_machine = sum(1 for t in view.partition.values() if t)
-    print(f"wrote {output}: {len(view.sources)} sources, {len(view.themes)} machine themes as codes, "
-          f"{n_machine} machine codings (user '{MACHINE_USER_NAME}'), "
+    print(f"wrote {output}: {len(view.sources)} sources, "
+          + (f"{len(confirmed)} confirmed themes (folder '{CONFIRMED_FOLDER}'), " if confirmed else "")
+          + f"{len(view.themes)} machine themes (folder "
+          f"'{RUN_FOLDER.format(run=view.run_id)}'), {n_machine} machine codings (user '{MACHINE_USER_NAME}'), "
           + (", ".join(f"{n} {sum(len(c) for c in cod.values())} codings" for n, cod in sorted(view.humans.items()))
              or "no human codings")
           + "; offsets in Unicode code points")
@@ -525,6 +584,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help=".qdpx: how selection positions count characters (default auto: per source, from where "
                         "the selections fall; NVivo counts UTF-16 units, '-lf': CRLF counted once)")
     i.set_defaults(handler=cmd_import_codings)
+    b = import_sub.add_parser("codebook", help="a QDA tool's codebook (.qdc, or the codebook of a .qdpx) as the "
+                                               "study's: a deductive start")
+    b.add_argument("file", type=Path, help=".qdc codebook or .qdpx project (QDA-XML 1.0 or ATLAS.ti's 0.4)")
+    _common(b)
+    b.add_argument("--coder", default="codebook import",
+                   help="who the import is recorded under in the decision log (default 'codebook import')")
+    b.set_defaults(handler=cmd_import_codebook)
 
     c = sub.add_parser("compare", help="agreement between coders: humans with each other, the machine with each")
     _common(c)

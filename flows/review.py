@@ -149,7 +149,7 @@ def cmd_decisions_import(args: argparse.Namespace) -> int:
 
 
 def cmd_codebook(args: argparse.Namespace) -> int:
-    from models.review import confirmed_codebook
+    from models.review import confirmed_codebook, imported_codes
     from pipeline.exchange.codebook_export import write_codebook
 
     cfg, store = _store(args)
@@ -180,6 +180,11 @@ def cmd_codebook(args: argparse.Namespace) -> int:
             print(f"    {e.definition}")
     if not entries:
         print(f"No theme is confirmed yet: themesift review --study {args.study}")
+    with store.sessions() as session:
+        waiting = imported_codes(session, args.study)
+    if waiting:
+        names = ", ".join(t.title for t in waiting[:10]) + (", ..." if len(waiting) > 10 else "")
+        print(f"\n{len(waiting)} imported code(s) wait for examples and a confirmation (themesift review): {names}")
     return 0
 
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Mapping
 
-from sqlalchemy import DateTime, Float, ForeignKey, String, Text, UniqueConstraint, delete, select
+from sqlalchemy import Boolean, DateTime, Float, ForeignKey, String, Text, UniqueConstraint, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from models.records import Base, Membership, Run, Segment, Source, Study, Theme, utcnow
-from pipeline.exchange.codings import StudySource
+from pipeline.exchange.codings import CodeInfo, StudySource
 
 HUMAN, MACHINE = "human", "machine"
 
@@ -60,9 +60,46 @@ class Coding(Base):
     segment: Mapped[Segment] = relationship()
 
 
+class StoredCodeInfo(Base):
+    """What an imported codebook said of a code of the study (by name): its parent code's name, colour,
+    description and whether it is a folder only (``codable`` False). The latest import of a name wins."""
+
+    __tablename__ = "code_info"
+    __table_args__ = (UniqueConstraint("study_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), index=True)
+    name: Mapped[str] = mapped_column(String(300))
+    parent: Mapped[str | None] = mapped_column(String(300))
+    color: Mapped[str | None] = mapped_column(String(7))
+    description: Mapped[str] = mapped_column(Text, default="")
+    codable: Mapped[bool] = mapped_column(Boolean, default=True)
+    origin: Mapped[str] = mapped_column(Text)
+
+
 # ---------------------------------------------------------------------------------------------
 # Writing
 # ---------------------------------------------------------------------------------------------
+
+
+def store_code_info(session: Session, study: str, infos: Mapping[str, CodeInfo], origin: str) -> int:
+    """Keep each code's place, colour and description (replacing what an earlier import said of the same
+    name). Returns the number of codes written."""
+    study_row = _study_row(session, study)
+    existing = {r.name: r for r in session.scalars(select(StoredCodeInfo).where(StoredCodeInfo.study_id == study_row.id))}
+    for name, info in infos.items():
+        row = existing.get(name) or StoredCodeInfo(study_id=study_row.id, name=name)
+        row.parent, row.color, row.description = info.parent, info.color, info.description or ""
+        row.codable, row.origin = info.codable, origin
+        session.add(row)
+    return len(infos)
+
+
+def stored_code_info(session: Session, study: str) -> dict[str, CodeInfo]:
+    """Code name -> what its imported codebook said of it (place, colour, description), in name order."""
+    study_row = _study_row(session, study)
+    return {r.name: CodeInfo(r.parent, r.color, r.description or "", bool(r.codable)) for r in session.scalars(
+        select(StoredCodeInfo).where(StoredCodeInfo.study_id == study_row.id).order_by(StoredCodeInfo.name))}
 
 
 def _study_row(session: Session, study: str) -> Study:
@@ -251,7 +288,7 @@ def run_partition(session: Session, run: Run) -> tuple[dict[int, str | None], di
 
 
 __all__ = [
-    "Coder", "Coding", "HUMAN", "MACHINE", "MachineTheme", "StoredCoder", "Unit", "replace_codings",
+    "Coder", "Coding", "HUMAN", "StoredCodeInfo", "store_code_info", "stored_code_info", "MACHINE", "MachineTheme", "StoredCoder", "Unit", "replace_codings",
     "require_run", "run_partition", "run_units", "stored_codings", "study_sources", "theme_code",
 ]
 

@@ -310,6 +310,12 @@ def build_entry(view: StudyView, intent: Mapping[str, Any], coder: str, store: S
             after["definition"] = _text(intent, "definition") or ""
         else:
             key = given[0] if answer == "other" and given else proposed
+    elif action == cb.IMPORT_CODE:
+        key = key or f"code-{uuid.uuid4().hex[:8]}"
+        after = {"name": _text(intent, "name"), "definition": _text(intent, "definition") or ""}
+        for f in ("color", "parent", "origin"):
+            if _text(intent, f):
+                after[f] = _text(intent, f)
     elif action == cb.ADD_THEME:
         segs = _seg_ids(intent.get("segment_ids"))
         key = key or f"own-{uuid.uuid4().hex[:8]}"
@@ -553,9 +559,50 @@ def confirmed_codebook(session: Session, study: str, coder: str | None = None) -
             continue
         st = view.state.themes[key]
         members = view.members(key)
+        parent = view.state.themes.get(st.parent) if st.parent else None
         out.append(CodebookEntry(key, st.title, st.definition, len(members), len(view.cases_of(members)),
-                                 tuple(view.quote_ids(key)[:3]), ", ".join(sorted(st.decided_by))))
+                                 tuple(view.quote_ids(key)[:3]), ", ".join(sorted(st.decided_by)), st.color,
+                                 parent.title if parent is not None and parent.status == cb.CONFIRMED else None))
     return out
+
+
+def imported_codes(session: Session, study: str) -> list[cb.ThemeState]:
+    """Codes an imported codebook gave the study that no coder has confirmed yet (the deductive start)."""
+    view = load_view(session, study)
+    return [t for t in view.state.themes.values() if t.origin == "imported" and t.status == cb.NEW]
+
+
+def import_codebook(store: Store, study: str, codes: Sequence[Any], coder: str, origin: str
+                    ) -> tuple[int, list[str]]:
+    """The codes of a QDA codebook (``pipeline.exchange.refi_qda.QdaCode`` trees) as themes of the study,
+    one ``import_code`` decision each, all or none: name, description as the definition, colour, and the
+    parent code. A code's key comes from its GUID, so importing the same codebook again adds only the codes
+    that are new; returns (codes added, names of those already there)."""
+    with store.sessions() as session:
+        known = set(load_view(session, study).state.themes)
+    items: list[tuple[str, dict]] = []
+    already: list[str] = []
+
+    def walk(nodes: Sequence[Any], parent: str | None) -> None:
+        for code in nodes:
+            key = "code-" + re.sub(r"[^a-z0-9._-]", "-", code.guid.lower())[:90]
+            if key in known:
+                already.append(code.name)
+            else:
+                intent = {"action": cb.IMPORT_CODE, "theme_key": key, "name": code.name[:cb.MAX_NAME],
+                          "definition": code.description[:cb.MAX_TEXT], "origin": origin}
+                if code.color:
+                    intent["color"] = code.color
+                if parent:
+                    intent["parent"] = parent
+                items.append((coder, intent))
+                known.add(key)
+            walk(code.children, key)
+
+    walk(codes, None)
+    if items:
+        decide_many(store, study, items, via="import")
+    return len(items), already
 
 
 # ---------------------------------------------------------------------------------------------

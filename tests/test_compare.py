@@ -27,16 +27,19 @@ from models.records import Segment, Source, Study
 from models.store import Store
 from pipeline.compare.agreement import map_selections, partition_to_coding
 from pipeline.exchange.codings import (
+    APPLY_USER_NAME,
     MACHINE_USER_NAME,
     CodingFileError,
     StudySource,
     TextLocator,
     coding_csv_selections,
+    is_themesift_folder,
     qda_selections,
     read_codings,
     unmapped_selections,
 )
 from pipeline.compare.compare import compare_study
+from qda_schema import assert_valid_qdpx
 from pipeline.exchange.refi_qda import (
     PROJECT_NS,
     QdaCode,
@@ -134,7 +137,7 @@ def test_qda_sources_matched_by_name_then_text_and_relocated():
     at = moved.index("Some have")
     p01_at = P01.index("The waiting")
     project = QdaProject(
-        name="x", users=(ann, machine), codes=(code,), sources=(by_text, renamed, stranger),
+        name="x", origin="Themesift", users=(ann, machine), codes=(code,), sources=(by_text, renamed, stranger),
         codings=(QdaCoding(renamed.guid, at, at + 23, code.guid, ann.guid),
                  QdaCoding(by_text.guid, p01_at, p01_at + 16, code.guid, ann.guid),
                  QdaCoding(stranger.guid, 0, 7, code.guid, ann.guid),
@@ -149,6 +152,75 @@ def test_qda_sources_matched_by_name_then_text_and_relocated():
     assert result.matched_sources["p02.DOCX"] == ("P02.docx", "name, text differs")
     assert result.unmatched_sources == ["P77"]
     assert result.skipped_users and MACHINE_USER_NAME in result.skipped_users[0]
+
+
+def test_a_user_named_like_our_machine_in_another_tools_file_is_a_person():
+    """Only a file Themesift wrote (origin) has the machine in it; elsewhere the name is a person's."""
+    impostor = QdaUser(stable_guid("u", "m"), MACHINE_USER_NAME)
+    code = QdaCode(stable_guid("c", "x"), "exclusion")
+    src = QdaSource(stable_guid("s", "1"), "P01.txt", P01)
+    coding = QdaCoding(src.guid, 0, 5, code.guid, impostor.guid)
+    foreign = QdaProject(name="x", origin="MAXQDA 2022", users=(impostor,), codes=(code,), sources=(src,),
+                         codings=(coding,))
+    result = qda_selections(foreign, _sources(), origin="team.qdpx")
+    assert result.selections == [(1, 0, 5, "exclusion", f"{MACHINE_USER_NAME} (from team.qdpx)")]
+    assert not result.skipped_users and any("is not Themesift's" in p for p in result.problems)
+    ours = QdaProject(name="x", origin="Themesift", users=(impostor,), codes=(code,), sources=(src,),
+                      codings=(coding,))
+    result = qda_selections(ours, _sources(), origin="ours.qdpx")
+    assert result.selections == [] and MACHINE_USER_NAME in result.skipped_users[0]
+
+
+def _export_study():
+    """Two sources, a coder with codes from a tool's codebook, the confirmed codebook applied, a run."""
+    from pipeline.exchange.codings import CodeInfo
+    from pipeline.exchange.qda_export import ExportSegment, ExportTheme
+
+    segments = [ExportSegment(10, 1, 0, 34, "P01"), ExportSegment(11, 1, 35, 66, "P01"),
+                ExportSegment(20, 2, 0, 38, "P02")]
+    humans = {"zoe": {10: ["Waiting"], 11: ["Staff"]}, "amira": {20: ["Staff", "Access"]},
+              APPLY_USER_NAME: {10: ["Access"], 20: ["Remote care"]}}
+    info = {"Barriers": CodeInfo(None, "#112233", "What stops people", codable=False),
+            "Waiting": CodeInfo("Barriers", "#445566", "Time on lists"),
+            "Unused": CodeInfo("Barriers", None, "nobody used it")}
+    confirmed = [ExportTheme("Access", "Getting care", "#AA0000"), ExportTheme("Remote care", "Calls", None, "Access")]
+    themes = [ExportTheme("T01 waiting list", "Themesift suggestion"), ExportTheme("T02 video", "")]
+    machine = {10: "T01 waiting list", 11: None, 20: "T02 video"}
+    return segments, humans, info, confirmed, themes, machine
+
+
+def test_export_tree_users_first_colours_and_a_faithful_re_import(tmp_path):
+    from pipeline.exchange.qda_export import study_project
+    from pipeline.exchange.refi_qda import write_qdpx
+
+    segments, humans, info, confirmed, themes, machine = _export_study()
+    project = study_project("s", _sources(), segments, machine, themes, humans, code_info=info, run_id=7,
+                            confirmed=confirmed, applied={APPLY_USER_NAME})
+    assert [u.name for u in project.users] == ["amira", "zoe", APPLY_USER_NAME, MACHINE_USER_NAME]
+    tops = [(c.name, c.codable) for c in project.codes]
+    assert tops == [("Access", True), ("Barriers", False), ("Staff", True), ("Confirmed codebook", False),
+                    ("Themesift run 7", False)]
+    _, barriers, _, book, run = project.codes
+    assert [c.name for c in barriers.children] == ["Unused", "Waiting"] and barriers.color == "#112233"
+    # a confirmed theme named as a coder's code is told apart: QDA tools keep one code per name
+    assert [c.name for c in book.children] == ["Access (confirmed)"]
+    assert book.children[0].children[0].name == "Remote care"
+    names = [c.name for c in project.all_codes()]
+    assert len(names) == len(set(names))
+    assert [c.name for c in run.children] == ["T01 waiting list", "T02 video"]
+    assert all(c.color for c in project.all_codes())
+    path = tmp_path / "s.qdpx"
+    write_qdpx(project, path, created=CREATED)
+    assert_valid_qdpx(path)
+    back = read_qdpx(path)  # every code, coding, user and colour
+    assert back == project and back.problems == () and back.origin == "Themesift"
+    assert [(c.guid, c.color, c.codable) for c in back.all_codes()] == [
+        (c.guid, c.color, c.codable) for c in project.all_codes()]
+    # what import codings keeps: the people's codings (the machine's are the run's own), the codes' places
+    result = qda_selections(back, _sources(), origin=path.name)
+    assert sorted(result.coders) == ["amira", "zoe"] and len(result.skipped_users) == 2
+    assert result.code_info["Waiting"].parent == "Barriers" and result.code_info["Unused"].description
+    assert not any(is_themesift_folder(n) or n.endswith("(confirmed)") for n in result.code_info)
 
 
 def test_tolerant_hand_written_project_to_segments(tmp_path):
@@ -451,7 +523,11 @@ def _check_structure(path: Path) -> None:
         codes = {c.get("guid") for c in root.iter(f"{ns}Code")}
         code_names = [c.get("name") for c in root.iter(f"{ns}Code")]
         assert len(code_names) == len(set(code_names))
-        assert all(c.get("isCodable") == "true" for c in root.iter(f"{ns}Code"))
+        folders = {c.get("guid") for c in root.iter(f"{ns}Code") if c.get("isCodable") == "false"}
+        assert "Themesift run 1" in {c.get("name") for c in root.iter(f"{ns}Code") if c.get("guid") in folders}
+        assert all(re.fullmatch(r"#[0-9A-F]{6}", c.get("color") or "") for c in root.iter(f"{ns}Code"))
+        user_names = [u.get("name") for u in root.iter(f"{ns}User")]
+        assert not user_names or not user_names[0].startswith("Themesift")  # a person is the active coder
         sources = {s.get("guid") for s in root.iter(f"{ns}TextSource")}
         for src in root.iter(f"{ns}TextSource"):
             target = src.get("plainTextPath").removeprefix("internal://")
@@ -463,7 +539,7 @@ def _check_structure(path: Path) -> None:
                 for coding in sel.iter(f"{ns}Coding"):
                     assert coding.get("creatingUser") in users
                     assert [r.get("targetGUID") for r in coding] and all(
-                        r.get("targetGUID") in codes for r in coding)
+                        r.get("targetGUID") in codes - folders for r in coding)
         for case in root.iter(f"{ns}Case"):
             assert all(r.get("targetGUID") in sources for r in case)
 
@@ -474,6 +550,7 @@ def test_qdpx_export_then_import_gives_back_the_same_codings(ipt, imported, tmp_
     path = tmp_path / "ipt.qdpx"
     assert _cli("export", "qdpx", "--study", "ipt", "--config", ipt.cfg, "-o", str(path)) == 0
     _check_structure(path)
+    assert_valid_qdpx(path)
     view = _view(ipt)
     project = read_qdpx(path)
     assert project.problems == ()
@@ -499,6 +576,51 @@ def test_qdpx_export_then_import_gives_back_the_same_codings(ipt, imported, tmp_
     with ipt.store.sessions() as session:
         stored = stored_codings(session, "ipt")[0]
     assert {k: stored[k] for k in HUMANS} == imported
+
+
+def test_a_tools_code_tree_and_colours_survive_import_codings_and_export(ipt, imported, tmp_path, capsys):
+    """Codings from another tool with its codes in folders and coloured: stored with the codings, and the
+    next export puts them back in their place with their colours (and a person, not the machine, first)."""
+    from dataclasses import replace
+
+    from models.codings import stored_code_info
+    from pipeline.exchange.refi_qda import write_qdpx
+
+    ours = tmp_path / "ours.qdpx"
+    assert _cli("export", "qdpx", "--study", "ipt", "--config", ipt.cfg, "-o", str(ours)) == 0
+    project = read_qdpx(ours)
+    people = {u.guid for u in project.users if u.name in HUMANS}
+    used = {c.code_guid for c in project.codings if c.user_guid in people}
+    human = [c for c in project.codes if c.guid in used]
+    folder = QdaCode(stable_guid("c", "folder"), "Their folder", "grouped in the tool", "#010203",
+                     tuple(replace(c, color="#0A0B0C") for c in human[:2]), codable=False)
+    theirs = replace(project, users=tuple(u for u in project.users if u.guid in people),
+                     codes=(folder, *human[2:]),
+                     codings=tuple(c for c in project.codings if c.user_guid in people))
+    foreign = tmp_path / "theirs.qdpx"
+    write_qdpx(theirs, foreign, created=CREATED)
+    with zipfile.ZipFile(foreign) as zf:  # as another tool would have written it
+        entries = {n: zf.read(n) for n in zf.namelist()}
+    entries["project.qde"] = entries["project.qde"].replace(b'origin="Themesift"', b'origin="ATLAS.ti 9"')
+    with zipfile.ZipFile(foreign, "w") as zf:
+        for n, data in entries.items():
+            zf.writestr(n, data)
+    capsys.readouterr()
+    assert _cli("import", "codings", str(foreign), "--study", "ipt", "--config", ipt.cfg) == 0
+    with ipt.store.sessions() as session:
+        info = stored_code_info(session, "ipt")
+        assert {k: stored_codings(session, "ipt")[0][k] for k in HUMANS} == imported
+    moved = [c.name for c in folder.children]
+    assert info["Their folder"].codable is False and all(info[n].parent == "Their folder" for n in moved)
+    assert all(info[n].color == "#0A0B0C" for n in moved)
+    again = tmp_path / "again.qdpx"
+    assert _cli("export", "qdpx", "--study", "ipt", "--config", ipt.cfg, "-o", str(again)) == 0
+    assert_valid_qdpx(again)
+    out = read_qdpx(again)
+    top = next(c for c in out.codes if c.name == "Their folder")
+    assert not top.codable and top.color == "#010203"
+    assert sorted(c.name for c in top.children) == sorted(moved) and all(c.color == "#0A0B0C" for c in top.children)
+    assert out.users[0].name in HUMANS
 
 
 def test_cli_refuses_bad_files_and_compares_a_file_without_storing_it(ipt, imported, tmp_path, capsys):

@@ -28,6 +28,8 @@ from pipeline.exchange.refi_qda import (
     write_qdpx,
 )
 
+from qda_schema import assert_valid_qdc, assert_valid_qde, assert_valid_qdpx
+
 CREATED = datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
 G = stable_guid
 
@@ -76,6 +78,7 @@ def test_round_trip(tmp_path):
     project = _project()
     path = tmp_path / "study.qdpx"
     write_qdpx(project, path, created=CREATED)
+    assert_valid_qdpx(path)
     back = read_qdpx(path)
     assert back.problems == ()
     assert back == project
@@ -151,6 +154,7 @@ def test_codebook_round_trip(tmp_path):
     codes = _project().codes
     path = tmp_path / "codes.qdc"
     write_qdc(codes, path)
+    assert_valid_qdc(path.read_bytes())
     root = ET.fromstring(path.read_bytes())
     assert root.tag == "{" + CODEBOOK_NS + "}CodeBook"
     assert read_qdc(path) == codes
@@ -430,3 +434,132 @@ def test_empty_qdc_refused(tmp_path):
     with pytest.raises(ValueError, match="empty codebook"):
         write_qdc([], tmp_path / "empty.qdc")
     assert not (tmp_path / "empty.qdc").exists()
+
+
+def test_schema_check_refuses_what_the_schema_refuses():
+    """The checks the export tests rely on do fail on a file the schema refuses."""
+    with pytest.raises(AssertionError):
+        assert_valid_qdc(f'<CodeBook xmlns="{CODEBOOK_NS}"><Codes/></CodeBook>'.encode())
+    with pytest.raises(AssertionError):
+        assert_valid_qdc(f'<CodeBook xmlns="{CODEBOOK_NS}"><Codes><Code guid="x" name="a" isCodable="true"/>'
+                         "</Codes></CodeBook>".encode())
+    with pytest.raises(AssertionError):
+        assert_valid_qde(f'<Project xmlns="{PROJECT_NS}" name="p"><Sources/></Project>'.encode())
+
+
+# ------------------------------------------------------------------ nothing dropped silently, codebooks in
+
+_FOREIGN = """<?xml version="1.0" encoding="utf-8"?>
+<Project xmlns="urn:QDA-XML:project:1.0" name="Foreign" origin="MAXQDA 2022">
+  <CodeBook><Codes>
+    <Code guid="c0000000-0000-0000-0000-000000000001" name="Access" isCodable="false" color="#1f77b4">
+      <Description>Getting to care</Description>
+      <Code guid="c0000000-0000-0000-0000-000000000002" name="Waiting" isCodable="true" color="#ff7f0eff"/>
+      <Code guid="c0000000-0000-0000-0000-000000000003" name="Distance" isCodable="true" color="not a colour"/>
+    </Code>
+  </Codes></CodeBook>
+  <Variables><Variable guid="v0000000-0000-0000-0000-000000000001" name="Age" typeOfVariable="Integer"/>
+    <Variable guid="v0000000-0000-0000-0000-000000000002" name="Site" typeOfVariable="Text"/></Variables>
+  <Cases><Case guid="a0000000-0000-0000-0000-000000000001" name="P1">
+    <VariableValue><VariableRef targetGUID="v0000000-0000-0000-0000-000000000001"/><IntegerValue>40</IntegerValue>
+    </VariableValue><SourceRef targetGUID="50000000-0000-0000-0000-000000000001"/></Case></Cases>
+  <Sources>
+    <TextSource guid="50000000-0000-0000-0000-000000000001" name="P1">
+      <PlainTextContent>We waited weeks. The clinic is far away. Weeks!</PlainTextContent>
+      {selections}
+    </TextSource>
+    <PDFSource guid="50000000-0000-0000-0000-000000000002" name="scan.pdf" path="relative:///scan.pdf"/>
+  </Sources>
+  <Notes><Note guid="60000000-0000-0000-0000-000000000001" name="memo"/>
+    <Note guid="60000000-0000-0000-0000-000000000002" name="memo 2"/></Notes>
+  <Links><Link guid="70000000-0000-0000-0000-000000000001"/></Links>
+  <Sets><Set guid="80000000-0000-0000-0000-000000000001" name="s"/></Sets>
+  <Graphs><Graph guid="90000000-0000-0000-0000-000000000001"/></Graphs>
+</Project>"""
+
+
+def test_a_foreign_file_without_users_gives_one_summary_line_each_not_one_per_coding():
+    sel = ('<PlainTextSelection guid="b0000000-0000-0000-0000-0000000000{n:02d}" startPosition="0" endPosition="9" '
+           'creatingUser="d0000000-0000-0000-0000-0000000000{n:02d}"><Coding guid="e0000000-0000-0000-0000-0000000000'
+           '{n:02d}"><CodeRef targetGUID="c0000000-0000-0000-0000-000000000002"/></Coding></PlainTextSelection>')
+    xml = _FOREIGN.format(selections="\n".join(sel.format(n=n) for n in range(40)))
+    project = read_qde(xml.encode())
+    assert len(project.codings) == 40 and project.origin == "MAXQDA 2022"
+    users = [p for p in project.problems if "Users" in p]
+    assert len(users) == 1 and "40 coding(s) by 40 user GUID(s)" in users[0]
+    unused = [p for p in project.problems if "read and not used" in p]
+    assert len(unused) == 1
+    for what in ("1 Graphs", "1 Links", "2 Notes", "1 PDFSource", "1 Sets", "2 Variables", "1 VariableValue"):
+        assert what in unused[0], (what, unused[0])
+    assert project.not_used == {"Graphs": 1, "Links": 1, "Notes": 2, "PDFSource": 1, "Sets": 1, "Variables": 2,
+                                "VariableValue": 1}
+    assert len(project.problems) == 2, project.problems
+    # the codebook as the tool wrote it: a folder, colours in the schema's form (alpha dropped, junk refused)
+    access = project.codes[0]
+    assert (access.codable, access.color, access.description) == (False, "#1F77B4", "Getting to care")
+    assert [(c.name, c.color, c.codable) for c in access.children] == [("Waiting", "#FF7F0E", True),
+                                                                        ("Distance", None, True)]
+
+
+def test_codebooks_in_from_qdc_of_either_namespace_and_from_a_qdpx(tmp_path):
+    from pipeline.exchange.refi_qda import read_codebook
+
+    atlas = tmp_path / "atlas.qdc"  # ATLAS.ti 9 writes the 0.4 draft's namespace
+    atlas.write_text("""<?xml version="1.0" encoding="utf-8"?>
+<CodeBook xmlns="urn:QDA-XML:codebook:0:4" origin="ATLAS.ti">
+ <Codes>
+  <Code guid="{11111111-0000-0000-0000-000000000001}" name="Barriers" isCodable="true" color="#AA0000">
+   <Description>What stops people</Description>
+   <Code guid="11111111-0000-0000-0000-000000000002" name="Cost" isCodable="true"/>
+  </Code>
+  <Code name="no guid" isCodable="true"/>
+ </Codes>
+</CodeBook>""", encoding="utf-8")
+    codes, notes = read_codebook(atlas)
+    assert [(c.name, c.color, c.description) for c in codes] == [("Barriers", "#AA0000", "What stops people")]
+    assert codes[0].children[0].name == "Cost" and codes[0].children[0].guid == "11111111-0000-0000-0000-000000000002"
+    assert len(notes) == 1 and "'no guid' has no guid" in notes[0]
+    # the <CodeBook> of a project with codes and no selection (as MAXQDA sends a codebook), named .zip
+    project = QdaProject("Book", codes=_project().codes)
+    book = tmp_path / "book.zip"
+    write_qdpx(project, book, created=CREATED)
+    codes, notes = read_codebook(book)
+    assert codes == project.codes and notes == []
+    # one with sources and codings: those are said, in one line
+    full = tmp_path / "full.qdpx"
+    write_qdpx(_project(), full, created=CREATED)
+    codes, notes = read_codebook(full)
+    assert len(codes) == 3 and len(notes) == 1 and "6 Coding, 2 TextSource" in notes[0]
+    empty = tmp_path / "empty.qdc"
+    empty.write_text(f'<CodeBook xmlns="{CODEBOOK_NS}"><Codes/></CodeBook>', encoding="utf-8")
+    with pytest.raises(ValueError, match="holds no code"):
+        read_codebook(empty)
+    with pytest.raises(ValueError, match="use a .qdc codebook"):
+        read_codebook(tmp_path / "codes.csv")
+
+
+def test_folders_and_colours_written_valid_and_read_back(tmp_path):
+    leaf = QdaCode(G("code", "leaf"), "Leaf", "", "#00aa00")
+    folder = QdaCode(G("code", "folder"), "Folder", "Groups", "#123456", (leaf,), codable=False)
+    path = tmp_path / "f.qdc"
+    write_qdc([folder], path)
+    assert_valid_qdc(path.read_bytes())
+    back = read_qdc(path)
+    assert back[0].codable is False and back[0].children[0].color == "#00AA00"
+
+
+@pytest.mark.skipif(not NVIVO.exists(), reason="shared REFI-QDA datasets not present")
+def test_nvivo_codebook_comes_in_with_its_hierarchy(tmp_path):
+    """The codebook of a real NVivo project: every code with its place; what is not used, in one line."""
+    from pipeline.exchange.refi_qda import read_codebook
+
+    codes, notes = read_codebook(NVIVO)
+    project = read_qdpx(NVIVO)
+    assert len(codes) == 12 and sum(1 for _ in project.all_codes()) == 152
+    assert codes == project.codes and all(c.children for c in codes)
+    assert len(notes) == 1 and "303 Coding" in notes[0]
+    # and it goes out again as a schema-valid .qdc with the same tree
+    out = tmp_path / "nvivo.qdc"
+    write_qdc(codes, out)
+    assert_valid_qdc(out.read_bytes())
+    assert read_qdc(out) == codes

@@ -418,7 +418,9 @@ def test_cli_export_import_codebook_and_apply(study, tmp_path, capsys):
     qdc = tmp_path / "codebook.qdc"
     assert main(["codebook", "--study", study.name, "--config", config, "--format", "qdc", "-o", str(qdc)]) == 0
     from pipeline.exchange.refi_qda import read_qdc
+    from qda_schema import assert_valid_qdc
 
+    assert_valid_qdc(qdc.read_bytes())
     assert [c.name for c in read_qdc(qdc)] == ["Therapeutic relationship", "Mine"]
     assert main(["codebook", "--study", study.name, "--config", config, "--coder", "ben"]) == 0
     assert "0 themes" in capsys.readouterr().out
@@ -700,3 +702,76 @@ def test_a_theme_too_small_for_its_stability_figure_says_so(study):
     assert "stability weak (too few segments)" in client.get(f"/themes/{weak[0].key}").text
     page = client.get(f"/themes/{firm[0].key}").text
     assert f"stability {firm[0].parts['stability']:.2f}" in page and "stability weak" not in page
+
+
+def test_cli_import_codebook_is_a_deductive_start(study, review_template, example_study, tmp_path, capsys):
+    """A QDA tool's codebook becomes the study's: themes with no segment, hierarchy and colours kept; coders
+    give examples and confirm; apply codes with them; the .qdc and .qdpx carry the tree and the colours."""
+    from flows.cli import main
+    from models.review import confirmed_codebook, imported_codes
+    from pipeline.exchange.refi_qda import read_qdc, read_qdpx
+    from qda_schema import assert_valid_qdc, assert_valid_qdpx
+
+    config = str(study.config_file())
+    book = tmp_path / "book.qdc"
+    book.write_text("""<?xml version="1.0" encoding="utf-8"?>
+<CodeBook xmlns="urn:QDA-XML:codebook:1.0" origin="MAXQDA 2022"><Codes>
+  <Code guid="AAAAAAAA-0000-0000-0000-000000000001" name="Barriers" isCodable="true" color="#aa0000">
+    <Description>What stops people getting help</Description>
+    <Code guid="AAAAAAAA-0000-0000-0000-000000000002" name="Cost" isCodable="true" color="#00AA00"/>
+  </Code>
+  <Code guid="AAAAAAAA-0000-0000-0000-000000000003" name="Hope" isCodable="true"/>
+</Codes></CodeBook>""", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["import", "codebook", str(book), "--study", study.name, "--config", config]) == 0
+    assert "3 of 3 codes added" in capsys.readouterr().out
+    assert main(["import", "codebook", str(book), "--study", study.name, "--config", config]) == 0
+    assert "0 of 3 codes added" in capsys.readouterr().out and n_decisions(study.store) == 3
+    with study.store.sessions() as session:
+        codes = {t.name: t for t in imported_codes(session, study.name)}
+    assert set(codes) == {"Barriers", "Cost", "Hope"}
+    assert main(["codebook", "--study", study.name, "--config", config]) == 0
+    assert "3 imported code(s) wait for examples" in capsys.readouterr().out
+    assert codes["Cost"].parent == codes["Barriers"].key and codes["Barriers"].color == "#AA0000"
+    assert codes["Barriers"].definition == "What stops people getting help"
+    client = TestClient(create_app(study.store, study.name))
+    login(client, "amira")
+    page = client.get("/themes")
+    assert page.status_code == 200 and "Barriers" in page.text
+    assert client.get(f"/themes/{codes['Cost'].key}").status_code == 200
+    assert "imported code" in client.get("/decisions").text
+    # coders give examples and confirm: the imported codes join the confirmed codebook
+    keys, outliers, view = keys_and_outliers(study.store, study.name)
+    for name, segs in (("Barriers", outliers[:3]), ("Cost", outliers[3:6])):
+        decide(study.store, study.name, "amira", {"action": "code", "segment_ids": segs, "to": codes[name].key})
+        decide(study.store, study.name, "amira", {"action": "confirm", "theme_key": codes[name].key, "name": name,
+                                                  "definition": codes["Barriers"].definition if name == "Barriers"
+                                                  else "Money"})
+    # the confirmed codebook is in the .qdpx before any apply, as its own tree, with the imported colours
+    out = tmp_path / "before-apply.qdpx"
+    assert main(["export", "qdpx", "--study", study.name, "--config", config, "-o", str(out)]) == 0
+    assert_valid_qdpx(out)
+    project = read_qdpx(out)
+    folder = next(c for c in project.codes if c.name == "Confirmed codebook")
+    assert not folder.codable and [(c.name, c.color) for c in folder.children] == [("Barriers", "#AA0000")]
+    assert [(c.name, c.color) for c in folder.children[0].children] == [("Cost", "#00AA00")]
+    assert any(c.name.startswith("Themesift run ") and not c.codable for c in project.codes)
+    qdc = tmp_path / "out.qdc"
+    assert main(["codebook", "--study", study.name, "--config", config, "--format", "qdc", "-o", str(qdc)]) == 0
+    assert_valid_qdc(qdc.read_bytes())
+    [barriers] = read_qdc(qdc)
+    assert (barriers.name, barriers.color, [c.name for c in barriers.children]) == ("Barriers", "#AA0000", ["Cost"])
+    # the decision log carries the imported codes to another copy of the study, colours and places kept
+    with study.store.sessions() as session:
+        exported = export_decisions(session, study.name)
+    fresh = private_study(review_template, example_study.name, example_study.config, tmp_path / "fresh")
+    assert import_decisions(fresh.store, fresh.name, exported)[0] == 7
+    with fresh.store.sessions() as session:
+        assert [(e.name, e.color, e.parent) for e in confirmed_codebook(session, fresh.name)] == [
+            ("Barriers", "#AA0000", None), ("Cost", "#00AA00", "Barriers")]
+    # apply codes with the codebook the coders confirmed
+    assert main(["apply", "--study", study.name, "--config", config]) == 0
+    with study.store.sessions() as session:
+        applied = {c for row in session.execute(select(Coding.code).join(Coder).where(Coder.name == APPLY_CODER))
+                   for c in row}
+    assert applied <= {"Barriers", "Cost"} and applied

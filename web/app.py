@@ -411,7 +411,7 @@ def _done(action: str) -> str:
     return {"confirm": "Confirmed.", "rename": "Renamed.", "reject": "Rejected.", "merge": "Merged.",
             "split": "Split.", "move": "Moved.", "add_segment": "Added.", "add_theme": "Theme added.",
             "undo": "Undone.", "code": "Code added.", "uncode": "Code taken off.",
-            "answer": "Answer recorded."}.get(action, "Recorded.")
+            "answer": "Answer recorded.", "import_code": "Code imported."}.get(action, "Recorded.")
 
 
 def _summary(view, e: cb.Entry) -> str:
@@ -432,6 +432,8 @@ def _summary(view, e: cb.Entry) -> str:
         verb = "moved" if e.action == cb.MOVE else "added"
         return f"{verb} {n} segment{'s' if n != 1 else ''} to " + (f"'{view.title(a['to'])}'" if a.get("to")
                                                                     else "no theme")
+    if e.action == cb.IMPORT_CODE:
+        return f"imported code '{a.get('name')}'" + (f" from {a.get('origin')}" if a.get("origin") else "")
     if e.action == cb.ADD_THEME:
         return f"added own theme '{a.get('name')}' with {len(a.get('segment_ids') or ())} examples"
     if e.action in (cb.CODE, cb.UNCODE):

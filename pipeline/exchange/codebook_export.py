@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from pipeline.exchange.refi_qda import QdaCode, stable_guid, write_qdc
+from pipeline.exchange.refi_qda import QdaCode, palette_color, stable_guid, write_qdc
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,23 @@ class CodebookEntry:
     n_cases: int
     example_ids: tuple[int, ...]
     decided_by: str
+    color: str | None = None   # from an imported codebook; the palette's otherwise
+    parent: str | None = None  # the name of the confirmed theme it sits under (an imported hierarchy)
+
+
+def codebook_codes(entries: Sequence[CodebookEntry], study: str) -> list[QdaCode]:
+    """The entries as REFI-QDA codes: each under its parent where that is confirmed too, each with a colour."""
+    names = {e.name for e in entries}
+    kids: dict[str | None, list[tuple[int, CodebookEntry]]] = {}
+    for i, e in enumerate(entries):
+        kids.setdefault(e.parent if e.parent in names and e.parent != e.name else None, []).append((i, e))
+
+    def build(i: int, e: CodebookEntry, seen: frozenset[str]) -> QdaCode:
+        children = tuple(build(j, c, seen | {c.name}) for j, c in kids.get(e.name, ()) if c.name not in seen)
+        return QdaCode(stable_guid("themesift-code", study, e.key), e.name, e.definition,
+                       e.color or palette_color(i), children)
+
+    return [build(i, e, frozenset({e.name})) for i, e in kids.get(None, [])]
 
 
 def write_codebook(entries: Sequence[CodebookEntry], path: Path | None, fmt: str, study: str) -> str:
@@ -32,7 +49,7 @@ def write_codebook(entries: Sequence[CodebookEntry], path: Path | None, fmt: str
     if fmt == "qdc":
         if path is None:
             raise ValueError("a .qdc codebook needs a file name")
-        write_qdc([QdaCode(stable_guid("themesift-code", study, e.key), e.name, e.definition) for e in entries], path)
+        write_qdc(codebook_codes(entries, study), path)
         return ""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")

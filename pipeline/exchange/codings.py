@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -33,11 +34,23 @@ from pathlib import Path, PurePath
 from typing import Hashable, Iterable, Mapping, Sequence
 
 from pipeline.compare.agreement import Selection, Segment
-from pipeline.exchange.refi_qda import QdaCode, QdaProject, read_qdpx
+from pipeline.exchange.refi_qda import ORIGIN, QdaCode, QdaProject, read_qdpx
 from pipeline.ingest.unzip import ZipLimits
 
 MACHINE_USER_NAME = "Themesift (machine)"
+APPLY_USER_NAME = "Themesift (codebook applied)"  # pipeline.learn.apply.APPLY_CODER: the confirmed codebook applied
+MACHINE_NAMES = (MACHINE_USER_NAME, APPLY_USER_NAME)
+# The non-codable folders of an export: the confirmed codebook's tree and one per run of the machine's themes.
+CONFIRMED_FOLDER = "Confirmed codebook"
+RUN_FOLDER = "Themesift run {run}"
+_RUN_FOLDER_RE = re.compile(r"^Themesift run \d+$")
+
+
+def is_themesift_folder(name: str) -> bool:
+    """One of the folders Themesift's export puts its own codes under (not a coder's code)."""
+    return name == CONFIRMED_FOLDER or bool(_RUN_FOLDER_RE.match(name))
 NO_USER = "(no user)"
+NOT_FOUND_SHOWN = 5  # excerpts named in the one report line of those not found (the rest counted)
 CSV_COLUMNS = ("source", "case", "start", "end", "text", "code", "coder")
 
 
@@ -75,7 +88,7 @@ class CodingImport:
     skipped_users: list[str] = field(default_factory=list)
     relocated: int = 0
     ambiguous: int = 0
-    code_descriptions: dict[str, str] = field(default_factory=dict)
+    code_info: dict[str, "CodeInfo"] = field(default_factory=dict)
 
     @property
     def coders(self) -> list[str]:
@@ -97,9 +110,10 @@ class CodingImport:
         if self.unmatched_sources:
             lines.append(f"{len(self.unmatched_sources)} source(s) match no study source: "
                          + ", ".join(self.unmatched_sources))
-        if self.not_found:
-            lines.append(f"{len(self.not_found)} excerpt(s)/selection(s) not found in the study's text:")
-            lines.extend("  " + n for n in self.not_found)
+        if self.not_found:  # one line, a few shown: never one per coding
+            shown = self.not_found[:NOT_FOUND_SHOWN]
+            lines.append(f"{len(self.not_found)} excerpt(s)/selection(s) not found in the study's text: "
+                         + "; ".join(shown) + ("; ..." if len(self.not_found) > len(shown) else ""))
         if self.relocated:
             lines.append(f"{self.relocated} selection(s) re-located by their text (the source text differed)")
         if self.ambiguous:
@@ -108,6 +122,31 @@ class CodingImport:
             lines.append("skipped user(s): " + ", ".join(self.skipped_users))
         lines.extend(self.problems)
         return lines
+
+
+@dataclass(frozen=True)
+class CodeInfo:
+    """What a QDA tool's codebook says of one code besides its name: where it sits (``parent``: the
+    parent code's name as imported, None at the top), its colour (``#RRGGBB``) and description."""
+
+    parent: str | None = None
+    color: str | None = None
+    description: str = ""
+    codable: bool = True
+
+
+def code_infos(codes: Sequence[QdaCode]) -> dict[str, CodeInfo]:
+    """Code name (as :func:`code_names` gives it) -> its :class:`CodeInfo`, parents before children."""
+    names = code_names(codes)
+    out: dict[str, CodeInfo] = {}
+
+    def walk(items: Sequence[QdaCode], parent: str | None) -> None:
+        for c in items:
+            out[names[c.guid]] = CodeInfo(parent, c.color, c.description, c.codable)
+            walk(c.children, names[c.guid])
+
+    walk(codes, None)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -429,7 +468,7 @@ def qda_selections(
     sources: Iterable[StudySource],
     coder: str | None = None,
     origin: str = "project.qdpx",
-    skip_users: Sequence[str] = (MACHINE_USER_NAME,),
+    skip_users: Sequence[str] = MACHINE_NAMES,
 ) -> CodingImport:
     """Selections from a REFI-QDA project, each coding filed under its user's name.
 
@@ -437,13 +476,20 @@ def qda_selections(
     text equality (line ends and whitespace ignored). When a source matched by name has a different
     text, each selection is re-located by its selected text (nearest place to its old offset).
     ``coder``: read only that user's codings; codings without a user are filed under it (else under
-    ``"(no user)"``). Users named in ``skip_users`` (our own machine user, by default: its codings are
-    the run's own) are left out and reported.
+    ``"(no user)"``). In a file Themesift wrote (``origin="Themesift"``), users named in ``skip_users``
+    (our machine users, by default: their codings are the run's and ``apply``'s own) are left out and
+    reported. In
+    another tool's file a user named like one of Themesift's machine coders is a person who happens to
+    carry that name: filed as ``<name> (from <file>)``, never taken as the machine.
+    The codebook's hierarchy, colours and descriptions come with it (``code_info``); codes no coding
+    uses are counted in one line.
     """
     index = SourceIndex(sources)
     result = CodingImport(origin=origin, problems=list(project.problems))
     names = code_names(project.codes)
-    result.code_descriptions = {names[c.guid]: c.description for c in project.all_codes() if c.description}
+    ours = project.origin.strip() == ORIGIN
+    # our own export's folders hold the machine's and the confirmed codebook's codes, not a coder's
+    result.code_info = code_infos([c for c in project.codes if not (ours and is_themesift_folder(c.name))])
     users = {u.guid: u.name for u in project.users}
     matched: dict[str, tuple[StudySource, str]] = {}
     for qs in project.sources:
@@ -459,14 +505,18 @@ def qda_selections(
         result.matched_sources[qs.name] = (hit.name, how if same else f"{how}, text differs")
     texts = {qs.guid: qs.text for qs in project.sources}
     skipped: Counter = Counter()
+    renamed: set[str] = set()
     for c in project.codings:
         user = users.get(c.user_guid, c.user_guid) if c.user_guid else None
-        if user is not None and user in skip_users:
+        if user is not None and ours and user in skip_users:
             skipped[user] += 1
             continue
         if coder and user is not None and user != coder:
             continue
         who = user or coder or NO_USER
+        if not ours and who in MACHINE_NAMES:
+            renamed.add(who)
+            who = f"{who} (from {origin})"
         if c.source_guid not in matched:
             continue
         result.n_records += 1
@@ -490,6 +540,19 @@ def qda_selections(
         result.selections.append((src.key, start, end, code, who))
     result.skipped_users = [f"{u} ({n} codings; the machine's codings come from its runs)"
                             for u, n in sorted(skipped.items())]
+    for name in sorted(renamed):
+        result.problems.append(f"{origin}: user '{name}' is not Themesift's (the file comes from "
+                               f"{project.origin or 'an unnamed tool'}); filed as '{name} (from {origin})'")
+    used = {c.code_guid for c in project.codings}
+
+    def in_use(code: QdaCode) -> bool:  # a parent whose sub-codes carry codings is in use as their group
+        return code.guid in used or any(in_use(k) for k in code.children)
+
+    unused = [c for c in project.all_codes() if c.codable and not in_use(c)]
+    if unused:
+        shown = ", ".join(names[c.guid] for c in unused[:5]) + (", ..." if len(unused) > 5 else "")
+        result.problems.append(f"{origin}: {len(unused)} code(s) of the codebook carry no coding here ({shown}); "
+                               "kept with their place, colour and description, and exported with the study")
     return result
 
 

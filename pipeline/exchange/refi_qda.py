@@ -20,7 +20,7 @@ import uuid
 import xml.etree.ElementTree as ET
 import zipfile
 from bisect import bisect_left
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from os import PathLike
@@ -81,13 +81,15 @@ class QdaUser:
 
 @dataclass(frozen=True)
 class QdaCode:
-    """A code of the codebook; ``children`` are its sub-codes (sub-themes)."""
+    """A code of the codebook; ``children`` are its sub-codes (sub-themes). ``codable`` False: a folder
+    that only groups codes (QDA tools let no one code with it)."""
 
     guid: str
     name: str
     description: str = ""
     color: str | None = None
     children: tuple["QdaCode", ...] = ()
+    codable: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "guid", normalize_guid(self.guid))
@@ -131,11 +133,13 @@ def _coding_key(c: QdaCoding) -> tuple:
 class QdaProject:
     """A REFI-QDA project as plain data.
 
-    Order carries no meaning except in ``codes`` (the codebook order is kept): users and
-    sources are sorted by (name, guid), codings by (source, start, end, user, code), cases by
-    name with sorted source guids, so two equal projects compare equal. ``cases`` maps a case
-    name to source guids (a dict, so a project compares by value but is not hashable).
-    ``problems`` lists what a reader could not map.
+    Order carries no meaning except in ``codes`` and ``users`` (kept as given: QDA tools make the
+    first user the active coder, so an export lists the people first): sources are sorted by
+    (name, guid), codings by (source, start, end, user, code), cases by name with sorted source
+    guids, so two equal projects compare equal. ``cases`` maps a case name to source guids (a dict,
+    so a project compares by value but is not hashable). ``problems`` lists what a reader could not
+    map, ``not_used`` what it read and does not use (element name -> count, e.g. ``Notes``), and
+    ``origin`` the producing tool as the file names it (``Themesift`` for ours).
     """
 
     name: str
@@ -145,10 +149,13 @@ class QdaProject:
     codings: tuple[QdaCoding, ...] = ()
     cases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
+    origin: str = field(default="", compare=False)
+    not_used: Mapping[str, int] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
-        set_("users", tuple(sorted(self.users, key=lambda u: (u.name, u.guid))))
+        set_("users", tuple(self.users))
+        set_("not_used", {k: v for k, v in sorted(dict(self.not_used).items()) if v})
         set_("codes", tuple(self.codes))
         set_("sources", tuple(sorted(self.sources, key=lambda s: (s.name, s.guid))))
         set_("codings", tuple(sorted(self.codings, key=_coding_key)))
@@ -190,9 +197,10 @@ def _check_guid(guid: str, what: str) -> None:
 
 
 def _code_element(code: QdaCode) -> ET.Element:
-    el = ET.Element("Code", {"guid": code.guid, "name": code.name, "isCodable": "true"})
-    if code.color:
-        el.set("color", code.color)
+    el = ET.Element("Code", {"guid": code.guid, "name": code.name,
+                             "isCodable": "true" if code.codable else "false"})
+    if _color(code.color):
+        el.set("color", _color(code.color))
     if code.description:
         ET.SubElement(el, "Description").text = code.description
     for child in code.children:
@@ -519,7 +527,28 @@ def _read_code(el: ET.Element, problems: list[str], label: str) -> QdaCode | Non
         return None
     desc_el = _child(el, "Description")
     description = (desc_el.text or "") if desc_el is not None else ""
-    return QdaCode(normalize_guid(guid), name, description, _attr(el, "color"), children)
+    codable = (_attr(el, "isCodable") or "true").strip().lower() not in ("false", "0")
+    return QdaCode(normalize_guid(guid), name, description, _color(_attr(el, "color")), children, codable)
+
+
+# Tableau 10: colours told apart on screen and in print; codes without a colour of their own take them in turn.
+PALETTE = ("#4E79A7", "#F28E2B", "#E15759", "#76B7B2", "#59A14F", "#EDC948", "#B07AA1", "#FF9DA7",
+           "#9C755F", "#BAB0AC")
+
+
+def palette_color(index: int) -> str:
+    """The ``index``-th colour of :data:`PALETTE`, round and round."""
+    return PALETTE[index % len(PALETTE)]
+
+
+_COLOR_RE = re.compile(r"^#?([0-9A-Fa-f]{6})([0-9A-Fa-f]{2})?$")
+
+
+def _color(value: str | None) -> str | None:
+    """``#RRGGBB`` upper case (the schema's form); tools write ``#rrggbb``, some add alpha or drop the
+    ``#``. Anything else is not a colour: None."""
+    m = _COLOR_RE.match((value or "").strip())
+    return f"#{m.group(1).upper()}" if m else None
 
 
 def _read_codes(parent: ET.Element | None, problems: list[str], label: str) -> tuple[QdaCode, ...]:
@@ -596,13 +625,17 @@ def read_qde(
 
     sources: list[QdaSource] = []
     codings: list[QdaCoding] = []
+    unknown_users: Counter[str] = Counter()
+    unknown_codes: dict[str, list[str]] = defaultdict(list)
+    no_ref: Counter[str] = Counter()
+    not_used: Counter[str] = Counter()
     sources_el = _child(root, "Sources")
     for src in list(sources_el) if sources_el is not None else []:
         kind = _local(src.tag)
         name = _attr(src, "name") or ""
         if kind != "TextSource":
             if kind:
-                problems.append(f"{label}: {kind} {name!r} is not a text source; skipped")
+                not_used[kind] += 1
             continue
         guid = guid_of(src, "guid", "TextSource")
         where = f"{label}: TextSource {name!r}"
@@ -628,14 +661,16 @@ def read_qde(
         ends = _LineEnds.of(raw)
         sources.append(QdaSource(guid, name, ends.text))
         valid: list[tuple[ET.Element, int, int]] = []
+        no_positions: list[str] = []
         for sel in _children(src, "PlainTextSelection"):
             start, end = _int(_attr(sel, "startPosition")), _int(_attr(sel, "endPosition"))
             if start is None or end is None:
-                problems.append(
-                    f"{where}: selection {_attr(sel, 'guid') or '?'} has no valid positions; dropped"
-                )
+                no_positions.append(_attr(sel, "guid") or "?")
                 continue
             valid.append((sel, start, end))
+        if no_positions:
+            problems.append(f"{where}: {len(no_positions)} selection(s) without valid positions; dropped: "
+                            + ", ".join(no_positions[:3]) + (", ..." if len(no_positions) > 3 else ""))
         unit, why = _choose_units(
             raw, ends, [(s, e) for _, s, e in valid], _attr(root, "origin") or "", position_units
         )
@@ -643,13 +678,11 @@ def read_qde(
             problems.append(f"{where}: positions read as {unit}: {why}")
         mapped = _map_positions(raw, ends, unit, [(s, e) for _, s, e in valid])
         cutting = 0
+        outside: list[str] = []
         for (sel, start, end), span in zip(valid, mapped):
             sel_id = _attr(sel, "guid") or "?"
             if span is None:
-                problems.append(
-                    f"{where}: selection {sel_id} [{start}, {end}) outside the text "
-                    f"(length {len(raw)}, read as {unit}) or empty; dropped"
-                )
+                outside.append(f"{sel_id} [{start}, {end})")
                 continue
             if not _on_word_boundaries(ends.text, span):
                 cutting += 1
@@ -658,25 +691,46 @@ def read_qde(
                 user = guid_of(coding, "creatingUser", "creatingUser") or sel_user
                 refs = _children(coding, "CodeRef")
                 if not refs:
-                    problems.append(f"{where}: coding in selection {sel_id} has no CodeRef; dropped")
+                    no_ref[where] += 1
                 for ref in refs:
                     code_guid = guid_of(ref, "targetGUID", "CodeRef")
                     if code_guid is None or code_guid not in code_guids:
-                        problems.append(
-                            f"{where}: selection {sel_id} refers to unknown code GUID "
-                            f"{_attr(ref, 'targetGUID')!r}; coding dropped"
-                        )
+                        unknown_codes[where].append(str(_attr(ref, "targetGUID")))
                         continue
                     if user is not None and user not in user_guids:
-                        problems.append(
-                            f"{where}: selection {sel_id} by unknown user {user}; kept"
-                        )
+                        unknown_users[user] += 1
                     codings.append(QdaCoding(guid, span[0], span[1], code_guid, user))
+        if outside:
+            problems.append(
+                f"{where}: {len(outside)} selection(s) outside the text (length {len(raw)}, read as "
+                f"{unit}) or empty; dropped: " + ", ".join(outside[:3]) + (", ..." if len(outside) > 3 else "")
+            )
         if cutting:
             problems.append(
                 f"{where}: {cutting} of {len(valid)} selections start or end inside a word "
                 f"(read as {unit}); check them, or force the position units"
             )
+
+    for where, missing in sorted(unknown_codes.items()):
+        named = sorted(set(missing))
+        problems.append(f"{where}: {len(missing)} coding(s) refer to unknown code GUID(s) "
+                        + ", ".join(named[:3]) + (", ..." if len(named) > 3 else "") + "; dropped")
+    for where, n in sorted(no_ref.items()):
+        problems.append(f"{where}: {n} coding(s) without a CodeRef; dropped")
+    if unknown_users:
+        n = sum(unknown_users.values())
+        problems.append(
+            f"{label}: " + ("the file lists no <Users>" if users_el is None else "users not in <Users>")
+            + f": {n} coding(s) by {len(unknown_users)} user GUID(s) kept, each user named by its GUID"
+        )
+    for el in root:
+        what = _local(el.tag)
+        if what in _COUNTED:
+            not_used[what] += sum(1 for c in el if _local(c.tag)) if what != "Description" else 1
+    not_used["VariableValue"] += sum(1 for el in root.iter() if _local(el.tag) == "VariableValue")
+    not_used = +not_used  # zero counts out
+    if not_used:
+        problems.append(f"{label}: read and not used: " + not_used_summary(not_used))
 
     source_guids = {s.guid for s in sources}
     cases: dict[str, set[str]] = {}
@@ -704,6 +758,20 @@ def read_qde(
         codings=tuple(codings),
         cases={k: tuple(v) for k, v in cases.items()},
         problems=tuple(problems),
+        origin=_attr(root, "origin") or "",
+        not_used=dict(not_used),
+    )
+
+
+# Project-level elements Themesift does not use: counted (their children) in one summary line.
+_COUNTED = ("Variables", "Notes", "Links", "Sets", "Graphs", "Description")
+
+
+def not_used_summary(counts: Mapping[str, int]) -> str:
+    """``3 Notes, 2 Sets, ...``: what a file held that Themesift read and does not use."""
+    return ", ".join(f"{n} {what}" for what, n in sorted(counts.items()) if n) + (
+        " (Themesift keeps sources, codes with their hierarchy, colours and descriptions, codings, "
+        "users and cases)"
     )
 
 
@@ -783,8 +851,9 @@ def read_qdpx(
     return project
 
 
-def read_qdc(path: str | PathLike[str]) -> tuple[QdaCode, ...]:
-    """Read a ``.qdc`` codebook (any namespace). Codes without a guid are skipped silently."""
+def read_qdc(path: str | PathLike[str], problems: list[str] | None = None) -> tuple[QdaCode, ...]:
+    """Read a ``.qdc`` codebook (any namespace: QDA-XML 1.0, ATLAS.ti's 0.4, none). Codes without a
+    guid are skipped and said in ``problems`` when a list is given."""
     path = Path(path)
     try:
         root = ET.fromstring(path.read_bytes())
@@ -792,7 +861,42 @@ def read_qdc(path: str | PathLike[str]) -> tuple[QdaCode, ...]:
         raise ValueError(f"{path}: not well-formed XML ({exc})") from exc
     if _local(root.tag) != "CodeBook":
         raise ValueError(f"{path}: root element is {_local(root.tag)!r}, expected 'CodeBook'")
-    return _read_codes(root, [], str(path))
+    return _read_codes(root, problems if problems is not None else [], path.name)
+
+
+def read_codebook(
+    path: str | PathLike[str], limits: ZipLimits = ZipLimits()
+) -> tuple[tuple[QdaCode, ...], list[str]]:
+    """The codes of a ``.qdc`` codebook or of the ``<CodeBook>`` of a ``.qdpx`` project (also one sent
+    renamed ``.zip``), with their hierarchy, colours and descriptions, and what was read and not used.
+
+    Raises ``ValueError`` naming the file for a file of another kind, one that cannot be read, or a
+    codebook without a single code.
+    """
+    path = Path(path)
+    problems: list[str] = []
+    suffix = path.suffix.lower()
+    if suffix == ".qdc":
+        codes = read_qdc(path, problems)
+    elif suffix in (".qdpx", ".zip"):
+        project = read_qdpx(path, limits)
+        codes = project.codes
+        problems.extend(p for p in project.problems if "read and not used" not in p and "positions read" not in p
+                        and "inside a word" not in p)
+        kept = dict(project.not_used)
+        if project.sources:
+            kept["TextSource"] = kept.get("TextSource", 0) + len(project.sources)
+        if project.codings:
+            kept["Coding"] = len(project.codings)
+        if kept:
+            problems.append(f"{path.name}: read and not used by a codebook import: "
+                            + ", ".join(f"{n} {w}" for w, n in sorted(kept.items()))
+                            + " (themesift import codings reads the codings)")
+    else:
+        raise ValueError(f"{path}: use a .qdc codebook or a .qdpx REFI-QDA project (or one renamed .zip)")
+    if not codes:
+        raise ValueError(f"{path}: the codebook holds no code; nothing to import")
+    return codes, problems
 
 
 __all__ = [
@@ -807,6 +911,10 @@ __all__ = [
     "is_valid_guid",
     "normalize_guid",
     "project_xml",
+    "PALETTE",
+    "not_used_summary",
+    "palette_color",
+    "read_codebook",
     "read_qdc",
     "read_qde",
     "read_qdpx",

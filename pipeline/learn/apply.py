@@ -22,12 +22,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from pipeline.config import ReviewSettings
+from pipeline.exchange.codings import APPLY_USER_NAME
 from pipeline.learn.honour import rejected_centroids
 from pipeline.learn.learner import CodeLearner, theme_labels
 from pipeline.learn.teach import Question, TeachQueue
 from pipeline.themes.join import Calibration, calibrate, classify
 
-APPLY_CODER = "Themesift (codebook applied)"
+APPLY_CODER = APPLY_USER_NAME  # one name, kept in pipeline.exchange.codings with the machine's
 
 
 @dataclass

@@ -35,6 +35,10 @@ Vocabulary
                 in ``proposed`` but in a new theme, the entry's key, named ``name`` (optional
                 ``definition``), with it as first example); ``not``: the themes shown that the coder left
                 unticked (it is in none of them)
+  import_code   ``name``, ``definition`` (may be empty), optional ``color`` (``#RRGGBB``), ``parent`` (the
+                key of the imported code it sits under) and ``origin`` (the codebook file): a code of a QDA
+                tool's codebook, a theme of the study with no segment yet (status new; a deductive start:
+                coders give it examples with ``code`` and confirm it, then ``apply`` codes with it)
   undo          ``undoes``: the uid of the coder's own latest decision still in force
   ============  =====================================================================================
 
@@ -58,8 +62,9 @@ from typing import Any, Callable, Collection, Iterable, Mapping, Sequence
 
 CONFIRM, RENAME, REJECT, MERGE, SPLIT = "confirm", "rename", "reject", "merge", "split"
 MOVE, ADD_SEGMENT, ADD_THEME, UNDO = "move", "add_segment", "add_theme", "undo"
-CODE, UNCODE, ANSWER = "code", "uncode", "answer"
-ACTIONS = (CONFIRM, RENAME, REJECT, MERGE, SPLIT, MOVE, ADD_SEGMENT, ADD_THEME, CODE, UNCODE, ANSWER, UNDO)
+CODE, UNCODE, ANSWER, IMPORT_CODE = "code", "uncode", "answer", "import_code"
+ACTIONS = (CONFIRM, RENAME, REJECT, MERGE, SPLIT, MOVE, ADD_SEGMENT, ADD_THEME, CODE, UNCODE, ANSWER, IMPORT_CODE,
+           UNDO)
 ANSWERS = ("yes", "no", "other", "new")  # a Teach answer
 
 # Theme statuses. NEW: suggested (or made by a coder) and not yet confirmed.
@@ -99,7 +104,9 @@ class ThemeState:
     reason: str = ""                 # why it was rejected
     run_id: int | None = None        # the run and theme it was first decided on (None: made by a coder)
     theme_id: int | None = None
-    origin: str = "suggested"        # suggested | own | split
+    origin: str = "suggested"        # suggested | own | split | imported
+    color: str | None = None         # #RRGGBB, from an imported codebook
+    parent: str | None = None        # the key of the theme it sits under (an imported codebook's hierarchy)
     curated: bool = False            # made or reshaped by a coder (merge result, split part, own theme)
     merged_into: str | None = None
     split_into: tuple[str, ...] = ()
@@ -383,18 +390,22 @@ def _apply(state: CodebookState, e: Entry) -> str | None:
             _code(state, seg, key, True)
             _touch(theme, e)
         return None
-    if e.action == ADD_THEME:
+    if e.action in (IMPORT_CODE, ADD_THEME):
         if not key:
             return "no theme key"
         if key in state.themes:
             return f"theme key {key} is taken"
         theme = _theme(state, key)
-        theme.status, theme.origin, theme.curated = CONFIRMED, "own", True
+        theme.origin, theme.curated = ("imported" if e.action == IMPORT_CODE else "own"), True
         theme.name = theme.label = str(a.get("name") or key)
         theme.definition = str(a.get("definition") or "")
-        theme.members = _ints(a.get("segment_ids"))
-        for seg in theme.members:
-            state.assignments[seg] = key
+        if e.action == IMPORT_CODE:  # no segment yet: it stays new until coders give examples and confirm
+            theme.color = str(a["color"]) if a.get("color") else None
+            theme.parent = str(a["parent"]) if a.get("parent") else None
+        else:
+            theme.status, theme.members = CONFIRMED, _ints(a.get("segment_ids"))
+            for seg in theme.members:
+                state.assignments[seg] = key
         _touch(theme, e)
         return None
     return f"unknown action '{e.action}'"
@@ -456,6 +467,15 @@ def validate(state: CodebookState, e: Entry, base_keys: Collection[str],
         return ids
 
     key = e.theme_key
+
+    def need_new_theme() -> None:
+        """A theme made by this decision: a usable key nobody has, and a name."""
+        if not key or not KEY_PATTERN.match(key):
+            errors.append(f"'{key}' is not a usable theme key")
+        elif status(key) is not None:
+            errors.append(f"theme key '{key}' is taken")
+        need_text("name", "a name", MAX_NAME)
+
     if e.action in (CONFIRM, RENAME, REJECT, SPLIT):
         st = status(key)
         if st is None:
@@ -562,17 +582,17 @@ def validate(state: CodebookState, e: Entry, base_keys: Collection[str],
             if status(k) not in ACTIVE:
                 errors.append(f"theme '{k}' is {status(k) or 'unknown'}; choose an open theme")
         if answer == "new":
-            if not key or not KEY_PATTERN.match(key):
-                errors.append(f"'{key}' is not a usable theme key")
-            elif status(key) is not None:
-                errors.append(f"theme key '{key}' is taken")
-            need_text("name", "a name", MAX_NAME)
+            need_new_theme()
+    elif e.action == IMPORT_CODE:
+        need_new_theme()
+        if len(str(a.get("definition") or "")) > MAX_TEXT:
+            errors.append(f"a definition is longer than {MAX_TEXT} characters")
+        if a.get("color") and not re.match(r"^#[0-9A-F]{6}$", str(a["color"])):
+            errors.append(f"colour '{a['color']}' is not #RRGGBB")
+        if a.get("parent") and status(str(a["parent"])) is None:
+            errors.append(f"parent theme '{a['parent']}' is unknown")
     elif e.action == ADD_THEME:
-        if not key or not KEY_PATTERN.match(key):
-            errors.append(f"'{key}' is not a usable theme key")
-        elif status(key) is not None:
-            errors.append(f"theme key '{key}' is taken")
-        need_text("name", "a name", MAX_NAME)
+        need_new_theme()
         need_text("definition", "a definition")
         need_segments(a.get("segment_ids"), "examples")
     elif e.action == UNDO:
