@@ -46,11 +46,13 @@ def test_each_coder_folds_alone_and_a_settlement_is_the_teams_not_the_settlers()
     assert result.settled == 1 and [d.key for d in result.themes] == []  # "a" settled; "b": same name, case aside
     assert result.codings["ben"] == {3: frozenset({"b"}), 4: frozenset({"b"}), 5: frozenset({"b"}), 6: frozenset({"b"})}
     assert [(d.segment, dict(d.codes)) for d in result.segments] == [(3, {"amira": (), "ben": ("b",)})]
+    assert dict(result.segments[0].taken) == {"amira": ("a",), "ben": ("b",)}  # "a" is confirmed now
     report = result.comparison.report_for(("amira", "ben"))
     table = report.get(("amira", "ben"), "b").table
     assert (table.both, table.only_a, table.only_b, table.neither) == (3, 0, 1, 3)
     assert [p for p in result.comparison.pairs()] == [("amira", "ben"), ("machine", "amira"), ("machine", "ben")]
 
+    assert settlement(result.segments[0], "amira")["codes"] == ["a"]
     intent = settlement(result.segments[0], "ben")
     assert intent == {"action": "settle", "kind": "segment", "segment_ids": [3], "codes": ["b"], "took": "ben"}
     settled = cb.fold(log + [entry(7, "amira", "settle", "b", **{k: v for k, v in intent.items() if k != "action"})])

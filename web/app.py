@@ -569,8 +569,8 @@ def _figures(result, titles: Mapping[str, str]) -> dict:
                  "percent": c.percent_agreement, "table": c.table, "too_rare": c.too_rare}
                 for c in report.per_code if c.coders == tuple(pair)]
         overall = report.summary(tuple(pair))
-        out["pairs"].append({"name": " vs ".join(pair), "machine": pair[0] == "machine", "rows": rows,
-                             "overall": overall})
+        out["pairs"].append({"name": " vs ".join(pair), "first": pair[0], "second": pair[1],
+                             "machine": pair[0] == "machine", "rows": rows, "overall": overall})
     return out
 
 

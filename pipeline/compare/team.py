@@ -65,8 +65,12 @@ class ThemeDifference:
 
 @dataclass(frozen=True)
 class SegmentDifference:
+    """A segment the coders coded differently on the compared themes (``codes``); ``taken``: every theme
+    the consensus confirmed that it carries for each coder (what taking their side gives it)."""
+
     segment: int
-    codes: Mapping[str, tuple[str, ...]]  # coder -> the compared themes it carries for them
+    codes: Mapping[str, tuple[str, ...]]
+    taken: Mapping[str, tuple[str, ...]]
 
 
 @dataclass
@@ -138,7 +142,8 @@ def team_comparison(entries: Sequence[cb.Entry], base: Mapping[int, str | None],
         first = next(iter(views.values()))
         if any(v.decided for v in views.values()) and not all(first.same(v) for v in views.values()):
             out.themes.append(ThemeDifference(key, views))
-    agreed = {t.key for t in consensus.confirmed()}
+    confirmed = {t.key for t in consensus.confirmed()}
+    agreed = set(confirmed)
     for s in states.values():
         agreed &= {t.key for t in s.confirmed()}
     out.compared_codes = tuple(sorted(agreed, key=lambda k: (order.get(k, len(order)), k)))
@@ -147,7 +152,9 @@ def team_comparison(entries: Sequence[cb.Entry], base: Mapping[int, str | None],
             continue
         codes = {c: tuple(k for k in out.compared_codes if k in codings[c].get(u, ())) for c in coders}
         if len(set(codes.values())) > 1:
-            out.segments.append(SegmentDifference(u, codes))
+            taken = {c: tuple(k for k in sorted(codings[c].get(u, ()), key=lambda k: (order.get(k, len(order)), k))
+                              if k in confirmed) for c in coders}
+            out.segments.append(SegmentDifference(u, codes, taken))
     return out
 
 
@@ -158,7 +165,7 @@ def settlement(difference: ThemeDifference | SegmentDifference, took: str | None
     ``into``; for a segment ``codes``)."""
     given = dict(given or {})
     if isinstance(difference, SegmentDifference):
-        codes = list(difference.codes[took]) if took is not None else [str(k) for k in given.get("codes") or ()]
+        codes = list(difference.taken[took]) if took is not None else [str(k) for k in given.get("codes") or ()]
         return {"action": cb.SETTLE, "kind": "segment", "segment_ids": [difference.segment], "codes": codes,
                 "took": took}
     if took is not None:
