@@ -231,6 +231,16 @@ def cmd_codebook(args: argparse.Namespace) -> int:
             print(f"    {e.definition}")
     if not entries:
         print(f"No theme is confirmed yet: themesift review --study {args.study}")
+    if not args.coder and len(coders) >= 2:
+        from models.review import team_comparison
+        from models.review import load_view as study_view
+
+        with store.sessions() as session:
+            result = team_comparison(study_view(session, args.study), cfg.compare.min_positive, cfg.compare.recovered_f1)
+        if result.open:
+            print(f"\nnote: {result.open} difference{'s' if result.open != 1 else ''} between {', '.join(coders)} "
+                  "not settled yet (the lead settles them under Compare coders, in the review page); until then "
+                  "the latest decision counts.")
     return 0
 
 

@@ -707,6 +707,34 @@ def team_comparison(view: StudyView, min_positive: int = 5, recovered_f1: float 
                         min_positive, recovered_f1)
 
 
+CONSENSUS = "consensus"  # the coder name the team's settled coding is exported under
+
+
+def review_coding_rows(session: Session, study: str, coder: str | None = None) -> list[dict]:
+    """The review's codings as rows of the coding table (``models.codings.coding_rows``' columns, ``via``
+    ``review``): each coder's own (their decisions alone, under the names they gave the themes they
+    confirmed) and the team's, settlements included, as coder ``consensus``; ``coder``: one of them. The
+    file imports again (``themesift import codings``) and compares by code name."""
+    view = load_view(session, study)
+    names = sorted(cb.by_coder(view.entries)) + [CONSENSUS]
+    if coder is not None:
+        names = [n for n in names if n == coder]
+    segs = segments_by_id(session, sorted(view.base))
+    sources = dict(session.execute(select(Source.id, Source.name).where(Source.study_id == view.study.id)).all())
+    rows = []
+    for name in names:
+        state = cb.fold(view.entries if name == CONSENSUS else cb.own_entries(view.entries, name))
+        confirmed = {t.key: t.title for t in state.confirmed()}
+        codes = state.codes(view.base, view.base_keys)
+        for sid in sorted(segs, key=lambda i: (sources.get(segs[i].source_id, ""), segs[i].start)):
+            s = segs[sid]
+            for title in sorted({confirmed[k] for k in codes.get(sid, ()) if k in confirmed}):
+                rows.append({"source": sources.get(s.source_id, ""), "case": s.case, "start": s.start, "end": s.end,
+                             "text": s.text, "code": title, "coder": name, "kind": "human", "via": "review",
+                             "probability": None})
+    return rows
+
+
 def run_diff(session: Session, study: str, old_run: int | None = None, new_run: int | None = None,
              match_jaccard: float = 0.5):
     """What changed between two runs of a study (default: the two latest completed ones)."""
@@ -736,6 +764,6 @@ def run_diff(session: Session, study: str, old_run: int | None = None, new_run: 
 __all__ = [
     "SegmentRow", "StudyView", "apply_codebook", "build_entry", "confirmed_codebook", "decide", "decide_many",
     "export_decisions", "honour_inputs", "import_decisions", "load_view", "model_id_of", "next_key", "run_diff",
-    "team_comparison",
+    "review_coding_rows", "team_comparison",
     "search_segments", "segment_vectors", "segments_by_id", "split_proposal", "turns_span",
 ]

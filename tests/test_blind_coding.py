@@ -6,6 +6,8 @@ study (real SQLite, FastAPI's TestClient); the team settings also on PostgreSQL 
 
 from __future__ import annotations
 
+import csv
+
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -135,6 +137,9 @@ def test_blind_by_default_in_team_mode_until_the_lead_opens_the_comparison(study
 
     page = a.get("/compare").text
     assert "Open the comparison" in page and "Waiting" not in page
+    capsys.readouterr()
+    assert main(["codebook", "--study", study.name, "--config", str(study.config_file())]) == 0
+    assert "note: 2 differences between amira, ben not settled yet" in capsys.readouterr().out
     assert a.post("/compare/open", data={"csrf": csrf_a}).status_code == 200
     page = a.get("/compare").text
     assert "amira vs ben" in page and "machine vs amira" in page and "machine vs ben" in page
@@ -164,6 +169,18 @@ def test_blind_by_default_in_team_mode_until_the_lead_opens_the_comparison(study
     assert main(["codebook", "--study", study.name, "--config", config, "--coder", "ben"]) == 0
     out = capsys.readouterr().out
     assert "Waiting  [" in out and "Cost" not in out  # ben's own coding stays as he made it
+    exported = study.folder / "review.csv"
+    assert main(["export", "codings", "--review", "--study", study.name, "--config", config, "-o", str(exported)]) == 0
+    with exported.open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    codes = {c: {r["code"] for r in rows if r["coder"] == c} for c in ("amira", "ben", "consensus")}
+    assert codes == {"amira": {"Cost"}, "ben": {"Waiting"}, "consensus": {"Cost", "Waiting"}}
+    # apply codes with the consensus, and the matrix shows it
+    assert main(["apply", "--study", study.name, "--config", config]) == 0
+    matrix = study.folder / "matrix.csv"
+    assert main(["matrix", "--study", study.name, "--config", config, "--format", "csv", "-o", str(matrix)]) == 0
+    header = matrix.read_text(encoding="utf-8").splitlines()[0]
+    assert "Cost" in header and "Waiting" in header
 
 
 def test_study_set_shared_shows_every_decision_and_local_mode_is_unchanged(study, capsys):
