@@ -550,6 +550,12 @@ def _summary(view, e: cb.Entry) -> str:
         if a.get("answer") == "new":
             return f"Teach: not {asked} but a new theme '{a.get('name')}'"
         return f"Teach: no, it is not {asked}"
+    if e.action == cb.SETTLE:
+        side = f"took {a.get('took')}'s" if a.get("took") else "a new decision"
+        if a.get("kind") == "segment":
+            codes = ", ".join(f"'{view.title(k)}'" for k in a.get("codes") or ()) or "no theme"
+            return f"settled segment {', '.join(map(str, a.get('segment_ids') or ()))}: {side}, in {codes}"
+        return f"settled '{title}': {side}, {a.get('status')}" + (f" as '{a['name']}'" if a.get("name") else "")
     if e.action == cb.UNDO:
         target = next((x for x in view.entries if x.uid == a.get("undoes")), None)
         return "undid: " + (_summary(view, target) if target else str(a.get("undoes")))
