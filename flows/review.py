@@ -60,6 +60,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     d = dec_sub.add_parser("import", help="append the decisions of a CSV file (all or none; known uids skipped)")
     d.add_argument("file", type=Path)
     common(d)
+    d.add_argument("--blind", action="store_true",
+                   help="a blind double-coded log: check each coder's decisions against their own alone")
     d.set_defaults(handler=cmd_decisions_import)
 
     p = sub.add_parser("codebook", help="print or export the confirmed codebook")
@@ -181,7 +183,7 @@ def cmd_decisions_import(args: argparse.Namespace) -> int:
         print(f"themesift: cannot read {args.file}: {exc}", file=sys.stderr)
         return 2
     try:
-        added, skipped = import_decisions(store, args.study, data)
+        added, skipped = import_decisions(store, args.study, data, blind=args.blind)
     except DecisionError as exc:
         print(f"themesift: nothing imported from {args.file}:", file=sys.stderr)
         for e in exc.errors:

@@ -477,7 +477,7 @@ def decide_many(store: Store, study: str, items: Sequence[tuple[str, Mapping[str
             if coder_row.kind != "human":
                 errors.append(f"{where}'{name}' is a {coder_row.kind} coder, not a person")
                 continue
-            own = name if blind else None
+            own = name if blind and intent.get("action") != cb.SETTLE else None  # settlements are the team's
             view = views[own] if own in views else load_view(session, srow, run_id, coder=own)
             try:
                 entry = build_entry(view, intent, name, store)
@@ -547,15 +547,16 @@ def export_decisions(session: Session, study: str, out: io.TextIOBase | None = N
     return write_decision_csv(entries(session, study), out)
 
 
-def import_decisions(store: Store, study: str, data: str) -> tuple[int, int]:
+def import_decisions(store: Store, study: str, data: str, blind: bool = False) -> tuple[int, int]:
     """Append the CSV's decisions (all or none); rows whose uid is already in the log are skipped.
-    Returns ``(added, skipped)``."""
+    ``blind``: each coder's decisions are checked against their own before them (a blind double-coded
+    log), settlements against the whole log. Returns ``(added, skipped)``."""
     items = read_decision_csv(data)
     with store.sessions() as session:
         srow = study_row(session, study)
         known = set(session.scalars(select(Decision.uid).where(Decision.study_id == srow.id)))
     skipped = sum(1 for _, i in items if i.get("uid") in known)
-    added = decide_many(store, study, items, via="import", skip_known_uids=True)
+    added = decide_many(store, study, items, via="import", skip_known_uids=True, blind=blind)
     return len(added), skipped
 
 

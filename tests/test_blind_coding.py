@@ -207,3 +207,26 @@ def test_study_set_shared_shows_every_decision_and_local_mode_is_unchanged(study
     assert "amira: confirm" in local.get("/themes").text
     page = local.get("/compare").text
     assert "Only 1 coder has decided so far" in page and CSRF.search(page)
+
+
+def test_a_blind_log_exports_and_imports_again_checked_coder_by_coder(study, review_template, example_study, tmp_path):
+    from flows.cli import main
+    from models.review import decide, export_decisions
+    from review_helpers import private_study
+
+    store = study.store
+    keys, _, _ = keys_and_outliers(store, study.name)
+    decide(store, study.name, "amira", {"action": "merge", "themes": [keys[3], keys[2]], "into": keys[3]}, blind=True)
+    decide(store, study.name, "ben", {"action": "rename", "theme_key": keys[2], "name": "Cost"}, blind=True)
+    with pytest.raises(cb.DecisionError, match="merged"):  # seen together, ben's rename comes too late
+        decide(store, study.name, "ben", {"action": "rename", "theme_key": keys[2], "name": "Money"})
+    with store.sessions() as session:
+        log = export_decisions(session, study.name)
+    path = tmp_path / "log.csv"
+    path.write_text(log, encoding="utf-8")
+    copy = private_study(review_template, example_study.name, example_study.config, tmp_path / "copy")
+    config = str(copy.config_file())
+    assert main(["decisions", "import", str(path), "--study", copy.name, "--config", config]) == 1
+    assert main(["decisions", "import", str(path), "--study", copy.name, "--config", config, "--blind"]) == 0
+    with copy.store.sessions() as session:
+        assert export_decisions(session, copy.name) == log
