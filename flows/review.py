@@ -101,7 +101,14 @@ def cmd_review(args: argparse.Namespace) -> int:
               + ("" if args.team else "; use --team so coders need a token"), file=sys.stderr)
     print(f"Reviewing study '{args.study}' at {url}  ({'team mode: sign in with a token' if args.team else 'local mode'})")
     if args.team:
+        from models.decisions import team_settings
+
+        with store.sessions() as session:
+            team = team_settings(session, args.study)
         print(f"Add a coder: themesift coders add NAME --study {args.study}")
+        if team.blind(True):
+            print(f"Coding is blind: each coder sees only their own decisions until the lead "
+                  f"({team.lead or 'none yet: themesift study set --lead NAME'}) opens the comparison (Compare coders).")
     print("Stop with Ctrl+C; every decision is already saved.")
     if not args.no_browser:
         threading.Timer(1.0, webbrowser.open, [url]).start()

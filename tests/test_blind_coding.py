@@ -76,6 +76,21 @@ def test_a_theme_one_coder_did_not_decide_is_a_difference_and_settles_to_a_new_d
     assert cb.validate(cb.fold(log), bad, {"a", "b"}, set(BASE)) == ["a name is required"]
 
 
+def test_a_settlement_undoes_a_merge_or_makes_one_and_is_undone_like_any_decision():
+    log = [entry(1, "ben", "merge", "b", themes=["a", "b"], into="b")]
+    keep = entry(2, "amira", "settle", "a", kind="theme", status="confirmed", name="Access", took="amira")
+    state = cb.fold(log + [keep])
+    assert state.themes["a"].status == cb.CONFIRMED and state.themes["a"].merged_into is None
+    assert state.codes(BASE, {"a", "b"})[1] == ("a",)  # its segments are its own again
+    merge = entry(3, "amira", "settle", "a", kind="theme", status="merged", into="b", took="ben")
+    assert cb.fold(log[:0] + [merge]).codes(BASE, {"a", "b"})[1] == ("b",)
+    undo = entry(4, "amira", "undo", "a", undoes="u2")
+    assert cb.validate(state, undo, {"a", "b"}, set(BASE)) == []
+    assert cb.fold(log + [keep, undo]).themes["a"].status == cb.MERGED
+    wrong = entry(5, "amira", "settle", "a", kind="theme", status="merged", into="a")
+    assert cb.validate(cb.fold([]), wrong, {"a", "b"}, set(BASE)) == ["cannot merge into 'a': choose an open theme"]
+
+
 def test_team_settings_are_stored_on_sqlite_and_postgresql(store_url):  # noqa: F811
     store = Store(store_url)
     with store.transaction() as session:
