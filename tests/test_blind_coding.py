@@ -172,6 +172,7 @@ def test_blind_by_default_in_team_mode_until_the_lead_opens_the_comparison(study
         assert a.post("/settle", data={"csrf": csrf_a, "kind": "segment", "ref": seg, "took": "ben"}).status_code == 200
         page = a.get("/compare").text
     assert '<strong>0</strong> differences open' in page
+    assert "coders differ" not in a.get("/themes").text  # settled: no longer marked
     with store.sessions() as session:
         settles = [(d.coder, d.payload["after"]["took"]) for d in session.scalars(select(Decision))
                    if d.action == "settle"]

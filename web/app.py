@@ -417,7 +417,8 @@ def create_app(store: Store, study: str, team: bool = False,
             segs = segments_by_id(session, [d.segment for d in result.segments])
             titles = {k: view.title(k) for k in view.keys()}
             return page(request, v, "compare.html", view=view, result=result, settings=settings, segs=segs,
-                        titles=titles, figures=_figures(result, titles), active=_active(view),
+                        titles=titles, figures=_figures(result, titles),
+                        confirmed=[k for k in view.keys() if view.status(k) == cb.CONFIRMED],
                         contexts={s: segment_context(session, segs[s]) for s in segs})
 
     @app.post("/compare/open")

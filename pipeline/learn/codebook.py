@@ -683,10 +683,13 @@ def by_coder(entries: Sequence[Entry]) -> dict[str, CodebookState]:
 
 
 def differences(entries: Sequence[Entry]) -> list[Difference]:
-    """Themes and segments on which coders' own decisions disagree, in a stable order."""
+    """Themes and segments on which coders' own decisions disagree and that nobody settled, in a stable order."""
     states = by_coder(entries)
+    settled = [e for e in fold(entries).applied if e.action == SETTLE]
+    settled_keys = {e.theme_key for e in settled if e.after.get("kind") == "theme"}
+    settled_segs = {int(s) for e in settled if e.after.get("kind") == "segment" for s in e.after.get("segment_ids") or ()}
     out: list[Difference] = []
-    keys = sorted({k for s in states.values() for k, t in s.themes.items() if t.decided_by})
+    keys = sorted({k for s in states.values() for k, t in s.themes.items() if t.decided_by} - settled_keys)
     for key in keys:
         views = {}
         for coder, s in states.items():
@@ -695,7 +698,7 @@ def differences(entries: Sequence[Entry]) -> list[Difference]:
                 views[coder] = _describe(t)
         if len(views) >= 2 and len(set(views.values())) > 1:
             out.append(Difference("theme", key, views))
-    segs = sorted({seg for s in states.values() for seg in s.assignments})
+    segs = sorted({seg for s in states.values() for seg in s.assignments} - settled_segs)
     for seg in segs:
         views = {c: (s.assignments[seg] or "no theme") for c, s in states.items() if seg in s.assignments}
         if len(views) >= 2 and len(set(views.values())) > 1:
