@@ -540,11 +540,19 @@ def cmd_export_codings(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     store = Store.from_config(config["store"])
     with store.sessions() as session:
-        rows = coding_rows(session, args.study, args.coder)
+        if args.review:
+            from models.review import review_coding_rows
+
+            rows = review_coding_rows(session, args.study, args.coder)
+        else:
+            rows = coding_rows(session, args.study, args.coder)
+    if args.review and not rows:
+        return _fail(f"study '{args.study}' has no confirmed theme in the review"
+                     + (f" by '{args.coder}'" if args.coder else "") + "; confirm themes first (themesift review)")
     if not rows:
         return _fail(f"study '{args.study}' has no stored codings" + (f" by '{args.coder}'" if args.coder else "")
                      + "; import some (themesift import codings) or code with themesift apply")
-    suffix = f"-{_slug(args.coder)}" if args.coder else ""
+    suffix = ("-review" if args.review else "") + (f"-{_slug(args.coder)}" if args.coder else "")
     output = args.output or study_folder(config, args.study) / f"codings{suffix}.{args.format}"
     write_coding_table(rows, output, args.format)
     coders = sorted({r["coder"] for r in rows})
@@ -627,6 +635,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         "machine's probability")
     _common(e)
     e.add_argument("--coder", help="one coder only (default: every coder)")
+    e.add_argument("--review", action="store_true",
+                   help="the review's codings instead of the stored ones: each coder's own decisions (blind double "
+                        "coding) and the team's settled one as coder 'consensus'")
     e.add_argument("--format", choices=("csv", "json"), default="csv")
     e.add_argument("-o", "--output", type=Path, help="file to write (default: in the study's folder)")
     e.set_defaults(handler=cmd_export_codings)

@@ -37,7 +37,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     c = coders_sub.add_parser("add", help="add a coder and print their sign-in token (shown once)")
     c.add_argument("name", help="the coder's name as shown with their decisions")
     common(c)
+    c.add_argument("--lead", action="store_true",
+                   help="make this coder the study's lead: they open the comparison of blind coding and settle differences")
     c.set_defaults(handler=cmd_coders_add)
+
+    p = sub.add_parser("study", help="a study's review settings")
+    study_sub = p.add_subparsers(metavar="WHAT")
+    s = study_sub.add_parser("set", help="how the team codes: blind or shared, and who leads (prints the settings)")
+    common(s)
+    s.add_argument("--coding", choices=("blind", "shared"),
+                   help="team mode: blind (the default: each coder sees only their own decisions until the lead "
+                        "opens the comparison) or shared (everyone sees every decision, the latest counting)")
+    s.add_argument("--lead", help="the coder who opens the comparison and settles differences")
+    s.set_defaults(handler=cmd_study_set)
 
     p = sub.add_parser("decisions", help="export or import a study's decision log as CSV")
     dec_sub = p.add_subparsers(metavar="WHAT")
@@ -48,6 +60,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     d = dec_sub.add_parser("import", help="append the decisions of a CSV file (all or none; known uids skipped)")
     d.add_argument("file", type=Path)
     common(d)
+    d.add_argument("--blind", action="store_true",
+                   help="a blind double-coded log: check each coder's decisions against their own alone")
     d.set_defaults(handler=cmd_decisions_import)
 
     p = sub.add_parser("codebook", help="print or export the confirmed codebook")
@@ -79,7 +93,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     from web.app import create_app
 
     cfg, store = _store(args)
-    app = create_app(store, args.study, team=args.team, review=cfg.review)
+    app = create_app(store, args.study, team=args.team, review=cfg.review, compare=cfg.compare)
     port = args.port or cfg.review.port
     url = f"http://{'127.0.0.1' if args.host in ('127.0.0.1', '0.0.0.0', '::') else args.host}:{port}/"
     if args.host not in ("127.0.0.1", "localhost", "::1"):
@@ -87,7 +101,14 @@ def cmd_review(args: argparse.Namespace) -> int:
               + ("" if args.team else "; use --team so coders need a token"), file=sys.stderr)
     print(f"Reviewing study '{args.study}' at {url}  ({'team mode: sign in with a token' if args.team else 'local mode'})")
     if args.team:
+        from models.decisions import team_settings
+
+        with store.sessions() as session:
+            team = team_settings(session, args.study)
         print(f"Add a coder: themesift coders add NAME --study {args.study}")
+        if team.blind(True):
+            print(f"Coding is blind: each coder sees only their own decisions until the lead "
+                  f"({team.lead or 'none yet: themesift study set --lead NAME'}) opens the comparison (Compare coders).")
     print("Stop with Ctrl+C; every decision is already saved.")
     if not args.no_browser:
         threading.Timer(1.0, webbrowser.open, [url]).start()
@@ -96,17 +117,48 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 
 def cmd_coders_add(args: argparse.Namespace) -> int:
-    from models.decisions import add_token
+    from models.decisions import add_token, set_team_setting
 
     _, store = _store(args)
     with store.transaction() as session:
         try:
             token = add_token(session, args.study, args.name.strip())
+            if args.lead:
+                set_team_setting(session, args.study, "lead", args.name.strip(), "cli")
         except ValueError as exc:
             print(f"themesift: {exc}", file=sys.stderr)
             return 2
+    if args.lead:
+        print(f"'{args.name.strip()}' leads the review of study '{args.study}': they open the comparison and settle "
+              "differences (Compare coders, in the page).")
     print(f"Coder '{args.name.strip()}' can sign in to the review of study '{args.study}' "
           f"(themesift review --study {args.study} --team) with this token; it is shown only now:\n\n  {token}\n")
+    return 0
+
+
+def cmd_study_set(args: argparse.Namespace) -> int:
+    from models.decisions import coder_named, set_team_setting, team_settings
+    from models.store import StudyNotFoundError
+
+    _, store = _store(args)
+    try:
+        with store.transaction() as session:
+            if args.coding:
+                set_team_setting(session, args.study, "coding", args.coding, "cli")
+            if args.lead:
+                lead = coder_named(session, args.lead.strip(), create=False)
+                if lead is None or lead.kind != "human":
+                    print(f"themesift: no coder '{args.lead}' yet: add them first with themesift coders add "
+                          f"{args.lead} --study {args.study}", file=sys.stderr)
+                    return 2
+                set_team_setting(session, args.study, "lead", lead.name, "cli")
+            current = team_settings(session, args.study)
+    except StudyNotFoundError as exc:
+        print(f"themesift: {exc}", file=sys.stderr)
+        return 2
+    opened = f"opened {current.opened_at:%Y-%m-%d %H:%M} UTC" if current.opened_at else "not opened yet"
+    print(f"Study '{args.study}': team coding {current.coding}; lead {current.lead or 'none (themesift study set --lead NAME)'}; "
+          f"comparison {opened}. Local mode (review without --team) is always shared.")
     return 0
 
 
@@ -138,7 +190,7 @@ def cmd_decisions_import(args: argparse.Namespace) -> int:
         print(f"themesift: cannot read {args.file}: {exc}", file=sys.stderr)
         return 2
     try:
-        added, skipped = import_decisions(store, args.study, data)
+        added, skipped = import_decisions(store, args.study, data, blind=args.blind)
     except DecisionError as exc:
         print(f"themesift: nothing imported from {args.file}:", file=sys.stderr)
         for e in exc.errors:
@@ -152,9 +204,13 @@ def cmd_codebook(args: argparse.Namespace) -> int:
     from models.review import confirmed_codebook, imported_codes
     from pipeline.exchange.codebook_export import write_codebook
 
+    from models.decisions import entries as log_entries
+    from pipeline.learn import codebook as cb
+
     cfg, store = _store(args)
     with store.sessions() as session:
         entries = confirmed_codebook(session, args.study, args.coder)
+        log = log_entries(session, args.study)
     if args.format == "qdc":
         if not entries:  # the schema wants at least one <Code>: refuse rather than write an invalid file
             print(f"themesift: study '{args.study}' has no confirmed theme, so no .qdc was written; confirm "
@@ -172,7 +228,11 @@ def cmd_codebook(args: argparse.Namespace) -> int:
         else:
             sys.stdout.write(text)
         return 0
-    who = f"coder {args.coder}" if args.coder else "all coders"
+    settled = sum(e.action == cb.SETTLE for e in cb.fold(log).applied)
+    coders = sorted(cb.by_coder(log))
+    who = (f"coder {args.coder}'s own" if args.coder else
+           f"consensus of {', '.join(coders)}: {settled} difference{'s' if settled != 1 else ''} settled" if settled
+           else "all coders")
     print(f"Confirmed codebook of study '{args.study}' ({who}): {len(entries)} themes\n")
     for e in entries:
         print(f"{e.name}  [{e.key}; {e.n_segments} segments, {e.n_cases} participants; by {e.decided_by}]")
@@ -185,6 +245,16 @@ def cmd_codebook(args: argparse.Namespace) -> int:
     if waiting:
         names = ", ".join(t.title for t in waiting[:10]) + (", ..." if len(waiting) > 10 else "")
         print(f"\n{len(waiting)} imported code(s) wait for examples and a confirmation (themesift review): {names}")
+    if not args.coder and len(coders) >= 2:
+        from models.review import team_comparison
+        from models.review import load_view as study_view
+
+        with store.sessions() as session:
+            result = team_comparison(study_view(session, args.study), cfg.compare.min_positive, cfg.compare.recovered_f1)
+        if result.open:
+            print(f"\nnote: {result.open} difference{'s' if result.open != 1 else ''} between {', '.join(coders)} "
+                  "not settled yet (the lead settles them under Compare coders, in the review page); until then "
+                  "the latest decision counts.")
     return 0
 
 

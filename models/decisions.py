@@ -9,6 +9,8 @@
   ``theme-<theme id>``; a run that carries a kept theme forward writes a row giving its new theme the
   old key (``record_theme_keys``), so decisions keep pointing at it across runs.
 * :class:`ReviewSecret`: the random key that signs the review page's cookies and CSRF tokens (``web.app.sign``).
+* :class:`StudySetting`: how a study's team codes (:class:`TeamSettings`: blind or shared coding, the
+  lead, when the lead opened the comparison); set with ``themesift study set`` and ``coders add --lead``.
 
 The tables are created by the store's migrations; on SQLite and PostgreSQL triggers refuse updates and deletes.
 """
@@ -19,6 +21,7 @@ import hashlib
 import json
 import secrets
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable, Mapping
 
@@ -87,6 +90,37 @@ class ReviewSecret(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class StudySetting(Base):
+    """One named setting of a study's review (``coding``, ``lead``, ``opened_at``), who set it and when."""
+
+    __tablename__ = "study_setting"
+
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    set_by: Mapped[str | None] = mapped_column(String(200))
+    set_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+BLIND, SHARED = "blind", "shared"
+CODING_MODES = (BLIND, SHARED)
+
+
+@dataclass(frozen=True)
+class TeamSettings:
+    """How a study's team codes. ``coding``: ``blind`` (the default: in team mode each coder sees only
+    their own decisions until ``lead`` opens the comparison, at ``opened_at``) or ``shared`` (everyone
+    sees every decision, the latest one counting). Local mode is always shared."""
+
+    coding: str = BLIND
+    lead: str | None = None
+    opened_at: datetime | None = None
+
+    def blind(self, team: bool) -> bool:
+        """Whether coders see only their own decisions now."""
+        return team and self.coding == BLIND and self.opened_at is None
 
 
 
@@ -188,6 +222,34 @@ def review_secret(session: Session) -> bytes:
         session.add(row)
         session.flush()
     return bytes.fromhex(row.value)
+
+
+# -- the team's settings -------------------------------------------------------------------------------
+def team_settings(session: Session, study: str | Study) -> TeamSettings:
+    row = study if isinstance(study, Study) else study_row(session, study)
+    values = dict(session.execute(select(StudySetting.name, StudySetting.value)
+                                  .where(StudySetting.study_id == row.id)).all())
+    opened = values.get("opened_at")
+    return TeamSettings(values.get("coding", BLIND), values.get("lead") or None,
+                        _aware(datetime.fromisoformat(opened)) if opened else None)
+
+
+def set_team_setting(session: Session, study: str | Study, name: str, value: str | None, by: str | None = None) -> None:
+    """Set (or with ``value`` None clear) one of the study's team settings."""
+    if name not in ("coding", "lead", "opened_at"):
+        raise ValueError(f"unknown study setting '{name}'")
+    if name == "coding" and value not in CODING_MODES:
+        raise ValueError(f"coding is {' or '.join(CODING_MODES)}, not '{value}'")
+    row = study if isinstance(study, Study) else study_row(session, study)
+    current = session.get(StudySetting, (row.id, name))
+    if value is None:
+        if current is not None:
+            session.delete(current)
+    elif current is None:
+        session.add(StudySetting(study_id=row.id, name=name, value=value, set_by=by))
+    else:
+        current.value, current.set_by, current.set_at = value, by, utcnow()
+    session.flush()
 
 
 # -- stable theme keys -----------------------------------------------------------------------------------

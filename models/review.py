@@ -154,9 +154,11 @@ class StudyView:
 
 
 def load_view(session: Session, study: str | Study, run_id: int | None = None,
-              cls: type[StudyView] = StudyView) -> StudyView:
+              cls: type[StudyView] = StudyView, coder: str | None = None) -> StudyView:
     """The study as a coder sees it now (``run_id``: a given run instead of the latest completed one), as a
-    ``cls`` (the review page's ``web.views.ReviewView`` adds its ranked list)."""
+    ``cls`` (the review page's ``web.views.ReviewView`` adds its ranked list). ``coder``: only that coder's
+    own decisions (blind double coding, ``pipeline.learn.codebook.own_entries``); else the whole log, the
+    team's consensus."""
     srow = study if isinstance(study, Study) else study_row(session, study)
     if run_id is not None:
         run = session.get(Run, run_id)
@@ -191,6 +193,8 @@ def load_view(session: Session, study: str | Study, run_id: int | None = None,
             .join(Source, Source.id == Segment.source_id).where(Source.study_id == srow.id))
     }
     log = entries(session, srow)
+    if coder is not None:
+        log = cb.own_entries(log, coder)
     return cls(srow, run, themes, key_of, base, strength, suggested, joined, segments, log, cb.fold(log))
 
 
@@ -321,6 +325,22 @@ def build_entry(view: StudyView, intent: Mapping[str, Any], coder: str, store: S
         key = key or f"own-{uuid.uuid4().hex[:8]}"
         before = {"from": {str(s): view.partition.get(s) for s in segs}}
         after = {"name": _text(intent, "name"), "definition": _text(intent, "definition"), "segment_ids": segs}
+    elif action == cb.SETTLE:
+        kind = _text(intent, "kind")
+        after = {"kind": kind, "took": _text(intent, "took") or None}
+        if kind == "segment":
+            segs = _seg_ids(intent.get("segment_ids"))
+            after.update(segment_ids=segs, codes=_keys(intent.get("codes")))
+            before = {"codes": {str(s): list(view.codes.get(s, ())) for s in segs}}
+            key = after["codes"][0] if after["codes"] else None
+        else:
+            if key is None:
+                raise DecisionError(["choose a theme"])
+            before = _theme_before(view, key)
+            after["status"] = _text(intent, "status")
+            for f in ("name", "definition", "reason", "into"):
+                if _text(intent, f):
+                    after[f] = _text(intent, f)
     elif action == cb.UNDO:
         last = view.state.last_of(coder)
         undoes = _text(intent, "undoes") or (last.uid if last else None)
@@ -367,13 +387,13 @@ def _split_after(view: StudyView, key: str, intent: Mapping, store: Store | None
     return {"parts": parts, "method": proposal.method, "k": proposal.k}
 
 
-def _with_split_parts(store: Store, study: str, intent: dict, run_id: int | None) -> dict:
+def _with_split_parts(store: Store, study: str, intent: dict, run_id: int | None, coder: str | None = None) -> dict:
     """Work out a split's parts before the write lock is taken (it may need to embed); validation
-    under the lock then refuses the split if the theme changed in between."""
+    under the lock then refuses the split if the theme changed in between. ``coder``: on their own view."""
     if intent.get("action") != cb.SPLIT or intent.get("parts") or not intent.get("theme_key"):
         return intent
     with store.sessions() as session:
-        view = load_view(session, study, run_id)
+        view = load_view(session, study, run_id, coder=coder)
     if view.status(str(intent["theme_key"])) not in cb.ACTIVE:
         return intent
     return {**intent, **_split_after(view, str(intent["theme_key"]), intent, store)}
@@ -427,16 +447,19 @@ def segment_vectors(store: Store, view_or_run: StudyView | Run | None, segment_i
 
 
 def decide(store: Store, study: str, coder: str, intent: Mapping[str, Any], via: str = "web",
-           run_id: int | None = None) -> Decision:
+           run_id: int | None = None, blind: bool = False) -> Decision:
     """Validate and append one decision in one short transaction; raise :class:`DecisionError` (and
-    change nothing) when it is refused."""
-    return decide_many(store, study, [(coder, intent)], via, run_id)[0]
+    change nothing) when it is refused. ``blind``: validated against the coder's own decisions only
+    (blind double coding), not the team's."""
+    return decide_many(store, study, [(coder, intent)], via, run_id, blind=blind)[0]
 
 
 def decide_many(store: Store, study: str, items: Sequence[tuple[str, Mapping[str, Any]]], via: str = "web",
-                run_id: int | None = None, skip_known_uids: bool = False) -> list[Decision]:
-    """Several decisions, all or none (a CSV import); each is validated against the log before it."""
-    items = [(c, _with_split_parts(store, study, dict(i), run_id)) for c, i in items]
+                run_id: int | None = None, skip_known_uids: bool = False, blind: bool = False) -> list[Decision]:
+    """Several decisions, all or none (a CSV import); each is validated against the log before it (with
+    ``blind``, against its coder's own decisions before it)."""
+    items = [(c, _with_split_parts(store, study, dict(i), run_id, c.strip() if blind and c else None))
+             for c, i in items]
     out: list[Decision] = []
     with store.transaction() as session:
         lock_study(session)
@@ -444,7 +467,7 @@ def decide_many(store: Store, study: str, items: Sequence[tuple[str, Mapping[str
         lock_study(session, srow)
         known = set(session.scalars(select(Decision.uid).where(Decision.study_id == srow.id))) if skip_known_uids else set()
         errors: list[str] = []
-        view = None
+        views: dict[str | None, StudyView] = {}  # the view deciders validate on (blind: each coder's own)
         for n, (coder, intent) in enumerate(items, start=1):
             where = f"row {n}: " if len(items) > 1 else ""
             if skip_known_uids and intent.get("uid") in known:
@@ -460,8 +483,8 @@ def decide_many(store: Store, study: str, items: Sequence[tuple[str, Mapping[str
             if coder_row.kind != "human":
                 errors.append(f"{where}'{name}' is a {coder_row.kind} coder, not a person")
                 continue
-            if view is None:
-                view = load_view(session, srow, run_id)
+            own = name if blind and intent.get("action") != cb.SETTLE else None  # settlements are the team's
+            view = views[own] if own in views else load_view(session, srow, run_id, coder=own)
             try:
                 entry = build_entry(view, intent, name, store)
             except (DecisionError, ValueError, TypeError) as exc:
@@ -478,7 +501,7 @@ def decide_many(store: Store, study: str, items: Sequence[tuple[str, Mapping[str
                 errors.extend(where + p for p in problems)
                 continue
             out.append(append(session, srow, coder_row, entry, via))
-            view = view.with_entry(out[-1].entry())
+            views[own] = view.with_entry(out[-1].entry())
         if errors:
             raise DecisionError(errors)
     return out
@@ -530,15 +553,16 @@ def export_decisions(session: Session, study: str, out: io.TextIOBase | None = N
     return write_decision_csv(entries(session, study), out)
 
 
-def import_decisions(store: Store, study: str, data: str) -> tuple[int, int]:
+def import_decisions(store: Store, study: str, data: str, blind: bool = False) -> tuple[int, int]:
     """Append the CSV's decisions (all or none); rows whose uid is already in the log are skipped.
-    Returns ``(added, skipped)``."""
+    ``blind``: each coder's decisions are checked against their own before them (a blind double-coded
+    log), settlements against the whole log. Returns ``(added, skipped)``."""
     items = read_decision_csv(data)
     with store.sessions() as session:
         srow = study_row(session, study)
         known = set(session.scalars(select(Decision.uid).where(Decision.study_id == srow.id)))
     skipped = sum(1 for _, i in items if i.get("uid") in known)
-    added = decide_many(store, study, items, via="import", skip_known_uids=True)
+    added = decide_many(store, study, items, via="import", skip_known_uids=True, blind=blind)
     return len(added), skipped
 
 
@@ -549,10 +573,7 @@ def import_decisions(store: Store, study: str, data: str) -> tuple[int, int]:
 
 def confirmed_codebook(session: Session, study: str, coder: str | None = None) -> list[CodebookEntry]:
     """Confirmed themes (the whole team's log, or one coder's), in list order."""
-    view = load_view(session, study)
-    if coder is not None:
-        own = [e for e in view.entries if e.coder == coder]
-        view = replace(view, entries=own, state=cb.fold(own))
+    view = load_view(session, study, coder=coder)
     out = []
     for key in view.keys():
         if view.status(key) != cb.CONFIRMED:
@@ -702,13 +723,13 @@ class TeachItem:
 
 
 def teach_questions(store: Store, study: str, review_cfg: ReviewSettings | Mapping[str, Any],
-                    skip: Sequence[int] = ()) -> list[TeachItem]:
+                    skip: Sequence[int] = (), coder: str | None = None) -> list[TeachItem]:
     """The next batch of Teach questions on the study's latest run (``pipeline.learn.apply.teach_batch``):
     the learner trained on the decision log as ``apply`` trains it; segments a coder already placed, coded
     or answered are never asked about, nor those in ``skip`` (skipped by the coder). The batch depends on the
-    log and ``skip`` only (the log's length seeds the draw)."""
+    log and ``skip`` only (the log's length seeds the draw). ``coder``: their own decisions only (blind)."""
     with store.sessions() as session:
-        view = load_view(session, study)
+        view = load_view(session, study, coder=coder)
     if view.run is None:
         raise StudyNotFoundError(f"study '{study}' has no completed run yet; run themesift suggest first")
     segs = sorted(s for s in view.base if view.segments.get(s) is not None and view.segments[s].clusterable)
@@ -721,6 +742,45 @@ def teach_questions(store: Store, study: str, review_cfg: ReviewSettings | Mappi
                         exclude=[i for i, s in enumerate(segs) if s in touched])
     return [TeachItem(segs[q.row], q.proposed, view.title(q.proposed) if q.proposed else None, q.probability,
                       q.reason) for q in asked]
+
+
+def team_comparison(view: StudyView, min_positive: int = 5, recovered_f1: float = 0.5):
+    """Each coder's own coding of the view's run compared, and the differences not settled yet
+    (``pipeline.compare.team``; the figures are ``themesift compare``'s). ``view``: the whole log's."""
+    from pipeline.compare.team import team_comparison as compare_team
+
+    units = sorted(view.base)
+    cases = {s: view.segments[s].case if s in view.segments else None for s in units}
+    return compare_team(view.entries, view.base, view.base_keys, units, cases, list(view.themes),
+                        min_positive, recovered_f1)
+
+
+CONSENSUS = "consensus"  # the coder name the team's settled coding is exported under
+
+
+def review_coding_rows(session: Session, study: str, coder: str | None = None) -> list[dict]:
+    """The review's codings as rows of the coding table (``models.codings.coding_rows``' columns, ``via``
+    ``review``): each coder's own (their decisions alone, under the names they gave the themes they
+    confirmed) and the team's, settlements included, as coder ``consensus``; ``coder``: one of them. The
+    file imports again (``themesift import codings``) and compares by code name."""
+    view = load_view(session, study)
+    names = sorted(cb.by_coder(view.entries)) + [CONSENSUS]
+    if coder is not None:
+        names = [n for n in names if n == coder]
+    segs = segments_by_id(session, sorted(view.base))
+    sources = dict(session.execute(select(Source.id, Source.name).where(Source.study_id == view.study.id)).all())
+    rows = []
+    for name in names:
+        state = cb.fold(view.entries if name == CONSENSUS else cb.own_entries(view.entries, name))
+        confirmed = {t.key: t.title for t in state.confirmed()}
+        codes = state.codes(view.base, view.base_keys)
+        for sid in sorted(segs, key=lambda i: (sources.get(segs[i].source_id, ""), segs[i].start)):
+            s = segs[sid]
+            for title in sorted({confirmed[k] for k in codes.get(sid, ()) if k in confirmed}):
+                rows.append({"source": sources.get(s.source_id, ""), "case": s.case, "start": s.start, "end": s.end,
+                             "text": s.text, "code": title, "coder": name, "kind": "human", "via": "review",
+                             "probability": None})
+    return rows
 
 
 def run_diff(session: Session, study: str, old_run: int | None = None, new_run: int | None = None,
@@ -752,5 +812,6 @@ def run_diff(session: Session, study: str, old_run: int | None = None, new_run: 
 __all__ = [
     "SegmentRow", "StudyView", "apply_codebook", "build_entry", "confirmed_codebook", "decide", "decide_many",
     "export_decisions", "honour_inputs", "import_decisions", "load_view", "model_id_of", "next_key", "run_diff",
+    "review_coding_rows", "team_comparison",
     "search_segments", "segment_vectors", "segments_by_id", "split_proposal", "turns_span",
 ]

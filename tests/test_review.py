@@ -264,6 +264,8 @@ def test_team_mode_needs_a_token_and_coders_see_each_others_decisions(study, cap
     token_a = capsys.readouterr().out.split("\n\n  ")[1].split()[0]
     assert main(["coders", "add", "ben", "--study", study.name, "--config", str(config)]) == 0
     token_b = capsys.readouterr().out.split("\n\n  ")[1].split()[0]
+    # shared coding (blind is the default in team mode: tests/test_blind_coding.py)
+    assert main(["study", "set", "--coding", "shared", "--study", study.name, "--config", str(config)]) == 0
     store = study.store
     app = create_app(store, study.name, team=True)
     a, b, c = TestClient(app), TestClient(app), TestClient(app)

@@ -32,7 +32,7 @@ pytestmark = [
 class Server:
     """The review app under uvicorn on 127.0.0.1 and a free port, in a thread, as `themesift review` runs it."""
 
-    def __init__(self, url: str, study: str):
+    def __init__(self, url: str, study: str, team: bool = False):
         import uvicorn
 
         from models.store import Store
@@ -41,7 +41,7 @@ class Server:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(create_app(Store(url), study), host="127.0.0.1", port=self.port,
+        self.server = uvicorn.Server(uvicorn.Config(create_app(Store(url), study, team=team), host="127.0.0.1", port=self.port,
                                                     log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()

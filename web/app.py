@@ -20,6 +20,7 @@ import math
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import quote, urlencode, urlsplit
@@ -32,11 +33,14 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 
 from models.codings import Coder
-from models.decisions import coder_for_token, review_secret
-from models.review import decide, run_diff, search_segments, segments_by_id, split_proposal, teach_questions
+from models.decisions import coder_for_token, review_secret, set_team_setting, team_settings
+from models.review import (decide, run_diff, search_segments, segments_by_id, split_proposal, teach_questions,
+                           team_comparison)
 from models.store import Store, StudyNotFoundError
-from pipeline.config import ReviewSettings
+from pipeline.config import CompareSettings, ReviewSettings
 from pipeline.learn import codebook as cb
+from pipeline.compare.compare import fmt
+from pipeline.compare.team import settlement
 from pipeline.learn.codebook import DecisionError, differences
 from web.views import load_view, segment_context
 
@@ -63,16 +67,19 @@ class SignInRequired(Exception):
 
 
 def create_app(store: Store, study: str, team: bool = False,
-               review: ReviewSettings | Mapping[str, Any] | None = None) -> FastAPI:
-    """The review app for one study of ``store``; ``team``: sign in with per-coder tokens; ``review``: the
-    ``review`` section of the configuration (default: configs/default.yaml's)."""
+               review: ReviewSettings | Mapping[str, Any] | None = None,
+               compare: CompareSettings | Mapping[str, Any] | None = None) -> FastAPI:
+    """The review app for one study of ``store``; ``team``: sign in with per-coder tokens; ``review`` and
+    ``compare``: those sections of the configuration (default: configs/default.yaml's)."""
     review = ReviewSettings.of(review or {})  # checked before anything is read
+    compare = CompareSettings.of(compare or {})
     with store.transaction() as session:
         secret = review_secret(session)
         load_view(session, study)  # fails early on an unknown study
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["pct"] = lambda v: f"{100 * float(v):.0f}%"
+    env.filters["fig"] = fmt  # an agreement figure, '-' when undefined
     env.filters["short"] = lambda s, n=160: s if len(s) <= n else s[: n - 1].rsplit(" ", 1)[0] + "\u2026"
     templates = Jinja2Templates(env=env)
     app = FastAPI(title="Themesift review", docs_url=None, redoc_url=None, openapi_url=None)
@@ -121,6 +128,14 @@ def create_app(store: Store, study: str, team: bool = False,
             if last is not None:
                 base["undo"] = {"uid": last.uid, "what": _summary(view, last)}
         return finish(templates.TemplateResponse(request, name, {**base, **context}, status_code=status_code), v)
+
+    def blind_coder(session, v: Visitor) -> str | None:
+        """The coder whose own decisions alone they see (blind double coding), or None: the team's."""
+        return v.coder if v.coder and team_settings(session, study).blind(team) else None
+
+    def view_of(session, v: Visitor):
+        """The study as visitor ``v`` may see it now: their own decisions while coding is blind."""
+        return load_view(session, study, coder=blind_coder(session, v))
 
     def signed_in(request: Request) -> Visitor:
         """Dependency of every page that needs a coder: the visitor, or off to the sign-in page."""
@@ -192,7 +207,7 @@ def create_app(store: Store, study: str, team: bool = False,
     @app.get("/themes", response_class=HTMLResponse)
     def theme_list(request: Request, status: str = "all", v: Visitor = Depends(signed_in)):
         with store.sessions() as session:
-            view = load_view(session, study)
+            view = view_of(session, v)
             rows = view.rows()
             quotes = segments_by_id(session, [r.quote_ids[0] for r in rows if r.quote_ids])
             diffs = {d.ref for d in differences(view.entries) if d.kind == "theme"}
@@ -206,7 +221,7 @@ def create_app(store: Store, study: str, team: bool = False,
     def theme_page(request: Request, key: str, page_no: int = 1, order: str = "strongest",
                    v: Visitor = Depends(signed_in)):
         with store.sessions() as session:
-            view = load_view(session, study)
+            view = view_of(session, v)
             row = view.row(key)
             if row is None:
                 return page(request, v, "error.html", 404, view=view, title="No such theme",
@@ -236,7 +251,7 @@ def create_app(store: Store, study: str, team: bool = False,
     @app.get("/themes/{key}/split", response_class=HTMLResponse)
     def split_page(request: Request, key: str, k: int = 2, method: str = "kmeans", v: Visitor = Depends(signed_in)):
         with store.sessions() as session:
-            view = load_view(session, study)
+            view = view_of(session, v)
             row = view.row(key)
             if row is None or row.status not in cb.ACTIVE:
                 return page(request, v, "error.html", 404, view=view, title="Cannot split",
@@ -262,7 +277,7 @@ def create_app(store: Store, study: str, team: bool = False,
     @app.get("/outliers", response_class=HTMLResponse)
     def outliers(request: Request, page_no: int = 1, v: Visitor = Depends(signed_in)):
         with store.sessions() as session:
-            view = load_view(session, study)
+            view = view_of(session, v)
             queue = sorted(view.outliers(), key=lambda s: (-(view.suggested.get(s, (None, 0.0))[1]), s))
             pages = max(1, math.ceil(len(queue) / PAGE_SIZE))
             page_no = min(max(1, page_no), pages)
@@ -277,7 +292,7 @@ def create_app(store: Store, study: str, team: bool = False,
     def search(request: Request, q: str = "", page_no: int = 1, v: Visitor = Depends(signed_in)):
         q = q[:200]
         with store.sessions() as session:
-            view = load_view(session, study)
+            view = view_of(session, v)
             page_no = max(1, page_no)
             found, total = search_segments(session, view.study, q, PAGE_SIZE, (page_no - 1) * PAGE_SIZE)
             pieces = {s.id: _highlight(s.text, q) for s in found}
@@ -289,13 +304,15 @@ def create_app(store: Store, study: str, team: bool = False,
     @app.get("/teach", response_class=HTMLResponse)
     def teach(request: Request, skip: list[int] = Query(default=[]), v: Visitor = Depends(signed_in)):
         try:
-            questions = teach_questions(store, study, review, skip=skip[:500])
+            with store.sessions() as session:
+                own = blind_coder(session, v)
+            questions = teach_questions(store, study, review, skip=skip[:500], coder=own)
         except StudyNotFoundError as exc:
             questions, message = [], str(exc)
         else:
             message = ""
         with store.sessions() as session:
-            view = load_view(session, study)
+            view = view_of(session, v)
             segs = segments_by_id(session, [q.segment for q in questions])
             contexts = {s: segment_context(session, segs[s]) for s in segs}
             taught = [(t.key, t.title) for t in view.state.confirmed() if view.members(t.key)]
@@ -306,7 +323,7 @@ def create_app(store: Store, study: str, team: bool = False,
     @app.get("/decisions", response_class=HTMLResponse)
     def decision_log(request: Request, v: Visitor = Depends(signed_in)):
         with store.sessions() as session:
-            view = load_view(session, study)
+            view = view_of(session, v)
             undone = view.state.undone
             log = [(e, _summary(view, e), e.uid in undone) for e in reversed(view.entries)]
             coders = sorted({e.coder for e in view.entries})
@@ -316,7 +333,7 @@ def create_app(store: Store, study: str, team: bool = False,
     @app.get("/changes", response_class=HTMLResponse)
     def changes(request: Request, v: Visitor = Depends(signed_in)):
         with store.sessions() as session:
-            view = load_view(session, study)
+            view = view_of(session, v)
             old, new, diff = run_diff(session, study, match_jaccard=review.diff_match_jaccard)
             return page(request, v, "changes.html", view=view, old=old, new=new, diff=diff)
 
@@ -347,16 +364,21 @@ def create_app(store: Store, study: str, team: bool = False,
             intent["into"] = intent["themes"][0]
         if intent["action"] in (cb.MOVE, cb.ADD_SEGMENT) and not intent.get("to"):
             with store.sessions() as session:
-                view = load_view(session, study)
+                view = view_of(session, v)
             return page(request, v, "error.html", 400, view=view, title="Not recorded",
                         errors=["Choose where the segment goes (a theme, or no theme)."], back=back)
         if intent.get("to") == "__none__":
             intent["to"] = None
+        if intent["action"] == cb.SETTLE:
+            return page(request, v, "error.html", 400, title="Not recorded", back="/compare",
+                        errors=["Differences are settled on the comparison page."])
+        with store.sessions() as session:
+            blind = blind_coder(session, v) is not None
         try:
-            decision = decide(store, study, v.coder, intent)
+            decision = decide(store, study, v.coder, intent, blind=blind)
         except DecisionError as exc:
             with store.sessions() as session:
-                view = load_view(session, study)
+                view = view_of(session, v)
             return page(request, v, "error.html", 400, view=view, title="Not recorded", errors=exc.errors, back=back)
         where = back
         if decision.action in (cb.ADD_THEME,):
@@ -366,6 +388,85 @@ def create_app(store: Store, study: str, team: bool = False,
         elif decision.action == cb.SPLIT:
             where = "/themes"
         return finish(RedirectResponse(_with_msg(where, _done(decision.action)), status_code=303), v)
+
+    # -- blind double coding: the comparison and its settlements ------------------------------------
+    def may_compare(session, v: Visitor) -> tuple[Any, str]:
+        """The team's settings, and why ``v`` may not open the comparison ("" when they may): in team mode
+        only the study's lead compares and settles; in local mode anyone."""
+        settings = team_settings(session, study)
+        if not team:
+            return settings, ""
+        if settings.lead is None:
+            return settings, (f"The study has no lead yet: name one with themesift study set --study {study} "
+                              "--lead NAME (or themesift coders add NAME --lead).")
+        if settings.lead != v.coder:
+            return settings, f"Only the study's lead, {settings.lead}, compares the coders and settles differences."
+        return settings, ""
+
+    @app.get("/compare", response_class=HTMLResponse)
+    def compare_page(request: Request, v: Visitor = Depends(signed_in)):
+        with store.sessions() as session:
+            settings, refused = may_compare(session, v)
+            if refused:
+                return page(request, v, "error.html", 403, view=view_of(session, v), title="Not for you",
+                            errors=[refused], back="/themes")
+            if settings.blind(team):
+                return page(request, v, "compare_open.html", view=view_of(session, v), settings=settings)
+            view = load_view(session, study)
+            result = team_comparison(view, compare.min_positive, compare.recovered_f1)
+            segs = segments_by_id(session, [d.segment for d in result.segments])
+            titles = {k: view.title(k) for k in view.keys()}
+            return page(request, v, "compare.html", view=view, result=result, settings=settings, segs=segs,
+                        titles=titles, figures=_figures(result, titles),
+                        confirmed=[k for k in view.keys() if view.status(k) == cb.CONFIRMED],
+                        contexts={s: segment_context(session, segs[s]) for s in segs})
+
+    @app.post("/compare/open")
+    async def open_comparison(request: Request):
+        v = visitor(request)
+        form, refused = await form_of(request, v)
+        if refused:
+            return refused
+        with store.transaction() as session:
+            _, why = may_compare(session, v) if v.coder else (None, "Sign in first.")
+            if not why:
+                if team_settings(session, study).opened_at is None:
+                    set_team_setting(session, study, "opened_at", datetime.now(timezone.utc).isoformat(), v.coder)
+        if why:
+            return page(request, v, "error.html", 403, title="Not opened", errors=[why], back="/themes")
+        return finish(RedirectResponse(_with_msg("/compare", "Comparison opened: coders now see each other's "
+                                                 "decisions."), status_code=303), v)
+
+    @app.post("/settle")
+    async def settle_route(request: Request):
+        v = visitor(request)
+        form, refused = await form_of(request, v)
+        if refused:
+            return refused
+        with store.sessions() as session:
+            settings, why = may_compare(session, v) if v.coder else (None, "Sign in first.")
+            if not why and settings.blind(team):
+                why = "Open the comparison first."
+            if why:
+                return page(request, v, "error.html", 403, title="Not recorded", errors=[why], back="/compare")
+            view = load_view(session, study)
+            result = team_comparison(view, compare.min_positive, compare.recovered_f1)
+        kind, ref = str(form.get("kind") or ""), str(form.get("ref") or "")
+        took = str(form.get("took") or "") or None
+        difference = (next((d for d in result.themes if d.key == ref), None) if kind == "theme" else
+                      next((d for d in result.segments if str(d.segment) == ref), None))
+        if difference is None or (took is not None and took not in result.coders):
+            return page(request, v, "error.html", 400, view=view, title="Not recorded", back="/compare",
+                        errors=["That difference is settled already, or there is no such difference."])
+        given = {f: str(form.get(f) or "").strip() for f in ("status", "name", "definition", "reason", "into")}
+        given["codes"] = [str(x) for x in form.getlist("codes") if str(x).strip()]
+        try:
+            decide(store, study, v.coder, settlement(difference, took, given))
+        except DecisionError as exc:
+            return page(request, v, "error.html", 400, view=view, title="Not recorded", errors=exc.errors,
+                        back="/compare")
+        where = f"/compare#{'theme' if kind == 'theme' else 'segments'}"
+        return finish(RedirectResponse(_with_msg(where, "Settled."), status_code=303), v)
 
     @app.get("/healthz")
     def health():
@@ -452,10 +553,34 @@ def _summary(view, e: cb.Entry) -> str:
         if a.get("answer") == "new":
             return f"Teach: not {asked} but a new theme '{a.get('name')}'"
         return f"Teach: no, it is not {asked}"
+    if e.action == cb.SETTLE:
+        side = f"took {a.get('took')}'s" if a.get("took") else "a new decision"
+        if a.get("kind") == "segment":
+            codes = ", ".join(f"'{view.title(k)}'" for k in a.get("codes") or ()) or "no theme"
+            return f"settled segment {', '.join(map(str, a.get('segment_ids') or ()))}: {side}, in {codes}"
+        return f"settled '{title}': {side}, {a.get('status')}" + (f" as '{a['name']}'" if a.get("name") else "")
     if e.action == cb.UNDO:
         target = next((x for x in view.entries if x.uid == a.get("undoes")), None)
         return "undid: " + (_summary(view, target) if target else str(a.get("undoes")))
     return e.action
+
+
+def _figures(result, titles: Mapping[str, str]) -> dict:
+    """The comparison's figures as the page shows them: one table per pair (the coders, then the machine
+    with each coder), a line per theme (by its title) and the overall line, straight from ``compare``."""
+    out: dict[str, Any] = {"pairs": []}
+    comparison = result.comparison
+    if comparison is None:
+        return out
+    for pair in comparison.pairs():
+        report = comparison.report_for(pair)
+        rows = [{"key": c.code, "title": titles.get(c.code, c.code), "kappa": c.kappa, "alpha": c.alpha,
+                 "percent": c.percent_agreement, "table": c.table, "too_rare": c.too_rare}
+                for c in report.per_code if c.coders == tuple(pair)]
+        overall = report.summary(tuple(pair))
+        out["pairs"].append({"name": " vs ".join(pair), "first": pair[0], "second": pair[1],
+                             "machine": pair[0] == "machine", "rows": rows, "overall": overall})
+    return out
 
 
 def _highlight(text: str, query: str) -> list[tuple[str, bool]]:

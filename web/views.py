@@ -95,9 +95,10 @@ class ReviewView(StudyView):
         return rows
 
 
-def load_view(session: Session, study: str | Study, run_id: int | None = None) -> ReviewView:
-    """The study as a coder sees it now (``run_id``: a given run instead of the latest completed one)."""
-    return review.load_view(session, study, run_id, ReviewView)
+def load_view(session: Session, study: str | Study, run_id: int | None = None, coder: str | None = None) -> ReviewView:
+    """The study as a coder sees it now (``run_id``: a given run instead of the latest completed one;
+    ``coder``: only their own decisions, while coding is blind)."""
+    return review.load_view(session, study, run_id, ReviewView, coder=coder)
 
 
 @dataclass(frozen=True)

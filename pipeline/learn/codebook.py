@@ -39,8 +39,16 @@ Vocabulary
                 key of the imported code it sits under) and ``origin`` (the codebook file): a code of a QDA
                 tool's codebook, a theme of the study with no segment yet (status new; a deductive start:
                 coders give it examples with ``code`` and confirm it, then ``apply`` codes with it)
+  settle        a difference between coders settled (blind double coding, ``pipeline.compare.team``):
+                ``kind`` ``theme``: the theme (the entry's key) becomes ``status`` (``confirmed`` with
+                ``name`` / ``definition``, ``rejected`` with ``reason``, ``new``, or ``merged`` ``into``);
+                ``kind`` ``segment``: ``segment_ids`` (one) carries exactly the themes ``codes``. ``took``:
+                the coder whose decision was taken, or null for a new one. The settler is the entry's coder.
   undo          ``undoes``: the uid of the coder's own latest decision still in force
   ============  =====================================================================================
+
+A settlement is the team's, not the settler's own coding: :func:`own_entries` leaves it out of a coder's
+own log, so each coder's coding stays as they made it, and the whole log folded is the consensus.
 
 A segment may carry several codes (human coding is multi-label). ``move`` places a segment in one theme
 and leaves it only that one (it replaces its codes); ``code`` and an ``answer`` add a code beside the
@@ -62,9 +70,10 @@ from typing import Any, Callable, Collection, Iterable, Mapping, Sequence
 
 CONFIRM, RENAME, REJECT, MERGE, SPLIT = "confirm", "rename", "reject", "merge", "split"
 MOVE, ADD_SEGMENT, ADD_THEME, UNDO = "move", "add_segment", "add_theme", "undo"
-CODE, UNCODE, ANSWER, IMPORT_CODE = "code", "uncode", "answer", "import_code"
+CODE, UNCODE, ANSWER, IMPORT_CODE, SETTLE = "code", "uncode", "answer", "import_code", "settle"
 ACTIONS = (CONFIRM, RENAME, REJECT, MERGE, SPLIT, MOVE, ADD_SEGMENT, ADD_THEME, CODE, UNCODE, ANSWER, IMPORT_CODE,
-           UNDO)
+           SETTLE, UNDO)
+SETTLED_STATUSES = ("confirmed", "rejected", "new", "merged")  # what a settled theme may become
 ANSWERS = ("yes", "no", "other", "new")  # a Teach answer
 
 # Theme statuses. NEW: suggested (or made by a coder) and not yet confirmed.
@@ -390,6 +399,8 @@ def _apply(state: CodebookState, e: Entry) -> str | None:
             _code(state, seg, key, True)
             _touch(theme, e)
         return None
+    if e.action == SETTLE:
+        return _settle(state, e)
     if e.action in (IMPORT_CODE, ADD_THEME):
         if not key:
             return "no theme key"
@@ -409,6 +420,48 @@ def _apply(state: CodebookState, e: Entry) -> str | None:
         _touch(theme, e)
         return None
     return f"unknown action '{e.action}'"
+
+
+def _settle(state: CodebookState, e: Entry) -> str | None:
+    """A settled difference overrides whatever the coders' decisions left: the theme's status and name, or
+    the segment's codes (its place is the first, the rest are codes beside it)."""
+    a = e.after
+    if a.get("kind") == "segment":
+        segs = _ints(a.get("segment_ids"))
+        if len(segs) != 1:
+            return "a settled segment is one segment"
+        seg, codes = segs[0], [str(k) for k in a.get("codes") or ()]
+        state.assignments[seg] = codes[0] if codes else None
+        state.extra.pop(seg, None)
+        for k in codes:
+            state.against.get(k, set()).discard(seg)
+        if codes[1:]:
+            state.extra[seg] = set(codes[1:])
+        return None
+    key, status = e.theme_key, a.get("status")
+    if not key or status not in SETTLED_STATUSES:
+        return "a settled theme needs its key and a status"
+    theme = _theme(state, key, e)
+    if status == MERGED:
+        into = str(a.get("into") or "")
+        if not state.is_active(into, (into,)) or into == key:
+            return f"cannot merge into {into or 'nothing'}"
+        theme.status, theme.merged_into = MERGED, into
+    else:
+        theme.status, theme.merged_into, theme.split_into, theme.split_map = status, None, (), {}
+    if status == CONFIRMED:
+        theme.name = str(a.get("name") or theme.title)
+        theme.definition = str(a.get("definition") or "")
+    elif status == REJECTED:
+        theme.reason = str(a.get("reason") or "")
+        theme.members = _ints(e.before.get("members")) or theme.members
+    _touch(theme, e)
+    return None
+
+
+def own_entries(entries: Iterable[Entry], coder: str) -> list[Entry]:
+    """A coder's own decisions: theirs, without the differences they settled for the team."""
+    return [e for e in entries if e.coder == coder and e.action != SETTLE]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -595,6 +648,31 @@ def validate(state: CodebookState, e: Entry, base_keys: Collection[str],
         need_new_theme()
         need_text("definition", "a definition")
         need_segments(a.get("segment_ids"), "examples")
+    elif e.action == SETTLE:
+        kind = a.get("kind")
+        if kind == "segment":
+            ids = need_segments(a.get("segment_ids"), "the segment settled")
+            if len(ids) > 1:
+                errors.append("settle one segment at a time")
+            for k in a.get("codes") or ():
+                if status(str(k)) not in ACTIVE:
+                    errors.append(f"theme '{k}' is {status(str(k)) or 'unknown'}; settle the theme first")
+        elif kind == "theme":
+            st = a.get("status")
+            if status(key) is None:
+                errors.append(f"unknown theme '{key}'")
+            if st not in SETTLED_STATUSES:
+                errors.append(f"a settled theme is one of {', '.join(SETTLED_STATUSES)}")
+            elif st == CONFIRMED:
+                need_text("name", "a name", MAX_NAME)
+                if len(str(a.get("definition") or "")) > MAX_TEXT:
+                    errors.append(f"the definition is longer than {MAX_TEXT} characters")
+            elif st == REJECTED:
+                need_text("reason", "a reason")
+            elif st == MERGED and (status(str(a.get("into") or "")) not in ACTIVE or a.get("into") == key):
+                errors.append(f"cannot merge into '{a.get('into')}': choose an open theme")
+        else:
+            errors.append("a settlement is about a theme or a segment")
     elif e.action == UNDO:
         last = state.last_of(e.coder)
         if last is None:
@@ -620,15 +698,18 @@ class Difference:
 
 def by_coder(entries: Sequence[Entry]) -> dict[str, CodebookState]:
     """Each coder's own log folded alone (their undos included)."""
-    coders = sorted({e.coder for e in entries})
-    return {c: fold(e for e in entries if e.coder == c) for c in coders}
+    coders = sorted({e.coder for e in entries if e.action != SETTLE})
+    return {c: fold(own_entries(entries, c)) for c in coders}
 
 
 def differences(entries: Sequence[Entry]) -> list[Difference]:
-    """Themes and segments on which coders' own decisions disagree, in a stable order."""
+    """Themes and segments on which coders' own decisions disagree and that nobody settled, in a stable order."""
     states = by_coder(entries)
+    settled = [e for e in fold(entries).applied if e.action == SETTLE]
+    settled_keys = {e.theme_key for e in settled if e.after.get("kind") == "theme"}
+    settled_segs = {int(s) for e in settled if e.after.get("kind") == "segment" for s in e.after.get("segment_ids") or ()}
     out: list[Difference] = []
-    keys = sorted({k for s in states.values() for k, t in s.themes.items() if t.decided_by})
+    keys = sorted({k for s in states.values() for k, t in s.themes.items() if t.decided_by} - settled_keys)
     for key in keys:
         views = {}
         for coder, s in states.items():
@@ -637,7 +718,7 @@ def differences(entries: Sequence[Entry]) -> list[Difference]:
                 views[coder] = _describe(t)
         if len(views) >= 2 and len(set(views.values())) > 1:
             out.append(Difference("theme", key, views))
-    segs = sorted({seg for s in states.values() for seg in s.assignments})
+    segs = sorted({seg for s in states.values() for seg in s.assignments} - settled_segs)
     for seg in segs:
         views = {c: (s.assignments[seg] or "no theme") for c, s in states.items() if seg in s.assignments}
         if len(views) >= 2 and len(set(views.values())) > 1:
