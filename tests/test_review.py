@@ -281,7 +281,7 @@ def test_team_mode_needs_a_token_and_coders_see_each_others_decisions(study, cap
         coders = [d.coder for d in session.scalars(select(Decision))]
     assert coders == ["amira", "ben"]
     listing = a.get("/themes").text
-    assert "amira: confirm" in listing and "ben: confirm" in listing and "coders differ" in listing
+    assert "amira: confirmed" in listing and "ben: confirmed" in listing and "coders differ" in listing
     log = a.get("/decisions").text
     assert "confirmed as &#39;Cost&#39;" in log and "confirmed as &#39;Money&#39;" in log
 
