@@ -164,7 +164,7 @@ def test_a_decision_that_fails_validation_changes_nothing(study):
     member = view.members(keys[0])[0]
     bad = [
         {"action": "confirm", "theme_key": keys[0], "name": " ", "definition": "d"},
-        {"action": "confirm", "theme_key": keys[0], "name": "n", "definition": ""},
+        {"action": "confirm", "theme_key": keys[0], "name": "n", "definition": "x" * 5001},  # none is fine
         {"action": "confirm", "theme_key": "theme-999999", "name": "n", "definition": "d"},
         {"action": "reject", "theme_key": keys[0], "reason": ""},
         {"action": "merge", "themes": keys[0]},
