@@ -1,4 +1,5 @@
-"""CLI wiring for the review: ``review``, ``coders add|list|revoke``, ``decisions export|import``, ``codebook``, ``apply``.
+"""CLI wiring for the review: ``review``, ``coders add|list|revoke``, ``decisions export|import``, ``codebook``,
+``apply``.
 
 Registered in ``flows.commands.build_parser`` through :func:`add_commands`.
 """
@@ -38,7 +39,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     c.add_argument("name", help="the coder's name as shown with their decisions")
     common(c)
     c.set_defaults(handler=cmd_coders_add)
-    c = coders_sub.add_parser("list", help="list the coders who can sign in (team mode), with when their token was made")
+    c = coders_sub.add_parser("list", help="list the coders who can sign in (team mode) and when their token was made")
     common(c)
     c.set_defaults(handler=cmd_coders_list)
     c = coders_sub.add_parser("revoke", help="take a coder's token away: they can no longer sign in")
@@ -141,7 +142,8 @@ def cmd_coders_revoke(args: argparse.Namespace) -> int:
         print(f"themesift: coder '{args.name.strip()}' has no token for study '{args.study}'; "
               "see themesift coders list", file=sys.stderr)
         return 2
-    print(f"Coder '{args.name.strip()}' can no longer sign in to study '{args.study}'; their decisions stay in the log.")
+    print(f"Coder '{args.name.strip()}' can no longer sign in to study '{args.study}'; "
+          "their decisions stay in the log.")
     return 0
 
 

@@ -541,8 +541,9 @@ def search_segments(session: Session, study: Study, query: str, limit: int = 50,
          .where(Source.study_id == study.id, Segment.role == "participant"))
     if hasattr(Source, "retired_at"):  # sources the latest run no longer saw take no part
         q = q.where(Source.retired_at.is_(None))
-    for t in terms:
-        q = q.where(func.lower(Segment.text).contains(t.needle, autoescape=True))
+    for t in terms:  # SQLite's lower() knows ASCII only: other needles are left to the Python match
+        if t.needle.isascii():
+            q = q.where(func.lower(Segment.text).contains(t.needle, autoescape=True))
     found = [sid for sid, text in session.execute(q.order_by(Source.name, Segment.start)) if matches(text, terms)]
     page = segments_by_id(session, found[offset:offset + limit])
     return [page[s] for s in found[offset:offset + limit]], len(found)
