@@ -17,6 +17,7 @@ from pipeline import csvsafe
 from pipeline.learn.codebook import DecisionError
 from pipeline.textquery import highlight, matches, parse_query, stem
 from review_helpers import CSRF, keys_and_outliers, login
+from test_store import _example, store_url  # noqa: F401  (a fixture: the store on SQLite and PostgreSQL)
 from web.app import create_app
 from web.views import load_view
 
@@ -301,3 +302,27 @@ def test_bulk_confirm_and_reject_of_ticked_themes_all_or_none(study):
     assert [after.state.themes[k].name for k in keys[:3]] == titles
     assert [after.status(k) for k in keys[:7]] == ["confirmed"] * 3 + ["rejected"] * 2 + ["new"] * 2
     assert [e.action for e in after.entries] == ["confirm"] * 3 + ["reject"] * 2
+
+
+@pytest.mark.parametrize("query", ['"face to face"', "wait*", "waited", "Émotion", "therapy online"])
+def test_search_finds_the_same_segments_on_sqlite_and_postgresql(store_url, query):
+    """The database only narrows the rows; the terms are matched in Python, so both find exactly the
+    segments the matcher accepts (PostgreSQL runs where THEMESIFT_TEST_PG_URL is set, as in CI)."""
+    from datetime import datetime, timezone
+
+    from sqlalchemy import select
+
+    from models.records import Segment, Study
+    from models.store import Store
+
+    store = Store(store_url)
+    docs, segments, suggestions = _example(4)
+    store.record_run("s", docs, segments, suggestions, {}, [], datetime.now(timezone.utc))
+    with store.sessions() as session:
+        study = session.scalars(select(Study).where(Study.name == "s")).one()
+        found, n = search_segments(session, study, query, limit=1000)
+        rows = session.scalars(select(Segment).where(Segment.role == "participant")).all()
+        expected = sorted(s.id for s in rows if matches(s.text, parse_query(query)))
+    assert sorted(s.id for s in found) == expected and n == len(expected)
+    if query != "Émotion":
+        assert expected  # the example transcripts hold every other query
