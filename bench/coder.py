@@ -6,8 +6,8 @@ This file holds the coder's rules, all of them:
    each larger budget continues the smaller one's log, so the curve is one review that goes on).
 2. For a reviewed suggestion they look at its current members' human codes. When one code is carried
    by at least 60% of the members (purity >= 0.6, :data:`MIN_PURITY`) they **confirm** it, named after
-   that code (two suggestions dominated by one code both get its name, so they code the same code);
-   otherwise they **reject** it ("mixed").
+   that code; otherwise they **reject** it ("mixed"). A second suggestion dominated by a code already
+   confirmed is **merged** into the first (a name is used once in a codebook, so both code that code).
 3. In a confirmed theme they **move** up to ``m`` (:data:`MOVES_PER_THEME`, 3) members that do not carry
    the theme's code out of the theme (to no theme): the quotes shown first, then members in stored order.
 4. The decisions are written to a decision CSV and appended with ``themesift decisions import``; then
@@ -35,6 +35,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from pipeline import csvsafe
 from bench.datasets import EXAMPLE, PRESETS, CsvSpec, _locate, read_labels
 
 MIN_PURITY = 0.6
@@ -54,7 +55,7 @@ def _prepare(preset: str, tmp: Path) -> tuple[list[str], dict, Any]:
     rows, _ = read_labels(spec)
     data = tmp / "data.csv"
     with data.open("w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f)
+        w = csvsafe.writer(f)
         w.writerow(["row", "text"])
         w.writerows([[i, r[spec.text_col]] for i, r in enumerate(rows)])
     labels = {str(i): frozenset(r["_labels"]) for i, r in enumerate(rows)}
@@ -103,14 +104,20 @@ def decide(view, human: Mapping[int, frozenset[str]], start: int, stop: int) -> 
     rows.sort(key=lambda r: r.rank)
     decisions: list[dict] = []
     touched: set[int] = set()
+    named = {r.name: r.key for r in view.rows() if r.status == "confirmed" and r.name}  # a name is used once
     for row in rows[start:stop]:
         members = view.members(row.key)
         touched.update(row.quote_ids[:QUOTES_SEEN])
         counts = Counter(c for s in members for c in human.get(s, ()))
         code, n = counts.most_common(1)[0] if counts else (None, 0)
         if code is not None and members and n / len(members) >= MIN_PURITY - 1e-9:
-            decisions.append({"action": "confirm", "theme_key": row.key, "name": code,
-                              "definition": f"confirmed by the scripted coder: {n} of {len(members)} members carry it"})
+            if code in named:  # a second theme of the same code: merged into the first, as a coder would
+                decisions.append({"action": "merge", "themes": f"{named[code]};{row.key}", "into": named[code]})
+            else:
+                named[code] = row.key
+                decisions.append({"action": "confirm", "theme_key": row.key, "name": code,
+                                  "definition": f"confirmed by the scripted coder: {n} of {len(members)} members "
+                                                "carry it"})
             shown_first = [s for s in row.quote_ids if s in members] + [s for s in members if s not in row.quote_ids]
             misplaced = [s for s in shown_first if code not in human.get(s, ())][:MOVES_PER_THEME]
             for s in misplaced:
@@ -126,7 +133,7 @@ def _csv(decisions: list[dict]) -> str:
     from pipeline.exchange.decision_log import CSV_COLUMNS
 
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
+    w = csvsafe.dict_writer(buf, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
     w.writeheader()
     for d in decisions:
         w.writerow({"coder": CODER, **d})

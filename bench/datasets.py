@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from pipeline import csvsafe
 from pipeline.compare.agreement import map_selections
 from pipeline.config import load_config
 from pipeline.embed.encoder import Embedder
@@ -173,7 +174,7 @@ def load_csv(spec: CsvSpec, config: dict | None = None, name: str | None = None,
         kept = Path(tmp) / Path(spec.path).name
         fields = [ROW_COLUMN, "text"] + (["case"] if spec.case_col else [])
         with kept.open("w", encoding="utf-8", newline="") as f:
-            writer = csv.DictWriter(f, fields)
+            writer = csvsafe.dict_writer(f, fields)
             writer.writeheader()
             for i, row in enumerate(rows):
                 out = {ROW_COLUMN: str(i), "text": row[spec.text_col]}

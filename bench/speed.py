@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline import csvsafe
 from bench.datasets import SHARED, CsvSpec, load_csv
 
 COMMENTS = SHARED / "nhs-fft" / "comments.csv"
@@ -182,7 +183,7 @@ def flow_speed(config: dict, limit: int | None = None, peer: bool = True, rounds
     rows = rows[:limit] if limit else rows
     data = tmp / "comments.csv"
     with data.open("w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f)
+        w = csvsafe.writer(f)
         w.writerow(["row", "feedback"])
         w.writerows([[r["row_index"], r["feedback"]] for r in rows])
     warmup = None

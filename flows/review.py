@@ -1,4 +1,5 @@
-"""CLI wiring for the review: ``review``, ``coders add``, ``decisions export|import``, ``codebook``, ``apply``.
+"""CLI wiring for the review: ``review``, ``coders add|list|revoke``, ``decisions export|import``, ``codebook``,
+``apply``.
 
 Registered in ``flows.commands.build_parser`` through :func:`add_commands`.
 """
@@ -40,6 +41,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--lead", action="store_true",
                    help="make this coder the study's lead: they open the comparison of blind coding and settle differences")
     c.set_defaults(handler=cmd_coders_add)
+    c = coders_sub.add_parser("list", help="list the coders who can sign in (team mode) and when their token was made")
+    common(c)
+    c.set_defaults(handler=cmd_coders_list)
+    c = coders_sub.add_parser("revoke", help="take a coder's token away: they can no longer sign in")
+    c.add_argument("name", help="the coder's name")
+    common(c)
+    c.set_defaults(handler=cmd_coders_revoke)
 
     p = sub.add_parser("study", help="a study's review settings")
     study_sub = p.add_subparsers(metavar="WHAT")
@@ -132,7 +140,36 @@ def cmd_coders_add(args: argparse.Namespace) -> int:
         print(f"'{args.name.strip()}' leads the review of study '{args.study}': they open the comparison and settle "
               "differences (Compare coders, in the page).")
     print(f"Coder '{args.name.strip()}' can sign in to the review of study '{args.study}' "
-          f"(themesift review --study {args.study} --team) with this token; it is shown only now:\n\n  {token}\n")
+          f"(themesift review --study {args.study} --team) with this token; it is shown only now:\n\n  {token}\n"
+          "A token given to them before no longer works.")
+    return 0
+
+
+def cmd_coders_list(args: argparse.Namespace) -> int:
+    from models.decisions import coder_tokens
+
+    _, store = _store(args)
+    with store.sessions() as session:
+        rows = coder_tokens(session, args.study)
+    if not rows:
+        print(f"No coder can sign in to study '{args.study}' yet (themesift coders add NAME --study {args.study}).")
+    for name, made in rows:
+        print(f"{name}\ttoken made {made.strftime('%Y-%m-%d %H:%M') if made else '?'} UTC")
+    return 0
+
+
+def cmd_coders_revoke(args: argparse.Namespace) -> int:
+    from models.decisions import revoke_token
+
+    _, store = _store(args)
+    with store.transaction() as session:
+        gone = revoke_token(session, args.study, args.name.strip())
+    if not gone:
+        print(f"themesift: coder '{args.name.strip()}' has no token for study '{args.study}'; "
+              "see themesift coders list", file=sys.stderr)
+        return 2
+    print(f"Coder '{args.name.strip()}' can no longer sign in to study '{args.study}'; "
+          "their decisions stay in the log.")
     return 0
 
 

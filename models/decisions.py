@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable, Mapping
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, event, select
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, delete, event, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.codings import HUMAN, Coder
@@ -192,11 +192,13 @@ def coder_named(session: Session, name: str, create: bool = True) -> Coder | Non
 
 
 def add_token(session: Session, study: str, name: str) -> str:
-    """Create a sign-in token for coder ``name`` on ``study``; returns the token (shown once)."""
+    """Create a sign-in token for coder ``name`` on ``study``; returns the token (shown once). A coder has
+    one token: one given before stops working, and so do the sessions signed in with it."""
     row = study_row(session, study)
     coder = coder_named(session, name)
     if coder.kind != HUMAN:
         raise ValueError(f"'{name}' is a {coder.kind} coder; choose a person's name")
+    session.execute(delete(CoderToken).where(CoderToken.study_id == row.id, CoderToken.coder_id == coder.id))
     token = secrets.token_urlsafe(24)
     session.add(CoderToken(study_id=row.id, coder_id=coder.id, token_sha256=_sha(token)))
     session.flush()
@@ -208,6 +210,33 @@ def coder_for_token(session: Session, study: str, token: str) -> str | None:
     found = session.execute(
         select(Coder.name).join(CoderToken, CoderToken.coder_id == Coder.id)
         .where(CoderToken.study_id == row.id, CoderToken.token_sha256 == _sha(token.strip()))).first()
+    return found[0] if found else None
+
+
+def revoke_token(session: Session, study: str, name: str) -> bool:
+    """Take coder ``name``'s token for ``study`` away (their sessions end too); False when they had none."""
+    row = study_row(session, study)
+    coder = coder_named(session, name, create=False)
+    if coder is None:
+        return False
+    gone = session.execute(delete(CoderToken).where(CoderToken.study_id == row.id, CoderToken.coder_id == coder.id))
+    return bool(gone.rowcount)
+
+
+def coder_tokens(session: Session, study: str) -> list[tuple[str, datetime]]:
+    """(coder, when their token was made) of every coder who can sign in to ``study``, by name."""
+    row = study_row(session, study)
+    return [(name, _aware(made)) for name, made in session.execute(
+        select(Coder.name, CoderToken.created_at).join(CoderToken, CoderToken.coder_id == Coder.id)
+        .where(CoderToken.study_id == row.id).order_by(Coder.name))]
+
+
+def token_stamp(session: Session, study: str, name: str) -> str | None:
+    """What a team-mode session cookie is bound to: the hash of the coder's current token (None: none)."""
+    row = study_row(session, study)
+    found = session.execute(
+        select(CoderToken.token_sha256).join(Coder, CoderToken.coder_id == Coder.id)
+        .where(CoderToken.study_id == row.id, Coder.name == name)).first()
     return found[0] if found else None
 
 

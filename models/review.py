@@ -18,6 +18,7 @@ import re
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -36,6 +37,7 @@ from pipeline.learn.apply import (ApplyResult, HonourInputs, code_with_codebook,
                                   teach_batch)
 from pipeline.learn.codebook import DecisionError
 from pipeline.learn.honour import FIXED_NONE, RunTheme, diff_runs
+from pipeline.textquery import matches, parse_query
 from pipeline.themes.split import propose_split
 
 
@@ -411,6 +413,36 @@ def split_proposal(store: Store, view: StudyView, key: str, k: int, method: str)
         raise DecisionError([str(exc)]) from exc
 
 
+def representative_quotes(store: Store, view: StudyView, key: str) -> list[int]:
+    """Segments that show a theme. A run's theme: the run's quotes (``StudyView.quote_ids``). A theme coders
+    made (a split part, an own theme): its members nearest their centre, as the run picks quotes
+    (``ThemeDescriber.pick_quotes``: long enough, one per participant while possible), not the strongest by
+    the clustering, which knew nothing of the part."""
+    members = view.members_shown(key)
+    if key in view.themes or not members:
+        return view.quote_ids(key)
+    try:
+        vectors = segment_vectors(store, view, members)
+    except DecisionError:
+        return view.quote_ids(key)
+    centre = vectors.mean(axis=0)
+    centre /= max(float(np.linalg.norm(centre)), 1e-12)
+    with store.sessions() as session:
+        texts = dict(session.execute(select(Segment.id, Segment.text).where(Segment.id.in_(members))).all())
+    picked = _describer().pick_quotes(np.arange(len(members)), vectors @ centre,
+                                      [view.segments[s].case for s in members],
+                                      [len(texts.get(s, "").split()) for s in members])
+    return [members[i] for i in picked]
+
+
+@lru_cache(maxsize=1)
+def _describer():
+    from pipeline.config import load_config
+    from pipeline.themes.describe import ThemeDescriber
+
+    return ThemeDescriber.from_config(load_config()["describe"])
+
+
 def model_id_of(view_or_run: StudyView | Run | None) -> str:
     run = view_or_run.run if isinstance(view_or_run, StudyView) else view_or_run
     if run is not None and (run.manifest or {}).get("model", {}).get("id"):
@@ -528,19 +560,22 @@ def turns_span(session: Session, segment: Segment, turns: int = 2) -> tuple[int 
 
 def search_segments(session: Session, study: Study, query: str, limit: int = 50, offset: int = 0
                     ) -> tuple[list[Segment], int]:
-    """Participant segments holding every word of ``query`` (case-insensitive), in transcript order."""
-    words = [w for w in query.split() if w][:10]
-    if not words:
+    """Participant segments holding every term of ``query`` (``pipeline.textquery``: words by stem, "phrases",
+    prefixes*), in transcript order. The database narrows the rows by each term's needle; the terms are
+    matched in Python, so SQLite and PostgreSQL find the same segments."""
+    terms = parse_query(query)
+    if not terms:
         return [], 0
-    q = (select(Segment).join(Source, Source.id == Segment.source_id)
+    q = (select(Segment.id, Segment.text).join(Source, Source.id == Segment.source_id)
          .where(Source.study_id == study.id, Segment.role == "participant"))
     if hasattr(Source, "retired_at"):  # sources the latest run no longer saw take no part
         q = q.where(Source.retired_at.is_(None))
-    for w in words:
-        q = q.where(func.lower(Segment.text).contains(w.lower(), autoescape=True))
-    total = session.scalar(select(func.count()).select_from(q.subquery()))
-    rows = list(session.scalars(q.order_by(Source.name, Segment.start).limit(limit).offset(offset)))
-    return rows, int(total or 0)
+    for t in terms:  # SQLite's lower() knows ASCII only: other needles are left to the Python match
+        if t.needle.isascii():
+            q = q.where(func.lower(Segment.text).contains(t.needle, autoescape=True))
+    found = [sid for sid, text in session.execute(q.order_by(Source.name, Segment.start)) if matches(text, terms)]
+    page = segments_by_id(session, found[offset:offset + limit])
+    return [page[s] for s in found[offset:offset + limit]], len(found)
 
 
 # ---------------------------------------------------------------------------------------------

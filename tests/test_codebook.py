@@ -167,7 +167,15 @@ def test_validate_refuses_bad_decisions():
         return validate(state, entry, KEYS, SEGS, part)
 
     assert errs(e("confirm", key="t1", name="", definition="d"))
-    assert errs(e("confirm", key="t1", name="n", definition=" "))
+    assert errs(e("confirm", key="t1", name="n", definition=" ")) == []   # the definition may come later
+    assert errs(e("confirm", key="t1", name="n", definition="x" * 5001))
+    named = fold([e("confirm", key="t1", name="Cost", definition="d")])
+    assert errs(e("confirm", key="t1", name="n", definition="d")) == []
+    assert any("already used" in m for m in validate(named, e("rename", key="t2", name=" cost "), KEYS, SEGS))
+    assert validate(named, e("rename", key="t1", name="COST", definition="d2"), KEYS, SEGS) == []  # its own
+    parts = [{"key": "t2.1", "name": "A", "segment_ids": [4]}, {"key": "t2.2", "name": "a", "segment_ids": [5]}]
+    assert any("different names" in m
+               for m in validate(named, e("split", key="t2", before={"members": [4, 5]}, parts=parts), KEYS, SEGS))
     assert errs(e("confirm", key="t2", name="n", definition="d"))       # merged away
     assert errs(e("confirm", key="nope", name="n", definition="d"))
     assert errs(e("confirm", key="t1", name="x" * 201, definition="d"))

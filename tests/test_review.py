@@ -164,7 +164,7 @@ def test_a_decision_that_fails_validation_changes_nothing(study):
     member = view.members(keys[0])[0]
     bad = [
         {"action": "confirm", "theme_key": keys[0], "name": " ", "definition": "d"},
-        {"action": "confirm", "theme_key": keys[0], "name": "n", "definition": ""},
+        {"action": "confirm", "theme_key": keys[0], "name": "n", "definition": "x" * 5001},  # none is fine
         {"action": "confirm", "theme_key": "theme-999999", "name": "n", "definition": "d"},
         {"action": "reject", "theme_key": keys[0], "reason": ""},
         {"action": "merge", "themes": keys[0]},
@@ -283,7 +283,7 @@ def test_team_mode_needs_a_token_and_coders_see_each_others_decisions(study, cap
         coders = [d.coder for d in session.scalars(select(Decision))]
     assert coders == ["amira", "ben"]
     listing = a.get("/themes").text
-    assert "amira: confirm" in listing and "ben: confirm" in listing and "coders differ" in listing
+    assert "amira: confirmed" in listing and "ben: confirmed" in listing and "coders differ" in listing
     log = a.get("/decisions").text
     assert "confirmed as &#39;Cost&#39;" in log and "confirmed as &#39;Money&#39;" in log
 

@@ -122,6 +122,8 @@ def test_review_in_a_real_browser_survives_a_restart(study, tmp_path):  # noqa: 
             page.fill("#c-def", definition)
             page.click("#confirm-form button[type=submit]")
             expect(page.locator(".flash")).to_have_text("Confirmed.")
+            expect(page.locator("h1")).not_to_contain_text(name)  # on to the next undecided theme
+            page.goto(f"{server.base}/themes/{confirm}")
             expect(page.locator("h1")).to_contain_text(name)
             page.locator(".quote details summary").first.click()
             expect(page.locator(".quote .transcript mark").first).to_be_visible()
@@ -172,7 +174,7 @@ def test_review_in_a_real_browser_survives_a_restart(study, tmp_path):  # noqa: 
             expect(page.locator(f".theme-row[data-key='{reject}'] .badge.s-rejected")).to_have_count(1)
             expect(page.locator(f".theme-row[data-key='{merge_b}'] .badge.s-merged")).to_have_count(1)
             expect(page.locator(f".theme-row[data-key='{merge_a}'] h2")).to_contain_text(merged_title)
-            expect(row.locator(".decided")).to_contain_text("amira: confirm")
+            expect(row.locator(".decided")).to_contain_text("amira: confirmed")
             assert moved in keys_and_outliers(study.store, study.name)[2].members(target)
             # deciding works without JavaScript too
             page.goto(f"{server.base}/themes/{target}")

@@ -27,21 +27,23 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import jinja2
 from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 
 from models.codings import Coder
-from models.decisions import coder_for_token, review_secret, set_team_setting, team_settings
-from models.review import (decide, run_diff, search_segments, segments_by_id, split_proposal, teach_questions,
-                           team_comparison)
+from models.decisions import coder_for_token, review_secret, set_team_setting, team_settings, token_stamp
+from models.review import (decide, decide_many, representative_quotes, run_diff, search_segments, segments_by_id,
+                           split_proposal, teach_questions, team_comparison)
 from models.store import Store, StudyNotFoundError
 from pipeline.config import CompareSettings, ReviewSettings
 from pipeline.learn import codebook as cb
 from pipeline.compare.compare import fmt
 from pipeline.compare.team import settlement
 from pipeline.learn.codebook import DecisionError, differences
+from pipeline.textquery import highlight, parse_query
 from web.views import load_view, segment_context
 
 HERE = Path(__file__).resolve().parent
@@ -81,6 +83,7 @@ def create_app(store: Store, study: str, team: bool = False,
     env.filters["pct"] = lambda v: f"{100 * float(v):.0f}%"
     env.filters["fig"] = fmt  # an agreement figure, '-' when undefined
     env.filters["short"] = lambda s, n=160: s if len(s) <= n else s[: n - 1].rsplit(" ", 1)[0] + "\u2026"
+    env.filters["action_words"] = lambda a: ACTION_WORDS.get(a, a)
     templates = Jinja2Templates(env=env)
     app = FastAPI(title="Themesift review", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
@@ -100,13 +103,20 @@ def create_app(store: Store, study: str, team: bool = False,
                 name = base64.urlsafe_b64decode(encoded.encode()).decode()
             except (ValueError, UnicodeDecodeError):
                 name = ""
-            if name and hmac.compare_digest(sig, sign(secret, f"coder|{mode}|{study}|{nonce}|{name}")):
+            if name and hmac.compare_digest(sig, sign(secret, f"coder|{mode}|{study}|{nonce}|{name}|{stamp(name)}")):
                 coder = name
         return Visitor(nonce, coder, sign(secret, f"csrf|{nonce}"), fresh)
 
+    def stamp(name: str) -> str:
+        """Team mode: the coder's current token (its hash), so that a new or revoked token ends old sessions."""
+        if not team:
+            return ""
+        with store.sessions() as session:
+            return token_stamp(session, study, name) or secrets.token_hex(16)  # no token: matches nothing
+
     def coder_cookie(v: Visitor, name: str) -> str:
         encoded = base64.urlsafe_b64encode(name.encode()).decode()
-        return f"{encoded}.{sign(secret, f'coder|{mode}|{study}|{v.nonce}|{name}')}"
+        return f"{encoded}.{sign(secret, f'coder|{mode}|{study}|{v.nonce}|{name}|{stamp(name)}')}"
 
     def finish(response: Response, v: Visitor) -> Response:
         if v.new_nonce:
@@ -121,7 +131,7 @@ def create_app(store: Store, study: str, team: bool = False,
     def page(request: Request, v: Visitor, name: str, status_code: int = 200, **context) -> Response:
         context.setdefault("view", None)
         base = {"request": request, "study": study, "coder": v.coder, "csrf": v.csrf, "team": team,
-                "msg": request.query_params.get("msg", "")[:300], "path": _here(request), "undo": None}
+                "msg": _flash(request.query_params.get("msg", "")), "path": _here(request), "undo": None}
         view = context["view"]
         if view is not None and v.coder:
             last = view.state.last_of(v.coder)
@@ -143,6 +153,13 @@ def create_app(store: Store, study: str, team: bool = False,
         if not v.coder:
             raise SignInRequired(v)
         return v
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_address(request: Request, exc: RequestValidationError) -> Response:
+        fields = sorted({str(e.get("loc", ("", ""))[-1]) for e in exc.errors()})
+        return page(request, visitor(request), "error.html", 400, title="Not a page",
+                    errors=[f"This address has a value the page cannot use ({', '.join(fields)}); "
+                            "use the links on the pages instead."], back="/themes")
 
     @app.exception_handler(SignInRequired)
     async def to_login(request: Request, exc: SignInRequired) -> Response:
@@ -209,13 +226,15 @@ def create_app(store: Store, study: str, team: bool = False,
         with store.sessions() as session:
             view = view_of(session, v)
             rows = view.rows()
-            quotes = segments_by_id(session, [r.quote_ids[0] for r in rows if r.quote_ids])
+            first = {r.key: (representative_quotes(store, view, r.key) or [None])[0] for r in rows}
+            quotes = segments_by_id(session, [q for q in first.values() if q is not None])
             diffs = {d.ref for d in differences(view.entries) if d.kind == "theme"}
             counts = {s: sum(r.status == s for r in rows) for s in (cb.NEW, cb.CONFIRMED, cb.REJECTED, cb.MERGED,
                                                                     cb.SPLIT_UP)}
             shown = [r for r in rows if status == "all" or r.status == status]
-            return page(request, v, "themes.html", view=view, rows=shown, quotes=quotes, diffs=diffs, counts=counts,
-                        status=status, outliers=len(view.outliers()))
+            return page(request, v, "themes.html", view=view, rows=shown, quotes=quotes, first=first, diffs=diffs,
+                        counts=counts, status=status, outliers=len(view.outliers()),
+                        undecided=_next_undecided(view, None))
 
     @app.get("/themes/{key}", response_class=HTMLResponse)
     def theme_page(request: Request, key: str, page_no: int = 1, order: str = "strongest",
@@ -226,23 +245,27 @@ def create_app(store: Store, study: str, team: bool = False,
             if row is None:
                 return page(request, v, "error.html", 404, view=view, title="No such theme",
                             errors=[f"There is no theme '{key}' in this study."], back="/themes")
-            members = view.members(key) if row.status in cb.ACTIVE else []
+            members = view.members(key) if row.status in cb.ACTIVE else (
+                view.members_shown(key) if row.status == cb.REJECTED else [])  # re-read before reversing
             joined = [s for s in members if view.joined(s) is not None and view.base.get(s) == key]
             weakest = order == "weakest"
             members.sort(key=lambda s: (view.strength.get(s, -1.0) if weakest else -view.strength.get(s, -1.0), s))
             pages = max(1, math.ceil(len(members) / PAGE_SIZE))
             page_no = min(max(1, page_no), pages)
             shown = members[(page_no - 1) * PAGE_SIZE: page_no * PAGE_SIZE]
-            segs = segments_by_id(session, shown + row.quote_ids)
+            quote_ids = representative_quotes(store, view, key)
+            segs = segments_by_id(session, shown + quote_ids)
             contexts = {s: segment_context(session, segs[s]) for s in segs}
             active = [r for r in view.rows() if r.status in cb.ACTIVE]
-            order_keys = [r.key for r in active]
-            i = order_keys.index(key) if key in order_keys else -1
+            order_keys = [r.key for r in view.rows()]  # every theme, whatever was decided: never a dead end
+            i = order_keys.index(key)
             nav = {"prev": order_keys[i - 1] if i > 0 else None,
-                   "next": order_keys[i + 1] if 0 <= i < len(order_keys) - 1 else None}
+                   "next": order_keys[i + 1] if i < len(order_keys) - 1 else None,
+                   "undecided": _next_undecided(view, key)}
             history = [e for e in view.entries if e.theme_key == key or key in (e.after.get("themes") or ())
                        or e.after.get("to") == key]
             return page(request, v, "theme.html", view=view, row=row, members=shown, segs=segs, contexts=contexts,
+                        quote_ids=quote_ids,
                         page_no=page_no, pages=pages, order=order, n_members=len(members), active=active, nav=nav,
                         joined=joined,
                         history=[(e, _summary(view, e)) for e in reversed(history)],
@@ -265,11 +288,10 @@ def create_app(store: Store, study: str, team: bool = False,
                 return page(request, v, "error.html", 400, view=view, title="Cannot split", errors=exc.errors,
                             back=f"/themes/{quote(key)}")
             parts = []
-            ids = [members[i] for group in proposal.central for i in group[:3]]
-            segs = segments_by_id(session, ids)
-            for p, group in enumerate(proposal.central):
+            segs = segments_by_id(session, members)
+            for p, group in enumerate(proposal.central):  # every member, the most central first
                 parts.append({"n": p + 1, "size": len(group), "cohesion": proposal.cohesion[p],
-                              "quotes": [segs[members[i]] for i in group[:3]],
+                              "quotes": [segs[members[i]] for i in group],
                               "cases": len(view.cases_of(members[i] for i in group)),
                               "name": f"{row.title} ({p + 1})"})
             return page(request, v, "split.html", view=view, row=row, parts=parts, k=k, method=proposal.method)
@@ -278,14 +300,15 @@ def create_app(store: Store, study: str, team: bool = False,
     def outliers(request: Request, page_no: int = 1, v: Visitor = Depends(signed_in)):
         with store.sessions() as session:
             view = view_of(session, v)
-            queue = sorted(view.outliers(), key=lambda s: (-(view.suggested.get(s, (None, 0.0))[1]), s))
+            hints = {s: h for s in view.outliers() if (h := _open_hint(view, s)) is not None}
+            queue = sorted(view.outliers(), key=lambda s: (-(hints.get(s, (None, 0.0))[1]), s))
             pages = max(1, math.ceil(len(queue) / PAGE_SIZE))
             page_no = min(max(1, page_no), pages)
             shown = queue[(page_no - 1) * PAGE_SIZE: page_no * PAGE_SIZE]
             segs = segments_by_id(session, shown)
             contexts = {s: segment_context(session, segs[s]) for s in segs}
             n_joined = sum(view.joined(s) is not None for s in view.base)
-            return page(request, v, "outliers.html", view=view, queue=shown, n_queue=len(queue), segs=segs,
+            return page(request, v, "outliers.html", view=view, queue=shown, n_queue=len(queue), segs=segs, hints=hints,
                         contexts=contexts, page_no=page_no, pages=pages, active=_active(view), n_joined=n_joined)
 
     @app.get("/search", response_class=HTMLResponse)
@@ -295,7 +318,8 @@ def create_app(store: Store, study: str, team: bool = False,
             view = view_of(session, v)
             page_no = max(1, page_no)
             found, total = search_segments(session, view.study, q, PAGE_SIZE, (page_no - 1) * PAGE_SIZE)
-            pieces = {s.id: _highlight(s.text, q) for s in found}
+            terms = parse_query(q)
+            pieces = {s.id: highlight(s.text, terms) for s in found}
             contexts = {s.id: segment_context(session, s) for s in found}
             return page(request, v, "search.html", view=view, q=q, found=found, total=total, pieces=pieces,
                         contexts=contexts, page_no=page_no, pages=max(1, math.ceil(total / PAGE_SIZE)),
@@ -348,6 +372,11 @@ def create_app(store: Store, study: str, team: bool = False,
             return page(request, v, "error.html", 403, title="Sign in first",
                         errors=["Sign in before deciding; nothing was changed."], back="/login")
         back = _safe_next(str(form.get("back") or "/themes"))
+        bulk = str(form.get("bulk") or "")
+        if bulk == "enter":  # Enter in the list's bar: a reason typed means reject, otherwise merge
+            bulk = cb.REJECT if str(form.get("reason") or "").strip() else ""
+        if bulk in (cb.CONFIRM, cb.REJECT):
+            return bulk_decide(request, v, form, bulk, back)
         intent: dict[str, Any] = {"action": str(form.get("action") or "")}
         for f in ("theme_key", "name", "definition", "reason", "into", "to", "from", "k", "method", "undoes", "answer",
                   "proposed", "probability"):
@@ -381,13 +410,35 @@ def create_app(store: Store, study: str, team: bool = False,
                 view = view_of(session, v)
             return page(request, v, "error.html", 400, view=view, title="Not recorded", errors=exc.errors, back=back)
         where = back
-        if decision.action in (cb.ADD_THEME,):
+        if form.get("go") == "next" and decision.action in (cb.CONFIRM, cb.REJECT):  # on to the next undecided
+            with store.sessions() as session:
+                following = _next_undecided(view_of(session, v), decision.theme_key)
+            where = f"/themes/{quote(following)}" if following else "/themes"
+        elif decision.action in (cb.ADD_THEME,):
             where = f"/themes/{quote(decision.theme_key or '')}"
         elif decision.action == cb.MERGE:
             where = f"/themes/{quote(decision.theme_key or '')}"
         elif decision.action == cb.SPLIT:
             where = "/themes"
-        return finish(RedirectResponse(_with_msg(where, _done(decision.action)), status_code=303), v)
+        return finish(RedirectResponse(_with_msg(where, decision.action), status_code=303), v)
+
+    def bulk_decide(request: Request, v: Visitor, form, action: str, back: str) -> Response:
+        """Confirm (under their names) or reject (for one reason) every ticked theme: all or none."""
+        keys = list(dict.fromkeys(str(x) for x in form.getlist("themes") if str(x).strip()))
+        with store.sessions() as session:
+            view = view_of(session, v)
+            blind = blind_coder(session, v) is not None
+        if not keys:
+            return page(request, v, "error.html", 400, view=view, title="Not recorded",
+                        errors=["Tick the themes first."], back=back)
+        reason = " ".join(str(form.get("reason") or "").split())
+        items = [(v.coder, {"action": cb.CONFIRM, "theme_key": k, "name": view.title(k)} if action == cb.CONFIRM
+                  else {"action": cb.REJECT, "theme_key": k, "reason": reason}) for k in keys]
+        try:
+            decide_many(store, study, items, blind=blind)
+        except DecisionError as exc:
+            return page(request, v, "error.html", 400, view=view, title="Not recorded", errors=exc.errors, back=back)
+        return finish(RedirectResponse(_with_msg(back, f"{action}.{len(keys)}"), status_code=303), v)
 
     # -- blind double coding: the comparison and its settlements ------------------------------------
     def may_compare(session, v: Visitor) -> tuple[Any, str]:
@@ -434,8 +485,7 @@ def create_app(store: Store, study: str, team: bool = False,
                     set_team_setting(session, study, "opened_at", datetime.now(timezone.utc).isoformat(), v.coder)
         if why:
             return page(request, v, "error.html", 403, title="Not opened", errors=[why], back="/themes")
-        return finish(RedirectResponse(_with_msg("/compare", "Comparison opened: coders now see each other's "
-                                                 "decisions."), status_code=303), v)
+        return finish(RedirectResponse(_with_msg("/compare", "open"), status_code=303), v)
 
     @app.post("/settle")
     async def settle_route(request: Request):
@@ -466,7 +516,7 @@ def create_app(store: Store, study: str, team: bool = False,
             return page(request, v, "error.html", 400, view=view, title="Not recorded", errors=exc.errors,
                         back="/compare")
         where = f"/compare#{'theme' if kind == 'theme' else 'segments'}"
-        return finish(RedirectResponse(_with_msg(where, "Settled."), status_code=303), v)
+        return finish(RedirectResponse(_with_msg(where, "settle"), status_code=303), v)
 
     @app.get("/healthz")
     def health():
@@ -504,15 +554,52 @@ def _safe_next(target: str) -> str:
 
 
 def _with_msg(path: str, msg: str) -> str:
+    """``path`` with the message code ``msg`` (see :func:`_flash`)."""
     path, hash_, fragment = path.partition("#")
     return path + ("&" if "?" in path else "?") + urlencode({"msg": msg}) + hash_ + fragment
 
 
-def _done(action: str) -> str:
-    return {"confirm": "Confirmed.", "rename": "Renamed.", "reject": "Rejected.", "merge": "Merged.",
-            "split": "Split.", "move": "Moved.", "add_segment": "Added.", "add_theme": "Theme added.",
-            "undo": "Undone.", "code": "Code added.", "uncode": "Code taken off.",
-            "answer": "Answer recorded.", "import_code": "Code imported."}.get(action, "Recorded.")
+DONE = {"confirm": "Confirmed.", "rename": "Renamed.", "reject": "Rejected.", "merge": "Merged.",
+        "split": "Split.", "move": "Moved.", "add_segment": "Added.", "add_theme": "Theme added.",
+        "undo": "Undone.", "code": "Code added.", "uncode": "Code taken off.", "answer": "Answer recorded.",
+        "import_code": "Code imported.", "settle": "Settled.",
+        "open": "Comparison opened: coders now see each other's decisions."}
+ACTION_WORDS = {"confirm": "confirmed", "rename": "renamed", "reject": "rejected", "merge": "merged",
+                "split": "split", "move": "moved a segment", "add_segment": "added a segment",
+                "add_theme": "made the theme", "undo": "undid", "code": "coded a segment",
+                "uncode": "took a code off", "answer": "answered in Teach", "import_code": "imported a code",
+                "settle": "settled a difference"}
+
+
+def _flash(code: str) -> str:
+    """The message of a redirect after a decision: only the page's own codes (``confirm``, ``reject.3``)
+    show, so that a link cannot put words of its own in the page's system message."""
+    action, _, n = code.partition(".")
+    if action not in DONE:
+        return ""
+    if n.isdigit() and action in ("confirm", "reject"):
+        return f"{DONE[action][:-1]} {int(n)} theme{'s' if int(n) != 1 else ''}."
+    return DONE[action] if not n else ""
+
+
+def _next_undecided(view, after: str | None) -> str | None:
+    """The first theme nobody decided on yet after ``after`` in list order (then from the top)."""
+    keys = [r.key for r in view.rows()]
+    start = keys.index(after) + 1 if after in keys else 0
+    return next((k for k in keys[start:] + keys[:start] if k != after and view.status(k) == cb.NEW), None)
+
+
+def _open_hint(view, segment: int) -> tuple[str, float] | None:
+    """An outlier's closest theme when it is still open (followed through merges); None when it was
+    split, rejected, or is gone."""
+    hint = view.suggested.get(segment)
+    if hint is None:
+        return None
+    key, seen = hint[0], set()
+    while view.status(key) == cb.MERGED and key not in seen:
+        seen.add(key)
+        key = view.state.themes[key].merged_into
+    return (key, hint[1]) if view.status(key) in cb.ACTIVE else None
 
 
 def _summary(view, e: cb.Entry) -> str:
@@ -530,7 +617,8 @@ def _summary(view, e: cb.Entry) -> str:
         return f"split '{e.before.get('label') or title}' into {len(a.get('parts') or ())} parts"
     if e.action in (cb.MOVE, cb.ADD_SEGMENT):
         n = len(a.get("segment_ids") or ())
-        verb = "moved" if e.action == cb.MOVE else "added"
+        placed = any((e.before.get("from") or {}).values())  # adding a segment that was in a theme moves it
+        verb = "moved" if e.action == cb.MOVE or placed else "added"
         return f"{verb} {n} segment{'s' if n != 1 else ''} to " + (f"'{view.title(a['to'])}'" if a.get("to")
                                                                     else "no theme")
     if e.action == cb.IMPORT_CODE:
@@ -582,20 +670,3 @@ def _figures(result, titles: Mapping[str, str]) -> dict:
                              "machine": pair[0] == "machine", "rows": rows, "overall": overall})
     return out
 
-
-def _highlight(text: str, query: str) -> list[tuple[str, bool]]:
-    """``text`` cut into (piece, is_match) for the query's words; the template escapes every piece."""
-    words = [re.escape(w) for w in query.split() if w]
-    if not words:
-        return [(text, False)]
-    pattern = re.compile("(" + "|".join(sorted(words, key=len, reverse=True)) + ")", re.IGNORECASE)
-    out = []
-    last = 0
-    for m in pattern.finditer(text):
-        if m.start() > last:
-            out.append((text[last:m.start()], False))
-        out.append((m.group(), True))
-        last = m.end()
-    if last < len(text):
-        out.append((text[last:], False))
-    return out

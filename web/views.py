@@ -6,6 +6,7 @@ partition) with the lines of the ranked list the pages show (:class:`ThemeRow`).
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 
@@ -16,6 +17,8 @@ from models.records import Segment, Study
 from models.review import StudyView
 from pipeline.learn import codebook as cb
 from pipeline.themes.rank import stability_is_weak
+
+_SEGMENTS = re.compile(r"\d+ segments?")
 
 
 @dataclass
@@ -68,7 +71,10 @@ class ReviewView(StudyView):
             members = self.members_shown(key)
             n_cases = len(self.cases_of(members))
             if theme is not None:
-                reasons = list(theme.reasons)
+                # the run's "N segments" counted the clustering's members only: say the number listed beside it
+                joined = sum(1 for s in members if self.joined(s) is not None and self.base.get(s) == key)
+                count = f"{len(members)} segments" + (f" ({joined} joined from the outlier queue)" if joined else "")
+                reasons = [count if _SEGMENTS.fullmatch(r) else r for r in theme.reasons]
                 if status in cb.ACTIVE and len(members) != theme.n_segments:
                     reasons.append(f"now {len(members)} segments from {n_cases} of {self.total_cases} "
                                    "participants after coders' decisions")

@@ -11,12 +11,12 @@ Pure: the caller passes the units (segments with source, offsets, case, text), a
 
 from __future__ import annotations
 
-import csv
 import html
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Hashable, Mapping, Protocol, Sequence
 
+from pipeline import csvsafe
 from pipeline.compare.agreement import natural_key
 
 
@@ -144,7 +144,7 @@ def write_csv(matrix: FrameworkMatrix, path: Path) -> Path:
     """Wide CSV: one row per participant, one column per theme; cells as in :func:`cell_text`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as handle:
-        csv.writer(handle).writerows(_rows(matrix))
+        csvsafe.writer(handle).writerows(_rows(matrix))
     return path
 
 

@@ -7,13 +7,13 @@ opens anywhere, offline, and can be mailed as one file.
 
 from __future__ import annotations
 
-import csv
 import html
 import math
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from pipeline import csvsafe
 from pipeline.compare.compare import MACHINE, MAPPING_RULE, Comparison, fmt
 
 PALETTE = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C",
@@ -337,7 +337,7 @@ def _write_csv(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str
     columns = list(columns or (rows[0].keys() if rows else []))
     tmp = path.with_name(path.name + ".part")
     with tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer = csvsafe.dict_writer(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         for r in rows:
             writer.writerow({k: _num(v) for k, v in r.items()})

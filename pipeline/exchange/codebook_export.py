@@ -4,12 +4,12 @@ qualitative-analysis programs import. ``models.review.confirmed_codebook`` reads
 
 from __future__ import annotations
 
-import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from pipeline import csvsafe
 from pipeline.exchange.refi_qda import QdaCode, palette_color, stable_guid, write_qdc
 
 
@@ -52,7 +52,7 @@ def write_codebook(entries: Sequence[CodebookEntry], path: Path | None, fmt: str
         write_qdc(codebook_codes(entries, study), path)
         return ""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csvsafe.writer(buffer, lineterminator="\n")
     writer.writerow(["key", "name", "definition", "segments", "participants", "example_segment_ids", "decided_by"])
     for e in entries:
         writer.writerow([e.key, e.name, e.definition, e.n_segments, e.n_cases, ";".join(map(str, e.example_ids)),

@@ -33,6 +33,7 @@ from os import PathLike
 from pathlib import Path, PurePath
 from typing import Hashable, Iterable, Mapping, Sequence
 
+from pipeline import csvsafe
 from pipeline.compare.agreement import Selection, Segment
 from pipeline.exchange.refi_qda import ORIGIN, QdaCode, QdaProject, read_qdpx
 from pipeline.ingest.unzip import ZipLimits
@@ -299,7 +300,8 @@ def _read_rows(data: str, origin: str) -> tuple[list[str], list[dict[str, str]]]
     for values in reader:
         if not any(v.strip() for v in values):
             continue
-        rows.append({n: (values[i].strip("\ufeff") if i < len(values) else "") for i, n in enumerate(names)})
+        rows.append({n: (csvsafe.read_cell(values[i].strip("\ufeff")) if i < len(values) else "")
+                     for i, n in enumerate(names)})
     return names, rows
 
 
@@ -440,7 +442,7 @@ def write_coding_table(rows: Sequence[Mapping], path: Path, fmt: str) -> Path:
         tmp.write_text(json.dumps(list(rows), indent=2, ensure_ascii=False), encoding="utf-8")
     elif fmt == "csv":
         with tmp.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=[*CSV_COLUMNS, "kind", "via", "probability"])
+            writer = csvsafe.dict_writer(handle, fieldnames=[*CSV_COLUMNS, "kind", "via", "probability"])
             writer.writeheader()
             writer.writerows(rows)
     else:

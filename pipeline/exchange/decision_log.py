@@ -10,6 +10,7 @@ import io
 import json
 from typing import Any, Iterable
 
+from pipeline import csvsafe
 from pipeline.learn.codebook import DecisionError, Entry
 
 CSV_COLUMNS = ("uid", "created_at", "coder", "action", "run_id", "theme_id", "theme_key", "name", "definition",
@@ -20,7 +21,7 @@ def write_decision_csv(entries: Iterable[Entry], out: io.TextIOBase | None = Non
     """The decision log ``entries`` as CSV text (columns: :data:`CSV_COLUMNS`, documented in docs/review.md);
     written to ``out`` instead when given."""
     buffer = out or io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer = csvsafe.dict_writer(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for e in entries:
         a = e.after
@@ -50,7 +51,7 @@ def read_decision_csv(data: str) -> list[tuple[str, dict]]:
     items: list[tuple[str, dict]] = []
     errors: list[str] = []
     for n, raw in enumerate(reader, start=2):
-        row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items() if k}
+        row = {(k or "").strip().lower(): csvsafe.read_cell((v or "").strip()) for k, v in raw.items() if k}
         intent: dict[str, Any] = {}
         for col in ("after", "before"):
             if row.get(col):

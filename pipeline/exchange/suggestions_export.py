@@ -3,11 +3,11 @@ one row per (theme, member segment) and one per segment in the outlier queue."""
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Any
 
+from pipeline import csvsafe
 from pipeline.themes.rank import PARTS
 
 CSV_COLUMNS = ("run_id", "theme_id", "rank", "label", "description", "second_pass", "score", *PARTS, "keywords", "segment_id",
@@ -23,7 +23,7 @@ def write_suggestions(export: dict[str, Any], path: Path, fmt: str) -> Path:
         tmp.write_text(json.dumps(export, indent=2, ensure_ascii=False), encoding="utf-8")
     elif fmt == "csv":
         with tmp.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+            writer = csvsafe.dict_writer(handle, fieldnames=CSV_COLUMNS)
             writer.writeheader()
             for t in export["themes"]:
                 quotes = set(t["quotes"])

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Collection, Iterable, Mapping, Sequence
 
 from pipeline.config import IngestSettings
+from pipeline.csvsafe import read_cell
 from pipeline.ingest.unzip import BoundedZip, UnpackLimitError, ZipLimits
 
 TEXT_SUFFIXES = {".txt", ".md"}
@@ -342,12 +343,12 @@ class Ingester:
         try:
             for number, row in enumerate(reader, start=1):
                 overlong += None in row  # more fields than the header: an unquoted delimiter in the text
-                answer = (row.get(text_col) or "").strip()
+                answer = read_cell((row.get(text_col) or "").strip())
                 if not answer:
                     continue
-                row_id = (row.get(self.row_id_column) or "").strip() if self.row_id_column else str(number)
-                case = (row.get(self.case_column) or "").strip() if self.case_column else row_id
-                attributes = tuple((a, (row.get(a) or "").strip()) for a in self.attribute_columns)
+                row_id = read_cell((row.get(self.row_id_column) or "").strip()) if self.row_id_column else str(number)
+                case = read_cell((row.get(self.case_column) or "").strip()) if self.case_column else row_id
+                attributes = tuple((a, read_cell((row.get(a) or "").strip())) for a in self.attribute_columns)
                 turns.append(Turn(len(turns), None, offset, offset + len(answer), case or row_id, row_id, attributes))
                 parts.append(answer)
                 offset += len(answer) + 2

@@ -303,7 +303,8 @@ def _apply(state: CodebookState, e: Entry) -> str | None:
             return f"theme {key} is {theme.status}"
         if e.action == CONFIRM:
             theme.status, theme.name = CONFIRMED, str(a.get("name") or theme.title)
-            theme.definition = str(a.get("definition") or "")
+            if a.get("definition") is not None:  # none given: the definition it had stays
+                theme.definition = str(a["definition"])
             theme.members = _ints(a.get("examples") or e.before.get("members"))
         elif e.action == RENAME:
             theme.name = str(a.get("name") or theme.title)
@@ -519,6 +520,12 @@ def validate(state: CodebookState, e: Entry, base_keys: Collection[str],
             errors.append(f"{what}: a segment is listed twice")
         return ids
 
+    def need_free_name(name: Any, exclude: Collection[str] = (), what: str = "the name") -> None:
+        taken = name_taken(state, name, base_keys, exclude)
+        if taken is not None:
+            errors.append(f"{what} '{' '.join(str(name).split())}' is already used by theme '{taken}'; "
+                          "choose another name, or merge the two themes")
+
     key = e.theme_key
 
     def need_new_theme() -> None:
@@ -537,11 +544,14 @@ def validate(state: CodebookState, e: Entry, base_keys: Collection[str],
             errors.append(f"theme '{key}' was {st}; it cannot be confirmed")
         elif e.action != CONFIRM and st not in ACTIVE:
             errors.append(f"theme '{key}' was {st}; decide on the theme it became instead")
-    if e.action == CONFIRM:
+    if e.action == CONFIRM:  # the definition may come later (confirm again, or rename with one)
         need_text("name", "a name", MAX_NAME)
-        need_text("definition", "a definition")
+        need_free_name(a.get("name"), (key or "",))
+        if a.get("definition") is not None and len(str(a["definition"])) > MAX_TEXT:
+            errors.append(f"the definition is longer than {MAX_TEXT} characters")
     elif e.action == RENAME:
         need_text("name", "a new name", MAX_NAME)
+        need_free_name(a.get("name"), (key or "",))
         current = state.themes.get(key or "")
         if current and current.name == a.get("name") and a.get("definition") in (None, current.definition):
             errors.append("the name is unchanged")
@@ -565,6 +575,7 @@ def validate(state: CodebookState, e: Entry, base_keys: Collection[str],
             errors.append("the decision's theme must be the one kept")
         if a.get("name") is not None and len(str(a["name"])) > MAX_NAME:
             errors.append(f"the name is longer than {MAX_NAME} characters")
+        need_free_name(a.get("name"), keys)
     elif e.action == SPLIT:
         parts = list(a.get("parts") or ())
         if len(parts) < 2:
@@ -582,7 +593,12 @@ def validate(state: CodebookState, e: Entry, base_keys: Collection[str],
                 errors.append(f"part {n} needs a name")
             elif len(name) > MAX_NAME:
                 errors.append(f"part {n}: the name is longer than {MAX_NAME} characters")
+            else:
+                need_free_name(name, (key or "",), f"part {n}: the name")
             new_keys.append(str(p.get("key") or ""))
+        folded = [_fold_name(p.get("name")) for p in parts if isinstance(p.get("name"), str) and p["name"].strip()]
+        if len(set(folded)) != len(folded):
+            errors.append("the parts need different names")
         for k in new_keys:
             if not KEY_PATTERN.match(k):
                 errors.append(f"'{k}' is not a usable theme key")
@@ -636,8 +652,10 @@ def validate(state: CodebookState, e: Entry, base_keys: Collection[str],
                 errors.append(f"theme '{k}' is {status(k) or 'unknown'}; choose an open theme")
         if answer == "new":
             need_new_theme()
+            need_free_name(a.get("name"))
     elif e.action == IMPORT_CODE:
         need_new_theme()
+        need_free_name(a.get("name"))
         if len(str(a.get("definition") or "")) > MAX_TEXT:
             errors.append(f"a definition is longer than {MAX_TEXT} characters")
         if a.get("color") and not re.match(r"^#[0-9A-F]{6}$", str(a["color"])):
@@ -646,7 +664,7 @@ def validate(state: CodebookState, e: Entry, base_keys: Collection[str],
             errors.append(f"parent theme '{a['parent']}' is unknown")
     elif e.action == ADD_THEME:
         need_new_theme()
-        need_text("definition", "a definition")
+        need_free_name(a.get("name"))
         need_segments(a.get("segment_ids"), "examples")
     elif e.action == SETTLE:
         kind = a.get("kind")
@@ -680,6 +698,23 @@ def validate(state: CodebookState, e: Entry, base_keys: Collection[str],
         elif a.get("undoes") != last.uid:
             errors.append("only your latest decision still in force can be undone")
     return errors
+
+
+def _fold_name(name: Any) -> str:
+    return " ".join(str(name or "").split()).casefold()
+
+
+def name_taken(state: CodebookState, name: Any, base_keys: Collection[str] = (),
+               exclude: Collection[str] = ()) -> str | None:
+    """The open theme (not one of ``exclude``) a coder already gave ``name`` (same words, any case), or None:
+    a codebook lists a name once."""
+    folded = _fold_name(name)
+    if not folded:
+        return None
+    for k, t in state.themes.items():
+        if k not in exclude and t.name and _fold_name(t.name) == folded and state.status_of(k, base_keys) in ACTIVE:
+            return k
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
