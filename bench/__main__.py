@@ -198,6 +198,20 @@ def cmd_review_loop(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return _save(result, args, _with_config(result, args, stem))
 
 
+def cmd_qualcoder(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from bench.harness import write_json
+    from bench.qualcoder_check import print_table, qualcoder_check
+
+    if not (args.qualcoder_src / "qualcoder" / "refi.py").is_file():
+        print(f"themesift: --qualcoder-src {args.qualcoder_src}: no qualcoder/refi.py there; give the src/ folder "
+              "of a QualCoder checkout (github.com/ccbogel/QualCoder)", file=sys.stderr)
+        return 2
+    result = {**describe_run(list(argv)), **qualcoder_check(args.qualcoder_src.resolve(), args.python)}
+    print_table(result)
+    print(f"wrote {write_json(result, args.out, 'qualcoder-check')}")
+    return 0 if all(r["n_lost"] == 0 for what, r in result["rows"].items() if what != "code colours") else 1
+
+
 def cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
     print(f"wrote {report.write(args.out, args.doc)}")
     return 0
@@ -304,6 +318,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="UMAP seeds: one review per seed, each point averaged over them")
     common(p)
     p.set_defaults(handler=cmd_review_loop)
+
+    p = sub.add_parser("qualcoder", help="QualCoder's own REFI-QDA importer on Themesift's .qdpx export of the example "
+                                         "study: every source, user, code, colour and coding kept? (optional: needs "
+                                         "QualCoder's source and a Python with PyQt6)")
+    p.add_argument("--qualcoder-src", type=Path, required=True, help="the src/ folder of a QualCoder checkout")
+    p.add_argument("--python", default=sys.executable,
+                   help="a Python with PyQt6, Pillow, PyMuPDF and qtawesome (QualCoder's import-time needs)")
+    p.add_argument("--out", type=Path, default=report.RESULTS, help="folder for the JSON result (docs/bench)")
+    p.set_defaults(handler=cmd_qualcoder)
 
     p = sub.add_parser("report", help="rebuild docs/benchmarks.md from docs/bench/*.json")
     p.add_argument("--out", type=Path, default=report.RESULTS)

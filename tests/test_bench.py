@@ -225,3 +225,36 @@ def test_small_study_draws_and_the_matched_share():
     assert len(draw(corpus, 5, 0, by_case=False).segments) == 5
     run = MethodRun("m", {i: ("T1" if i < 6 else None) for i in range(12)}, ["T1"], {"T1": "x"}, 0.0)
     assert matched_share(figures(run, corpus), corpus) == 0.5  # 'a' matched, 'b' not, 'c' too rare to count
+
+
+def test_qualcoder_check_reads_what_a_qdpx_holds_and_refuses_a_folder_without_qualcoder(tmp_path, capsys):
+    """The optional QualCoder check (``python -m bench qualcoder``; QualCoder itself is not installed here):
+    its reading of the file it compares QualCoder's database with, and its one-line refusal."""
+    from bench.__main__ import main
+    from bench.qualcoder_check import compare, read_export
+    from pipeline.exchange.refi_qda import QdaCode, QdaCoding, QdaProject, QdaSource, QdaUser, write_qdpx
+
+    leaf = QdaCode("00000000-0000-0000-0000-000000000002", "leaf", "a code", "#3D6CB3")
+    folder = QdaCode("00000000-0000-0000-0000-000000000001", "Folder", "", "#7F7F7F", (leaf,), codable=False)
+    project = QdaProject("p", users=(QdaUser("00000000-0000-0000-0000-000000000003", "amira"),), codes=(folder,),
+                         sources=(QdaSource("00000000-0000-0000-0000-000000000004", "P01.txt", "Hello there world"),),
+                         codings=(QdaCoding("00000000-0000-0000-0000-000000000004", 6, 11, leaf.guid,
+                                            "00000000-0000-0000-0000-000000000003"),),
+                         cases={"P01": ("00000000-0000-0000-0000-000000000004",)})
+    path = tmp_path / "p.qdpx"
+    write_qdpx(project, path)
+    held = read_export(path)
+    assert held["users"] == ["amira"] and held["cases"] == {"P01": ["P01.txt"]}
+    assert held["codings"] == [("P01.txt", 6, 11, "leaf", "amira")]
+    assert [(c["name"], c["parent"], c["codable"], c["color"]) for c in held["codes"]] == [
+        ("Folder", None, False, "#7F7F7F"), ("leaf", "Folder", True, "#3D6CB3")]
+    # a database that lost the coding and recoloured the code: both counted, with what was lost
+    qc = {"sources": held["sources"], "coders": ["amira"], "cases": {"P01": []}, "codings": [], "seltext_wrong": 0,
+          "codes": [{**c, "color": "#000000" if c["codable"] else None} for c in held["codes"]]}
+    rows = compare(held, qc, "amira")["rows"]
+    assert rows["codings (source, span, code, user)"]["lost"] == [["P01.txt", 6, 11, "leaf", "amira"]]
+    assert rows["code colours"]["lost"] == ["leaf: #3D6CB3 -> #000000"]
+    assert rows["codes (name, parent, description)"]["n_lost"] == 0
+    capsys.readouterr()
+    assert main(["qualcoder", "--qualcoder-src", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("themesift: --qualcoder-src")
