@@ -531,9 +531,11 @@ def _read_code(el: ET.Element, problems: list[str], label: str) -> QdaCode | Non
     return QdaCode(normalize_guid(guid), name, description, _color(_attr(el, "color")), children, codable)
 
 
-# Tableau 10: colours told apart on screen and in print; codes without a colour of their own take them in turn.
-PALETTE = ("#4E79A7", "#F28E2B", "#E15759", "#76B7B2", "#59A14F", "#EDC948", "#B07AA1", "#FF9DA7",
-           "#9C755F", "#BAB0AC")
+# Codes without a colour of their own take these in turn: the nearest (CIELAB) to Tableau 10's colours, told
+# apart on screen and in print, among QualCoder's 120 code colours. QualCoder's importer replaces any other
+# colour by the nearest of its own (Tableau's brown became plum), so these come across unchanged in every tool.
+PALETTE = ("#3D6CB3", "#FF8B33", "#C54949", "#7EA793", "#487E4B", "#F7D358", "#B76E95", "#F5A9A9",
+           "#D8866D", "#B8B8B8")
 
 
 def palette_color(index: int) -> str:
