@@ -206,7 +206,8 @@ def cmd_qualcoder(args: argparse.Namespace, argv: Sequence[str]) -> int:
         print(f"themesift: --qualcoder-src {args.qualcoder_src}: no qualcoder/refi.py there; give the src/ folder "
               "of a QualCoder checkout (github.com/ccbogel/QualCoder)", file=sys.stderr)
         return 2
-    result = {**describe_run(list(argv)), **qualcoder_check(args.qualcoder_src.resolve(), args.python)}
+    result = {**describe_run(list(argv)), **qualcoder_check(args.qualcoder_src.resolve(), args.python,
+                                                            args.qualcoder_commit)}
     print_table(result)
     print(f"wrote {write_json(result, args.out, 'qualcoder-check')}")
     return 0 if all(r["n_lost"] == 0 for what, r in result["rows"].items() if what != "code colours") else 1
@@ -325,6 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--qualcoder-src", type=Path, required=True, help="the src/ folder of a QualCoder checkout")
     p.add_argument("--python", default=sys.executable,
                    help="a Python with PyQt6, Pillow, PyMuPDF and qtawesome (QualCoder's import-time needs)")
+    p.add_argument("--qualcoder-commit", help="QualCoder's commit, for the result, where the source is not a git "
+                                              "checkout (default: git rev-parse HEAD in --qualcoder-src)")
     p.add_argument("--out", type=Path, default=report.RESULTS, help="folder for the JSON result (docs/bench)")
     p.set_defaults(handler=cmd_qualcoder)
 

@@ -197,7 +197,7 @@ def compare(ours: dict, qc: dict, active_coder: str) -> dict:
                                               - {c["name"] for c in ours["codes"]})}
 
 
-def qualcoder_check(src: Path, python: str) -> dict:
+def qualcoder_check(src: Path, python: str, commit: str | None = None) -> dict:
     """The whole check in a temporary folder; the result as a dict (``kind``: ``qualcoder-check``)."""
     tmp = Path(tempfile.mkdtemp(prefix="themesift-bench-qualcoder-"))
     qdpx = export_example(tmp)
@@ -212,10 +212,10 @@ def qualcoder_check(src: Path, python: str) -> dict:
     imported = json.loads((work / "result.json").read_text(encoding="utf-8"))
     ours = read_export(qdpx)
     result = compare(ours, read_qualcoder(Path(imported["database"])), imported["active_coder"])
-    commit = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True)
+    head = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True)
     return {"kind": "qualcoder-check", "dataset": "example-study", "qdpx": str(qdpx),
             "qualcoder": {"version": imported["qualcoder_version"], "database_version": imported["database_version"],
-                          "source": str(src), "commit": commit.stdout.strip() or None,
+                          "source": str(src), "commit": commit or head.stdout.strip() or None,
                           "ai_stand_in": imported["ai_stand_in"],
                           "log": imported["log"].splitlines(), "messages": [m["title"] for m in imported["messages"]]},
             **result}
