@@ -18,8 +18,9 @@ What is QualCoder's and what is not:
   installed, a stand-in ``qualcoder.ai_llm`` gives an empty model list (AI stays off, as by default) and
   the result says so.
 
-Writes ``result.json`` into ``--work`` (QualCoder prints to stdout itself): the project folder (its ``data.qda`` is the SQLite database), the importer's
-log and messages, the active coder QualCoder chose, and whether the AI stand-in was used.
+Writes ``result.json`` into ``--work`` (QualCoder prints to stdout itself): the project folder (its
+``data.qda`` is the SQLite database), the importer's log and messages, the active coder QualCoder chose,
+and whether the AI stand-in was used.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def _new_project_sql(main_py: Path) -> tuple[list[str], str | None]:
         sql = call.args[0].value
         if sql.lstrip().upper().startswith("CREATE TABLE"):
             creates.append(sql)
-        elif sql.upper().startswith("INSERT INTO PROJECT") and len(call.args) > 1 and isinstance(call.args[1], ast.Tuple):
+        elif (sql.upper().startswith("INSERT INTO PROJECT") and len(call.args) > 1
+              and isinstance(call.args[1], ast.Tuple)):
             first = call.args[1].elts[0]
             version = first.value if isinstance(first, ast.Constant) else None
     return creates, version
