@@ -293,9 +293,9 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, s: Settin
     # Decisions first: kept themes take their members and the new segments that fit them; segments a
     # coder moved stay where they were put; only the rest is clustered for new suggestions.
     review = s.review
+    rows = [segments[i] for i in clustered]
     plan = None if honour is None else plan_segments(
-        vectors, honour.fixed_for([segments[i] for i in clustered]), honour.calibrations(review),
-        review.uncertain_margin, honour.competitor_centroids())
+        honour.fixed_for(rows), honour.assignments(vectors, rows, review), honour.kept)
     rest = list(plan.remaining) if plan is not None else list(range(len(vectors)))
     reduction = {"segments": len(rest), "cached": False}
     try:

@@ -680,8 +680,11 @@ def honour_inputs(store: Store, study: str) -> HonourInputs | None:
         kept = {k: v for k, v in kept.items() if v[2]}
         rejected = {t.key: tuple(t.members) for t in view.state.rejected() if t.members}
         others = {k: tuple(view.members(k)) for k in view.active_keys() if k not in kept and view.members(k)}
+        segs = sorted(view.base)
+        positives, negatives = _decision_labels(view, segs, list(kept))
         ids = sorted({s for v in kept.values() for s in v[2]} | {s for v in rejected.values() for s in v}
-                     | set(view.state.assignments))
+                     | set(view.state.assignments) | {segs[r] for rows in negatives.values() for r in rows}
+                     | {segs[r] for rows in positives.values() for r in rows})
         where = {sid: (sha, start, end) for sid, sha, start, end in session.execute(
             select(Segment.id, Source.sha256, Segment.start, Segment.end).join(Source, Source.id == Segment.source_id)
             .where(Segment.id.in_(ids)))} if ids else {}
@@ -693,11 +696,13 @@ def honour_inputs(store: Store, study: str) -> HonourInputs | None:
             if target is None and s in where:
                 fixed[where[s]] = FIXED_NONE
         names = {t.key: t.title for t in view.state.rejected()}
+        for_theme = {k: frozenset(where[segs[r]] for r in rows if segs[r] in where) for k, rows in positives.items()}
+        against = {k: frozenset(where[segs[r]] for r in rows if segs[r] in where) for k, rows in negatives.items()}
     example_vectors = {k: segment_vectors(store, view, list(v[2])) for k, v in kept.items()}
     rejected_vectors = {k: segment_vectors(store, view, list(v)) for k, v in rejected.items()}
     competitors = {**{k: segment_vectors(store, view, list(v)) for k, v in others.items()}, **rejected_vectors}
     return HonourInputs(kept, example_vectors, rejected_vectors, competitors, names, fixed, len(view.entries),
-                        view.entries[-1].uid if view.entries else None)
+                        view.entries[-1].uid if view.entries else None, for_theme, against)
 
 
 def apply_codebook(store: Store, study: str, review_cfg: ReviewSettings | Mapping[str, Any]) -> ApplyResult:

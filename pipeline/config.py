@@ -710,6 +710,7 @@ class ReviewSettings(Section):
     diff_match_jaccard: float = setting(number(above=0, high=1))
     learner: str = setting(one_of("logistic", "centroid"))
     learner_unlabelled_weight: float = setting(number(0, 1))
+    run_unlabelled_count: float = setting(number(0, 1))
     learner_C: float = setting(number(above=0))
     teach_unsure: int = setting(whole(0, 100))
     teach_far: int = setting(whole(0, 100))

@@ -225,6 +225,7 @@ BAD = {
                              "review.diff_match_jaccard: 0 is not allowed; use a number > 0 and <= 1"),
     "teach_unsure negative": ("review: {teach_unsure: -1}", "review.teach_unsure: -1 is not allowed"),
     "teach_far too many": ("review: {teach_far: 500}", "review.teach_far: 500 is not allowed"),
+    "run_unlabelled_count above 1": ("review: {run_unlabelled_count: 2}", "review.run_unlabelled_count: 2 is not allowed"),
     "teach_neighbours 0": ("review: {teach_neighbours: 0}", "review.teach_neighbours: 0 is not allowed"),
     "not finite": ("cluster: {umap: {min_dist: .nan}}", "cluster.umap.min_dist: nan is not allowed"),
     "small number as text": ("cluster: {umap: {min_dist: 1e-3}}", "'1e-3' is text to YAML, not a number: write 0.001"),

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.learn.honour import (FIXED_NONE, RunTheme, combine_labels, diff_runs, drop_rejected, plan_segments,
-                                   rejected_centroids)
+from pipeline.learn.honour import (FIXED_NONE, RunTheme, combine_labels, diff_runs, drop_rejected, learner_assignments,
+                                   plan_segments, rejected_centroids)
 from pipeline.themes.join import ASSIGNED, NONE, UNCERTAIN, calibrate, classify
 from pipeline.themes.split import propose_split
 
@@ -92,12 +92,24 @@ def test_plan_segments_fixed_classified_excluded_remaining(themes):
     cal = calibrate(examples, 10, 0.2)
     vectors = np.vstack([blob(rng, a, 2, 0.05), blob(rng, np.eye(16)[9], 3, 0.05)])
     fixed = ["b", FIXED_NONE, None, None, "unknown-key"]
-    plan = plan_segments(vectors, fixed, cal, 0.05)
+    plan = plan_segments(fixed, classify(vectors, cal, 0.05), cal)
     assert plan.assigned[0] == "b" and 0 in plan.fixed   # a coder's placement wins over similarity
     assert plan.excluded == frozenset({1})
     assert plan.remaining == (2, 3, 4)                   # unknown fixed keys are treated as free
     with pytest.raises(ValueError):
-        plan_segments(vectors, fixed[:2], cal)
+        plan_segments(fixed[:2], classify(vectors, cal, 0.05), cal)
+
+
+def test_learner_assignments_take_the_theme_furthest_above_its_threshold():
+    proba = np.array([[0.9, 0.6], [0.5, 0.45], [0.38, 0.1], [0.1, 0.2]])
+    got = learner_assignments(proba, np.array([0.4, 0.3]), ["a", "b"], 0.05)
+    assert [(g.status, g.key) for g in got] == [
+        (ASSIGNED, "a"),       # both accept it: a is 0.5 above its threshold, b 0.3
+        (ASSIGNED, "b"),       # a 0.1 above, b 0.15: b, although a's probability is higher
+        (UNCERTAIN, "a"),      # 0.02 below a's threshold, within the margin
+        (NONE, "b")]           # below both
+    assert got[0].similarity == 0.9 and got[0].threshold == 0.4 and got[0].runner_up == "b"
+    assert [g.status for g in learner_assignments(proba, np.zeros(0), [], 0.05)] == [NONE] * 4
 
 
 def test_drop_rejected(themes):
@@ -149,7 +161,7 @@ def test_combine_labels_and_name_carried(themes):
     rng, a, b, examples = themes
     cal = calibrate(examples, 10, 0.2)
     vectors = np.vstack([blob(rng, a, 3, 0.05), blob(rng, np.eye(16)[9], 4, 0.05), blob(rng, b, 1, 0.05)])
-    plan = plan_segments(vectors, [None, "b", FIXED_NONE, None, None, None, None, None], cal, 0.05)
+    plan = plan_segments([None, "b", FIXED_NONE, None, None, None, None, None], classify(vectors, cal, 0.05), cal)
     assert plan.remaining == (3, 4, 5, 6)
     labels, strengths, label_of = combine_labels(len(vectors), plan, np.array([0, 0, -1, 0]),
                                                  np.array([0.9, 0.8, 0.0, 0.7]), ["a", "b"])

@@ -109,3 +109,18 @@ def test_decision_labels_read_for_and_against_from_the_log():
     positives, negatives = decision_labels(segments, base, codes, ["a", "b"], [14], {"b": {15}})
     assert positives == {"a": [0, 5], "b": [0, 2, 3]}
     assert negatives == {"a": [1, 2, 4], "b": [5, 4]}
+
+
+def test_a_run_threshold_counting_unlabelled_rows_is_stricter():
+    """``unlabelled_count=1`` (the next suggest run) counts an unlabelled row as a wrong "yes" when the
+    threshold is chosen: a theme known from its members alone takes fewer of the rows nobody labelled."""
+    rng = np.random.default_rng(3)
+    e = np.eye(8)
+    X = np.vstack([blob(rng, e[0], 30, 0.3), blob(rng, e[0] + 0.7 * e[3], 60, 0.4), blob(rng, e[5], 100, 0.4)])
+    labels = {"staff": ThemeLabels(tuple(range(20)))}
+    loose = CodeLearner(seed=0).fit(X, labels)
+    strict = CodeLearner(unlabelled_count=1.0, seed=0).fit(X, labels)
+    assert strict.thresholds_[0] > loose.thresholds_[0]
+    taken = [sum("staff" in c for c in m.predict(X[20:])) for m in (loose, strict)]
+    assert taken[1] < taken[0]
+    assert np.array_equal(loose.coef_, strict.coef_)  # the same regression: only the threshold differs

@@ -623,11 +623,11 @@ def test_honour_inputs_keep_confirmed_drop_rejected_and_fix_moves(study):
     fixed = inputs.fixed_for(segs)
     ids = [r[0] for r in rows]
     assert fixed[ids.index(moved)] == FIXED_NONE
-    plan = plan_segments(vectors, fixed, inputs.calibrations(REVIEW), REVIEW["uncertain_margin"],
-                         inputs.competitor_centroids())
+    plan = plan_segments(fixed, inputs.assignments(vectors, segs, REVIEW), inputs.kept)
     taken = {ids[i] for i, k in plan.assigned.items() if k == keys[0]}
     assert taken >= set(view.members(keys[0]))
-    assert len(taken) <= len(view.members(keys[0])) + 10     # the other themes' segments are left to them
+    assert not taken & set(view.members(keys[1]))   # the rejected theme's members count against it
+    assert len(taken) < len(ids) / 2                  # it takes what the learner accepts, not the corpus
     assert ids.index(moved) in plan.excluded
     # the rejected theme's own cluster would be dropped if it came back
     rejected = view.members(keys[1])

@@ -37,9 +37,10 @@ from pipeline import csvsafe
 from pipeline.compare.agreement import Selection, Segment
 from pipeline.exchange.refi_qda import ORIGIN, QdaCode, QdaProject, read_qdpx
 from pipeline.ingest.unzip import ZipLimits
+from pipeline.learn.apply import APPLY_CODER
 
 MACHINE_USER_NAME = "Themesift (machine)"
-APPLY_USER_NAME = "Themesift (codebook applied)"  # pipeline.learn.apply.APPLY_CODER: the confirmed codebook applied
+APPLY_USER_NAME = APPLY_CODER  # the confirmed codebook applied (pipeline.learn.apply)
 MACHINE_NAMES = (MACHINE_USER_NAME, APPLY_USER_NAME)
 # The non-codable folders of an export: the confirmed codebook's tree and one per run of the machine's themes.
 CONFIRMED_FOLDER = "Confirmed codebook"

@@ -22,13 +22,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from pipeline.config import ReviewSettings
-from pipeline.exchange.codings import APPLY_USER_NAME
-from pipeline.learn.honour import rejected_centroids
+from pipeline.learn.honour import learner_assignments, rejected_centroids
 from pipeline.learn.learner import CodeLearner, theme_labels
 from pipeline.learn.teach import Question, TeachQueue
-from pipeline.themes.join import Calibration, calibrate, classify
+from pipeline.themes.join import Assignment, Calibration, calibrate, classify
 
-APPLY_CODER = APPLY_USER_NAME  # one name, kept in pipeline.exchange.codings with the machine's
+APPLY_CODER = "Themesift (codebook applied)"
 
 
 @dataclass
@@ -40,7 +39,9 @@ class HonourInputs:
     ``fixed``: (source sha256, start, end) -> kept key, or :data:`pipeline.learn.honour.FIXED_NONE` for
     segments a coder moved to "no theme"; ``competitor_vectors``: key -> member vectors of the latest
     run's other themes (open but not kept) and of rejected themes, which compete with kept themes in
-    classification; ``decisions``: how many decisions were honoured.
+    classification; ``decisions``: how many decisions were honoured; ``for_theme`` / ``against_theme``:
+    kept key -> the places ((source sha256, start, end)) of the segments the decisions say are in it / not
+    in it (:func:`decision_labels`), on which the learner is trained.
     """
 
     kept: dict[str, tuple[str, str, tuple[int, ...]]]
@@ -51,6 +52,8 @@ class HonourInputs:
     fixed: dict[tuple[str, int, int], str]
     decisions: int
     last_uid: str | None
+    for_theme: dict[str, frozenset[tuple[str, int, int]]] = field(default_factory=dict)
+    against_theme: dict[str, frozenset[tuple[str, int, int]]] = field(default_factory=dict)
 
     def calibrations(self, review_cfg: ReviewSettings | Mapping[str, Any]) -> dict[str, Calibration]:
         """Each kept theme's centre and threshold under the ``review`` section's rule."""
@@ -67,6 +70,24 @@ class HonourInputs:
         """For ``pipeline.learn.honour.plan_segments``: one entry per segment (objects with ``source_sha256``,
         ``start``, ``end``, such as ``pipeline.ingest.segment.Segment``)."""
         return [self.fixed.get((s.source_sha256, s.start, s.end)) for s in segments]
+
+    def assignments(self, vectors: np.ndarray, segments: Sequence[Any],
+                    review_cfg: ReviewSettings | Mapping[str, Any], seed: int = 0) -> list[Assignment]:
+        """Where the review rule puts each of ``segments`` (rows of ``vectors``; objects as for
+        :meth:`fixed_for`) among the kept themes: the learner ``apply`` uses, trained on the decisions'
+        labels of these segments, with the stricter thresholds of ``review.run_unlabelled_count`` (a run
+        takes segments out of the clustering) (``review.learner: logistic``), or the centroid rule
+        (``centroid``)."""
+        review_cfg = ReviewSettings.of(review_cfg)
+        if review_cfg.learner == "centroid":
+            return classify(vectors, self.calibrations(review_cfg), review_cfg.uncertain_margin,
+                            self.competitor_centroids())
+        row = {(s.source_sha256, s.start, s.end): i for i, s in enumerate(segments)}
+        labels = theme_labels({k: [row[p] for p in self.for_theme.get(k, ()) if p in row] for k in self.kept},
+                              {k: [row[p] for p in self.against_theme.get(k, ()) if p in row] for k in self.kept})
+        learner = CodeLearner.from_config(review_cfg, seed, for_run=True).fit(vectors, labels)
+        proba = learner.predict_proba(vectors) if learner.themes_ else np.zeros((len(vectors), 0))
+        return learner_assignments(proba, learner.thresholds_, learner.themes_, review_cfg.uncertain_margin)
 
 
 @dataclass

@@ -3,62 +3,54 @@
 Contract (every vector is a float32/float64 row, L2-normalised as ``pipeline.embed.encoder.Embedder`` gives it;
 every threshold is a parameter the caller reads from the configuration, section ``review``):
 
-1. :func:`calibrate` (``pipeline.themes.join``, the rule by which outliers join themes) builds, for each
-   kept theme (confirmed, or shaped by a coder), the centroid of its confirmed example segments and an
-   acceptance threshold calibrated on those examples: the ``review.calibration_percentile``-th percentile
-   of the leave-one-out cosine similarity of each example to the centroid of the *other* examples, never
-   below ``review.min_similarity``.
-2. :func:`classify` (``pipeline.themes.join``) puts each new segment vector in one kept theme
-   (``assigned``), flags it for review (``uncertain``: within ``review.uncertain_margin`` below the
-   threshold, or two themes accept it and the runner-up is within the margin of the best), or leaves it
-   free (``none``). Centroids of the previous run's other themes (not kept, or rejected) compete: a
-   segment nearer to one of them is not taken, so a broad kept theme cannot swallow the corpus.
-3. :func:`plan_segments` combines fixed placements (segments a coder moved: into a theme, or to "no
-   theme") with :func:`classify` and says which segments remain to be clustered for new suggestions.
-4. :func:`drop_rejected` removes new clusters whose centroid has cosine similarity of at least
+1. The review rule says where each segment of the new run would go. With ``review.learner: logistic``
+   (the default) it is the learner ``apply`` uses (``pipeline.learn.learner.CodeLearner``), trained on what
+   the decisions say for and against each kept theme (confirmed, or shaped by a coder), read by
+   :func:`learner_assignments`: a kept theme takes a new segment when its probability reaches the theme's
+   threshold (chosen stricter than ``apply``'s, ``review.run_unlabelled_count``: a run takes segments out
+   of the clustering). With ``centroid``, the older rule of ``pipeline.themes.join`` (:func:`calibrate` and
+   :func:`classify`: one centre and threshold per kept theme, the other themes' centroids competing).
+   ``pipeline.learn.apply.HonourInputs.assignments`` applies whichever the configuration names.
+2. :func:`plan_segments` combines fixed placements (segments a coder moved: into a theme, or to "no
+   theme") with those assignments and says which segments remain to be clustered for new suggestions.
+3. :func:`drop_rejected` removes new clusters whose centroid has cosine similarity of at least
    ``review.rejected_similarity`` to a rejected theme's centroid, and reports why.
-5. :func:`diff_runs` compares two runs' themes (matched by stable key, then by member overlap of at
+4. :func:`diff_runs` compares two runs' themes (matched by stable key, then by member overlap of at
    least ``review.diff_match_jaccard``): new, grown, shrunk, unchanged, gone.
-
-6. :func:`combine_labels` puts kept-theme members (label ``CARRIED_LABEL_BASE + j``) and the clusterer's
+5. :func:`combine_labels` puts kept-theme members (label ``CARRIED_LABEL_BASE + j``) and the clusterer's
    labels for the remaining rows into one label array, so describe / rank / assemble run unchanged;
    :func:`name_carried` gives the carried candidate themes the coders' names.
 
-Nothing here reads the store or the configuration; ``models.review.honour_inputs`` gathers the example
-and rejected vectors from the decision log and the embedding cache (``pipeline.learn.apply.HonourInputs``),
+Nothing here reads the store or the configuration; ``models.review.honour_inputs`` gathers the decisions'
+labels and vectors from the decision log and the embedding cache (``pipeline.learn.apply.HonourInputs``),
 and ``models.decisions.record_carried_keys`` gives the stored carried themes their stable keys.
 
 How the suggest flow uses it (after ``vectors`` of the clusterable segments are loaded)::
 
-    review = config["review"]
     honour = honour_inputs(store, study)                      # None: no decisions yet, run as before
     rows = [segments[i] for i in clustered]
-    plan = plan_segments(vectors, honour.fixed_for(rows), honour.calibrations(review),
-                         review["uncertain_margin"], honour.competitor_centroids())
+    plan = plan_segments(honour.fixed_for(rows), honour.assignments(vectors, rows, review), honour.kept)
     rest = list(plan.remaining)
     clusterer, stability = cluster_task(vectors[rest], ...)   # only the remaining segments
     rest_labels = clusterer.labels_.copy()
     kept, dropped = drop_rejected(cluster_centroids(vectors[rest], rest_labels),
-                                  honour.rejected_centroids(), review["rejected_similarity"],
+                                  honour.rejected_centroids(), review.rejected_similarity,
                                   honour.rejected_names)
     rest_labels[np.isin(rest_labels, [d.cluster for d in dropped])] = -1      # report ``dropped``
     labels, strengths, label_of = combine_labels(len(vectors), plan, rest_labels,
                                                  clusterer.probabilities_, list(honour.kept))
-    stability.update({lab: (1.0, n_resamples) for lab in label_of.values()})  # kept by coders
     ... describe / rank / assemble on (texts, labels, vectors, cases, strengths) as before ...
     themes = name_carried(suggestions.themes, label_of, {k: v[0] for k, v in honour.kept.items()})
-    run_id = store_task(...)                                   # Suggestions(tuple(themes), outliers)
-    with store.transaction() as s: record_carried_keys(s, run_id, label_of)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Hashable, Mapping, Sequence
+from typing import Collection, Hashable, Mapping, Sequence
 
 import numpy as np
 
-from pipeline.themes.join import ASSIGNED, UNCERTAIN, Assignment, Calibration, classify, unit_vectors
+from pipeline.themes.join import ASSIGNED, NONE, UNCERTAIN, Assignment, unit_vectors
 
 FIXED_NONE = "__none__"  # a coder moved the segment to "no theme": keep it out of every theme
 
@@ -86,33 +78,33 @@ class SegmentPlan:
     assignments: dict[int, Assignment] = field(default_factory=dict)
 
 
-def plan_segments(vectors: np.ndarray, fixed: Sequence[str | None], calibrations: Mapping[str, Calibration],
-                  uncertain_margin: float = 0.05, competitors: Mapping[str, np.ndarray] | None = None) -> SegmentPlan:
+def plan_segments(fixed: Sequence[str | None], assignments: Sequence[Assignment], kept: Collection[str]) -> SegmentPlan:
     """Split a run's clusterable segments into kept-theme members, flagged, excluded and remaining.
 
-    ``fixed[i]`` is a kept theme key for a segment a coder placed (it goes there whatever its
-    similarity), :data:`FIXED_NONE` for one a coder moved to "no theme", or None (free: classified).
-    Fixed keys that are not in ``calibrations`` are treated as free; ``competitors`` as in :func:`classify`.
+    ``fixed[i]`` is a kept theme key for a segment a coder placed (it goes there whatever the rule says),
+    :data:`FIXED_NONE` for one a coder moved to "no theme", or None (free). ``assignments[i]`` is where the
+    review rule puts row ``i`` (``HonourInputs.assignments``: the learner, or the centroid rule of
+    :func:`pipeline.themes.join.classify`); it decides the free rows only. A fixed key the rule does not
+    know (a theme no longer kept) leaves the row free.
     """
-    n = len(vectors)
+    n = len(assignments)
     if len(fixed) != n:
-        raise ValueError(f"fixed has {len(fixed)} entries for {n} vectors")
+        raise ValueError(f"fixed has {len(fixed)} entries for {n} assignments")
+    known = set(kept)
     assigned: dict[int, str] = {}
     fixed_idx: set[int] = set()
     excluded: set[int] = set()
+    uncertain: dict[int, Assignment] = {}
+    details: dict[int, Assignment] = {}
     free: list[int] = []
-    for i, f in enumerate(fixed):
+    for i, (f, a) in enumerate(zip(fixed, assignments)):
         if f == FIXED_NONE:
             excluded.add(i)
-        elif f is not None and f in calibrations:
+        elif f is not None and f in known:
             assigned[i] = f
             fixed_idx.add(i)
         else:
             free.append(i)
-    uncertain: dict[int, Assignment] = {}
-    details: dict[int, Assignment] = {}
-    if free:
-        for i, a in zip(free, classify(np.asarray(vectors)[free], calibrations, uncertain_margin, competitors)):
             details[i] = a
             if a.status == ASSIGNED:
                 assigned[i] = a.key  # type: ignore[assignment]
@@ -120,6 +112,29 @@ def plan_segments(vectors: np.ndarray, fixed: Sequence[str | None], calibrations
                 uncertain[i] = a
     remaining = tuple(i for i in free if i not in assigned and i not in uncertain)
     return SegmentPlan(assigned, frozenset(fixed_idx), uncertain, frozenset(excluded), remaining, details)
+
+
+def learner_assignments(proba: np.ndarray, thresholds: np.ndarray, keys: Sequence[str],
+                        uncertain_margin: float = 0.05) -> list[Assignment]:
+    """Where a run puts each row by the learner's probabilities (``CodeLearner.predict_proba`` and its
+    ``thresholds_``, theme ``keys`` in their order): the theme furthest above its threshold (a run gives
+    a segment one theme; ``apply`` gives every one that fits), uncertain within ``uncertain_margin`` below
+    it, none otherwise. ``similarity`` is the probability, shown as the member's strength."""
+    proba = np.atleast_2d(np.asarray(proba, dtype=np.float64))
+    if not len(keys):
+        return [Assignment(NONE, None, 0.0, 0.0) for _ in range(len(proba))]
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    out = []
+    for row in proba:
+        gap = row - thresholds
+        order = np.lexsort((np.arange(len(keys)), -gap))  # furthest above first, ties by key order
+        best = int(order[0])
+        second = int(order[1]) if len(keys) > 1 else None
+        p, t = float(row[best]), float(thresholds[best])
+        status = ASSIGNED if p >= t else UNCERTAIN if p >= t - uncertain_margin else NONE
+        out.append(Assignment(status, keys[best], p, t, keys[second] if second is not None else None,
+                              float(row[second]) if second is not None else 0.0))
+    return out
 
 
 CARRIED_LABEL_BASE = 100_000  # cluster labels of carried themes: never produced by the clusterer

@@ -46,24 +46,29 @@ class CodeLearner:
     ``C``: inverse regularisation strength of each logistic regression. ``unlabelled_weight``: the
     weight of a row no coder labelled for a theme, taken as a negative (0: labelled rows only).
     ``folds``: out-of-fold probabilities for the threshold (a theme with fewer positives keeps 0.5).
-    ``min_threshold``: a floor, so a theme with few labels cannot take everything. ``seed`` fixes the
-    folds. Fitted: ``themes_`` (keys with at least one positive, in the order given), ``coef_``,
+    ``min_threshold``: a floor, so a theme with few labels cannot take everything. ``unlabelled_count``:
+    how much an unlabelled row counts as a false positive when the threshold is chosen (None: its training
+    weight; 1: as much as a labelled negative, for a stricter threshold). ``seed`` fixes the folds. Fitted: ``themes_`` (keys with at least one positive, in the order given), ``coef_``,
     ``intercept_``, ``thresholds_``.
     """
 
     def __init__(self, C: float = 1.0, unlabelled_weight: float = 0.05, folds: int = 3,
-                 min_threshold: float = 0.2, seed: int = 0):
+                 min_threshold: float = 0.2, unlabelled_count: float | None = None, seed: int = 0):
         self.C = C
         self.unlabelled_weight = unlabelled_weight
         self.folds = folds
         self.min_threshold = min_threshold
+        self.unlabelled_count = unlabelled_count
         self.seed = seed
 
     @classmethod
-    def from_config(cls, review_cfg: ReviewSettings | Mapping[str, Any], seed: int = 0) -> "CodeLearner":
-        """The learner the ``review`` section describes (``learner_C``, ``learner_unlabelled_weight``)."""
+    def from_config(cls, review_cfg: ReviewSettings | Mapping[str, Any], seed: int = 0,
+                    for_run: bool = False) -> "CodeLearner":
+        """The learner the ``review`` section describes (``learner_C``, ``learner_unlabelled_weight``);
+        ``for_run``: its thresholds for the next suggest run (``run_unlabelled_count``)."""
         review_cfg = ReviewSettings.of(review_cfg)
-        return cls(C=review_cfg.learner_C, unlabelled_weight=review_cfg.learner_unlabelled_weight, seed=seed)
+        return cls(C=review_cfg.learner_C, unlabelled_weight=review_cfg.learner_unlabelled_weight,
+                   unlabelled_count=review_cfg.run_unlabelled_count if for_run else None, seed=seed)
 
     def fit(self, X: np.ndarray, labels: Mapping[str, ThemeLabels]) -> "CodeLearner":
         X = np.asarray(X, dtype=np.float64)
@@ -81,7 +86,8 @@ class CodeLearner:
                 continue
             model = self._model().fit(X[rows], y, sample_weight=balanced)
             self.coef_[j], self.intercept_[j] = model.coef_[0], model.intercept_[0]
-            self.thresholds_[j] = self._threshold(X[rows], y, balanced, weight, rng)
+            count = weight if self.unlabelled_count is None else np.where(weight < 1, self.unlabelled_count, weight)
+            self.thresholds_[j] = self._threshold(X[rows], y, balanced, count, rng)
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:

@@ -1,11 +1,11 @@
 """Which segments join which theme: a theme's centre and the similarity a segment needs to join it,
 calibrated on the theme's own members.
 
-One rule serves twice. A run gives segments the clustering left out to the theme they fit
-(:class:`JoinRule`, :func:`join_outliers`, section ``cluster.join_outliers`` of the configuration), and
-a run that honours coders' decisions gives new segments to the themes they kept
-(``pipeline.learn.honour.plan_segments``, section ``review``); both calibrate each theme
-(:func:`calibrate`) and classify the segments against it (:func:`classify`).
+A run gives segments the clustering left out to the theme they fit (:class:`JoinRule`,
+:func:`join_outliers`, section ``cluster.join_outliers`` of the configuration): it calibrates each theme
+(:func:`calibrate`) and classifies the segments against it (:func:`classify`). The same rule is the
+``review.learner: centroid`` choice for runs that honour coders' decisions and for ``apply``
+(``pipeline.learn.apply``); the default there is the learner.
 
 Every vector is a float32/float64 row, L2-normalised as ``pipeline.embed.encoder.Embedder`` gives it.
 """
