@@ -146,7 +146,7 @@ def segment_context(session: Session, segment: Segment, turns: int = 2, max_char
 # The transcript view: a whole source, its turns and each segment's themes
 # ---------------------------------------------------------------------------------------------
 
-N_COLOURS = 16  # stripe colours in style.css (.c0 .. .c15); a theme's colour is its place in the list, modulo
+N_COLOURS, N_PATTERNS = 16, 3  # stripe colours (.c0 .. .c15) and patterns (.p0 solid, .p1 dashed, .p2 dotted)
 
 
 @dataclass(frozen=True)
@@ -177,13 +177,17 @@ class Transcript:
     case: str | None
     turns: tuple[Turn, ...]
     n_segments: int
-    colours: dict[str, int]          # theme key -> colour index, for every theme of the study
+    colours: dict[str, str]          # theme key -> its stripe's classes (colour, pattern), every theme of the study
     legend: list[tuple[str, int]]    # (theme key, segments here) of the themes this source's segments carry
 
 
-def theme_colours(view: StudyView) -> dict[str, int]:
-    """A colour per theme, stable while the list is: its place among the study's themes."""
-    return {key: i % N_COLOURS for i, key in enumerate(view.keys())}
+def theme_colours(view: StudyView) -> dict[str, str]:
+    """A stripe per theme (CSS classes: a colour, then a pattern once the colours are used up), stable while
+    the list is: open themes first, in list order, then the others."""
+    keys = view.active_keys()
+    seen = set(keys)
+    keys += [k for k in view.keys() if k not in seen]
+    return {key: f"c{i % N_COLOURS} p{(i // N_COLOURS) % N_PATTERNS}" for i, key in enumerate(keys)}
 
 
 def transcript_of(session: Session, view: StudyView, source: Source) -> Transcript:
@@ -223,7 +227,8 @@ def transcript_of(session: Session, view: StudyView, source: Source) -> Transcri
     if text[pos:].strip():
         turns.append(Turn("", "", (Piece(None, text[pos:]),)))
     colours = theme_colours(view)
-    legend = sorted(counts.items(), key=lambda kv: (colours.get(kv[0], N_COLOURS), kv[0]))
+    rank = {k: i for i, k in enumerate(colours)}
+    legend = sorted(counts.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
     return Transcript(source.id, source.name, cases.most_common(1)[0][0] if cases else None, tuple(turns), len(rows),
                       colours, legend)
 

@@ -1,4 +1,4 @@
-// The transcript view: select text with the mouse (or the keyboard) and the segments the selection overlaps
+// The transcript view: select text with the mouse and the segments the selection overlaps
 // are ticked for the code bar, which then codes them whole. Without this file, tick segments by hand.
 (function () {
   "use strict";
@@ -39,6 +39,5 @@
     if (any) { show(); document.getElementById("code-to").focus({preventScroll: true}); }
   }
   text.addEventListener("mouseup", function () { window.setTimeout(picked, 0); });
-  text.addEventListener("keyup", function (ev) { if (ev.shiftKey) { picked(); } });
   text.addEventListener("change", show);
 })();
