@@ -104,7 +104,8 @@ def test_transcript_view_jumps_to_a_quote_and_codes_a_selected_span(study, tmp_p
             # a phone: nothing scrolls sideways (the matrix scrolls inside its own box)
             cell_url = page.url.split("#")[0]
             page.set_viewport_size({"width": 390, "height": 844})
-            for path in ("/sources", cell_url.removeprefix(server.base), "/matrix?themes=open", f"/matrix/cell?case=x&theme={keys[0]}"):
+            for path in ("/sources", cell_url.removeprefix(server.base), "/matrix?themes=open",
+                         f"/matrix/cell?case=x&theme={keys[0]}"):
                 page.goto(server.base + path)
                 found = page.evaluate(OVERFLOW_JS)
                 assert found["scroll"] <= found["width"] and not found["cut"], (path, found)

@@ -85,7 +85,8 @@ def test_the_transcript_view_shows_a_whole_source_with_every_segments_themes(stu
 
     # code two segments to a second theme (what a selection over both sends): both carry two stripes now
     pair = sorted(s.id for s in segs if s.id in view.base and keys[0] in view.codes.get(s.id, ()))[:1]
-    pair += [next(s.id for s in segs if s.id in view.base and s.id not in pair and keys[1] not in view.codes.get(s.id, ()))]
+    pair += [next(s.id for s in segs
+                  if s.id in view.base and s.id not in pair and keys[1] not in view.codes.get(s.id, ()))]
     response = client.post("/decide", data={"csrf": csrf, "action": "code", "to": keys[1], "segment_ids": pair,
                                             "back": f"/sources/{source}#seg-{pair[0]}"}, follow_redirects=False)
     assert response.status_code == 303 and response.headers["location"].endswith(f"#seg-{pair[0]}")
