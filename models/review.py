@@ -795,6 +795,30 @@ def team_comparison(view: StudyView, min_positive: int = 5, recovered_f1: float 
                         min_positive, recovered_f1)
 
 
+def review_matrix(session: Session, view: StudyView, n_quotes: int = 2, themes: str = "confirmed"):
+    """The Framework matrix of the review as ``view`` holds it (a coder's own decisions while coding is
+    blind, else the team's): participants x themes, built by ``themesift matrix``'s code
+    (``pipeline.compare.matrix.build_matrix``) on the same units (the run's segments) with the segments'
+    current codes. ``themes``: ``confirmed`` (the codebook; the open themes while none is confirmed) or
+    ``open`` (every theme still open). Returns the matrix and which themes it shows."""
+    from models.codings import run_units
+    from pipeline.compare.matrix import Column, build_matrix
+
+    confirmed = [k for k in view.keys() if view.status(k) == cb.CONFIRMED and view.members(k)]
+    which = "confirmed" if themes != "open" and confirmed else "open"
+    keys = confirmed if which == "confirmed" else [k for k in view.active_keys() if view.members(k)]
+    units = run_units(session, view.run) if view.run is not None else []
+    coding = {s: frozenset(view.codes.get(s, ())) for s in view.base}
+    columns = [Column(k, view.title(k), view.state.themes[k].definition if k in view.state.themes else "")
+               for k in keys]
+
+    def strength(seg: int, key: str) -> float:  # the clustering's strength, in the theme it put the segment in
+        return view.strength.get(seg, 0.0) if view.base.get(seg) == key else 0.0
+
+    title = f"Framework matrix: study {view.study.name}, run {view.run.id if view.run else '-'}, {which} themes"
+    return build_matrix(units, coding, columns, title, strength, n_quotes), which
+
+
 CONSENSUS = "consensus"  # the coder name the team's settled coding is exported under
 
 
@@ -852,6 +876,6 @@ def run_diff(session: Session, study: str, old_run: int | None = None, new_run: 
 __all__ = [
     "SegmentRow", "StudyView", "apply_codebook", "build_entry", "confirmed_codebook", "decide", "decide_many",
     "export_decisions", "honour_inputs", "import_decisions", "load_view", "model_id_of", "next_key", "run_diff",
-    "review_coding_rows", "team_comparison",
+    "review_coding_rows", "review_matrix", "team_comparison",
     "search_segments", "segment_vectors", "segments_by_id", "split_proposal", "turns_span",
 ]

@@ -69,8 +69,11 @@ def test_untrusted_text_is_escaped_everywhere(study):
     for data in ({"action": "rename", "theme_key": keys[0], "name": hostile},
                  {"action": "add_segment", "segment_ids": str(seg), "to": keys[0]}):
         assert client.post("/decide", data={"csrf": csrf, **data}, follow_redirects=False).status_code == 303
+    with store.sessions() as session:
+        source = session.get(Segment, seg).source_id
     pages = ["/themes", f"/themes/{keys[0]}?order=weakest", f"/themes/{keys[1]}", "/search?q=alert", "/decisions",
-             f"/themes/{keys[0]}/split?k=2"]
+             f"/themes/{keys[0]}/split?k=2", "/sources", f"/sources/{source}", "/matrix?themes=open",
+             "/matrix/cell?" + urlencode({"case": "<i>P99</i>", "theme": keys[0]})]
     for url in pages:
         body = client.get(url).text
         assert "<script>alert" not in body and "<img src=x" not in body and "<b>amira" not in body, url
@@ -81,6 +84,8 @@ def test_untrusted_text_is_escaped_everywhere(study):
     assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in theme_page
     assert "&lt;b&gt;ben&lt;/b&gt;" in client.get("/decisions").text
     assert "&lt;script&gt;alert(2)&lt;/script&gt;" in client.get(f"/themes/{keys[1]}").text
+    assert "&lt;script&gt;alert(&#34;owned&#34;)" in client.get(f"/sources/{source}").text
+    assert "&lt;i&gt;P99&lt;/i&gt;" in client.get("/matrix?themes=open").text
     search = client.get("/search?q=alert").text
     assert "<mark>alert</mark>" in search and "&lt;script&gt;" in search
     response = client.get("/themes")

@@ -35,16 +35,18 @@ from sqlalchemy import select
 
 from models.codings import Coder
 from models.decisions import coder_for_token, review_secret, set_team_setting, team_settings, token_stamp
-from models.review import (decide, decide_many, representative_quotes, run_diff, search_segments, segments_by_id,
-                           split_proposal, teach_questions, team_comparison)
+from models.records import Source
+from models.review import (decide, decide_many, representative_quotes, review_matrix, run_diff, search_segments,
+                           segments_by_id, split_proposal, teach_questions, team_comparison)
 from models.store import Store, StudyNotFoundError
 from pipeline.config import CompareSettings, ReviewSettings
 from pipeline.learn import codebook as cb
 from pipeline.compare.compare import fmt
+from pipeline.compare.matrix import NO_CASE
 from pipeline.compare.team import settlement
 from pipeline.learn.codebook import DecisionError, differences
 from pipeline.textquery import highlight, parse_query
-from web.views import load_view, segment_context
+from web.views import load_view, segment_context, theme_colours, transcript_of
 
 HERE = Path(__file__).resolve().parent
 NONCE_COOKIE, CODER_COOKIE = "ts_nonce", "ts_coder"
@@ -361,6 +363,55 @@ def create_app(store: Store, study: str, team: bool = False,
             old, new, diff = run_diff(session, study, match_jaccard=review.diff_match_jaccard)
             return page(request, v, "changes.html", view=view, old=old, new=new, diff=diff)
 
+    @app.get("/sources", response_class=HTMLResponse)
+    def sources(request: Request, v: Visitor = Depends(signed_in)):
+        with store.sessions() as session:
+            view = view_of(session, v)
+            counts: dict[int, int] = {}
+            cases: dict[int, set[str]] = {}
+            for row in view.segments.values():
+                counts[row.source_id] = counts.get(row.source_id, 0) + 1
+                if row.case and row.role == "participant":
+                    cases.setdefault(row.source_id, set()).add(row.case)
+            rows = session.execute(select(Source.id, Source.name, Source.retired_at)
+                                   .where(Source.study_id == view.study.id).order_by(Source.name)).all()
+            return page(request, v, "sources.html", view=view, rows=rows, counts=counts, cases=cases)
+
+    @app.get("/sources/{source_id}", response_class=HTMLResponse)
+    def transcript(request: Request, source_id: int, v: Visitor = Depends(signed_in)):
+        """A whole source: rendered here once, every segment with its themes (no request per segment)."""
+        with store.sessions() as session:
+            view = view_of(session, v)
+            source = session.get(Source, source_id)
+            if source is None or source.study_id != view.study.id:
+                return page(request, v, "error.html", 404, view=view, title="No such transcript",
+                            errors=[f"There is no transcript {source_id} in this study."], back="/sources")
+            shown = transcript_of(session, view, source)
+            return page(request, v, "transcript.html", view=view, t=shown, active=_active(view),
+                        back=f"/sources/{source_id}")
+
+    @app.get("/matrix", response_class=HTMLResponse)
+    def matrix(request: Request, themes: str = "confirmed", v: Visitor = Depends(signed_in)):
+        with store.sessions() as session:
+            view = view_of(session, v)
+            chart, which = review_matrix(session, view, compare.matrix_quotes, themes)
+            sources = {s: view.segments[s].source_id for s in view.base if s in view.segments}
+            return page(request, v, "matrix.html", view=view, m=chart, which=which, sources=sources,
+                        colours=theme_colours(view))
+
+    @app.get("/matrix/cell", response_class=HTMLResponse)
+    def matrix_cell(request: Request, case: str, theme: str, v: Visitor = Depends(signed_in)):
+        """Every segment of one cell of the matrix (the chart shows the best few), each linked to its place."""
+        with store.sessions() as session:
+            view = view_of(session, v)
+            no_case = case == NO_CASE
+            ids = [s for s in view.members(theme) if s in view.base and s in view.segments
+                   and (view.segments[s].case or None) == (None if no_case else case)]
+            segs = segments_by_id(session, ids)
+            order = sorted(ids, key=lambda s: (segs[s].source.name, segs[s].start))
+            return page(request, v, "matrix_cell.html", view=view, case=case, key=theme, title=view.title(theme),
+                        ids=order, segs=segs, contexts={s: segment_context(session, segs[s]) for s in order})
+
     # -- deciding -----------------------------------------------------------------------------------
     @app.post("/decide")
     async def decide_route(request: Request):
@@ -420,7 +471,9 @@ def create_app(store: Store, study: str, team: bool = False,
             where = f"/themes/{quote(decision.theme_key or '')}"
         elif decision.action == cb.SPLIT:
             where = "/themes"
-        return finish(RedirectResponse(_with_msg(where, decision.action), status_code=303), v)
+        n = len((decision.payload.get("after") or {}).get("segment_ids") or ())
+        msg = f"code.{n}" if decision.action == cb.CODE and n > 1 else decision.action
+        return finish(RedirectResponse(_with_msg(where, msg), status_code=303), v)
 
     def bulk_decide(request: Request, v: Visitor, form, action: str, back: str) -> Response:
         """Confirm (under their names) or reject (for one reason) every ticked theme: all or none."""
@@ -579,6 +632,8 @@ def _flash(code: str) -> str:
         return ""
     if n.isdigit() and action in ("confirm", "reject"):
         return f"{DONE[action][:-1]} {int(n)} theme{'s' if int(n) != 1 else ''}."
+    if n.isdigit() and action == "code":
+        return f"Code added to {int(n)} segments."
     return DONE[action] if not n else ""
 
 

@@ -10,10 +10,11 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import review
-from models.records import Segment, Study
+from models.records import Segment, Source, Study
 from models.review import StudyView
 from pipeline.learn import codebook as cb
 from pipeline.themes.rank import stability_is_weak
@@ -117,6 +118,8 @@ class Context:
     after: str
     clipped_start: bool
     clipped_end: bool
+    source_id: int = 0       # where the whole transcript view opens it: /sources/<source_id>#seg-<segment_id>
+    segment_id: int = 0
 
 
 def segment_context(session: Session, segment: Segment, turns: int = 2, max_chars: int = 3000) -> Context:
@@ -135,7 +138,99 @@ def segment_context(session: Session, segment: Segment, turns: int = 2, max_char
     if end - segment.end > max_chars // 2:
         end, clipped_end = segment.end + max_chars // 2, True
     return Context(source.name, text[start:segment.start], text[segment.start:segment.end], text[segment.end:end],
-                   clipped_start or bool(text[:start].strip()), clipped_end or bool(text[end:].strip()))
+                   clipped_start or bool(text[:start].strip()), clipped_end or bool(text[end:].strip()),
+                   source.id, segment.id)
+
+
+# ---------------------------------------------------------------------------------------------
+# The transcript view: a whole source, its turns and each segment's themes
+# ---------------------------------------------------------------------------------------------
+
+N_COLOURS, N_PATTERNS = 16, 3  # stripe colours (.c0 .. .c15) and patterns (.p0 solid, .p1 dashed, .p2 dotted)
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A stretch of a source's text: a segment (``segment`` its id, ``codes`` the themes it carries now) or
+    text between segments (``segment`` None)."""
+
+    segment: int | None
+    text: str
+    codes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One speaker turn: its label (the speaker's words before it, such as ``P01:``) and its pieces."""
+
+    label: str
+    role: str
+    pieces: tuple[Piece, ...]
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """A whole source as the transcript view shows it, built once on the server (no request per segment)."""
+
+    source_id: int
+    name: str
+    case: str | None
+    turns: tuple[Turn, ...]
+    n_segments: int
+    colours: dict[str, str]          # theme key -> its stripe's classes (colour, pattern), every theme of the study
+    legend: list[tuple[str, int]]    # (theme key, segments here) of the themes this source's segments carry
+
+
+def theme_colours(view: StudyView) -> dict[str, str]:
+    """A stripe per theme (CSS classes: a colour, then a pattern once the colours are used up), stable while
+    the list is: open themes first, in list order, then the others."""
+    keys = view.active_keys()
+    seen = set(keys)
+    keys += [k for k in view.keys() if k not in seen]
+    return {key: f"c{i % N_COLOURS} p{(i // N_COLOURS) % N_PATTERNS}" for i, key in enumerate(keys)}
+
+
+def transcript_of(session: Session, view: StudyView, source: Source) -> Transcript:
+    """``source``'s whole text cut at its segments and grouped by speaker turn, each segment with the themes
+    it carries in ``view`` (the coder's own while coding is blind)."""
+    text = source.text
+    rows = session.execute(select(Segment.id, Segment.start, Segment.end, Segment.turn_index, Segment.role,
+                                  Segment.speaker, Segment.case)
+                           .where(Segment.source_id == source.id).order_by(Segment.start, Segment.end)).all()
+    turns: list[Turn] = []
+    pieces: list[Piece] = []
+    label, role, turn, pos = "", "", None, 0
+    counts: Counter = Counter()
+    cases: Counter = Counter()
+
+    def close() -> None:
+        if pieces or label:
+            turns.append(Turn(label, role, tuple(pieces)))
+
+    for sid, start, end, turn_index, seg_role, speaker, case in rows:
+        if start < pos:  # overlapping segments (not made by the segmenter): show each stretch once
+            start = pos
+        gap = text[pos:start]
+        if turn_index != turn:
+            close()
+            pieces, turn, role = [], turn_index, seg_role
+            label = gap.strip() or (speaker or "")
+        elif gap.strip():
+            pieces.append(Piece(None, gap))
+        codes = tuple(view.codes.get(sid, ()))
+        counts.update(codes)
+        if seg_role == "participant" and case:
+            cases[case] += 1
+        pieces.append(Piece(sid, text[start:end], codes))
+        pos = max(pos, end)
+    close()
+    if text[pos:].strip():
+        turns.append(Turn("", "", (Piece(None, text[pos:]),)))
+    colours = theme_colours(view)
+    rank = {k: i for i, k in enumerate(colours)}
+    legend = sorted(counts.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
+    return Transcript(source.id, source.name, cases.most_common(1)[0][0] if cases else None, tuple(turns), len(rows),
+                      colours, legend)
 
 
 def coder_counts(view: StudyView) -> Counter:
