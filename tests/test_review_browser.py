@@ -226,10 +226,10 @@ def test_teach_questions_are_answered_by_key_without_a_page_reload(study):  # no
             page.keyboard.press("w")
             page.keyboard.type("Parking")
             page.keyboard.press("Enter")
-            for n in range(18):
-                expect(page.locator(".question.current")).to_have_count(1)
+            for n in range(18):  # a batch fetched while the machine is busy may take longer than 5 s
+                expect(page.locator(".question.current")).to_have_count(1, timeout=60_000)
                 page.keyboard.press("n" if n % 2 else "y")
-            expect(page.locator(".question.current")).to_have_count(1)
+            expect(page.locator(".question.current")).to_have_count(1, timeout=60_000)
             assert page.evaluate("window.__same_page") == 1 and page.url == server.base + "/teach"
             deadline = time.monotonic() + 30
             while len(answers()) < 20 and time.monotonic() < deadline:

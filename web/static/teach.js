@@ -1,5 +1,5 @@
 // The Teach queue without page reloads: an answer is posted in the background, the next question shows at
-// once, and when the batch is done the next one is fetched. Without this file every answer is a plain form
+// once, and the next batch is fetched while the last questions of this one are answered. Without this file every answer is a plain form
 // post that comes back to /teach.
 (function () {
   "use strict";
@@ -7,7 +7,10 @@
   if (!list) { return; }
   var skipped = [];
   var pending = [];  // answers still being posted: the next batch is asked for only once they are stored
+  var AHEAD = 3;     // the next batch is asked for while this many questions are still open, so it is ready
   var loading = false;
+  var next = null;   // the next batch's questions (HTML) once fetched, until this batch runs out
+  var wanted = false;  // this batch ran out before the next one came
   function questions() { return Array.prototype.slice.call(list.querySelectorAll(".question:not(.done)")); }
   function show() {
     var open = questions();
@@ -16,22 +19,33 @@
       q.classList.remove("current");
     });
     open.forEach(function (q, n) { q.hidden = n > 0; q.classList.toggle("current", n === 0); });
-    if (!open.length) { nextBatch(); }
+    if (open.length <= AHEAD) { fetchNext(); }
+    if (!open.length) {
+      if (next !== null) { swapIn(); } else { wanted = true; }
+    }
   }
-  function nextBatch() {
-    if (loading) { return; }
+  function fetchNext() {
+    if (loading || next !== null) { return; }
     loading = true;
-    var url = "/teach" + (skipped.length ? "?" + skipped.map(function (s) { return "skip=" + s; }).join("&") : "");
+    // the questions still open are not asked again: their answers may not be stored yet
+    var skip = skipped.concat(questions().map(function (q) { return q.getAttribute("data-segment"); }));
+    var url = "/teach" + (skip.length ? "?" + skip.map(function (s) { return "skip=" + s; }).join("&") : "");
     var waiting = pending;
     pending = [];
     Promise.all(waiting).then(function () {
       return fetch(url, { credentials: "same-origin" });
     }).then(function (r) { return r.text(); }).then(function (html) {
       loading = false;
-      var doc = new DOMParser().parseFromString(html, "text/html");
-      var fresh = doc.getElementById("questions");
-      if (fresh) { list.innerHTML = fresh.innerHTML; wire(); show(); }
+      var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("questions");
+      next = fresh ? fresh.innerHTML : "";
+      if (wanted) { swapIn(); }
     }, function () { loading = false; });
+  }
+  function swapIn() {
+    var html = next;
+    next = null;
+    wanted = false;
+    if (html) { list.innerHTML = html; wire(); show(); }
   }
   function answer(form, button) {
     var data = new FormData(form);
