@@ -187,13 +187,18 @@ def test_results_carry_the_run_manifests_code_version_quoted_short():
     assert report._short("a497bf2") == "a497bf2" and report._short(None) == "unknown"
 
 
-def test_names_command_scores_names_against_the_human_code_names(tmp_path, monkeypatch):
+def three_banking_codes(tmp_path: Path) -> Path:
+    """Banking77's test rows of three codes, as a labelled CSV in ``tmp_path`` (skips without the datasets)."""
     if not BANKING.is_file():
         pytest.skip("shared datasets missing")
-    monkeypatch.setenv("THEMESIFT_BENCH_CACHE", str(tmp_path / "cache"))
     with BANKING.open(encoding="utf-8", newline="") as f:
         keep = [r for r in csv.DictReader(f) if r["category"] in {"card_arrival", "exchange_rate", "pin_blocked"}]
-    data = _write(tmp_path / "bank.csv", [["text", "category"]] + [[r["text"], r["category"]] for r in keep])
+    return _write(tmp_path / "bank.csv", [["text", "category"]] + [[r["text"], r["category"]] for r in keep])
+
+
+def test_names_command_scores_names_against_the_human_code_names(tmp_path, monkeypatch):
+    data = three_banking_codes(tmp_path)
+    monkeypatch.setenv("THEMESIFT_BENCH_CACHE", str(tmp_path / "cache"))
     from bench.__main__ import main
     from bench.names import nearest_rank, readable
 

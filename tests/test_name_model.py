@@ -306,16 +306,10 @@ def test_the_flow_shows_the_models_names_records_the_model_and_a_coders_name_sti
 def test_bench_names_measures_the_model_namer_the_config_names(ollama, tmp_path, monkeypatch):
     """``python -m bench names --config`` with the model namer on scores its names beside the extractive
     ones they replaced, and records the model and the prompt."""
-    import csv
+    from test_bench import three_banking_codes
 
-    from test_bench import BANKING, _write
-
-    if not BANKING.is_file():
-        pytest.skip("shared datasets missing")
+    data = three_banking_codes(tmp_path)
     monkeypatch.setenv("THEMESIFT_BENCH_CACHE", str(tmp_path / "cache"))
-    with BANKING.open(encoding="utf-8", newline="") as f:
-        keep = [r for r in csv.DictReader(f) if r["category"] in {"card_arrival", "exchange_rate", "pin_blocked"}]
-    data = _write(tmp_path / "bank.csv", [["text", "category"]] + [[r["text"], r["category"]] for r in keep])
     config = tmp_path / "local-model.yaml"
     config.write_text(f"describe:\n  name:\n    model: {{backend: ollama, model: tiny, server: '{ollama}'}}\n")
     from bench.__main__ import main

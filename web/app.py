@@ -496,8 +496,10 @@ def create_app(store: Store, study: str, team: bool = False,
     # -- blind double coding: the comparison and its settlements ------------------------------------
     def may_compare(session, v: Visitor) -> tuple[Any, str]:
         """The team's settings, and why ``v`` may not open the comparison ("" when they may): in team mode
-        only the study's lead compares and settles; in local mode anyone."""
+        only the study's lead compares and settles; in local mode anyone signed in."""
         settings = team_settings(session, study)
+        if not v.coder:
+            return settings, "Sign in first."
         if not team:
             return settings, ""
         if settings.lead is None:
@@ -532,7 +534,7 @@ def create_app(store: Store, study: str, team: bool = False,
         if refused:
             return refused
         with store.transaction() as session:
-            _, why = may_compare(session, v) if v.coder else (None, "Sign in first.")
+            _, why = may_compare(session, v)
             if not why:
                 if team_settings(session, study).opened_at is None:
                     set_team_setting(session, study, "opened_at", datetime.now(timezone.utc).isoformat(), v.coder)
@@ -547,7 +549,7 @@ def create_app(store: Store, study: str, team: bool = False,
         if refused:
             return refused
         with store.sessions() as session:
-            settings, why = may_compare(session, v) if v.coder else (None, "Sign in first.")
+            settings, why = may_compare(session, v)
             if not why and settings.blind(team):
                 why = "Open the comparison first."
             if why:
