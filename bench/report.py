@@ -65,6 +65,7 @@ python -m bench flow-speed --precision int8                         # the same w
 python -m bench growth --precision int8                             # 1k/3k/10k/30k segments
 python -m bench review --preset nhs-fft-label --backend sentence-transformers   # simulated review curve, 5 seeds (also: example-study)
 python -m bench review --preset nhs-fft-label                        # the same with ONNX's vectors
+python -m bench repeat --data FILE.csv --text-col C [--warm 4096]   # same themes from a fresh store and a part-warm cache
 python -m bench qualcoder --qualcoder-src DIR --python PY          # optional: QualCoder's importer on our .qdpx (docs/compare.md)
 ```
 
@@ -118,6 +119,12 @@ def current(data: list[dict]) -> list[str]:
     for r in _of_kind(data, "flow-speed"):
         ratios = "; ".join(f"{k} **{v}**" for k, v in r.get("ratios", {}).items())
         lines.append(f"- Whole flow on the NHS FFT comments ({_vectors_of(r)}): {ratios}")
+    for r in _of_kind(data, "repeat"):
+        c = r["comparison"]
+        lines.append(f"- Same input, same themes, {r['dataset']} ({c['segments']} segments; {r.get('date')}): "
+                     f"{c['n_themes']['cold']} themes from a fresh store, {c['n_themes']['warm']} with the first "
+                     f"{r['warm_rows']} rows' vectors cached; membership "
+                     f"**{'identical' if c['membership_identical'] else 'differs'}**")
     for r in _of_kind(data, "learn"):
         cells = ", ".join(f"{p['budget']}: {_best_arm(p):.3f} vs {p['random_labels']:.3f}"
                           for p in r["points"])
@@ -435,6 +442,25 @@ def flow_section(r: dict) -> list[str]:
     return lines + _provenance(r) + [""]
 
 
+def repeat_section(r: dict) -> list[str]:
+    """``python -m bench repeat``: the same CSV from a fresh store and from a part-warm embedding cache."""
+    c = r["comparison"]
+    lines = [f"## Same input, same themes: {r['dataset']} from a fresh store and a part-warm cache", "",
+             f"- {r['description']}", "",
+             "| run | seconds | themes | outlier queue | texts embedded by the run |", "|---|---:|---:|---:|---:|"]
+    for name, run in r["runs"].items():
+        embedded = (run.get("embedding") or {}).get("newly_embedded", "")
+        lines.append(f"| {name} | {run['seconds']:.1f} | {run['n_themes']} | {c['n_outliers'][name]} | {embedded} |")
+    lines += ["", f"- Membership (every segment with the same other segments, or in the queue in both): "
+              f"**{'identical' if c['membership_identical'] else 'differs'}** ({c['segments_with_same_group']} of "
+              f"{c['segments']} segments; adjusted Rand index {c['adjusted_rand_index']:.4f}); names and order "
+              f"{'identical' if c['themes_identical'] else 'differ'}.",
+              f"- Vectors of the same texts in the two stores: {c['vectors_differing']} of {c['vectors_compared']} "
+              f"differ (largest difference {c['vectors_max_abs_difference']:.2g}).",
+              f"- The warm store was primed in {r['prime_seconds']:.1f} s (not in the warm run's seconds).", ""]
+    return lines + _provenance(r) + [""]
+
+
 def growth_section(r: dict) -> list[str]:
     lines = ["## Growth with corpus size", "", f"- {r['description']}", ""]
     lines += ["| segments | embed s (measured or linear) | cluster..rank s | total s | peak MiB | themes |",
@@ -500,7 +526,7 @@ def render(results: Path = RESULTS) -> str:
             lines += quality_section(r)
     for kind, section in (("names", names_section), ("learn", lambda r: learn_section(r, results)),
                           ("embed-speed", embed_section), ("int8-closeness", closeness_section),
-                          ("flow-speed", flow_section), ("growth", growth_section), ("small", small_section)):
+                          ("flow-speed", flow_section), ("repeat", repeat_section), ("growth", growth_section), ("small", small_section)):
         for r in data:
             if r.get("kind") == kind:
                 lines += section(r)

@@ -263,3 +263,21 @@ def test_qualcoder_check_reads_what_a_qdpx_holds_and_refuses_a_folder_without_qu
     capsys.readouterr()
     assert main(["qualcoder", "--qualcoder-src", str(tmp_path)]) == 2
     assert capsys.readouterr().err.startswith("themesift: --qualcoder-src")
+
+
+def test_repeat_comparison_names_a_moved_segment_and_a_changed_vector():
+    """Two runs that differ in one segment's theme and one text's vector: membership differs, by one segment."""
+    import numpy as np
+
+    from bench.repeat import compare_runs
+
+    a, b, c, d = ("s", 0, 1), ("s", 1, 2), ("s", 2, 3), ("s", 3, 4)
+    cold = {"themes": [(1, "x", False, frozenset({a, b})), (2, "y", False, frozenset({c}))], "outliers": frozenset({d})}
+    warm = {"themes": [(1, "x", False, frozenset({a})), (2, "y", False, frozenset({b, c}))], "outliers": frozenset({d})}
+    one, other = np.zeros(4, np.float32).tobytes(), np.full(4, 1e-7, np.float32).tobytes()
+    figures = compare_runs(cold, warm, {"h1": one, "h2": one}, {"h1": one, "h2": other, "h3": one})
+    assert figures["n_themes"] == {"cold": 2, "warm": 2} and not figures["membership_identical"]
+    assert figures["segments_with_same_group"] == 1  # only d (the queue) keeps the same companions
+    assert figures["vectors_compared"] == 2 and figures["vectors_differing"] == 1
+    assert figures["vectors_max_abs_difference"] == pytest.approx(1e-7)
+    assert compare_runs(cold, cold, {}, {})["themes_identical"]
