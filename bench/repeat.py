@@ -75,7 +75,7 @@ def _prime_by_embedding(workspace: Path, first: Path, text_col: str, config: Pat
     from pipeline.ingest.read import Ingester
     from pipeline.ingest.segment import Segmenter
 
-    cfg = load_config(config, {"ingest": {"csv": {"text_column": text_col}},
+    cfg = load_config(config, {"ingest": {"csv": {"text_column": text_col}}, "embed": {"progress_min_texts": 10**9},
                                "store": {"url": f"sqlite:///{workspace / 'themesift.db'}"}})
     s = settings(cfg)
     embedder = Embedder.from_config(s.embed)
@@ -203,7 +203,7 @@ def repeat(data: Path, text_col: str, warm: int = 4096, config: Path | None = No
                           "embedding": m.get("embedding"), "timings_s": m.get("timings_s")}
         return {
             "kind": "repeat",
-            "dataset": data.name,
+            "dataset": data.name + (f" (config {Path(config).name})" if config else ""),
             "description": (f"{data.name} ({_rows(data)} rows, column {text_col}) through `themesift suggest` "
                             f"({'--config ' + config.name if config else 'default configuration'}) twice, each a "
                             "process of its own in a fresh workspace with its own Prefect home: cold = empty "

@@ -445,7 +445,9 @@ def flow_section(r: dict) -> list[str]:
 def repeat_section(r: dict) -> list[str]:
     """``python -m bench repeat``: the same CSV from a fresh store and from a part-warm embedding cache."""
     c = r["comparison"]
-    lines = [f"## Same input, same themes: {r['dataset']} from a fresh store and a part-warm cache", "",
+    primer = "a suggest run on them alone" if r.get("prime") == "run" else "the embedding step alone"
+    lines = [f"## Same input, same themes: {r['dataset']} from a fresh store, and with its first {r['warm_rows']} "
+             f"rows' vectors cached by {primer}", "",
              f"- {r['description']}", "",
              "| run | seconds | themes | outlier queue | texts embedded by the run |", "|---|---:|---:|---:|---:|"]
     for name, run in r["runs"].items():
