@@ -210,6 +210,8 @@ def repeat(data: Path, text_col: str, warm: int = 4096, config: Path | None = No
                             f"store; warm = a store whose embedding cache first held the vectors of the first "
                             f"{n_first} rows ({'a suggest run on those rows alone' if prime == 'run' else 'the embedding step alone'}, "
                             f"{primed} vectors). Seconds are each command's wall clock, start-up included"),
+            "config_file": ({"path": str(config), "text": Path(config).read_text(encoding="utf-8")} if config
+                            else None),
             "warm_rows": n_first,
             "prime": prime,
             "primed_vectors": primed,

@@ -66,6 +66,8 @@ python -m bench growth --precision int8                             # 1k/3k/10k/
 python -m bench review --preset nhs-fft-label --backend sentence-transformers   # simulated review curve, 5 seeds (also: example-study)
 python -m bench review --preset nhs-fft-label                        # the same with ONNX's vectors
 python -m bench repeat --data FILE.csv --text-col C [--warm 4096]   # same themes from a fresh store and a part-warm cache
+# rows30k.csv below: the non-empty NHS FFT comments (feedback), v6 framework answers (FFT answer) and Banking77
+# train and test queries (text), in that order, as one column `text` (30,817 rows)
 python -m bench qualcoder --qualcoder-src DIR --python PY          # optional: QualCoder's importer on our .qdpx (docs/compare.md)
 ```
 
@@ -121,9 +123,10 @@ def current(data: list[dict]) -> list[str]:
         lines.append(f"- Whole flow on the NHS FFT comments ({_vectors_of(r)}): {ratios}")
     for r in _of_kind(data, "repeat"):
         c = r["comparison"]
-        lines.append(f"- Same input, same themes, {r['dataset']} ({c['segments']} segments; {r.get('date')}): "
-                     f"{c['n_themes']['cold']} themes from a fresh store, {c['n_themes']['warm']} with the first "
-                     f"{r['warm_rows']} rows' vectors cached; membership "
+        primer = "a run on them" if r.get("prime") == "run" else "the embedding step"
+        lines.append(f"- Same input, same themes, {r['dataset']}{_config_text(r)} ({c['segments']} segments; "
+                     f"{r.get('date')}): {c['n_themes']['cold']} themes from a fresh store, {c['n_themes']['warm']} "
+                     f"with the first {r['warm_rows']} rows' vectors cached by {primer}; membership "
                      f"**{'identical' if c['membership_identical'] else 'differs'}**")
     for r in _of_kind(data, "learn"):
         cells = ", ".join(f"{p['budget']}: {_best_arm(p):.3f} vs {p['random_labels']:.3f}"
@@ -442,12 +445,18 @@ def flow_section(r: dict) -> list[str]:
     return lines + _provenance(r) + [""]
 
 
+def _config_text(r: dict) -> str:
+    """A result's ``--config`` file, inline (``embed: backend: sentence-transformers``); empty for the defaults."""
+    config = r.get("config_file")
+    return f" [`{' '.join(config['text'].split())}`]" if config else ""
+
+
 def repeat_section(r: dict) -> list[str]:
     """``python -m bench repeat``: the same CSV from a fresh store and from a part-warm embedding cache."""
     c = r["comparison"]
     primer = "a suggest run on them alone" if r.get("prime") == "run" else "the embedding step alone"
     lines = [f"## Same input, same themes: {r['dataset']} from a fresh store, and with its first {r['warm_rows']} "
-             f"rows' vectors cached by {primer}", "",
+             f"rows' vectors cached by {primer}{_config_text(r)}", "",
              f"- {r['description']}", "",
              "| run | seconds | themes | outlier queue | texts embedded by the run |", "|---|---:|---:|---:|---:|"]
     for name, run in r["runs"].items():
