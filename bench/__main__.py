@@ -213,6 +213,20 @@ def cmd_qualcoder(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 0 if all(r["n_lost"] == 0 for what, r in result["rows"].items() if what != "code colours") else 1
 
 
+def cmd_repeat(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Exit status 1 when the cold and the warm run's themes differ (the result is saved either way)."""
+    from bench.repeat import repeat, summary
+
+    if args.prime == "run" and args.warm < 1:
+        print("bench repeat: --warm must be at least 1", file=sys.stderr)
+        return 2
+    result = {**describe_run(list(argv)), **repeat(args.data, args.text_col, args.warm, args.config, args.prime,
+                                                  args.keep)}
+    print(summary(result))
+    status = _save(result, args, f"repeat-{args.name or args.data.stem}")
+    return status or (0 if result["comparison"]["themes_identical"] else 1)
+
+
 def cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
     print(f"wrote {report.write(args.out, args.doc)}")
     return 0
@@ -330,6 +344,21 @@ def build_parser() -> argparse.ArgumentParser:
                                               "checkout (default: git rev-parse HEAD in --qualcoder-src)")
     p.add_argument("--out", type=Path, default=report.RESULTS, help="folder for the JSON result (docs/bench)")
     p.set_defaults(handler=cmd_qualcoder)
+
+    p = sub.add_parser("repeat", help="same input, same themes: a CSV through themesift suggest on a fresh store and "
+                                      "on one whose cache holds its first rows' vectors; themes compared (issue 18)")
+    p.add_argument("--data", type=Path, required=True, help="a CSV")
+    p.add_argument("--text-col", required=True, help="its text column")
+    p.add_argument("--warm", type=int, default=4096, help="rows whose vectors the warm store holds first")
+    p.add_argument("--prime", choices=("run", "embed"), default="run",
+                   help="how the warm store gets them: a suggest run on those rows alone, or the embedding step alone")
+    p.add_argument("--config", type=Path, help="YAML overriding configs/default.yaml, given to both runs")
+    p.add_argument("--name", help="result name (default: the file's stem)")
+    p.add_argument("--keep", type=Path, help="keep the two workspaces and the runs' logs in this folder")
+    p.add_argument("--out", type=Path, default=report.RESULTS, help="folder for the JSON result (docs/bench)")
+    p.add_argument("--doc", type=Path, default=report.DOC, help="Markdown summary to rebuild (docs/benchmarks.md)")
+    p.add_argument("--no-report", action="store_true", help="do not rebuild the Markdown summary")
+    p.set_defaults(handler=cmd_repeat)
 
     p = sub.add_parser("report", help="rebuild docs/benchmarks.md from docs/bench/*.json")
     p.add_argument("--out", type=Path, default=report.RESULTS)

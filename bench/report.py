@@ -65,6 +65,9 @@ python -m bench flow-speed --precision int8                         # the same w
 python -m bench growth --precision int8                             # 1k/3k/10k/30k segments
 python -m bench review --preset nhs-fft-label --backend sentence-transformers   # simulated review curve, 5 seeds (also: example-study)
 python -m bench review --preset nhs-fft-label                        # the same with ONNX's vectors
+python -m bench repeat --data FILE.csv --text-col C [--warm 4096]   # same themes from a fresh store and a part-warm cache
+# rows30k.csv below: the non-empty NHS FFT comments (feedback), v6 framework answers (FFT answer) and Banking77
+# train and test queries (text), in that order, as one column `text` (30,817 rows)
 python -m bench qualcoder --qualcoder-src DIR --python PY          # optional: QualCoder's importer on our .qdpx (docs/compare.md)
 ```
 
@@ -118,6 +121,13 @@ def current(data: list[dict]) -> list[str]:
     for r in _of_kind(data, "flow-speed"):
         ratios = "; ".join(f"{k} **{v}**" for k, v in r.get("ratios", {}).items())
         lines.append(f"- Whole flow on the NHS FFT comments ({_vectors_of(r)}): {ratios}")
+    for r in _of_kind(data, "repeat"):
+        c = r["comparison"]
+        primer = "a run on them" if r.get("prime") == "run" else "the embedding step"
+        lines.append(f"- Same input, same themes, {r['dataset']}{_config_text(r)} ({c['segments']} segments; "
+                     f"{r.get('date')}): {c['n_themes']['cold']} themes from a fresh store, {c['n_themes']['warm']} "
+                     f"with the first {r['warm_rows']} rows' vectors cached by {primer}; membership "
+                     f"**{'identical' if c['membership_identical'] else 'differs'}**")
     for r in _of_kind(data, "learn"):
         cells = ", ".join(f"{p['budget']}: {_best_arm(p):.3f} vs {p['random_labels']:.3f}"
                           for p in r["points"])
@@ -435,6 +445,33 @@ def flow_section(r: dict) -> list[str]:
     return lines + _provenance(r) + [""]
 
 
+def _config_text(r: dict) -> str:
+    """A result's ``--config`` file, inline (``embed: backend: sentence-transformers``); empty for the defaults."""
+    config = r.get("config_file")
+    return f" [`{' '.join(config['text'].split())}`]" if config else ""
+
+
+def repeat_section(r: dict) -> list[str]:
+    """``python -m bench repeat``: the same CSV from a fresh store and from a part-warm embedding cache."""
+    c = r["comparison"]
+    primer = "a suggest run on them alone" if r.get("prime") == "run" else "the embedding step alone"
+    lines = [f"## Same input, same themes: {r['dataset']} from a fresh store, and with its first {r['warm_rows']} "
+             f"rows' vectors cached by {primer}{_config_text(r)}", "",
+             f"- {r['description']}", "",
+             "| run | seconds | themes | outlier queue | texts embedded by the run |", "|---|---:|---:|---:|---:|"]
+    for name, run in r["runs"].items():
+        embedded = (run.get("embedding") or {}).get("newly_embedded", "")
+        lines.append(f"| {name} | {run['seconds']:.1f} | {run['n_themes']} | {c['n_outliers'][name]} | {embedded} |")
+    lines += ["", f"- Membership (every segment with the same other segments, or in the queue in both): "
+              f"**{'identical' if c['membership_identical'] else 'differs'}** ({c['segments_with_same_group']} of "
+              f"{c['segments']} segments; adjusted Rand index {c['adjusted_rand_index']:.4f}); names and order "
+              f"{'identical' if c['themes_identical'] else 'differ'}.",
+              f"- Vectors of the same texts in the two stores: {c['vectors_differing']} of {c['vectors_compared']} "
+              f"differ (largest difference {c['vectors_max_abs_difference']:.2g}).",
+              f"- The warm store was primed in {r['prime_seconds']:.1f} s (not in the warm run's seconds).", ""]
+    return lines + _provenance(r) + [""]
+
+
 def growth_section(r: dict) -> list[str]:
     lines = ["## Growth with corpus size", "", f"- {r['description']}", ""]
     lines += ["| segments | embed s (measured or linear) | cluster..rank s | total s | peak MiB | themes |",
@@ -500,7 +537,7 @@ def render(results: Path = RESULTS) -> str:
             lines += quality_section(r)
     for kind, section in (("names", names_section), ("learn", lambda r: learn_section(r, results)),
                           ("embed-speed", embed_section), ("int8-closeness", closeness_section),
-                          ("flow-speed", flow_section), ("growth", growth_section), ("small", small_section)):
+                          ("flow-speed", flow_section), ("repeat", repeat_section), ("growth", growth_section), ("small", small_section)):
         for r in data:
             if r.get("kind") == kind:
                 lines += section(r)

@@ -263,3 +263,47 @@ def test_qualcoder_check_reads_what_a_qdpx_holds_and_refuses_a_folder_without_qu
     capsys.readouterr()
     assert main(["qualcoder", "--qualcoder-src", str(tmp_path)]) == 2
     assert capsys.readouterr().err.startswith("themesift: --qualcoder-src")
+
+
+def test_repeat_command_runs_the_cli_cold_and_on_a_part_warm_cache_and_compares_the_themes(tmp_path):
+    """``python -m bench repeat`` on a few dozen Banking77 queries: two real ``themesift suggest`` processes,
+    the second on a store primed with the first rows' vectors by the embedding step; the default ONNX
+    vectors are batch-independent, so both runs give the same themes (issue 18, item 10)."""
+    if not BANKING.is_file():
+        pytest.skip("shared datasets missing")
+    from bench.__main__ import main
+
+    with BANKING.open(encoding="utf-8", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["category"] in {"card_arrival", "exchange_rate", "pin_blocked"}]
+    data = _write(tmp_path / "queries.csv", [["text"]] + [[r["text"]] for r in rows[:45]])
+    out, doc = tmp_path / "results", tmp_path / "benchmarks.md"
+    assert main(["repeat", "--data", str(data), "--text-col", "text", "--warm", "15", "--prime", "embed",
+                 "--out", str(out), "--doc", str(doc), "--keep", str(tmp_path / "work")]) == 0
+    result = json.loads((out / "repeat-queries.json").read_text())
+    c, runs = result["comparison"], result["runs"]
+    assert result["warm_rows"] == 15 and 0 < result["primed_vectors"] < runs["cold"]["embedding"]["newly_embedded"]
+    assert runs["warm"]["embedding"]["newly_embedded"] == runs["cold"]["embedding"]["newly_embedded"] - result["primed_vectors"]
+    assert c["n_themes"]["cold"] == c["n_themes"]["warm"] >= 1 and c["segments"] >= 40
+    assert c["membership_identical"] and c["themes_identical"] and c["adjusted_rand_index"] == 1.0
+    assert c["vectors_compared"] >= 40 and c["vectors_differing"] == 0
+    assert (tmp_path / "work" / "cold.log").read_text().count("Results stored as run") == 1  # the real command ran
+    text = doc.read_text()
+    assert "## Same input, same themes: queries.csv" in text and result["command"] in text
+
+
+def test_repeat_comparison_names_a_moved_segment_and_a_changed_vector():
+    """Two runs that differ in one segment's theme and one text's vector: membership differs, by one segment."""
+    import numpy as np
+
+    from bench.repeat import compare_runs
+
+    a, b, c, d = ("s", 0, 1), ("s", 1, 2), ("s", 2, 3), ("s", 3, 4)
+    cold = {"themes": [(1, "x", False, frozenset({a, b})), (2, "y", False, frozenset({c}))], "outliers": frozenset({d})}
+    warm = {"themes": [(1, "x", False, frozenset({a})), (2, "y", False, frozenset({b, c}))], "outliers": frozenset({d})}
+    one, other = np.zeros(4, np.float32).tobytes(), np.full(4, 1e-7, np.float32).tobytes()
+    figures = compare_runs(cold, warm, {"h1": one, "h2": one}, {"h1": one, "h2": other, "h3": one})
+    assert figures["n_themes"] == {"cold": 2, "warm": 2} and not figures["membership_identical"]
+    assert figures["segments_with_same_group"] == 1  # only d (the queue) keeps the same companions
+    assert figures["vectors_compared"] == 2 and figures["vectors_differing"] == 1
+    assert figures["vectors_max_abs_difference"] == pytest.approx(1e-7)
+    assert compare_runs(cold, cold, {}, {})["themes_identical"]
