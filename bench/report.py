@@ -65,7 +65,7 @@ python -m bench flow-speed --precision int8                         # the same w
 python -m bench growth --precision int8                             # 1k/3k/10k/30k segments
 python -m bench review --preset nhs-fft-label --backend sentence-transformers   # simulated review curve, 5 seeds (also: example-study)
 python -m bench review --preset nhs-fft-label                        # the same with ONNX's vectors
-nice python -m bench adapt --preset nhs-fft-label --limit 2000 --steps 20 100   # frozen vs adapted encoder, 100/200/400 labels
+nice python -m bench adapt --preset nhs-fft-label --limit 2000 --steps 20   # frozen vs adapted encoder, 100/200/400 labels, 2 draws
 python -m bench qualcoder --qualcoder-src DIR --python PY          # optional: QualCoder's importer on our .qdpx (docs/compare.md)
 ```
 

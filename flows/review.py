@@ -338,12 +338,17 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from pipeline.learn.codebook import DecisionError
 
     cfg, store = _store(args)
+    embedder = None
+    if args.adapted or cfg.review.adapt:
+        try:
+            embedder = _adapted(store, args.study, cfg).embedder
+        except AdaptError as exc:
+            print(f"themesift: {exc}", file=sys.stderr)
+            if args.adapted:
+                return 2
+            print("themesift: coding with the frozen model meanwhile (review.adapt)", file=sys.stderr)
     try:
-        embedder = _adapted(store, args.study, cfg).embedder if args.adapted or cfg.review.adapt else None
         result = apply_codebook(store, args.study, cfg.review, embedder)
-    except AdaptError as exc:
-        print(f"themesift: {exc}", file=sys.stderr)
-        return 2
     except DecisionError as exc:
         print(f"themesift: {exc}", file=sys.stderr)
         return 1
