@@ -64,6 +64,18 @@ def cmd_review(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return _save(result, args, stem)
 
 
+def cmd_adapt(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from bench.adapt import adapt_benchmark
+
+    config = _config(args)
+    corpus, stem = _corpus(args, config, "adapt")
+    if corpus is None:
+        return 2
+    result = {**describe_run(list(argv)), **adapt_benchmark(corpus, config, tuple(args.sizes), args.draws,
+                                                            tuple(args.steps) if args.steps else None)}
+    return _save(result, args, _with_config(result, args, stem))
+
+
 def cmd_quality(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from bench.harness import quality
 
@@ -288,6 +300,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budgets", type=int, nargs="+", default=[20, 50, 100, 200, 400], help="decision budgets")
     common(p)
     p.set_defaults(handler=cmd_review)
+
+    p = sub.add_parser("adapt", help="the learner on frozen vs adapted vectors (encoder fine-tuned on the same "
+                                     "random labelled segments), with training and re-embedding seconds")
+    labelled(p)
+    p.add_argument("--sizes", type=int, nargs="+", default=[100, 200, 400], help="labelled segments")
+    p.add_argument("--draws", type=int, default=2, help="random draws per size (draw d also seeds the adapter)")
+    p.add_argument("--steps", type=int, nargs="+", help="adapter step counts to try (default: review.adapt_steps)")
+    common(p)
+    p.set_defaults(handler=cmd_adapt)
 
     p = sub.add_parser("embed-speed", help="segments/s of the ONNX and sentence-transformers backends, side by side")
     p.add_argument("--limit", type=int, help="only the first N segments")

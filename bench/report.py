@@ -68,6 +68,7 @@ python -m bench review --preset nhs-fft-label                        # the same 
 python -m bench repeat --data FILE.csv --text-col C [--warm 4096]   # same themes from a fresh store and a part-warm cache
 # rows30k.csv below: the non-empty NHS FFT comments (feedback), v6 framework answers (FFT answer) and Banking77
 # train and test queries (text), in that order, as one column `text` (30,817 rows)
+nice python -m bench adapt --preset nhs-fft-label --limit 2000 --steps 20   # frozen vs adapted encoder, 100/200/400 labels, 2 draws
 python -m bench qualcoder --qualcoder-src DIR --python PY          # optional: QualCoder's importer on our .qdpx (docs/compare.md)
 ```
 
@@ -133,6 +134,11 @@ def current(data: list[dict]) -> list[str]:
                           for p in r["points"])
         lines.append(f"- What decisions teach the learner, {r['dataset']} (kappa after N decisions, best arm vs "
                      f"random labels; ceiling {r['ceiling']:.3f}): {cells}")
+    for r in _of_kind(data, "adapt"):
+        cells = ", ".join(f"{p['labelled']}: {p['frozen']:.3f} vs " + " / ".join(
+            f"{p[f'adapted_{k}']:.3f}" for k in r["steps"]) for p in r["points"])
+        lines.append(f"- Encoder adaptation, {r['dataset']} (kappa after N random labelled segments, frozen vs adapted "
+                     f"at {' / '.join(map(str, r['steps']))} steps): {cells}")
     for r in _of_kind(data, "names"):
         m = r["methods"]
         ratio = f", {m['name']['hit1_vs_bertopic']:.2f}x BERTopic's" if "hit1_vs_bertopic" in m["name"] else ""
@@ -385,6 +391,30 @@ def learn_section(r: dict, results: Path = RESULTS) -> list[str]:
     return lines + [""] + _provenance(r) + [""]
 
 
+def adapt_section(r: dict) -> list[str]:
+    """Frozen against adapted vectors at each number of labelled segments, with what adapting cost."""
+    steps = [str(k) for k in r["steps"]]
+    lines = [f"## Encoder adaptation: {r['dataset']}", "",
+             f"- {r['n_units']} segments, {r['n_codes']} human codes; {r['draws']} random draws of labelled segments per "
+             f"row (each point the mean, range in brackets); the learner on the frozen vectors against the same learner "
+             f"on the vectors of the encoder fine-tuned on the same labelled segments (SetFit-style pairs, "
+             f"`CosineSimilarityLoss`; batch {r['settings']['adapt_batch_size']}, {r['settings']['adapt_pairs_per_label']} "
+             f"pairs of each kind per code, learning rate {r['settings']['adapt_learning_rate']}); kappa on the segments "
+             "not labelled; rules in [`bench/adapt.py`](../bench/adapt.py)", "",
+             "| labelled segments | frozen | " + " | ".join(f"adapted, {k} steps | train + re-embed s" for k in steps) + " |",
+             "|---:|---:|" + "---:|---:|" * len(steps)]
+
+    def spread(p: dict, key: str) -> str:
+        values = p[f"{key}_per_draw"]
+        return f"{p[key]:.3f} ({min(values):.3f}-{max(values):.3f})"
+
+    for p in r["points"]:
+        cells = [f"{spread(p, f'adapted_{k}')} | {p[f'train_seconds_{k}']:.0f} + {p[f'embed_seconds_{k}']:.0f}"
+                 for k in steps]
+        lines.append(f"| {p['labelled']} | {spread(p, 'frozen')} | " + " | ".join(cells) + " |")
+    return lines + [""] + _provenance(r) + [""]
+
+
 def _cell(text: str | None) -> str:
     return (text or "").replace("|", "\\|").replace("\n", " ")
 
@@ -537,7 +567,8 @@ def render(results: Path = RESULTS) -> str:
             lines += quality_section(r)
     for kind, section in (("names", names_section), ("learn", lambda r: learn_section(r, results)),
                           ("embed-speed", embed_section), ("int8-closeness", closeness_section),
-                          ("flow-speed", flow_section), ("repeat", repeat_section), ("growth", growth_section), ("small", small_section)):
+                          ("adapt", adapt_section), ("flow-speed", flow_section), ("repeat", repeat_section),
+                          ("growth", growth_section), ("small", small_section)):
         for r in data:
             if r.get("kind") == kind:
                 lines += section(r)

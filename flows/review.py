@@ -1,5 +1,5 @@
 """CLI wiring for the review: ``review``, ``coders add|list|revoke``, ``decisions export|import``, ``codebook``,
-``apply``.
+``apply``, ``adapt``.
 
 Registered in ``flows.commands.build_parser`` through :func:`add_commands`.
 """
@@ -81,7 +81,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("apply", help="code every segment with the confirmed codebook alone (the machine's coding)")
     common(p)
+    p.add_argument("--adapted", action="store_true",
+                   help="code with the vectors of the encoder adapted to the study's decisions (themesift adapt; "
+                        "trained first if the decisions changed); default: review.adapt (off: the frozen model)")
     p.set_defaults(handler=cmd_apply)
+
+    p = sub.add_parser("adapt", help="fine-tune the embedding model on the study's decisions (optional; see "
+                                     "review.adapt in the config), saved in the workspace under a model id of its own")
+    common(p)
+    p.set_defaults(handler=cmd_adapt)
 
     p = sub.add_parser("changes", help="what changed between two runs: themes new, grown, shrunk, gone")
     common(p)
@@ -295,13 +303,52 @@ def cmd_codebook(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_apply(args: argparse.Namespace) -> int:
-    from models.review import apply_codebook
-    from pipeline.learn.codebook import DecisionError
+def cmd_adapt(args: argparse.Namespace) -> int:
+    from models.adapt import embed_study
+    from pipeline.learn.adapt import AdaptError
 
     cfg, store = _store(args)
     try:
-        result = apply_codebook(store, args.study, cfg.review)
+        encoder = _adapted(store, args.study, cfg)
+    except AdaptError as exc:
+        print(f"themesift: {exc}", file=sys.stderr)
+        return 2
+    n, seconds = embed_study(store, encoder)
+    print(f"Embedded the {n} segments of study '{args.study}' with it in {seconds:.0f} s (cached under its model id).")
+    print(f"Code with it: themesift apply --study {args.study} --adapted")
+    return 0
+
+
+def _adapted(store: Store, study: str, cfg: Settings):
+    """The study's adapted encoder (trained now unless its decisions are unchanged), said in one line."""
+    from models.adapt import adapt_encoder
+
+    encoder = adapt_encoder(store, study, cfg)
+    done = (f"Adapted the embedding model to {encoder.labelled} labelled segments of {encoder.themes} confirmed "
+            f"themes ({encoder.pairs} pairs, {cfg.review.adapt_steps} steps, {encoder.seconds:.0f} s)"
+            if encoder.trained else
+            f"The embedding model is already adapted to these decisions ({encoder.labelled} labelled segments)")
+    print(f"{done}: {encoder.folder}, model id {encoder.model_id}.")
+    return encoder
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    from models.review import apply_codebook
+    from pipeline.learn.adapt import AdaptError
+    from pipeline.learn.codebook import DecisionError
+
+    cfg, store = _store(args)
+    embedder = None
+    if args.adapted or cfg.review.adapt:
+        try:
+            embedder = _adapted(store, args.study, cfg).embedder
+        except AdaptError as exc:
+            print(f"themesift: {exc}", file=sys.stderr)
+            if args.adapted:
+                return 2
+            print("themesift: coding with the frozen model meanwhile (review.adapt)", file=sys.stderr)
+    try:
+        result = apply_codebook(store, args.study, cfg.review, embedder)
     except DecisionError as exc:
         print(f"themesift: {exc}", file=sys.stderr)
         return 1
@@ -318,7 +365,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
         threshold = result.thresholds.get(name)
         print(f"  {by_coder + by_machine:>5}  {by_coder:>9}  {by_machine:>14}  {name}"
               + (f"  (threshold {threshold:.2f})" if threshold is not None else ""))
-    print(f"Stored as the coding of '{result.coder}' with each code's probability "
+    print(f"Stored as the coding of '{result.coder}' with each code's probability, from the vectors of "
+          f"{result.model_id} "
           f"(themesift export codings; compare it with the coders' codings: themesift compare).")
     return 0
 

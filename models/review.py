@@ -453,21 +453,24 @@ def model_id_of(view_or_run: StudyView | Run | None) -> str:
     return Embedder.from_config(load_config()["embed"]).model_id
 
 
-def segment_vectors(store: Store, view_or_run: StudyView | Run | None, segment_ids: Sequence[int]) -> np.ndarray:
-    """Cached vectors of segments (embedded now, and cached, only if some are missing)."""
+def segment_vectors(store: Store, view_or_run: StudyView | Run | None, segment_ids: Sequence[int],
+                    embedder: Any = None) -> np.ndarray:
+    """Cached vectors of segments (embedded now, and cached, only if some are missing): the run's model's, or
+    ``embedder``'s (a ``pipeline.embed.encoder.Embedder``, e.g. of an adapted encoder, cached under its own
+    model id)."""
     with store.sessions() as session:
         rows = dict(session.execute(select(Segment.id, Segment.text).where(Segment.id.in_(list(segment_ids)))).all())
     texts = [rows[s] for s in segment_ids]
     from pipeline.embed.encoder import Embedder, text_hash
 
-    model_id = model_id_of(view_or_run)
+    model_id = embedder.model_id if embedder is not None else model_id_of(view_or_run)
     hashes = [text_hash(t) for t in texts]
     cached = store.cached_vectors(model_id, hashes)
     missing = [i for i, h in enumerate(hashes) if h not in cached]
     if missing:
         from pipeline.config import load_config
 
-        embedder = Embedder.from_config(load_config()["embed"])
+        embedder = embedder if embedder is not None else Embedder.from_config(load_config()["embed"])
         if embedder.model_id != model_id:
             raise DecisionError([f"vectors of model {model_id} are not cached for every segment"])
         fresh = embedder.encode([texts[i] for i in missing])
@@ -705,7 +708,8 @@ def honour_inputs(store: Store, study: str) -> HonourInputs | None:
                         view.entries[-1].uid if view.entries else None, for_theme, against)
 
 
-def apply_codebook(store: Store, study: str, review_cfg: ReviewSettings | Mapping[str, Any]) -> ApplyResult:
+def apply_codebook(store: Store, study: str, review_cfg: ReviewSettings | Mapping[str, Any],
+                   embedder: Any = None) -> ApplyResult:
     """Code every clustered segment of the latest run with the confirmed codebook and store it as the
     coding of ``pipeline.learn.apply.APPLY_CODER`` (``models.codings``, kind machine; replacing the previous
     apply). Only confirmed themes are coded. ``review.learner: logistic`` (the default) trains
@@ -714,7 +718,9 @@ def apply_codebook(store: Store, study: str, review_cfg: ReviewSettings | Mappin
     gets every theme that accepts it. ``centroid``: the older rule, one centre and threshold per confirmed
     theme from its members, the run's other themes and rejected themes competing (a segment nearer to one of
     them stays uncoded), one theme per segment. Themes of the second pass over the left-out segments (``Theme.second_pass``) do not compete until a
-    coder rejects them: their segments are coded as they were when they waited in the outlier queue."""
+    coder rejects them: their segments are coded as they were when they waited in the outlier queue.
+    ``embedder``: code with its vectors (an adapted encoder's, see ``models.adapt``) instead of the run's
+    model's; the stored coding's origin names the model either way (``ApplyResult.model_id``)."""
     with store.sessions() as session:
         view = load_view(session, study)
         if view.run is None:
@@ -729,20 +735,39 @@ def apply_codebook(store: Store, study: str, review_cfg: ReviewSettings | Mappin
     if not confirmed:
         raise DecisionError(["no confirmed theme with segments yet: confirm themes in the review first"])
     names = {t.key: t.title for t in confirmed}
-    vectors = segment_vectors(store, view, segs)
+    vectors = segment_vectors(store, view, segs, embedder)
     if ReviewSettings.of(review_cfg).learner == "centroid":
-        examples = {t.key: segment_vectors(store, view, view.members(t.key)) for t in confirmed}
-        competing = {k: segment_vectors(store, view, v) for k, v in others.items()}
+        examples = {t.key: segment_vectors(store, view, view.members(t.key), embedder) for t in confirmed}
+        competing = {k: segment_vectors(store, view, v, embedder) for k, v in others.items()}
         result = code_with_codebook(segs, vectors, examples, names, competing, review_cfg)
     else:
         positives, negatives = _decision_labels(view, segs, list(names))
         result = code_with_learner(segs, vectors, positives, negatives, names, review_cfg)
     digest = view.entries[-1].uid if view.entries else "-"
+    result.model_id = embedder.model_id if embedder is not None else model_id_of(view)
     with store.transaction() as session:
         replace_codings(session, study, {result.coder: {s: list(n) for s, n in result.assigned.items()}},
                         origin=f"themesift apply: run {view.run.id}, {len(confirmed)} confirmed themes, "
-                               f"decision log up to {digest}", kind=MACHINE, links=result.links)
+                               f"decision log up to {digest}, vectors of {result.model_id}", kind=MACHINE,
+                        links=result.links)
     return result
+
+
+def study_labels(store: Store, study: str) -> tuple[list[int], list[str], dict]:
+    """What the decision log says for and against each confirmed theme, as ``apply``'s learner takes it: the
+    latest run's segment ids, their texts, and confirmed theme key -> ``pipeline.learn.learner.ThemeLabels``
+    (rows of those lists). What ``themesift adapt`` trains the encoder on."""
+    from pipeline.learn.learner import theme_labels
+
+    with store.sessions() as session:
+        view = load_view(session, study)
+        if view.run is None:
+            raise StudyNotFoundError(f"study '{study}' has no completed run yet; run themesift suggest first")
+        segs = sorted(view.base)
+        keys = [t.key for t in view.state.confirmed() if view.members(t.key)]
+        texts = dict(session.execute(select(Segment.id, Segment.text).where(Segment.id.in_(segs))).all())
+    positives, negatives = _decision_labels(view, segs, keys)
+    return segs, [texts[s] for s in segs], theme_labels(positives, negatives)
 
 
 def _decision_labels(view: StudyView, segs: list[int], keys: list[str]):

@@ -715,6 +715,13 @@ class ReviewSettings(Section):
     teach_unsure: int = setting(whole(0, 100))
     teach_far: int = setting(whole(0, 100))
     teach_neighbours: int = setting(whole(1, 1000))
+    adapt: bool = setting(flag())
+    adapt_min_labels: int = setting(whole(2, 1000000))
+    adapt_steps: int = setting(whole(1, 100000))
+    adapt_batch_size: int = setting(whole(2, 1024))
+    adapt_pairs_per_label: int = setting(whole(1, 100000))
+    adapt_learning_rate: float = setting(number(above=0, high=0.01))
+    adapt_seed: int = setting(whole(0))
     port: int = setting(whole(1, 65535, what="a port number"))
 
 

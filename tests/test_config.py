@@ -227,6 +227,17 @@ BAD = {
     "teach_far too many": ("review: {teach_far: 500}", "review.teach_far: 500 is not allowed"),
     "run_unlabelled_count above 1": ("review: {run_unlabelled_count: 2}", "review.run_unlabelled_count: 2 is not allowed"),
     "teach_neighbours 0": ("review: {teach_neighbours: 0}", "review.teach_neighbours: 0 is not allowed"),
+    "adapt not a flag": ("review: {adapt: 'yes'}", "review.adapt: 'yes' is not allowed; use true or false"),
+    "adapt_min_labels 1": ("review: {adapt_min_labels: 1}",
+                           "review.adapt_min_labels: 1 is not allowed; use a whole number from 2 to 1000000"),
+    "adapt_steps 0": ("review: {adapt_steps: 0}", "review.adapt_steps: 0 is not allowed; use a whole number from 1"),
+    "adapt_batch_size 1": ("review: {adapt_batch_size: 1}", "review.adapt_batch_size: 1 is not allowed"),
+    "adapt_pairs_per_label 0": ("review: {adapt_pairs_per_label: 0}", "review.adapt_pairs_per_label: 0 is not allowed"),
+    "adapt_learning_rate 0": ("review: {adapt_learning_rate: 0}",
+                              "review.adapt_learning_rate: 0 is not allowed; use a number > 0 and <= 0.01"),
+    "adapt_learning_rate as text": ("review: {adapt_learning_rate: 2e-5}",
+                                    "'2e-5' is text to YAML, not a number: write 0.00002"),
+    "adapt_seed negative": ("review: {adapt_seed: -1}", "review.adapt_seed: -1 is not allowed; use a whole number >= 0"),
     "not finite": ("cluster: {umap: {min_dist: .nan}}", "cluster.umap.min_dist: nan is not allowed"),
     "small number as text": ("cluster: {umap: {min_dist: 1e-3}}", "'1e-3' is text to YAML, not a number: write 0.001"),
     # choices, flags, text
@@ -296,6 +307,8 @@ GOOD = {
     "a PostgreSQL URL": "store: {url: 'postgresql+psycopg://user@host/db'}",
     "the edges of ranges": "cluster: {seed: 0, umap: {min_dist: 1}, join_outliers: {percentile: 0}}\n"
                            "review: {port: 65535, diff_match_jaccard: 1}\nembed: {onnx: {smooth: 1}}",
+    "adaptation on, at the edges": "review: {adapt: true, adapt_min_labels: 2, adapt_steps: 1, adapt_batch_size: 2, "
+                                   "adapt_pairs_per_label: 1, adapt_learning_rate: 0.01, adapt_seed: 0}",
     "no csv attributes": "ingest: {csv: {attribute_columns: null}}",
     "quoted yes as a stopword": "describe: {domain_stopwords: ['yes', 'no']}",
     "a float written YAML's way": "cluster: {hdbscan: {min_cluster_size: 1.0e+3}}",

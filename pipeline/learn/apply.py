@@ -103,6 +103,7 @@ class ApplyResult:
     # segment id -> theme name -> (where the code came from: "coder" | "learner" | "rule", probability)
     links: dict[int, dict[str, tuple[str, float | None]]] = field(default_factory=dict)
     thresholds: dict[str, float] = field(default_factory=dict)  # theme name -> the learner's threshold
+    model_id: str = ""  # the model whose vectors it coded with (set where the vectors are gathered)
 
 
 def code_with_codebook(segments: Sequence[int], vectors: np.ndarray, examples: Mapping[str, np.ndarray],

@@ -1,0 +1,107 @@
+"""What adapting the encoder to the coders buys, and what it costs (``python -m bench adapt``; issue 20, item 4).
+
+For each number of labelled segments and each draw: that many random segments with their human codes (the
+"random labels" baseline of :mod:`bench.learning`: a segment's codes are its positives, every other code
+its negatives), then :class:`pipeline.learn.learner.CodeLearner` trained on those labels
+
+* on the **frozen** vectors (the packaged model, as ``themesift apply`` codes by default), and
+* on the **adapted** vectors: :class:`pipeline.learn.adapt.EncoderAdapter` trained on the same labelled
+  segments only (``review.adapt_*`` settings, ``--steps`` for several step counts), saved, and the whole
+  corpus embedded again with it through the configured backend (the ONNX default exports the adapted model
+  first, as ``themesift adapt`` does; that export counts as re-embedding time).
+
+Scored as :mod:`bench.learning` scores: per human code, Cohen's kappa of "the machine gave this code" against
+"a human gave it" on the segments not labelled, macro over all human codes. Training and re-embedding are
+timed (seconds; the machine's load at the start is in the result's header).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.datasets import Corpus
+from bench.harness import embed_corpus
+from pipeline.compare.agreement import binary_table, cohen_kappa
+from pipeline.embed.encoder import Embedder
+from pipeline.learn.adapt import EncoderAdapter
+from pipeline.learn.learner import CodeLearner, theme_labels
+
+SIZES = (100, 200, 400)
+
+
+def _kappa(human: dict[int, frozenset[str]], codes: list[str], X: np.ndarray, labels, units: list[int],
+           review_cfg: dict) -> float:
+    model = CodeLearner.from_config(review_cfg).fit(X, labels)
+    coded = dict(zip(units, model.predict(X[units])))
+    return float(np.mean([cohen_kappa(binary_table(coded, human, units, c)) for c in codes]))
+
+
+def adapt_benchmark(corpus: Corpus, config: dict, sizes: tuple[int, ...] = SIZES, draws: int = 2,
+                    steps: tuple[int, ...] | None = None) -> dict[str, Any]:
+    """Kappa on frozen and adapted vectors at each number of labelled segments (``sizes``), ``draws`` random
+    draws each (draw ``d`` seeds the labelled segments and the adapter), for each step count in ``steps``
+    (default: ``review.adapt_steps``); with the seconds of training and of re-embedding."""
+    review = config["review"]
+    steps = tuple(steps or (int(review["adapt_steps"]),))
+    embedder = Embedder.from_config({**config["embed"], "progress_min_texts": 10**9})
+    frozen, _, _ = embed_corpus(corpus.texts, embedder)
+    X = np.asarray(frozen, dtype=np.float64)
+    n, texts, codes = len(X), corpus.texts, corpus.codes
+    human = {u: corpus.human.get(u, frozenset()) for u in corpus.units}
+    work = Path(tempfile.mkdtemp(prefix="themesift-bench-adapt-"))
+    rows = []
+    t0 = time.perf_counter()
+    try:
+        for size in (s for s in sizes if s <= n // 2):
+            for draw in range(draws):
+                rng = np.random.default_rng(draw)
+                train = sorted(rng.choice(n, size, replace=False).tolist())
+                units = sorted(set(range(n)) - set(train))
+                labels = theme_labels({c: [u for u in train if c in human[u]] for c in codes},
+                                      {c: [u for u in train if c not in human[u]] for c in codes})
+                row = {"labelled": size, "draw": draw, "codes_labelled": len(labels),
+                       "frozen": _kappa(human, codes, X, labels, units, review), "adapted": {}}
+                for n_steps in steps:
+                    adapter = EncoderAdapter.from_config({**review, "adapt_steps": n_steps, "adapt_seed": draw},
+                                                         config["embed"]["model"])
+                    adapter.fit(texts, labels)
+                    folder = adapter.save(work / f"adapted-{adapter.digest_}")
+                    started = time.perf_counter()
+                    tuned = dataclasses.replace(embedder, model=str(folder), onnx_cache_dir=str(work / "onnx"))
+                    vectors = np.asarray(tuned.encode(texts), dtype=np.float64)
+                    embed_s = time.perf_counter() - started
+                    row["adapted"][str(n_steps)] = {
+                        "kappa": _kappa(human, codes, vectors, labels, units, review), "pairs": adapter.pairs_,
+                        "train_seconds": adapter.seconds_, "embed_seconds": round(embed_s, 2),
+                        "first_loss": adapter.losses_[0], "last_loss": adapter.losses_[-1]}
+                    shutil.rmtree(folder, ignore_errors=True)
+                    shutil.rmtree(work / "onnx", ignore_errors=True)
+                rows.append(row)
+                print(f"adapt {corpus.name} labelled={size} draw={draw}: frozen {row['frozen']:.3f}, " + ", ".join(
+                    f"{k} steps {v['kappa']:.3f} ({v['train_seconds']:.0f} s + {v['embed_seconds']:.0f} s)"
+                    for k, v in row["adapted"].items()), flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    points = []
+    for size in sorted({r["labelled"] for r in rows}):
+        mine = [r for r in rows if r["labelled"] == size]
+        point = {"labelled": size, "frozen": float(np.mean([r["frozen"] for r in mine])),
+                 "frozen_per_draw": [r["frozen"] for r in mine]}
+        for k in map(str, steps):
+            point[f"adapted_{k}"] = float(np.mean([r["adapted"][k]["kappa"] for r in mine]))
+            point[f"adapted_{k}_per_draw"] = [r["adapted"][k]["kappa"] for r in mine]
+            point[f"train_seconds_{k}"] = float(np.mean([r["adapted"][k]["train_seconds"] for r in mine]))
+            point[f"embed_seconds_{k}"] = float(np.mean([r["adapted"][k]["embed_seconds"] for r in mine]))
+        points.append(point)
+    settings = {k: review[k] for k in ("adapt_batch_size", "adapt_pairs_per_label", "adapt_learning_rate")}
+    return {"kind": "adapt", "dataset": corpus.name, "n_units": n, "n_codes": len(codes), "draws": draws,
+            "steps": list(steps), "settings": settings, "points": points, "rows": rows,
+            "seconds": round(time.perf_counter() - t0, 1),
+            "embedding": {"model_id": embedder.model_id, "backend": embedder.backend}}
