@@ -52,17 +52,25 @@ def _suggest(workspace: Path, data: Path, text_col: str, study: str, config: Pat
 
 
 def _first_rows(data: Path, n: int, out: Path) -> int:
-    """The header and the first ``n`` rows of ``data`` (a CSV) written to ``out``; how many rows were written."""
+    """The header and the first ``n`` rows of ``data`` (a CSV) copied to ``out`` as they are written there (a
+    row may span lines; no cell rewritten, so the texts and their vectors stay the same); how many rows."""
+    consumed: list[str] = []
+
+    def lines(f):
+        for line in f:
+            consumed.append(line)
+            yield line
+
     with data.open(encoding="utf-8", newline="") as f, out.open("w", encoding="utf-8", newline="") as g:
-        reader, writer = csv.reader(f), csv.writer(g)
-        writer.writerow(next(reader))
-        written = 0
-        for row in reader:
+        reader = csv.reader(lines(f))
+        written = -1  # the header first
+        for _ in reader:
+            g.write("".join(consumed))
+            consumed.clear()
+            written += 1
             if written == n:
                 break
-            writer.writerow(row)
-            written += 1
-    return written
+    return max(written, 0)
 
 
 def _prime_by_embedding(workspace: Path, first: Path, text_col: str, config: Path | None) -> int:
