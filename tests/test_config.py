@@ -207,6 +207,8 @@ BAD = {
                                  "rank.stability.min_segments: 1 is not allowed; use a whole number >= 2"),
     "smallest_theme_cases 1": ("cluster: {smallest_theme_cases: 1}",
                                "cluster.smallest_theme_cases: 1 is not allowed; use a whole number >= 2"),
+    "small corpus selection": ("cluster: {small_corpus_selection: tree}",
+                               "cluster.small_corpus_selection: 'tree' is not allowed; use one of eom, leaf"),
     "small_corpus_segments -1": ("cluster: {small_corpus_segments: -1}",
                                  "cluster.small_corpus_segments: -1 is not allowed"),
     "small_n_neighbors 1": ("cluster: {umap: {small_n_neighbors: 1}}",

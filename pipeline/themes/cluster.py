@@ -69,10 +69,11 @@ class ThemeClusterer:
             )
         umap_cfg, hdb, split = cfg.umap, cfg.hdbscan, cfg.split_broad
         size = max(2, scaled(hdb.min_cluster_size, n_segments))
-        neighbors = umap_cfg.n_neighbors
+        neighbors, selection = umap_cfg.n_neighbors, hdb.cluster_selection_method
         if n_segments < cfg.small_corpus_segments:  # a small study: themes raised by a few people
             size = max(2, min(size, max(cfg.smallest_theme_cases, round(size * n_segments / cfg.small_corpus_segments))))
             neighbors = scaled(umap_cfg.small_n_neighbors, n_segments)
+            selection = cfg.small_corpus_selection
         return cls(
             n_neighbors=max(2, min(neighbors, n_segments - 1)),
             n_components=max(2, min(umap_cfg.n_components, n_segments - 2)),
@@ -82,7 +83,7 @@ class ThemeClusterer:
             exact_knn_max=umap_cfg.exact_knn_max,
             min_cluster_size=size,
             min_samples=None if hdb.min_samples is None else max(1, scaled(hdb.min_samples, n_segments)),
-            cluster_selection_method=hdb.cluster_selection_method,
+            cluster_selection_method=selection,
             cluster_selection_epsilon=hdb.cluster_selection_epsilon,
             split_min_size=None if split.size_factor is None else round(split.size_factor * size),
             split_min_cluster_size=finer_size(size, split.size_divisor, split.min_cluster_size),
