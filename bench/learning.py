@@ -103,7 +103,7 @@ def _teach(s: _Study, state: dict[str, Any], budget: int, review_cfg: dict, seed
     page: the coder ticks every kept theme the segment carries (the others are left unticked: against);
     when it carries none of them but a code nobody has named yet, they make it a new theme instead."""
     pos, neg, touched = state["pos"], state["neg"], state["touched"]
-    asked = 0
+    asked = state.get("asked", 0)  # a state taught before goes on where it stopped
     while state["decisions"] < budget:
         pool = sorted(set(range(s.n)) - touched)
         if len(pool) <= 10:  # nothing left to ask about that could still be scored
@@ -128,6 +128,7 @@ def _teach(s: _Study, state: dict[str, Any], budget: int, review_cfg: dict, seed
             if not given and new:
                 pos[new[0]] = [u]
                 neg[new[0]] = list(state["rejected"])
+    state["asked"] = asked
 
 
 def _old_rule(s: _Study, state: dict[str, Any], review_cfg: dict, units: list[int]) -> float:
@@ -175,13 +176,13 @@ def learning_curve(corpus: Corpus, config: dict, budgets: tuple[int, ...] = BUDG
     for seed in seeds:
         s = _Study(corpus, vectors, {**config, "cluster": {**config["cluster"], "seed": int(seed)}}, embedder)
         rows = []
-        for b in budgets:
+        teach_only = {"decisions": 0, "touched": set(), "pos": {}, "neg": {}, "rejected": []}
+        for b in budgets:  # Teach alone: one coder answering on, scored at each budget on the way
             review = _review(s, b)
             units = sorted(set(range(s.n)) - review["touched"])
             taught = _review(s, b / 2)
             _teach(s, taught, b, config["review"], seed)
             taught_units = sorted(set(range(s.n)) - taught["touched"])
-            teach_only = {"decisions": 0, "touched": set(), "pos": {}, "neg": {}, "rejected": []}
             _teach(s, teach_only, b, config["review"], seed)
             teach_units = sorted(set(range(s.n)) - teach_only["touched"])
             rows.append({"budget": b, "review_decisions": review["decisions"],
