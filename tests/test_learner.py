@@ -124,3 +124,43 @@ def test_a_run_threshold_counting_unlabelled_rows_is_stricter():
     taken = [sum("staff" in c for c in m.predict(X[20:])) for m in (loose, strict)]
     assert taken[1] < taken[0]
     assert np.array_equal(loose.coef_, strict.coef_)  # the same regression: only the threshold differs
+
+
+def test_neighbours_read_a_segment_through_its_region():
+    """With ``neighbours``, a few labels in a noisy region speak for the region: the rest of it ranks above
+    the other regions more surely (the area under the ROC curve of the theme's probability), and a study
+    row reads the same alone as inside the study."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(5)
+    e = np.eye(16)
+    regions = [blob(rng, e[i], 40, 0.35) for i in range(4)]
+    X = np.vstack(regions)
+    labels = {"t": ThemeLabels((0, 1, 2), (40, 41, 80, 81, 120, 121))}
+    plain = CodeLearner(seed=0).fit(X, labels)
+    near = CodeLearner(seed=0, neighbours=10).fit(X, labels)
+    rest, others = np.arange(3, 40), np.arange(42, 160)
+    truth = np.r_[np.ones(len(rest)), np.zeros(len(others))]
+    auc = {name: roc_auc_score(truth, m.predict_proba(X[np.r_[rest, others]])[:, 0])
+           for name, m in (("plain", plain), ("near", near))}
+    assert 1 - auc["near"] <= 0.7 * (1 - auc["plain"]), auc  # plain ~0.95, near ~0.98
+    assert np.allclose(near.predict_proba(X[rest]), near.predict_proba(X)[rest])
+    assert plain.study_ is None and np.array_equal(plain.features(X), X)
+
+
+def test_a_prevalence_threshold_codes_a_theme_as_often_as_the_labels_carry_it():
+    """``threshold="prevalence"``: a theme is given to as large a share of the study as it holds among the
+    rows labelled for or against it; with nothing said against it, the F1 rule stands (a share of 1 would
+    code everything)."""
+    rng = np.random.default_rng(6)
+    e = np.eye(8)
+    X = np.vstack([blob(rng, e[0], 50, 0.5), blob(rng, e[1], 150, 0.5)])
+    labelled = rng.choice(200, 40, replace=False)
+    share = np.mean(labelled < 50)
+    labels = {"t": ThemeLabels(tuple(labelled[labelled < 50]), tuple(labelled[labelled >= 50]))}
+    model = CodeLearner(seed=0, threshold="prevalence").fit(X, labels)
+    coded = np.mean(["t" in c for c in model.predict(X)])
+    assert abs(coded - share) <= 1 / 200 + 1e-9, (coded, share)
+    only_for = {"u": ThemeLabels(tuple(range(150, 160)))}
+    assert CodeLearner(seed=0, threshold="prevalence").fit(X, only_for).thresholds_[0] == \
+        CodeLearner(seed=0).fit(X, only_for).thresholds_[0]

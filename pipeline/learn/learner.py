@@ -11,6 +11,12 @@ weight (``unlabelled_weight``), since most of a corpus lies outside any one them
 threshold is chosen on out-of-fold probabilities (the F1-best one, unlabelled rows counted by their
 weight), so a theme coded from few examples is not held to the bar of one coded from hundreds.
 
+A segment is also read through its neighbours (``neighbours``, ``neighbour_weight``): its features are
+its vector moved toward the mean of its nearest segments in the study (itself among them), so a label
+speaks for the region around a segment, not for one point, and the unlabelled bulk of a study shapes
+the boundary. The study is the ``X`` given to ``fit``; ``predict_proba`` reads any rows through their
+nearest rows of it (a row of the study gets the same features as in ``fit``).
+
 Usable alone: ``CodeLearner().fit(vectors, {"Staff": ThemeLabels(positive=(0, 4), negative=(7,))})``,
 then ``predict(vectors)`` gives each row's codes and ``predict_proba`` their probabilities.
 """
@@ -23,6 +29,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from pipeline.config import ReviewSettings
+from pipeline.themes.join import unit_vectors
 
 
 @dataclass(frozen=True)
@@ -49,17 +56,24 @@ class CodeLearner:
     ``min_threshold``: a floor, so a theme with few labels cannot take everything. ``unlabelled_count``:
     how much an unlabelled row counts as a false positive when the threshold is chosen (None: its training
     weight; 1: as much as a labelled negative, for a stricter threshold). ``seed`` fixes the folds. Fitted: ``themes_`` (keys with at least one positive, in the order given), ``coef_``,
-    ``intercept_``, ``thresholds_``.
+    ``intercept_``, ``thresholds_``, ``study_`` (the unit vectors of ``fit``'s ``X``, whose rows are the
+    neighbours; None with ``neighbours`` 0). ``neighbours``: how many nearest study rows, the row itself
+    included, a row's features are drawn toward (0 or 1: the vector alone); ``neighbour_weight``: how far,
+    0 to 1.
     """
 
     def __init__(self, C: float = 1.0, unlabelled_weight: float = 0.05, folds: int = 3,
-                 min_threshold: float = 0.2, unlabelled_count: float | None = None, seed: int = 0):
+                 min_threshold: float = 0.2, unlabelled_count: float | None = None, seed: int = 0,
+                 neighbours: int = 0, neighbour_weight: float = 0.5, threshold: str = "f1"):
         self.C = C
         self.unlabelled_weight = unlabelled_weight
         self.folds = folds
         self.min_threshold = min_threshold
         self.unlabelled_count = unlabelled_count
         self.seed = seed
+        self.neighbours = neighbours
+        self.neighbour_weight = neighbour_weight
+        self.threshold = threshold
 
     @classmethod
     def from_config(cls, review_cfg: ReviewSettings | Mapping[str, Any], seed: int = 0,
@@ -68,10 +82,14 @@ class CodeLearner:
         ``for_run``: its thresholds for the next suggest run (``run_unlabelled_count``)."""
         review_cfg = ReviewSettings.of(review_cfg)
         return cls(C=review_cfg.learner_C, unlabelled_weight=review_cfg.learner_unlabelled_weight,
-                   unlabelled_count=review_cfg.run_unlabelled_count if for_run else None, seed=seed)
+                   unlabelled_count=review_cfg.run_unlabelled_count if for_run else None, seed=seed,
+                   neighbours=review_cfg.learner_neighbours, neighbour_weight=review_cfg.learner_neighbour_weight,
+                   threshold="f1" if for_run else review_cfg.learner_threshold)
 
     def fit(self, X: np.ndarray, labels: Mapping[str, ThemeLabels]) -> "CodeLearner":
         X = np.asarray(X, dtype=np.float64)
+        self.study_ = unit_vectors(X) if self.neighbours > 1 else None
+        X = self.features(X)
         self.themes_ = [k for k, lab in labels.items() if len(lab.positive)]
         self.coef_ = np.zeros((len(self.themes_), X.shape[1]))
         self.intercept_ = np.zeros(len(self.themes_))
@@ -86,19 +104,39 @@ class CodeLearner:
                 continue
             model = self._model().fit(X[rows], y, sample_weight=balanced)
             self.coef_[j], self.intercept_[j] = model.coef_[0], model.intercept_[0]
+            lab = labels[key]
+            if self.threshold == "prevalence" and len(lab.negative):
+                share = len(lab.positive) / (len(lab.positive) + len(lab.negative))
+                z = X @ self.coef_[j] + self.intercept_[j]
+                self.thresholds_[j] = float(1.0 / (1.0 + np.exp(-np.clip(np.quantile(z, 1.0 - share), -50, 50))))
+                continue
             count = weight if self.unlabelled_count is None else np.where(weight < 1, self.unlabelled_count, weight)
             self.thresholds_[j] = self._threshold(X[rows], y, balanced, count, rng)
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """``(n, len(themes_))`` probability of each theme."""
-        z = np.asarray(X, dtype=np.float64) @ self.coef_.T + self.intercept_
+        z = self.features(np.asarray(X, dtype=np.float64)) @ self.coef_.T + self.intercept_
         return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
 
     def predict(self, X: np.ndarray) -> list[frozenset[str]]:
         """Each row's codes: every theme whose probability reaches its threshold."""
         hits = self.predict_proba(X) >= self.thresholds_
         return [frozenset(self.themes_[j] for j in np.flatnonzero(row)) for row in hits]
+
+    def features(self, X: np.ndarray) -> np.ndarray:
+        """What the regressions read of each row of ``X``: the row drawn ``neighbour_weight`` of the way
+        toward the mean of its ``neighbours`` nearest study rows (cosine), as a unit vector."""
+        if self.study_ is None:
+            return np.asarray(X, dtype=np.float64)
+        from sklearn.neighbors import NearestNeighbors
+
+        X = unit_vectors(np.asarray(X, dtype=np.float64))
+        k = min(self.neighbours, len(self.study_))
+        near = NearestNeighbors(n_neighbors=k, metric="cosine", algorithm="brute").fit(self.study_)
+        rows = near.kneighbors(X, return_distance=False)
+        w = float(self.neighbour_weight)
+        return unit_vectors((1.0 - w) * X + w * self.study_[rows].mean(axis=1))
 
     def _model(self):
         from sklearn.linear_model import LogisticRegression
