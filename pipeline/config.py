@@ -560,7 +560,7 @@ class ClusterSettings(Section):
     min_segments: int = setting(whole(4))  # fewer: UMAP cannot lay them out
     small_corpus_segments: int = setting(whole(0))
     smallest_theme_cases: int = setting(whole(2))
-    small_corpus_selection: str = setting(one_of("eom", "leaf"))
+    small_corpus_largest_share: float = setting(number(high=1, above=0))
     umap: UmapSettings = subsection(UmapSettings)
     hdbscan: HdbscanSettings = subsection(HdbscanSettings)
     join_outliers: JoinOutliersSettings = subsection(JoinOutliersSettings)

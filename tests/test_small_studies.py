@@ -29,14 +29,14 @@ def answers_of(folder: Path, n: int) -> tuple[Path, list[dict]]:
 def test_sizes_scale_down_below_the_small_corpus_size(n, size, neighbors):
     clusterer = ThemeClusterer.from_config(settings(load_config()).cluster, n)
     assert (clusterer.min_cluster_size, clusterer.n_neighbors) == (size, neighbors)
-    assert clusterer.cluster_selection_method == "leaf"  # cluster.small_corpus_selection
+    assert clusterer.max_cluster_size == n // 2  # cluster.small_corpus_largest_share
 
 
 def test_the_example_study_keeps_its_settings():
     """292 segments are above cluster.small_corpus_segments: the rules for larger corpora, unchanged."""
     clusterer = ThemeClusterer.from_config(settings(load_config()).cluster, 292)
     assert (clusterer.min_cluster_size, clusterer.n_neighbors) == (5, 15)
-    assert clusterer.cluster_selection_method == "eom"
+    assert clusterer.max_cluster_size == 0  # no limit
 
 
 @pytest.mark.parametrize("n, least_themes", [(20, 2), (50, 5), (100, 10)])

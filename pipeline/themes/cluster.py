@@ -52,6 +52,7 @@ class ThemeClusterer:
     min_samples: int | None = None
     cluster_selection_method: str = "eom"
     cluster_selection_epsilon: float = 0.0
+    max_cluster_size: int = 0
     split_min_size: int | None = None
     split_min_cluster_size: int = 5
     split_max_similarity: float = 0.7
@@ -69,11 +70,11 @@ class ThemeClusterer:
             )
         umap_cfg, hdb, split = cfg.umap, cfg.hdbscan, cfg.split_broad
         size = max(2, scaled(hdb.min_cluster_size, n_segments))
-        neighbors, selection = umap_cfg.n_neighbors, hdb.cluster_selection_method
+        neighbors, largest = umap_cfg.n_neighbors, 0
         if n_segments < cfg.small_corpus_segments:  # a small study: themes raised by a few people
             size = max(2, min(size, max(cfg.smallest_theme_cases, round(size * n_segments / cfg.small_corpus_segments))))
             neighbors = scaled(umap_cfg.small_n_neighbors, n_segments)
-            selection = cfg.small_corpus_selection
+            largest = max(size, int(cfg.small_corpus_largest_share * n_segments))
         return cls(
             n_neighbors=max(2, min(neighbors, n_segments - 1)),
             n_components=max(2, min(umap_cfg.n_components, n_segments - 2)),
@@ -83,7 +84,8 @@ class ThemeClusterer:
             exact_knn_max=umap_cfg.exact_knn_max,
             min_cluster_size=size,
             min_samples=None if hdb.min_samples is None else max(1, scaled(hdb.min_samples, n_segments)),
-            cluster_selection_method=selection,
+            cluster_selection_method=hdb.cluster_selection_method,
+            max_cluster_size=largest,
             cluster_selection_epsilon=hdb.cluster_selection_epsilon,
             split_min_size=None if split.size_factor is None else round(split.size_factor * size),
             split_min_cluster_size=finer_size(size, split.size_divisor, split.min_cluster_size),
@@ -190,6 +192,7 @@ class ThemeClusterer:
             min_samples=self.min_samples,
             cluster_selection_method=self.cluster_selection_method,
             cluster_selection_epsilon=self.cluster_selection_epsilon,
+            max_cluster_size=self.max_cluster_size,
         )
         labels = model.fit_predict(reduced)
         return renumber_by_size(labels), model.probabilities_.astype(np.float64)
