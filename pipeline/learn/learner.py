@@ -7,9 +7,11 @@ sides, draws that boundary, and several themes may pass their thresholds: a segm
 that fits (human coding is multi-label).
 
 Segments nobody labelled for a theme are not ignored: they enter its training as negatives of small
-weight (``unlabelled_weight``), since most of a corpus lies outside any one theme, and each theme's
-threshold is chosen on out-of-fold probabilities (the F1-best one, unlabelled rows counted by their
-weight), so a theme coded from few examples is not held to the bar of one coded from hundreds.
+weight (``unlabelled_weight``), since most of a corpus lies outside any one theme. Each theme's
+threshold either gives it the share of the study it holds among the rows labelled for or against it
+(``threshold="prevalence"``: with a few labels an F1-best threshold is mostly noise), or is the F1-best
+one on out-of-fold probabilities (``"f1"``, unlabelled rows counted by their weight; also where nothing
+was said against the theme).
 
 A segment is also read through its neighbours (``neighbours``, ``neighbour_weight``): its features are
 its vector moved toward the mean of its nearest segments in the study (itself among them), so a label
@@ -47,6 +49,11 @@ def theme_labels(positives: Mapping[str, Sequence[int]], negatives: Mapping[str,
             for k, p in positives.items() if len(p)}
 
 
+def probability(z: np.ndarray) -> np.ndarray:
+    """The logistic function of the regressions' scores ``z``."""
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+
+
 class CodeLearner:
     """Multi-label coder: ``fit(X, labels)``, then ``predict_proba(X)`` and ``predict(X)``.
 
@@ -59,7 +66,7 @@ class CodeLearner:
     ``intercept_``, ``thresholds_``, ``study_`` (the unit vectors of ``fit``'s ``X``, whose rows are the
     neighbours; None with ``neighbours`` 0). ``neighbours``: how many nearest study rows, the row itself
     included, a row's features are drawn toward (0 or 1: the vector alone); ``neighbour_weight``: how far,
-    0 to 1.
+    0 to 1. ``threshold``: ``"prevalence"`` or ``"f1"`` (see the module's docstring).
     """
 
     def __init__(self, C: float = 1.0, unlabelled_weight: float = 0.05, folds: int = 3,
@@ -107,8 +114,7 @@ class CodeLearner:
             lab = labels[key]
             if self.threshold == "prevalence" and len(lab.negative):
                 share = len(lab.positive) / (len(lab.positive) + len(lab.negative))
-                z = X @ self.coef_[j] + self.intercept_[j]
-                self.thresholds_[j] = float(1.0 / (1.0 + np.exp(-np.clip(np.quantile(z, 1.0 - share), -50, 50))))
+                self.thresholds_[j] = float(np.quantile(probability(X @ self.coef_[j] + self.intercept_[j]), 1.0 - share))
                 continue
             count = weight if self.unlabelled_count is None else np.where(weight < 1, self.unlabelled_count, weight)
             self.thresholds_[j] = self._threshold(X[rows], y, balanced, count, rng)
@@ -116,8 +122,7 @@ class CodeLearner:
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """``(n, len(themes_))`` probability of each theme."""
-        z = self.features(np.asarray(X, dtype=np.float64)) @ self.coef_.T + self.intercept_
-        return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+        return probability(self.features(np.asarray(X, dtype=np.float64)) @ self.coef_.T + self.intercept_)
 
     def predict(self, X: np.ndarray) -> list[frozenset[str]]:
         """Each row's codes: every theme whose probability reaches its threshold."""
