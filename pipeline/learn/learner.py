@@ -64,7 +64,7 @@ class CodeLearner:
     how much an unlabelled row counts as a false positive when the threshold is chosen (None: its training
     weight; 1: as much as a labelled negative, for a stricter threshold). ``seed`` fixes the folds. Fitted: ``themes_`` (keys with at least one positive, in the order given), ``coef_``,
     ``intercept_``, ``thresholds_``, ``study_`` (the unit vectors of ``fit``'s ``X``, whose rows are the
-    neighbours; None with ``neighbours`` 0). ``neighbours``: how many nearest study rows, the row itself
+    neighbours; None with ``neighbours`` 0) and ``study_features_`` (:meth:`features` of that ``X``). ``neighbours``: how many nearest study rows, the row itself
     included, a row's features are drawn toward (0 or 1: the vector alone); ``neighbour_weight``: how far,
     0 to 1. ``threshold``: ``"prevalence"`` or ``"f1"`` (see the module's docstring).
     """
@@ -96,7 +96,8 @@ class CodeLearner:
     def fit(self, X: np.ndarray, labels: Mapping[str, ThemeLabels]) -> "CodeLearner":
         X = np.asarray(X, dtype=np.float64)
         self.study_ = unit_vectors(X) if self.neighbours > 1 else None
-        X = self.features(X)
+        self.study_features_ = None
+        X = self.study_features_ = self.features(X)
         self.themes_ = [k for k, lab in labels.items() if len(lab.positive)]
         self.coef_ = np.zeros((len(self.themes_), X.shape[1]))
         self.intercept_ = np.zeros(len(self.themes_))
@@ -134,9 +135,11 @@ class CodeLearner:
         toward the mean of its ``neighbours`` nearest study rows (cosine), as a unit vector."""
         if self.study_ is None:
             return np.asarray(X, dtype=np.float64)
+        X = unit_vectors(np.asarray(X, dtype=np.float64))
+        if self.study_features_ is not None and np.array_equal(X, self.study_):
+            return self.study_features_  # the study itself, read in fit: no second neighbour search
         from sklearn.neighbors import NearestNeighbors
 
-        X = unit_vectors(np.asarray(X, dtype=np.float64))
         k = min(self.neighbours, len(self.study_))
         near = NearestNeighbors(n_neighbors=k, metric="cosine", algorithm="brute").fit(self.study_)
         rows = near.kneighbors(X, return_distance=False)
