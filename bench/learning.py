@@ -6,7 +6,9 @@ In memory and on the same vectors, for each decision budget:
 * **review**: the scripted coder of :mod:`bench.coder` (its rules and constants) reviews the run's
   suggestions in rank order: confirms a theme under the human code carried by >= 60% of its members,
   moves up to 3 misplaced members out, rejects the rest. Confirmed members are positives of that code,
-  moved members its negatives, members of rejected themes negatives of every confirmed code.
+  moved members its negatives, members of rejected themes negatives of every confirmed code. Only the
+  moved members were judged one by one (``CodeLearner.fit``'s ``judged``: the rows a theme's share of
+  the study is read from); Teach answers are judged one by one too.
 * **review + teach**: half the budget on the review, the rest on Teach questions, asked 10 at a time
   as the page asks them (``review.teach_unsure`` / ``teach_far``: by default segments typical of a
   region nobody has labelled), each shown with the theme the learner proposes.
@@ -62,17 +64,19 @@ class _Study:
     def kappa(self, coded: dict[int, frozenset[str]], units: list[int]) -> float:
         return float(np.mean([cohen_kappa(binary_table(coded, self.human, units, c)) for c in self.codes]))
 
-    def learned(self, pos: dict[str, list[int]], neg: dict[str, list[int]], units: list[int]) -> float:
+    def learned(self, pos: dict[str, list[int]], neg: dict[str, list[int]], units: list[int],
+                judged: set[int] | None = None) -> float:
+        """``judged``: the rows decided one by one (moves, Teach answers); None: every labelled row."""
         labels = theme_labels(pos, neg)
         if not labels:
             return 0.0
-        model = CodeLearner.from_config(self.review_cfg).fit(self.X, labels)
+        model = CodeLearner.from_config(self.review_cfg).fit(self.X, labels, None if judged is None else sorted(judged))
         return self.kappa(dict(zip(units, model.predict(self.X[units]))), units)
 
 
 def _review(s: _Study, budget: float) -> dict[str, Any]:
     """The scripted coder's review in rank order until ``budget`` decisions."""
-    decisions, touched, pos, neg, rejected, reviewed, confirmed = 0, set(), {}, {}, [], [], []
+    decisions, touched, judged, pos, neg, rejected, reviewed, confirmed = 0, set(), set(), {}, {}, [], [], []
     for theme in s.ranking:
         if decisions >= budget:
             break
@@ -86,6 +90,7 @@ def _review(s: _Study, budget: float) -> dict[str, Any]:
             moved = [m for m in members if code not in s.human[m]][:MOVES_PER_THEME]
             decisions += len(moved)
             touched.update(moved)
+            judged.update(moved)
             pos.setdefault(code, []).extend(m for m in members if m not in moved)
             neg.setdefault(code, []).extend(moved)
             confirmed.append(theme)
@@ -93,7 +98,7 @@ def _review(s: _Study, budget: float) -> dict[str, Any]:
             rejected.extend(members)
     for code in pos:
         neg[code] = neg.get(code, []) + rejected
-    return {"decisions": decisions, "touched": touched, "pos": pos, "neg": neg, "rejected": rejected,
+    return {"decisions": decisions, "touched": touched, "judged": judged, "pos": pos, "neg": neg, "rejected": rejected,
             "reviewed": reviewed, "confirmed": confirmed}
 
 
@@ -109,7 +114,8 @@ def _teach(s: _Study, state: dict[str, Any], budget: int, review_cfg: dict, seed
         if len(pool) <= 10:  # nothing left to ask about that could still be scored
             break
         said = sorted(touched)
-        batch = teach_batch(list(range(s.n)), s.X, pos, neg, review_cfg, seed=seed + asked, exclude=said)
+        batch = teach_batch(list(range(s.n)), s.X, pos, neg, review_cfg, seed=seed + asked, exclude=said,
+                            judged=sorted(state["judged"]))
         if not batch:
             break
         for q in batch:
@@ -119,6 +125,7 @@ def _teach(s: _Study, state: dict[str, Any], budget: int, review_cfg: dict, seed
             asked += 1
             u = q.row
             touched.add(u)
+            state["judged"].add(u)
             codes = s.human[u]
             kept = [c for c in pos if pos[c]]
             given = [c for c in kept if c in codes]
@@ -176,7 +183,7 @@ def learning_curve(corpus: Corpus, config: dict, budgets: tuple[int, ...] = BUDG
     for seed in seeds:
         s = _Study(corpus, vectors, {**config, "cluster": {**config["cluster"], "seed": int(seed)}}, embedder)
         rows = []
-        teach_only = {"decisions": 0, "touched": set(), "pos": {}, "neg": {}, "rejected": []}
+        teach_only = {"decisions": 0, "touched": set(), "judged": set(), "pos": {}, "neg": {}, "rejected": []}
         for b in budgets:  # Teach alone: one coder answering on, scored at each budget on the way
             review = _review(s, b)
             units = sorted(set(range(s.n)) - review["touched"])
@@ -186,11 +193,11 @@ def learning_curve(corpus: Corpus, config: dict, budgets: tuple[int, ...] = BUDG
             _teach(s, teach_only, b, config["review"], seed)
             teach_units = sorted(set(range(s.n)) - teach_only["touched"])
             rows.append({"budget": b, "review_decisions": review["decisions"],
-                         "review": s.learned(review["pos"], review["neg"], units),
+                         "review": s.learned(review["pos"], review["neg"], units, review["judged"]),
                          "review_codes": len(review["pos"]),
-                         "review_teach": s.learned(taught["pos"], taught["neg"], taught_units),
+                         "review_teach": s.learned(taught["pos"], taught["neg"], taught_units, taught["judged"]),
                          "review_teach_codes": len(taught["pos"]),
-                         "teach": s.learned(teach_only["pos"], teach_only["neg"], teach_units),
+                         "teach": s.learned(teach_only["pos"], teach_only["neg"], teach_units, teach_only["judged"]),
                          "teach_codes": len(teach_only["pos"]),
                          "old_rule": _old_rule(s, review, config["review"], units),
                          "random_labels": float(np.mean([_random_labels(s, b, d) for d in range(3)]))})

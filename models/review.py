@@ -742,7 +742,8 @@ def apply_codebook(store: Store, study: str, review_cfg: ReviewSettings | Mappin
         result = code_with_codebook(segs, vectors, examples, names, competing, review_cfg)
     else:
         positives, negatives = _decision_labels(view, segs, list(names))
-        result = code_with_learner(segs, vectors, positives, negatives, names, review_cfg)
+        result = code_with_learner(segs, vectors, positives, negatives, names, review_cfg,
+                                   judged=_judged(view, segs))
     digest = view.entries[-1].uid if view.entries else "-"
     result.model_id = embedder.model_id if embedder is not None else model_id_of(view)
     with store.transaction() as session:
@@ -775,6 +776,12 @@ def _decision_labels(view: StudyView, segs: list[int], keys: list[str]):
                            view.state.against)
 
 
+def _judged(view: StudyView, segs: list[int]) -> list[int]:
+    """Rows of ``segs`` a coder decided on one by one (``CodebookState.judged``)."""
+    judged = view.state.judged()
+    return [i for i, s in enumerate(segs) if s in judged]
+
+
 @dataclass(frozen=True)
 class TeachItem:
     """A Teach question as the page shows it: ``segment`` and the theme ``proposed`` for it (key and title;
@@ -799,12 +806,12 @@ def teach_questions(store: Store, study: str, review_cfg: ReviewSettings | Mappi
         raise StudyNotFoundError(f"study '{study}' has no completed run yet; run themesift suggest first")
     segs = sorted(s for s in view.base if view.segments.get(s) is not None and view.segments[s].clusterable)
     keys = [t.key for t in view.state.confirmed() if view.members(t.key)]
-    touched = (set(view.state.assignments) | set(view.state.extra) | set(skip)
-               | {s for v in view.state.against.values() for s in v})
+    touched = view.state.judged() | set(skip)
     positives, negatives = _decision_labels(view, segs, keys)
     vectors = segment_vectors(store, view, segs)
     asked = teach_batch(segs, vectors, positives, negatives, review_cfg, seed=len(view.entries),
-                        exclude=[i for i, s in enumerate(segs) if s in touched])
+                        exclude=[i for i, s in enumerate(segs) if s in touched],
+                        judged=_judged(view, segs))
     return [TeachItem(segs[q.row], q.proposed, view.title(q.proposed) if q.proposed else None, q.probability,
                       q.reason) for q in asked]
 

@@ -151,15 +151,16 @@ def decision_labels(segments: Sequence[int], base: Mapping[int, str | None], cod
 
 def teach_batch(segments: Sequence[int], vectors: np.ndarray, positives: Mapping[str, Sequence[int]],
                 negatives: Mapping[str, Sequence[int]], review_cfg: ReviewSettings | Mapping[str, Any],
-                seed: int = 0, exclude: Sequence[int] = ()) -> list[Question]:
+                seed: int = 0, exclude: Sequence[int] = (), judged: Sequence[int] | None = None) -> list[Question]:
     """The next Teach questions about ``segments`` (rows of ``vectors``) that no coder has labelled yet: the
     learner of :func:`code_with_learner`, trained on the same labels, and :class:`TeachQueue` as the
     ``review`` section sets it (``seed``: the draw, e.g. the length of the log so each batch differs).
-    ``exclude``: more rows not to ask about (placed or answered for no confirmed theme). ``Question.row`` is a
-    row of ``segments``; ``proposed`` a theme key of ``positives``."""
+    ``exclude``: more rows not to ask about (placed or answered for no confirmed theme); ``judged``: as
+    :func:`code_with_learner`. ``Question.row`` is a row of ``segments``; ``proposed`` a theme key of
+    ``positives``."""
     review_cfg = ReviewSettings.of(review_cfg)
     labels = theme_labels(positives, negatives)
-    learner = CodeLearner.from_config(review_cfg, seed).fit(vectors, labels)
+    learner = CodeLearner.from_config(review_cfg, seed).fit(vectors, labels, judged)
     said = {r for lab in labels.values() for r in lab.positive + lab.negative} | set(exclude)
     candidates = [r for r in range(len(segments)) if r not in said]
     queue = TeachQueue(review_cfg.teach_unsure, review_cfg.teach_far, review_cfg.teach_neighbours,
@@ -171,7 +172,7 @@ def teach_batch(segments: Sequence[int], vectors: np.ndarray, positives: Mapping
 def code_with_learner(segments: Sequence[int], vectors: np.ndarray, positives: Mapping[str, Sequence[int]],
                       negatives: Mapping[str, Sequence[int]], names: Mapping[str, str],
                       review_cfg: ReviewSettings | Mapping[str, Any],
-                      seed: int = 0) -> ApplyResult:
+                      seed: int = 0, judged: Sequence[int] | None = None) -> ApplyResult:
     """Code each of ``segments`` (rows of ``vectors``) with every confirmed theme whose learner accepts it.
 
     ``positives`` / ``negatives``: theme key -> rows (indices into ``vectors``) a coder placed in the theme
@@ -179,11 +180,12 @@ def code_with_learner(segments: Sequence[int], vectors: np.ndarray, positives: M
     negatives (``review.learner_unlabelled_weight``). What a coder said wins over the learner: a row placed
     in a theme keeps it, a row said not to be in one never gets it. A segment within
     ``review.uncertain_margin`` below a theme's threshold and coded with nothing is reported uncertain,
-    with its best theme.
+    with its best theme. ``judged``: the rows a coder judged one by one (``CodebookState.judged``), on which a
+    theme's share of the study is read (``review.learner_threshold: prevalence``).
     """
     review_cfg = ReviewSettings.of(review_cfg)
     labels = theme_labels(positives, negatives)
-    learner = CodeLearner.from_config(review_cfg, seed).fit(vectors, labels)
+    learner = CodeLearner.from_config(review_cfg, seed).fit(vectors, labels, judged)
     proba = learner.predict_proba(vectors)
     thresholds = learner.thresholds_
     said = np.zeros(proba.shape, dtype=bool)

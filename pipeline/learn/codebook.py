@@ -209,6 +209,11 @@ class CodebookState:
                     out[seg] = out.get(seg, ()) + (final,)
         return out
 
+    def judged(self) -> set[int]:
+        """Segments a coder decided on one by one (placed, moved, coded beside their place, said not to be in
+        a theme, answered); a confirmed theme's other members were taken in bulk."""
+        return set(self.assignments) | set(self.extra) | {s for segs in self.against.values() for s in segs}
+
     def _final(self, key: str | None, seg: int, known: Collection[str]) -> str | None:
         final = self.resolve(key, seg)
         return final if final is None or final in self.themes or final in known else None

@@ -8,10 +8,13 @@ that fits (human coding is multi-label).
 
 Segments nobody labelled for a theme are not ignored: they enter its training as negatives of small
 weight (``unlabelled_weight``), since most of a corpus lies outside any one theme. Each theme's
-threshold either gives it the share of the study it holds among the rows labelled for or against it
+threshold either gives it the share of the study it holds among the rows coders judged one by one
 (``threshold="prevalence"``: with a few labels an F1-best threshold is mostly noise), or is the F1-best
-one on out-of-fold probabilities (``"f1"``, unlabelled rows counted by their weight; also where nothing
-was said against the theme).
+one on out-of-fold probabilities (``"f1"``, unlabelled rows counted by their weight). The share is read
+only from rows judged one by one (``fit``'s ``judged``: answers, placements, moves; by default every
+labelled row, as for a random sample): a confirmed theme's members were taken in bulk from a cluster, so
+among them a theme's share is many times its share of the study. Where no judged row carries the theme,
+or every one does, the F1 rule stays.
 
 A segment is also read through its neighbours (``neighbours``, ``neighbour_weight``): its features are
 its vector moved toward the mean of its nearest segments in the study (itself among them), so a label
@@ -93,8 +96,13 @@ class CodeLearner:
                    neighbours=review_cfg.learner_neighbours, neighbour_weight=review_cfg.learner_neighbour_weight,
                    threshold="f1" if for_run else review_cfg.learner_threshold)
 
-    def fit(self, X: np.ndarray, labels: Mapping[str, ThemeLabels]) -> "CodeLearner":
+    def fit(self, X: np.ndarray, labels: Mapping[str, ThemeLabels],
+            judged: Sequence[int] | None = None) -> "CodeLearner":
+        """``labels``: theme key -> rows of ``X`` for and against it. ``judged``: the rows a coder judged one
+        by one, on which ``"prevalence"`` reads each theme's share (None: every labelled row)."""
         X = np.asarray(X, dtype=np.float64)
+        pool = (set(int(r) for r in judged) if judged is not None
+                else {r for lab in labels.values() for r in lab.positive + lab.negative})
         self.study_ = unit_vectors(X) if self.neighbours > 1 else None
         self.study_features_ = None
         X = self.study_features_ = self.features(X)
@@ -113,8 +121,9 @@ class CodeLearner:
             model = self._model().fit(X[rows], y, sample_weight=balanced)
             self.coef_[j], self.intercept_[j] = model.coef_[0], model.intercept_[0]
             lab = labels[key]
-            if self.threshold == "prevalence" and len(lab.negative):
-                share = len(lab.positive) / (len(lab.positive) + len(lab.negative))
+            hits = len(pool.intersection(lab.positive))
+            if self.threshold == "prevalence" and 0 < hits < len(pool):
+                share = hits / len(pool)
                 self.thresholds_[j] = float(np.quantile(probability(X @ self.coef_[j] + self.intercept_[j]), 1.0 - share))
                 continue
             count = weight if self.unlabelled_count is None else np.where(weight < 1, self.unlabelled_count, weight)
