@@ -105,6 +105,9 @@ def test_teach_answers_fold_into_codes_and_negatives():
     assert state.themes["own-9"].status == "confirmed" and state.themes["own-9"].members == (6,)
     assert codes[7] == ("t1", "t2")           # its place (t3) taken off, the ticked themes given
     assert state.against == {"t2": {9, 1}, "t3": {6, 7}}
+    confirmed = fold([e("confirm", key="t1", name="Staff", definition=""), e("move", segment_ids=[4], to="t1")])
+    assert state.judged() == {1, 6, 7, 8, 9}  # every answered segment; a theme's members taken in bulk are not
+    assert confirmed.judged() == {4}
 
 
 def test_validate_refuses_bad_codes_and_answers():

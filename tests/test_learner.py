@@ -164,3 +164,19 @@ def test_a_prevalence_threshold_codes_a_theme_as_often_as_the_labels_carry_it():
     only_for = {"u": ThemeLabels(tuple(range(150, 160)))}
     assert CodeLearner(seed=0, threshold="prevalence").fit(X, only_for).thresholds_[0] == \
         CodeLearner(seed=0).fit(X, only_for).thresholds_[0]
+
+
+def test_a_theme_confirmed_in_bulk_does_not_take_the_share_it_holds_among_its_own_members():
+    """A confirmed theme's members were taken from a cluster in bulk: among the labelled rows it holds most,
+    far more than its share of the study. With ``judged`` (the rows decided one by one, here the 3 moved
+    out) its share is not read from them, so it keeps the F1 rule and does not take the unlabelled bulk."""
+    rng = np.random.default_rng(7)
+    e = np.eye(8)
+    X = np.vstack([blob(rng, e[0], 30, 0.4), blob(rng, e[1], 120, 0.4), blob(rng, e[2], 120, 0.4)])
+    labels = {"t": ThemeLabels(tuple(range(27)), (27, 28, 29))}
+    bulk = CodeLearner(seed=0, threshold="prevalence").fit(X, labels)
+    judged = CodeLearner(seed=0, threshold="prevalence").fit(X, labels, judged=[27, 28, 29])
+    taken = [sum("t" in c for c in m.predict(X[30:])) for m in (bulk, judged)]
+    assert taken[0] > 120, taken  # 27 of 30 labelled rows: coded for 90% of the study
+    assert taken[1] < taken[0] / 4, taken
+    assert judged.thresholds_[0] == CodeLearner(seed=0).fit(X, labels).thresholds_[0]
