@@ -221,6 +221,24 @@ def test_int8_weight_type_follows_the_cpus_integer_kernels():
     assert here.model and all(f in here.as_dict()["flags"] for f in here.flags)
 
 
+def test_an_emulated_cpu_is_read_from_cpuid_not_from_the_hosts_proc_cpuinfo():
+    """Under ``qemu-x86_64 -cpu Haswell`` /proc/cpuinfo still lists the host's AVX-512 and AVX-VNNI, while
+    CPUID (numpy's checks, and ONNX Runtime's) answers AVX2 alone: no flag of the host may count then, or
+    the saturating signed kernel would be chosen."""
+    from pipeline.embed.cpu import combine, int8_weights_for
+
+    known = {"avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16"}
+    host = {"avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "sse4_2"}
+    native = combine("AMD EPYC", host, host & known, known)
+    assert native.flags == ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16")
+    emulated = combine("AMD EPYC", host, {"avx2", "fma"}, known)
+    assert emulated.flags == ("avx2", "fma") and not emulated.exact_int8_dot
+    assert int8_weights_for(emulated) == "u8" and int8_weights_for(native) == "s8"
+    alder_lake = combine("Intel Core", {"avx2", "fma", "avx_vnni"}, {"avx2", "fma"}, known)
+    assert alder_lake.exact_int8_dot  # AVX-VNNI, which numpy does not check, still counts where they agree
+    assert combine("", None, {"avx2"}, known).model  # no /proc/cpuinfo: named after the platform
+
+
 def test_int8_is_checked_on_this_cpu_and_refused_with_a_reason_below_the_bar(backends):
     """Before first use the int8 export is compared with fp32 on shipped check sentences, on this CPU; the
     figure is kept beside the export (measured once), and a bar above it refuses int8 with a message that

@@ -79,14 +79,22 @@ def _numpy_flags() -> tuple[set[str], set[str]]:
 
 @cache
 def detect() -> CpuFeatures:
-    """This machine's CPU as this process sees it: for the flags numpy checks, its CPUID answers (what
-    ONNX Runtime's kernels dispatch on too; /proc/cpuinfo describes the host, also under an emulator
-    that hides some of its instructions); for the others (AVX-VNNI, AMX), /proc/cpuinfo."""
+    """This machine's CPU as this process sees it (:func:`combine` of /proc/cpuinfo and numpy's CPUID checks)."""
     found = _proc_cpuinfo()
-    model, flags = found if found else (platform.processor() or platform.machine(), set())
-    seen, known = _numpy_flags()
-    flags = (set(flags) - known) | seen
-    return CpuFeatures(model or platform.machine() or "unknown", tuple(f for f in REPORTED if f in flags))
+    return combine(found[0] if found else "", found[1] if found else None, *_numpy_flags())
+
+
+def combine(model: str, listed: set[str] | None, seen: set[str], known: set[str]) -> CpuFeatures:
+    """The CPU from /proc/cpuinfo's ``model`` and flags (``listed``; None where there is none) and the flags
+    CPUID answered (``seen`` of the ``known`` ones numpy checks), which ONNX Runtime's kernels dispatch on
+    too. For a flag both know, CPUID wins; a flag only /proc/cpuinfo lists (AVX-VNNI, AMX) counts only where
+    the two agree on every flag both know: where they differ, /proc/cpuinfo describes the host of an emulator
+    that hides some of its instructions (``qemu-x86_64 -cpu Haswell`` on a CPU with AVX-VNNI)."""
+    listed = set(listed or ())
+    agree = listed & known == seen & known
+    flags = ((listed - known) if agree else set()) | seen
+    name = model or platform.processor() or platform.machine() or "unknown"
+    return CpuFeatures(name, tuple(f for f in REPORTED if f in flags))
 
 
 WEIGHT_TYPES = ("auto", "s8", "u8")
