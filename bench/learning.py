@@ -19,7 +19,12 @@ In memory and on the same vectors, for each decision budget:
   confirmed theme, the run's other themes competing) on the review's decisions;
 * **random labels**: :class:`pipeline.learn.learner.CodeLearner` trained on as many random segments
   with their human codes as there were decisions (mean of three draws);
-* the **ceiling**: the same learner trained on every other segment (5-fold).
+* the **ceiling**: the same learner trained on every other segment (5-fold);
+* **prototypes (codes known)**: a bound, not a method: as many single segments as there were decisions,
+  chosen by someone who knew the human codes (each code's most central segments in turn, the commonest
+  code first) and labelled with their codes. No way of choosing one-segment questions can be expected
+  to do much better, so where twice the random labels lies above it, only decisions that label many
+  segments at once (confirming a theme) could reach it.
 
 Scoring as the simulated review: per human code, Cohen's kappa of "the machine gave this code" against
 "a human gave it" on the segments the coder never touched, macro over all human codes (a code never
@@ -158,6 +163,38 @@ def _random_labels(s: _Study, m: int, draw: int) -> float:
     return s.learned(pos, neg, units)
 
 
+def prototype_rows(X: np.ndarray, human: dict[int, frozenset[str]], m: int) -> list[int]:
+    """``m`` rows of ``X``, taken in turn from each human code (commonest first, then by name), each the
+    code's most central member (cosine to its mean vector) not taken yet: the questions someone who knew
+    the codes would ask (the bound of the module docstring)."""
+    U = np.asarray(X, dtype=np.float64)
+    U = U / np.maximum(np.linalg.norm(U, axis=1, keepdims=True), 1e-12)
+    freq = Counter(c for codes in human.values() for c in codes)
+    queues = []
+    for code, _ in sorted(freq.items(), key=lambda kv: (-kv[1], kv[0])):
+        members = np.asarray(sorted(u for u, codes in human.items() if code in codes))
+        queues.append(iter(members[np.argsort(-(U[members] @ U[members].mean(axis=0)), kind="stable")].tolist()))
+    picked: list[int] = []
+    while len(picked) < m and queues:
+        for q in list(queues):
+            row = next((u for u in q if u not in picked), None)
+            if row is None:
+                queues.remove(q)
+                continue
+            picked.append(row)
+            if len(picked) >= m:
+                break
+    return picked
+
+
+def _prototypes(s: _Study, m: int) -> float:
+    picked = prototype_rows(s.X, s.human, min(m, s.n - 1))
+    units = sorted(set(range(s.n)) - set(picked))
+    pos = {c: [u for u in picked if c in s.human[u]] for c in s.codes}
+    neg = {c: [u for u in picked if c not in s.human[u]] for c in s.codes}
+    return s.learned(pos, neg, units)
+
+
 def _ceiling(s: _Study, folds: int = 5) -> float:
     fold = np.random.default_rng(0).permutation(s.n) % folds
     coded: dict[int, frozenset[str]] = {}
@@ -200,11 +237,12 @@ def learning_curve(corpus: Corpus, config: dict, budgets: tuple[int, ...] = BUDG
                          "teach": s.learned(teach_only["pos"], teach_only["neg"], teach_units, teach_only["judged"]),
                          "teach_codes": len(teach_only["pos"]),
                          "old_rule": _old_rule(s, review, config["review"], units),
-                         "random_labels": float(np.mean([_random_labels(s, b, d) for d in range(3)]))})
+                         "random_labels": float(np.mean([_random_labels(s, b, d) for d in range(3)])),
+                         "prototypes": _prototypes(s, b)})
             print(f"learn {corpus.name} seed {seed} b={b}: " + ", ".join(
                 f"{k} {v:.3f}" for k, v in rows[-1].items() if isinstance(v, float)), flush=True)
         per_seed.append({"seed": int(seed), "ceiling": _ceiling(s), "points": rows})
-    arms = ("review", "review_teach", "teach", "old_rule", "random_labels")
+    arms = ("review", "review_teach", "teach", "old_rule", "random_labels", "prototypes")
     points = [{"budget": b, **{a: float(np.mean([r["points"][i][a] for r in per_seed])) for a in arms},
                **{f"{a}_per_seed": [r["points"][i][a] for r in per_seed] for a in arms}}
               for i, b in enumerate(budgets)]

@@ -6,7 +6,8 @@ from html import escape
 
 ARMS = (("review", "review", "#1f5fa8"), ("review_teach", "review + teach", "#2a8a3e"),
         ("teach", "teach", "#d08a00"),
-        ("random_labels", "random labels", "#b23b3b"), ("old_rule", "old rule (centroids)", "#888888"))
+        ("random_labels", "random labels", "#b23b3b"), ("old_rule", "old rule (centroids)", "#888888"),
+        ("prototypes", "prototypes (codes known)", "#7b3fa0"))
 
 
 def curve_svg(result: dict, width: int = 560, height: int = 300) -> str:

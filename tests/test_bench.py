@@ -11,6 +11,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench import datasets, report
@@ -307,3 +308,14 @@ def test_repeat_comparison_names_a_moved_segment_and_a_changed_vector():
     assert figures["vectors_compared"] == 2 and figures["vectors_differing"] == 1
     assert figures["vectors_max_abs_difference"] == pytest.approx(1e-7)
     assert compare_runs(cold, cold, {}, {})["themes_identical"]
+
+
+def test_prototype_rows_take_each_codes_most_central_segment_in_turn_commonest_code_first():
+    from bench.learning import prototype_rows
+
+    X = np.array([[1.0, 0.0], [0.9, 0.1], [0.6, 0.4], [0.95, 0.05],  # code a: row 1 lies nearest its mean
+                  [0.0, 1.0], [0.15, 0.99], [0.3, 0.95],            # code b: row 5 does
+                  [0.7, 0.7]])                                       # no code
+    human = {**{r: frozenset({"a"}) for r in range(4)}, **{r: frozenset({"b"}) for r in (4, 5, 6)}, 7: frozenset()}
+    assert prototype_rows(X, human, 3) == [1, 5, 3]  # a first (4 members), b next, then a's second
+    assert sorted(prototype_rows(X, human, 10)) == list(range(7))  # every coded row once; an uncoded one never
