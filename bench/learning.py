@@ -20,15 +20,11 @@ In memory and on the same vectors, for each decision budget:
 * **random labels**: :class:`pipeline.learn.learner.CodeLearner` trained on as many random segments
   with their human codes as there were decisions (mean of three draws);
 * the **ceiling**: the same learner trained on every other segment (5-fold);
-* **prototypes (codes known)**: a bound, not a method: as many single segments as there were decisions,
-  chosen by someone who knew the human codes (each code's most central segments in turn, the commonest
-  code first) and labelled with their codes. No way of choosing one-segment questions can be expected
-  to do much better, so where twice the random labels lies above it, only decisions that label many
-  segments at once (confirming a theme) could reach it.
-
-Scoring as the simulated review: per human code, Cohen's kappa of "the machine gave this code" against
-"a human gave it" on the segments the coder never touched, macro over all human codes (a code never
-reached counts 0). One decision = one confirm, reject, move or Teach answer.
+* **prototypes (codes known)**: a reference, not a method: as many single segments as there were
+  decisions, chosen by someone who knew the human codes (each code's most central segments in turn, the
+  commonest code first) and labelled with their codes: what choosing questions with the answers in hand
+  gives. It is no upper bound (typical segments show little of where a broad code stops), but where
+  Teach comes near it, better question choice alone has little left to give.
 """
 
 from __future__ import annotations
@@ -166,7 +162,7 @@ def _random_labels(s: _Study, m: int, draw: int) -> float:
 def prototype_rows(X: np.ndarray, human: dict[int, frozenset[str]], m: int) -> list[int]:
     """``m`` rows of ``X``, taken in turn from each human code (commonest first, then by name), each the
     code's most central member (cosine to its mean vector) not taken yet: the questions someone who knew
-    the codes would ask (the bound of the module docstring)."""
+    the codes would ask (the reference arm of the module docstring)."""
     U = np.asarray(X, dtype=np.float64)
     U = U / np.maximum(np.linalg.norm(U, axis=1, keepdims=True), 1e-12)
     freq = Counter(c for codes in human.values() for c in codes)
