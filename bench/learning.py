@@ -40,7 +40,7 @@ from bench.datasets import Corpus
 from bench.harness import embed_corpus, run_themesift
 from pipeline.compare.agreement import binary_table, cohen_kappa
 from pipeline.embed.encoder import Embedder
-from pipeline.learn.apply import code_with_codebook, teach_batch
+from pipeline.learn.apply import code_with_codebook, learner_matrix, teach_batch
 from pipeline.learn.learner import CodeLearner, theme_labels
 
 BUDGETS = (20, 50, 100, 200, 400)
@@ -50,7 +50,8 @@ class _Study:
     """One corpus, its vectors and one run's suggestions, with the scoring every arm shares."""
 
     def __init__(self, corpus: Corpus, vectors: np.ndarray, config: dict, embedder: Embedder):
-        self.X = np.asarray(vectors, dtype=np.float64)
+        self.vectors = np.asarray(vectors, dtype=np.float64)
+        self.X = learner_matrix(self.vectors, corpus.texts, config["review"])  # what the learner reads
         self.review_cfg = config["review"]
         self.n = len(self.X)
         self.codes = corpus.codes
@@ -144,8 +145,9 @@ def _old_rule(s: _Study, state: dict[str, Any], review_cfg: dict, units: list[in
     if not pos:
         return 0.0
     confirmed = set(state["confirmed"])  # every other theme, rejected or unreviewed, competes on its own
-    others = {t: s.X[s.members[t]] for t in s.ranking if t not in confirmed}
-    result = code_with_codebook(units, s.X[units], {c: s.X[v] for c, v in pos.items()}, {c: c for c in pos},
+    V = s.vectors
+    others = {t: V[s.members[t]] for t in s.ranking if t not in confirmed}
+    result = code_with_codebook(units, V[units], {c: V[v] for c, v in pos.items()}, {c: c for c in pos},
                                 others, review_cfg)
     return s.kappa({u: frozenset(result.assigned.get(u, ())) for u in units}, units)
 

@@ -743,7 +743,7 @@ def apply_codebook(store: Store, study: str, review_cfg: ReviewSettings | Mappin
     else:
         positives, negatives = _decision_labels(view, segs, list(names))
         result = code_with_learner(segs, vectors, positives, negatives, names, review_cfg,
-                                   judged=_judged(view, segs))
+                                   judged=_judged(view, segs), texts=_learner_texts(store, segs, review_cfg))
     digest = view.entries[-1].uid if view.entries else "-"
     result.model_id = embedder.model_id if embedder is not None else model_id_of(view)
     with store.transaction() as session:
@@ -774,6 +774,18 @@ def study_labels(store: Store, study: str) -> tuple[list[int], list[str], dict]:
 def _decision_labels(view: StudyView, segs: list[int], keys: list[str]):
     return decision_labels(segs, view.base, view.codes, keys, [s for t in view.state.rejected() for s in t.members],
                            view.state.against)
+
+
+def _learner_texts(store: Store, segs: list[int], review_cfg: ReviewSettings | Mapping[str, Any]) -> list[str] | None:
+    """The texts of ``segs`` where the learner reads their words beside the vectors (``review.learner_words``
+    above 0); None otherwise, so nothing more is read."""
+    if not ReviewSettings.of(review_cfg).learner_words:
+        return None
+    texts: dict[int, str] = {}
+    with store.sessions() as session:
+        for i in range(0, len(segs), 5000):  # a bounded IN list per query
+            texts.update(session.execute(select(Segment.id, Segment.text).where(Segment.id.in_(segs[i:i + 5000]))).all())
+    return [texts[s] for s in segs]
 
 
 def _judged(view: StudyView, segs: list[int]) -> list[int]:
@@ -811,7 +823,7 @@ def teach_questions(store: Store, study: str, review_cfg: ReviewSettings | Mappi
     vectors = segment_vectors(store, view, segs)
     asked = teach_batch(segs, vectors, positives, negatives, review_cfg, seed=len(view.entries),
                         exclude=[i for i, s in enumerate(segs) if s in touched],
-                        judged=_judged(view, segs))
+                        judged=_judged(view, segs), texts=_learner_texts(store, segs, review_cfg))
     return [TeachItem(segs[q.row], q.proposed, view.title(q.proposed) if q.proposed else None, q.probability,
                       q.reason) for q in asked]
 

@@ -31,6 +31,7 @@ REVIEW = {"calibration_percentile": 10.0, "min_similarity": 0.35, "uncertain_mar
           "rejected_similarity": 0.85, "diff_match_jaccard": 0.5, "learner": "logistic",
           "learner_unlabelled_weight": 0.05, "learner_C": 1.0}
 CENTROID = {**REVIEW, "learner": "centroid"}
+WORDS = {**REVIEW, "learner_words": 1.0, "learner_word_components": 50}  # the segments' words beside their vectors
 
 
 def add_hostile_segment(store: Store, name: str) -> int:
@@ -436,7 +437,7 @@ def test_cli_export_import_codebook_and_apply(study, tmp_path, capsys):
     assert "confirmed themes" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("rule", [REVIEW, CENTROID], ids=["logistic", "centroid"])
+@pytest.mark.parametrize("rule", [REVIEW, CENTROID, WORDS], ids=["logistic", "centroid", "logistic-with-words"])
 def test_apply_codes_every_segment_with_the_confirmed_codebook(study, rule):
     store = study.store
     keys, _, view = keys_and_outliers(store, study.name)
@@ -543,6 +544,8 @@ def test_teach_queue_in_the_page_asks_what_teaches_most_and_records_each_answer(
     members = set(view.members(keys[0])) | set(view.members(keys[1]))
     assert not members & {q.segment for q in batch}    # what coders said is never asked again
     assert teach_questions(store, study.name, REVIEW) == batch   # the same log gives the same questions
+    worded = teach_questions(store, study.name, WORDS)           # the learner reading words too
+    assert len({q.segment for q in worded}) == 10 and not members & {q.segment for q in worded}
     page = client.get("/teach").text
     assert all(f'id="q-{q.segment}"' in page for q in batch) and "Tick every theme" in page
     yes, no, new = batch[:3]
@@ -617,16 +620,16 @@ def test_honour_inputs_keep_confirmed_drop_rejected_and_fix_moves(study):
     assert list(inputs.rejected_vectors) == [keys[1]]
     # the same run's segments, as the next run would see them
     with store.sessions() as session:
-        rows = session.execute(select(Segment.id, Source.sha256, Segment.start, Segment.end, Segment.text_hash)
+        rows = session.execute(select(Segment.id, Source.sha256, Segment.start, Segment.end, Segment.text, Segment.text_hash)
                                .join(Source).join(Membership, Membership.segment_id == Segment.id)
                                .where(Membership.run_id == view.run.id).order_by(Segment.id)).all()
         model = view.run.manifest["model"]["id"]
 
     class Seg:
-        def __init__(self, sha, start, end):
-            self.source_sha256, self.start, self.end = sha, start, end
+        def __init__(self, sha, start, end, text):
+            self.source_sha256, self.start, self.end, self.text = sha, start, end, text
 
-    segs = [Seg(sha, start, end) for _, sha, start, end, _ in rows]
+    segs = [Seg(sha, start, end, text) for _, sha, start, end, text, _ in rows]
     cached = store.cached_vectors(model, [h for *_, h in rows])
     vectors = np.stack([cached[h] for *_, h in rows])
     fixed = inputs.fixed_for(segs)
@@ -638,6 +641,8 @@ def test_honour_inputs_keep_confirmed_drop_rejected_and_fix_moves(study):
     assert not taken & set(view.members(keys[1]))   # the rejected theme's members count against it
     assert len(taken) < len(ids) / 2                  # it takes what the learner accepts, not the corpus
     assert ids.index(moved) in plan.excluded
+    worded = plan_segments(fixed, inputs.assignments(vectors, segs, WORDS), inputs.kept)  # words beside vectors
+    assert {ids[i] for i, k in worded.assigned.items() if k == keys[0]} >= set(view.members(keys[0]))
     # the rejected theme's own cluster would be dropped if it came back
     rejected = view.members(keys[1])
     centroid = vectors[[ids.index(s) for s in rejected]].mean(axis=0)

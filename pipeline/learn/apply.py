@@ -25,6 +25,7 @@ from pipeline.config import ReviewSettings
 from pipeline.learn.honour import learner_assignments, rejected_centroids
 from pipeline.learn.learner import CodeLearner, theme_labels
 from pipeline.learn.teach import Question, TeachQueue
+from pipeline.learn.words import with_words
 from pipeline.themes.join import Assignment, Calibration, calibrate, classify
 
 APPLY_CODER = "Themesift (codebook applied)"
@@ -74,7 +75,7 @@ class HonourInputs:
     def assignments(self, vectors: np.ndarray, segments: Sequence[Any],
                     review_cfg: ReviewSettings | Mapping[str, Any], seed: int = 0) -> list[Assignment]:
         """Where the review rule puts each of ``segments`` (rows of ``vectors``; objects as for
-        :meth:`fixed_for`) among the kept themes: the learner ``apply`` uses, trained on the decisions'
+        :meth:`fixed_for`, with their ``text``) among the kept themes: the learner ``apply`` uses, trained on the decisions'
         labels of these segments, with the stricter thresholds of ``review.run_unlabelled_count`` (a run
         takes segments out of the clustering) (``review.learner: logistic``), or the centroid rule
         (``centroid``)."""
@@ -85,8 +86,9 @@ class HonourInputs:
         row = {(s.source_sha256, s.start, s.end): i for i, s in enumerate(segments)}
         labels = theme_labels({k: [row[p] for p in self.for_theme.get(k, ()) if p in row] for k in self.kept},
                               {k: [row[p] for p in self.against_theme.get(k, ()) if p in row] for k in self.kept})
-        learner = CodeLearner.from_config(review_cfg, seed, for_run=True).fit(vectors, labels)
-        proba = learner.predict_proba(vectors) if learner.themes_ else np.zeros((len(vectors), 0))
+        X = learner_matrix(vectors, [s.text for s in segments], review_cfg)
+        learner = CodeLearner.from_config(review_cfg, seed, for_run=True).fit(X, labels)
+        proba = learner.predict_proba(X) if learner.themes_ else np.zeros((len(vectors), 0))
         return learner_assignments(proba, learner.thresholds_, learner.themes_, review_cfg.uncertain_margin)
 
 
@@ -149,17 +151,27 @@ def decision_labels(segments: Sequence[int], base: Mapping[int, str | None], cod
     return positives, {k: moved_out[k] + said[k] + rejected for k in confirmed}
 
 
+def learner_matrix(vectors: np.ndarray, texts: Sequence[str] | None,
+                   review_cfg: ReviewSettings | Mapping[str, Any]) -> np.ndarray:
+    """What the learner reads of a study's segments: their vectors, with the word view of their ``texts``
+    appended where ``review.learner_words`` is above 0 (``pipeline.learn.words``)."""
+    review_cfg = ReviewSettings.of(review_cfg)
+    return with_words(vectors, texts, review_cfg.learner_words, review_cfg.learner_word_components)
+
+
 def teach_batch(segments: Sequence[int], vectors: np.ndarray, positives: Mapping[str, Sequence[int]],
                 negatives: Mapping[str, Sequence[int]], review_cfg: ReviewSettings | Mapping[str, Any],
-                seed: int = 0, exclude: Sequence[int] = (), judged: Sequence[int] | None = None) -> list[Question]:
+                seed: int = 0, exclude: Sequence[int] = (), judged: Sequence[int] | None = None,
+                texts: Sequence[str] | None = None) -> list[Question]:
     """The next Teach questions about ``segments`` (rows of ``vectors``) that no coder has labelled yet: the
     learner of :func:`code_with_learner`, trained on the same labels, and :class:`TeachQueue` as the
     ``review`` section sets it (``seed``: the draw, e.g. the length of the log so each batch differs).
     ``exclude``: more rows not to ask about (placed or answered for no confirmed theme); ``judged``: as
-    :func:`code_with_learner`. ``Question.row`` is a row of ``segments``; ``proposed`` a theme key of
-    ``positives``."""
+    :func:`code_with_learner`; ``texts``: the segments' texts, for the word view (:func:`learner_matrix`).
+    ``Question.row`` is a row of ``segments``; ``proposed`` a theme key of ``positives``."""
     review_cfg = ReviewSettings.of(review_cfg)
     labels = theme_labels(positives, negatives)
+    vectors = learner_matrix(vectors, texts, review_cfg)
     learner = CodeLearner.from_config(review_cfg, seed).fit(vectors, labels, judged)
     said = {r for lab in labels.values() for r in lab.positive + lab.negative} | set(exclude)
     candidates = [r for r in range(len(segments)) if r not in said]
@@ -172,7 +184,8 @@ def teach_batch(segments: Sequence[int], vectors: np.ndarray, positives: Mapping
 def code_with_learner(segments: Sequence[int], vectors: np.ndarray, positives: Mapping[str, Sequence[int]],
                       negatives: Mapping[str, Sequence[int]], names: Mapping[str, str],
                       review_cfg: ReviewSettings | Mapping[str, Any],
-                      seed: int = 0, judged: Sequence[int] | None = None) -> ApplyResult:
+                      seed: int = 0, judged: Sequence[int] | None = None,
+                      texts: Sequence[str] | None = None) -> ApplyResult:
     """Code each of ``segments`` (rows of ``vectors``) with every confirmed theme whose learner accepts it.
 
     ``positives`` / ``negatives``: theme key -> rows (indices into ``vectors``) a coder placed in the theme
@@ -181,10 +194,12 @@ def code_with_learner(segments: Sequence[int], vectors: np.ndarray, positives: M
     in a theme keeps it, a row said not to be in one never gets it. A segment within
     ``review.uncertain_margin`` below a theme's threshold and coded with nothing is reported uncertain,
     with its best theme. ``judged``: the rows a coder judged one by one (``CodebookState.judged``), on which a
-    theme's share of the study is read (``review.learner_threshold: prevalence``).
+    theme's share of the study is read (``review.learner_threshold: prevalence``). ``texts``: the segments'
+    texts, for the word view (:func:`learner_matrix`).
     """
     review_cfg = ReviewSettings.of(review_cfg)
     labels = theme_labels(positives, negatives)
+    vectors = learner_matrix(vectors, texts, review_cfg)
     learner = CodeLearner.from_config(review_cfg, seed).fit(vectors, labels, judged)
     proba = learner.predict_proba(vectors)
     thresholds = learner.thresholds_
