@@ -10,12 +10,12 @@ ARMS = (("review", "review", "#1f5fa8"), ("review_teach", "review + teach", "#2a
         ("prototypes", "prototypes (codes known)", "#7b3fa0"))
 
 
-def curve_svg(result: dict, width: int = 560, height: int = 300) -> str:
+def curve_svg(result: dict, width: int = 600, height: int = 300) -> str:
     """Mean kappa against decisions (log scale) for each arm of a ``bench review`` result, with the ceiling."""
     points = result["points"]
     budgets = [p["budget"] for p in points]
     top = max([result["ceiling"]] + [p[a] for p in points for a, _, _ in ARMS if a in p] + [0.05]) * 1.1
-    left, right, upper, lower = 50, 170, 20, 40
+    left, right, upper, lower = 50, 210, 20, 40  # room on the right for the legend
     w, h = width - left - right, height - upper - lower
     import math
 
