@@ -25,6 +25,10 @@ In memory and on the same vectors, for each decision budget:
   commonest code first) and labelled with their codes: what choosing questions with the answers in hand
   gives. It is no upper bound (typical segments show little of where a broad code stops), but where
   Teach comes near it, better question choice alone has little left to give.
+
+Scoring as the simulated review: per human code, Cohen's kappa of "the machine gave this code" against
+"a human gave it" on the segments the coder never touched, macro over all human codes (a code never
+reached counts 0). One decision = one confirm, reject, move or Teach answer.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from pipeline.compare.agreement import binary_table, cohen_kappa
 from pipeline.embed.encoder import Embedder
 from pipeline.learn.apply import code_with_codebook, learner_matrix, teach_batch
 from pipeline.learn.learner import CodeLearner, theme_labels
+from pipeline.themes.join import unit_vectors
 
 BUDGETS = (20, 50, 100, 200, 400)
 
@@ -152,45 +157,46 @@ def _old_rule(s: _Study, state: dict[str, Any], review_cfg: dict, units: list[in
     return s.kappa({u: frozenset(result.assigned.get(u, ())) for u in units}, units)
 
 
+def _trained_on(s: _Study, rows: list[int]) -> float:
+    """The learner trained on ``rows`` with their human codes, scored on every other segment."""
+    units = sorted(set(range(s.n)) - set(rows))
+    pos = {c: [u for u in rows if c in s.human[u]] for c in s.codes}
+    neg = {c: [u for u in rows if c not in s.human[u]] for c in s.codes}
+    return s.learned(pos, neg, units)
+
+
 def _random_labels(s: _Study, m: int, draw: int) -> float:
     rng = np.random.default_rng(draw)
-    train = rng.choice(s.n, min(m, s.n - 1), replace=False)
-    units = sorted(set(range(s.n)) - set(train.tolist()))
-    pos = {c: [u for u in train if c in s.human[u]] for c in s.codes}
-    neg = {c: [u for u in train if c not in s.human[u]] for c in s.codes}
-    return s.learned(pos, neg, units)
+    return _trained_on(s, rng.choice(s.n, min(m, s.n - 1), replace=False).tolist())
 
 
 def prototype_rows(X: np.ndarray, human: dict[int, frozenset[str]], m: int) -> list[int]:
     """``m`` rows of ``X``, taken in turn from each human code (commonest first, then by name), each the
     code's most central member (cosine to its mean vector) not taken yet: the questions someone who knew
     the codes would ask (the reference arm of the module docstring)."""
-    U = np.asarray(X, dtype=np.float64)
-    U = U / np.maximum(np.linalg.norm(U, axis=1, keepdims=True), 1e-12)
+    U = unit_vectors(X)
     freq = Counter(c for codes in human.values() for c in codes)
     queues = []
     for code, _ in sorted(freq.items(), key=lambda kv: (-kv[1], kv[0])):
         members = np.asarray(sorted(u for u, codes in human.items() if code in codes))
         queues.append(iter(members[np.argsort(-(U[members] @ U[members].mean(axis=0)), kind="stable")].tolist()))
     picked: list[int] = []
+    taken: set[int] = set()
     while len(picked) < m and queues:
         for q in list(queues):
-            row = next((u for u in q if u not in picked), None)
+            row = next((u for u in q if u not in taken), None)
             if row is None:
                 queues.remove(q)
                 continue
             picked.append(row)
+            taken.add(row)
             if len(picked) >= m:
                 break
     return picked
 
 
 def _prototypes(s: _Study, m: int) -> float:
-    picked = prototype_rows(s.X, s.human, min(m, s.n - 1))
-    units = sorted(set(range(s.n)) - set(picked))
-    pos = {c: [u for u in picked if c in s.human[u]] for c in s.codes}
-    neg = {c: [u for u in picked if c not in s.human[u]] for c in s.codes}
-    return s.learned(pos, neg, units)
+    return _trained_on(s, prototype_rows(s.X, s.human, min(m, s.n - 1)))
 
 
 def _ceiling(s: _Study, folds: int = 5) -> float:

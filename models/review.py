@@ -459,8 +459,13 @@ def segment_vectors(store: Store, view_or_run: StudyView | Run | None, segment_i
     ``embedder``'s (a ``pipeline.embed.encoder.Embedder``, e.g. of an adapted encoder, cached under its own
     model id)."""
     with store.sessions() as session:
-        rows = dict(session.execute(select(Segment.id, Segment.text).where(Segment.id.in_(list(segment_ids)))).all())
-    texts = [rows[s] for s in segment_ids]
+        texts = _segment_texts(session, list(segment_ids))
+    return _text_vectors(store, view_or_run, texts, embedder)
+
+
+def _text_vectors(store: Store, view_or_run: StudyView | Run | None, texts: Sequence[str],
+                 embedder: Any = None) -> np.ndarray:
+    """:func:`segment_vectors` of segments whose ``texts`` are already read."""
     from pipeline.embed.encoder import Embedder, text_hash
 
     model_id = embedder.model_id if embedder is not None else model_id_of(view_or_run)
@@ -735,7 +740,9 @@ def apply_codebook(store: Store, study: str, review_cfg: ReviewSettings | Mappin
     if not confirmed:
         raise DecisionError(["no confirmed theme with segments yet: confirm themes in the review first"])
     names = {t.key: t.title for t in confirmed}
-    vectors = segment_vectors(store, view, segs, embedder)
+    with store.sessions() as session:
+        texts = _segment_texts(session, segs)
+    vectors = _text_vectors(store, view, texts, embedder)
     if ReviewSettings.of(review_cfg).learner == "centroid":
         examples = {t.key: segment_vectors(store, view, view.members(t.key), embedder) for t in confirmed}
         competing = {k: segment_vectors(store, view, v, embedder) for k, v in others.items()}
@@ -743,7 +750,7 @@ def apply_codebook(store: Store, study: str, review_cfg: ReviewSettings | Mappin
     else:
         positives, negatives = _decision_labels(view, segs, list(names))
         result = code_with_learner(segs, vectors, positives, negatives, names, review_cfg,
-                                   judged=_judged(view, segs), texts=_learner_texts(store, segs, review_cfg))
+                                   judged=_judged(view, segs), texts=texts)
     digest = view.entries[-1].uid if view.entries else "-"
     result.model_id = embedder.model_id if embedder is not None else model_id_of(view)
     with store.transaction() as session:
@@ -766,9 +773,9 @@ def study_labels(store: Store, study: str) -> tuple[list[int], list[str], dict]:
             raise StudyNotFoundError(f"study '{study}' has no completed run yet; run themesift suggest first")
         segs = sorted(view.base)
         keys = [t.key for t in view.state.confirmed() if view.members(t.key)]
-        texts = dict(session.execute(select(Segment.id, Segment.text).where(Segment.id.in_(segs))).all())
+        texts = _segment_texts(session, segs)
     positives, negatives = _decision_labels(view, segs, keys)
-    return segs, [texts[s] for s in segs], theme_labels(positives, negatives)
+    return segs, texts, theme_labels(positives, negatives)
 
 
 def _decision_labels(view: StudyView, segs: list[int], keys: list[str]):
@@ -776,15 +783,11 @@ def _decision_labels(view: StudyView, segs: list[int], keys: list[str]):
                            view.state.against)
 
 
-def _learner_texts(store: Store, segs: list[int], review_cfg: ReviewSettings | Mapping[str, Any]) -> list[str] | None:
-    """The texts of ``segs`` where the learner reads their words beside the vectors (``review.learner_words``
-    above 0); None otherwise, so nothing more is read."""
-    if not ReviewSettings.of(review_cfg).learner_words:
-        return None
+def _segment_texts(session: Session, segs: list[int]) -> list[str]:
+    """The texts of ``segs``, in their order."""
     texts: dict[int, str] = {}
-    with store.sessions() as session:
-        for i in range(0, len(segs), 5000):  # a bounded IN list per query
-            texts.update(session.execute(select(Segment.id, Segment.text).where(Segment.id.in_(segs[i:i + 5000]))).all())
+    for i in range(0, len(segs), 5000):  # a bounded IN list per query
+        texts.update(session.execute(select(Segment.id, Segment.text).where(Segment.id.in_(segs[i:i + 5000]))).all())
     return [texts[s] for s in segs]
 
 
@@ -820,10 +823,11 @@ def teach_questions(store: Store, study: str, review_cfg: ReviewSettings | Mappi
     keys = [t.key for t in view.state.confirmed() if view.members(t.key)]
     touched = view.state.judged() | set(skip)
     positives, negatives = _decision_labels(view, segs, keys)
-    vectors = segment_vectors(store, view, segs)
-    asked = teach_batch(segs, vectors, positives, negatives, review_cfg, seed=len(view.entries),
-                        exclude=[i for i, s in enumerate(segs) if s in touched],
-                        judged=_judged(view, segs), texts=_learner_texts(store, segs, review_cfg))
+    with store.sessions() as session:
+        texts = _segment_texts(session, segs)
+    asked = teach_batch(segs, _text_vectors(store, view, texts), positives, negatives, review_cfg,
+                        seed=len(view.entries), exclude=[i for i, s in enumerate(segs) if s in touched],
+                        judged=_judged(view, segs), texts=texts)
     return [TeachItem(segs[q.row], q.proposed, view.title(q.proposed) if q.proposed else None, q.probability,
                       q.reason) for q in asked]
 
