@@ -9,6 +9,9 @@ In memory and on the same vectors, for each decision budget:
   moved members its negatives, members of rejected themes negatives of every confirmed code. Only the
   moved members were judged one by one (``CodeLearner.fit``'s ``judged``: the rows a theme's share of
   the study is read from); Teach answers are judged one by one too.
+* **review, no moves**: the same coder who confirms or rejects each suggestion and moves nobody: a
+  move buys one label, a confirm a whole theme of them, so where suggestions are pure a coder who
+  leaves the strays (to Teach's questions or a later pass) teaches more per decision.
 * **review + teach**: half the budget on the review, the rest on Teach questions, asked 10 at a time
   as the page asks them (``review.teach_unsure`` / ``teach_far``: by default segments typical of a
   region nobody has labelled), each shown with the theme the learner proposes.
@@ -81,8 +84,10 @@ class _Study:
         return self.kappa(dict(zip(units, model.predict(self.X[units]))), units)
 
 
-def _review(s: _Study, budget: float) -> dict[str, Any]:
-    """The scripted coder's review in rank order until ``budget`` decisions."""
+def _review(s: _Study, budget: float, moves: int = MOVES_PER_THEME) -> dict[str, Any]:
+    """The scripted coder's review in rank order until ``budget`` decisions, moving up to ``moves``
+    misplaced members out of each confirmed theme. ``s``: anything with ``ranking``, ``members`` and
+    ``human`` as :class:`_Study` has them."""
     decisions, touched, judged, pos, neg, rejected, reviewed, confirmed = 0, set(), set(), {}, {}, [], [], []
     for theme in s.ranking:
         if decisions >= budget:
@@ -94,7 +99,7 @@ def _review(s: _Study, budget: float) -> dict[str, Any]:
         decisions += 1
         touched.update(members[:QUOTES_SEEN])
         if code is not None and k / len(members) >= MIN_PURITY - 1e-9:
-            moved = [m for m in members if code not in s.human[m]][:MOVES_PER_THEME]
+            moved = [m for m in members if code not in s.human[m]][:moves]
             decisions += len(moved)
             touched.update(moved)
             judged.update(moved)
@@ -228,6 +233,7 @@ def learning_curve(corpus: Corpus, config: dict, budgets: tuple[int, ...] = BUDG
         for b in budgets:  # Teach alone: one coder answering on, scored at each budget on the way
             review = _review(s, b)
             units = sorted(set(range(s.n)) - review["touched"])
+            quick = _review(s, b, moves=0)
             taught = _review(s, b / 2)
             _teach(s, taught, b, config["review"], seed)
             taught_units = sorted(set(range(s.n)) - taught["touched"])
@@ -236,6 +242,9 @@ def learning_curve(corpus: Corpus, config: dict, budgets: tuple[int, ...] = BUDG
             rows.append({"budget": b, "review_decisions": review["decisions"],
                          "review": s.learned(review["pos"], review["neg"], units, review["judged"]),
                          "review_codes": len(review["pos"]),
+                         "review_no_moves": s.learned(quick["pos"], quick["neg"],
+                                                      sorted(set(range(s.n)) - quick["touched"]), quick["judged"]),
+                         "review_no_moves_codes": len(quick["pos"]),
                          "review_teach": s.learned(taught["pos"], taught["neg"], taught_units, taught["judged"]),
                          "review_teach_codes": len(taught["pos"]),
                          "teach": s.learned(teach_only["pos"], teach_only["neg"], teach_units, teach_only["judged"]),
@@ -246,7 +255,7 @@ def learning_curve(corpus: Corpus, config: dict, budgets: tuple[int, ...] = BUDG
             print(f"learn {corpus.name} seed {seed} b={b}: " + ", ".join(
                 f"{k} {v:.3f}" for k, v in rows[-1].items() if isinstance(v, float)), flush=True)
         per_seed.append({"seed": int(seed), "ceiling": _ceiling(s), "points": rows})
-    arms = ("review", "review_teach", "teach", "old_rule", "random_labels", "prototypes")
+    arms = ("review", "review_no_moves", "review_teach", "teach", "old_rule", "random_labels", "prototypes")
     points = [{"budget": b, **{a: float(np.mean([r["points"][i][a] for r in per_seed])) for a in arms},
                **{f"{a}_per_seed": [r["points"][i][a] for r in per_seed] for a in arms}}
               for i, b in enumerate(budgets)]

@@ -319,3 +319,24 @@ def test_prototype_rows_take_each_codes_most_central_segment_in_turn_commonest_c
     human = {**{r: frozenset({"a"}) for r in range(4)}, **{r: frozenset({"b"}) for r in (4, 5, 6)}, 7: frozenset()}
     assert prototype_rows(X, human, 3) == [1, 5, 3]  # a first (4 members), b next, then a's second
     assert sorted(prototype_rows(X, human, 10)) == list(range(7))  # every coded row once; an uncoded one never
+
+
+def test_the_scripted_review_spends_a_decision_per_move_and_without_moves_labels_whole_themes():
+    from types import SimpleNamespace
+
+    from bench.learning import _review
+
+    a, b = frozenset({"a"}), frozenset({"b"})
+    human = {0: a, 1: a, 2: a, 3: b, 4: b, 5: b, 6: b, 7: a, 8: frozenset(), 9: b, 10: a}
+    # t1: 4 of 5 carry a (one stray); t2: pure b; t3: mixed (rejected); t4: pure a, a second theme of a
+    study = SimpleNamespace(ranking=["t1", "t2", "t3", "t4"], human=human,
+                            members={"t1": [0, 1, 2, 3, 7], "t2": [4, 5, 6], "t3": [8, 9, 10], "t4": [7]})
+    moved = _review(study, 3)
+    assert moved["decisions"] == 3 and moved["confirmed"] == ["t1", "t2"]  # t1 cost 2: its confirm and a move
+    assert moved["neg"]["a"] == [3] and moved["judged"] == {3}
+    assert sorted(moved["pos"]["a"]) == [0, 1, 2, 7]
+    quick = _review(study, 3, moves=0)
+    assert quick["decisions"] == 3 and quick["confirmed"] == ["t1", "t2"] and quick["rejected"] == [8, 9, 10]
+    assert sorted(quick["pos"]["a"]) == [0, 1, 2, 3, 7] and not quick["judged"]  # the stray stays, unjudged
+    assert quick["neg"] == {"a": [8, 9, 10], "b": [8, 9, 10]}  # a rejected theme's members speak against both
+    assert _review(study, 10, moves=0)["confirmed"] == ["t1", "t2", "t4"]  # a's second theme joins the first
