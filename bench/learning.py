@@ -15,6 +15,9 @@ In memory and on the same vectors, for each decision budget:
 * **review + teach**: half the budget on the review, the rest on Teach questions, asked 10 at a time
   as the page asks them (``review.teach_unsure`` / ``teach_far``: by default segments typical of a
   region nobody has labelled), each shown with the theme the learner proposes.
+* **following the hint**: the review without moves in rank order until the theme list's hint says to turn
+  to Teach (fewer than ``review.teach_hint_share`` of the last ``teach_hint_window`` themes reviewed became
+  codes of their own), then Teach questions: the workflow the page guides a coder along.
 * **teach**: the whole budget on Teach questions, no review. The coder answers from the human codes:
   yes; no (a negative of the proposed theme) and, where the segment carries codes, "another theme"
   (positives of the kept ones) or "new theme" (a new code with its first example).
@@ -49,6 +52,7 @@ from pipeline.compare.agreement import binary_table, cohen_kappa
 from pipeline.embed.encoder import Embedder
 from pipeline.learn.apply import code_with_codebook, learner_matrix, teach_batch
 from pipeline.learn.learner import CodeLearner, theme_labels
+from pipeline.learn.teach import teach_hint
 from pipeline.themes.join import unit_vectors
 
 BUDGETS = (20, 50, 100, 200, 400)
@@ -112,6 +116,37 @@ def _review(s: _Study, budget: float, moves: int = MOVES_PER_THEME) -> dict[str,
         neg[code] = neg.get(code, []) + rejected
     return {"decisions": decisions, "touched": touched, "judged": judged, "pos": pos, "neg": neg, "rejected": rejected,
             "reviewed": reviewed, "confirmed": confirmed}
+
+
+def _hinted(s: _Study, state: dict[str, Any], budget: int, review_cfg: dict, seed: int) -> None:
+    """The coder who follows the theme list's hint (``pipeline.learn.teach.teach_hint``): reviews the
+    suggestions in rank order, confirming or rejecting and moving nobody, until fewer than
+    ``review.teach_hint_share`` of the last ``review.teach_hint_window`` reviewed themes became codes of their
+    own (a theme under a code already confirmed is merged into it) or the suggestions run out; then answers
+    Teach questions (changes ``state``, which goes on where it stopped)."""
+    pos, neg, own = state["pos"], state["neg"], state.setdefault("own", [])
+    window, share = review_cfg["teach_hint_window"], review_cfg["teach_hint_share"]
+    while not state.get("teaching") and state["decisions"] < budget:
+        if len(own) >= len(s.ranking) or teach_hint(own, window, share) is not None:
+            state["teaching"] = True
+            break
+        members = s.members[s.ranking[len(own)]]
+        counts = Counter(c for m in members for c in s.human[m])
+        code, k = counts.most_common(1)[0] if counts else (None, 0)
+        state["decisions"] += 1
+        state["touched"].update(members[:QUOTES_SEEN])
+        if code is not None and k / len(members) >= MIN_PURITY - 1e-9:
+            own.append(code not in pos)
+            if code not in pos:
+                neg[code] = list(state["rejected"])
+            pos.setdefault(code, []).extend(members)
+        else:
+            own.append(False)
+            state["rejected"].extend(members)
+            for c in pos:
+                neg[c].extend(members)
+    if state.get("teaching"):
+        _teach(s, state, budget, review_cfg, seed)
 
 
 def _teach(s: _Study, state: dict[str, Any], budget: int, review_cfg: dict, seed: int) -> None:
@@ -230,6 +265,7 @@ def learning_curve(corpus: Corpus, config: dict, budgets: tuple[int, ...] = BUDG
         s = _Study(corpus, vectors, {**config, "cluster": {**config["cluster"], "seed": int(seed)}}, embedder)
         rows = []
         teach_only = {"decisions": 0, "touched": set(), "judged": set(), "pos": {}, "neg": {}, "rejected": []}
+        hinted = {"decisions": 0, "touched": set(), "judged": set(), "pos": {}, "neg": {}, "rejected": []}
         for b in budgets:  # Teach alone: one coder answering on, scored at each budget on the way
             review = _review(s, b)
             units = sorted(set(range(s.n)) - review["touched"])
@@ -239,6 +275,7 @@ def learning_curve(corpus: Corpus, config: dict, budgets: tuple[int, ...] = BUDG
             taught_units = sorted(set(range(s.n)) - taught["touched"])
             _teach(s, teach_only, b, config["review"], seed)
             teach_units = sorted(set(range(s.n)) - teach_only["touched"])
+            _hinted(s, hinted, b, config["review"], seed)
             rows.append({"budget": b, "review_decisions": review["decisions"],
                          "review": s.learned(review["pos"], review["neg"], units, review["judged"]),
                          "review_codes": len(review["pos"]),
@@ -249,13 +286,16 @@ def learning_curve(corpus: Corpus, config: dict, budgets: tuple[int, ...] = BUDG
                          "review_teach_codes": len(taught["pos"]),
                          "teach": s.learned(teach_only["pos"], teach_only["neg"], teach_units, teach_only["judged"]),
                          "teach_codes": len(teach_only["pos"]),
+                         "hinted": s.learned(hinted["pos"], hinted["neg"], sorted(set(range(s.n)) - hinted["touched"]),
+                                             hinted["judged"]),
+                         "hinted_codes": len(hinted["pos"]), "hinted_reviewed": len(hinted.get("own", ())),
                          "old_rule": _old_rule(s, review, config["review"], units),
                          "random_labels": float(np.mean([_random_labels(s, b, d) for d in range(3)])),
                          "prototypes": _prototypes(s, b)})
             print(f"learn {corpus.name} seed {seed} b={b}: " + ", ".join(
                 f"{k} {v:.3f}" for k, v in rows[-1].items() if isinstance(v, float)), flush=True)
         per_seed.append({"seed": int(seed), "ceiling": _ceiling(s), "points": rows})
-    arms = ("review", "review_no_moves", "review_teach", "teach", "old_rule", "random_labels", "prototypes")
+    arms = ("review", "review_no_moves", "review_teach", "hinted", "teach", "old_rule", "random_labels", "prototypes")
     points = [{"budget": b, **{a: float(np.mean([r["points"][i][a] for r in per_seed])) for a in arms},
                **{f"{a}_per_seed": [r["points"][i][a] for r in per_seed] for a in arms}}
               for i, b in enumerate(budgets)]

@@ -351,9 +351,9 @@ def closeness_section(r: dict) -> list[str]:
 
 
 def _best_arm(p: dict) -> float:
-    """The best of the arms a coder could choose (review with or without moves, review + teach, teach) at
-    one budget."""
-    return max(p[a] for a in ("review", "review_no_moves", "review_teach", "teach") if a in p)
+    """The best of the arms a coder could choose (review with or without moves, review + teach, following
+    the hint, teach) at one budget."""
+    return max(p[a] for a in ("review", "review_no_moves", "review_teach", "hinted", "teach") if a in p)
 
 
 def learn_section(r: dict, results: Path = RESULTS) -> list[str]:
@@ -366,16 +366,17 @@ def learn_section(r: dict, results: Path = RESULTS) -> list[str]:
              f"- {r['n_units']} segments, {r['n_codes']} human codes; UMAP seeds {', '.join(map(str, r['seeds']))} "
              f"(each point the mean over them); ceiling (the same learner on every other segment, 5-fold): "
              f"**{r['ceiling']:.3f}**; rules in [`bench/learning.py`](../bench/learning.py)", "",
-             "| decisions | review | review, no moves | review + teach | teach | old rule (centroids) | random labels "
-             "| best / random | best / ceiling | prototypes (codes known) |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| decisions | review | review, no moves | review + teach | following the hint | teach | old rule (centroids) "
+             "| random labels | best / random | best / ceiling | prototypes (codes known) |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for p in r["points"]:
         best = _best_arm(p)
         ratio = f"{best / p['random_labels']:.2f}" if p["random_labels"] > 0 else "n/a"
         teach = f"{p['teach']:.3f}" if "teach" in p else "-"
         known = f"{p['prototypes']:.3f}" if "prototypes" in p else "-"  # results made before this arm have none
         quick = f"{p['review_no_moves']:.3f}" if "review_no_moves" in p else "-"
-        lines.append(f"| {p['budget']} | {p['review']:.3f} | {quick} | {p['review_teach']:.3f} | {teach} | "
+        hinted = f"{p['hinted']:.3f}" if "hinted" in p else "-"
+        lines.append(f"| {p['budget']} | {p['review']:.3f} | {quick} | {p['review_teach']:.3f} | {hinted} | {teach} | "
                      f"{p['old_rule']:.3f} | "
                      f"{p['random_labels']:.3f} | {ratio} | {best / r['ceiling']:.2f} | {known} |")
     verdicts = []

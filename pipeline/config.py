@@ -721,6 +721,8 @@ class ReviewSettings(Section):
     teach_unsure: int = setting(whole(0, 100))
     teach_far: int = setting(whole(0, 100))
     teach_neighbours: int = setting(whole(1, 1000))
+    teach_hint_window: int = setting(whole(1, 1000))
+    teach_hint_share: float = setting(number(0, 1))
     adapt: bool = setting(flag())
     adapt_min_labels: int = setting(whole(2, 1000000))
     adapt_steps: int = setting(whole(1, 100000))

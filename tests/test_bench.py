@@ -340,3 +340,28 @@ def test_the_scripted_review_spends_a_decision_per_move_and_without_moves_labels
     assert sorted(quick["pos"]["a"]) == [0, 1, 2, 3, 7] and not quick["judged"]  # the stray stays, unjudged
     assert quick["neg"] == {"a": [8, 9, 10], "b": [8, 9, 10]}  # a rejected theme's members speak against both
     assert _review(study, 10, moves=0)["confirmed"] == ["t1", "t2", "t4"]  # a's second theme joins the first
+
+
+def test_the_coder_who_follows_the_hint_reviews_until_the_suggestions_stop_giving_codes_then_answers_teach():
+    from types import SimpleNamespace
+
+    from bench.learning import _hinted
+    from pipeline.config import load_config
+
+    rng = np.random.default_rng(0)
+    human = {r: frozenset({"a" if r % 3 == 0 else "b" if r % 3 == 1 else "c"}) for r in range(40)}
+    members = {"t1": [0, 3, 6], "t2": [1, 4, 7], "t3": [2, 5, 9], "t4": [12, 15, 18], "t5": [10, 13, 16]}
+    X = rng.normal(size=(40, 8)) + np.eye(3, 8)[[r % 3 for r in range(40)]] * 3
+    study = SimpleNamespace(ranking=list(members), members=members, human=human, X=X, n=40)
+    review = {**load_config(None, None)["review"], "teach_hint_window": 2, "teach_hint_share": 0.5}
+    state = {"decisions": 0, "touched": set(), "judged": set(), "pos": {}, "neg": {}, "rejected": []}
+    _hinted(study, state, 4, review, seed=0)
+    # t1: a, t2: b (codes of their own); t3 mixed (2 of 3 carry c: 0.67 >= 0.6, so c is confirmed);
+    # t4 falls under a, a code already confirmed
+    assert state["own"] == [True, True, True, False] and state["decisions"] == 4 and not state["judged"]
+    assert sorted(state["pos"]["a"]) == [0, 3, 6, 12, 15, 18] and not state.get("teaching")
+    _hinted(study, state, 5, review, seed=0)  # t5 (b again): the last two gave no new code
+    assert state["own"][-1] is False and state["decisions"] == 5
+    _hinted(study, state, 7, review, seed=0)
+    assert state["teaching"] and state["decisions"] == 7 and len(state["judged"]) == 2  # two Teach answers
+    assert len(state["own"]) == 5  # no suggestion reviewed after the hint

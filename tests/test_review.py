@@ -792,3 +792,23 @@ def test_cli_import_codebook_is_a_deductive_start(study, review_template, exampl
         applied = {c for row in session.execute(select(Coding.code).join(Coder).where(Coder.name == APPLY_CODER))
                    for c in row}
     assert applied <= {"Barriers", "Cost"} and applied
+
+
+def test_the_theme_list_points_to_teach_once_reviewed_themes_stop_becoming_codes_of_their_own(study):
+    store = study.store
+    client = TestClient(create_app(store, study.name, review={"teach_hint_window": 3, "teach_hint_share": 0.5}))
+    csrf = login(client, name="amira")
+    keys, _, _ = keys_and_outliers(store, study.name)
+
+    def post(**data):
+        assert client.post("/decide", data={"csrf": csrf, "back": "/themes", **data},
+                           follow_redirects=False).status_code == 303
+
+    post(action="confirm", theme_key=keys[0], name="Relationship")
+    post(action="confirm", theme_key=keys[1], name="Waiting")
+    post(action="reject", theme_key=keys[2], reason="mixed")
+    assert 'id="teach-hint"' not in client.get("/themes").text  # 2 of the last 3 are codes of their own
+    post(action="merge", themes=[keys[1], keys[3]], into=keys[1])
+    page = client.get("/themes").text  # keys 1-3: one own code, one rejected, one merged into another
+    assert 'id="teach-hint"' in page and "Of the last 3 themes reviewed, 1 became a code of its own" in page
+    assert 'href="/teach"' in page.split('id="teach-hint"')[1]

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from pipeline.learn.teach import FAR, TeachQueue
+from pipeline.learn.teach import FAR, TeachQueue, reviewed_own, teach_hint
 
 
 def _corpus(seed: int = 0) -> tuple[np.ndarray, list[int], list[int], list[int]]:
@@ -51,3 +51,24 @@ def test_unsure_and_far_questions_are_interleaved_without_repeats():
     assert [q.reason for q in batch][:2] != [FAR, FAR]
     unsure = [q.row for q in batch if q.reason != FAR]
     assert all(abs(proba[r, 0] - 0.5) < 0.1 for r in unsure)
+
+
+def test_the_teach_hint_counts_the_last_themes_reviewed_that_stand_as_codes_of_their_own():
+    from pipeline.learn.codebook import Entry, fold
+
+    log = [Entry("1", "confirm", "ann", "t1", after={"name": "Staff"}),
+           Entry("2", "reject", "ann", "t2", after={"reason": "mixed"}),
+           Entry("3", "confirm", "ann", "t3", after={"name": "Waiting"}),
+           Entry("4", "confirm", "ann", "t5", after={"name": "Parking"}),
+           Entry("5", "merge", "ann", "t3", after={"themes": ["t3", "t4"], "into": "t3"}),  # t4 joins a code
+           Entry("6", "undo", "ann", after={"undoes": "4"})]                                # t5 back to new
+    state = fold(log)
+    def status(key: str) -> str:
+        return state.status_of(key, {"t1", "t2", "t3", "t4", "t5"})
+
+    own = reviewed_own(state.applied, status)
+    assert own == [True, False, True, False]  # t1-t4 in review order; t5's confirm was undone
+    assert teach_hint(own, 2, 0.5) is None      # t3 and t4: one code of its own in two is not fewer than half
+    assert teach_hint(own, 3, 0.5) == (1, 3)    # t2-t4: one in three
+    assert teach_hint(own, 5, 0.5) is None      # five themes not reviewed yet
+    assert reviewed_own([], status) == []

@@ -45,6 +45,7 @@ from pipeline.compare.compare import fmt
 from pipeline.compare.matrix import NO_CASE
 from pipeline.compare.team import settlement
 from pipeline.learn.codebook import DecisionError, differences
+from pipeline.learn.teach import reviewed_own, teach_hint
 from pipeline.textquery import highlight, parse_query
 from web.views import load_view, segment_context, theme_colours, transcript_of
 
@@ -234,9 +235,11 @@ def create_app(store: Store, study: str, team: bool = False,
             counts = {s: sum(r.status == s for r in rows) for s in (cb.NEW, cb.CONFIRMED, cb.REJECTED, cb.MERGED,
                                                                     cb.SPLIT_UP)}
             shown = [r for r in rows if status == "all" or r.status == status]
+            hint = teach_hint(reviewed_own(view.state.applied, view.status), review.teach_hint_window,
+                              review.teach_hint_share)
             return page(request, v, "themes.html", view=view, rows=shown, quotes=quotes, first=first, diffs=diffs,
                         counts=counts, status=status, outliers=len(view.outliers()),
-                        undecided=_next_undecided(view, None))
+                        undecided=_next_undecided(view, None), yield_=hint)
 
     @app.get("/themes/{key}", response_class=HTMLResponse)
     def theme_page(request: Request, key: str, page_no: int = 1, order: str = "strongest",

@@ -19,9 +19,11 @@ the questions.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
+
+from pipeline.learn.codebook import CONFIRM, CONFIRMED, MERGE, REJECT, Entry
 
 UNSURE, CLOSE, FAR = "unsure", "close", "far"
 
@@ -120,3 +122,32 @@ class TeachQueue:
                 kind = CLOSE
             out.append(Question(int(candidates[i]), themes[best], round(float(p[i, best]), 6), kind))
         return out
+
+
+
+def reviewed_own(applied: Iterable[Entry], status: Callable[[str], str | None]) -> list[bool]:
+    """For each theme a coder reviewed, in the order a confirm, reject or merge first decided it
+    (``applied``: the log's entries in force), whether it stands confirmed now as a code of its own
+    (``status``: a key's status), not merged into another or rejected."""
+    order: list[str] = []
+    for e in applied:
+        if e.action not in (CONFIRM, REJECT, MERGE):
+            continue
+        keys = [str(k) for k in e.after.get("themes") or ()] if e.action == MERGE else [e.theme_key]
+        order += [k for k in keys if k and k not in order]
+    return [status(k) == CONFIRMED for k in order]
+
+
+def teach_hint(own: Sequence[bool], window: int, share: float) -> tuple[int, int] | None:
+    """``(codes of their own, themes)`` among the last ``window`` themes reviewed (``own``: as
+    :func:`reviewed_own` gives) when fewer than ``share`` of them became codes of their own: the moment
+    to turn from the suggestions to Teach; None before ``window`` themes are reviewed, or while they do.
+
+    Why: a confirm teaches the learner a whole theme of examples, so while the suggestions keep giving
+    new codes, reviewing them teaches more per decision than Teach (``bench review``: a review without
+    moves on Banking77); once they mostly fall under codes the coder already has or mix codes, Teach's
+    questions teach more."""
+    last = list(own)[-window:]
+    if len(last) < window or sum(last) >= share * len(last):
+        return None
+    return sum(last), len(last)
