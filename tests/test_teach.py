@@ -72,3 +72,23 @@ def test_the_teach_hint_counts_the_last_themes_reviewed_that_stand_as_codes_of_t
     assert teach_hint(own, 3, 0.5) == (1, 3)    # t2-t4: one in three
     assert teach_hint(own, 5, 0.5) is None      # five themes not reviewed yet
     assert reviewed_own([], status) == []
+
+
+def test_teach_asks_about_segments_labelled_only_in_bulk_but_never_about_those_judged_one_by_one():
+    """A confirm labels its members for one code; an answer gives every code a segment carries, so the
+    members of a confirmed theme stay open to Teach, while a segment answered or placed is never asked."""
+    from pipeline.config import load_config
+    from pipeline.learn.apply import teach_batch
+
+    rng = np.random.default_rng(1)
+    dim = 16
+    tight = np.eye(dim)[0] + rng.normal(0, 0.02, (40, dim))   # a dense group, confirmed as a theme in bulk
+    loose = np.eye(dim)[1] + rng.normal(0, 0.3, (40, dim))    # a looser group nobody labelled
+    X = np.vstack([tight, loose])
+    review = {**load_config(None, None)["review"], "teach_far": 10, "teach_unsure": 0}
+    confirmed = {"dense": list(range(40))}
+    judged = [40, 41, 42]                                      # three loose ones a coder answered about
+    bulk_too = {q.row for q in teach_batch(list(range(80)), X, confirmed, {}, review, judged=judged)}
+    assert bulk_too & set(range(40)) and not bulk_too & set(judged)
+    every_label = {q.row for q in teach_batch(list(range(80)), X, confirmed, {}, review)}  # judged not given
+    assert not every_label & set(range(40)) and len(every_label) == 10

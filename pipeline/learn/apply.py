@@ -168,12 +168,20 @@ def teach_batch(segments: Sequence[int], vectors: np.ndarray, positives: Mapping
     ``review`` section sets it (``seed``: the draw, e.g. the length of the log so each batch differs).
     ``exclude``: more rows not to ask about (placed or answered for no confirmed theme); ``judged``: as
     :func:`code_with_learner`; ``texts``: the segments' texts, for the word view (:func:`learner_matrix`).
-    ``Question.row`` is a row of ``segments``; ``proposed`` a theme key of ``positives``."""
+    ``Question.row`` is a row of ``segments``; ``proposed`` a theme key of ``positives``.
+
+    With ``judged`` given, a row labelled only in bulk (a member of a confirmed or rejected theme) may still
+    be asked about, and the far questions keep away only from rows judged one by one: a confirm says a
+    member carries one code, an answer says every code it carries, so a region a coder confirmed still holds
+    codes nobody has given it. Measured (``bench review``, example study, a coder who reviews ten to twenty
+    suggestions and then answers Teach): kappa after 100 decisions 0.354/0.427/0.364 -> 0.462/0.497/0.459
+    (UMAP seeds 42/43/44), against 0.500 for Teach alone."""
     review_cfg = ReviewSettings.of(review_cfg)
     labels = theme_labels(positives, negatives)
     vectors = learner_matrix(vectors, texts, review_cfg)
     learner = CodeLearner.from_config(review_cfg, seed).fit(vectors, labels, judged)
-    said = {r for lab in labels.values() for r in lab.positive + lab.negative} | set(exclude)
+    said = set(exclude) | (set(judged) if judged is not None
+                           else {r for lab in labels.values() for r in lab.positive + lab.negative})
     candidates = [r for r in range(len(segments)) if r not in said]
     queue = TeachQueue(review_cfg.teach_unsure, review_cfg.teach_far, review_cfg.teach_neighbours,
                        review_cfg.uncertain_margin * 2, seed)
