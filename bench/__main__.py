@@ -158,10 +158,12 @@ def _summary(result: dict) -> None:
 
 def cmd_embed_speed(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from bench.speed import embed_speed
+    from pipeline.embed.cpu import detect
 
     result = {**describe_run(list(argv)), **embed_speed(_config(args), args.limit, args.rounds,
                                                          int8_fp32_layers=tuple(args.int8_fp32_layers or ()))}
-    return _save(result, args, "speed-embed" + (f"-first{args.limit}" if args.limit else ""))
+    cpu = detect().widest.replace("_", "-")  # one result per kind of CPU, as int8-closeness
+    return _save(result, args, f"speed-embed-{cpu}" + (f"-first{args.limit}" if args.limit else ""))
 
 
 def cmd_int8_closeness(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -169,7 +171,7 @@ def cmd_int8_closeness(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from pipeline.embed.cpu import detect
 
     result = {**describe_run(list(argv)), **int8_closeness(_config(args), args.step)}
-    family = "vnni" if detect().exact_int8_dot else "no-vnni"
+    family = detect().widest.replace("_", "-")  # one result per kind of CPU: amx-int8, avx512-vnni, avx2 ...
     return _save(result, args, f"int8-closeness-{family}{'-emulated' if args.emulated else ''}")
 
 

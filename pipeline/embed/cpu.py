@@ -40,12 +40,16 @@ class CpuFeatures:
         return any(f in self.flags for f in EXACT_INT8_DOT)
 
     @property
+    def widest(self) -> str:
+        """The widest integer SIMD flag it has, from AMX down to plain AVX2 or Arm's ASIMD."""
+        return next((f for f in ("amx_int8", "avx512_vnni", "avx_vnni", "avx512bw", "avx2", "asimddp", "asimd")
+                     if f in self.flags), "no SIMD flag known")
+
+    @property
     def summary(self) -> str:
         """A few words for messages: the model and what its int8 kernels do."""
-        widest = next((f for f in ("amx_int8", "avx512_vnni", "avx_vnni", "avx512bw", "avx2", "asimddp", "asimd")
-                       if f in self.flags), "no SIMD flag known")
         dot = "exact int8 dot products" if self.exact_int8_dot else "no VNNI: int8 products saturate"
-        return f"{self.model} ({widest}; {dot})"
+        return f"{self.model} ({self.widest}; {dot})"
 
     def as_dict(self) -> dict:
         return {"model": self.model, "flags": list(self.flags), "exact_int8_dot": self.exact_int8_dot}
