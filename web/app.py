@@ -239,7 +239,7 @@ def create_app(store: Store, study: str, team: bool = False,
                               review.teach_hint_share)
             return page(request, v, "themes.html", view=view, rows=shown, quotes=quotes, first=first, diffs=diffs,
                         counts=counts, status=status, outliers=len(view.outliers()),
-                        undecided=_next_undecided(view, None), yield_=hint)
+                        undecided=_next_undecided(view, None), to_teach=hint)
 
     @app.get("/themes/{key}", response_class=HTMLResponse)
     def theme_page(request: Request, key: str, page_no: int = 1, order: str = "strongest",

@@ -124,7 +124,6 @@ class TeachQueue:
         return out
 
 
-
 def reviewed_own(applied: Iterable[Entry], status: Callable[[str], str | None]) -> list[bool]:
     """For each theme a coder reviewed, in the order a confirm, reject or merge first decided it
     (``applied``: the log's entries in force), whether it stands confirmed now as a code of its own
