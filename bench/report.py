@@ -320,7 +320,8 @@ FP32_VECTORS = ("ONNX fp32", "sentence-transformers vectors")
 
 
 def embed_section(r: dict) -> list[str]:
-    lines = ["## Embedding speed: ONNX Runtime vs sentence-transformers", "",
+    cpu = r.get("machine", {}).get("cpu")
+    lines = [f"## Embedding speed: ONNX Runtime vs sentence-transformers{f' on {cpu}' if cpu else ''}", "",
              f"- {r['description']}", ""]
     lines += ["| contender | segments | seconds | segments/s | ratio to the configured sentence-transformers |",
               "|---|---:|---:|---:|---:|"]
