@@ -88,6 +88,24 @@ class _Study:
         return self.kappa(dict(zip(units, model.predict(self.X[units]))), units)
 
 
+def _verdict(s: _Study, members: list[int]) -> str | None:
+    """The code the scripted coder confirms a theme of ``members`` under: the one carried by at least
+    :data:`MIN_PURITY` of them; None: they reject it as mixed."""
+    counts = Counter(c for m in members for c in s.human[m])
+    code, k = counts.most_common(1)[0] if counts else (None, 0)
+    return code if code is not None and k / len(members) >= MIN_PURITY - 1e-9 else None
+
+
+def _coder() -> dict[str, Any]:
+    """A coder's state before any decision, as :func:`_teach` and :func:`_hinted` go on from it."""
+    return {"decisions": 0, "touched": set(), "judged": set(), "pos": {}, "neg": {}, "rejected": []}
+
+
+def _scored(s: _Study, state: dict[str, Any]) -> float:
+    """The learner trained on a coder's decisions, scored on the segments they never touched."""
+    return s.learned(state["pos"], state["neg"], sorted(set(range(s.n)) - state["touched"]), state["judged"])
+
+
 def _review(s: _Study, budget: float, moves: int = MOVES_PER_THEME) -> dict[str, Any]:
     """The scripted coder's review in rank order until ``budget`` decisions, moving up to ``moves``
     misplaced members out of each confirmed theme. ``s``: anything with ``ranking``, ``members`` and
@@ -98,11 +116,10 @@ def _review(s: _Study, budget: float, moves: int = MOVES_PER_THEME) -> dict[str,
             break
         members = s.members[theme]
         reviewed.append(theme)
-        counts = Counter(c for m in members for c in s.human[m])
-        code, k = counts.most_common(1)[0] if counts else (None, 0)
+        code = _verdict(s, members)
         decisions += 1
         touched.update(members[:QUOTES_SEEN])
-        if code is not None and k / len(members) >= MIN_PURITY - 1e-9:
+        if code is not None:
             moved = [m for m in members if code not in s.human[m]][:moves]
             decisions += len(moved)
             touched.update(moved)
@@ -131,11 +148,10 @@ def _hinted(s: _Study, state: dict[str, Any], budget: int, review_cfg: dict, see
             state["teaching"] = True
             break
         members = s.members[s.ranking[len(own)]]
-        counts = Counter(c for m in members for c in s.human[m])
-        code, k = counts.most_common(1)[0] if counts else (None, 0)
+        code = _verdict(s, members)
         state["decisions"] += 1
         state["touched"].update(members[:QUOTES_SEEN])
-        if code is not None and k / len(members) >= MIN_PURITY - 1e-9:
+        if code is not None:
             own.append(code not in pos)
             if code not in pos:
                 neg[code] = list(state["rejected"])
@@ -264,30 +280,25 @@ def learning_curve(corpus: Corpus, config: dict, budgets: tuple[int, ...] = BUDG
     for seed in seeds:
         s = _Study(corpus, vectors, {**config, "cluster": {**config["cluster"], "seed": int(seed)}}, embedder)
         rows = []
-        teach_only = {"decisions": 0, "touched": set(), "judged": set(), "pos": {}, "neg": {}, "rejected": []}
-        hinted = {"decisions": 0, "touched": set(), "judged": set(), "pos": {}, "neg": {}, "rejected": []}
+        teach_only, hinted = _coder(), _coder()
         for b in budgets:  # Teach alone: one coder answering on, scored at each budget on the way
             review = _review(s, b)
             units = sorted(set(range(s.n)) - review["touched"])
             quick = _review(s, b, moves=0)
             taught = _review(s, b / 2)
             _teach(s, taught, b, config["review"], seed)
-            taught_units = sorted(set(range(s.n)) - taught["touched"])
             _teach(s, teach_only, b, config["review"], seed)
-            teach_units = sorted(set(range(s.n)) - teach_only["touched"])
             _hinted(s, hinted, b, config["review"], seed)
             rows.append({"budget": b, "review_decisions": review["decisions"],
-                         "review": s.learned(review["pos"], review["neg"], units, review["judged"]),
+                         "review": _scored(s, review),
                          "review_codes": len(review["pos"]),
-                         "review_no_moves": s.learned(quick["pos"], quick["neg"],
-                                                      sorted(set(range(s.n)) - quick["touched"]), quick["judged"]),
+                         "review_no_moves": _scored(s, quick),
                          "review_no_moves_codes": len(quick["pos"]),
-                         "review_teach": s.learned(taught["pos"], taught["neg"], taught_units, taught["judged"]),
+                         "review_teach": _scored(s, taught),
                          "review_teach_codes": len(taught["pos"]),
-                         "teach": s.learned(teach_only["pos"], teach_only["neg"], teach_units, teach_only["judged"]),
+                         "teach": _scored(s, teach_only),
                          "teach_codes": len(teach_only["pos"]),
-                         "hinted": s.learned(hinted["pos"], hinted["neg"], sorted(set(range(s.n)) - hinted["touched"]),
-                                             hinted["judged"]),
+                         "hinted": _scored(s, hinted),
                          "hinted_codes": len(hinted["pos"]), "hinted_reviewed": len(hinted.get("own", ())),
                          "old_rule": _old_rule(s, review, config["review"], units),
                          "random_labels": float(np.mean([_random_labels(s, b, d) for d in range(3)])),

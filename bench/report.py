@@ -359,7 +359,7 @@ def _best_arm(p: dict) -> float:
 
 def learn_section(r: dict, results: Path = RESULTS) -> list[str]:
     """The curve as a table, and as an SVG written beside the results (``results``)."""
-    from bench.plot import curve_svg
+    from bench.plot import ARMS, curve_svg
 
     svg = f"learn-{_slug_of(r['dataset'])}.svg"
     (results / svg).write_text(curve_svg(r), encoding="utf-8")
@@ -373,13 +373,10 @@ def learn_section(r: dict, results: Path = RESULTS) -> list[str]:
     for p in r["points"]:
         best = _best_arm(p)
         ratio = f"{best / p['random_labels']:.2f}" if p["random_labels"] > 0 else "n/a"
-        teach = f"{p['teach']:.3f}" if "teach" in p else "-"
-        known = f"{p['prototypes']:.3f}" if "prototypes" in p else "-"  # results made before this arm have none
-        quick = f"{p['review_no_moves']:.3f}" if "review_no_moves" in p else "-"
-        hinted = f"{p['hinted']:.3f}" if "hinted" in p else "-"
-        lines.append(f"| {p['budget']} | {p['review']:.3f} | {quick} | {p['review_teach']:.3f} | {hinted} | {teach} | "
-                     f"{p['old_rule']:.3f} | "
-                     f"{p['random_labels']:.3f} | {ratio} | {best / r['ceiling']:.2f} | {known} |")
+        cell = {a: f"{p[a]:.3f}" if a in p else "-" for a, _, _ in ARMS}  # results made before an arm have none of it
+        lines.append(f"| {p['budget']} | {cell['review']} | {cell['review_no_moves']} | {cell['review_teach']} | "
+                     f"{cell['hinted']} | {cell['teach']} | {cell['old_rule']} | {cell['random_labels']} | {ratio} | "
+                     f"{best / r['ceiling']:.2f} | {cell['prototypes']} |")
     verdicts = []
     for p in r["points"]:
         best = _best_arm(p)

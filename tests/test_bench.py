@@ -345,7 +345,7 @@ def test_the_scripted_review_spends_a_decision_per_move_and_without_moves_labels
 def test_the_coder_who_follows_the_hint_reviews_until_the_suggestions_stop_giving_codes_then_answers_teach():
     from types import SimpleNamespace
 
-    from bench.learning import _hinted
+    from bench.learning import _coder, _hinted
     from pipeline.config import load_config
 
     rng = np.random.default_rng(0)
@@ -354,7 +354,7 @@ def test_the_coder_who_follows_the_hint_reviews_until_the_suggestions_stop_givin
     X = rng.normal(size=(40, 8)) + np.eye(3, 8)[[r % 3 for r in range(40)]] * 3
     study = SimpleNamespace(ranking=list(members), members=members, human=human, X=X, n=40)
     review = {**load_config(None, None)["review"], "teach_hint_window": 2, "teach_hint_share": 0.5}
-    state = {"decisions": 0, "touched": set(), "judged": set(), "pos": {}, "neg": {}, "rejected": []}
+    state = _coder()
     _hinted(study, state, 4, review, seed=0)
     # t1: a, t2: b (codes of their own); t3 mixed (2 of 3 carry c: 0.67 >= 0.6, so c is confirmed);
     # t4 falls under a, a code already confirmed

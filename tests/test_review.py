@@ -532,7 +532,7 @@ def test_teach_queue_in_the_page_asks_what_teaches_most_and_records_each_answer(
     store = study.store
     client = TestClient(create_app(store, study.name))
     csrf = login(client, name="amira")
-    keys, _, view = keys_and_outliers(store, study.name)
+    keys, _, _ = keys_and_outliers(store, study.name)
     first = teach_questions(store, study.name, REVIEW)
     assert first and all(q.proposed is None for q in first)
     assert "Nothing is confirmed yet" in client.get("/teach").text
