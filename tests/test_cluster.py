@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from sklearn.neighbors import NearestNeighbors
 
 from pipeline.themes.cluster import ThemeClusterer, cosine_knn
+
+ROOT = Path(__file__).resolve().parent.parent
+#: A fresh process reducing a small matrix, then saying how many kernels of ``umap.umap_`` (none of them
+#: declared ``cache=True`` there) it loaded from numba's disk cache, and the coordinates.
+_REDUCE_IN_A_NEW_PROCESS = """
+import json
+import numpy as np
+from numba.core.registry import CPUDispatcher
+from pipeline.themes.cluster import ThemeClusterer
+X = np.random.default_rng(5).standard_normal((80, 16)).astype(np.float32)
+Y = ThemeClusterer(min_cluster_size=5).reduce(X)
+from umap import umap_
+kernels = [k for k in vars(umap_).values() if isinstance(k, CPUDispatcher)]  # none declared cache=True
+hits = sum(sum(k.stats.cache_hits.values()) for k in kernels)
+print(json.dumps({"hits": hits, "reduced": Y.tolist()}))
+"""
 
 
 def test_exact_knn_matches_sklearn_and_puts_each_point_first():
@@ -35,6 +56,19 @@ def test_reduce_is_repeatable_and_exact_and_approximate_graphs_agree():
     assert adjusted_rand_score(truth, a) > 0.95 and adjusted_rand_score(truth, b) > 0.95
     reused = ThemeClusterer(min_cluster_size=10).fit(X, reduced=exact.reduced_)
     np.testing.assert_array_equal(reused.labels_, a)
+
+
+def test_a_new_process_loads_umaps_compiled_kernels_instead_of_compiling_them():
+    """A reduce in this process leaves UMAP's compiled kernels on disk (or finds them there); a new process
+    loads them instead of compiling them again, and lays the points out exactly as this one did."""
+    X = np.random.default_rng(5).standard_normal((80, 16)).astype(np.float32)
+    here = ThemeClusterer(min_cluster_size=5).reduce(X)
+    done = subprocess.run([sys.executable, "-c", _REDUCE_IN_A_NEW_PROCESS], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    there = json.loads(done.stdout.splitlines()[-1])
+    assert there["hits"] > 0  # a kernel without a disk cache never counts a hit
+    np.testing.assert_array_equal(np.asarray(there["reduced"]), here)
 
 
 def _broad_themes(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

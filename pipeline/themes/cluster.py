@@ -10,7 +10,8 @@ whose parts at that finer grain are unlike each other in the model's space is sp
 UMAP's neighbour graph is computed exactly (one matrix product per block of rows) up to
 ``exact_knn_max`` segments: on a study-sized corpus that takes a second, where UMAP's approximate
 search (NN-descent) spends 20-25 s compiling itself in every new process before it starts.
-Larger corpora use NN-descent, whose compile time is then small beside the work.
+Larger corpora use NN-descent, whose compile time is then small beside the work. UMAP's compiled
+kernels are kept on disk between processes (:mod:`pipeline.themes.compiled`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from pipeline.config import ClusterSettings, scaled
+from pipeline.themes.compiled import cache_compiled
 
 OUTLIER = -1
 #: Bump when ``ThemeClusterer.reduce`` changes its output for the same parameters (caches key on it).
@@ -139,6 +141,7 @@ class ThemeClusterer:
         """UMAP coordinates of ``X`` (n, n_components); deterministic for a given ``X`` and seed."""
         import umap
 
+        cache_compiled()
         X = np.asarray(X, dtype=np.float32)
         knn = (None, None, None)
         if self.metric == "cosine" and len(X) <= self.exact_knn_max:
