@@ -177,11 +177,13 @@ def cmd_int8_closeness(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 def cmd_flow_speed(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from bench.speed import flow_speed
+    from pipeline.embed.cpu import detect
 
     config = _config(args)
     layers = _int8_fp32_layers(config)  # the all-int8 flow is the canonical result and carries no tag
     result = {**describe_run(list(argv)), **flow_speed(config, args.limit, not args.no_peer, args.rounds)}
-    return _save(result, args, "speed-flow" + (f"-fp32ff{layers}" if layers else "")
+    cpu = detect().widest.replace("_", "-")  # one result per kind of CPU, as embed-speed
+    return _save(result, args, f"speed-flow-{cpu}" + (f"-fp32ff{layers}" if layers else "")
                  + (f"-first{args.limit}" if args.limit else ""))
 
 

@@ -120,8 +120,8 @@ def current(data: list[dict]) -> list[str]:
                          f"{row['comments']['mean']:.4f} on NHS FFT comments, {row['check']['mean']:.4f} on the check "
                          f"sentences: {'used' if row['passes_check'] else 'refused'}")
     for r in _of_kind(data, "flow-speed"):
-        ratios = "; ".join(f"{k} **{v}**" for k, v in r.get("ratios", {}).items())
-        lines.append(f"- Whole flow on the NHS FFT comments ({_vectors_of(r)}): {ratios}")
+        ratios = "; ".join(f"{_target(k)} **{v}**" for k, v in r.get("ratios", {}).items())
+        lines.append(f"- Whole flow on the NHS FFT comments ({_vectors_of(r)}), {_cpu_of(r)}: {ratios}")
     for r in _of_kind(data, "repeat"):
         c = r["comparison"]
         primer = "a run on them" if r.get("prime") == "run" else "the embedding step"
@@ -155,6 +155,23 @@ def current(data: list[dict]) -> list[str]:
 def _emulated(r: dict) -> str:
     """Said of a result measured under an emulated CPU (the kernels real, the timings meaningless)."""
     return ", emulated by `qemu-x86_64 -cpu Haswell`" if "--emulated" in r.get("command", "") else ""
+
+
+def _target(key: str) -> str:
+    """A flow-speed ratio's name with issue 17's target (results made before kept the older targets in the key)."""
+    from bench.speed import FLOW_TARGETS
+
+    name = key.split(" (target")[0]
+    return f"{name} (target <= {FLOW_TARGETS[name]})" if name in FLOW_TARGETS else name
+
+
+def _cpu_of(r: dict) -> str:
+    """The CPU a result was measured on, with its widest integer SIMD flag where recorded."""
+    from pipeline.embed.cpu import CpuFeatures
+
+    m = r.get("machine", {})
+    cpu = m.get("cpu", "CPU not recorded")
+    return f"{cpu} ({CpuFeatures(cpu, tuple(m['cpu_flags'])).widest})" if m.get("cpu_flags") else cpu
 
 
 def _vectors_of(r: dict) -> str:
@@ -452,7 +469,8 @@ def names_section(r: dict) -> list[str]:
 
 
 def flow_section(r: dict) -> list[str]:
-    lines = ["## The whole flow: cold and warm runs, and BERTopic end to end", "", f"- {r['description']}", ""]
+    lines = [f"## The whole flow: cold and warm runs, and BERTopic end to end, on {_cpu_of(r)}", "",
+             f"- {r['description']}", ""]
     runs = r["runs"]
     stages = list(dict.fromkeys(s for run in runs.values() for s in run.get("stages", {})))
     lines.append("| stage | " + " | ".join(f"{n} s | {n} peak MiB" for n in runs) + " |")
@@ -466,10 +484,10 @@ def flow_section(r: dict) -> list[str]:
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
     lines.append("| **total** | " + " | ".join(f"**{run['seconds']:.1f}** | **{run['peak_mib']:.0f}**"
                                                for run in runs.values()) + " |")
-    lines += [""] + [f"- {k}: **{v}**" for k, v in r.get("ratios", {}).items()]
+    lines += [""] + [f"- {_target(k)}: **{v}**" for k, v in r.get("ratios", {}).items()]
     if r.get("rounds"):
         for key in r["ratios"]:
-            lines.append(f"  - {key.split(' (')[0]}, round by round: " + ", ".join(f"{x[key]:.3f}" for x in r["rounds"]))
+            lines.append(f"  - {_target(key).split(' (')[0]}, round by round: " + ", ".join(f"{x[key]:.3f}" for x in r["rounds"]))
         lines.append(f"  - the stage table is round {r['table_round']} (the median warm / cold ratio)")
     if r.get("warm_up_seconds"):
         lines.append("- Paid once per process before timing (not in the table): " +
