@@ -106,12 +106,10 @@ def current(data: list[dict]) -> list[str]:
                   "ONNX Runtime, the default path), mean over five UMAP seeds; in brackets Themesift minus "
                   "BERTopic, mean ± standard error over the seeds:", ""] + verdict_table(quality) + [""]
     for r in _of_kind(data, "embed-speed"):
-        m = r.get("machine", {})
         cells = [f"{name.split(',')[0]} **{o['vs_best_sentence_transformers']:.2f}x** (cosine {o['mean_cosine']:.4f})"
                  for name, o in r["onnx"].items()]
-        vnni = {True: "VNNI", False: "no VNNI"}.get(m.get("exact_int8_dot"), "CPU flags not recorded")
-        lines.append(f"- Embedding speed against the fastest sentence-transformers batch size, {m.get('cpu')} "
-                     f"({vnni}; {r.get('date')}): " + "; ".join(cells))
+        lines.append(f"- Embedding speed against the fastest sentence-transformers batch size, {_cpu_of(r)}, "
+                     f"{r.get('date')}: " + "; ".join(cells))
     for r in _of_kind(data, "int8-closeness"):
         auto = next((name for name, row in r["recipes"].items() if row["auto_here"] and not row["fp32_layers"]), None)
         if auto:
@@ -337,8 +335,7 @@ FP32_VECTORS = ("ONNX fp32", "sentence-transformers vectors")
 
 
 def embed_section(r: dict) -> list[str]:
-    cpu = r.get("machine", {}).get("cpu")
-    lines = [f"## Embedding speed: ONNX Runtime vs sentence-transformers{f' on {cpu}' if cpu else ''}", "",
+    lines = [f"## Embedding speed: ONNX Runtime vs sentence-transformers on {_cpu_of(r)}", "",
              f"- {r['description']}", ""]
     lines += ["| contender | segments | seconds | segments/s | ratio to the configured sentence-transformers |",
               "|---|---:|---:|---:|---:|"]

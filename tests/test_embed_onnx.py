@@ -114,7 +114,7 @@ def _auto_name(smooth: str = "-smooth0.7") -> str:
 def test_int8_stays_close_to_fp32_and_has_its_own_model_id(backends):
     """int8 weights: vectors near fp32 on real comments, neighbours kept, cached apart from fp32 vectors.
     The weight type is this CPU's (unsigned where signed products would saturate), so this holds on
-    CPUs with and without VNNI (docs/benchmarks.md: the same recipe measured on an emulated AVX2 CPU)."""
+    CPUs with and without VNNI (docs/benchmarks.md: the same recipe measured on an AMD EPYC with AVX2 alone)."""
     _, ox, cache = backends
     q8 = _int8(cache, int8_min_cosine=None)  # closeness itself is tested here, whatever the refusal bar
     assert load_config()["embed"]["onnx"]["smooth"] == 0.7
