@@ -156,34 +156,36 @@ def _summary(result: dict) -> None:
         print(f"{k:26s}" + "".join(f"{report._fmt(methods[m][k], k):>12s}" for m in methods))
 
 
+def _cpu_kind() -> str:
+    """This CPU's widest integer SIMD flag as a file-name tag (amx-int8, avx512-vnni, avx2...): the speed and
+    closeness results keep one file per kind of CPU, so one CPU's result never overwrites another's."""
+    from pipeline.embed.cpu import detect
+
+    return detect().widest.replace("_", "-")
+
+
 def cmd_embed_speed(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from bench.speed import embed_speed
-    from pipeline.embed.cpu import detect
 
     result = {**describe_run(list(argv)), **embed_speed(_config(args), args.limit, args.rounds,
                                                          int8_fp32_layers=tuple(args.int8_fp32_layers or ()))}
-    cpu = detect().widest.replace("_", "-")  # one result per kind of CPU, as int8-closeness
-    return _save(result, args, f"speed-embed-{cpu}" + (f"-first{args.limit}" if args.limit else ""))
+    return _save(result, args, f"speed-embed-{_cpu_kind()}" + (f"-first{args.limit}" if args.limit else ""))
 
 
 def cmd_int8_closeness(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from bench.closeness import int8_closeness
-    from pipeline.embed.cpu import detect
 
     result = {**describe_run(list(argv)), **int8_closeness(_config(args), args.step)}
-    family = detect().widest.replace("_", "-")  # one result per kind of CPU: amx-int8, avx512-vnni, avx2 ...
-    return _save(result, args, f"int8-closeness-{family}{'-emulated' if args.emulated else ''}")
+    return _save(result, args, f"int8-closeness-{_cpu_kind()}{'-emulated' if args.emulated else ''}")
 
 
 def cmd_flow_speed(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from bench.speed import flow_speed
-    from pipeline.embed.cpu import detect
 
     config = _config(args)
     layers = _int8_fp32_layers(config)  # the all-int8 flow is the canonical result and carries no tag
     result = {**describe_run(list(argv)), **flow_speed(config, args.limit, not args.no_peer, args.rounds)}
-    cpu = detect().widest.replace("_", "-")  # one result per kind of CPU, as embed-speed
-    return _save(result, args, f"speed-flow-{cpu}" + (f"-fp32ff{layers}" if layers else "")
+    return _save(result, args, f"speed-flow-{_cpu_kind()}" + (f"-fp32ff{layers}" if layers else "")
                  + (f"-first{args.limit}" if args.limit else ""))
 
 
