@@ -188,6 +188,20 @@ def test_results_carry_the_run_manifests_code_version_quoted_short():
     assert report._short("a497bf2") == "a497bf2" and report._short(None) == "unknown"
 
 
+def test_speed_results_are_reported_under_their_cpu_and_the_current_targets():
+    """A flow-speed result made before the targets changed is read against today's; each result is headed by
+    the CPU it ran on, named by its widest integer flag."""
+    from bench import report
+
+    assert report._target("warm / cold (target <= 0.15)") == "warm / cold (target <= 0.1)"
+    assert report._target("Themesift cold / BERTopic embedding+fit") == \
+        "Themesift cold / BERTopic embedding+fit (target <= 0.5)"
+    avx2 = {"machine": {"cpu": "AMD EPYC", "cpu_flags": ["avx2", "fma"]}, "description": "d", "runs": {}}
+    assert report._cpu_of(avx2) == "AMD EPYC (avx2)"
+    assert report._cpu_of({"machine": {"cpu": "Intel(R) Xeon(R) Processor"}}) == "Intel(R) Xeon(R) Processor"
+    assert report.flow_section(avx2)[0].endswith("end to end, on AMD EPYC (avx2)")
+
+
 def three_banking_codes(tmp_path: Path) -> Path:
     """Banking77's test rows of three codes, as a labelled CSV in ``tmp_path`` (skips without the datasets)."""
     if not BANKING.is_file():
