@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,6 +68,26 @@ def wait_for(what: str, condition, timeout_s: float, *procs_and_logs, every_s: f
     pytest.fail(f"{what}: not within {timeout_s} s\n{logs}")
 
 
+@functools.cache
+def _migrated_prefect_database() -> Path:
+    """A Prefect API database migrated once per test session (``prefect server database upgrade``)."""
+    folder = Path(tempfile.mkdtemp(prefix="themesift-test-prefect-db-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["PREFECT_HOME"] = str(folder)
+    subprocess.run([str(BIN / "prefect"), "server", "database", "upgrade", "-y"], env=env, check=True,
+                   capture_output=True, timeout=300)
+    return folder / "prefect.db"
+
+
+def prefect_home(folder: Path) -> Path:
+    """``folder`` as a Prefect home whose API database is already migrated, as on a user's second run: a
+    new home's temporary API server first spends 8-13 s (2 cores) migrating it, which no test here is about
+    (the session's own home, shared by the other command tests, is migrated on first use as a user's is)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_migrated_prefect_database(), folder / "prefect.db")
+    return folder
+
+
 def prefect_env(folder: Path, port: int) -> dict:
     """Environment for processes that talk to a Prefect server on ``port`` (and for the server itself)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "THEMESIFT_"))}
@@ -86,6 +108,7 @@ def prefect_server(folder: Path) -> Iterator[dict]:
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = prefect_env(folder, port)
+    shutil.copyfile(_migrated_prefect_database(), folder / "prefect-server.db")  # migrated: see prefect_home
     log = folder / "prefect-server.log"
     server = start([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env, log)
     try:

@@ -14,8 +14,8 @@ import yaml
 from sqlalchemy import func, select
 
 from conftest import ROOT, TRANSCRIPTS, fft_comments, study_config
-from processes import (healthy, network_namespace, on_tmpfs, read_only, start, stop, temporary_servers,
-                       wait_for)
+from processes import (healthy, network_namespace, on_tmpfs, prefect_home, read_only, start, stop,
+                       temporary_servers, wait_for)
 from flows.suggest import suggest_flow
 from models.records import Embedding, Run, Segment, StudyLock
 from models.store import Store
@@ -51,7 +51,7 @@ def test_a_killed_run_leaves_the_store_as_before_and_the_next_run_reuses_its_emb
     config_file = tmp_path / "cfg.yaml"
     config_file.write_text(yaml.safe_dump({"store": cfg["store"], "embed": {"cache_chunk": 128}}), encoding="utf-8")
     store = Store.from_config(cfg["store"])
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    env = {**os.environ, "PREFECT_HOME": str(prefect_home(tmp_path / "prefect-home"))}
     env.pop("PREFECT_API_URL", None)
     command = [sys.executable, "-m", "flows.cli", "suggest", str(data), "--study", "killed", "--config",
                str(config_file), "--text-col", "feedback", "--row-id-col", "row_index"]
@@ -101,7 +101,7 @@ def test_a_killed_suggest_leaves_no_temporary_prefect_server(tmp_path, how):
     """``themesift suggest`` with no PREFECT_API_URL starts Prefect's temporary API server; killing the
     command alone (its pid, not its group) with SIGKILL or SIGTERM must not leave the server running.
     SIGTERM ends it as Ctrl-C does: one ``themesift:`` line, no traceback, exit status 128 + 15."""
-    home = tmp_path / "prefect-home"
+    home = prefect_home(tmp_path / "prefect-home")
     env = {**os.environ, "PREFECT_HOME": str(home), "THEMESIFT_HOME": str(tmp_path / "ws")}
     env.pop("PREFECT_API_URL", None)
     log = tmp_path / "suggest.log"
@@ -134,7 +134,8 @@ def test_a_run_with_loopback_down_fails_at_once_with_one_line(tmp_path):
     prefix = network_namespace()
     if prefix is None:
         pytest.skip("no network namespace here (unshare -n and unshare -rn refused)")
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "THEMESIFT_HOME": str(tmp_path / "ws")}
+    env = {**os.environ, "PREFECT_HOME": str(prefect_home(tmp_path / "prefect-home")),
+           "THEMESIFT_HOME": str(tmp_path / "ws")}
     env.pop("PREFECT_API_URL", None)
     began = time.monotonic()
     done = subprocess.run(prefix + [sys.executable, "-m", "flows.cli", "suggest", str(TRANSCRIPTS), "--study",
@@ -160,7 +161,8 @@ def _copy_of_example(example_study, folder: Path) -> dict:
 
 
 def _command_env(workspace: Path) -> dict:
-    env = {**os.environ, "PREFECT_HOME": str(workspace.parent / "prefect-home"), "THEMESIFT_HOME": str(workspace)}
+    env = {**os.environ, "PREFECT_HOME": str(prefect_home(workspace.parent / "prefect-home")),
+           "THEMESIFT_HOME": str(workspace)}
     env.pop("PREFECT_API_URL", None)
     return env
 
