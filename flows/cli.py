@@ -1,5 +1,6 @@
 """The ``themesift`` command line: ``themesift bench ARGS`` goes to the benchmarks (``python -m bench ARGS``),
-every other command to :func:`flows.commands.run`."""
+every other command to :func:`flows.commands.run`. :func:`console` is the program (``themesift``,
+``python -m flows.cli``); :func:`main` the same commands called from Python."""
 
 from __future__ import annotations
 
@@ -7,13 +8,31 @@ import argparse
 import sys
 from typing import Sequence
 
-from flows.commands import run
+from flows.runtime import guard_temporary_server, start_temporary_api
+
+
+def console() -> int:
+    """``themesift ARGS`` as a program: a command that runs a flow starts Prefect's temporary API server at
+    once, so it comes up while the command loads (``flows.runtime.start_temporary_api``)."""
+    argv = sys.argv[1:]
+    if runs_a_flow(argv):
+        guard_temporary_server()
+        start_temporary_api()
+    return main(argv)
+
+
+def runs_a_flow(argv: Sequence[str]) -> bool:
+    """Whether ``themesift ARGV`` runs a Prefect flow (suggest, import codings, compare), help aside."""
+    return not {"-h", "--help"} & set(argv) and (
+        argv[:1] in (["suggest"], ["compare"]) or argv[:2] == ["import", "codings"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:  # its own parser, options and --help included
         return cmd_bench(argparse.Namespace(args=argv[1:]))
+    from flows.commands import run
+
     return run(argv)
 
 
@@ -25,4 +44,4 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(console())

@@ -17,8 +17,8 @@ from typing import Sequence
 
 import flows  # noqa: F401  (Prefect settings before Prefect is imported)
 from flows.options import OptionError, config_from_args
-from flows.runtime import (LoopbackDownError, guard_temporary_server, leave_write_faults_to_the_command,
-                           sigterm_as_interrupt)
+from flows.runtime import (LoopbackDownError, TemporaryApiError, guard_temporary_server,
+                           leave_write_faults_to_the_command, sigterm_as_interrupt)
 from models.export import suggestion_export, theme_summaries
 from models.migrate import StoreUpgradeError
 from models.store import WRITE_FAULT_ERRNOS, Store, StoreWriteError, StudyNotFoundError, study_dir, write_fault
@@ -48,7 +48,7 @@ def run(argv: Sequence[str]) -> int:
         with sigterm_as_interrupt():
             return args.handler(args)
     except (ConfigError, StudyNotFoundError, StoreUpgradeError, ModelNotFoundError, OnnxExportError,
-            LoopbackDownError) as exc:
+            LoopbackDownError, TemporaryApiError) as exc:
         print(f"themesift: {exc}", file=sys.stderr)
         return 2
     except StoreWriteError as exc:  # a full disk or a read-only workspace, named with its path

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import importlib.util
 import logging
 import os
 import secrets
@@ -51,6 +53,7 @@ for fd in found:
             pass
 """
 _watchdog: subprocess.Popen | None = None
+_temporary_api: tuple[subprocess.Popen, str] | None = None  # start_temporary_api: the process, its health URL
 
 
 def configure_prefect() -> None:
@@ -77,7 +80,11 @@ class LoopbackDownError(RuntimeError):
 def require_loopback(timeout_s: float = 2.0) -> None:
     """Before a flow starts Prefect's temporary API server (no PREFECT_API_URL), check that 127.0.0.1 takes a
     connection: with loopback down Prefect waits for the server's whole startup timeout (105 s measured) and
-    fails with a message that does not say why. A listening socket and one connection to it: milliseconds."""
+    fails with a message that does not say why. A listening socket and one connection to it: milliseconds.
+    With a server :func:`start_temporary_api` started, waits until it answers instead."""
+    if _temporary_api is not None:
+        _wait_for_temporary_api()
+        return
     if os.environ.get("PREFECT_API_URL"):
         return
     try:
@@ -93,6 +100,80 @@ def require_loopback(timeout_s: float = 2.0) -> None:
             "running Prefect server") from None
 
 
+class TemporaryApiError(RuntimeError):
+    """The temporary Prefect API server this command started did not come up."""
+
+
+def start_temporary_api() -> None:
+    """Start Prefect's temporary API server now, for a command (a process) that will run a flow.
+
+    Without PREFECT_API_URL Prefect starts this server itself when the flow first needs its API: it imports the
+    server's code in this process (about 5 s on 2 cores), then starts it in a new one and waits for it (about
+    7 s more), half of a small study's run. Started here, at the command's first line, with the command Prefect
+    uses for it (uvicorn on 127.0.0.1 with Prefect's app, its ephemeral settings), the server loads while the
+    command loads its stages, and this process never imports it. PREFECT_API_URL then points at it, and
+    :func:`require_loopback`, which every flow entry point calls first, waits for it to answer. It stops when
+    the command ends (atexit; :func:`guard_temporary_server`'s watchdog after a kill: call that first so the
+    server carries the command's marker). Nothing where PREFECT_API_URL is set or loopback is down (the flow's
+    check then says why). For the command line only: it sets PREFECT_API_URL for the whole process.
+    """
+    global _temporary_api
+    if _temporary_api is not None or os.environ.get("PREFECT_API_URL"):
+        return
+    try:
+        require_loopback()
+    except LoopbackDownError:
+        return
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    site = Path(importlib.util.find_spec("prefect").origin).parent.parent
+    env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "--app-dir", str(site), "--factory", SERVER_COMMAND,
+                                "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"],
+                               env=env)
+    atexit.register(_stop_temporary_api)
+    os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
+    _temporary_api = (process, f"http://127.0.0.1:{port}/api/health")
+
+
+def temporary_api_started() -> bool:
+    """Whether PREFECT_API_URL is the temporary server :func:`start_temporary_api` started (not a real one)."""
+    return _temporary_api is not None
+
+
+def _wait_for_temporary_api() -> None:
+    import httpx
+
+    process, health = _temporary_api
+    deadline = time.monotonic() + float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS") or 90)
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise TemporaryApiError(f"Prefect's temporary API server ended at start (exit code {process.returncode}); "
+                                    "its messages are above. Set PREFECT_API_URL to a running Prefect server instead")
+        try:
+            if httpx.get(health, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TemporaryApiError(f"Prefect's temporary API server did not answer at {health} within "
+                            f"{deadline - time.monotonic():.0f} s; set PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS "
+                            "higher, or PREFECT_API_URL to a running Prefect server")
+
+
+def _stop_temporary_api() -> None:
+    if _temporary_api is None or _temporary_api[0].poll() is not None:
+        return
+    process = _temporary_api[0]
+    process.terminate()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @contextmanager
 def heartbeats_off_without_server() -> Iterator[None]:
     """Flow-run heartbeats let a Prefect server mark runs that crashed. Without PREFECT_API_URL the
@@ -101,7 +182,7 @@ def heartbeats_off_without_server() -> Iterator[None]:
     (about 0.4 s a run measured here). With a real server they stay on."""
     from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-    if PREFECT_API_URL.value():
+    if PREFECT_API_URL.value() and not temporary_api_started():
         yield
         return
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):

@@ -45,7 +45,7 @@ def test_a_lock_left_by_a_dead_process_is_taken_over(example_study):
 
 
 def test_a_killed_run_leaves_the_store_as_before_and_the_next_run_reuses_its_embeddings(tmp_path):
-    data, _ = fft_comments(tmp_path, 1500)
+    data, _ = fft_comments(tmp_path, 640)
     cfg = study_config(tmp_path / "ws")
     cfg["embed"]["cache_chunk"] = 128
     config_file = tmp_path / "cfg.yaml"
@@ -147,6 +147,25 @@ def test_a_run_with_loopback_down_fails_at_once_with_one_line(tmp_path):
     assert lines[-1].startswith("themesift: the loopback network (127.0.0.1) is down"), done.stderr[-2000:]
     assert "PREFECT_API_URL" in lines[-1]
     assert took < 60, f"took {took:.0f} s"
+
+
+def test_a_temporary_prefect_server_that_cannot_start_ends_the_run_in_one_line(tmp_path):
+    """``themesift suggest`` starts Prefect's temporary API server as its first step (flows.runtime.
+    start_temporary_api). One whose database cannot be opened ends at start: the command says so in one
+    line naming what to do (exit 2) and leaves no server behind; Prefect's own start would have tried other
+    ports until its startup timeout and then printed a traceback."""
+    home = prefect_home(tmp_path / "prefect-home")
+    env = {**os.environ, "PREFECT_HOME": str(home), "THEMESIFT_HOME": str(tmp_path / "ws"),
+           "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{tmp_path / 'no-such-folder' / 'p.db'}"}
+    env.pop("PREFECT_API_URL", None)
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "suggest", str(TRANSCRIPTS), "--study", "nope"],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("themesift: Prefect's temporary API server ended at start"), done.stderr[-2000:]
+    assert "PREFECT_API_URL" in last and "themesift: Traceback" not in done.stderr
+    assert not temporary_servers(home)
+    assert not (tmp_path / "ws").exists() or not list((tmp_path / "ws").rglob("*.db"))  # nothing stored
 
 
 def _copy_of_example(example_study, folder: Path) -> dict:
