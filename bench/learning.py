@@ -25,6 +25,11 @@ In memory and on the same vectors, for each decision budget:
   confirmed theme, the run's other themes competing) on the review's decisions;
 * **random labels**: :class:`pipeline.learn.learner.CodeLearner` trained on as many random segments
   with their human codes as there were decisions (mean of three draws);
+* **random labels, plain logistic regression**: the baseline an expert would try first, on the same random
+  segments: scikit-learn's ``LogisticRegression`` with its defaults on the model's unit vectors (no
+  neighbours, no thresholds), one class per code plus one for "no code", each segment given the likeliest
+  class (a segment of several codes trains once per code); what the learner's own design adds shows
+  against it;
 * the **ceiling**: the same learner trained on every other segment (5-fold);
 * **prototypes (codes known)**: a reference, not a method: as many single segments as there were
   decisions, chosen by someone who knew the human codes (each code's most central segments in turn, the
@@ -64,6 +69,7 @@ class _Study:
     def __init__(self, corpus: Corpus, vectors: np.ndarray, config: dict, embedder: Embedder):
         self.vectors = np.asarray(vectors, dtype=np.float64)
         self.X = learner_matrix(self.vectors, corpus.texts, config["review"])  # what the learner reads
+        self.unit = unit_vectors(self.vectors)  # what plain logistic regression reads
         self.review_cfg = config["review"]
         self.n = len(self.X)
         self.codes = corpus.codes
@@ -226,6 +232,28 @@ def _random_labels(s: _Study, m: int, draw: int) -> float:
     return _trained_on(s, rng.choice(s.n, min(m, s.n - 1), replace=False).tolist())
 
 
+def plain_logistic_coding(X: np.ndarray, codes: list[frozenset[str]], Z: np.ndarray) -> list[frozenset[str]]:
+    """Rows of ``Z`` coded by plain logistic regression trained on ``X`` with ``codes`` (the baseline an expert
+    would try first): scikit-learn's ``LogisticRegression`` with its defaults, one class per code plus one
+    for "no code", each row given the likeliest class; a row of several codes trains once per code."""
+    from sklearn.linear_model import LogisticRegression
+
+    train = [(i, c) for i, row in enumerate(codes) for c in (sorted(row) or [None])]
+    classes = sorted({c for _, c in train}, key=lambda c: (c is not None, c or ""))
+    if len(classes) < 2:  # one class alone: every row gets it
+        return [frozenset(c for c in classes if c is not None)] * len(Z)
+    model = LogisticRegression(max_iter=1000).fit(X[[i for i, _ in train]], [classes.index(c) for _, c in train])
+    return [frozenset() if classes[k] is None else frozenset([classes[k]]) for k in model.predict(Z)]
+
+
+def _plain_random_labels(s: _Study, m: int, draw: int) -> float:
+    """:func:`_random_labels`' segments (the same draw) through :func:`plain_logistic_coding` on unit vectors."""
+    rows = np.random.default_rng(draw).choice(s.n, min(m, s.n - 1), replace=False).tolist()
+    units = sorted(set(range(s.n)) - set(rows))
+    coded = plain_logistic_coding(s.unit[rows], [s.human[u] for u in rows], s.unit[units])
+    return s.kappa(dict(zip(units, coded)), units)
+
+
 def prototype_rows(X: np.ndarray, human: dict[int, frozenset[str]], m: int) -> list[int]:
     """``m`` rows of ``X``, taken in turn from each human code (commonest first, then by name), each the
     code's most central member (cosine to its mean vector) not taken yet: the questions someone who knew
@@ -302,11 +330,13 @@ def learning_curve(corpus: Corpus, config: dict, budgets: tuple[int, ...] = BUDG
                          "hinted_codes": len(hinted["pos"]), "hinted_reviewed": len(hinted.get("own", ())),
                          "old_rule": _old_rule(s, review, config["review"], units),
                          "random_labels": float(np.mean([_random_labels(s, b, d) for d in range(3)])),
+                         "plain_random_labels": float(np.mean([_plain_random_labels(s, b, d) for d in range(3)])),
                          "prototypes": _prototypes(s, b)})
             print(f"learn {corpus.name} seed {seed} b={b}: " + ", ".join(
                 f"{k} {v:.3f}" for k, v in rows[-1].items() if isinstance(v, float)), flush=True)
         per_seed.append({"seed": int(seed), "ceiling": _ceiling(s), "points": rows})
-    arms = ("review", "review_no_moves", "review_teach", "hinted", "teach", "old_rule", "random_labels", "prototypes")
+    arms = ("review", "review_no_moves", "review_teach", "hinted", "teach", "old_rule", "random_labels",
+            "plain_random_labels", "prototypes")
     points = [{"budget": b, **{a: float(np.mean([r["points"][i][a] for r in per_seed])) for a in arms},
                **{f"{a}_per_seed": [r["points"][i][a] for r in per_seed] for a in arms}}
               for i, b in enumerate(budgets)]

@@ -6,7 +6,8 @@ from html import escape
 
 ARMS = (("review", "review", "#1f5fa8"), ("review_no_moves", "review, no moves", "#5fb7d4"),
         ("review_teach", "review + teach", "#2a8a3e"), ("hinted", "following the hint", "#6b8e23"), ("teach", "teach", "#d08a00"),
-        ("random_labels", "random labels", "#b23b3b"), ("old_rule", "old rule (centroids)", "#888888"),
+        ("random_labels", "random labels", "#b23b3b"), ("plain_random_labels", "random labels, plain LR", "#e08080"),
+        ("old_rule", "old rule (centroids)", "#888888"),
         ("prototypes", "prototypes (codes known)", "#7b3fa0"))
 
 

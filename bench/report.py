@@ -382,15 +382,19 @@ def learn_section(r: dict, results: Path = RESULTS) -> list[str]:
              f"(each point the mean over them); ceiling (the same learner on every other segment, 5-fold): "
              f"**{r['ceiling']:.3f}**; rules in [`bench/learning.py`](../bench/learning.py)", "",
              "| decisions | review | review, no moves | review + teach | following the hint | teach | old rule (centroids) "
-             "| random labels | best / random | best / ceiling | prototypes (codes known) |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| random labels | best / random | random labels, plain LR | best / plain LR | best / ceiling "
+             "| prototypes (codes known) |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for p in r["points"]:
         best = _best_arm(p)
         ratio = f"{best / p['random_labels']:.2f}" if p["random_labels"] > 0 else "n/a"
         cell = {a: f"{p[a]:.3f}" if a in p else "-" for a, _, _ in ARMS}  # results made before an arm have none of it
+        plain = p.get("plain_random_labels")
+        plain_ratio = "-" if plain is None else f"{best / plain:.2f}" if plain > 0 else "n/a"
         lines.append(f"| {p['budget']} | {cell['review']} | {cell['review_no_moves']} | {cell['review_teach']} | "
                      f"{cell['hinted']} | {cell['teach']} | {cell['old_rule']} | {cell['random_labels']} | {ratio} | "
-                     f"{best / r['ceiling']:.2f} | {cell['prototypes']} |")
+                     f"{cell['plain_random_labels']} | {plain_ratio} | {best / r['ceiling']:.2f} | "
+                     f"{cell['prototypes']} |")
     verdicts = []
     for p in r["points"]:
         best = _best_arm(p)

@@ -335,6 +335,17 @@ def test_prototype_rows_take_each_codes_most_central_segment_in_turn_commonest_c
     assert sorted(prototype_rows(X, human, 10)) == list(range(7))  # every coded row once; an uncoded one never
 
 
+def test_plain_logistic_regression_gives_each_segment_its_likeliest_code_or_none():
+    from bench.learning import plain_logistic_coding
+
+    a, b = frozenset({"a"}), frozenset({"b"})
+    X = np.array([[4.0, 0, 0], [3.5, 0.5, 0], [0, 4.0, 0], [0.5, 3.5, 0], [0, 0, 4.0], [0, 0.5, 3.5], [2.0, 2.0, 0]])
+    codes = [a, a, b, b, frozenset(), frozenset(), a | b]  # the last trains once as a, once as b
+    Z = np.array([[3.8, 0.2, 0], [0.1, 3.9, 0], [0, 0.2, 3.9]])
+    assert plain_logistic_coding(X, codes, Z) == [a, b, frozenset()]
+    assert plain_logistic_coding(X[:2], codes[:2], Z) == [a, a, a]  # one class alone: every row gets it
+
+
 def test_the_scripted_review_spends_a_decision_per_move_and_without_moves_labels_whole_themes():
     from types import SimpleNamespace
 
