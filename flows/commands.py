@@ -18,7 +18,7 @@ from typing import Sequence
 import flows  # noqa: F401  (Prefect settings before Prefect is imported)
 from flows.options import OptionError, config_from_args
 from flows.runtime import (LoopbackDownError, TemporaryApiError, guard_temporary_server,
-                           leave_write_faults_to_the_command, sigterm_as_interrupt)
+                           leave_write_faults_to_the_command, quiet_event_drain, sigterm_as_interrupt)
 from models.export import suggestion_export, theme_summaries
 from models.migrate import StoreUpgradeError
 from models.store import WRITE_FAULT_ERRNOS, Store, StoreWriteError, StudyNotFoundError, study_dir, write_fault
@@ -44,6 +44,7 @@ def run(argv: Sequence[str]) -> int:
     _say_progress()
     guard_temporary_server()  # Prefect's temporary API server, if a flow starts one, ends with this command
     leave_write_faults_to_the_command()
+    quiet_event_drain()
     try:
         with sigterm_as_interrupt():
             return args.handler(args)

@@ -278,3 +278,19 @@ def leave_write_faults_to_the_command() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _WriteFaultsFilter) for f in logger.filters):
             logger.addFilter(_WriteFaultsFilter())
+
+
+class _DrainNoticeFilter(logging.Filter):
+    """Drops Prefect's "Still processing items: N items remaining..." warning: at the end of every command its
+    events worker still sends the run's last events to the API (it goes on doing so), and the line read as
+    if something had gone wrong."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Still processing items")
+
+
+def quiet_event_drain() -> None:
+    """Install :class:`_DrainNoticeFilter` on Prefect's events worker logger (once per process)."""
+    logger = logging.getLogger("EventsWorker")
+    if not any(isinstance(f, _DrainNoticeFilter) for f in logger.filters):
+        logger.addFilter(_DrainNoticeFilter())

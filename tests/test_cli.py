@@ -121,3 +121,20 @@ def test_bench_is_a_subcommand_with_its_own_options(capsys):
     assert "--preset" in out and "--text-col" in out and "--label-col" in out
     assert main(["bench", "quality"]) == 2  # neither a preset nor a labelled CSV: a message, no traceback
     assert "give --preset NAME" in capsys.readouterr().err
+
+
+def test_prefects_drain_notice_is_not_shown_other_warnings_are(caplog):
+    """At the end of a command Prefect's events worker may log "Still processing items: N items remaining..."
+    while it sends the run's last events; the commands drop that line (it read as a fault), nothing else."""
+    import logging
+
+    from flows.runtime import quiet_event_drain
+
+    quiet_event_drain()
+    quiet_event_drain()  # once per process, however often it is called
+    logger = logging.getLogger("EventsWorker")
+    assert len(logger.filters) == 1
+    with caplog.at_level(logging.WARNING, logger="EventsWorker"):
+        logger.warning("Still processing items: 3 items remaining...")
+        logger.warning("Service 'EventsWorker' failed to process item")
+    assert [r.getMessage() for r in caplog.records] == ["Service 'EventsWorker' failed to process item"]
