@@ -17,7 +17,7 @@ import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Collection, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Collection, Iterator, Mapping, Sequence
 
 import numpy as np
 from sqlalchemy import create_engine, delete, event, select
@@ -31,7 +31,9 @@ from pipeline.config import StoreSettings
 from pipeline.embed.encoder import text_hash
 from pipeline.ingest.read import Document
 from pipeline.ingest.segment import Segment as PlainSegment
-from pipeline.themes.assemble import Suggestions
+
+if TYPE_CHECKING:  # the type alone: the clustering stages are not loaded to read a store
+    from pipeline.themes.assemble import Suggestions
 
 _CHUNK = 500
 

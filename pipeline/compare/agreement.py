@@ -29,8 +29,6 @@ from typing import Any, Collection, Hashable, Iterable, Mapping, Sequence
 
 import krippendorff
 import numpy as np
-from scipy.optimize import linear_sum_assignment
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 Unit = Hashable
 Coder = Hashable
@@ -579,6 +577,8 @@ def match_themes(
     chosen: list[tuple[int, int]] = []
     if f1.size:
         if method == "hungarian":
+            from scipy.optimize import linear_sum_assignment  # here: every command imports this module
+
             rows, cols = linear_sum_assignment(f1, maximize=True)
             chosen = list(zip(rows.tolist(), cols.tolist()))
         else:
@@ -719,6 +719,8 @@ def cluster_scores(
 
     A code counts as recovered when its best theme's F1 >= ``recovered_f1``.
     """
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score  # here: as linear_sum_assignment
+
     units = _unique(units)
     if not units:
         raise ValueError("cluster_scores needs at least one unit")

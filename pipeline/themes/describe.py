@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 
 from pipeline.config import DescribeSettings, NameSettings
 from pipeline.themes.cluster import OUTLIER
@@ -51,6 +50,8 @@ def class_tfidf(texts: Sequence[str], labels: np.ndarray, stop_words: Sequence[s
     words per class and ``f`` the term's count over all classes. Outliers form a class too, so words
     common everywhere score low. Returns (classes, vocabulary, scores[class, term]).
     """
+    from sklearn.feature_extraction.text import CountVectorizer  # here: reading a store needs rank, not this
+
     classes = sorted(set(labels.tolist()))
     docs = [" ".join(texts[i] for i in np.flatnonzero(labels == c)) for c in classes]
     vectorizer = CountVectorizer(stop_words=list(stop_words), ngram_range=tuple(ngram_range),
@@ -129,6 +130,8 @@ class ThemeDescriber:
         themes = [t for t in sorted(set(labels.tolist())) if t != OUTLIER]
         if not themes:
             return []
+        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
         stop_words = sorted(ENGLISH_STOP_WORDS | {str(w).lower() for w in self.domain_stopwords})
         classes, vocab, scores = class_tfidf(texts, labels, stop_words, self.ngram_range)
         cents = centroids(vectors, labels, themes)

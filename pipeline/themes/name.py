@@ -39,7 +39,6 @@ from typing import Callable, Mapping, Sequence
 import lemminflect
 import numpy as np
 from scipy import sparse
-from sklearn.feature_extraction.text import CountVectorizer
 
 from pipeline.config import NameSettings
 
@@ -153,6 +152,8 @@ class PhraseCounter:
 
     def fit_transform(self, texts: Sequence[str], min_df: int) -> tuple[sparse.csr_matrix, np.ndarray]:
         """Binary segment x phrase matrix of the phrases held by at least ``min_df`` segments, and their keys."""
+        from sklearn.feature_extraction.text import CountVectorizer  # here: reading a store needs rank, not this
+
         vectorizer = CountVectorizer(analyzer=self.phrases, binary=True, min_df=min_df)
         try:
             matrix = vectorizer.fit_transform(list(texts)).tocsc()
