@@ -37,6 +37,10 @@ In memory and on the same vectors, for each decision budget:
   gives. It is no upper bound (typical segments show little of where a broad code stops), but where
   Teach comes near it, better question choice alone has little left to give.
 
+Every arm but the plain one and the old rule trains the learner as ``themesift apply`` does
+(``pipeline.learn.apply.train_learner``), each code's name among its examples (``review.learner_names``):
+the coder of the simulation names a code by the human code's name, underscores as spaces.
+
 Scoring as the simulated review: per human code, Cohen's kappa of "the machine gave this code" against
 "a human gave it" on the segments the coder never touched, macro over all human codes (a code never
 reached counts 0). One decision = one confirm, reject, move or Teach answer.
@@ -55,7 +59,7 @@ from bench.datasets import Corpus
 from bench.harness import embed_corpus, run_themesift
 from pipeline.compare.agreement import binary_table, cohen_kappa
 from pipeline.embed.encoder import Embedder
-from pipeline.learn.apply import code_with_codebook, learner_matrix, teach_batch
+from pipeline.learn.apply import code_with_codebook, learner_matrix, teach_batch, train_learner
 from pipeline.learn.learner import CodeLearner, theme_labels
 from pipeline.learn.teach import teach_hint
 from pipeline.themes.join import unit_vectors
@@ -68,8 +72,12 @@ class _Study:
 
     def __init__(self, corpus: Corpus, vectors: np.ndarray, config: dict, embedder: Embedder):
         self.vectors = np.asarray(vectors, dtype=np.float64)
+        self.texts = corpus.texts
         self.X = learner_matrix(self.vectors, corpus.texts, config["review"])  # what the learner reads
         self.unit = unit_vectors(self.vectors)  # what plain logistic regression reads
+        # each code's name as a coder would type it, an example of the code (review.learner_names)
+        self.names = dict(zip(corpus.codes, zip(map(code_name, corpus.codes),
+                                                embedder.encode([code_name(c) for c in corpus.codes]))))
         self.review_cfg = config["review"]
         self.n = len(self.X)
         self.codes = corpus.codes
@@ -90,8 +98,16 @@ class _Study:
         labels = theme_labels(pos, neg)
         if not labels:
             return 0.0
-        model = CodeLearner.from_config(self.review_cfg).fit(self.X, labels, None if judged is None else sorted(judged))
-        return self.kappa(dict(zip(units, model.predict(self.X[units]))), units)
+        learner, proba, _ = train_learner(self.vectors, self.texts, labels, self.review_cfg,
+                                          judged=None if judged is None else sorted(judged), names=self.names)
+        hits = proba[units] >= learner.thresholds_
+        return self.kappa({u: frozenset(learner.themes_[j] for j in np.flatnonzero(h)) for u, h in zip(units, hits)},
+                          units)
+
+
+def code_name(code: str) -> str:
+    """A human code's name as a coder would write it in the page: "card_payment_fee" -> "card payment fee"."""
+    return code.replace("_", " ").strip()
 
 
 def _verdict(s: _Study, members: list[int]) -> str | None:
@@ -183,8 +199,8 @@ def _teach(s: _Study, state: dict[str, Any], budget: int, review_cfg: dict, seed
         if len(pool) <= 10:  # nothing left to ask about that could still be scored
             break
         said = sorted(touched)
-        batch = teach_batch(list(range(s.n)), s.X, pos, neg, review_cfg, seed=seed + asked, exclude=said,
-                            judged=sorted(state["judged"]))
+        batch = teach_batch(list(range(s.n)), s.vectors, pos, neg, review_cfg, seed=seed + asked, exclude=said,
+                            judged=sorted(state["judged"]), texts=s.texts, names=s.names)
         if not batch:
             break
         for q in batch:

@@ -294,8 +294,10 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, s: Settin
     # coder moved stay where they were put; only the rest is clustered for new suggestions.
     review = s.review
     rows = [segments[i] for i in clustered]
+    named = honour.name_texts() if honour is not None and review.learner_names else {}
+    name_vectors = embedder.encode(list(named.values())) if named else None  # each kept theme's name an example
     plan = None if honour is None else plan_segments(
-        honour.fixed_for(rows), honour.assignments(vectors, rows, review), honour.kept)
+        honour.fixed_for(rows), honour.assignments(vectors, rows, review, name_vectors=name_vectors), honour.kept)
     rest = list(plan.remaining) if plan is not None else list(range(len(vectors)))
     reduction = {"segments": len(rest), "cached": False}
     try:

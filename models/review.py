@@ -473,9 +473,7 @@ def _text_vectors(store: Store, view_or_run: StudyView | Run | None, texts: Sequ
     cached = store.cached_vectors(model_id, hashes)
     missing = [i for i, h in enumerate(hashes) if h not in cached]
     if missing:
-        from pipeline.config import load_config
-
-        embedder = embedder if embedder is not None else Embedder.from_config(load_config()["embed"])
+        embedder = embedder if embedder is not None else _run_embedder(view_or_run)
         if embedder.model_id != model_id:
             raise DecisionError([f"vectors of model {model_id} are not cached for every segment"])
         fresh = embedder.encode([texts[i] for i in missing])
@@ -484,6 +482,22 @@ def _text_vectors(store: Store, view_or_run: StudyView | Run | None, texts: Sequ
     if not texts:
         return np.zeros((0, 0), dtype=np.float32)
     return np.stack([cached[h] for h in hashes])
+
+
+def _run_embedder(view_or_run: StudyView | Run | None) -> Any:
+    """The embedder the run's configuration names (its manifest), so texts it never saw (a theme's name) get
+    vectors of the same model; the default configuration's where the manifest has none it can use."""
+    from pipeline.config import ConfigError, load_config
+    from pipeline.embed.encoder import Embedder
+
+    run = view_or_run.run if isinstance(view_or_run, StudyView) else view_or_run
+    section = ((run.manifest or {}).get("config") or {}).get("embed") if run is not None else None
+    if section:
+        try:
+            return Embedder.from_config(section)
+        except ConfigError:  # a run made under settings this version no longer reads
+            pass
+    return Embedder.from_config(load_config()["embed"])
 
 
 def decide(store: Store, study: str, coder: str, intent: Mapping[str, Any], via: str = "web",
@@ -750,7 +764,8 @@ def apply_codebook(store: Store, study: str, review_cfg: ReviewSettings | Mappin
     else:
         positives, negatives = _decision_labels(view, segs, list(names))
         result = code_with_learner(segs, vectors, positives, negatives, names, review_cfg,
-                                   judged=_judged(view, segs), texts=texts)
+                                   judged=_judged(view, segs), texts=texts,
+                                   name_vectors=_name_vectors(store, view, names, review_cfg, embedder))
     digest = view.entries[-1].uid if view.entries else "-"
     result.model_id = embedder.model_id if embedder is not None else model_id_of(view)
     with store.transaction() as session:
@@ -781,6 +796,16 @@ def study_labels(store: Store, study: str) -> tuple[list[int], list[str], dict]:
 def _decision_labels(view: StudyView, segs: list[int], keys: list[str]):
     return decision_labels(segs, view.base, view.codes, keys, [s for t in view.state.rejected() for s in t.members],
                            view.state.against)
+
+
+def _name_vectors(store: Store, view: StudyView, names: Mapping[str, str],
+                  review_cfg: ReviewSettings | Mapping[str, Any], embedder: Any = None) -> dict[str, np.ndarray]:
+    """Theme key -> the vector of its name (``names``), embedded as the segments are, for the learner
+    (``review.learner_names``; nothing when it is off)."""
+    if not names or not ReviewSettings.of(review_cfg).learner_names:
+        return {}
+    keys = sorted(names)
+    return dict(zip(keys, _text_vectors(store, view, [names[k] for k in keys], embedder)))
 
 
 def _segment_texts(session: Session, segs: list[int]) -> list[str]:
@@ -825,9 +850,11 @@ def teach_questions(store: Store, study: str, review_cfg: ReviewSettings | Mappi
     positives, negatives = _decision_labels(view, segs, keys)
     with store.sessions() as session:
         texts = _segment_texts(session, segs)
+    names = {k: (view.title(k), v) for k, v in _name_vectors(
+        store, view, {k: view.title(k) for k in keys}, review_cfg).items()}
     asked = teach_batch(segs, _text_vectors(store, view, texts), positives, negatives, review_cfg,
                         seed=len(view.entries), exclude=[i for i, s in enumerate(segs) if s in touched],
-                        judged=_judged(view, segs), texts=texts)
+                        judged=_judged(view, segs), texts=texts, names=names)
     return [TeachItem(segs[q.row], q.proposed, view.title(q.proposed) if q.proposed else None, q.probability,
                       q.reason) for q in asked]
 

@@ -718,6 +718,7 @@ class ReviewSettings(Section):
     learner_threshold: str = setting(one_of("f1", "prevalence"))
     learner_words: float = setting(number(0, 10))
     learner_word_components: int = setting(whole(1, 2000))
+    learner_names: bool = setting(flag())
     teach_unsure: int = setting(whole(0, 100))
     teach_far: int = setting(whole(0, 100))
     teach_neighbours: int = setting(whole(1, 1000))

@@ -113,6 +113,7 @@ def test_adapt_refuses_below_the_minimum_and_apply_adapted_codes_with_the_adapte
     from flows.cli import main
     from models.codings import Coder, Coding
     from models.records import Embedding
+    from pipeline.embed.encoder import text_hash
     from pipeline.learn.apply import APPLY_CODER
 
     store, config = bank_study
@@ -140,8 +141,13 @@ def test_adapt_refuses_below_the_minimum_and_apply_adapted_codes_with_the_adapte
     with store.sessions() as session:
         origins = session.scalars(select(Coding.origin).join(Coder).where(Coder.name == APPLY_CODER)).all()
         cached = session.scalar(select(func.count()).select_from(Embedding).where(Embedding.model_id.startswith(model_id)))
+        name_hashes = {text_hash(f"Code {i}") for i in range(100)}  # the fixture's names of the confirmed themes
+        names = session.scalar(select(func.count()).select_from(Embedding).where(
+            Embedding.model_id.startswith(model_id), Embedding.text_hash.in_(name_hashes)))
     assert origins and all(f"vectors of {model_id}" in o for o in origins)
-    assert cached == 30  # the adapted vectors, cached apart from the frozen model's
+    # the adapted vectors, cached apart from the frozen model's: the 30 segments' and the confirmed themes'
+    # names' (each name is an example of its theme, review.learner_names)
+    assert names >= 1 and cached == 30 + names
 
     assert main(["apply", "--study", "bank", "--config", small]) == 0  # the default stays the frozen model
     with store.sessions() as session:

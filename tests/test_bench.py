@@ -377,7 +377,8 @@ def test_the_coder_who_follows_the_hint_reviews_until_the_suggestions_stop_givin
     human = {r: frozenset({"a" if r % 3 == 0 else "b" if r % 3 == 1 else "c"}) for r in range(40)}
     members = {"t1": [0, 3, 6], "t2": [1, 4, 7], "t3": [2, 5, 9], "t4": [12, 15, 18], "t5": [10, 13, 16]}
     X = rng.normal(size=(40, 8)) + np.eye(3, 8)[[r % 3 for r in range(40)]] * 3
-    study = SimpleNamespace(ranking=list(members), members=members, human=human, X=X, n=40)
+    study = SimpleNamespace(ranking=list(members), members=members, human=human, X=X, vectors=X, texts=None,
+                            names=None, n=40)
     review = {**load_config(None, None)["review"], "teach_hint_window": 2, "teach_hint_share": 0.5}
     state = _coder()
     _hinted(study, state, 4, review, seed=0)

@@ -234,6 +234,8 @@ BAD = {
     "teach_far too many": ("review: {teach_far: 500}", "review.teach_far: 500 is not allowed"),
     "run_unlabelled_count above 1": ("review: {run_unlabelled_count: 2}", "review.run_unlabelled_count: 2 is not allowed"),
     "teach_neighbours 0": ("review: {teach_neighbours: 0}", "review.teach_neighbours: 0 is not allowed"),
+    "learner_names not a flag": ("review: {learner_names: 1}",
+                                 "review.learner_names: 1 is not allowed; use true or false"),
     "adapt not a flag": ("review: {adapt: 'yes'}", "review.adapt: 'yes' is not allowed; use true or false"),
     "adapt_min_labels 1": ("review: {adapt_min_labels: 1}",
                            "review.adapt_min_labels: 1 is not allowed; use a whole number from 2 to 1000000"),

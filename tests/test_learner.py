@@ -180,3 +180,36 @@ def test_a_theme_confirmed_in_bulk_does_not_take_the_share_it_holds_among_its_ow
     assert taken[0] > 120, taken  # 27 of 30 labelled rows: coded for 90% of the study
     assert taken[1] < taken[0] / 4, taken
     assert judged.thresholds_[0] == CodeLearner(seed=0).fit(X, labels).thresholds_[0]
+
+
+def test_a_themes_name_is_one_more_example_that_sets_its_members_apart():
+    """``review.learner_names``: each theme's name, embedded as the segments are, is one more positive row
+    after the study's (never judged, never scored). With one labelled example per theme, the name sets the
+    theme's members apart from the rest more clearly (their mean probability above the others')."""
+    from pipeline.config import load_config
+    from pipeline.embed.encoder import Embedder
+    from pipeline.learn.apply import train_learner
+
+    staff = ["The nurses were kind and caring.", "Lovely friendly staff on the ward.", "The doctor listened to me.",
+             "Reception staff were helpful and polite.", "The midwife was wonderful with us."]
+    wait = ["I waited three hours to be seen.", "The appointment was delayed again.", "Too long a wait in A&E.",
+            "Waiting times for the clinic are far too long.", "Nobody told us why we were kept waiting."]
+    park = ["Parking is expensive and hard to find.", "The car park was full.", "No spaces to park near the entrance.",
+            "Parking charges are a rip off.", "I drove round the car park for twenty minutes."]
+    texts = staff + wait + park
+    cfg = load_config()
+    embed = Embedder.from_config({**cfg["embed"], "progress_min_texts": 10**9})
+    X = embed.encode(texts)
+    titles = {"staff": "Staff attitude", "wait": "Waiting times", "parking": "Car parking"}
+    names = {k: (t, v) for (k, t), v in zip(titles.items(), embed.encode(list(titles.values())))}
+    truth = np.array([[1, 0]] * 5 + [[0, 1]] * 5 + [[0, 0]] * 5)
+    for a, b in [(2, 9), (1, 6), (3, 7)]:  # one example each, said not to be the other theme
+        labels = {"staff": ThemeLabels((a,), (b,)), "wait": ThemeLabels((b,), (a,)), "parking": ThemeLabels(())}
+        gaps = {}
+        for on in (False, True):
+            learner, proba, read = train_learner(X, texts, labels, {**cfg["review"], "learner_names": on},
+                                                 judged=[a, b], names=names)
+            assert learner.themes_ == ["staff", "wait"] and proba.shape == (15, 2) and len(read) == 15
+            assert len(learner.study_) == 15 + 2 * on  # a name row for each theme with an example, parking none
+            gaps[on] = [proba[truth[:, j] == 1, j].mean() - proba[truth[:, j] == 0, j].mean() for j in range(2)]
+        assert all(g_on > g_off for g_on, g_off in zip(gaps[True], gaps[False])), (a, b, gaps)

@@ -23,7 +23,7 @@ import numpy as np
 
 from pipeline.config import ReviewSettings
 from pipeline.learn.honour import learner_assignments, rejected_centroids
-from pipeline.learn.learner import CodeLearner, theme_labels
+from pipeline.learn.learner import CodeLearner, ThemeLabels, theme_labels
 from pipeline.learn.teach import Question, TeachQueue
 from pipeline.learn.words import with_words
 from pipeline.themes.join import Assignment, Calibration, calibrate, classify
@@ -73,12 +73,14 @@ class HonourInputs:
         return [self.fixed.get((s.source_sha256, s.start, s.end)) for s in segments]
 
     def assignments(self, vectors: np.ndarray, segments: Sequence[Any],
-                    review_cfg: ReviewSettings | Mapping[str, Any], seed: int = 0) -> list[Assignment]:
+                    review_cfg: ReviewSettings | Mapping[str, Any], seed: int = 0,
+                    name_vectors: np.ndarray | None = None) -> list[Assignment]:
         """Where the review rule puts each of ``segments`` (rows of ``vectors``; objects as for
         :meth:`fixed_for`, with their ``text``) among the kept themes: the learner ``apply`` uses, trained on the decisions'
         labels of these segments, with the stricter thresholds of ``review.run_unlabelled_count`` (a run
         takes segments out of the clustering) (``review.learner: logistic``), or the centroid rule
-        (``centroid``)."""
+        (``centroid``). ``name_vectors``: the vectors of :meth:`name_texts`, in their order (each kept theme's
+        name one more example of it, ``review.learner_names``)."""
         review_cfg = ReviewSettings.of(review_cfg)
         if review_cfg.learner == "centroid":
             return classify(vectors, self.calibrations(review_cfg), review_cfg.uncertain_margin,
@@ -86,10 +88,15 @@ class HonourInputs:
         row = {(s.source_sha256, s.start, s.end): i for i, s in enumerate(segments)}
         labels = theme_labels({k: [row[p] for p in self.for_theme.get(k, ()) if p in row] for k in self.kept},
                               {k: [row[p] for p in self.against_theme.get(k, ()) if p in row] for k in self.kept})
-        X = learner_matrix(vectors, [s.text for s in segments], review_cfg)
-        learner = CodeLearner.from_config(review_cfg, seed, for_run=True).fit(X, labels)
-        proba = learner.predict_proba(X) if learner.themes_ else np.zeros((len(vectors), 0))
+        names = None if name_vectors is None else {
+            k: (text, v) for (k, text), v in zip(self.name_texts().items(), name_vectors)}
+        learner, proba, _ = train_learner(vectors, [s.text for s in segments], labels, review_cfg, seed,
+                                          names=names, for_run=True)
         return learner_assignments(proba, learner.thresholds_, learner.themes_, review_cfg.uncertain_margin)
+
+    def name_texts(self) -> dict[str, str]:
+        """Kept theme key -> its name, to embed for :meth:`assignments`."""
+        return {k: name for k, (name, _, _) in self.kept.items()}
 
 
 @dataclass
@@ -159,10 +166,41 @@ def learner_matrix(vectors: np.ndarray, texts: Sequence[str] | None,
     return with_words(vectors, texts, review_cfg.learner_words, review_cfg.learner_word_components)
 
 
+def train_learner(vectors: np.ndarray, texts: Sequence[str] | None, labels: Mapping[str, ThemeLabels],
+                  review_cfg: ReviewSettings | Mapping[str, Any], seed: int = 0, judged: Sequence[int] | None = None,
+                  names: Mapping[str, tuple[str, np.ndarray]] | None = None,
+                  for_run: bool = False) -> tuple[CodeLearner, np.ndarray, np.ndarray]:
+    """The learner the ``review`` section describes, trained on ``labels`` (rows of ``vectors``, the study's
+    segments, with their ``texts`` for the word view); returns it, its probabilities for the study's rows
+    (rows x ``learner.themes_``) and what it read of them (:func:`learner_matrix`).
+
+    ``names``: theme key -> (its name, the name's vector, embedded as the segments are). With
+    ``review.learner_names``, the name of each theme with a positive row is one more row, after the study's,
+    and one more positive of the theme: a name says what a theme is about before many segments do. Name
+    rows are never judged (a theme's share is read from the study's rows). ``judged``: as
+    :meth:`CodeLearner.fit` (None: every labelled row of the study); ``for_run``: the next suggest run's
+    thresholds (:meth:`CodeLearner.from_config`)."""
+    review_cfg = ReviewSettings.of(review_cfg)
+    n = len(vectors)
+    if judged is None:
+        judged = sorted({r for lab in labels.values() for r in lab.positive + lab.negative})
+    keys = [k for k, lab in labels.items() if review_cfg.learner_names and names and k in names and lab.positive]
+    if keys:
+        vectors = np.vstack([vectors, np.stack([np.asarray(names[k][1], dtype=vectors.dtype) for k in keys])])
+        texts = None if texts is None else [*texts, *(names[k][0] for k in keys)]
+        labels = {k: ThemeLabels(lab.positive + ((n + keys.index(k),) if k in keys else ()), lab.negative)
+                  for k, lab in labels.items()}
+    X = learner_matrix(vectors, texts, review_cfg)
+    learner = CodeLearner.from_config(review_cfg, seed, for_run=for_run).fit(X, labels, judged)
+    proba = learner.predict_proba(X)[:n] if learner.themes_ else np.zeros((n, 0))
+    return learner, proba, X[:n]
+
+
 def teach_batch(segments: Sequence[int], vectors: np.ndarray, positives: Mapping[str, Sequence[int]],
                 negatives: Mapping[str, Sequence[int]], review_cfg: ReviewSettings | Mapping[str, Any],
                 seed: int = 0, exclude: Sequence[int] = (), judged: Sequence[int] | None = None,
-                texts: Sequence[str] | None = None) -> list[Question]:
+                texts: Sequence[str] | None = None,
+                names: Mapping[str, tuple[str, np.ndarray]] | None = None) -> list[Question]:
     """The next Teach questions about ``segments`` (rows of ``vectors``) that no coder has labelled yet: the
     learner of :func:`code_with_learner`, trained on the same labels, and :class:`TeachQueue` as the
     ``review`` section sets it (``seed``: the draw, e.g. the length of the log so each batch differs).
@@ -178,14 +216,12 @@ def teach_batch(segments: Sequence[int], vectors: np.ndarray, positives: Mapping
     (UMAP seeds 42/43/44), against 0.500 for Teach alone."""
     review_cfg = ReviewSettings.of(review_cfg)
     labels = theme_labels(positives, negatives)
-    vectors = learner_matrix(vectors, texts, review_cfg)
-    learner = CodeLearner.from_config(review_cfg, seed).fit(vectors, labels, judged)
+    learner, proba, vectors = train_learner(vectors, texts, labels, review_cfg, seed, judged, names)
     said = set(exclude) | (set(judged) if judged is not None
                            else {r for lab in labels.values() for r in lab.positive + lab.negative})
     candidates = [r for r in range(len(segments)) if r not in said]
     queue = TeachQueue(review_cfg.teach_unsure, review_cfg.teach_far, review_cfg.teach_neighbours,
                        review_cfg.uncertain_margin * 2, seed)
-    proba = learner.predict_proba(vectors) if learner.themes_ else np.zeros((len(segments), 0))
     return queue.select(proba, learner.thresholds_, learner.themes_, candidates, vectors, sorted(said))
 
 
@@ -193,7 +229,8 @@ def code_with_learner(segments: Sequence[int], vectors: np.ndarray, positives: M
                       negatives: Mapping[str, Sequence[int]], names: Mapping[str, str],
                       review_cfg: ReviewSettings | Mapping[str, Any],
                       seed: int = 0, judged: Sequence[int] | None = None,
-                      texts: Sequence[str] | None = None) -> ApplyResult:
+                      texts: Sequence[str] | None = None,
+                      name_vectors: Mapping[str, np.ndarray] | None = None) -> ApplyResult:
     """Code each of ``segments`` (rows of ``vectors``) with every confirmed theme whose learner accepts it.
 
     ``positives`` / ``negatives``: theme key -> rows (indices into ``vectors``) a coder placed in the theme
@@ -203,13 +240,14 @@ def code_with_learner(segments: Sequence[int], vectors: np.ndarray, positives: M
     ``review.uncertain_margin`` below a theme's threshold and coded with nothing is reported uncertain,
     with its best theme. ``judged``: the rows a coder judged one by one (``CodebookState.judged``), on which a
     theme's share of the study is read (``review.learner_threshold: prevalence``). ``texts``: the segments'
-    texts, for the word view (:func:`learner_matrix`).
+    texts, for the word view (:func:`learner_matrix`); ``name_vectors``: key -> the vector of its name in
+    ``names``, each an example of its theme (``review.learner_names``, :func:`train_learner`).
     """
     review_cfg = ReviewSettings.of(review_cfg)
     labels = theme_labels(positives, negatives)
-    vectors = learner_matrix(vectors, texts, review_cfg)
-    learner = CodeLearner.from_config(review_cfg, seed).fit(vectors, labels, judged)
-    proba = learner.predict_proba(vectors)
+    theme_names = {k: (names[k], v) for k, v in (name_vectors or {}).items() if k in names}
+    learner, proba, _ = train_learner(vectors, texts, labels, review_cfg, seed, judged, theme_names)
+    proba = proba.copy()
     thresholds = learner.thresholds_
     said = np.zeros(proba.shape, dtype=bool)
     for j, key in enumerate(learner.themes_):  # the coders' word over the learner's
