@@ -11,6 +11,15 @@ import pytest
 from pipeline.learn.learner import CodeLearner, ThemeLabels
 
 
+# five comments of each of three kinds, for the tests on real sentences
+STAFF = ["The nurses were kind and caring.", "Lovely friendly staff on the ward.", "The doctor listened to me.",
+         "Reception staff were helpful and polite.", "The midwife was wonderful with us."]
+WAIT = ["I waited three hours to be seen.", "The appointment was delayed again.", "Too long a wait in A&E.",
+        "Waiting times for the clinic are far too long.", "Nobody told us why we were kept waiting."]
+PARK = ["Parking is expensive and hard to find.", "The car park was full.", "No spaces to park near the entrance.",
+        "Parking charges are a rip off.", "I drove round the car park for twenty minutes."]
+
+
 def blob(rng, centre, n, spread=0.3):
     x = centre + spread * rng.standard_normal((n, len(centre)))
     return x / np.linalg.norm(x, axis=1, keepdims=True)
@@ -68,12 +77,7 @@ def test_learns_codes_of_real_sentences_from_few_examples():
     from pipeline.config import load_config
     from pipeline.embed.encoder import Embedder
 
-    staff = ["The nurses were kind and caring.", "Lovely friendly staff on the ward.", "The doctor listened to me.",
-             "Reception staff were helpful and polite.", "The midwife was wonderful with us."]
-    wait = ["I waited three hours to be seen.", "The appointment was delayed again.", "Too long a wait in A&E.",
-            "Waiting times for the clinic are far too long.", "Nobody told us why we were kept waiting."]
-    park = ["Parking is expensive and hard to find.", "The car park was full.", "No spaces to park near the entrance.",
-            "Parking charges are a rip off.", "I drove round the car park for twenty minutes."]
+    staff, wait, park = STAFF, WAIT, PARK
     test = {"The staff were lovely and so caring.": {"staff"}, "We waited over two hours.": {"wait"},
             "Could not find a parking space anywhere.": set(),
             "Friendly nurses, but the wait was very long.": {"staff", "wait"}}
@@ -190,12 +194,7 @@ def test_a_themes_name_is_one_more_example_that_sets_its_members_apart():
     from pipeline.embed.encoder import Embedder
     from pipeline.learn.apply import train_learner
 
-    staff = ["The nurses were kind and caring.", "Lovely friendly staff on the ward.", "The doctor listened to me.",
-             "Reception staff were helpful and polite.", "The midwife was wonderful with us."]
-    wait = ["I waited three hours to be seen.", "The appointment was delayed again.", "Too long a wait in A&E.",
-            "Waiting times for the clinic are far too long.", "Nobody told us why we were kept waiting."]
-    park = ["Parking is expensive and hard to find.", "The car park was full.", "No spaces to park near the entrance.",
-            "Parking charges are a rip off.", "I drove round the car park for twenty minutes."]
+    staff, wait, park = STAFF, WAIT, PARK
     texts = staff + wait + park
     cfg = load_config()
     embed = Embedder.from_config({**cfg["embed"], "progress_min_texts": 10**9})
