@@ -146,7 +146,8 @@ def _wait_for_temporary_api() -> None:
     import httpx
 
     process, health = _temporary_api
-    deadline = time.monotonic() + float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS") or 90)
+    timeout_s = float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS") or 90)
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise TemporaryApiError(f"Prefect's temporary API server ended at start (exit code {process.returncode}); "
@@ -158,7 +159,7 @@ def _wait_for_temporary_api() -> None:
             pass
         time.sleep(0.1)
     raise TemporaryApiError(f"Prefect's temporary API server did not answer at {health} within "
-                            f"{deadline - time.monotonic():.0f} s; set PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS "
+                            f"{timeout_s:.0f} s; set PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS "
                             "higher, or PREFECT_API_URL to a running Prefect server")
 
 
