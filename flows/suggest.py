@@ -295,7 +295,7 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, s: Settin
     review = s.review
     rows = [segments[i] for i in clustered]
     named = honour.name_texts() if honour is not None and review.learner_names else {}
-    name_vectors = embedder.encode(list(named.values())) if named else None  # each kept theme's name an example
+    name_vectors = dict(zip(named, embedder.encode(list(named.values())))) if named else None  # each an example
     plan = None if honour is None else plan_segments(
         honour.fixed_for(rows), honour.assignments(vectors, rows, review, name_vectors=name_vectors), honour.kept)
     rest = list(plan.remaining) if plan is not None else list(range(len(vectors)))

@@ -850,8 +850,8 @@ def teach_questions(store: Store, study: str, review_cfg: ReviewSettings | Mappi
     positives, negatives = _decision_labels(view, segs, keys)
     with store.sessions() as session:
         texts = _segment_texts(session, segs)
-    names = {k: (view.title(k), v) for k, v in _name_vectors(
-        store, view, {k: view.title(k) for k in keys}, review_cfg).items()}
+    titles = {k: view.title(k) for k in keys}
+    names = {k: (titles[k], v) for k, v in _name_vectors(store, view, titles, review_cfg).items()}
     asked = teach_batch(segs, _text_vectors(store, view, texts), positives, negatives, review_cfg,
                         seed=len(view.entries), exclude=[i for i, s in enumerate(segs) if s in touched],
                         judged=_judged(view, segs), texts=texts, names=names)

@@ -29,8 +29,6 @@ def test_dask_runner_maps_embedding_batches_and_gives_the_same_vectors(tmp_path,
     workspace = tmp_path / "dask"
     workspace.mkdir()
     cfg = workspace / "cfg.yaml"
-    cfg.write_text(yaml.safe_dump({"store": {"workspace": str(workspace)}, "embed": {"task_texts": 40}}),
-                   encoding="utf-8")
     with prefect_server(tmp_path / "server") as env:
         for key in ("PREFECT_API_URL", "PREFECT_HOME", "PREFECT_SERVER_ANALYTICS_ENABLED"):
             monkeypatch.setenv(key, env[key])  # the workers (spawned now) talk to the same server

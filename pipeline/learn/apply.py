@@ -74,13 +74,13 @@ class HonourInputs:
 
     def assignments(self, vectors: np.ndarray, segments: Sequence[Any],
                     review_cfg: ReviewSettings | Mapping[str, Any], seed: int = 0,
-                    name_vectors: np.ndarray | None = None) -> list[Assignment]:
+                    name_vectors: Mapping[str, np.ndarray] | None = None) -> list[Assignment]:
         """Where the review rule puts each of ``segments`` (rows of ``vectors``; objects as for
         :meth:`fixed_for`, with their ``text``) among the kept themes: the learner ``apply`` uses, trained on the decisions'
         labels of these segments, with the stricter thresholds of ``review.run_unlabelled_count`` (a run
         takes segments out of the clustering) (``review.learner: logistic``), or the centroid rule
-        (``centroid``). ``name_vectors``: the vectors of :meth:`name_texts`, in their order (each kept theme's
-        name one more example of it, ``review.learner_names``)."""
+        (``centroid``). ``name_vectors``: kept theme key -> the vector of its name in :meth:`name_texts` (each
+        kept theme's name one more example of it, ``review.learner_names``), as for :func:`code_with_learner`."""
         review_cfg = ReviewSettings.of(review_cfg)
         if review_cfg.learner == "centroid":
             return classify(vectors, self.calibrations(review_cfg), review_cfg.uncertain_margin,
@@ -88,8 +88,8 @@ class HonourInputs:
         row = {(s.source_sha256, s.start, s.end): i for i, s in enumerate(segments)}
         labels = theme_labels({k: [row[p] for p in self.for_theme.get(k, ()) if p in row] for k in self.kept},
                               {k: [row[p] for p in self.against_theme.get(k, ()) if p in row] for k in self.kept})
-        names = None if name_vectors is None else {
-            k: (text, v) for (k, text), v in zip(self.name_texts().items(), name_vectors)}
+        texts = self.name_texts()
+        names = {k: (texts[k], v) for k, v in (name_vectors or {}).items() if k in texts}
         learner, proba, _ = train_learner(vectors, [s.text for s in segments], labels, review_cfg, seed,
                                           names=names, for_run=True)
         return learner_assignments(proba, learner.thresholds_, learner.themes_, review_cfg.uncertain_margin)
