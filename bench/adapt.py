@@ -11,7 +11,7 @@ its negatives), then :class:`pipeline.learn.learner.CodeLearner` trained on thos
   first, as ``themesift adapt`` does; that export counts as re-embedding time).
 
 Scored as :mod:`bench.learning` scores: per human code, Cohen's kappa of "the machine gave this code" against
-"a human gave it" on the segments not labelled, macro over all human codes. Training and re-embedding are
+"a human gave it" on the segments not labelled, macro over the human codes they carry. Training and re-embedding are
 timed (seconds; the machine's load at the start is in the result's header).
 """
 
@@ -28,7 +28,7 @@ import numpy as np
 
 from bench.datasets import Corpus
 from bench.harness import embed_corpus
-from pipeline.compare.agreement import binary_table, cohen_kappa
+from bench.coder import mean_kappa
 from pipeline.embed.encoder import Embedder
 from pipeline.learn.adapt import EncoderAdapter
 from pipeline.learn.learner import CodeLearner, theme_labels
@@ -36,11 +36,11 @@ from pipeline.learn.learner import CodeLearner, theme_labels
 SIZES = (100, 200, 400)
 
 
-def _kappa(human: dict[int, frozenset[str]], codes: list[str], X: np.ndarray, labels, units: list[int],
+def _kappa(human: dict[int, frozenset[str]], X: np.ndarray, labels, units: list[int],
            review_cfg: dict) -> float:
     model = CodeLearner.from_config(review_cfg).fit(X, labels)
     coded = dict(zip(units, model.predict(X[units])))
-    return float(np.mean([cohen_kappa(binary_table(coded, human, units, c)) for c in codes]))
+    return mean_kappa(coded, human, units)
 
 
 def adapt_benchmark(corpus: Corpus, config: dict, sizes: tuple[int, ...] = SIZES, draws: int = 2,
@@ -67,7 +67,7 @@ def adapt_benchmark(corpus: Corpus, config: dict, sizes: tuple[int, ...] = SIZES
                 labels = theme_labels({c: [u for u in train if c in human[u]] for c in codes},
                                       {c: [u for u in train if c not in human[u]] for c in codes})
                 row = {"labelled": size, "draw": draw, "codes_labelled": len(labels),
-                       "frozen": _kappa(human, codes, X, labels, units, review), "adapted": {}}
+                       "frozen": _kappa(human, X, labels, units, review), "adapted": {}}
                 for n_steps in steps:
                     adapter = EncoderAdapter.from_config({**review, "adapt_steps": n_steps, "adapt_seed": draw},
                                                          config["embed"]["model"])
@@ -78,7 +78,7 @@ def adapt_benchmark(corpus: Corpus, config: dict, sizes: tuple[int, ...] = SIZES
                     vectors = np.asarray(tuned.encode(texts), dtype=np.float64)
                     embed_s = time.perf_counter() - started
                     row["adapted"][str(n_steps)] = {
-                        "kappa": _kappa(human, codes, vectors, labels, units, review), "pairs": adapter.pairs_,
+                        "kappa": _kappa(human, vectors, labels, units, review), "pairs": adapter.pairs_,
                         "train_seconds": adapter.seconds_, "embed_seconds": round(embed_s, 2),
                         "first_loss": adapter.losses_[0], "last_loss": adapter.losses_[-1]}
                     shutil.rmtree(folder, ignore_errors=True)

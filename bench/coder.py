@@ -156,6 +156,15 @@ def agreement_on(machine: Mapping[int, frozenset[str]], human: Mapping[int, froz
             "per_code": {c: {"kappa": round(k, 4), "f1": round(f, 4)} for c, k, f in zip(codes, kappas, f1s)}}
 
 
+def mean_kappa(machine: Mapping[int, frozenset[str]], human: Mapping[int, frozenset[str]], units: list[int]) -> float:
+    """Cohen's kappa macro over the human codes carried by some of ``units`` (0 when none is).
+
+    Why only those: a code none of ``units`` carries has no kappa there (0/0), and counting it as 1.0 where
+    the machine never gives it, as ``compare`` reports a degenerate table, pays an arm for having touched
+    every segment of a rare code; a code carried there that the machine never gives counts 0."""
+    return agreement_on(machine, human, units)["mean_kappa"] or 0.0
+
+
 def review_once(preset: str, config: dict, budgets: tuple[int, ...], seed: int) -> dict:
     """One review of the run made with UMAP seed ``seed``, in a fresh store: its curve."""
     tmp = Path(tempfile.mkdtemp(prefix="themesift-bench-review-"))

@@ -42,8 +42,9 @@ Every arm but the plain one and the old rule trains the learner as ``themesift a
 the coder of the simulation names a code by the human code's name, underscores as spaces.
 
 Scoring as the simulated review: per human code, Cohen's kappa of "the machine gave this code" against
-"a human gave it" on the segments the coder never touched, macro over all human codes (a code never
-reached counts 0). One decision = one confirm, reject, move or Teach answer.
+"a human gave it" on the segments the coder never touched, macro over the human codes those segments
+carry (a code never reached counts 0; a code whose every segment the coder touched has no kappa left to
+score and is left out, :func:`bench.coder.mean_kappa`). One decision = one confirm, reject, move or Teach answer.
 """
 
 from __future__ import annotations
@@ -54,10 +55,9 @@ from typing import Any
 
 import numpy as np
 
-from bench.coder import MIN_PURITY, MOVES_PER_THEME, QUOTES_SEEN
+from bench.coder import MIN_PURITY, MOVES_PER_THEME, QUOTES_SEEN, mean_kappa
 from bench.datasets import Corpus
 from bench.harness import embed_corpus, run_themesift
-from pipeline.compare.agreement import binary_table, cohen_kappa
 from pipeline.embed.encoder import Embedder
 from pipeline.learn.apply import code_with_codebook, learner_matrix, teach_batch, train_learner
 from pipeline.learn.learner import CodeLearner, theme_labels
@@ -90,7 +90,7 @@ class _Study:
                 self.members.setdefault(theme, []).append(unit)
 
     def kappa(self, coded: dict[int, frozenset[str]], units: list[int]) -> float:
-        return float(np.mean([cohen_kappa(binary_table(coded, self.human, units, c)) for c in self.codes]))
+        return mean_kappa(coded, self.human, units)
 
     def learned(self, pos: dict[str, list[int]], neg: dict[str, list[int]], units: list[int],
                 judged: set[int] | None = None) -> float:
