@@ -346,6 +346,20 @@ def test_plain_logistic_regression_gives_each_segment_its_likeliest_code_or_none
     assert plain_logistic_coding(X[:2], codes[:2], Z) == [a, a, a]  # one class alone: every row gets it
 
 
+def test_a_code_whose_every_segment_was_touched_is_not_scored_as_perfect_agreement():
+    from bench.coder import mean_kappa
+
+    a, b = frozenset({"a"}), frozenset({"b"})
+    human = {0: a, 1: a, 2: frozenset(), 3: frozenset(), 4: b}
+    machine = {0: a, 1: frozenset(), 2: frozenset(), 3: a}
+    # scored on 0-3: code b (row 4 touched) has no kappa there; a's table is 1 both, 1 human only, 1 machine only
+    assert mean_kappa(machine, human, [0, 1, 2, 3]) == pytest.approx(0.0)
+    better = {**machine, 3: frozenset()}
+    assert mean_kappa(better, human, [0, 1, 2, 3]) == pytest.approx(0.5)
+    assert mean_kappa(better, human, [0, 1, 2, 3, 4]) < 0.3  # b, never given, now counts 0 beside a's 0.55
+    assert mean_kappa(machine, human, [2, 3]) == 0.0  # no code carried: nothing to score
+
+
 def test_the_scripted_review_spends_a_decision_per_move_and_without_moves_labels_whole_themes():
     from types import SimpleNamespace
 
