@@ -4,14 +4,15 @@ Commands (registered on the ``themesift`` CLI by :func:`add_commands`):
 
 * ``themesift import codings FILE --study NAME [--coder NAME]``: a coding CSV or a REFI-QDA ``.qdpx``;
   selections are mapped onto the latest run's segments and stored, replacing that coder's earlier
-  import for the study (Prefect flow ``import-codings``).
+  import for the study (Prefect flow ``import-codings``, in ``flows.codings``).
 * ``themesift compare --study NAME [--human FILE]...``: per-code kappa and alpha for every human pair
   and the machine vs each human; a self-contained HTML report and CSV tables in the study's folder and
-  a Prefect artifact (flow ``compare-codings``).
+  a Prefect artifact (flow ``compare-codings``, in ``flows.codings``).
 * ``themesift matrix --study NAME [--coder NAME] [--format xlsx|csv|html]``: the Framework matrix.
 * ``themesift export qdpx --study NAME [-o FILE]``: the study as a REFI-QDA project.
 
-Matrix and export only read the store, so they run without Prefect (no local server to start).
+Matrix and export only read the store, so they run without Prefect (no local server to start), and this
+module does not import Prefect: the flows do, and only the commands that run them import them.
 """
 
 from __future__ import annotations
@@ -23,16 +24,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping
 
-import flows  # noqa: F401  (Prefect settings before Prefect is imported)
-from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
-
 from models.codings import (
-    HUMAN,
-    replace_codings,
     require_run,
-    store_code_info,
     stored_code_info,
     run_partition,
     run_units,
@@ -41,7 +34,7 @@ from models.codings import (
 )
 from models.store import Store, StudyNotFoundError, study_dir
 from pipeline.compare.agreement import map_selections
-from pipeline.compare.compare import MACHINE, compare_study, summary_lines
+from pipeline.compare.compare import MACHINE
 from flows.options import checked
 from flows.runtime import require_loopback
 from pipeline.config import CompareSettings, load_config
@@ -50,7 +43,6 @@ from pipeline.exchange.codings import (
     MACHINE_USER_NAME,
     RUN_FOLDER,
     CodingImport,
-    read_codings,
     unmapped_selections,
 )
 from pipeline.ingest.unzip import ZipLimits
@@ -62,7 +54,7 @@ def compare_config(config: Mapping[str, Any], **overrides: Any) -> CompareSettin
     return CompareSettings.of({**config["compare"], **{k: v for k, v in overrides.items() if v is not None}})
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-") or "study"
 
 
@@ -131,177 +123,6 @@ def map_import(view: StudyView, imported: CodingImport, min_cover: float
                      f"the run clustered, or fall on interviewer turns and short replies): "
                      + ", ".join(f"{k} {v}" for k, v in sorted(per_coder.items())))
     return {str(k): v for k, v in codings.items()}, notes
-
-
-# ---------------------------------------------------------------------------------------------
-# Flows
-# ---------------------------------------------------------------------------------------------
-
-@task(name="read-codings", cache_policy=NO_CACHE)
-def read_codings_task(path: str, view: StudyView, coder: str | None, limits: ZipLimits,
-                      position_units: str = "auto") -> CodingImport | str:
-    """The file's selections, or why the file cannot be read at all (a message, not a crash): a coding
-    file that is not what it says, or a .qdpx that unpacks to more than the ingest limits allow."""
-    try:
-        return read_codings(path, view.sources, coder, limits, position_units)
-    except (ValueError, OSError) as exc:  # CodingFileError is a ValueError, as read_qdpx's refusals are
-        return str(exc)
-
-
-@task(name="store-codings", cache_policy=NO_CACHE)
-def store_codings_task(store: Store, study: str, codings: dict, origin: str,
-                       code_info: dict | None = None) -> dict[str, int]:
-    """The codings and what the file's codebook says of their codes (place, colour, description), together."""
-    with store.transaction() as session:
-        if code_info:
-            store_code_info(session, study, code_info, origin)
-        return replace_codings(session, study, codings, origin, kind=HUMAN)
-
-
-@flow(name="import-codings")
-def import_codings_flow(path: str, study: str, config: dict, coder: str | None = None,
-                        min_cover: float | None = None, position_units: str = "auto") -> dict[str, Any]:
-    """Read a coding file, map it onto the latest run's segments and store it (one transaction).
-
-    Returns ``{"status", "coders": {name: {"selections", "segments", "codings"}}, "notes", "run_id"}``.
-    Nothing is stored when the file gives no selection at all (an empty import never wipes a coder).
-    """
-    min_cover = compare_config(config, min_cover=min_cover).min_cover
-    store = Store.from_config(config["store"])
-    view = load_view(store, study)
-    imported = read_codings_task(path, view, coder, ZipLimits.from_config(config["ingest"]), position_units)
-    outcome: dict[str, Any] = {"status": "failed", "run_id": view.run_id, "notes": [], "coders": {},
-                               "origin": Path(path).name, "matched_sources": {}, "error": None}
-    if isinstance(imported, str):
-        outcome["error"] = imported
-        return outcome
-    codings, notes = map_import(view, imported, min_cover)
-    outcome.update(notes=notes, matched_sources=imported.matched_sources)
-    reserved = sorted(n for n in codings if n in (MACHINE, MACHINE_USER_NAME))
-    if reserved:
-        outcome["error"] = (f"{Path(path).name}: coder name '{reserved[0]}' is reserved for the machine; "
-                            "rename the coder")
-        return outcome
-    if not imported.selections:
-        outcome["notes"] = notes + [f"{Path(path).name}: no selection could be read; nothing stored"]
-        return outcome
-    stored = store_codings_task(store, study, codings, str(Path(path).resolve()), imported.code_info)
-    per_coder_sel: dict[str, int] = {}
-    for sel in imported.selections:
-        per_coder_sel[str(sel[4])] = per_coder_sel.get(str(sel[4]), 0) + 1
-    outcome["coders"] = {name: {"selections": per_coder_sel.get(name, 0), "segments": len(codings[name]),
-                                "codings": stored[name]} for name in sorted(codings)}
-    outcome["status"] = "completed"
-    lines = [f"Imported **{Path(path).name}** into study `{study}` (run {view.run_id}'s segments):", ""]
-    lines += [f"- {n}: {c['selections']} selections -> {c['segments']} segments, {c['codings']} codings"
-              for n, c in outcome["coders"].items()]
-    if notes:
-        lines += ["", "Could not be mapped:", ""] + [f"- {n}" for n in notes]
-    create_markdown_artifact(key=f"codings-{_slug(study)}", markdown="\n".join(lines),
-                             description=f"Codings imported into study '{study}'")
-    get_run_logger().info("imported %s", ", ".join(outcome["coders"]))
-    return outcome
-
-
-@task(name="compare", cache_policy=NO_CACHE)
-def compare_task(view: StudyView, humans: dict, top_k: int, min_positive: int, kinds: dict | None = None,
-                 recovered_f1: float = 0.5):
-    ranking = [t.code for t in view.themes]
-    return compare_study(view.unit_ids, view.cases, humans, view.partition, ranking, top_k, min_positive, kinds,
-                         recovered_f1=recovered_f1)
-
-
-@task(name="write-report", cache_policy=NO_CACHE)
-def write_report_task(result, view: StudyView, folder: str, coders: list[dict], notes: list[str]) -> dict:
-    from pipeline.compare.report import render_html, write_html, write_tables
-
-    stem = f"compare-run{view.run_id}"
-    label = (f"Machine: run {view.run_id} of {view.run_finished:%Y-%m-%d %H:%M} UTC, {len(view.themes)} themes"
-             if view.themes else f"Run {view.run_id}")
-    report = write_html(render_html(result, view.study, label, coders, notes), Path(folder) / f"{stem}.html")
-    tables = write_tables(result, Path(folder), stem)
-    return {"report": str(report), "tables": [str(t) for t in tables]}
-
-
-def _artifact_value(v: Any) -> Any:
-    if isinstance(v, float):
-        return None if v != v else round(v, 4)
-    return v
-
-
-@flow(name="compare-codings")
-def compare_flow(study: str, config: dict, human_files: list[str] | None = None, top_k: int | None = None,
-                 min_positive: int | None = None, min_cover: float | None = None, run_id: int | None = None
-                 ) -> dict[str, Any]:
-    """Every human pair and the machine vs each human, per code and overall; report, tables, artifacts.
-
-    ``human_files``: coding files compared as they are (not stored); a coder in a file replaces a
-    stored coder of the same name for this comparison only. Numbers left None come from
-    :func:`compare_config`.
-    """
-    settings = compare_config(config, top_k=top_k, min_positive=min_positive, min_cover=min_cover)
-    top_k, min_positive, min_cover = settings.top_k, settings.min_positive, settings.min_cover
-    store = Store.from_config(config["store"])
-    view = load_view(store, study, run_id)
-    humans = dict(view.humans)
-    origin = {c.name: Path(c.origin).name for c in view.coders}
-    kinds = {c.name: c.kind for c in view.coders}
-    notes: list[str] = []
-    unit_set = set(view.unit_ids)
-    outside = {name: sum(1 for s in coding if s not in unit_set) for name, coding in humans.items()}
-    for name, n in outside.items():
-        if n:
-            notes.append(f"{name}: {n} coded segments are not among run {view.run_id}'s segments (coded against an "
-                         "older segmentation); re-import the coding to compare them")
-    for path in human_files or []:
-        imported = read_codings_task(path, view, None, ZipLimits.from_config(config["ingest"]))
-        if isinstance(imported, str):
-            return {"status": "failed", "error": imported}
-        codings, file_notes = map_import(view, imported, min_cover)
-        notes += file_notes
-        for name, coding in codings.items():
-            humans[name] = coding
-            origin[name] = Path(path).name
-            kinds[name] = HUMAN
-    humans = dict(sorted(humans.items(), key=lambda kv: (kinds.get(kv[0]) == "machine", kv[0])))
-    result = compare_task(view, humans, top_k, min_positive, kinds, settings.recovered_f1)
-    coders = [{"name": n, "kind": kinds.get(n, "human"), "origin": origin.get(n, ""),
-               "segments": sum(1 for s, c in humans[n].items() if s in unit_set and c),
-               "codes": len({c for s, cs in humans[n].items() if s in unit_set for c in cs})} for n in result.humans]
-    coders.append({"name": MACHINE, "kind": "machine", "origin": f"run {view.run_id}",
-                   "segments": sum(1 for t in view.partition.values() if t), "codes": len(view.themes)})
-    folder = study_folder(config, study)
-    files = write_report_task(result, view, str(folder), coders, notes)
-    lines = summary_lines(result)
-    key = f"compare-{_slug(study)}"
-    create_markdown_artifact(
-        key=key,
-        markdown="\n".join([f"# Coding comparison: study `{study}`, run {view.run_id}", "",
-                            f"Unit: segment ({len(view.units)} participant segments the run clustered). "
-                            "Machine themes mapped to each human's codes by Hungarian matching on segment "
-                            "overlap (F1).", "", "```", *lines, "```", "", f"Report: `{files['report']}`"]
-                           + ([ "", "Could not be mapped:", ""] + [f"- {n}" for n in notes] if notes else [])),
-        description=f"Agreement between coders of study '{study}'",
-    )
-    create_table_artifact(
-        key=f"{key}-per-code",
-        table=[{k: _artifact_value(v) for k, v in row.items()} for row in result.agreement_rows()],
-        description=f"Agreement per code and overall, study '{study}', run {view.run_id}",
-    )
-    figures = {}
-    for pair in result.pairs():
-        report = result.report_for(pair)
-        figures[" vs ".join(pair)] = {
-            "per_code": {c.code: {"kappa": c.kappa, "alpha": c.alpha, "percent": c.percent_agreement,
-                                  "table": [c.table.both, c.table.only_a, c.table.only_b, c.table.neither],
-                                  "too_rare": c.too_rare}
-                         for c in report.per_code if c.coders == tuple(pair)},
-            "mean_kappa": report.summary(pair).mean_kappa, "mean_alpha": report.summary(pair).mean_alpha,
-        }
-    return {"status": "completed", "study": study, "run_id": view.run_id, "n_units": len(view.units),
-            "humans": result.humans,
-            "kinds": {n: kinds.get(n, HUMAN) for n in result.humans},
-            "lines": lines, "notes": notes, "figures": figures, **files}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -411,6 +232,8 @@ def cmd_import_codings(args: argparse.Namespace) -> int:
         return _fail(f"{args.file}: use a .csv coding table or a .qdpx REFI-QDA project (or one renamed .zip)")
     _check_study(config, args.study)
     require_loopback()
+    from flows.codings import import_codings_flow
+
     outcome = import_codings_flow(path=str(args.file), study=args.study, config=config, coder=args.coder,
                                   min_cover=args.min_cover, position_units=args.position_units)
     if outcome.get("error"):
@@ -472,6 +295,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             return _fail(f"{path}: no such file")
     _check_study(config, args.study, args.run)
     require_loopback()
+    from flows.codings import compare_flow
+
     outcome = compare_flow(study=args.study, config=config, human_files=[str(p) for p in args.human],
                            top_k=args.top_k, min_positive=args.min_positive, min_cover=args.min_cover,
                            run_id=args.run)
@@ -503,7 +328,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     who = args.coder or default_matrix_coder(view)
     n_quotes = compare_config(config, matrix_quotes=args.quotes).matrix_quotes
     matrix = build_study_matrix(view, who, n_quotes, confirmed_definitions(store, args.study))
-    output = args.output or study_folder(config, args.study) / f"matrix-run{view.run_id}-{_slug(who)}.{args.format}"
+    output = args.output or study_folder(config, args.study) / f"matrix-run{view.run_id}-{slug(who)}.{args.format}"
     write_matrix(matrix, output, args.format)
     print(f"{matrix.title}: {len(matrix.cases)} participants x {len(matrix.columns)} "
           f"{'themes' if who == MACHINE else 'codes'} written to {output}")
@@ -514,7 +339,7 @@ def cmd_export_qdpx(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     store = Store.from_config(config["store"])
     view = load_view(store, args.study, args.run)
-    output = args.output or study_folder(config, args.study) / f"{_slug(args.study)}-run{view.run_id}.qdpx"
+    output = args.output or study_folder(config, args.study) / f"{slug(args.study)}-run{view.run_id}.qdpx"
     confirmed = confirmed_entries(store, args.study)
     with store.sessions() as session:
         code_info = stored_code_info(session, args.study)
@@ -552,7 +377,7 @@ def cmd_export_codings(args: argparse.Namespace) -> int:
     if not rows:
         return _fail(f"study '{args.study}' has no stored codings" + (f" by '{args.coder}'" if args.coder else "")
                      + "; import some (themesift import codings) or code with themesift apply")
-    suffix = ("-review" if args.review else "") + (f"-{_slug(args.coder)}" if args.coder else "")
+    suffix = ("-review" if args.review else "") + (f"-{slug(args.coder)}" if args.coder else "")
     output = args.output or study_folder(config, args.study) / f"codings{suffix}.{args.format}"
     write_coding_table(rows, output, args.format)
     coders = sorted({r["coder"] for r in rows})
@@ -643,5 +468,4 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(handler=cmd_export_codings)
 
 
-__all__ = ["add_commands", "compare_flow", "import_codings_flow", "build_study_matrix", "export_study_qdpx",
-           "load_view"]
+__all__ = ["add_commands", "build_study_matrix", "export_study_qdpx", "load_view"]
