@@ -38,7 +38,7 @@ def _corpus(args: argparse.Namespace, config: dict, kind: str):
     """The labelled corpus ``--preset`` or ``--data`` names, and the result's file stem; None if neither."""
     from bench import datasets
 
-    if args.preset:
+    if getattr(args, "preset", None):
         corpus = datasets.load_preset(args.preset, config, args.limit)
         stem = f"{kind}-{args.preset}"
     else:
@@ -99,9 +99,16 @@ def cmd_quality(args: argparse.Namespace, argv: Sequence[str]) -> int:
 def cmd_small(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from bench.small import small_studies
 
-    result = {**describe_run(list(argv)), **small_studies(_config(args), args.presets, args.sizes, args.interviews,
-                                                          args.draws)}
-    return _save(result, args, "small-studies" + (f"-{args.draws}draws" if args.draws != 5 else ""))
+    config = _config(args)
+    corpora, stem = [], "small-studies"
+    if args.data:  # a labelled CSV of the user's instead of the presets
+        corpus, data_stem = _corpus(args, config, "small")
+        if corpus is None:
+            return 2
+        corpora, stem = [corpus], data_stem
+    result = {**describe_run(list(argv)), **small_studies(config, args.presets, args.sizes, args.interviews,
+                                                          args.draws, corpora)}
+    return _save(result, args, stem + (f"-{args.draws}draws" if args.draws != 5 else ""))
 
 
 def cmd_names(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -266,12 +273,15 @@ def build_parser() -> argparse.ArgumentParser:
     def labelled(p: argparse.ArgumentParser) -> None:
         p.add_argument("--preset", help="nhs-fft-subcategory | nhs-fft-label | banking77 | example-study; held out: "
                                         "nhs-fft-v6 | banking77-train")
+        p.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44, 45, 46],
+                       help="UMAP seeds, the same for both tools; figures are averaged over them")
+        labelled_csv(p)
+
+    def labelled_csv(p: argparse.ArgumentParser) -> None:
         p.add_argument("--data", type=Path, help="any labelled CSV")
         p.add_argument("--text-col")
         p.add_argument("--label-col")
         p.add_argument("--case-col", help="respondent column (default: each row is its own case)")
-        p.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44, 45, 46],
-                       help="UMAP seeds, the same for both tools; figures are averaged over them")
         p.add_argument("--multi-label-sep", help="separator between several labels in the label column")
         p.add_argument("--indicator-col", action="append", default=[],
                        help="instead of --label-col: a column per code, set (not empty, not 0) on rows carrying it "
@@ -286,10 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(handler=cmd_quality)
 
-    p = sub.add_parser("small", help="small studies: random subsets of the presets, Themesift vs BERTopic (issue 24)")
+    p = sub.add_parser("small", help="small studies: random subsets of the presets (or of --data), Themesift vs "
+                                     "BERTopic (issue 24)")
+    labelled_csv(p)
     common(p)
     p.add_argument("--presets", nargs="+", default=["nhs-fft-subcategory", "nhs-fft-label", "banking77", "example-study"])
-    p.add_argument("--sizes", type=int, nargs="+", default=[100, 200, 300], help="segments drawn from each CSV preset")
+    p.add_argument("--sizes", type=int, nargs="+", default=[100, 200, 300],
+                   help="segments drawn from each CSV preset (or from --data)")
     p.add_argument("--interviews", type=int, nargs="+", default=[3, 5, 10], help="example-study participants drawn")
     p.add_argument("--draws", type=int, default=5, help="random draws per row, figures averaged over them")
     p.set_defaults(handler=cmd_small)

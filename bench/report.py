@@ -57,6 +57,7 @@ python -m bench quality --data FILE.csv --text-col C --indicator-col CODE1 --ind
 python -m bench names --preset nhs-fft-label --seeds 42                # theme names vs human code names; also the other presets and --data
 python -m bench names --preset example-study --seeds 42 --config local-model.yaml   # names by a local generative model (docs/naming.md)
 python -m bench small                                               # small studies: 100/200/300-segment draws, 3/5/10 interviews (--draws 5)
+python -m bench small --data FILE.csv --text-col C --label-col C   # the same draws from any labelled CSV (--sizes 50 100)
 python -m bench embed-speed --int8-fp32-layers 0 6                  # ONNX fp32 and int8 vs sentence-transformers
 python -m bench int8-closeness                                      # int8 recipes vs fp32 on this CPU
 qemu-x86_64 -cpu Haswell .venv/bin/python -m bench int8-closeness --step 330 --emulated   # the same on an emulated AVX2 CPU without VNNI
@@ -553,7 +554,10 @@ def small_section(r: dict) -> list[str]:
         return "-" if x != x else f"{x:.2f}"  # nan: no theme to take a top 10 from
 
     rows = r["rows"]
-    lines = ["## Small studies: random subsets (issue 24)", "",
+    title = "## Small studies: random subsets (issue 24)" + (f" of {', '.join(r['data'])}" if r.get("data") else "")
+    if not rows:
+        return [title, "", f"`{r.get('command')}`: no row; the corpus has fewer segments than every size asked.", ""]
+    lines = [title, "",
              f"`{r.get('command', 'python -m bench small')}`: random subsets of each preset ({rows[0]['draws']} draws a row, "
              "draw d = subset seed d, UMAP seed 42); for the example study whole participants. Themesift beside "
              "BERTopic's defaults on the same vectors. *matched*: share of the human codes with at least "
@@ -570,8 +574,9 @@ def small_section(r: dict) -> list[str]:
                      f"{t['n_themes']:.1f} | {b['n_themes']:.1f} | {f(t['matched_share'])} | {f(b['matched_share'])} |")
     f1_met = sum(x["f1_ratio"] >= 1.2 for x in rows)
     matched_met = sum(x["themesift"]["matched_share"] >= 0.5 for x in rows)
+    whole = "met as a whole" if f1_met == matched_met == len(rows) else "not met as a whole"
     lines += ["", f"F1 >= 1.2x BERTopic's: met in {f1_met} of {len(rows)} rows. At least half the codes matched: met in "
-              f"{matched_met} of {len(rows)} rows (not met as a whole).", ""] + _provenance(r) + [""]
+              f"{matched_met} of {len(rows)} rows ({whole}).", ""] + _provenance(r) + [""]
     return lines
 
 

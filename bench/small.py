@@ -44,13 +44,21 @@ def draw(corpus: Corpus, size: int, seed: int, by_case: bool) -> Corpus:
 
 
 def small_studies(config: dict, presets: Sequence[str], sizes: Sequence[int], interviews: Sequence[int],
-                  draws: int) -> dict[str, Any]:
+                  draws: int, corpora: Sequence[Corpus] = ()) -> dict[str, Any]:
+    """Each row: ``draws`` random subsets of one size from a preset (the example study by whole participants,
+    ``interviews`` of them; the CSV presets by ``sizes`` segments), or from each of ``corpora`` (labelled CSVs,
+    by segments, instead of the presets), Themesift and BERTopic on the same vectors."""
     embedder = Embedder.from_config(config["embed"])
     rows = []
-    for preset in presets:
-        corpus = load_preset(preset, config)
+    sources = [(c.name, c) for c in corpora] or [(p, None) for p in presets]
+    for preset, corpus in sources:
+        corpus = corpus or load_preset(preset, config)
         by_case = preset == "example-study"
         for size in (interviews if by_case else sizes):
+            if size > len(corpus.segments):
+                print(f"bench small: {preset} has {len(corpus.segments)} segments, fewer than {size}; row left out",
+                      flush=True)
+                continue
             per: dict[str, list[dict]] = {"themesift": [], "bertopic": []}
             n_units = []
             for d in range(draws):
@@ -73,4 +81,5 @@ def small_studies(config: dict, presets: Sequence[str], sizes: Sequence[int], in
                   f"{row['themesift']['matched_share']:.2f}/{row['bertopic']['matched_share']:.2f}", flush=True)
             rows.append(row)
     return {"kind": "small", "min_code_segments": MIN_CODE_SEGMENTS, "match_f1": MATCH_F1,
+            "data": [c.name for c in corpora],
             "embedding": {"model_id": embedder.model_id, "backend": embedder.backend}, "rows": rows}

@@ -153,6 +153,30 @@ def test_quality_command_on_real_banking_queries(tmp_path, monkeypatch):
     assert report.render(out) == text
 
 
+def test_small_command_draws_from_any_labelled_csv(tmp_path, monkeypatch):
+    """``bench small --data``: the small-study table on a user's own coded corpus, a size above its segment
+    count left out with a line."""
+    if not BANKING.is_file():
+        pytest.skip("shared datasets missing")
+    pytest.importorskip("bertopic", reason="install the bench extra: pip install -e '.[bench]'")
+    monkeypatch.setenv("THEMESIFT_BENCH_CACHE", str(tmp_path / "cache"))
+    with BANKING.open(encoding="utf-8", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["category"] in {"card_arrival", "exchange_rate", "pin_blocked"}]
+    data = _write(tmp_path / "bank3.csv", [["text", "category"]] + [[r["text"], r["category"]] for r in rows])
+    from bench.__main__ import main
+
+    out, doc = tmp_path / "results", tmp_path / "benchmarks.md"
+    argv = ["small", "--data", str(data), "--text-col", "text", "--label-col", "category", "--sizes", "60", "100000",
+            "--draws", "1", "--out", str(out), "--doc", str(doc)]
+    assert main(argv) == 0
+    result = json.loads((out / "small-bank3-1draws.json").read_text())
+    assert result["data"] == ["bank3"] and [r["size"] for r in result["rows"]] == [60]
+    row = result["rows"][0]
+    assert row["n_units"] == 60 and row["themesift"]["n_themes"] >= 1
+    assert 0 <= row["themesift"]["matched_share"] <= 1 and 0 <= row["bertopic"]["mean_best_f1"] <= 1
+    assert "## Small studies: random subsets (issue 24) of bank3" in doc.read_text()
+
+
 def test_scripted_coder_scores_and_writes_importable_decisions():
     from bench.coder import CODER, _csv, agreement_on
     from pipeline.exchange.decision_log import read_decision_csv
