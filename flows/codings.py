@@ -16,7 +16,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.compare import StudyView, compare_config, load_view, map_import, slug, study_folder
+from flows.study_view import StudyView, compare_config, load_view, map_import, slug, study_folder
 from models.codings import HUMAN, replace_codings, store_code_info
 from models.store import Store
 from pipeline.compare.compare import MACHINE, compare_study, summary_lines
