@@ -159,9 +159,10 @@ def agreement_on(machine: Mapping[int, frozenset[str]], human: Mapping[int, froz
 def mean_kappa(machine: Mapping[int, frozenset[str]], human: Mapping[int, frozenset[str]], units: list[int]) -> float:
     """Cohen's kappa macro over the human codes carried by some of ``units`` (0 when none is).
 
-    Why only those: a code none of ``units`` carries has no kappa there (0/0), and counting it as 1.0 where
-    the machine never gives it, as ``compare`` reports a degenerate table, pays an arm for having touched
-    every segment of a rare code; a code carried there that the machine never gives counts 0."""
+    Why only those: where the machine never gives a code none of ``units`` carries, its kappa there is 0/0,
+    and counting it 1.0, as ``compare`` reports a degenerate table, pays an arm for having touched every
+    segment of a rare code; such a code is left out whatever the machine gave. A code carried there that
+    the machine never gives counts 0."""
     return agreement_on(machine, human, units)["mean_kappa"] or 0.0
 
 

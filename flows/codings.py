@@ -24,7 +24,6 @@ from pipeline.exchange.codings import MACHINE_USER_NAME, CodingImport, read_codi
 from pipeline.ingest.unzip import ZipLimits
 
 
-
 @task(name="read-codings", cache_policy=NO_CACHE)
 def read_codings_task(path: str, view: StudyView, coder: str | None, limits: ZipLimits,
                       position_units: str = "auto") -> CodingImport | str:

@@ -32,6 +32,7 @@ from pipeline.config import CompareSettings, load_config
 from pipeline.exchange.codings import CONFIRMED_FOLDER, MACHINE_USER_NAME, RUN_FOLDER
 from pipeline.ingest.unzip import ZipLimits
 
+
 # ---------------------------------------------------------------------------------------------
 # Matrix and export (store reads only: no flow)
 # ---------------------------------------------------------------------------------------------

@@ -18,14 +18,14 @@ from pipeline.config import CompareSettings
 from pipeline.exchange.codings import CodingImport, unmapped_selections
 
 
-# Tunable numbers; a ``compare:`` section of the configuration overrides them, CLI options override both.
 def compare_config(config: Mapping[str, Any], **overrides: Any) -> CompareSettings:
-    """The ``compare`` section of the configuration; ``overrides`` that are not None win, checked as the
-    file's values are."""
+    """The ``compare`` section of the configuration (its tunable numbers); ``overrides`` that are not None
+    win (the CLI's options), checked as the file's values are."""
     return CompareSettings.of({**config["compare"], **{k: v for k, v in overrides.items() if v is not None}})
 
 
 def slug(text: str) -> str:
+    """``text`` as a file-name part (a study's or coder's name in a report's or export's name)."""
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-") or "study"
 
 
