@@ -52,7 +52,8 @@ def small_studies(config: dict, presets: Sequence[str], sizes: Sequence[int], in
     rows = []
     sources = [(c.name, c) for c in corpora] or [(p, None) for p in presets]
     for preset, corpus in sources:
-        corpus = corpus or load_preset(preset, config)
+        if corpus is None:
+            corpus = load_preset(preset, config)
         by_case = preset == "example-study"
         for size in (interviews if by_case else sizes):
             if size > len(corpus.segments):

@@ -8,6 +8,7 @@ for it; it loads no Prefect.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping
 
