@@ -299,17 +299,27 @@ def _prototypes(s: _Study, m: int) -> float:
     return _trained_on(s, prototype_rows(s.X, s.human, min(m, s.n - 1)))
 
 
-def _ceiling(s: _Study, folds: int = 5) -> float:
-    fold = np.random.default_rng(0).permutation(s.n) % folds
+def cross_validated_codes(X: np.ndarray, human: dict[int, frozenset[str]], review_cfg: dict,
+                          folds: int = 5) -> dict[int, frozenset[str]]:
+    """Each row of ``X`` coded by the learner trained on every other fold's rows with their human codes
+    (``human``: row -> codes): what supervised learning on the study's own labels reaches."""
+    n = len(X)
+    codes = sorted({c for row in human.values() for c in row})
+    fold = np.random.default_rng(0).permutation(n) % folds
     coded: dict[int, frozenset[str]] = {}
     for f in range(folds):
         train, test = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
-        labels = theme_labels({c: [u for u in train if c in s.human[u]] for c in s.codes},
-                              {c: [u for u in train if c not in s.human[u]] for c in s.codes})
-        learner = CodeLearner.from_config(s.review_cfg)
+        labels = theme_labels({c: [u for u in train if c in human[u]] for c in codes},
+                              {c: [u for u in train if c not in human[u]] for c in codes})
+        learner = CodeLearner.from_config(review_cfg)
         learner.unlabelled_weight = 0.0  # every row is labelled
-        coded.update(zip(test.tolist(), learner.fit(s.X, labels).predict(s.X[test])))
-    return s.kappa(coded, list(range(s.n)))
+        coded.update(zip(test.tolist(), learner.fit(X, labels).predict(X[test])) if labels
+                     else ((u, frozenset()) for u in test.tolist()))
+    return coded
+
+
+def _ceiling(s: _Study, folds: int = 5) -> float:
+    return s.kappa(cross_validated_codes(s.X, s.human, s.review_cfg, folds), list(range(s.n)))
 
 
 def learning_curve(corpus: Corpus, config: dict, budgets: tuple[int, ...] = BUDGETS,

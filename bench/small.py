@@ -5,6 +5,15 @@ averaged over ``draws`` draws (draw ``d`` uses seed ``d`` for the subset and 42 
 top-10 precision, the number of themes, and the share of human codes with at least ``MIN_CODE_SEGMENTS``
 segments in the subset that some theme matches at F1 >= ``MATCH_F1`` (the issue's targets: F1 >= 1.2x
 BERTopic's and at least half of those codes matched).
+
+Two references beside the tools say how far the matched share could go on these vectors at all:
+
+* **any cluster**: every node of a Ward tree over the subset's unit vectors counted as a theme (about twice
+  as many candidate themes as segments, far more than any page could show): the share no clustering of
+  these vectors can pass, whatever its settings;
+* **supervised**: the learner ``themesift apply`` uses, trained 5-fold on the subset's own human codes
+  (:func:`bench.learning.cross_validated_codes`), each code's F1 over the subset: what the codes' own
+  labels teach, an upper reference for a method that never sees them.
 """
 
 from __future__ import annotations
@@ -16,19 +25,69 @@ import numpy as np
 
 from bench.datasets import Corpus, load_preset
 from bench.harness import embed_corpus, figures, run_bertopic, run_themesift
+from bench.learning import cross_validated_codes
 from pipeline.embed.encoder import Embedder
+from pipeline.learn.apply import learner_matrix
+from pipeline.themes.join import unit_vectors
 
 MIN_CODE_SEGMENTS = 3
 MATCH_F1 = 0.5
 KEYS = ("mean_best_f1", "top10_precision", "n_themes", "matched_share")
 
 
+def _share(best_f1: dict[str, float], corpus: Corpus) -> float:
+    """Share of the codes with >= MIN_CODE_SEGMENTS segments whose ``best_f1`` reaches MATCH_F1."""
+    counts = Counter(c for codes in corpus.human.values() for c in codes)
+    codes = [c for c, n in counts.items() if n >= MIN_CODE_SEGMENTS]
+    return sum(best_f1.get(c, 0.0) >= MATCH_F1 for c in codes) / max(1, len(codes))
+
+
 def matched_share(fig: dict, corpus: Corpus) -> float:
     """Share of the codes with >= MIN_CODE_SEGMENTS segments that some theme matches at F1 >= MATCH_F1."""
-    counts = Counter(c for codes in corpus.human.values() for c in codes)
-    best = {r["code"]: r["best_f1"] for r in fig["per_code"]}
-    codes = [c for c, n in counts.items() if n >= MIN_CODE_SEGMENTS]
-    return sum(best.get(c, 0.0) >= MATCH_F1 for c in codes) / max(1, len(codes))
+    return _share({r["code"]: r["best_f1"] for r in fig["per_code"]}, corpus)
+
+
+def _f1(rows: np.ndarray, members: np.ndarray) -> float:
+    """F1 of a theme (boolean ``rows``) against a code (boolean ``members``)."""
+    tp = int((rows & members).sum())
+    return 2 * tp / (int(rows.sum()) + int(members.sum())) if tp else 0.0
+
+
+def any_cluster_share(vectors: np.ndarray, corpus: Corpus) -> float:
+    """:func:`matched_share` with every node of a Ward tree over ``vectors`` (two segments or more, the
+    root left out) as a theme: the "any cluster" reference of the module docstring."""
+    from scipy.cluster.hierarchy import linkage, to_tree
+
+    n = len(corpus.segments)
+    if n < 3:
+        return 0.0
+    nodes, stack = [], [to_tree(linkage(unit_vectors(np.asarray(vectors, dtype=np.float64)), method="ward"))]
+    while stack:  # every node below the root, without recursion
+        node = stack.pop()
+        if not node.is_leaf():
+            stack += [node.left, node.right]
+        if 2 <= node.count < n:
+            rows = np.zeros(n, dtype=bool)
+            rows[node.pre_order()] = True
+            nodes.append(rows)
+    best = {}
+    for code in corpus.codes:
+        members = np.array([code in corpus.human.get(u, ()) for u in range(n)])
+        best[code] = max((_f1(rows, members) for rows in nodes), default=0.0)
+    return _share(best, corpus)
+
+
+def supervised_share(vectors: np.ndarray, corpus: Corpus, review_cfg: dict) -> float:
+    """Share of the codes (as :func:`matched_share` counts them) that the learner trained 5-fold on the
+    subset's own codes gives at F1 >= MATCH_F1: the "supervised" reference of the module docstring."""
+    n = len(corpus.segments)
+    human = {u: corpus.human.get(u, frozenset()) for u in range(n)}
+    coded = cross_validated_codes(learner_matrix(vectors, corpus.texts, review_cfg), human, review_cfg)
+    best = {}
+    for code in corpus.codes:
+        members = np.array([code in human[u] for u in range(n)])
+        best[code] = _f1(np.array([code in coded[u] for u in range(n)]), members)
+    return _share(best, corpus)
 
 
 def draw(corpus: Corpus, size: int, seed: int, by_case: bool) -> Corpus:
@@ -61,7 +120,7 @@ def small_studies(config: dict, presets: Sequence[str], sizes: Sequence[int], in
                       flush=True)
                 continue
             per: dict[str, list[dict]] = {"themesift": [], "bertopic": []}
-            n_units = []
+            n_units, refs = [], {"any_cluster": [], "supervised": []}
             for d in range(draws):
                 sub = draw(corpus, size, d, by_case)
                 vectors, _, _ = embed_corpus(sub.texts, embedder)
@@ -70,16 +129,21 @@ def small_studies(config: dict, presets: Sequence[str], sizes: Sequence[int], in
                                   ("bertopic", run_bertopic(sub, vectors, 42))):
                     fig = figures(run, sub)
                     per[name].append({**{k: fig[k] for k in KEYS[:3]}, "matched_share": matched_share(fig, sub)})
+                refs["any_cluster"].append(any_cluster_share(vectors, sub))
+                refs["supervised"].append(supervised_share(vectors, sub, config["review"]))
             row = {"preset": preset, "size": size, "by": "participants" if by_case else "segments",
                    "n_units": float(np.mean(n_units)), "draws": draws}
             for name, figs in per.items():
                 row[name] = {k: float(np.mean([f[k] for f in figs])) for k in KEYS}
+            row["matched_any_cluster"] = float(np.mean(refs["any_cluster"]))
+            row["matched_supervised"] = float(np.mean(refs["supervised"]))
             row["f1_ratio"] = row["themesift"]["mean_best_f1"] / max(1e-9, row["bertopic"]["mean_best_f1"])
             print(f"{preset:20s} {size:>4} {row['n_units']:>6.0f}  F1 {row['themesift']['mean_best_f1']:.3f} vs "
                   f"{row['bertopic']['mean_best_f1']:.3f} ({row['f1_ratio']:.2f}x)  top10 "
                   f"{row['themesift']['top10_precision']:.2f}/{row['bertopic']['top10_precision']:.2f}  themes "
                   f"{row['themesift']['n_themes']:.1f}/{row['bertopic']['n_themes']:.1f}  matched "
-                  f"{row['themesift']['matched_share']:.2f}/{row['bertopic']['matched_share']:.2f}", flush=True)
+                  f"{row['themesift']['matched_share']:.2f}/{row['bertopic']['matched_share']:.2f} (any cluster "
+                  f"{row['matched_any_cluster']:.2f}, supervised {row['matched_supervised']:.2f})", flush=True)
             rows.append(row)
     return {"kind": "small", "min_code_segments": MIN_CODE_SEGMENTS, "match_f1": MATCH_F1,
             "data": [c.name for c in corpora],

@@ -271,6 +271,26 @@ def test_small_study_draws_and_the_matched_share():
     assert matched_share(figures(run, corpus), corpus) == 0.5  # 'a' matched, 'b' not, 'c' too rare to count
 
 
+def test_small_study_references_any_cluster_and_supervised():
+    """The two references beside the matched share: a code that is a region of the vectors is matched by
+    some node of the tree and learnt from its labels; a code of one segment from each region is neither."""
+    from types import SimpleNamespace
+
+    from bench.small import any_cluster_share, supervised_share
+    from pipeline.config import load_config
+
+    rng = np.random.default_rng(0)
+    centres = np.eye(3) * 4
+    vectors = np.vstack([c + rng.normal(scale=0.3, size=(8, 3)) for c in centres])
+    segs = [SimpleNamespace(case=None, text=f"segment {i}") for i in range(24)]
+    human = {i: frozenset({"a"}) for i in range(8)} | {i: frozenset({"b"}) for i in range(8, 16)}
+    for i in (1, 9, 17):  # "z": one segment of each region, nothing the vectors hold together
+        human[i] = human.get(i, frozenset()) | {"z"}
+    corpus = Corpus("toy", segs, human, "toy")
+    assert any_cluster_share(vectors, corpus) == pytest.approx(2 / 3)  # a and b matched, z not
+    assert supervised_share(vectors, corpus, load_config(None, None)["review"]) == pytest.approx(2 / 3)
+
+
 def test_qualcoder_check_reads_what_a_qdpx_holds_and_refuses_a_folder_without_qualcoder(tmp_path, capsys):
     """The optional QualCoder check (``python -m bench qualcoder``; QualCoder itself is not installed here):
     its reading of the file it compares QualCoder's database with, and its one-line refusal."""
