@@ -63,6 +63,19 @@ def test_inflections_are_one_candidate():
     assert lemma("waiting") == lemma("waits") == "wait"
 
 
+def test_a_light_verb_or_a_vague_noun_never_ends_a_phrase():
+    """"pwp doing", "say", "get seen" and "thing" name nothing; a phrase may begin on a light verb ("getting
+    my medication"), and "feelings" is a name in its own right."""
+    counter = PhraseCounter(STOP, 4)
+    keys = set(counter.phrases("what the pwp was doing; you have a say; waiting times to get seen"))
+    keys |= set(counter.phrases("feelings about discharge; the whole thing; the kind of support; getting my medication"))
+    light = {"do", "doing", "say", "see", "seen", "get", "thing", "kind"}
+    assert not {k for k in keys if k.split()[-1] in light}
+    assert "pwp" in keys and "wait time" in keys and "feeling about discharge" in keys and "support" in keys
+    assert "get my medication" in keys
+    assert {"wait time to get see", "time to get see"}.isdisjoint(keys)
+
+
 def test_names_say_what_the_theme_is_about_and_never_repeat_a_lemma(encoder):
     names = _name(encoder, phrases=3)
     assert "therapy" in names[1].name and ("waiting" in names[1].name or "wait" in names[1].name)

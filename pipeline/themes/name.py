@@ -4,11 +4,12 @@ Candidate names are phrases of one to ``max_words`` words cut from the members' 
 names, by the word classes a dictionary gives each word (:func:`word_classes`, from LemmInflect's
 lookup table of the SPECIALIST lexicon, shipped in its wheel; no model, no download): they never cross
 punctuation, never begin or end on a stop word or a contraction (inner ones stay: "waiting times for
-therapy"), never repeat a word, and end on a word that can be a noun ("waiting times", "delete my
-account", gerunds such as "car parking" included), or on a past participle after a noun ("card declined"). A word the dictionary lacks (an
-acronym, a name, a misspelling) counts as a noun. Phrases are counted by their words' lemmas
-(:func:`lemma_key`), so "looked after" and "look after" are one candidate, shown as the members wrote
-it most often.
+therapy"), never end on a form of a light verb ("pwp doing", "have a say") or a vague noun ("the whole
+thing"), never repeat a word, and end on a word that can be a noun ("waiting times", "delete my
+account", gerunds such as "car parking" included), or on a past participle after a noun ("card
+declined"). A word the dictionary lacks (an acronym, a name, a misspelling) counts as a noun. Phrases
+are counted by their words' lemmas (:func:`lemma_key`), so "looked after" and "look after" are one
+candidate, shown as the members wrote it most often.
 
 Scoring follows BERTopic's KeyBERTInspired and KeyBERT's MMR:
 
@@ -89,6 +90,21 @@ LIGHT_VERBS = frozenset({"be", "have", "do", "get", "go", "make", "take", "say",
                          "give", "tell", "know", "think", "feel", "want", "put", "let", "seem", "happen"})
 
 
+#: Forms of a light verb that are names in their own right ("feelings about discharge").
+LIGHT_VERB_NOUNS = frozenset({"feeling", "feelings"})
+
+#: Nouns too vague to end a name ("the whole thing"); elsewhere they stay ("things were explained").
+VAGUE_NOUNS = frozenset({"thing", "things", "stuff", "bit", "bits", "way", "ways", "kind", "sort", "type"})
+
+
+@lru_cache(maxsize=65536)
+def _light(word: str) -> bool:
+    """A form of a light verb ("say", "doing", "made"): it names nothing at a phrase's edge, even where the
+    dictionary also lists it as a noun ("have a say", "doings")."""
+    verb = lemminflect.getAllLemmas(word).get("VERB", ())
+    return bool(verb) and verb[0].lower() in LIGHT_VERBS and word not in LIGHT_VERB_NOUNS
+
+
 def _nounlike(word: str) -> bool:
     classes = word_classes(word)
     return (not classes or "NOUN" in classes
@@ -142,8 +158,8 @@ class PhraseCounter:
                     last = words[j - 1]
                     if len(set(lemmas[i:j])) < j - i:  # a word repeated: 'look looked'
                         break
-                    if not self._edge(last) or not (_nounlike(last) or (j - i > 1 and _nounlike(first)
-                                                                         and _participle(last))):
+                    if (not self._edge(last) or _light(last) or last in VAGUE_NOUNS
+                            or not (_nounlike(last) or (j - i > 1 and _nounlike(first) and _participle(last)))):
                         continue
                     key = " ".join(lemmas[i:j])
                     self._surfaces.setdefault(key, Counter())[" ".join(words[i:j])] += 1
