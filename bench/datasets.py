@@ -190,7 +190,8 @@ def load_csv(spec: CsvSpec, config: dict | None = None, name: str | None = None,
         segments = [s for s in _segmenter(config).transform(result.documents) if s.clusterable]
     human = {i: frozenset(rows[int(s.row_id)]["_labels"]) for i, s in enumerate(segments)}
     notes = [f"{len(rows)} labelled rows kept, {len(segments)} clusterable segments "
-             f"(segments under segment.min_words={config['segment']['min_words']} words are not clustered)"]
+             f"(segments under segment.min_words={config['segment']['min_words']} words are not clustered, "
+             f"an answer kept whole from answer_min_words={config['segment'].get('answer_min_words', 1)})"]
     if spec.exclude_labels or spec.exclude_where:
         notes.append("excluded: " + ", ".join([*(f"{spec.label_col}={v}" for v in spec.exclude_labels),
                                                *(f"{c}={v}" for c, v in spec.exclude_where)]))

@@ -477,6 +477,7 @@ class SegmentSettings(Section):
     max_sentences: int = setting(whole(1))
     target_words: int = setting(whole(1))
     min_words: int = setting(whole(0))
+    answer_min_words: int = setting(whole(0))
     max_tokens: int = setting(whole(1))
 
 

@@ -238,6 +238,21 @@ def test_short_fillers_not_clusterable(tmp_path, ingester, segmenter, filler):
     assert [(s.text, s.clusterable, s.case) for s in pieces] == [(filler, False, "P01")]
 
 
+def test_every_answer_of_a_csv_is_clustered_however_short(tmp_path, ingester, segmenter):
+    """A CSV row is an answer: "Nothing." and "Friendly staff" are clustered as a paragraph is; a row cut
+    into pieces keeps min_words for each piece, and a short transcript turn stays context."""
+    long_answer = " ".join(f"The ward was clean and the staff explained everything on day {i}." for i in range(12))
+    path = tmp_path / "answers.csv"
+    path.write_text(f'answer\nNothing.\nFriendly staff\n"{long_answer} Thanks."\n', encoding="utf-8")
+    doc = ingester.read(path)
+    segments = participant_spans(segmenter, doc)
+    assert [(s.text, s.clusterable) for s in segments[:2]] == [("Nothing.", True), ("Friendly staff", True)]
+    rest = segments[2:]
+    assert len(rest) >= 2 and all(s.clusterable == (len(s.text.split()) >= 4) for s in rest)
+    assert Segmenter(answer_min_words=3).segment_document(doc)[0].clusterable is False
+    assert participant_spans(segmenter, one_turn(ingester, tmp_path, "Friendly staff"))[0].clusterable is False
+
+
 def test_turn_index_and_speaker_kept(tmp_path, ingester, segmenter):
     path = tmp_path / "P03.txt"
     path.write_text("Interviewer: First question?\n\nP03: First answer here, fairly short.\n\n"

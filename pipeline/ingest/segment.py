@@ -79,7 +79,9 @@ class Segmenter:
     """Cuts documents into segments; parameters mirror the ``segment`` section of the configuration.
 
     ``token_counter`` should be the embedding model's tokenizer so that no segment is truncated by
-    the model; ``max_tokens`` is then the smaller of the configured and the model's limit.
+    the model; ``max_tokens`` is then the smaller of the configured and the model's limit. A participant
+    segment is clustered from ``min_words`` words, or from ``answer_min_words`` where it is a whole CSV row
+    (an answer to a question: a short one is still an answer; a short turn in a transcript is context).
     """
 
     interviewer_pattern: str = r"^(interviewer|moderator|facilitator)$"
@@ -87,6 +89,7 @@ class Segmenter:
     max_sentences: int = 3
     target_words: int = 35
     min_words: int = 4
+    answer_min_words: int = 1
     max_tokens: int = 256
     token_counter: TokenCounter = field(default=approximate_tokens, repr=False)
 
@@ -102,6 +105,7 @@ class Segmenter:
             max_sentences=cfg.max_sentences,
             target_words=cfg.target_words,
             min_words=cfg.min_words,
+            answer_min_words=cfg.answer_min_words,
             max_tokens=max_tokens,
             token_counter=token_counter or approximate_tokens,
         )
@@ -118,9 +122,12 @@ class Segmenter:
         for turn in doc.turns:
             role = self.role_of(turn, labelled)
             case = self.case_of(turn, role, doc)
-            for start, end in self._spans(doc.text, turn.start, turn.end):
+            spans = self._spans(doc.text, turn.start, turn.end)
+            # a CSV row kept whole is one answer: "Friendly staff" is as much an answer as a paragraph
+            least = self.answer_min_words if turn.row_id is not None and len(spans) == 1 else self.min_words
+            for start, end in spans:
                 text = doc.text[start:end]
-                clusterable = role == PARTICIPANT and len(text.split()) >= self.min_words
+                clusterable = role == PARTICIPANT and len(text.split()) >= least
                 out.append(Segment(doc.name, doc.sha256, case, turn.speaker, role, turn.index, start, end,
                                    text, clusterable, turn.row_id, turn.attributes))
         return out
