@@ -550,6 +550,8 @@ def _slug_of(name: str) -> str:
 
 def small_section(r: dict) -> list[str]:
     """The small-studies table (``python -m bench small``, issue 24) with the targets said met or not."""
+    from bench.small import f1_target_met, ratio
+
     def f(x: float) -> str:
         return "-" if x != x else f"{x:.2f}"  # nan: no theme to take a top 10 from
 
@@ -575,10 +577,10 @@ def small_section(r: dict) -> list[str]:
         t, b = x["themesift"], x["bertopic"]
         size = f"{x['size']} {'participants' if x['by'] == 'participants' else ''}".strip()
         lines.append(f"| {x['preset']} | {size} | {x['n_units']:.0f} | {f(t['mean_best_f1'])} | {f(b['mean_best_f1'])} | "
-                     f"{x['f1_ratio']:.2f}x | {f(t['top10_precision'])} | {f(b['top10_precision'])} | "
+                     f"{ratio(x)} | {f(t['top10_precision'])} | {f(b['top10_precision'])} | "
                      f"{t['n_themes']:.1f} | {b['n_themes']:.1f} | {f(t['matched_share'])} | {f(b['matched_share'])} | "
                      f"{f(x.get('matched_any_cluster', float('nan')))} | {f(x.get('matched_supervised', float('nan')))} |")
-    f1_met = sum(x["f1_ratio"] >= 1.2 for x in rows)
+    f1_met = sum(f1_target_met(x) for x in rows)
     matched_met = sum(x["themesift"]["matched_share"] >= 0.5 for x in rows)
     whole = "met as a whole" if f1_met == matched_met == len(rows) else "not met as a whole"
     lines += ["", f"F1 >= 1.2x BERTopic's: met in {f1_met} of {len(rows)} rows. At least half the codes matched: met in "

@@ -90,6 +90,16 @@ def supervised_share(vectors: np.ndarray, corpus: Corpus, review_cfg: dict) -> f
     return _share(best, corpus)
 
 
+def ratio(row: dict) -> str:
+    """A row's F1 ratio as the table shows it; "no BERTopic theme" where BERTopic found none to divide by."""
+    return "no BERTopic theme" if row["f1_ratio"] is None else f"{row['f1_ratio']:.2f}x"
+
+
+def f1_target_met(row: dict) -> bool:
+    """F1 >= 1.2x BERTopic's; where BERTopic found no theme, any theme of Themesift's that matches a code."""
+    return (row["themesift"]["mean_best_f1"] > 0 if row["f1_ratio"] is None else row["f1_ratio"] >= 1.2)
+
+
 def draw(corpus: Corpus, size: int, seed: int, by_case: bool) -> Corpus:
     """``size`` segments at random, or with ``by_case`` every segment of ``size`` participants at random."""
     rng = np.random.default_rng(seed)
@@ -137,9 +147,10 @@ def small_studies(config: dict, presets: Sequence[str], sizes: Sequence[int], in
                 row[name] = {k: float(np.mean([f[k] for f in figs])) for k in KEYS}
             row["matched_any_cluster"] = float(np.mean(refs["any_cluster"]))
             row["matched_supervised"] = float(np.mean(refs["supervised"]))
-            row["f1_ratio"] = row["themesift"]["mean_best_f1"] / max(1e-9, row["bertopic"]["mean_best_f1"])
+            theirs = row["bertopic"]["mean_best_f1"]  # 0: BERTopic found no theme in any draw; no ratio
+            row["f1_ratio"] = row["themesift"]["mean_best_f1"] / theirs if theirs > 0 else None
             print(f"{preset:20s} {size:>4} {row['n_units']:>6.0f}  F1 {row['themesift']['mean_best_f1']:.3f} vs "
-                  f"{row['bertopic']['mean_best_f1']:.3f} ({row['f1_ratio']:.2f}x)  top10 "
+                  f"{row['bertopic']['mean_best_f1']:.3f} ({ratio(row)})  top10 "
                   f"{row['themesift']['top10_precision']:.2f}/{row['bertopic']['top10_precision']:.2f}  themes "
                   f"{row['themesift']['n_themes']:.1f}/{row['bertopic']['n_themes']:.1f}  matched "
                   f"{row['themesift']['matched_share']:.2f}/{row['bertopic']['matched_share']:.2f} (any cluster "

@@ -269,6 +269,11 @@ def test_small_study_draws_and_the_matched_share():
     assert len(draw(corpus, 5, 0, by_case=False).segments) == 5
     run = MethodRun("m", {i: ("T1" if i < 6 else None) for i in range(12)}, ["T1"], {"T1": "x"}, 0.0)
     assert matched_share(figures(run, corpus), corpus) == 0.5  # 'a' matched, 'b' not, 'c' too rare to count
+    from bench.small import f1_target_met, ratio
+
+    nothing = {"f1_ratio": None, "themesift": {"mean_best_f1": 0.3}}  # BERTopic found no theme in any draw
+    assert ratio(nothing) == "no BERTopic theme" and f1_target_met(nothing)
+    assert not f1_target_met({"f1_ratio": 1.1, "themesift": {"mean_best_f1": 0.3}})
 
 
 def test_small_study_references_any_cluster_and_supervised():
