@@ -271,7 +271,8 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, s: Settin
     by_source = store.stored_segments(study, [k.sha256 for k in ingested.known], cut)
     for seg in fresh:
         by_source.setdefault(seg.source_sha256, []).append(seg)
-    segments = [seg for _, sha in sources for seg in by_source.get(sha, [])]
+    # a segment stored by a run under other settings at the same offsets keeps its row; its flag is this run's
+    segments = Segmenter.from_config(s.segment).flag([seg for _, sha in sources for seg in by_source.get(sha, [])])
     with_text = {s.source_sha256 for s in segments if s.clusterable}
     outcome.skipped += [{"path": path, "reason": "no participant text to cluster (only interviewer or very short turns)"}
                         for path, sha in sources if sha not in with_text]

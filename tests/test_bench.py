@@ -34,15 +34,17 @@ def test_labelled_csv_keeps_labels_cases_and_exclusions(tmp_path):
         ["The parking at the hospital was far too expensive for visitors.", "parking;cost", "r1"],
         ["Nothing.", "none", "r2"],
         ["Staff were kind and explained every step of the procedure to me.", "staff", "r3"],
-        ["Too short", "staff", "r4"],  # under segment.min_words: not a unit
+        ["Too short", "staff", "r4"],  # a whole answer is a unit however short (answer_min_words)
         ["The waiting room was cold. Nobody told us how long the wait would be.", "waiting", "r1"],
     ])
     corpus = load_csv(CsvSpec(str(data), "answer", "codes", "who", ";", ("none",)), name="answers")
     assert corpus.texts == ["The parking at the hospital was far too expensive for visitors.",
                             "Staff were kind and explained every step of the procedure to me.",
+                            "Too short",
                             "The waiting room was cold. Nobody told us how long the wait would be."]
-    assert corpus.human == {0: frozenset({"parking", "cost"}), 1: frozenset({"staff"}), 2: frozenset({"waiting"})}
-    assert corpus.cases == ["r1", "r3", "r1"]
+    assert corpus.human == {0: frozenset({"parking", "cost"}), 1: frozenset({"staff"}), 2: frozenset({"staff"}),
+                            3: frozenset({"waiting"})}
+    assert corpus.cases == ["r1", "r3", "r4", "r1"]
     with pytest.raises(SystemExit, match="column 'label' not found"):
         load_csv(CsvSpec(str(data), "answer", "label"))
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from conftest import EXAMPLE, TRANSCRIPTS, study_config
+from conftest import EXAMPLE, TRANSCRIPTS, fft_comments, study_config
 from flows.suggest import suggest_flow
 from models.records import Embedding, Membership, Run, Segment, Source, Theme
 from pipeline.compare.agreement import map_selections
@@ -192,6 +192,35 @@ def test_added_changed_and_removed_files(prefect_harness, tmp_path):
                                              .join(Membership, Membership.segment_id == Segment.id)
                                              .where(Membership.run_id == second["run_id"]).distinct()))
         assert second_sources == {"P01.txt", "P02.txt", "P06.docx", "P10.vtt"}
+
+
+def test_short_answers_left_out_by_earlier_settings_are_clustered_by_the_next_run(prefect_harness, tmp_path):
+    """A survey stored when short answers were context (answer_min_words 4, as min_words was for every
+    segment): the next run under the default clusters them, and the stored segments say so."""
+    from models.store import Store
+
+    path, rows = fft_comments(tmp_path, 60)
+    workspace = tmp_path / "ws"
+
+    def stored(run_id):
+        with Store.from_config(study_config(workspace)["store"]).sessions() as session:
+            texts = session.get(Run, run_id).manifest["embedding"]["texts"]
+            flags = dict(session.execute(select(Segment.id, Segment.clusterable)).all())
+            per_turn = Counter(session.execute(select(Segment.source_id, Segment.turn_index)).all())
+            whole_short = {i for i, src, turn, text in session.execute(
+                select(Segment.id, Segment.source_id, Segment.turn_index, Segment.text))
+                if per_turn[(src, turn)] == 1 and len(text.split()) < 4}
+        return texts, flags, whole_short
+
+    first = suggest_flow(paths=[str(path)], study="survey", config=study_config(workspace, segment={"answer_min_words": 4}))
+    texts1, flags1, short = stored(first["run_id"])
+    assert len(short) >= 10 and not any(flags1[i] for i in short)
+    second = suggest_flow(paths=[str(path)], study="survey", config=study_config(workspace))
+    texts2, flags2, _ = stored(second["run_id"])
+    assert first["status"] == second["status"] == "completed"
+    assert flags2.keys() == flags1.keys()  # the same segments, flagged anew
+    assert all(flags2[i] for i in short) and all(flags2[i] == flags1[i] for i in flags1 if i not in short)
+    assert texts2 == texts1 + len(short)
 
 
 def test_embedding_cache_is_shared_across_studies(example_study, tmp_path):

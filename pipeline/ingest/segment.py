@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
@@ -122,14 +122,26 @@ class Segmenter:
         for turn in doc.turns:
             role = self.role_of(turn, labelled)
             case = self.case_of(turn, role, doc)
-            spans = self._spans(doc.text, turn.start, turn.end)
-            # a CSV row kept whole is one answer: "Friendly staff" is as much an answer as a paragraph
-            least = self.answer_min_words if turn.row_id is not None and len(spans) == 1 else self.min_words
-            for start, end in spans:
-                text = doc.text[start:end]
-                clusterable = role == PARTICIPANT and len(text.split()) >= least
+            for start, end in self._spans(doc.text, turn.start, turn.end):
                 out.append(Segment(doc.name, doc.sha256, case, turn.speaker, role, turn.index, start, end,
-                                   text, clusterable, turn.row_id, turn.attributes))
+                                   doc.text[start:end], False, turn.row_id, turn.attributes))
+        return self.flag(out)
+
+    def flag(self, segments: Sequence[Segment]) -> list[Segment]:
+        """``segments`` with ``clusterable`` set by these settings: a participant's segment from ``min_words``
+        words, or from ``answer_min_words`` where it is a whole CSV row (the only segment of its row: "Friendly
+        staff" is as much an answer as a paragraph). Segments stored under other settings are read again
+        through this, so a run clusters what its own settings say."""
+        pieces: dict[tuple[str, int], int] = {}
+        for seg in segments:
+            key = (seg.source_sha256, seg.turn_index)
+            pieces[key] = pieces.get(key, 0) + 1
+        out = []
+        for seg in segments:
+            whole_answer = seg.row_id is not None and pieces[(seg.source_sha256, seg.turn_index)] == 1
+            least = self.answer_min_words if whole_answer else self.min_words
+            clusterable = seg.role == PARTICIPANT and len(seg.text.split()) >= least
+            out.append(seg if seg.clusterable == clusterable else replace(seg, clusterable=clusterable))
         return out
 
     def role_of(self, turn: Turn, labelled: bool) -> str:
