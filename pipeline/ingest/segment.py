@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
@@ -132,10 +133,7 @@ class Segmenter:
         words, or from ``answer_min_words`` where it is a whole CSV row (the only segment of its row: "Friendly
         staff" is as much an answer as a paragraph). Segments stored under other settings are read again
         through this, so a run clusters what its own settings say."""
-        pieces: dict[tuple[str, int], int] = {}
-        for seg in segments:
-            key = (seg.source_sha256, seg.turn_index)
-            pieces[key] = pieces.get(key, 0) + 1
+        pieces = Counter((seg.source_sha256, seg.turn_index) for seg in segments)
         out = []
         for seg in segments:
             whole_answer = seg.row_id is not None and pieces[(seg.source_sha256, seg.turn_index)] == 1
