@@ -110,7 +110,7 @@ class Embedder:
     """Sentence encoder returning float32, L2-normalised vectors.
 
     ``backend`` is ``onnx`` (ONNX Runtime over a local export of the model, see
-    :mod:`pipeline.embed.onnx_export`; the default, 2.5-3x as fast on a CPU) or ``sentence-transformers``
+    :mod:`pipeline.embed.onnx_export`; the default, 1.35-2.4x as fast on 2-core CPUs) or ``sentence-transformers``
     (PyTorch). Both give the same vectors (cosine >= 0.9999, fp32) and therefore the same ``model_id``,
     so they share the embedding cache.
     """
