@@ -409,6 +409,70 @@ def test_docx_two_column_table(tmp_path, ingester, segmenter):
     assert {s.case for s in segments if s.role == PARTICIPANT} == {"P20"}
 
 
+def docx_with_body(path: Path, body: str) -> Path:
+    """A real .docx (python-docx's own package) whose body is ``body``, WordprocessingML as Word writes it."""
+    import io
+    import zipfile
+
+    import docx
+
+    buffer = io.BytesIO()
+    docx.Document().save(buffer)
+    with zipfile.ZipFile(buffer) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "word/document.xml":
+                head, rest = data.split(b"<w:body>", 1)
+                data = head + b"<w:body>" + body.encode() + rest[rest.index(b"<w:sectPr"):]  # keeps the section
+            out.writestr(item.filename, data)
+    return path
+
+
+def test_docx_tracked_changes_content_controls_and_smart_tags_are_read_as_word_shows_them(tmp_path, ingester):
+    """A transcript corrected with Track Changes keeps its corrections in w:ins / w:moveTo; templates wrap
+    answers in content controls; python-docx's Paragraph.text dropped all of those words. Read with every
+    change accepted: insertions and moved-in text in, deletions and moved-away text out, in table cells too."""
+    when = 'w:author="Transcriber" w:date="2024-03-01T10:00:00Z"'
+
+    def run(text: str) -> str:
+        return f'<w:r><w:t xml:space="preserve">{text}</w:t></w:r>'
+
+    def change(kind: str, n: int, text: str) -> str:
+        inner = f'<w:r><w:delText xml:space="preserve">{text}</w:delText></w:r>' if kind == "del" else run(text)
+        return f'<w:{kind} w:id="{n}" {when}>{inner}</w:{kind}>'
+
+    def para(*parts: str) -> str:
+        return "<w:p>" + "".join(parts) + "</w:p>"
+
+    smart = '<w:smartTag w:uri="urn:schemas-microsoft-com:office:smarttags" w:element="place">'
+    body = "".join([
+        para(run("Interviewer: How long did you wait?")),
+        para(run("P07: About "), change("del", 1, "three"), change("ins", 2, "nine"),
+             run(" months, and nobody "), change("ins", 3, "ever "), run("rang me back.")),
+        '<w:sdt><w:sdtPr><w:alias w:val="Answer"/></w:sdtPr><w:sdtContent>',
+        para(run("Interviewer: And the therapy itself?")),
+        para(run("P07: The "), smart, run("Drayhampton"), "</w:smartTag>", run(" hub was "),
+             "<w:sdt><w:sdtContent>", run("excellent"), "</w:sdtContent></w:sdt>", run(".")),
+        "</w:sdtContent></w:sdt>",
+        para(change("moveFrom", 4, "P07: Moved away.")),
+        para(change("moveTo", 5, "P07: Moved here.")),
+        "<w:tbl><w:tblGrid><w:gridCol/><w:gridCol/></w:tblGrid><w:tr>",
+        "<w:tc>", para(run("P07")), "</w:tc>",
+        "<w:tc>", para(run("The letters "), change("ins", 6, "finally "), run("came.")), "</w:tc>",
+        "</w:tr></w:tbl>",
+    ])
+    doc = ingester.read(docx_with_body(tmp_path / "P07.docx", body))
+    assert turn_texts(doc) == [
+        ("Interviewer", "How long did you wait?"),
+        ("P07", "About nine months, and nobody ever rang me back."),
+        ("Interviewer", "And the therapy itself?"),
+        ("P07", "The Drayhampton hub was excellent."),
+        ("P07", "Moved here."),
+        ("P07", "The letters finally came."),
+    ]
+    assert "three" not in doc.text and "Moved away" not in doc.text
+
+
 def zip_bomb_docx(path: Path, xml_mb: float, extra_member_mb: float = 0) -> Path:
     """A real .docx (python-docx's own) whose word/document.xml is inflated to ``xml_mb`` MB of repeated
     paragraphs, and optionally a media part of ``extra_member_mb`` MB of zero bytes: tens of KB on disk."""

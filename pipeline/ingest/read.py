@@ -259,7 +259,8 @@ class Ingester:
     def _read_docx(self, path: Path, raw: bytes) -> tuple[str, list[Turn]]:
         import docx  # python-docx
         from docx.table import Table
-        from docx.text.paragraph import Paragraph
+
+        from pipeline.ingest.word import blocks, cell_text, paragraph_text
 
         try:
             with zipfile.ZipFile(io.BytesIO(raw)) as zf:  # within the limits before python-docx parses it
@@ -272,13 +273,12 @@ class Ingester:
         except Exception as exc:  # python-docx raises a variety of XML/package errors on corrupt files
             raise IngestError(path, f"corrupt Word file ({type(exc).__name__}: {exc})") from exc
         lines: list[str] = []
-        for child in document.element.body.iterchildren():
-            tag = child.tag.rsplit("}", 1)[-1]
-            if tag == "p":
-                lines.append(Paragraph(child, document).text)
-            elif tag == "tbl":
+        for child in blocks(document.element.body):  # tracked changes accepted, as Word shows them
+            if child.tag.endswith("}p"):
+                lines.append(paragraph_text(child))
+            else:
                 for row in Table(child, document).rows:
-                    cells = [c.text.strip() for c in row.cells]
+                    cells = [cell_text(c._tc).strip() for c in row.cells]
                     cells = [c for i, c in enumerate(cells) if c and c not in cells[:i]]
                     if len(cells) >= 2 and len(cells[0].split()) <= self.max_label_words:
                         lines.append(f"{cells[0].rstrip(':')}: {' '.join(cells[1:])}")
