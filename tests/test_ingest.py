@@ -301,6 +301,48 @@ def test_otter_style_speaker_and_time_on_their_own_line(tmp_path, ingester):
         ("Interviewer", "And then?")]
 
 
+SAID = [("Interviewer", "How long did you wait?"), ("P04", "Nine months, and nobody rang me back."),
+        ("Interviewer", "And then?"), ("P04", "Then the letters came all at once.")]
+
+
+@pytest.mark.parametrize("layout, text", [
+    ("notes in parentheses", "Interviewer (IV): How long did you wait?\n"
+                             "P04 (female, 45): Nine months, and nobody rang me back.\n"
+                             "Interviewer (IV): And then?\nP04: Then the letters came all at once.\n"),
+    ("brackets", "[Interviewer]: How long did you wait?\n[P04]: Nine months, and nobody rang me back.\n"
+                 "[Interviewer]: And then?\n[P04]: Then the letters came all at once.\n"),
+    ("tab", "Interviewer\tHow long did you wait?\nP04\tNine months, and nobody rang me back.\n"
+            "Interviewer\tAnd then?\nP04\tThen the letters came all at once.\n"),
+    ("label alone on its line", "INTERVIEWER\nHow long did you wait?\n\nP04\nNine months, and nobody rang me "
+                                "back.\n\nINTERVIEWER\nAnd then?\n\nP04\nThen the letters came all at once.\n"),
+])
+def test_common_transcript_layouts_give_the_same_turns(tmp_path, ingester, segmenter, layout, text):
+    """Layouts transcription services and research teams use: a note after the label, brackets, a tab
+    instead of a colon, the label alone above the words. Each gives the same speakers and words, and the
+    interviewer stays context."""
+    doc = ingester.read(write(tmp_path / "P04.txt", text))
+    assert [(s.capitalize() if s.isupper() else s, said) for s, said in turn_texts(doc)] == SAID
+    segments = segmenter.segment_document(doc)
+    assert [s.text for s in segments if s.clusterable] == [SAID[1][1], SAID[3][1]]
+    assert {s.case for s in segments if s.clusterable} == {"P04"}
+
+
+def test_teams_cues_with_the_name_on_the_next_line(tmp_path, ingester):
+    """Teams' transcript as text: a cue line ("0:0:3.450 --> 0:0:7.110"), the speaker's name alone on the
+    next line, then the words. A caption text whose first line repeats after its cues is not a name."""
+    path = write(tmp_path / "teams.txt",
+                 "0:0:0.0 --> 0:0:3.450\nJane Smith\nHow long did you wait?\n\n"
+                 "0:0:3.450 --> 0:0:7.110\nAmir Khan\nNine months, and nobody rang me back.\n\n"
+                 "0:0:7.110 --> 0:0:8.0\nJane Smith\nAnd then?\n\n"
+                 "0:0:8.0 --> 0:0:11.20\nAmir Khan\nThen the letters came all at once.\n")
+    assert [s for s, _ in turn_texts(ingester.read(path))] == ["Jane Smith", "Amir Khan"] * 2
+    captions = write(tmp_path / "captions.txt",
+                     "00:01 --> 00:04\nYeah\nthe wait was long\n\n00:05 --> 00:07\nYeah\nand nobody rang\n\n"
+                     "00:08 --> 00:09\nso what then\nthe letters came\n\n00:10 --> 00:12\nwell\nall at once\n\n"
+                     "00:13 --> 00:15\nit was fine\nin the end\n")
+    assert {s for s, _ in turn_texts(ingester.read(captions))} == {None}
+
+
 def test_csv_rows_with_extra_fields_are_warned_about(tmp_path, ingester):
     path = write(tmp_path / "one-col.csv", "comment\nGood, thanks\nFine\n")
     doc = ingester.read(path)

@@ -25,11 +25,18 @@ TEXT_SUFFIXES = {".txt", ".md"}
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | {".docx", ".vtt", ".srt", ".csv"}
 _TEXT_COLUMN_NAMES = ("text", "comment", "comments", "answer", "response", "feedback")
 
-_TS = r"[\[(]?\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d{1,3})?[\])]?"
+# Minutes and seconds of one or two digits: Teams writes "0:0:3.450 --> 0:0:7.110".
+_TS = r"[\[(]?\d{1,2}:\d{1,2}(?::\d{1,2})?(?:[.,]\d{1,3})?[\])]?"
+# A speaker label, perhaps in brackets ("[Interviewer]") or bold ("**P01**"), perhaps with a note in
+# parentheses that is not part of it ("Interviewer (IV)", "Participant 3 (female, 45)").
+_LABEL = r"\**\[?(?P<label>[^\W\d_][\w.'\u2019 -]*?)\]?(?:[ \t]*\([^()\n]{1,40}\))?\**"
+# "Label: words" or "Label<TAB>words", timestamps before or after the label tolerated.
 _LABEL_LINE = re.compile(
-    rf"^[ \t]*(?:{_TS}[ \t]*[-\u2013]?[ \t]*)?\**(?P<label>[^\W\d_][\w.'\u2019 -]*?)\**[ \t]*"
-    rf"(?:{_TS})?[ \t]*:\**[ \t]*(?P<body>.*)$"
+    rf"^[ \t]*(?:{_TS}[ \t]*[-\u2013]?[ \t]*)?{_LABEL}"
+    rf"(?:[ \t]*(?:{_TS})?[ \t]*:\**[ \t]*|\t[ \t]*)(?P<body>.*)$"
 )
+# A label alone on its line, the words on the next lines ("INTERVIEWER", or a name under a Teams cue).
+_LABEL_ALONE = re.compile(rf"^[ \t]*{_LABEL}[ \t]*(?P<body>)$")
 # Otter.ai and similar put "Speaker Name  0:03" on a line of its own, the words on the next lines.
 _LABEL_THEN_TIME = re.compile(r"^[ \t]*(?P<label>[^\W\d_][\w.'\u2019 -]*?)[ \t]+\d{1,2}:\d{2}(?::\d{2})?[ \t]*(?P<body>)$")
 _TIMESTAMP_ONLY = re.compile(rf"^[ \t]*{_TS}(?:[ \t]*-->[ \t]*{_TS})?[ \t]*$")
@@ -203,10 +210,13 @@ class Ingester:
     def parse_turns(self, text: str) -> list[Turn]:
         """Split speaker-labelled text into turns.
 
-        A line ``Label: words`` (timestamps before or after the label tolerated) starts a turn when the
-        label matches ``known_label_pattern`` or starts at least ``min_label_repeats`` lines, so an
-        occasional "Note: ..." stays text. Lines without a label continue the current speaker;
-        blank lines and timestamp-only lines end a paragraph.
+        A line ``Label: words`` or ``Label<TAB>words`` (timestamps before or after the label tolerated)
+        starts a turn when the label matches ``known_label_pattern`` or starts at least
+        ``min_label_repeats`` lines, so an occasional "Note: ..." stays text. A label alone on its line,
+        the words below it, starts a turn when it matches ``known_label_pattern`` ("INTERVIEWER") or
+        comes straight after a timestamp-only line at least ``min_label_repeats`` times (a name under each
+        cue, as Teams writes); any other short line stays text. Lines without a label continue the
+        current speaker; blank lines and timestamp-only lines end a paragraph.
         """
         lines = _lines_with_offsets(text)
         known = re.compile(self.known_label_pattern, re.IGNORECASE)
@@ -214,6 +224,9 @@ class Ingester:
         counts = Counter(m.group("label").strip() for m in candidates if m)
         accepted = {lab for lab, n in counts.items() if n >= self.min_label_repeats or known.match(lab)}
         accepted |= {m.group("label").strip() for m in candidates if m and m.re is _LABEL_THEN_TIME}
+        alone = self._labels_alone(lines, candidates, known)
+        candidates = [m or alone.get(i) for i, m in enumerate(candidates)]
+        accepted |= {m.group("label").strip() for m in alone.values()}
 
         turns: list[Turn] = []
         speaker: str | None = None
@@ -247,14 +260,35 @@ class Ingester:
         close()
         return turns
 
+    def _labels_alone(self, lines: list[tuple[int, str]], candidates: list[re.Match | None],
+                      known: re.Pattern) -> dict[int, re.Match]:
+        """Lines that are a speaker label alone, by line number, each followed by a line of words: a label
+        of ``known``, or a capitalised name that comes after a timestamp-only line ``min_label_repeats``
+        times where names follow at least half of those lines (a caption's first words are not names)."""
+        found: dict[int, re.Match] = {}
+        for i, (_, line) in enumerate(lines[:-1]):
+            match = None if candidates[i] else _LABEL_ALONE.match(line)
+            following = lines[i + 1][1]
+            if (match and self._short_label(match.group("label")) and following.strip()
+                    and not candidates[i + 1] and not _TIMESTAMP_ONLY.match(following)):
+                found[i] = match
+        cues = [i for i, (_, line) in enumerate(lines) if _TIMESTAMP_ONLY.match(line)]
+        named = [found[i + 1].group("label").strip() for i in cues if i + 1 in found
+                 and all(w[0].isupper() or w[0].isdigit() for w in found[i + 1].group("label").split())]
+        after_cue = Counter(named) if len(named) >= len(cues) / 2 else Counter()
+        return {i: m for i, m in found.items() if known.match(m.group("label").strip())
+                or (after_cue[m.group("label").strip()] >= self.min_label_repeats
+                    and i > 0 and _TIMESTAMP_ONLY.match(lines[i - 1][1]))}
+
+    def _short_label(self, label: str) -> bool:
+        label = label.strip()
+        return bool(label) and len(label.split()) <= self.max_label_words and len(label) <= 40
+
     def _label_of(self, line: str) -> re.Match | None:
         match = _LABEL_THEN_TIME.match(line) or _LABEL_LINE.match(line)
         if not match:
             return None
-        label = match.group("label").strip()
-        if not label or len(label.split()) > self.max_label_words or len(label) > 40:
-            return None
-        return match
+        return match if self._short_label(match.group("label")) else None
 
     def _read_docx(self, path: Path, raw: bytes) -> tuple[str, list[Turn]]:
         import docx  # python-docx
