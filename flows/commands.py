@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("suggest", help="ingest files and suggest ranked candidate themes")
     p.add_argument("paths", nargs="+", help="transcript files or folders (.txt .md .docx .vtt .srt .csv)")
     common(p)
-    p.add_argument("--text-col", help="CSV: column holding the answer text")
+    p.add_argument("--text-col", action="append", default=[],
+                   help="CSV: column holding the answer text (repeatable: one per open question)")
     p.add_argument("--case-col", help="CSV: column identifying the respondent (default: the row id)")
     p.add_argument("--row-id-col", help="CSV: column with a row id kept on every segment")
     p.add_argument("--attr-col", action="append", default=[], help="CSV: extra column to keep (repeatable)")

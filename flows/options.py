@@ -19,7 +19,9 @@ class OptionError(Exception):
 
 def config_from_args(args: argparse.Namespace) -> dict:
     overrides: dict = {}
-    csv_cfg = {k: v for k, v in (("text_column", getattr(args, "text_col", None)),
+    text_cols = getattr(args, "text_col", None) or []
+    text_cols = [text_cols] if isinstance(text_cols, str) else text_cols
+    csv_cfg = {k: v for k, v in (("text_column", text_cols[0] if len(text_cols) == 1 else text_cols),
                                  ("case_column", getattr(args, "case_col", None)),
                                  ("row_id_column", getattr(args, "row_id_col", None)),
                                  ("attribute_columns", getattr(args, "attr_col", None) or None)) if v}

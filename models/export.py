@@ -48,7 +48,7 @@ def suggestion_export(session: Session, run: Run) -> dict[str, Any]:
         s = m.segment
         return {"segment_id": s.id, "source": s.source.name, "source_sha256": s.source.sha256, "case": s.case,
                 "speaker": s.speaker, "row_id": s.row_id, "start": s.start, "end": s.end,
-                "strength": round(m.strength, 6), "text": s.text}
+                "strength": round(m.strength, 6), "text": s.text, "attributes": dict(s.attributes or {})}
 
     rows = memberships(session, run)
     themes = []

@@ -285,6 +285,20 @@ def texts(item: str, none_is_empty: bool = False) -> Rule:
     return Rule(f"a list of {item}s" + (" (null: none)" if none_is_empty else ""), take)
 
 
+def one_or_more(item: str) -> Rule:
+    """One ``item`` or a non-empty list of them, as a tuple (a CSV holds one open question or several)."""
+    many = texts(item)
+
+    def take(value: Any, where: str) -> tuple[str, ...]:
+        if isinstance(value, str) and value.strip():
+            return (value,)
+        if isinstance(value, (list, tuple)) and value:
+            return many.take(value, where)
+        raise _Refused()
+
+    return Rule(f"a {item} or a list of {item}s", take)
+
+
 def ngram_range() -> Rule:
     def take(value: Any, where: str) -> tuple[int, int]:
         if not isinstance(value, (list, tuple)) or len(value) != 2:
@@ -451,7 +465,7 @@ class RunnerSettings(Section):
 @dataclass(frozen=True)
 class CsvSettings(Section):
     at = "ingest.csv"
-    text_column: str | None = setting(text("a column name").or_null())
+    text_column: tuple[str, ...] | None = setting(one_or_more("column name").or_null())
     case_column: str | None = setting(text("a column name").or_null())
     row_id_column: str | None = setting(text("a column name").or_null())
     attribute_columns: tuple[str, ...] = setting(texts("column name", none_is_empty=True))

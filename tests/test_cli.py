@@ -95,21 +95,34 @@ def test_unknown_study_and_bad_config_give_a_message_not_a_traceback(config_file
 
 
 def test_csv_columns_from_the_command_line(prefect_harness, tmp_path, capsys):
-    """A real survey file: the row id and attributes named on the command line reach every segment."""
-    small, rows = fft_comments(tmp_path, 400)
+    """A real survey file with two open questions (``--text-col`` twice): every answer is clustered, and the
+    row id, the attribute named on the command line and the column each answer came from reach every
+    segment and the CSV export, so each row joins back to its cell of the spreadsheet."""
+    _, rows = fft_comments(tmp_path, 400)
+    pairs = [{"row_index": a["row_index"], "organization": a["organization"], "good": a["feedback"],
+              "improve": b["feedback"]} for a, b in zip(rows[0::2], rows[1::2])]
+    survey = tmp_path / "survey.csv"
+    with survey.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(pairs[0]))
+        writer.writeheader()
+        writer.writerows(pairs)
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump({"store": {"workspace": str(tmp_path / "ws")}}), encoding="utf-8")
-    assert main(["suggest", str(small), "--study", "fft", "--config", str(cfg), "--text-col", "feedback",
-                 "--row-id-col", "row_index", "--attr-col", "organization"]) == 0
-    out_file = tmp_path / "fft.json"
-    assert main(["export", "suggestions", "--study", "fft", "--config", str(cfg), "--format", "json",
+    assert main(["suggest", str(survey), "--study", "fft", "--config", str(cfg), "--text-col", "good",
+                 "--text-col", "improve", "--row-id-col", "row_index", "--attr-col", "organization"]) == 0
+    out_file = tmp_path / "fft.csv"
+    assert main(["export", "suggestions", "--study", "fft", "--config", str(cfg), "--format", "csv",
                  "-o", str(out_file)]) == 0
-    data = json.loads(out_file.read_text(encoding="utf-8"))
-    by_row = {r["row_index"]: r for r in rows}
-    members = [m for t in data["themes"] for m in t["members"]] + data["outliers"]
+    with out_file.open(encoding="utf-8") as handle:
+        members = list(csv.DictReader(handle))
+    by_row = {r["row_index"]: r for r in pairs}
     assert members and all(m["row_id"] in by_row for m in members)
-    # answers are kept verbatim but for line ends, normalised to LF like every source
-    assert all(m["text"] in by_row[m["row_id"]]["feedback"].replace("\r\n", "\n") for m in members)
+    assert {m["text column"] for m in members} == {"good", "improve"}
+    for m in members:
+        row = by_row[m["row_id"]]
+        assert m["organization"] == row["organization"]
+        # answers are kept verbatim but for line ends, normalised to LF like every source
+        assert m["text"] in row[m["text column"]].replace("\r\n", "\n")
 
 
 def test_bench_is_a_subcommand_with_its_own_options(capsys):

@@ -604,6 +604,43 @@ def test_csv_columns_row_ids_and_attributes(tmp_path, segmenter):
     assert {s.row_id for s in segments} == {"r1", "r4"}
 
 
+def test_csv_with_several_open_questions(tmp_path, segmenter):
+    """A survey export holds one column per open question (``--text-col`` repeated, or a list in the
+    configuration): each answer is a segment of its own with its respondent, its row and the column it
+    answers; an empty answer is skipped, and a column the file lacks is named."""
+    survey = ("resp,q_good,q_better,site\nA1,Friendly staff,Shorter waits please,North\n"
+              "A2,,More parking,South\nA3,Kind nurses,,North\n")
+    path = write(tmp_path / "survey.csv", survey)
+    ingester = csv_ingester(text_column=["q_good", "q_better"], case_column="resp", attribute_columns=["site"])
+    doc = ingester.read(path)
+    assert [(doc.text[t.start:t.end], t.case, t.row_id, t.attributes) for t in doc.turns] == [
+        ("Friendly staff", "A1", "1", (("site", "North"), ("text column", "q_good"))),
+        ("Shorter waits please", "A1", "1", (("site", "North"), ("text column", "q_better"))),
+        ("More parking", "A2", "2", (("site", "South"), ("text column", "q_better"))),
+        ("Kind nurses", "A3", "3", (("site", "North"), ("text column", "q_good"))),
+    ]
+    segments = segmenter.segment_document(doc)
+    assert [(s.text, s.case) for s in segments if s.clusterable] == [
+        ("Friendly staff", "A1"), ("Shorter waits please", "A1"), ("More parking", "A2"), ("Kind nurses", "A3")]
+    with pytest.raises(IngestError, match="text column 'q_worse' not found; columns are: resp, q_good"):
+        csv_ingester(text_column=["q_good", "q_worse"]).read(path)
+    # one column named in a list reads as that column alone, without the extra attribute
+    assert {t.attributes for t in csv_ingester(text_column=["q_good"]).read(path).turns} == {()}
+
+
+def test_text_col_repeated_on_the_command_line_is_a_list_of_columns():
+    from flows.commands import build_parser
+    from flows.options import config_from_args
+
+    def columns(*argv: str):
+        return config_from_args(build_parser().parse_args(["suggest", "s.csv", "--study", "s", *argv]))[
+            "ingest"]["csv"]["text_column"]
+
+    assert columns() is None
+    assert columns("--text-col", "q1") == "q1"
+    assert columns("--text-col", "q1", "--text-col", "q2") == ["q1", "q2"]
+
+
 def test_csv_default_row_id_is_row_number(tmp_path, ingester):
     doc = ingester.read(write(tmp_path / "fft.csv", "comment,ward\nGreat staff,A\n,B\nFood was cold,C\n"))
     assert [(t.row_id, t.case, doc.text[t.start:t.end]) for t in doc.turns] == [

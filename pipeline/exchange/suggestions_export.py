@@ -1,5 +1,7 @@
 """A run's suggestions as a file: JSON as ``models.export.suggestion_export`` reads them back, or CSV with
-one row per (theme, member segment) and one per segment in the outlier queue."""
+one row per (theme, member segment) and one per segment in the outlier queue. A CSV source's extra columns
+(``--attr-col``, and the text column where there are several) follow the fixed columns under their own
+names, so the rows join back to the spreadsheet they came from."""
 
 from __future__ import annotations
 
@@ -22,25 +24,34 @@ def write_suggestions(export: dict[str, Any], path: Path, fmt: str) -> Path:
     if fmt == "json":
         tmp.write_text(json.dumps(export, indent=2, ensure_ascii=False), encoding="utf-8")
     elif fmt == "csv":
+        members = [m for t in export["themes"] for m in t["members"]] + export["outliers"]
+        extra = attribute_columns(members)
         with tmp.open("w", newline="", encoding="utf-8") as handle:
-            writer = csvsafe.dict_writer(handle, fieldnames=CSV_COLUMNS)
+            writer = csvsafe.dict_writer(handle, fieldnames=[*CSV_COLUMNS, *extra.values()])
             writer.writeheader()
             for t in export["themes"]:
                 quotes = set(t["quotes"])
                 for m in t["members"]:
-                    writer.writerow(_csv_row(export["run_id"], m, t, m["segment_id"] in quotes))
+                    writer.writerow(_csv_row(export["run_id"], m, t, m["segment_id"] in quotes, extra))
             for m in export["outliers"]:
-                writer.writerow(_csv_row(export["run_id"], m, None, False))
+                writer.writerow(_csv_row(export["run_id"], m, None, False, extra))
     else:
         raise ValueError(f"unknown export format '{fmt}' (csv or json)")
     tmp.replace(path)  # never leave a half-written export under the real name
     return path
 
 
-def _csv_row(run_id: int, m: dict, theme: dict | None, is_quote: bool) -> dict[str, Any]:
+def attribute_columns(members: list[dict]) -> dict[str, str]:
+    """Each attribute the members carry (in the order first met) -> its CSV column: its own name, or
+    ``attribute <name>`` where that is one of the fixed columns."""
+    keys = dict.fromkeys(k for m in members for k in (m.get("attributes") or {}))
+    return {k: f"attribute {k}" if k in CSV_COLUMNS else k for k in keys}
+
+
+def _csv_row(run_id: int, m: dict, theme: dict | None, is_quote: bool, extra: dict[str, str]) -> dict[str, Any]:
     row = {"run_id": run_id, **{k: m.get(k) for k in ("segment_id", "source", "case", "speaker", "row_id", "start",
                                                       "end", "strength", "joined_similarity", "text")},
-           "is_quote": int(is_quote)}
+           "is_quote": int(is_quote), **{column: (m.get("attributes") or {}).get(k) for k, column in extra.items()}}
     if theme is None:
         row.update(label="(outlier queue)", suggested_rank=m.get("suggested_rank"),
                    suggested_similarity=m.get("suggested_similarity"))

@@ -24,6 +24,8 @@ from pipeline.ingest.unzip import BoundedZip, UnpackLimitError, ZipLimits
 TEXT_SUFFIXES = {".txt", ".md"}
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | {".docx", ".vtt", ".srt", ".csv"}
 _TEXT_COLUMN_NAMES = ("text", "comment", "comments", "answer", "response", "feedback")
+#: The attribute naming the column an answer came from, when a CSV has several text columns.
+TEXT_COLUMN_ATTRIBUTE = "text column"
 
 # Minutes and seconds of one or two digits: Teams writes "0:0:3.450 --> 0:0:7.110".
 _TS = r"[\[(]?\d{1,2}:\d{1,2}(?::\d{1,2})?(?:[.,]\d{1,3})?[\])]?"
@@ -121,7 +123,7 @@ class Ingester:
     max_file_mb: float = 200
     max_unpacked_mb: float = 200
     max_xml_mb: float = 20
-    text_column: str | None = None
+    text_column: str | Sequence[str] | None = None
     case_column: str | None = None
     row_id_column: str | None = None
     attribute_columns: Sequence[str] = field(default_factory=tuple)
@@ -363,11 +365,12 @@ class Ingester:
         columns = [c for c in (reader.fieldnames or []) if c is not None]
         if not columns:
             raise IngestError(path, "CSV file has no header row")
-        text_col = self.text_column or _guess_text_column(columns)
-        if text_col is None:
+        named = [self.text_column] if isinstance(self.text_column, str) else list(self.text_column or ())
+        text_cols = named or [c for c in [_guess_text_column(columns)] if c]
+        if not text_cols:
             raise IngestError(path, f"name the text column (--text-col); columns are: {', '.join(columns)}")
-        for role, col in (("text", text_col), ("case", self.case_column), ("row id", self.row_id_column),
-                          *(("attribute", a) for a in self.attribute_columns)):
+        for role, col in (*(("text", c) for c in text_cols), ("case", self.case_column),
+                          ("row id", self.row_id_column), *(("attribute", a) for a in self.attribute_columns)):
             if col is not None and col not in columns:
                 raise IngestError(path, f"{role} column '{col}' not found; columns are: {', '.join(columns)}")
         parts: list[str] = []
@@ -377,19 +380,23 @@ class Ingester:
         try:
             for number, row in enumerate(reader, start=1):
                 overlong += None in row  # more fields than the header: an unquoted delimiter in the text
-                answer = read_cell((row.get(text_col) or "").strip())
-                if not answer:
-                    continue
                 row_id = read_cell((row.get(self.row_id_column) or "").strip()) if self.row_id_column else str(number)
                 case = read_cell((row.get(self.case_column) or "").strip()) if self.case_column else row_id
                 attributes = tuple((a, read_cell((row.get(a) or "").strip())) for a in self.attribute_columns)
-                turns.append(Turn(len(turns), None, offset, offset + len(answer), case or row_id, row_id, attributes))
-                parts.append(answer)
-                offset += len(answer) + 2
+                for col in text_cols:  # several open questions: each answer a turn, its column kept
+                    answer = read_cell((row.get(col) or "").strip())
+                    if not answer:
+                        continue
+                    asked = ((TEXT_COLUMN_ATTRIBUTE, col),) if len(text_cols) > 1 else ()
+                    turns.append(Turn(len(turns), None, offset, offset + len(answer), case or row_id, row_id,
+                                      attributes + asked))
+                    parts.append(answer)
+                    offset += len(answer) + 2
         except csv.Error as exc:
             raise IngestError(path, f"malformed CSV near row {reader.line_num}: {exc}") from exc
         if not turns:
-            raise IngestError(path, f"column '{text_col}' is empty in every row")
+            raise IngestError(path, f"column{'s' if len(text_cols) > 1 else ''} "
+                                    f"{', '.join(repr(c) for c in text_cols)} empty in every row")
         if overlong:
             warnings.append(f"{overlong} rows have more fields than the header (a delimiter inside unquoted "
                             "text?); the extra fields were ignored")
