@@ -213,6 +213,33 @@ def run_suggest(paths: list[str], study: str, config: dict, force: bool = False)
         return flow_(paths=paths, study=study, config=config, force=force)
 
 
+def changed_settings(before: Mapping, now: Mapping, at: str) -> list[str]:
+    """Dotted names of the settings under ``at`` whose values differ between two configurations."""
+    keys = sorted(set(before) | set(now))
+    out: list[str] = []
+    for k in keys:
+        a, b = before.get(k), now.get(k)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out += changed_settings(a, b, f"{at}.{k}")
+        elif a != b:
+            out.append(f"{at}.{k}")
+    return out
+
+
+def read_before_warning(store: Store, study: str, config: Mapping, n_known: int) -> list[str]:
+    """A warning when the ``ingest`` settings changed since the study's last run while some of its files
+    were read then: those files are not read again, so they keep how they were read (a text column added
+    later, say, is not taken from them)."""
+    earlier = store.latest_config(study) if n_known else None
+    if earlier is None or "ingest" not in earlier[1]:
+        return []
+    changed = changed_settings(earlier[1]["ingest"], config["ingest"], "ingest")
+    if not changed:
+        return []
+    return [f"{', '.join(changed)} changed since run {earlier[0]}: the {n_known} file(s) read before keep how "
+            "they were read then (a study of another name reads them with the new settings)"]
+
+
 # -- the flow -------------------------------------------------------------------------------------
 def segment_cut(config: Mapping, embed_cfg: EmbedSettings) -> str:
     """Fingerprint of what decides a file's segments: the segment settings (as written in ``config``, so
@@ -257,6 +284,7 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, s: Settin
     outcome = SuggestOutcome(study, "failed", None, skipped=[asdict(s) for s in ingested.skipped],
                              warnings=list(ingested.warnings), database=store.url)
     sources = ingested.sources()
+    outcome.warnings += read_before_warning(store, study, config, len(ingested.known))
     honour = honour_inputs(store, study)  # the coders' decisions so far; None before the first
     last_decision = honour.last_uid if honour else None
     previous = store.latest_inputs(study)

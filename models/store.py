@@ -304,6 +304,15 @@ class Store:
             return (run.id, sorted(i["sha256"] for i in manifest.get("inputs", [])), manifest.get("config_digest"),
                     (manifest.get("honour") or {}).get("last_decision"))
 
+    def latest_config(self, study: str) -> tuple[int, dict] | None:
+        """(run id, merged configuration) of the study's latest completed run, if any."""
+        with self.sessions() as session:
+            try:
+                run = self.latest_run(session, study)
+            except StudyNotFoundError:
+                return None
+            return None if run is None else (run.id, dict(run.manifest.get("config") or {}))
+
     def study_names(self) -> list[str]:
         with self.sessions() as session:
             return list(session.scalars(select(Study.name).order_by(Study.name)))

@@ -123,6 +123,13 @@ def test_csv_columns_from_the_command_line(prefect_harness, tmp_path, capsys):
         assert m["organization"] == row["organization"]
         # answers are kept verbatim but for line ends, normalised to LF like every source
         assert m["text"] in row[m["text column"]].replace("\r\n", "\n")
+    # the same file with other columns: it is not read again, and the run says so instead of dropping a column
+    capsys.readouterr()
+    assert main(["suggest", str(survey), "--study", "fft", "--config", str(cfg), "--text-col", "good",
+                 "--row-id-col", "row_index", "--attr-col", "organization"]) == 0
+    said = capsys.readouterr()
+    assert "ingest.csv.text_column changed since run 1: the 1 file(s) read before keep how they were read" in (
+        said.out + said.err)
 
 
 def test_bench_is_a_subcommand_with_its_own_options(capsys):
