@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--config", type=Path, help="YAML file overriding configs/default.yaml")
 
     p = sub.add_parser("suggest", help="ingest files and suggest ranked candidate themes")
-    p.add_argument("paths", nargs="+", help="transcript files or folders (.txt .md .docx .vtt .srt .csv)")
+    p.add_argument("paths", nargs="+", help="transcript files or folders (.txt .md .docx .vtt .srt .csv .xlsx)")
     common(p)
     p.add_argument("--text-col", action="append", default=[],
                    help="CSV: column holding the answer text (repeatable: one per open question)")

@@ -628,6 +628,50 @@ def test_csv_with_several_open_questions(tmp_path, segmenter):
     assert {t.attributes for t in csv_ingester(text_column=["q_good"]).read(path).turns} == {()}
 
 
+def test_excel_survey_export_reads_as_its_csv_would(tmp_path, segmenter):
+    """An .xlsx survey export (Microsoft Forms writes nothing else): the first sheet's first row is the
+    header, ids typed as numbers and dates read as Excel shows them, empty answers skipped; a second sheet
+    is named in a warning. A corrupt workbook and an old .xls are skipped naming the file."""
+    from datetime import datetime
+
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Form1"
+    sheet.append(["ID", "Completion time", "What went well?", "What could be better?", "Site"])
+    sheet.append([1, datetime(2024, 3, 1, 9, 30), "The nurses were kind.", "Parking", "North"])
+    sheet.append([2, datetime(2024, 3, 2), None, "Shorter waits for the clinic", "South"])
+    sheet.append([3.0, datetime(2024, 3, 3), "Everything was fine.", "", "North"])
+    book.create_sheet("Summary").append(["not read"])
+    path = tmp_path / "forms.xlsx"
+    book.save(path)
+    ingester = csv_ingester(text_column=["What went well?", "What could be better?"], row_id_column="ID",
+                            attribute_columns=["Completion time", "Site"])
+    doc = ingester.read(path)
+    assert doc.format == "xlsx"
+    assert [(doc.text[t.start:t.end], t.row_id, t.attributes) for t in doc.turns] == [
+        ("The nurses were kind.", "1", (("Completion time", "2024-03-01 09:30:00"), ("Site", "North"),
+                                        ("text column", "What went well?"))),
+        ("Parking", "1", (("Completion time", "2024-03-01 09:30:00"), ("Site", "North"),
+                          ("text column", "What could be better?"))),
+        ("Shorter waits for the clinic", "2", (("Completion time", "2024-03-02"), ("Site", "South"),
+                                               ("text column", "What could be better?"))),
+        ("Everything was fine.", "3", (("Completion time", "2024-03-03"), ("Site", "North"),
+                              ("text column", "What went well?"))),
+    ]
+    assert doc.warnings == ("read the first sheet 'Form1' only; the other 1 sheet(s) were not read",)
+    assert all(s.clusterable for s in segmenter.segment_document(doc))
+
+    (tmp_path / "broken.xlsx").write_bytes(b"PK\x03\x04 not really a workbook")
+    (tmp_path / "old.xls").write_bytes(b"\xd0\xcf\x11\xe0 an old workbook")
+    result = ingester.collect([tmp_path])
+    assert [d.name for d in result.documents] == ["forms.xlsx"]
+    reasons = {Path(s.path).name: s.reason for s in result.skipped}
+    assert reasons["broken.xlsx"].startswith("not a readable Excel .xlsx file")
+    assert reasons["old.xls"] == "old Excel .xls format is not supported; save it as .xlsx or .csv"
+
+
 def test_text_col_repeated_on_the_command_line_is_a_list_of_columns():
     from flows.commands import build_parser
     from flows.options import config_from_args

@@ -14,15 +14,16 @@ import re
 import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import date, datetime, time
 from pathlib import Path
-from typing import Collection, Iterable, Mapping, Sequence
+from typing import Collection, Iterable, Iterator, Mapping, Sequence
 
 from pipeline.config import IngestSettings
 from pipeline.csvsafe import read_cell
 from pipeline.ingest.unzip import BoundedZip, UnpackLimitError, ZipLimits
 
 TEXT_SUFFIXES = {".txt", ".md"}
-SUPPORTED_SUFFIXES = TEXT_SUFFIXES | {".docx", ".vtt", ".srt", ".csv"}
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | {".docx", ".vtt", ".srt", ".csv", ".xlsx"}
 _TEXT_COLUMN_NAMES = ("text", "comment", "comments", "answer", "response", "feedback")
 #: The attribute naming the column an answer came from, when a CSV has several text columns.
 TEXT_COLUMN_ATTRIBUTE = "text column"
@@ -112,7 +113,7 @@ class IngestResult:
 
 @dataclass
 class Ingester:
-    """Reads .txt/.md, .docx, .vtt/.srt and .csv files into :class:`Document` records.
+    """Reads .txt/.md, .docx, .vtt/.srt, .csv and .xlsx files into :class:`Document` records.
 
     Parameters mirror the ``ingest`` section of the configuration.
     """
@@ -182,6 +183,8 @@ class Ingester:
         suffix = path.suffix.lower()
         if suffix == ".doc":
             raise IngestError(path, "old Word .doc format is not supported; save it as .docx")
+        if suffix == ".xls":
+            raise IngestError(path, "old Excel .xls format is not supported; save it as .xlsx or .csv")
         if suffix not in SUPPORTED_SUFFIXES:
             raise IngestError(path, f"unsupported file type '{suffix or path.name}'")
         try:
@@ -199,6 +202,8 @@ class Ingester:
             text, turns = self._read_docx(path, raw)
         elif suffix == ".csv":
             text, turns = self._read_csv(path, decode(raw, path, warnings), warnings)
+        elif suffix == ".xlsx":
+            text, turns = self._read_xlsx(path, raw, warnings)
         elif suffix in (".vtt", ".srt"):
             text, turns = self._read_captions(path, decode(raw, path, warnings), suffix)
         else:
@@ -365,6 +370,56 @@ class Ingester:
         columns = [c for c in (reader.fieldnames or []) if c is not None]
         if not columns:
             raise IngestError(path, "CSV file has no header row")
+        overlong = 0
+
+        def rows() -> Iterator[Mapping[str, str | None]]:
+            nonlocal overlong
+            for row in reader:
+                overlong += None in row  # more fields than the header: an unquoted delimiter in the text
+                yield row
+
+        try:
+            text, turns = self._answers(path, columns, rows())
+        except csv.Error as exc:
+            raise IngestError(path, f"malformed CSV near row {reader.line_num}: {exc}") from exc
+        if overlong:
+            warnings.append(f"{overlong} rows have more fields than the header (a delimiter inside unquoted "
+                            "text?); the extra fields were ignored")
+        return text, turns
+
+    def _read_xlsx(self, path: Path, raw: bytes, warnings: list[str]) -> tuple[str, list[Turn]]:
+        """An Excel survey export (Microsoft Forms writes nothing else): its first sheet read as a CSV is,
+        the first row that holds anything as the header; cells as Excel shows their values."""
+        import openpyxl
+
+        try:
+            with zipfile.ZipFile(io.BytesIO(raw)) as zf:  # within the limits before openpyxl parses it
+                BoundedZip(zf, ZipLimits(self.max_unpacked_mb, self.max_xml_mb)).check_all()
+            book = openpyxl.load_workbook(io.BytesIO(raw), read_only=True, data_only=True)
+        except UnpackLimitError as exc:
+            raise IngestError(path, f"Excel file not read: {exc}") from None
+        except Exception as exc:  # openpyxl raises a variety of ZIP/XML/package errors on corrupt files
+            raise IngestError(path, f"not a readable Excel .xlsx file ({type(exc).__name__}: {exc})") from exc
+        try:
+            sheets = book.worksheets
+            if not sheets:
+                raise IngestError(path, "Excel file has no worksheet")
+            if len(sheets) > 1:
+                warnings.append(f"read the first sheet '{sheets[0].title}' only; the other "
+                                f"{len(sheets) - 1} sheet(s) were not read")
+            rows = (tuple(_cell_text(v) for v in row) for row in sheets[0].iter_rows(values_only=True))
+            header = next((row for row in rows if any(row)), None)
+            if header is None:
+                raise IngestError(path, "Excel sheet is empty")
+            columns = [name or f"column {i + 1}" for i, name in enumerate(header)]
+            return self._answers(path, columns, (dict(zip(columns, row)) for row in rows))
+        finally:
+            book.close()
+
+    def _answers(self, path: Path, columns: Sequence[str],
+                 rows: Iterable[Mapping[str, str | None]]) -> tuple[str, list[Turn]]:
+        """A table's answers as turns, one per non-empty cell of the text column(s), with each row's id,
+        case and attributes; ``columns``: the header."""
         named = [self.text_column] if isinstance(self.text_column, str) else list(self.text_column or ())
         text_cols = named or [c for c in [_guess_text_column(columns)] if c]
         if not text_cols:
@@ -376,31 +431,36 @@ class Ingester:
         parts: list[str] = []
         turns: list[Turn] = []
         offset = 0
-        overlong = 0
-        try:
-            for number, row in enumerate(reader, start=1):
-                overlong += None in row  # more fields than the header: an unquoted delimiter in the text
-                row_id = read_cell((row.get(self.row_id_column) or "").strip()) if self.row_id_column else str(number)
-                case = read_cell((row.get(self.case_column) or "").strip()) if self.case_column else row_id
-                attributes = tuple((a, read_cell((row.get(a) or "").strip())) for a in self.attribute_columns)
-                for col in text_cols:  # several open questions: each answer a turn, its column kept
-                    answer = read_cell((row.get(col) or "").strip())
-                    if not answer:
-                        continue
-                    asked = ((TEXT_COLUMN_ATTRIBUTE, col),) if len(text_cols) > 1 else ()
-                    turns.append(Turn(len(turns), None, offset, offset + len(answer), case or row_id, row_id,
-                                      attributes + asked))
-                    parts.append(answer)
-                    offset += len(answer) + 2
-        except csv.Error as exc:
-            raise IngestError(path, f"malformed CSV near row {reader.line_num}: {exc}") from exc
+        for number, row in enumerate(rows, start=1):
+            row_id = read_cell((row.get(self.row_id_column) or "").strip()) if self.row_id_column else str(number)
+            case = read_cell((row.get(self.case_column) or "").strip()) if self.case_column else row_id
+            attributes = tuple((a, read_cell((row.get(a) or "").strip())) for a in self.attribute_columns)
+            for col in text_cols:  # several open questions: each answer a turn, its column kept
+                answer = read_cell((row.get(col) or "").strip())
+                if not answer:
+                    continue
+                asked = ((TEXT_COLUMN_ATTRIBUTE, col),) if len(text_cols) > 1 else ()
+                turns.append(Turn(len(turns), None, offset, offset + len(answer), case or row_id, row_id,
+                                  attributes + asked))
+                parts.append(answer)
+                offset += len(answer) + 2
         if not turns:
             raise IngestError(path, f"column{'s' if len(text_cols) > 1 else ''} "
                                     f"{', '.join(repr(c) for c in text_cols)} empty in every row")
-        if overlong:
-            warnings.append(f"{overlong} rows have more fields than the header (a delimiter inside unquoted "
-                            "text?); the extra fields were ignored")
         return "\n\n".join(parts), turns
+
+
+def _cell_text(value: object) -> str:
+    """A spreadsheet cell as text: dates as ISO dates, whole numbers without ".0", empty as ""."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.date().isoformat() if value.time() == time() else value.isoformat(sep=" ")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
 
 
 def _sha256_of(path: Path) -> str | None:
@@ -486,7 +546,7 @@ def expand_paths(paths: Iterable[str | Path], skipped: list[Skipped], exclude: I
                     continue
                 if any(child.resolve().is_relative_to(e) for e in excluded):
                     continue
-                if child.suffix.lower() in SUPPORTED_SUFFIXES | {".doc"}:
+                if child.suffix.lower() in SUPPORTED_SUFFIXES | {".doc", ".xls"}:
                     files.append(child)
                 else:
                     skipped.append(Skipped(str(child), f"unsupported file type '{child.suffix or child.name}'"))
