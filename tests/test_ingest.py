@@ -311,6 +311,8 @@ SAID = [("Interviewer", "How long did you wait?"), ("P04", "Nine months, and nob
                              "Interviewer (IV): And then?\nP04: Then the letters came all at once.\n"),
     ("brackets", "[Interviewer]: How long did you wait?\n[P04]: Nine months, and nobody rang me back.\n"
                  "[Interviewer]: And then?\n[P04]: Then the letters came all at once.\n"),
+    ("brackets without a colon", "[Interviewer] How long did you wait?\n[P04] Nine months, and nobody rang me "
+                                 "back.\n[Interviewer] And then?\n[P04] Then the letters came all at once.\n"),
     ("tab", "Interviewer\tHow long did you wait?\nP04\tNine months, and nobody rang me back.\n"
             "Interviewer\tAnd then?\nP04\tThen the letters came all at once.\n"),
     ("label alone on its line", "INTERVIEWER\nHow long did you wait?\n\nP04\nNine months, and nobody rang me "
@@ -329,7 +331,8 @@ def test_common_transcript_layouts_give_the_same_turns(tmp_path, ingester, segme
 
 def test_teams_cues_with_the_name_on_the_next_line(tmp_path, ingester):
     """Teams' transcript as text: a cue line ("0:0:3.450 --> 0:0:7.110"), the speaker's name alone on the
-    next line, then the words. A caption text whose first line repeats after its cues is not a name."""
+    next line, then the words. A caption text whose first line repeats after its cues is not a name, nor
+    is a note in brackets at the start of lines ("[laughs]")."""
     path = write(tmp_path / "teams.txt",
                  "0:0:0.0 --> 0:0:3.450\nJane Smith\nHow long did you wait?\n\n"
                  "0:0:3.450 --> 0:0:7.110\nAmir Khan\nNine months, and nobody rang me back.\n\n"
@@ -341,6 +344,8 @@ def test_teams_cues_with_the_name_on_the_next_line(tmp_path, ingester):
                      "00:08 --> 00:09\nso what then\nthe letters came\n\n00:10 --> 00:12\nwell\nall at once\n\n"
                      "00:13 --> 00:15\nit was fine\nin the end\n")
     assert {s for s, _ in turn_texts(ingester.read(captions))} == {None}
+    noted = write(tmp_path / "noted.txt", "[laughs] It was long.\n[laughs] Very long.\n[inaudible] then more.\n")
+    assert {s for s, _ in turn_texts(ingester.read(noted))} == {None}  # a note in brackets is not a speaker
 
 
 def test_csv_rows_with_extra_fields_are_warned_about(tmp_path, ingester):

@@ -38,6 +38,10 @@ _LABEL_LINE = re.compile(
     rf"^[ \t]*(?:{_TS}[ \t]*[-\u2013]?[ \t]*)?{_LABEL}"
     rf"(?:[ \t]*(?:{_TS})?[ \t]*:\**[ \t]*|\t[ \t]*)(?P<body>.*)$"
 )
+# "[P04] words": a label in brackets with no colon, trusted only where it is one of the usual labels, so
+# that "[laughs] ..." and "[inaudible] ..." stay text.
+_BRACKET_LABEL = re.compile(
+    rf"^[ \t]*(?:{_TS}[ \t]*[-\u2013]?[ \t]*)?\[(?P<label>[^\W\d_][\w.'\u2019 -]*?)\][ \t]+(?P<body>\S.*)$")
 # A label alone on its line, the words on the next lines ("INTERVIEWER", or a name under a Teams cue).
 _LABEL_ALONE = re.compile(rf"^[ \t]*{_LABEL}[ \t]*(?P<body>)$")
 # Otter.ai and similar put "Speaker Name  0:03" on a line of its own, the words on the next lines.
@@ -293,6 +297,10 @@ class Ingester:
 
     def _label_of(self, line: str) -> re.Match | None:
         match = _LABEL_THEN_TIME.match(line) or _LABEL_LINE.match(line)
+        if not match:
+            match = _BRACKET_LABEL.match(line)
+            if match and not re.match(self.known_label_pattern, match.group("label").strip(), re.IGNORECASE):
+                return None
         if not match:
             return None
         return match if self._short_label(match.group("label")) else None
