@@ -58,6 +58,28 @@ def add_hostile_segment(store: Store, name: str) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
+def test_a_survey_answer_shows_its_row_and_columns_where_it_is_reviewed(study):
+    """A coder reviewing survey answers sees the row each came from and its extra columns (--attr-col, and
+    the question where a CSV holds several) beside the respondent, escaped like any stored text."""
+    with study.store.transaction() as session:
+        row = session.scalars(select(Study).where(Study.name == study.name)).one()
+        body = "The car park was full every time I came."
+        source = Source(study_id=row.id, name="survey.csv", path="x", format="csv", sha256="1" * 64, text=body)
+        session.add(source)
+        session.flush()
+        seg = Segment(source_id=source.id, start=0, end=len(body), case="R17", speaker=None, role="participant",
+                      turn_index=0, text=body, text_hash=text_hash(body), clusterable=True, row_id="42",
+                      attributes={"site": "<b>North</b>", "text column": "What could be better?"})
+        session.add(seg)
+        session.flush()
+        run = session.scalars(select(Run).where(Run.study_id == row.id).order_by(Run.id.desc())).first()
+        session.add(Membership(run_id=run.id, segment_id=seg.id, theme_id=None))
+    client = TestClient(create_app(study.store, study.name))
+    login(client, name="amira")
+    page = client.get("/outliers").text
+    assert "R17 · row 42 · site: &lt;b&gt;North&lt;/b&gt; · text column: What could be better? · " in page
+
+
 def test_untrusted_text_is_escaped_everywhere(study):
     store = study.store
     seg = add_hostile_segment(store, study.name)
