@@ -58,18 +58,28 @@ def default_matrix_coder(view: StudyView) -> str:
 
 
 def build_study_matrix(view: StudyView, coder: str | None = None, n_quotes: int = 2,
-                       definitions: dict[str, str] | None = None):
+                       definitions: dict[str, str] | None = None, by: str | None = None):
     """The Framework matrix: participants x the run's themes (``coder`` ``machine``), or x one stored
-    coder's codes (a human's, or the confirmed themes as applied by ``themesift apply``)."""
+    coder's codes (a human's, or the confirmed themes as applied by ``themesift apply``). ``by``: rows
+    by that column of the CSV sources (an ``--attr-col``, or ``text column``) instead of by participant."""
+    from functools import partial
+
     from pipeline.compare.agreement import natural_key
     from pipeline.compare.matrix import Column, build_matrix
 
     definitions = definitions or {}
+    if by is not None:
+        known = sorted({k for u in view.units for k, _ in u.attributes})
+        if by not in known:
+            raise StudyNotFoundError(f"study '{view.study}' has no column '{by}' to chart by (columns: "
+                                     f"{', '.join(known) or 'none: only CSV sources read with --attr-col have them'})")
+    chart = build_matrix if by is None else partial(build_matrix, row_of=lambda u: dict(u.attributes).get(by),
+                                                    rows_are=by)
     if coder is None or coder == MACHINE:
         coding = {s: frozenset([t]) for s, t in view.partition.items() if t}
         columns = [Column(t.code, t.code, "keywords: " + ", ".join(t.keywords)) for t in view.themes]
         title = f"Framework matrix: study {view.study}, run {view.run_id} (machine themes)"
-        return build_matrix(view.units, coding, columns, title, lambda s, _c: view.strength.get(s, 0.0), n_quotes)
+        return chart(view.units, coding, columns, title, lambda s, _c: view.strength.get(s, 0.0), n_quotes)
     if coder not in view.humans:
         known = ", ".join(sorted(view.humans)) or "none imported yet"
         raise StudyNotFoundError(f"study '{view.study}' has no coder '{coder}' (coders: {known})")
@@ -84,7 +94,7 @@ def build_study_matrix(view: StudyView, coder: str | None = None, n_quotes: int 
     title = (f"Framework matrix: study {view.study}, confirmed themes as coded by {coder} (run {view.run_id})"
              if applied else f"Framework matrix: study {view.study}, {coder}'s codes (on run {view.run_id}'s segments)")
     columns = [Column(c, c, definitions.get(c, "")) for c in codes]
-    return build_matrix(view.units, coding, columns, title, agreeing, n_quotes)
+    return chart(view.units, coding, columns, title, agreeing, n_quotes)
 
 
 def export_study_qdpx(view: StudyView, path: Path, created: datetime | None = None,
@@ -235,10 +245,12 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     view = load_view(store, args.study, args.run)
     who = args.coder or default_matrix_coder(view)
     n_quotes = compare_config(config, matrix_quotes=args.quotes).matrix_quotes
-    matrix = build_study_matrix(view, who, n_quotes, confirmed_definitions(store, args.study))
-    output = args.output or study_folder(config, args.study) / f"matrix-run{view.run_id}-{slug(who)}.{args.format}"
+    matrix = build_study_matrix(view, who, n_quotes, confirmed_definitions(store, args.study), args.by)
+    by = f"-by-{slug(args.by)}" if args.by else ""
+    output = args.output or study_folder(config, args.study) / f"matrix-run{view.run_id}-{slug(who)}{by}.{args.format}"
     write_matrix(matrix, output, args.format)
-    print(f"{matrix.title}: {len(matrix.cases)} participants x {len(matrix.columns)} "
+    rows = "participants" if args.by is None else f"{args.by} values"
+    print(f"{matrix.title}: {len(matrix.cases)} {rows} x {len(matrix.columns)} "
           f"{'themes' if who == MACHINE else 'codes'} written to {output}")
     return 0
 
@@ -353,6 +365,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--format", choices=("xlsx", "csv", "html"), default="xlsx")
     m.add_argument("--quotes", type=_option("matrix_quotes", "--quotes"), help="quotes per cell (default 2)")
     m.add_argument("--run", type=int, help="a run id instead of the latest")
+    m.add_argument("--by", metavar="COLUMN", help="rows by this column of the CSV sources (an --attr-col such as "
+                                                  "site, or 'text column') instead of by participant")
     m.add_argument("-o", "--output", type=Path, help="file to write (default: in the study's folder)")
     m.set_defaults(handler=cmd_matrix)
 

@@ -223,6 +223,7 @@ class Unit:
     start: int
     end: int
     text: str
+    attributes: tuple[tuple[str, str], ...] = ()  # a CSV row's extra columns (--attr-col, text column)
 
 
 def require_run(session: Session, study: str, run_id: int | None = None) -> Run:
@@ -250,7 +251,8 @@ def run_units(session: Session, run: Run) -> list[Unit]:
         .where(Membership.run_id == run.id)
         .order_by(Source.name, Segment.source_id, Segment.start)
     )
-    return [Unit(s.id, s.source_id, name, s.case, s.speaker, s.start, s.end, s.text) for s, name in rows]
+    return [Unit(s.id, s.source_id, name, s.case, s.speaker, s.start, s.end, s.text,
+                 tuple((s.attributes or {}).items())) for s, name in rows]
 
 
 @dataclass(frozen=True)

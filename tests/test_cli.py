@@ -123,6 +123,19 @@ def test_csv_columns_from_the_command_line(prefect_harness, tmp_path, capsys):
         assert m["organization"] == row["organization"]
         # answers are kept verbatim but for line ends, normalised to LF like every source
         assert m["text"] in row[m["text column"]].replace("\r\n", "\n")
+    # the Framework matrix charted by a column of the survey instead of by respondent
+    for by, values in (("organization", {r["organization"] for r in pairs}), ("text column", {"good", "improve"})):
+        chart = tmp_path / f"by-{by}.csv"
+        assert main(["matrix", "--study", "fft", "--config", str(cfg), "--coder", "machine", "--by", by,
+                     "--format", "csv", "-o", str(chart)]) == 0
+        with chart.open(encoding="utf-8") as handle:
+            table = list(csv.reader(handle))
+        assert table[0][:2] == [by, "segments"] and table[-2][0] == f"{by} values raising it"
+        assert {row[0] for row in table[1:-2]} <= values
+        in_themes = sum(1 for m in members if m["label"] != "(outlier queue)")
+        assert sum(int(n) for n in table[-1][2:]) == in_themes  # every member of a theme charted once
+    assert main(["matrix", "--study", "fft", "--config", str(cfg), "--by", "ward"]) == 2
+    assert "has no column 'ward' to chart by (columns: organization, text column)" in capsys.readouterr().err
     # the same file with other columns: it is not read again, and the run says so instead of dropping a column
     capsys.readouterr()
     assert main(["suggest", str(survey), "--study", "fft", "--config", str(cfg), "--text-col", "good",

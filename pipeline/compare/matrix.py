@@ -60,11 +60,20 @@ class Cell:
 
 @dataclass
 class FrameworkMatrix:
+    """``cases``: the rows, participants unless ``rows_are`` names an attribute the rows group by (a
+    survey's site, say)."""
+
     title: str
     cases: list[str]
     columns: list[Column]
     cells: dict[tuple[str, str], Cell]
     segments_per_case: dict[str, int]
+    rows_are: str = "participant"
+
+    @property
+    def raising(self) -> str:
+        """The label of the row that counts the rows raising each column."""
+        return "participants raising it" if self.rows_are == "participant" else f"{self.rows_are} values raising it"
 
     def cell(self, case: str, code: str) -> Cell:
         return self.cells.get((case, code), Cell())
@@ -88,8 +97,13 @@ def build_matrix(
     score: Callable[[Hashable, str], float] | None = None,
     n_quotes: int = 2,
     max_chars: int = 300,
+    row_of: Callable[[UnitLike], str | None] | None = None,
+    rows_are: str = "participant",
 ) -> FrameworkMatrix:
     """Count each participant's segments per column and keep the ``n_quotes`` best quotes.
+
+    ``row_of``: the row of a unit (default its case), with ``rows_are`` saying what the rows are, so a
+    survey can be charted by site or by question as well as by respondent.
 
     Best: highest ``score(segment_id, code)`` (the machine's membership strength, or how many other
     coders gave the same code), then longest; quotes are shown in text order. Quotes longer than
@@ -99,8 +113,10 @@ def build_matrix(
     wanted = {c.code for c in columns}
     found: dict[tuple[str, str], list[UnitLike]] = {}
     per_case: dict[str, int] = {}
+    row_of = row_of or (lambda u: u.case)
+    missing = NO_CASE if rows_are == "participant" else f"(no {rows_are})"
     for u in units:
-        case = u.case or NO_CASE
+        case = row_of(u) or missing
         per_case[case] = per_case.get(case, 0) + 1
         for code in coding.get(u.segment_id, ()):
             if code in wanted:
@@ -115,7 +131,7 @@ def build_matrix(
                   for u in chosen]
         cells[key] = Cell(len(members), quotes)
     cases = sorted(per_case, key=natural_key)
-    return FrameworkMatrix(title, cases, list(columns), cells, per_case)
+    return FrameworkMatrix(title, cases, list(columns), cells, per_case, rows_are)
 
 
 def cell_text(cell: Cell) -> str:
@@ -128,12 +144,12 @@ def cell_text(cell: Cell) -> str:
 
 
 def _rows(matrix: FrameworkMatrix) -> list[list[str]]:
-    rows = [["participant", "segments"] + [c.heading for c in matrix.columns]]
+    rows = [[matrix.rows_are, "segments"] + [c.heading for c in matrix.columns]]
     for case in matrix.cases:
         rows.append([case, str(matrix.segments_per_case.get(case, 0))]
                     + [cell_text(matrix.cell(case, c.code)) for c in matrix.columns])
     n = len(matrix.cases)
-    rows.append(["participants raising it", str(n)] + [f"{matrix.participants(c.code)} of {n}"
+    rows.append([matrix.raising, str(n)] + [f"{matrix.participants(c.code)} of {n}"
                                                      for c in matrix.columns])
     rows.append(["segments", str(sum(matrix.segments_per_case.values()))]
                 + [str(matrix.segments(c.code)) for c in matrix.columns])
@@ -165,7 +181,7 @@ def render_html(matrix: FrameworkMatrix) -> str:
         body.append(f"<tr><th>{e(case)}<br><small>{matrix.segments_per_case.get(case, 0)} segments</small></th>"
                     + "".join(tds) + "</tr>")
     n = len(matrix.cases)
-    body.append("<tr class='total'><th>participants raising it</th>"
+    body.append(f"<tr class='total'><th>{e(matrix.raising)}</th>"
                 + "".join(f"<td>{matrix.participants(c.code)} of {n}</td>" for c in matrix.columns) + "</tr>")
     body.append("<tr class='total'><th>segments</th>"
                 + "".join(f"<td>{matrix.segments(c.code)}</td>" for c in matrix.columns) + "</tr>")
@@ -176,7 +192,7 @@ def render_html(matrix: FrameworkMatrix) -> str:
            "cite{display:block;color:#666;font-size:.85em;font-style:normal}tr.total td{font-weight:bold}")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{e(matrix.title)}</title><style>{css}</style></head><body>"
-            f"<h1>{e(matrix.title)}</h1><table><thead><tr><th>participant</th>{head}</tr></thead>"
+            f"<h1>{e(matrix.title)}</h1><table><thead><tr><th>{e(matrix.rows_are)}</th>{head}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table></body></html>\n")
 
 
@@ -216,17 +232,17 @@ def write_xlsx(matrix: FrameworkMatrix, path: Path) -> Path:
     ws.freeze_panes = "C2"
 
     counts = wb.create_sheet("Counts")
-    counts.append(["participant", "segments"] + [c.heading for c in matrix.columns])
+    counts.append([matrix.rows_are, "segments"] + [c.heading for c in matrix.columns])
     for case in matrix.cases:
         counts.append([case, matrix.segments_per_case.get(case, 0)]
                       + [matrix.cell(case, c.code).count for c in matrix.columns])
-    counts.append(["participants raising it", len(matrix.cases)]
+    counts.append([matrix.raising, len(matrix.cases)]
                   + [matrix.participants(c.code) for c in matrix.columns])
     for cell in counts[1]:
         cell.font = bold
 
     quotes = wb.create_sheet("Quotes")
-    quotes.append(["participant", "theme", "source", "start", "end", "segment_id", "quote"])
+    quotes.append([matrix.rows_are, "theme", "source", "start", "end", "segment_id", "quote"])
     for case in matrix.cases:
         for c in matrix.columns:
             for q in matrix.cell(case, c.code).quotes:
@@ -235,7 +251,7 @@ def write_xlsx(matrix: FrameworkMatrix, path: Path) -> Path:
         cell.font = bold
 
     themes = wb.create_sheet("Themes")
-    themes.append(["theme", "description", "participants", "segments"])
+    themes.append(["theme", "description", matrix.raising.removesuffix(" raising it"), "segments"])
     for c in matrix.columns:
         themes.append([c.heading, c.description, matrix.participants(c.code), matrix.segments(c.code)])
     for cell in themes[1]:
