@@ -181,18 +181,21 @@ def stored_codings(session: Session, study: str) -> tuple[dict[str, dict[int, fr
 
 def coding_rows(session: Session, study: str, coder: str | None = None) -> list[dict]:
     """Every stored coding of the study (or of one coder), one row per (segment, code), in the columns of
-    the coding CSV (``pipeline.exchange.codings.CSV_COLUMNS``) plus ``via`` and ``probability``."""
+    the coding CSV (``pipeline.exchange.codings.CSV_COLUMNS``) plus ``via``, ``probability``, ``row_id``
+    and ``attributes`` (a CSV source's row and extra columns, so codes join back to the spreadsheet)."""
     study_row = _study_row(session, study)
     q = (select(Coder.name, Coder.kind, Coding.code, Coding.via, Coding.probability, Source.name, Segment.case,
-                Segment.start, Segment.end, Segment.text)
+                Segment.start, Segment.end, Segment.text, Segment.row_id, Segment.attributes)
          .join(Coder, Coder.id == Coding.coder_id).join(Segment, Segment.id == Coding.segment_id)
          .join(Source, Source.id == Segment.source_id).where(Coding.study_id == study_row.id)
          .order_by(Coder.name, Source.name, Segment.start, Coding.code))
     if coder is not None:
         q = q.where(Coder.name == coder)
     return [{"source": source, "case": case, "start": start, "end": end, "text": text, "code": code,
-             "coder": name, "kind": kind, "via": via or "imported", "probability": probability}
-            for name, kind, code, via, probability, source, case, start, end, text in session.execute(q)]
+             "coder": name, "kind": kind, "via": via or "imported", "probability": probability, "row_id": row_id,
+             "attributes": dict(attributes or {})}
+            for name, kind, code, via, probability, source, case, start, end, text, row_id, attributes
+            in session.execute(q)]
 
 
 def study_sources(session: Session, study: str, source_ids: Iterable[int] | None = None) -> list[StudySource]:

@@ -918,7 +918,7 @@ def review_coding_rows(session: Session, study: str, coder: str | None = None) -
             for title in sorted({confirmed[k] for k in codes.get(sid, ()) if k in confirmed}):
                 rows.append({"source": sources.get(s.source_id, ""), "case": s.case, "start": s.start, "end": s.end,
                              "text": s.text, "code": title, "coder": name, "kind": "human", "via": "review",
-                             "probability": None})
+                             "probability": None, "row_id": s.row_id, "attributes": dict(s.attributes or {})})
     return rows
 
 

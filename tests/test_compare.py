@@ -473,6 +473,30 @@ def test_compare_end_to_end_figures_match_the_libraries(ipt, imported, capsys):
     assert all(0 <= float(r["recovered_share"]) <= 1 and not math.isnan(float(r["nmi_all"])) for r in clustering)
 
 
+def test_a_coding_table_of_survey_answers_carries_their_rows_and_columns_and_imports_again(tmp_path):
+    """Codes of survey answers join back to the spreadsheet: the table carries each answer's row id and its
+    CSV columns (a column named like a fixed one is prefixed), in CSV and JSON, and the CSV imports again."""
+    import json
+
+    from pipeline.exchange.codings import read_coding_csv, write_coding_table
+
+    text = "Friendly staff\n\nMore parking please"
+    rows = [{"source": "survey.csv", "case": "R1", "start": 0, "end": 14, "text": "Friendly staff", "code": "Staff",
+             "coder": "machine", "kind": "machine", "via": "learner", "probability": 0.91, "row_id": "7",
+             "attributes": {"site": "North", "code": "Q1"}},
+            {"source": "survey.csv", "case": "R2", "start": 16, "end": 35, "text": "More parking please",
+             "code": "Parking", "coder": "machine", "kind": "machine", "via": "learner", "probability": 0.8,
+             "row_id": "8", "attributes": {"site": "South", "code": "Q2"}}]
+    table = write_coding_table(rows, tmp_path / "codes.csv", "csv")
+    read = list(csv.DictReader(table.open(encoding="utf-8")))
+    assert [(r["code"], r["row_id"], r["site"], r["attribute code"]) for r in read] == [
+        ("Staff", "7", "North", "Q1"), ("Parking", "8", "South", "Q2")]
+    again = read_coding_csv(table, [StudySource(1, "survey.csv", text)])
+    assert sorted((s[1], s[2], s[3]) for s in again.selections) == [(0, 14, "Staff"), (16, 35, "Parking")]
+    as_json = json.loads(write_coding_table(rows, tmp_path / "codes.json", "json").read_text(encoding="utf-8"))
+    assert as_json[1]["attributes"] == {"site": "South", "code": "Q2"} and as_json[1]["row_id"] == "8"
+
+
 def test_matrix_exports(ipt, imported, tmp_path):
     from openpyxl import load_workbook
 

@@ -433,19 +433,26 @@ def coding_csv_selections(
 
 
 def write_coding_table(rows: Sequence[Mapping], path: Path, fmt: str) -> Path:
-    """Codings as a file: CSV in the coding CSV's columns (so it imports again) plus ``kind``, ``via``
-    and ``probability``, or JSON (a list of the same rows). Written beside and renamed, never half."""
+    """Codings as a file: CSV in the coding CSV's columns (so it imports again) plus ``kind``, ``via``,
+    ``probability``, ``row_id`` and a column per attribute of a CSV source, or JSON (a list of the same
+    rows, attributes as one mapping). Written beside and renamed, never half."""
     import json
+
+    from pipeline.exchange.suggestions_export import attribute_columns
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
     if fmt == "json":
         tmp.write_text(json.dumps(list(rows), indent=2, ensure_ascii=False), encoding="utf-8")
     elif fmt == "csv":
+        fixed = [*CSV_COLUMNS, "kind", "via", "probability", "row_id"]
+        extra = attribute_columns(rows, fixed)
         with tmp.open("w", newline="", encoding="utf-8") as handle:
-            writer = csvsafe.dict_writer(handle, fieldnames=[*CSV_COLUMNS, "kind", "via", "probability"])
+            writer = csvsafe.dict_writer(handle, fieldnames=[*fixed, *extra.values()])
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows({**{k: v for k, v in row.items() if k != "attributes"},
+                              **{column: (row.get("attributes") or {}).get(k) for k, column in extra.items()}}
+                             for row in rows)
     else:
         raise ValueError(f"unknown export format '{fmt}' (csv or json)")
     tmp.replace(path)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection, Mapping, Sequence
 
 from pipeline import csvsafe
 from pipeline.themes.rank import PARTS
@@ -41,11 +41,11 @@ def write_suggestions(export: dict[str, Any], path: Path, fmt: str) -> Path:
     return path
 
 
-def attribute_columns(members: list[dict]) -> dict[str, str]:
-    """Each attribute the members carry (in the order first met) -> its CSV column: its own name, or
-    ``attribute <name>`` where that is one of the fixed columns."""
-    keys = dict.fromkeys(k for m in members for k in (m.get("attributes") or {}))
-    return {k: f"attribute {k}" if k in CSV_COLUMNS else k for k in keys}
+def attribute_columns(rows: Sequence[Mapping], taken: Collection[str] = CSV_COLUMNS) -> dict[str, str]:
+    """Each attribute the rows carry (in the order first met) -> its CSV column: its own name, or
+    ``attribute <name>`` where that is one of the ``taken`` columns."""
+    keys = dict.fromkeys(k for m in rows for k in (m.get("attributes") or {}))
+    return {k: f"attribute {k}" if k in taken else k for k in keys}
 
 
 def _csv_row(run_id: int, m: dict, theme: dict | None, is_quote: bool, extra: dict[str, str]) -> dict[str, Any]:
