@@ -739,6 +739,7 @@ def test_bad_input_is_skipped_with_reasons(tmp_path, ingester):
     (folder / "binary.txt").write_bytes(b"\x00\x01\x02PNG\x00" * 50)
     (folder / "corrupt.docx").write_bytes(os.urandom(2048))
     (folder / "old.doc").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + os.urandom(256))
+    (folder / "locked.docx").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + os.urandom(256))  # as Word encrypts
     (folder / "scan.pdf").write_bytes(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
     (folder / "undecodable.txt").write_bytes(b"Interviewer: caf\x81 \x8d\x90 hello\n")
     write(folder / "stamps.txt", "[00:00:01]\n\n[00:00:05]\n")              # nothing but timestamps
@@ -755,6 +756,7 @@ def test_bad_input_is_skipped_with_reasons(tmp_path, ingester):
     reasons = {Path(s.path).name: s.reason for s in result.skipped}
     assert len(reasons) == len(result.skipped)  # each file reported once
     assert set(reasons) == {"z-copy.txt", "empty.txt", "blank.md", "binary.txt", "corrupt.docx", "old.doc",
+                            "locked.docx",
                             "scan.pdf", "undecodable.txt", "stamps.txt", "nocol.csv", "broken.vtt",
                             "not-there.txt"}
     expect = {
@@ -764,6 +766,7 @@ def test_bad_input_is_skipped_with_reasons(tmp_path, ingester):
         "binary.txt": r"binary",
         "corrupt.docx": r"Word|docx",
         "old.doc": r"\.doc\b.*not supported",
+        "locked.docx": r"^Word file is password-protected \(encrypted\).*remove the password in Word",
         "scan.pdf": r"unsupported file type '\.pdf'",
         "undecodable.txt": r"encoding",
         "stamps.txt": r"no text",

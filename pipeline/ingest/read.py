@@ -25,6 +25,8 @@ from pipeline.ingest.unzip import BoundedZip, UnpackLimitError, ZipLimits
 TEXT_SUFFIXES = {".txt", ".md"}
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | {".docx", ".vtt", ".srt", ".csv", ".xlsx"}
 _TEXT_COLUMN_NAMES = ("text", "comment", "comments", "answer", "response", "feedback")
+#: How an OLE compound file starts: what Office writes for an encrypted .docx / .xlsx (and for .doc / .xls).
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 #: The attribute naming the column an answer came from, when a CSV has several text columns.
 TEXT_COLUMN_ATTRIBUTE = "text column"
 
@@ -202,6 +204,11 @@ class Ingester:
             raise IngestError(path, "empty file")
         sha = hashlib.sha256(raw).hexdigest()
         warnings: list[str] = []
+        if suffix in (".docx", ".xlsx") and raw.startswith(_OLE_MAGIC):
+            kind, app = ("Word", "Word") if suffix == ".docx" else ("Excel", "Excel")
+            raise IngestError(path, f"{kind} file is password-protected (encrypted), or an old binary file renamed; "
+                                    f"remove the password in {app} (File > Info > Protect) and save it as "
+                                    f"{suffix} again")
         if suffix == ".docx":
             text, turns = self._read_docx(path, raw)
         elif suffix == ".csv":
