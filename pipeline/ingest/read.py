@@ -205,8 +205,8 @@ class Ingester:
         sha = hashlib.sha256(raw).hexdigest()
         warnings: list[str] = []
         if suffix in (".docx", ".xlsx") and raw.startswith(_OLE_MAGIC):
-            kind, app = ("Word", "Word") if suffix == ".docx" else ("Excel", "Excel")
-            raise IngestError(path, f"{kind} file is password-protected (encrypted), or an old binary file renamed; "
+            app = "Word" if suffix == ".docx" else "Excel"
+            raise IngestError(path, f"{app} file is password-protected (encrypted), or an old binary file renamed; "
                                     f"remove the password in {app} (File > Info > Protect) and save it as "
                                     f"{suffix} again")
         if suffix == ".docx":
