@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Collection, Iterable, Iterator, Mapping, Sequence
+from typing import Callable, Collection, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 from pipeline.config import IngestSettings
 from pipeline.csvsafe import read_cell
@@ -25,6 +25,7 @@ from pipeline.ingest.unzip import BoundedZip, UnpackLimitError, ZipLimits
 TEXT_SUFFIXES = {".txt", ".md"}
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | {".docx", ".vtt", ".srt", ".csv", ".xlsx"}
 _TEXT_COLUMN_NAMES = ("text", "comment", "comments", "answer", "response", "feedback")
+T = TypeVar("T")
 #: How an OLE compound file starts: what Office writes for an encrypted .docx / .xlsx (and for .doc / .xls).
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 #: The attribute naming the column an answer came from, when a CSV has several text columns.
@@ -204,11 +205,6 @@ class Ingester:
             raise IngestError(path, "empty file")
         sha = hashlib.sha256(raw).hexdigest()
         warnings: list[str] = []
-        if suffix in (".docx", ".xlsx") and raw.startswith(_OLE_MAGIC):
-            app = "Word" if suffix == ".docx" else "Excel"
-            raise IngestError(path, f"{app} file is password-protected (encrypted), or an old binary file renamed; "
-                                    f"remove the password in {app} (File > Info > Protect) and save it as "
-                                    f"{suffix} again")
         if suffix == ".docx":
             text, turns = self._read_docx(path, raw)
         elif suffix == ".csv":
@@ -312,22 +308,31 @@ class Ingester:
             return None
         return match if self._short_label(match.group("label")) else None
 
+    def _open_office(self, path: Path, raw: bytes, app: str, load: Callable[[io.BytesIO], T]) -> T:
+        """A Word or Excel file (a ZIP) opened by ``load`` once its parts are within the unpack limits."""
+        suffix = ".docx" if app == "Word" else ".xlsx"
+        if raw.startswith(_OLE_MAGIC):
+            raise IngestError(path, f"{app} file is password-protected (encrypted), or an old binary file renamed; "
+                                    f"remove the password in {app} (File > Info > Protect) and save it as "
+                                    f"{suffix} again")
+        try:
+            with zipfile.ZipFile(io.BytesIO(raw)) as zf:  # within the limits before the library parses it
+                BoundedZip(zf, ZipLimits(self.max_unpacked_mb, self.max_xml_mb)).check_all()
+            return load(io.BytesIO(raw))
+        except UnpackLimitError as exc:
+            raise IngestError(path, f"{app} file not read: {exc}") from None
+        except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+            raise IngestError(path, f"not a readable {app} {suffix} file ({type(exc).__name__}: {exc})") from exc
+        except Exception as exc:  # python-docx and openpyxl raise a variety of XML/package errors on corrupt files
+            raise IngestError(path, f"corrupt {app} file ({type(exc).__name__}: {exc})") from exc
+
     def _read_docx(self, path: Path, raw: bytes) -> tuple[str, list[Turn]]:
         import docx  # python-docx
         from docx.table import Table
 
         from pipeline.ingest.word import blocks, cell_text, paragraph_text
 
-        try:
-            with zipfile.ZipFile(io.BytesIO(raw)) as zf:  # within the limits before python-docx parses it
-                BoundedZip(zf, ZipLimits(self.max_unpacked_mb, self.max_xml_mb)).check_all()
-            document = docx.Document(io.BytesIO(raw))
-        except UnpackLimitError as exc:
-            raise IngestError(path, f"Word file not read: {exc}") from None
-        except (zipfile.BadZipFile, KeyError, ValueError) as exc:
-            raise IngestError(path, f"not a readable Word .docx file ({type(exc).__name__}: {exc})") from exc
-        except Exception as exc:  # python-docx raises a variety of XML/package errors on corrupt files
-            raise IngestError(path, f"corrupt Word file ({type(exc).__name__}: {exc})") from exc
+        document = self._open_office(path, raw, "Word", docx.Document)
         lines: list[str] = []
         for child in blocks(document.element.body):  # tracked changes accepted, as Word shows them
             if child.tag.endswith("}p"):
@@ -407,14 +412,8 @@ class Ingester:
         the first row that holds anything as the header; cells as Excel shows their values."""
         import openpyxl
 
-        try:
-            with zipfile.ZipFile(io.BytesIO(raw)) as zf:  # within the limits before openpyxl parses it
-                BoundedZip(zf, ZipLimits(self.max_unpacked_mb, self.max_xml_mb)).check_all()
-            book = openpyxl.load_workbook(io.BytesIO(raw), read_only=True, data_only=True)
-        except UnpackLimitError as exc:
-            raise IngestError(path, f"Excel file not read: {exc}") from None
-        except Exception as exc:  # openpyxl raises a variety of ZIP/XML/package errors on corrupt files
-            raise IngestError(path, f"not a readable Excel .xlsx file ({type(exc).__name__}: {exc})") from exc
+        book = self._open_office(path, raw, "Excel",
+                                 lambda f: openpyxl.load_workbook(f, read_only=True, data_only=True))
         try:
             sheets = book.worksheets
             if not sheets:
