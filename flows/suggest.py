@@ -91,10 +91,12 @@ def ingest_task(paths: list[str], ingest_cfg: IngestSettings, exclude: list[str]
 
 @task(name="segment", cache_policy=NO_CACHE)
 def segment_task(documents: Sequence[Document], segment_cfg: SegmentSettings,
-                 embed_cfg: EmbedSettings) -> list[Segment]:
+                 embed_cfg: EmbedSettings) -> tuple[list[Segment], list[str]]:
+    """The documents' segments, and a note for each transcript whose interviewer was found by their questions."""
     embedder = Embedder.from_config(embed_cfg)
     segmenter = Segmenter.from_config(segment_cfg, embedder.count_tokens, embedder.max_tokens)
-    return segmenter.transform(documents)
+    notes = [asker.note(doc.path) for doc in documents if (asker := segmenter.questioner(doc))]
+    return segmenter.transform(documents), notes
 
 
 @task(name="embed", cache_policy=NO_CACHE)
@@ -295,7 +297,8 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, s: Settin
                            "(same files, same configuration, no new decisions)")
         return outcome
 
-    fresh = timed("segment", segment_task, ingested.documents, s.segment, s.embed)
+    fresh, notes = timed("segment", segment_task, ingested.documents, s.segment, s.embed)
+    outcome.warnings += notes
     by_source = store.stored_segments(study, [k.sha256 for k in ingested.known], cut)
     for seg in fresh:
         by_source.setdefault(seg.source_sha256, []).append(seg)

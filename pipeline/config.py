@@ -488,6 +488,7 @@ class SegmentSettings(Section):
     at = "segment"
     interviewer_pattern: str = setting(pattern())
     generic_participant_pattern: str = setting(pattern())
+    interviewer_question_share: float | None = setting(number(above=0, high=1).or_null())
     max_sentences: int = setting(whole(1))
     target_words: int = setting(whole(1))
     min_words: int = setting(whole(0))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -278,6 +279,40 @@ def test_focus_group_one_case_per_speaker(tmp_path, ingester, segmenter):
     by_case = Counter(s.case for s in segments if s.clusterable)
     assert by_case == {"Alice": 2, "Bob": 2, "Chidi Okafor": 2}
     assert all(s.role == INTERVIEWER and not s.clusterable for s in segments if s.speaker == "Moderator")
+
+
+NAMED = ("Jane Smith: Thanks for joining. How long have you worked in the service?\n"
+         "Amir Khan: About six years now, mostly in the community team.\n"
+         "Jane Smith: What changed when the online programme came in?\n"
+         "Amir Khan: The waiting list went down, but some people never logged in at all.\n"
+         "Jane Smith: Why do you think that was?\n"
+         "Amir Khan: Many of them had no device of their own, or shared one with the family.\n"
+         "Jane Smith: That makes sense. And the staff?\n"
+         "Amir Khan: They were wary at first. Would you trust an app with a patient at risk? Most came round.\n")
+
+
+def test_a_named_interviewer_is_found_by_their_questions(tmp_path, ingester, segmenter):
+    """A Teams or Zoom transcript names people: no label matches interviewer_pattern, so the interviewer's
+    questions would be clustered with the answers. The one speaker asking in most turns, while the other
+    rarely does, is taken as the interviewer, with a note that gives the figures."""
+    doc = ingester.read(write(tmp_path / "call-03.txt", NAMED))
+    asker = segmenter.questioner(doc)
+    assert (asker.speaker, asker.questions, asker.turns) == ("Jane Smith", 4, 4)
+    assert asker.note("call-03.txt") == (
+        "call-03.txt: 'Jane Smith' taken as the interviewer (4 of 4 turns ask a question; kept as context, not "
+        "clustered); name the interviewer in segment.interviewer_pattern to choose otherwise")
+    segments = segmenter.segment_document(doc)
+    assert all(s.role == INTERVIEWER and not s.clusterable for s in segments if s.speaker == "Jane Smith")
+    assert {s.case for s in segments if s.clusterable} == {"Amir Khan"}
+    # not where both ask as much, nor where a label already says who interviews, nor when switched off
+    both = NAMED.replace("Most came round.", "Did it work?").replace("at all.", "at all, why?").replace(
+        "family.", "family, no?")
+    for other, cut in ((both, segmenter), (NAMED.replace("Jane Smith:", "Interviewer:"), segmenter),
+                       (NAMED, replace(segmenter, interviewer_question_share=None))):
+        doc = ingester.read(write(tmp_path / "call-04.txt", other))
+        assert cut.questioner(doc) is None
+    assert all(s.role == PARTICIPANT for s in replace(segmenter, interviewer_question_share=None)
+               .segment_document(doc) if s.speaker)
 
 
 def test_numbered_participants_in_one_file_stay_separate_cases(tmp_path, ingester, segmenter):

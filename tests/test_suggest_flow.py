@@ -248,6 +248,9 @@ def test_bad_files_are_skipped_with_reasons_and_the_rest_processed(prefect_harne
     (folder / "survey.csv").write_text("id,remark\n1,Too long a wait\n", encoding="utf-8")
     (folder / "questions-only.txt").write_text("Interviewer: Hello?\n\nInterviewer: Anyone there?\n", encoding="utf-8")
     (folder / "notes.pdf").write_bytes(b"%PDF-1.4")
+    # a transcript that names its interviewer (as Teams does): read, with a note on who asked the questions
+    named = (TRANSCRIPTS / "P05.txt").read_bytes().decode("cp1252").replace("Interviewer:", "Jane Smith:")
+    (folder / "P05-named.txt").write_text(named, encoding="utf-8")
     cfg = study_config(tmp_path / "ws")
     outcome = suggest_flow(paths=[str(folder)], study="mixed", config=cfg)
     assert outcome["status"] == "completed"
@@ -266,6 +269,9 @@ def test_bad_files_are_skipped_with_reasons_and_the_rest_processed(prefect_harne
         assert run.n_themes >= 2
         assert {s.name for s in run.study.sources} >= {"P02.txt", "P03.docx", "P04.vtt", "P06.docx"}
         assert len(run.skipped) == len(outcome["skipped"])
+        roles = set(session.execute(select(Segment.role, Segment.clusterable).where(Segment.speaker == "Jane Smith")))
+    assert roles == {("interviewer", False)}
+    assert any("P05-named.txt: 'Jane Smith' taken as the interviewer (" in w for w in outcome["warnings"])
 
 
 def test_tiny_corpus_gets_a_message_and_keeps_earlier_results(example_study, tmp_path):

@@ -48,6 +48,20 @@ class Segment:
     attributes: tuple[tuple[str, str], ...] = ()
 
 
+@dataclass(frozen=True)
+class Questioner:
+    """A speaker taken as the interviewer: ``questions`` of their ``turns`` hold a question."""
+
+    speaker: str
+    questions: int
+    turns: int
+
+    def note(self, source: str) -> str:
+        return (f"{source}: '{self.speaker}' taken as the interviewer ({self.questions} of {self.turns} turns ask "
+                "a question; kept as context, not clustered); name the interviewer in segment.interviewer_pattern "
+                "to choose otherwise")
+
+
 def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
     """Sentence spans of ``text[start:end]`` as absolute offsets, whitespace trimmed."""
     end = len(text) if end is None else end
@@ -87,6 +101,7 @@ class Segmenter:
 
     interviewer_pattern: str = r"^(interviewer|moderator|facilitator)$"
     generic_participant_pattern: str = r"^(participant|respondent|interviewee)$"
+    interviewer_question_share: float | None = 0.5
     max_sentences: int = 3
     target_words: int = 35
     min_words: int = 4
@@ -103,6 +118,7 @@ class Segmenter:
         return cls(
             interviewer_pattern=cfg.interviewer_pattern,
             generic_participant_pattern=cfg.generic_participant_pattern,
+            interviewer_question_share=cfg.interviewer_question_share,
             max_sentences=cfg.max_sentences,
             target_words=cfg.target_words,
             min_words=cfg.min_words,
@@ -119,9 +135,11 @@ class Segmenter:
 
     def segment_document(self, doc: Document) -> list[Segment]:
         labelled = any(t.speaker for t in doc.turns)
+        asker = self.questioner(doc)
         out: list[Segment] = []
         for turn in doc.turns:
-            role = self.role_of(turn, labelled)
+            asks = asker is not None and (turn.speaker or "").strip() == asker.speaker
+            role = INTERVIEWER if asks else self.role_of(turn, labelled)
             case = self.case_of(turn, role, doc)
             for start, end in self._spans(doc.text, turn.start, turn.end):
                 out.append(Segment(doc.name, doc.sha256, case, turn.speaker, role, turn.index, start, end,
@@ -141,6 +159,28 @@ class Segmenter:
             clusterable = seg.role == PARTICIPANT and len(seg.text.split()) >= least
             out.append(seg if seg.clusterable == clusterable else replace(seg, clusterable=clusterable))
         return out
+
+    def questioner(self, doc: Document) -> "Questioner | None":
+        """The speaker taken as the interviewer because they ask the questions, in a transcript whose
+        speakers are named and none matches ``interviewer_pattern`` (see ``interviewer_question_share``)."""
+        if self.interviewer_question_share is None:
+            return None
+        asked: dict[str, dict[int, bool]] = {}
+        for t in doc.turns:
+            if t.speaker and not t.case:  # a CSV's answers have no interviewer
+                turns = asked.setdefault(t.speaker.strip(), {})
+                turns[t.index] = turns.get(t.index, False) or "?" in doc.text[t.start:t.end]
+        if len(asked) < 2 or any(re.match(self.interviewer_pattern, s, re.IGNORECASE) for s in asked):
+            return None
+        shares = {s: (sum(t.values()), len(t)) for s, t in sorted(asked.items())}
+        best = max(shares, key=lambda s: shares[s][0] / shares[s][1])
+        questions, turns = shares[best]
+        share = questions / turns
+        if questions < 3 or share < self.interviewer_question_share:
+            return None
+        if any(q / n >= share / 2 for s, (q, n) in shares.items() if s != best):
+            return None
+        return Questioner(best, questions, turns)
 
     def role_of(self, turn: Turn, labelled: bool) -> str:
         if turn.speaker is None:
