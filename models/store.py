@@ -339,8 +339,8 @@ def _retire_unseen(session: Session, study: Study, seen: set[str]) -> None:
 def _upsert_segments(session: Session, study: Study, documents: Sequence[Document],
                      segments: Sequence[PlainSegment], cut: str | None) -> list[int]:
     """Reuse sources (by content hash) and segments (by offsets) already stored; return ids in order. A
-    stored segment takes the run's ``clusterable`` (settings such as ``segment.answer_min_words`` may have
-    changed since it was first cut)."""
+    stored segment takes the run's ``clusterable``, ``role`` and ``case`` (settings such as
+    ``segment.answer_min_words`` or ``interviewer_question_share`` may have changed since it was first cut)."""
     shas = {seg.source_sha256 for seg in segments} | {doc.sha256 for doc in documents}
     sources: dict[str, Source] = {s.sha256: s for s in session.scalars(select(Source).where(
         Source.study_id == study.id, Source.sha256.in_(list(shas))))}
@@ -354,27 +354,30 @@ def _upsert_segments(session: Session, study: Study, documents: Sequence[Documen
         sources[doc.sha256] = source
     existing, flags = {}, {}
     for source in sources.values():
-        for seg_id, start, end, clusterable in session.execute(
-                select(Segment.id, Segment.start, Segment.end, Segment.clusterable).where(Segment.source_id == source.id)):
+        for seg_id, start, end, *said in session.execute(
+                select(Segment.id, Segment.start, Segment.end, Segment.clusterable, Segment.role, Segment.case)
+                .where(Segment.source_id == source.id)):
             existing[(source.id, start, end)] = seg_id
-            flags[seg_id] = clusterable
+            flags[seg_id] = tuple(said)
     new: dict[tuple[int, int, int], Segment] = {}
     keys, reflagged = [], {}
     for seg in segments:
         key = (sources[seg.source_sha256].id, seg.start, seg.end)
         keys.append(key)
-        if key in existing and flags[existing[key]] != seg.clusterable:  # cut again under other settings
-            reflagged[existing[key]] = seg.clusterable
+        now = (seg.clusterable, seg.role, seg.case)
+        if key in existing and flags[existing[key]] != now:  # cut again under other settings
+            reflagged[existing[key]] = now
         if key not in existing and key not in new:
             new[key] = Segment(
                 source_id=key[0], start=seg.start, end=seg.end, case=seg.case, speaker=seg.speaker, role=seg.role,
                 turn_index=seg.turn_index, text=seg.text, text_hash=text_hash(seg.text),
                 clusterable=seg.clusterable, row_id=seg.row_id, attributes=dict(seg.attributes))
     session.add_all(new.values())
-    for flag in (True, False):  # a stored segment is clustered as the latest run that cut it says
-        ids = [i for i, f in reflagged.items() if f is flag]
+    for now in set(reflagged.values()):  # a stored segment is what the latest run that cut it says
+        ids = [i for i, said in reflagged.items() if said == now]
         for part in range(0, len(ids), 1000):
-            session.execute(update(Segment).where(Segment.id.in_(ids[part:part + 1000])).values(clusterable=flag))
+            session.execute(update(Segment).where(Segment.id.in_(ids[part:part + 1000]))
+                            .values(clusterable=now[0], role=now[1], case=now[2]))
     session.flush()
     existing.update({key: row.id for key, row in new.items()})
     ids = [existing[key] for key in keys]

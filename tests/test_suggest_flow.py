@@ -223,6 +223,35 @@ def test_short_answers_left_out_by_earlier_settings_are_clustered_by_the_next_ru
     assert texts2 == texts1 + len(short)
 
 
+def test_a_named_interviewer_found_by_a_later_run_is_stored_as_the_interviewer(prefect_harness, tmp_path):
+    """Transcripts stored before the interviewer was found by their questions: the next run cuts them
+    again, and the stored segments take its role, case and flag, so the questions leave the clustering."""
+    from models.store import Store
+
+    folder = tmp_path / "named"
+    folder.mkdir()
+    for name in ("P01.txt", "P02.txt", "P03.docx"):
+        shutil.copy(TRANSCRIPTS / name, folder / name)
+    named = (TRANSCRIPTS / "P05.txt").read_bytes().decode("cp1252").replace("Interviewer:", "Jane Smith:")
+    (folder / "P05.txt").write_text(named, encoding="utf-8")
+    workspace = tmp_path / "ws"
+
+    def jane():
+        with Store.from_config(study_config(workspace)["store"]).sessions() as session:
+            return set(session.execute(select(Segment.id, Segment.role, Segment.case, Segment.clusterable)
+                                       .where(Segment.speaker == "Jane Smith")))
+
+    off = study_config(workspace, segment={"interviewer_question_share": None})
+    assert suggest_flow(paths=[str(folder)], study="named", config=off)["status"] == "completed"
+    before = jane()
+    assert before and {(role, case) for _, role, case, _ in before} == {("participant", "Jane Smith")}
+    outcome = suggest_flow(paths=[str(folder)], study="named", config=study_config(workspace))
+    assert outcome["status"] == "completed"
+    assert {i for i, *_ in jane()} == {i for i, *_ in before}  # the same rows, judged anew
+    assert {(role, case, flag) for _, role, case, flag in jane()} == {("interviewer", None, False)}
+    assert any("'Jane Smith' taken as the interviewer" in w for w in outcome["warnings"])
+
+
 def test_embedding_cache_is_shared_across_studies(example_study, tmp_path):
     """Another study over part of the same transcripts re-embeds nothing: the cache is the store's, across studies."""
     subset = tmp_path / "subset"
