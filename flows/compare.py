@@ -62,24 +62,21 @@ def build_study_matrix(view: StudyView, coder: str | None = None, n_quotes: int 
     """The Framework matrix: participants x the run's themes (``coder`` ``machine``), or x one stored
     coder's codes (a human's, or the confirmed themes as applied by ``themesift apply``). ``by``: rows
     by that column of the CSV sources (an ``--attr-col``, or ``text column``) instead of by participant."""
-    from functools import partial
-
     from pipeline.compare.agreement import natural_key
-    from pipeline.compare.matrix import Column, build_matrix
+    from pipeline.compare.matrix import Column, build_matrix, chart_columns
 
     definitions = definitions or {}
     if by is not None:
-        known = sorted({k for u in view.units for k, _ in u.attributes})
+        known = chart_columns(view.units)
         if by not in known:
             raise StudyNotFoundError(f"study '{view.study}' has no column '{by}' to chart by (columns: "
                                      f"{', '.join(known) or 'none: only CSV sources read with --attr-col have them'})")
-    chart = build_matrix if by is None else partial(build_matrix, row_of=lambda u: dict(u.attributes).get(by),
-                                                    rows_are=by)
     if coder is None or coder == MACHINE:
         coding = {s: frozenset([t]) for s, t in view.partition.items() if t}
         columns = [Column(t.code, t.code, "keywords: " + ", ".join(t.keywords)) for t in view.themes]
         title = f"Framework matrix: study {view.study}, run {view.run_id} (machine themes)"
-        return chart(view.units, coding, columns, title, lambda s, _c: view.strength.get(s, 0.0), n_quotes)
+        return build_matrix(view.units, coding, columns, title, lambda s, _c: view.strength.get(s, 0.0), n_quotes,
+                            by=by)
     if coder not in view.humans:
         known = ", ".join(sorted(view.humans)) or "none imported yet"
         raise StudyNotFoundError(f"study '{view.study}' has no coder '{coder}' (coders: {known})")
@@ -94,7 +91,7 @@ def build_study_matrix(view: StudyView, coder: str | None = None, n_quotes: int 
     title = (f"Framework matrix: study {view.study}, confirmed themes as coded by {coder} (run {view.run_id})"
              if applied else f"Framework matrix: study {view.study}, {coder}'s codes (on run {view.run_id}'s segments)")
     columns = [Column(c, c, definitions.get(c, "")) for c in codes]
-    return chart(view.units, coding, columns, title, agreeing, n_quotes)
+    return build_matrix(view.units, coding, columns, title, agreeing, n_quotes, by=by)
 
 
 def export_study_qdpx(view: StudyView, path: Path, created: datetime | None = None,

@@ -870,14 +870,16 @@ def team_comparison(view: StudyView, min_positive: int = 5, recovered_f1: float 
                         min_positive, recovered_f1)
 
 
-def review_matrix(session: Session, view: StudyView, n_quotes: int = 2, themes: str = "confirmed"):
+def review_matrix(session: Session, view: StudyView, n_quotes: int = 2, themes: str = "confirmed",
+                  by: str | None = None):
     """The Framework matrix of the review as ``view`` holds it (a coder's own decisions while coding is
     blind, else the team's): participants x themes, built by ``themesift matrix``'s code
     (``pipeline.compare.matrix.build_matrix``) on the same units (the run's segments) with the segments'
     current codes. ``themes``: ``confirmed`` (the codebook; the open themes while none is confirmed) or
-    ``open`` (every theme still open). Returns the matrix and which themes it shows."""
+    ``open`` (every theme still open). ``by``: rows by that CSV column, where the units carry it (else by
+    participant). Returns the matrix, which themes it shows and the columns it could be charted by."""
     from models.codings import run_units
-    from pipeline.compare.matrix import Column, build_matrix
+    from pipeline.compare.matrix import Column, build_matrix, chart_columns
 
     confirmed = [k for k in view.keys() if view.status(k) == cb.CONFIRMED and view.members(k)]
     which = "confirmed" if themes != "open" and confirmed else "open"
@@ -891,7 +893,9 @@ def review_matrix(session: Session, view: StudyView, n_quotes: int = 2, themes: 
         return view.strength.get(seg, 0.0) if view.base.get(seg) == key else 0.0
 
     title = f"Framework matrix: study {view.study.name}, run {view.run.id if view.run else '-'}, {which} themes"
-    return build_matrix(units, coding, columns, title, strength, n_quotes), which
+    options = chart_columns(units)
+    by = by if by in options else None
+    return build_matrix(units, coding, columns, title, strength, n_quotes, by=by), which, options
 
 
 CONSENSUS = "consensus"  # the coder name the team's settled coding is exported under

@@ -153,6 +153,36 @@ def test_the_matrix_page_is_the_matrix_command_on_the_run(study):
     assert len(re.findall(r'<th scope="col">.*?</th>', page)) == 2 and ">Cost</a>" in page
 
 
+def test_the_matrix_page_charts_by_a_column_as_the_command_does(study):
+    """Segments that carry a CSV column (here a site per transcript) can be charted by it in the page, with
+    the counts of ``themesift matrix --by site``; a cell lists the segments of its site only."""
+    from sqlalchemy import update
+
+    from flows.compare import build_study_matrix, load_view as compare_view
+
+    store = study.store
+    with store.transaction() as session:
+        for source_id, name in session.execute(select(Source.id, Source.name)).all():
+            site = "North" if name < "P05" else "South"
+            session.execute(update(Segment).where(Segment.source_id == source_id).values(attributes={"site": site}))
+    client = TestClient(create_app(store, study.name))
+    login(client, "amira")
+    keys, _, view = keys_and_outliers(store, study.name)
+    assert "Rows:" in client.get("/matrix?themes=open").text
+    page = client.get("/matrix?themes=open&by=site").text
+    assert '<th scope="col">site</th>' in page and "site values raising it" in page
+    cells = re.findall(r'href="/matrix/cell\?case=([^&]+)&amp;theme=([^&]+)&amp;by=site">(\d+) segments?</a>', page)
+    shown = {(unquote_plus(c), unquote_plus(k)): int(n) for c, k, n in cells}
+    command = build_study_matrix(compare_view(store, study.name), "machine", 2, by="site")
+    rank = {view.themes[k].rank: k for k in view.themes}
+    expected = {(case, rank[int(col.code[1:3])]): command.cell(case, col.code).count
+                for case in command.cases for col in command.columns if command.cell(case, col.code).count}
+    assert shown == expected and {c for c, _ in shown} == {"North", "South"}
+    (case, key), n = next(iter(shown.items()))
+    cell = client.get("/matrix/cell?" + urlencode({"case": case, "theme": key, "by": "site"})).text
+    assert cell.count('class="segment"') == n and cell.count(f"site: {case}") == n
+
+
 def test_blind_coders_see_their_own_codes_in_the_transcript_and_the_matrix(study, capsys):
     token = tokens(study, capsys, "amira", "ben", lead="amira")
     store = study.store

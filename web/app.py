@@ -42,7 +42,7 @@ from models.store import Store, StudyNotFoundError
 from pipeline.config import CompareSettings, ReviewSettings
 from pipeline.learn import codebook as cb
 from pipeline.compare.compare import fmt
-from pipeline.compare.matrix import NO_CASE
+from pipeline.compare.matrix import row_of
 from pipeline.compare.team import settlement
 from pipeline.learn.codebook import DecisionError, differences
 from pipeline.learn.teach import reviewed_own, teach_hint
@@ -394,26 +394,30 @@ def create_app(store: Store, study: str, team: bool = False,
                         back=f"/sources/{source_id}")
 
     @app.get("/matrix", response_class=HTMLResponse)
-    def matrix(request: Request, themes: str = "confirmed", v: Visitor = Depends(signed_in)):
+    def matrix(request: Request, themes: str = "confirmed", by: str | None = None,
+               v: Visitor = Depends(signed_in)):
         with store.sessions() as session:
             view = view_of(session, v)
-            chart, which = review_matrix(session, view, compare.matrix_quotes, themes)
+            chart, which, options = review_matrix(session, view, compare.matrix_quotes, themes, by)
             sources = {s: view.segments[s].source_id for s in view.base if s in view.segments}
             return page(request, v, "matrix.html", view=view, m=chart, which=which, sources=sources,
-                        colours=theme_colours(view))
+                        colours=theme_colours(view), options=options)
 
     @app.get("/matrix/cell", response_class=HTMLResponse)
-    def matrix_cell(request: Request, case: str, theme: str, v: Visitor = Depends(signed_in)):
+    def matrix_cell(request: Request, case: str, theme: str, by: str | None = None,
+                    v: Visitor = Depends(signed_in)):
         """Every segment of one cell of the matrix (the chart shows the best few), each linked to its place."""
+        by = by or None  # "by=" from a link: rows by participant
         with store.sessions() as session:
             view = view_of(session, v)
-            no_case = case == NO_CASE
             ids = [s for s in view.members(theme) if s in view.base and s in view.segments
-                   and (view.segments[s].case or None) == (None if no_case else case)]
+                   and (by is not None or row_of(view.segments[s].case, (), None) == case)]
             segs = segments_by_id(session, ids)
+            ids = [s for s in ids if row_of(segs[s].case, segs[s].attributes, by) == case]
             order = sorted(ids, key=lambda s: (segs[s].source.name, segs[s].start))
             return page(request, v, "matrix_cell.html", view=view, case=case, key=theme, title=view.title(theme),
-                        ids=order, segs=segs, contexts={s: segment_context(session, segs[s]) for s in order})
+                        ids=order, segs=segs, contexts={s: segment_context(session, segs[s]) for s in order},
+                        by=by)
 
     # -- deciding -----------------------------------------------------------------------------------
     @app.post("/decide")

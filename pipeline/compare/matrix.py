@@ -14,7 +14,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Hashable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Hashable, Iterable, Mapping, Protocol, Sequence
 
 from pipeline import csvsafe
 from pipeline.compare.agreement import natural_key
@@ -27,6 +27,7 @@ class UnitLike(Protocol):
     start: int
     end: int
     text: str
+    attributes: tuple[tuple[str, str], ...]  # read only when a matrix is charted ``by`` one of them
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,18 @@ class FrameworkMatrix:
 NO_CASE = "(no participant)"
 
 
+def chart_columns(units: Iterable[UnitLike]) -> list[str]:
+    """The attributes the units carry, which a matrix can be charted ``by``."""
+    return sorted({k for u in units for k, _ in u.attributes})
+
+
+def row_of(case: str | None, attributes: Mapping[str, str] | Iterable[tuple[str, str]], by: str | None) -> str:
+    """The matrix row a segment falls in: its participant, or its value of the attribute ``by``."""
+    if by is None:
+        return case or NO_CASE
+    return dict(attributes or ()).get(by) or f"(no {by})"
+
+
 def build_matrix(
     units: Sequence[UnitLike],
     coding: Mapping[Hashable, frozenset[str]],
@@ -97,13 +110,12 @@ def build_matrix(
     score: Callable[[Hashable, str], float] | None = None,
     n_quotes: int = 2,
     max_chars: int = 300,
-    row_of: Callable[[UnitLike], str | None] | None = None,
-    rows_are: str = "participant",
+    by: str | None = None,
 ) -> FrameworkMatrix:
     """Count each participant's segments per column and keep the ``n_quotes`` best quotes.
 
-    ``row_of``: the row of a unit (default its case), with ``rows_are`` saying what the rows are, so a
-    survey can be charted by site or by question as well as by respondent.
+    ``by``: rows by that attribute of the units (a CSV column: a survey's site, or ``text column`` for its
+    questions) instead of by participant.
 
     Best: highest ``score(segment_id, code)`` (the machine's membership strength, or how many other
     coders gave the same code), then longest; quotes are shown in text order. Quotes longer than
@@ -113,10 +125,8 @@ def build_matrix(
     wanted = {c.code for c in columns}
     found: dict[tuple[str, str], list[UnitLike]] = {}
     per_case: dict[str, int] = {}
-    row_of = row_of or (lambda u: u.case)
-    missing = NO_CASE if rows_are == "participant" else f"(no {rows_are})"
     for u in units:
-        case = row_of(u) or missing
+        case = row_of(u.case, u.attributes if by else (), by)
         per_case[case] = per_case.get(case, 0) + 1
         for code in coding.get(u.segment_id, ()):
             if code in wanted:
@@ -131,7 +141,7 @@ def build_matrix(
                   for u in chosen]
         cells[key] = Cell(len(members), quotes)
     cases = sorted(per_case, key=natural_key)
-    return FrameworkMatrix(title, cases, list(columns), cells, per_case, rows_are)
+    return FrameworkMatrix(title, cases, list(columns), cells, per_case, by or "participant")
 
 
 def cell_text(cell: Cell) -> str:
