@@ -63,6 +63,18 @@ def test_inflections_are_one_candidate():
     assert lemma("waiting") == lemma("waits") == "wait"
 
 
+def test_a_name_keeps_the_case_members_write_a_word_in():
+    """"nhs" reads as NHS and "natasha" as Natasha; a sentence's first word and a text in capitals say nothing
+    about how a word is spelled."""
+    counter = PhraseCounter(STOP, 4)
+    for text in ("The NHS app works well.", "nhs app is slow", "I use the NHS app daily.", "Natasha was kind.",
+                 "thanks to Natasha for her help", "STAFF WERE GREAT", "STAFF WERE GREAT", "Staff were kind"):
+        counter.phrases(text)
+    assert counter.written("nhs app") == "NHS app"
+    assert counter.written("natasha") == "Natasha"
+    assert counter.written("staff") == "staff"  # shouted or first in a sentence: no evidence for "Staff"
+
+
 def test_a_light_verb_or_a_vague_noun_never_ends_a_phrase():
     """"pwp doing", "say", "get seen" and "thing" name nothing; a phrase may begin on a light verb ("getting
     my medication"), and "feelings" is a name in its own right."""
@@ -85,7 +97,7 @@ def test_names_say_what_the_theme_is_about_and_never_repeat_a_lemma(encoder):
         assert all(not (a & b) for i, a in enumerate(lemmas) for b in lemmas[i + 1:]), n.phrases
         assert n.name == " and ".join(n.phrases)
         members = " ".join(TEXTS).lower()
-        assert all(p in members for p in n.phrases)  # extractive: the members' own words
+        assert all(p.lower() in members for p in n.phrases)  # extractive: the members' own words
 
 
 def test_names_are_deterministic(encoder):

@@ -115,9 +115,33 @@ def _participle(word: str) -> bool:
     return "VERB" in word_classes(word) and word.endswith("ed")
 
 
-def clause_words(text: str) -> list[list[str]]:
-    """Lower-cased words of each clause of ``text`` (clauses end at punctuation)."""
-    return [w for w in ([m.group(0).lower() for m in _WORD.finditer(part)] for part in _CLAUSE_BREAK.split(text)) if w]
+def clause_words(text: str, lower: bool = True) -> list[list[str]]:
+    """Words of each clause of ``text`` (clauses end at punctuation), lower-cased unless ``lower`` is false."""
+    clauses = ([m.group(0) for m in _WORD.finditer(part)] for part in _CLAUSE_BREAK.split(text))
+    return [[w.lower() for w in c] if lower else c for c in clauses if c]
+
+
+def written_forms(text: str) -> list[tuple[str, str]]:
+    """``(word, form)`` for each word of ``text`` whose case says something: ``form`` is the word as written
+    where it is all capitals ("NHS", "GP") or capitalised inside a clause ("Natasha", "Zoom"), else the word
+    itself. A clause's first word is capitalised by the sentence, and a text written mostly in capitals
+    shouts: neither says how the word is spelled, so neither counts."""
+    clauses = clause_words(text, lower=False)
+    words = [w for c in clauses for w in c]
+    if sum(w.isupper() and len(w) > 1 for w in words) > len(words) / 2:
+        return []
+    out = []
+    for clause in clauses:
+        for k, w in enumerate(clause):
+            if len(w) > 1 and w.isupper():
+                out.append((w.lower(), w))
+            elif k and w[:1].isupper():
+                out.append((w.lower(), w))
+            elif not k and w[:1].isupper():
+                continue
+            else:
+                out.append((w, w))
+    return out
 
 
 def sentences(text: str, min_words: int, max_words: int) -> list[str]:
@@ -140,6 +164,7 @@ class PhraseCounter:
         self.stop_words = stop_words
         self.max_words = max_words
         self._surfaces: dict[str, Counter] = {}
+        self._forms: dict[str, Counter] = {}
 
     def _edge(self, word: str) -> bool:
         """Whether a phrase may begin or end on ``word``: no stop word, contraction or adverb."""
@@ -149,6 +174,8 @@ class PhraseCounter:
 
     def phrases(self, text: str) -> list[str]:
         keys = []
+        for word, form in written_forms(text):
+            self._forms.setdefault(word, Counter())[form] += 1
         for words in clause_words(text):
             lemmas = [lemma(w) for w in words]
             for i, first in enumerate(words):
@@ -178,10 +205,21 @@ class PhraseCounter:
         return matrix, vectorizer.get_feature_names_out()
 
     def surface(self, key: str) -> str:
+        """The lower-case phrase under ``key`` as members wrote it most often (its inflections)."""
         counts = self._surfaces.get(key)
         if not counts:
             return key
         return min(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+
+    def written(self, phrase: str) -> str:
+        """``phrase`` (lower case) with each word in the form members wrote it most often: "NHS", "Natasha"; a
+        tie keeps lower case."""
+        def form(word: str) -> str:
+            counts = self._forms.get(word)
+            if not counts:
+                return word
+            return max(counts.items(), key=lambda kv: (kv[1], kv[0] == word, kv[0]))[0]
+        return " ".join(form(w) for w in phrase.split())
 
 
 @dataclass(frozen=True)
@@ -248,7 +286,7 @@ class ThemeNamer:
         for t in themes:
             picked = self._mmr(chosen[t], relevance.get(t, {}), phrase_vectors,
                                lambda i: {lemma(w) for w in counter.surface(str(keys[i])).split()} - stop_words)
-            words = tuple(counter.surface(str(keys[i])) for i in picked)
+            words = tuple(counter.written(counter.surface(str(keys[i]))) for i in picked)
             sentence, member = descriptions[t]
             case = cases[member] if member is not None else None
             out[t] = ThemeName(" and ".join(words), words, format_description(sentence, case) if sentence else "",
