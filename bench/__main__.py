@@ -72,7 +72,7 @@ def cmd_adapt(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if corpus is None:
         return 2
     result = {**describe_run(list(argv)), **adapt_benchmark(corpus, config, tuple(args.sizes), args.draws,
-                                                            tuple(args.steps) if args.steps else None)}
+                                                            tuple(args.epochs) if args.epochs else None)}
     return _save(result, args, _with_config(result, args, stem))
 
 
@@ -323,9 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("adapt", help="the learner on frozen vs adapted vectors (encoder fine-tuned on the same "
                                      "random labelled segments), with training and re-embedding seconds")
     labelled(p)
-    p.add_argument("--sizes", type=int, nargs="+", default=[100, 200, 400], help="labelled segments")
+    p.add_argument("--sizes", type=int, nargs="+", default=[100, 200, 400],
+                   help="labelled segments (at most four fifths of the corpus: near that, the ceiling)")
     p.add_argument("--draws", type=int, default=2, help="random draws per size (draw d also seeds the adapter)")
-    p.add_argument("--steps", type=int, nargs="+", help="adapter step counts to try (default: review.adapt_steps)")
+    p.add_argument("--epochs", type=int, nargs="+", help="adapter passes over the labels to try (default: review.adapt_epochs)")
     common(p)
     p.set_defaults(handler=cmd_adapt)
 

@@ -6,7 +6,7 @@ its negatives), then :class:`pipeline.learn.learner.CodeLearner` trained on thos
 
 * on the **frozen** vectors (the packaged model, as ``themesift apply`` codes by default), and
 * on the **adapted** vectors: :class:`pipeline.learn.adapt.EncoderAdapter` trained on the same labelled
-  segments only (``review.adapt_*`` settings, ``--steps`` for several step counts), saved, and the whole
+  segments only (``review.adapt_*`` settings, ``--epochs`` for several numbers of passes), saved, and the whole
   corpus embedded again with it through the configured backend (the ONNX default exports the adapted model
   first, as ``themesift adapt`` does; that export counts as re-embedding time).
 
@@ -44,12 +44,12 @@ def _kappa(human: dict[int, frozenset[str]], X: np.ndarray, labels, units: list[
 
 
 def adapt_benchmark(corpus: Corpus, config: dict, sizes: tuple[int, ...] = SIZES, draws: int = 2,
-                    steps: tuple[int, ...] | None = None) -> dict[str, Any]:
+                    epochs: tuple[int, ...] | None = None) -> dict[str, Any]:
     """Kappa on frozen and adapted vectors at each number of labelled segments (``sizes``), ``draws`` random
-    draws each (draw ``d`` seeds the labelled segments and the adapter), for each step count in ``steps``
-    (default: ``review.adapt_steps``); with the seconds of training and of re-embedding."""
+    draws each (draw ``d`` seeds the labelled segments and the adapter), for each number of passes in ``epochs``
+    (default: ``review.adapt_epochs``); with the seconds of training and of re-embedding."""
     review = config["review"]
-    steps = tuple(steps or (int(review["adapt_steps"]),))
+    epochs = tuple(epochs or (int(review["adapt_epochs"]),))
     embedder = Embedder.from_config({**config["embed"], "progress_min_texts": 10**9})
     frozen, _, _ = embed_corpus(corpus.texts, embedder)
     X = np.asarray(frozen, dtype=np.float64)
@@ -59,7 +59,7 @@ def adapt_benchmark(corpus: Corpus, config: dict, sizes: tuple[int, ...] = SIZES
     rows = []
     t0 = time.perf_counter()
     try:
-        for size in (s for s in sizes if s <= n // 2):
+        for size in (s for s in sizes if s <= n - n // 5):  # a fifth at least left to score
             for draw in range(draws):
                 rng = np.random.default_rng(draw)
                 train = sorted(rng.choice(n, size, replace=False).tolist())
@@ -68,8 +68,8 @@ def adapt_benchmark(corpus: Corpus, config: dict, sizes: tuple[int, ...] = SIZES
                                       {c: [u for u in train if c not in human[u]] for c in codes})
                 row = {"labelled": size, "draw": draw, "codes_labelled": len(labels),
                        "frozen": _kappa(human, X, labels, units, review), "adapted": {}}
-                for n_steps in steps:
-                    adapter = EncoderAdapter.from_config({**review, "adapt_steps": n_steps, "adapt_seed": draw},
+                for n_epochs in epochs:
+                    adapter = EncoderAdapter.from_config({**review, "adapt_epochs": n_epochs, "adapt_seed": draw},
                                                          config["embed"]["model"])
                     adapter.fit(texts, labels)
                     folder = adapter.save(work / f"adapted-{adapter.digest_}")
@@ -77,15 +77,15 @@ def adapt_benchmark(corpus: Corpus, config: dict, sizes: tuple[int, ...] = SIZES
                     tuned = dataclasses.replace(embedder, model=str(folder), onnx_cache_dir=str(work / "onnx"))
                     vectors = np.asarray(tuned.encode(texts), dtype=np.float64)
                     embed_s = time.perf_counter() - started
-                    row["adapted"][str(n_steps)] = {
-                        "kappa": _kappa(human, vectors, labels, units, review), "pairs": adapter.pairs_,
+                    row["adapted"][str(n_epochs)] = {
+                        "kappa": _kappa(human, vectors, labels, units, review), "steps": adapter.steps_,
                         "train_seconds": adapter.seconds_, "embed_seconds": round(embed_s, 2),
                         "first_loss": adapter.losses_[0], "last_loss": adapter.losses_[-1]}
                     shutil.rmtree(folder, ignore_errors=True)
                     shutil.rmtree(work / "onnx", ignore_errors=True)
                 rows.append(row)
                 print(f"adapt {corpus.name} labelled={size} draw={draw}: frozen {row['frozen']:.3f}, " + ", ".join(
-                    f"{k} steps {v['kappa']:.3f} ({v['train_seconds']:.0f} s + {v['embed_seconds']:.0f} s)"
+                    f"{k} epochs {v['kappa']:.3f} ({v['train_seconds']:.0f} s + {v['embed_seconds']:.0f} s)"
                     for k, v in row["adapted"].items()), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -94,14 +94,14 @@ def adapt_benchmark(corpus: Corpus, config: dict, sizes: tuple[int, ...] = SIZES
         mine = [r for r in rows if r["labelled"] == size]
         point = {"labelled": size, "frozen": float(np.mean([r["frozen"] for r in mine])),
                  "frozen_per_draw": [r["frozen"] for r in mine]}
-        for k in map(str, steps):
+        for k in map(str, epochs):
             point[f"adapted_{k}"] = float(np.mean([r["adapted"][k]["kappa"] for r in mine]))
             point[f"adapted_{k}_per_draw"] = [r["adapted"][k]["kappa"] for r in mine]
             point[f"train_seconds_{k}"] = float(np.mean([r["adapted"][k]["train_seconds"] for r in mine]))
             point[f"embed_seconds_{k}"] = float(np.mean([r["adapted"][k]["embed_seconds"] for r in mine]))
         points.append(point)
-    settings = {k: review[k] for k in ("adapt_batch_size", "adapt_pairs_per_label", "adapt_learning_rate")}
+    settings = {k: review[k] for k in ("adapt_batch_size", "adapt_learning_rate", "adapt_head_learning_rate")}
     return {"kind": "adapt", "dataset": corpus.name, "n_units": n, "n_codes": len(codes), "draws": draws,
-            "steps": list(steps), "settings": settings, "points": points, "rows": rows,
+            "epochs": list(epochs), "settings": settings, "points": points, "rows": rows,
             "seconds": round(time.perf_counter() - t0, 1),
             "embedding": {"model_id": embedder.model_id, "backend": embedder.backend}}

@@ -69,7 +69,8 @@ python -m bench review --preset nhs-fft-label                        # the same 
 python -m bench repeat --data FILE.csv --text-col C [--warm 4096]   # same themes from a fresh store and a part-warm cache
 # rows30k.csv below: the non-empty NHS FFT comments (feedback), v6 framework answers (FFT answer) and Banking77
 # train and test queries (text), in that order, as one column `text` (30,817 rows)
-nice python -m bench adapt --preset nhs-fft-label --limit 2000 --steps 20   # frozen vs adapted encoder, 100/200/400 labels, 2 draws
+nice python -m bench adapt --preset nhs-fft-label --limit 2000 --sizes 100 200 400 1800   # frozen vs adapted encoder, 2 draws
+nice python -m bench adapt --preset banking77 --sizes 400; nice python -m bench adapt --preset example-study --sizes 100 200
 python -m bench qualcoder --qualcoder-src DIR --python PY          # optional: QualCoder's importer on our .qdpx (docs/compare.md)
 ```
 
@@ -135,9 +136,9 @@ def current(data: list[dict]) -> list[str]:
                      f"random labels; ceiling {r['ceiling']:.3f}): {cells}")
     for r in _of_kind(data, "adapt"):
         cells = ", ".join(f"{p['labelled']}: {p['frozen']:.3f} vs " + " / ".join(
-            f"{p[f'adapted_{k}']:.3f}" for k in r["steps"]) for p in r["points"])
+            f"{p[f'adapted_{k}']:.3f}" for k in r["epochs"]) for p in r["points"])
         lines.append(f"- Encoder adaptation, {r['dataset']} (kappa after N random labelled segments, frozen vs adapted "
-                     f"at {' / '.join(map(str, r['steps']))} steps): {cells}")
+                     f"at {' / '.join(map(str, r['epochs']))} epochs): {cells}")
     for r in _of_kind(data, "names"):
         m = r["methods"]
         ratio = f", {m['name']['hit1_vs_bertopic']:.2f}x BERTopic's" if "hit1_vs_bertopic" in m["name"] else ""
@@ -415,16 +416,16 @@ def learn_section(r: dict, results: Path = RESULTS) -> list[str]:
 
 def adapt_section(r: dict) -> list[str]:
     """Frozen against adapted vectors at each number of labelled segments, with what adapting cost."""
-    steps = [str(k) for k in r["steps"]]
+    epochs = [str(k) for k in r["epochs"]]
     lines = [f"## Encoder adaptation: {r['dataset']}", "",
              f"- {r['n_units']} segments, {r['n_codes']} human codes; {r['draws']} random draws of labelled segments per "
              f"row (each point the mean, range in brackets); the learner on the frozen vectors against the same learner "
-             f"on the vectors of the encoder fine-tuned on the same labelled segments (SetFit-style pairs, "
-             f"`CosineSimilarityLoss`; batch {r['settings']['adapt_batch_size']}, {r['settings']['adapt_pairs_per_label']} "
-             f"pairs of each kind per code, learning rate {r['settings']['adapt_learning_rate']}); kappa on the segments "
-             "not labelled; rules in [`bench/adapt.py`](../bench/adapt.py)", "",
-             "| labelled segments | frozen | " + " | ".join(f"adapted, {k} steps | train + re-embed s" for k in steps) + " |",
-             "|---:|---:|" + "---:|---:|" * len(steps)]
+             f"on the vectors of the encoder fine-tuned on the same labelled segments (with a linear head giving each "
+             f"segment its codes, binary cross-entropy; batch {r['settings']['adapt_batch_size']}, learning rate "
+             f"{r['settings']['adapt_learning_rate']}, head {r['settings']['adapt_head_learning_rate']}); kappa on the "
+             "segments not labelled; rules in [`bench/adapt.py`](../bench/adapt.py)", "",
+             "| labelled segments | frozen | " + " | ".join(f"adapted, {k} epochs | train + re-embed s" for k in epochs) + " |",
+             "|---:|---:|" + "---:|---:|" * len(epochs)]
 
     def spread(p: dict, key: str) -> str:
         values = p[f"{key}_per_draw"]
@@ -432,7 +433,7 @@ def adapt_section(r: dict) -> list[str]:
 
     for p in r["points"]:
         cells = [f"{spread(p, f'adapted_{k}')} | {p[f'train_seconds_{k}']:.0f} + {p[f'embed_seconds_{k}']:.0f}"
-                 for k in steps]
+                 for k in epochs]
         lines.append(f"| {p['labelled']} | {spread(p, 'frozen')} | " + " | ".join(cells) + " |")
     return lines + [""] + _provenance(r) + [""]
 

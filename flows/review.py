@@ -325,10 +325,14 @@ def _adapted(store: Store, study: str, cfg: Settings):
 
     encoder = adapt_encoder(store, study, cfg)
     done = (f"Adapted the embedding model to {encoder.labelled} labelled segments of {encoder.themes} confirmed "
-            f"themes ({encoder.pairs} pairs, {cfg.review.adapt_steps} steps, {encoder.seconds:.0f} s)"
+            f"themes ({cfg.review.adapt_epochs} epochs, {encoder.steps} steps, {encoder.seconds:.0f} s)"
             if encoder.trained else
             f"The embedding model is already adapted to these decisions ({encoder.labelled} labelled segments)")
     print(f"{done}: {encoder.folder}, model id {encoder.model_id}.")
+    if encoder.examples < cfg.review.adapt_examples_per_theme:
+        print(f"note: its themes have {encoder.examples:g} labelled segments each (the median); adapting paid where "
+              f"they had about {cfg.review.adapt_examples_per_theme} (review.adapt_examples_per_theme) and cost "
+              f"agreement where they had 5 to 20: compare apply with and without --adapted (themesift compare).")
     return encoder
 
 

@@ -20,7 +20,7 @@ from models.review import segment_vectors, study_labels
 from models.store import Store, study_dir, workspace_dir
 from pipeline.config import Settings
 from pipeline.embed.encoder import Embedder
-from pipeline.learn.adapt import MANIFEST, AdaptError, EncoderAdapter, is_adapted, labelled_rows
+from pipeline.learn.adapt import MANIFEST, AdaptError, EncoderAdapter, examples_per_theme, is_adapted, labelled_rows
 
 
 class NotEnoughLabels(AdaptError):
@@ -31,8 +31,8 @@ class NotEnoughLabels(AdaptError):
 class AdaptedEncoder:
     """A study's adapted encoder: its ``folder``, the ``embedder`` that loads it (``embed`` settings, this
     model), the ``labelled`` segments and confirmed ``themes`` it was trained on, whether this call
-    ``trained`` it (False: found ready), the training ``seconds`` and contrastive ``pairs`` (from its manifest),
-    the study's ``segments``."""
+    ``trained`` it (False: found ready), the training ``seconds`` and optimiser ``steps`` (from its manifest),
+    the study's ``segments``, and the median segments labelled for a theme (``examples``)."""
 
     folder: Path
     embedder: Embedder
@@ -40,8 +40,9 @@ class AdaptedEncoder:
     themes: int
     trained: bool
     seconds: float
-    pairs: int
+    steps: int
     segments: tuple[int, ...] = ()  # the latest run's segments, which apply codes
+    examples: float = 0.0
 
     @property
     def model_id(self) -> str:
@@ -71,7 +72,8 @@ def adapt_encoder(store: Store, study: str, cfg: Settings) -> AdaptedEncoder:
     made = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     embedder = dataclasses.replace(Embedder.from_config(cfg.embed), model=str(folder))
     return AdaptedEncoder(folder, embedder, int(made.get("labelled_segments", 0)), len(made.get("themes", [])),
-                          trained, float(made.get("seconds", 0.0)), int(made.get("pairs", 0)), tuple(segs))
+                          trained, float(made.get("seconds", 0.0)), int(made.get("steps", 0)), tuple(segs),
+                          examples_per_theme(labels))
 
 
 def embed_study(store: Store, encoder: AdaptedEncoder) -> tuple[int, float]:

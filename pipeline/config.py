@@ -742,10 +742,11 @@ class ReviewSettings(Section):
     teach_hint_share: float = setting(number(0, 1))
     adapt: bool = setting(flag())
     adapt_min_labels: int = setting(whole(2, 1000000))
-    adapt_steps: int = setting(whole(1, 100000))
+    adapt_examples_per_theme: int = setting(whole(1))
+    adapt_epochs: int = setting(whole(1, 1000))
     adapt_batch_size: int = setting(whole(2, 1024))
-    adapt_pairs_per_label: int = setting(whole(1, 100000))
     adapt_learning_rate: float = setting(number(above=0, high=0.01))
+    adapt_head_learning_rate: float = setting(number(above=0, high=1))
     adapt_seed: int = setting(whole(0))
     port: int = setting(whole(1, 65535, what="a port number"))
 

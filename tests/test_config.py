@@ -239,9 +239,12 @@ BAD = {
     "adapt not a flag": ("review: {adapt: 'yes'}", "review.adapt: 'yes' is not allowed; use true or false"),
     "adapt_min_labels 1": ("review: {adapt_min_labels: 1}",
                            "review.adapt_min_labels: 1 is not allowed; use a whole number from 2 to 1000000"),
-    "adapt_steps 0": ("review: {adapt_steps: 0}", "review.adapt_steps: 0 is not allowed; use a whole number from 1"),
+    "adapt_examples_per_theme 0": ("review: {adapt_examples_per_theme: 0}",
+                                   "review.adapt_examples_per_theme: 0 is not allowed; use a whole number >= 1"),
+    "adapt_epochs 0": ("review: {adapt_epochs: 0}", "review.adapt_epochs: 0 is not allowed; use a whole number from 1"),
     "adapt_batch_size 1": ("review: {adapt_batch_size: 1}", "review.adapt_batch_size: 1 is not allowed"),
-    "adapt_pairs_per_label 0": ("review: {adapt_pairs_per_label: 0}", "review.adapt_pairs_per_label: 0 is not allowed"),
+    "adapt_head_learning_rate 2": ("review: {adapt_head_learning_rate: 2}",
+                                   "review.adapt_head_learning_rate: 2 is not allowed"),
     "adapt_learning_rate 0": ("review: {adapt_learning_rate: 0}",
                               "review.adapt_learning_rate: 0 is not allowed; use a number > 0 and <= 0.01"),
     "adapt_learning_rate as text": ("review: {adapt_learning_rate: 2e-5}",
@@ -317,8 +320,8 @@ GOOD = {
     "a PostgreSQL URL": "store: {url: 'postgresql+psycopg://user@host/db'}",
     "the edges of ranges": "cluster: {seed: 0, umap: {min_dist: 1}, join_outliers: {percentile: 0}}\n"
                            "review: {port: 65535, diff_match_jaccard: 1}\nembed: {onnx: {smooth: 1}}",
-    "adaptation on, at the edges": "review: {adapt: true, adapt_min_labels: 2, adapt_steps: 1, adapt_batch_size: 2, "
-                                   "adapt_pairs_per_label: 1, adapt_learning_rate: 0.01, adapt_seed: 0}",
+    "adaptation on, at the edges": "review: {adapt: true, adapt_min_labels: 2, adapt_epochs: 1, adapt_batch_size: 2, "
+                                   "adapt_learning_rate: 0.01, adapt_head_learning_rate: 1, adapt_seed: 0}",
     "no csv attributes": "ingest: {csv: {attribute_columns: null}}",
     "quoted yes as a stopword": "describe: {domain_stopwords: ['yes', 'no']}",
     "a float written YAML's way": "cluster: {hdbscan: {min_cluster_size: 1.0e+3}}",

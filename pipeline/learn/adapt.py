@@ -1,33 +1,34 @@
-"""Adapt the sentence encoder to a study's coders: SetFit-style contrastive fine-tuning on the decision log.
+"""Adapt the sentence encoder to a study's coders: fine-tune it to tell the coded themes apart.
 
 Why: the learner (:mod:`pipeline.learn.learner`) draws its boundaries in the frozen encoder's space, and
-that space caps what any number of decisions can buy. SetFit (Tunstall et al. 2022) moves the space itself:
-pairs of segments a coder gave the same code are pulled together, pairs with different codes (or one said
-not to carry the other's code) pushed apart, with sentence-transformers' ``CosineSimilarityLoss`` (targets 1
-and 0). Measured on NHS FFT labels it does not pay yet (``python -m bench adapt``, docs/benchmarks.md), so it
-is optional (``review.adapt``).
+that space caps what any number of decisions can buy. Fine-tuning moves the space itself: the encoder and a
+linear head over its (normalised, mean-pooled) vectors are trained together to give each labelled segment
+its themes (one binary cross-entropy per theme, several themes per segment allowed); the head is then
+dropped and the learner reads the tuned vectors. SetFit's contrastive pairs (``CosineSimilarityLoss``, tried
+first) bought nothing on NHS FFT labels; the head's direct objective bought 0.02-0.04 kappa at 400 labelled
+segments and nothing at 100 (docs/benchmark-history.md), so it stays optional (``review.adapt``).
 
 How:
 
-* **Pairs** (:func:`contrastive_pairs`), per theme in sorted order, ``pairs_per_label`` of each kind: a
-  positive pair is two rows for the theme; a negative pair a row for it and a row against it (said not to be
-  in it, or carrying other codes but not this one). Rows and themes are sorted first, so the pairs depend on
-  the labels alone, never on the order they were gathered in.
+* **Targets** (:func:`label_targets`): the rows any label names, sorted; per theme with a row for it (sorted
+  by key), 1 where the row is for it, 0 where it is against it (said not to be in it, or for another theme
+  only), as the learner reads a random sample's codes. Rows and themes are sorted first, so the training
+  depends on the labels alone, never on the order they were gathered in.
 * **Training**: a plain torch loop over a fresh copy of the model (the cached encoder of
-  :mod:`pipeline.embed.encoder` is never touched), ``steps`` batches of ``batch_size`` pairs, AdamW at
-  ``learning_rate`` with a linear warm-up over the first tenth and a linear decay (SetFit's schedule).
-  ``torch.manual_seed(seed)`` fixes dropout and the pair order: the same labels, settings and seed give the
-  same weights on the same machine and thread count (``threads``: torch's intra-op threads while training;
-  0 keeps torch's own).
+  :mod:`pipeline.embed.encoder` is never touched), ``epochs`` passes over the rows in batches of
+  ``batch_size``, AdamW at ``learning_rate`` for the encoder and ``head_learning_rate`` for the fresh head,
+  a linear warm-up over the first tenth and a linear decay. ``torch.manual_seed(seed)`` fixes the head's
+  start, dropout and the row order: the same labels, settings and seed give the same weights on the same
+  machine and thread count (``threads``: torch's intra-op threads while training; 0 keeps torch's own).
 * **Offline**: the base model is loaded from local disk only (``pipeline.embed.encoder.resolve_model``), as
-  every model here; ``save`` writes a plain sentence-transformers folder (no model card), which both
-  embedding backends load (the ONNX backend exports it once, keyed by its model id, like any local model).
+  every model here; ``save`` writes a plain sentence-transformers folder (no model card, no head), which
+  both embedding backends load (the ONNX backend exports it once, keyed by its model id, like any local model).
 
 The folder's name carries :meth:`EncoderAdapter.digest` (base model, labels by text, settings), so its
 model id (``resolve_model`` names a folder by its name and files) differs from the frozen model's and from
 any other adaptation's, and the embedding cache keeps their vectors apart.
 
-Usable alone: ``EncoderAdapter(steps=20).fit(texts, {"Staff": ThemeLabels((0, 4), (7,))}).save(folder)``.
+Usable alone: ``EncoderAdapter(epochs=4).fit(texts, {"Staff": ThemeLabels((0, 4), (7,))}).save(folder)``.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ MANIFEST = RECORD_FILE
 
 
 class AdaptError(ValueError):
-    """Labels the encoder cannot be adapted to (too few, or pairs of one kind only); the message says why."""
+    """Labels the encoder cannot be adapted to (none against any theme); the message says why."""
 
 
 def labelled_rows(labels: Mapping[str, ThemeLabels]) -> set[int]:
@@ -60,27 +61,24 @@ def labelled_rows(labels: Mapping[str, ThemeLabels]) -> set[int]:
     return {r for lab in labels.values() for r in (*lab.positive, *lab.negative)}
 
 
-def contrastive_pairs(labels: Mapping[str, ThemeLabels], pairs_per_label: int, seed: int = 0
-                      ) -> list[tuple[int, int, float]]:
-    """SetFit-style pairs ``(row, row, target)``: per theme (sorted by key), ``pairs_per_label`` positive pairs
-    (two rows for it, target 1) and as many negative ones (a row for it and a row against it: said not to be
-    in it, or for another theme and not this one; target 0). A theme with fewer than two rows for it gives no
-    positive pair, one with nothing against it no negative pair."""
-    rng = np.random.default_rng(seed)
+def examples_per_theme(labels: Mapping[str, ThemeLabels]) -> float:
+    """The median number of segments labelled for a theme, over the themes with any: what decides whether
+    adapting pays (it did with about 50 a theme, and cost agreement with 5 to 20)."""
+    counts = [len(set(lab.positive)) for lab in labels.values() if len(lab.positive)]
+    return float(np.median(counts)) if counts else 0.0
+
+
+def label_targets(labels: Mapping[str, ThemeLabels]) -> tuple[list[int], list[str], np.ndarray]:
+    """The rows to train on (every row a label names, sorted), the themes (those with a row for them, sorted)
+    and a ``rows x themes`` 0/1 target: 1 where the row is for the theme, 0 where it is against it or for
+    other themes only."""
     keys = sorted(k for k, lab in labels.items() if len(lab.positive))
-    positive = {k: np.array(sorted(set(labels[k].positive)), dtype=np.int64) for k in keys}
-    pairs: list[tuple[int, int, float]] = []
-    for key in keys:
-        mine = positive[key]
-        against = set(labels[key].negative) | {r for k in keys if k != key for r in positive[k]}
-        against = np.array(sorted(against - set(mine.tolist())), dtype=np.int64)
-        for _ in range(pairs_per_label):
-            if len(mine) >= 2:
-                a, b = rng.choice(mine, 2, replace=False)
-                pairs.append((int(a), int(b), 1.0))
-            if len(against):
-                pairs.append((int(rng.choice(mine)), int(rng.choice(against)), 0.0))
-    return pairs
+    rows = sorted(labelled_rows({k: labels[k] for k in keys}))
+    at = {r: i for i, r in enumerate(rows)}
+    target = np.zeros((len(rows), len(keys)), dtype=np.float32)
+    for j, key in enumerate(keys):
+        target[[at[r] for r in set(labels[key].positive)], j] = 1.0
+    return rows, keys, target
 
 
 def _versions() -> dict[str, str | None]:
@@ -97,37 +95,42 @@ class EncoderAdapter:
     """Fine-tune the sentence encoder on coders' labels: ``fit(texts, labels)``, then ``save(folder)``.
 
     ``model``: the base model as ``embed.model`` names it ("default": the packaged all-MiniLM-L6-v2).
-    ``steps``: optimiser steps of ``batch_size`` pairs; ``pairs_per_label``: positive and negative pairs drawn
-    per theme (:func:`contrastive_pairs`); ``learning_rate``: AdamW's peak rate; ``seed`` fixes the pairs, their
-    order and dropout; ``threads``: torch threads while training (0: torch's default). Fitted: ``model_``
-    (the tuned ``SentenceTransformer``), ``pairs_`` (how many), ``seconds_`` (training time), ``losses_`` (the
-    loss of each step), ``digest_`` (:meth:`digest`), ``base_model_id_``.
+    ``epochs``: passes over the labelled rows in batches of ``batch_size``; ``learning_rate``: AdamW's peak
+    rate for the encoder, ``head_learning_rate`` for the head it trains beside it (a fresh layer learns
+    faster); ``seed`` fixes the head's start, the row order and dropout; ``threads``: torch threads while
+    training (0: torch's default). Fitted: ``model_`` (the tuned ``SentenceTransformer``), ``steps_`` (optimiser
+    steps taken), ``seconds_`` (training time), ``losses_`` (the loss of each step), ``digest_``
+    (:meth:`digest`), ``base_model_id_``.
     """
 
-    def __init__(self, model: str = DEFAULT_MODEL, steps: int = 20, batch_size: int = 16, pairs_per_label: int = 20,
-                 learning_rate: float = 2e-5, seed: int = 0, threads: int = 0):
+    #: The head reads the unit vectors scaled by this, so its logits can reach the range BCE needs.
+    SCALE = 10.0
+
+    def __init__(self, model: str = DEFAULT_MODEL, epochs: int = 4, batch_size: int = 16,
+                 learning_rate: float = 3e-5, head_learning_rate: float = 3e-3, seed: int = 0, threads: int = 0):
         self.model = model
-        self.steps = steps
+        self.epochs = epochs
         self.batch_size = batch_size
-        self.pairs_per_label = pairs_per_label
         self.learning_rate = learning_rate
+        self.head_learning_rate = head_learning_rate
         self.seed = seed
         self.threads = threads
 
     @classmethod
     def from_config(cls, review_cfg: Any, model: str = DEFAULT_MODEL) -> "EncoderAdapter":
-        """The adapter the ``review`` section describes (``adapt_steps``, ``adapt_batch_size``,
-        ``adapt_pairs_per_label``, ``adapt_learning_rate``, ``adapt_seed``) over ``model`` (``embed.model``)."""
+        """The adapter the ``review`` section describes (``adapt_epochs``, ``adapt_batch_size``,
+        ``adapt_learning_rate``, ``adapt_head_learning_rate``, ``adapt_seed``) over ``model`` (``embed.model``)."""
         from pipeline.config import ReviewSettings
 
         r = ReviewSettings.of(review_cfg)
-        return cls(model, r.adapt_steps, r.adapt_batch_size, r.adapt_pairs_per_label, r.adapt_learning_rate,
+        return cls(model, r.adapt_epochs, r.adapt_batch_size, r.adapt_learning_rate, r.adapt_head_learning_rate,
                    r.adapt_seed)
 
     def settings(self) -> dict[str, Any]:
         """What shapes the weights besides the labels (``threads`` aside: it moves only the last bits)."""
-        return {"steps": int(self.steps), "batch_size": int(self.batch_size), "pairs_per_label": int(self.pairs_per_label),
-                "learning_rate": float(self.learning_rate), "seed": int(self.seed), "loss": "CosineSimilarityLoss"}
+        return {"epochs": int(self.epochs), "batch_size": int(self.batch_size),
+                "learning_rate": float(self.learning_rate), "head_learning_rate": float(self.head_learning_rate),
+                "seed": int(self.seed), "loss": "binary cross-entropy per theme, linear head"}
 
     def digest(self, texts: Sequence[str], labels: Mapping[str, ThemeLabels]) -> str:
         """A short fingerprint of the base model, the labels (by the texts of their rows, so it does not depend
@@ -141,16 +144,16 @@ class EncoderAdapter:
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def fit(self, texts: Sequence[str], labels: Mapping[str, ThemeLabels]) -> "EncoderAdapter":
-        """Train on pairs of ``texts`` (rows named by ``labels``); the texts of no label are not used."""
+        """Train on the rows of ``texts`` that ``labels`` name; the texts of no label are not used."""
         import torch
 
         from pipeline.embed.encoder import ModelNotFoundError, resolve_model
 
         texts = [str(t) for t in texts]
-        pairs = contrastive_pairs(labels, self.pairs_per_label, self.seed)
-        if not any(t == 1.0 for *_, t in pairs) or not any(t == 0.0 for *_, t in pairs):
-            raise AdaptError("adapting the encoder needs a theme with two segments for it and one segment against "
-                             f"some theme; these labels give {len(pairs)} pairs of one kind only")
+        rows, keys, target = label_targets(labels)
+        if not keys or target.all():
+            raise AdaptError("adapting the encoder needs a theme with a segment for it and one against some theme; "
+                             f"these labels give {len(rows)} labelled segments, none against any theme")
         location, self.base_model_id_ = resolve_model(self.model)
         self._location = location
         self.digest_ = self.digest(texts, labels)
@@ -165,33 +168,37 @@ class EncoderAdapter:
             except OSError as exc:
                 raise ModelNotFoundError(f"embedding model '{location}' is not on this machine; Themesift never "
                                          "downloads models") from exc
-            loss_fn = _cosine_loss(model)
-            optimiser = torch.optim.AdamW(model.parameters(), lr=float(self.learning_rate))
-            warmup = max(1, int(round(0.1 * self.steps)))
+            dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+            head = torch.nn.Linear(dimension(), len(keys))
+            optimiser = torch.optim.AdamW([{"params": model.parameters(), "lr": float(self.learning_rate)},
+                                           {"params": head.parameters(), "lr": float(self.head_learning_rate)}])
+            per_epoch = -(-len(rows) // int(self.batch_size))
+            steps = max(1, int(self.epochs) * per_epoch)
+            warmup = max(1, int(round(0.1 * steps)))
             schedule = torch.optim.lr_scheduler.LambdaLR(
-                optimiser, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (self.steps - s) / max(1, self.steps - warmup)))
+                optimiser, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (steps - s) / max(1, steps - warmup)))
             rng = np.random.default_rng(self.seed)
-            passes = -(-int(self.steps) * int(self.batch_size) // len(pairs))  # each pass over the pairs reshuffled
-            order = np.concatenate([rng.permutation(len(pairs)) for _ in range(max(1, passes))])
+            Y = torch.from_numpy(target)
             model.train()
             self.losses_ = []
-            for step in range(int(self.steps)):
-                batch = [pairs[i] for i in order[step * self.batch_size:(step + 1) * self.batch_size]]
-                features = [_features(model, [texts[a] for a, _, _ in batch]),
-                            _features(model, [texts[b] for _, b, _ in batch])]
-                value = loss_fn(features, torch.tensor([t for *_, t in batch], dtype=torch.float32))
-                optimiser.zero_grad()
-                value.backward()
-                optimiser.step()
-                schedule.step()
-                self.losses_.append(round(float(value.detach()), 6))
+            for _ in range(int(self.epochs)):
+                order = rng.permutation(len(rows))
+                for i in range(0, len(rows), int(self.batch_size)):
+                    batch = order[i:i + int(self.batch_size)]
+                    vectors = model(_features(model, [texts[rows[b]] for b in batch]))["sentence_embedding"]
+                    value = torch.nn.functional.binary_cross_entropy_with_logits(head(self.SCALE * vectors), Y[batch])
+                    optimiser.zero_grad()
+                    value.backward()
+                    optimiser.step()
+                    schedule.step()
+                    self.losses_.append(round(float(value.detach()), 6))
             model.eval()
         finally:
             torch.set_num_threads(threads_before)
         self.model_ = model
-        self.pairs_ = len(pairs)
-        self.labelled_ = len(labelled_rows(labels))
-        self.themes_ = sorted(k for k, lab in labels.items() if len(lab.positive))
+        self.steps_ = len(self.losses_)
+        self.labelled_ = len(rows)
+        self.themes_ = keys
         self.seconds_ = round(time.perf_counter() - started, 2)
         return self
 
@@ -204,7 +211,7 @@ class EncoderAdapter:
         try:
             _write_folder(self.model_, Path(self._location), work)
             manifest = {"base_model_id": self.base_model_id_, "digest": self.digest_, "settings": self.settings(),
-                        "labelled_segments": self.labelled_, "themes": self.themes_, "pairs": self.pairs_,
+                        "labelled_segments": self.labelled_, "themes": self.themes_, "steps": self.steps_,
                         "seconds": self.seconds_, "losses": self.losses_, "packages": _versions(),
                         **dict(extra or {})}
             (work / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
@@ -247,15 +254,6 @@ def _fresh_model(location: str):
 
     hf_logging.disable_progress_bar()
     return SentenceTransformer(location, device="cpu", local_files_only=True)
-
-
-def _cosine_loss(model):
-    """sentence-transformers' own ``CosineSimilarityLoss`` (its module moved in version 5)."""
-    try:
-        from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
-    except ImportError:  # sentence-transformers < 5
-        from sentence_transformers.losses import CosineSimilarityLoss
-    return CosineSimilarityLoss(model)
 
 
 def _features(model, texts: list[str]) -> dict:
