@@ -745,6 +745,7 @@ class ReviewSettings(Section):
     adapt_examples_per_theme: int = setting(whole(1))
     adapt_epochs: int = setting(whole(1, 1000))
     adapt_batch_size: int = setting(whole(2, 1024))
+    adapt_max_steps: int = setting(whole(0))
     adapt_learning_rate: float = setting(number(above=0, high=0.01))
     adapt_head_learning_rate: float = setting(number(above=0, high=1))
     adapt_seed: int = setting(whole(0))

@@ -51,6 +51,13 @@ def test_targets_give_each_labelled_row_its_themes_whatever_the_order_of_the_lab
         EncoderAdapter(**FEW_STEPS).fit(["x", "y"], {"a": ThemeLabels((0, 1))})
 
 
+def test_training_stops_at_max_steps_however_many_segments_are_labelled():
+    rows = banking_rows()
+    texts, categories = [r["text"] for r in rows], [r["category"] for r in rows]
+    adapter = EncoderAdapter(epochs=3, batch_size=6, max_steps=4).fit(texts, code_labels(categories))
+    assert adapter.steps_ == len(adapter.losses_) == 4 and adapter.labelled_ == 30  # 15 steps without the cap
+
+
 def test_adapted_model_is_saved_loads_offline_under_its_own_stable_id_and_pulls_codes_together(tmp_path):
     rows = banking_rows()
     texts, categories = [r["text"] for r in rows], [r["category"] for r in rows]

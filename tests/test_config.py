@@ -243,6 +243,7 @@ BAD = {
                                    "review.adapt_examples_per_theme: 0 is not allowed; use a whole number >= 1"),
     "adapt_epochs 0": ("review: {adapt_epochs: 0}", "review.adapt_epochs: 0 is not allowed; use a whole number from 1"),
     "adapt_batch_size 1": ("review: {adapt_batch_size: 1}", "review.adapt_batch_size: 1 is not allowed"),
+    "adapt_max_steps negative": ("review: {adapt_max_steps: -1}", "review.adapt_max_steps: -1 is not allowed"),
     "adapt_head_learning_rate 2": ("review: {adapt_head_learning_rate: 2}",
                                    "review.adapt_head_learning_rate: 2 is not allowed"),
     "adapt_learning_rate 0": ("review: {adapt_learning_rate: 0}",

@@ -16,7 +16,8 @@ How:
   depends on the labels alone, never on the order they were gathered in.
 * **Training**: a plain torch loop over a fresh copy of the model (the cached encoder of
   :mod:`pipeline.embed.encoder` is never touched), ``epochs`` passes over the rows in batches of
-  ``batch_size``, AdamW at ``learning_rate`` for the encoder and ``head_learning_rate`` for the fresh head,
+  ``batch_size`` but never more than ``max_steps`` batches (a study whose confirmed themes hold thousands
+  of members would otherwise train for hours on 2 cores), AdamW at ``learning_rate`` for the encoder and ``head_learning_rate`` for the fresh head,
   a linear warm-up over the first tenth and a linear decay. ``torch.manual_seed(seed)`` fixes the head's
   start, dropout and the row order: the same labels, settings and seed give the same weights on the same
   machine and thread count (``threads``: torch's intra-op threads while training; 0 keeps torch's own).
@@ -95,7 +96,8 @@ class EncoderAdapter:
     """Fine-tune the sentence encoder on coders' labels: ``fit(texts, labels)``, then ``save(folder)``.
 
     ``model``: the base model as ``embed.model`` names it ("default": the packaged all-MiniLM-L6-v2).
-    ``epochs``: passes over the labelled rows in batches of ``batch_size``; ``learning_rate``: AdamW's peak
+    ``epochs``: passes over the labelled rows in batches of ``batch_size``, at most ``max_steps`` batches in
+    all (0: no limit); ``learning_rate``: AdamW's peak
     rate for the encoder, ``head_learning_rate`` for the head it trains beside it (a fresh layer learns
     faster); ``seed`` fixes the head's start, the row order and dropout; ``threads``: torch threads while
     training (0: torch's default). Fitted: ``model_`` (the tuned ``SentenceTransformer``), ``steps_`` (optimiser
@@ -106,11 +108,12 @@ class EncoderAdapter:
     #: The head reads the unit vectors scaled by this, so its logits can reach the range BCE needs.
     SCALE = 10.0
 
-    def __init__(self, model: str = DEFAULT_MODEL, epochs: int = 4, batch_size: int = 16,
+    def __init__(self, model: str = DEFAULT_MODEL, epochs: int = 4, batch_size: int = 16, max_steps: int = 500,
                  learning_rate: float = 3e-5, head_learning_rate: float = 3e-3, seed: int = 0, threads: int = 0):
         self.model = model
         self.epochs = epochs
         self.batch_size = batch_size
+        self.max_steps = max_steps
         self.learning_rate = learning_rate
         self.head_learning_rate = head_learning_rate
         self.seed = seed
@@ -119,16 +122,17 @@ class EncoderAdapter:
     @classmethod
     def from_config(cls, review_cfg: Any, model: str = DEFAULT_MODEL) -> "EncoderAdapter":
         """The adapter the ``review`` section describes (``adapt_epochs``, ``adapt_batch_size``,
-        ``adapt_learning_rate``, ``adapt_head_learning_rate``, ``adapt_seed``) over ``model`` (``embed.model``)."""
+        ``adapt_max_steps``, ``adapt_learning_rate``, ``adapt_head_learning_rate``, ``adapt_seed``) over
+        ``model`` (``embed.model``)."""
         from pipeline.config import ReviewSettings
 
         r = ReviewSettings.of(review_cfg)
-        return cls(model, r.adapt_epochs, r.adapt_batch_size, r.adapt_learning_rate, r.adapt_head_learning_rate,
-                   r.adapt_seed)
+        return cls(model, r.adapt_epochs, r.adapt_batch_size, r.adapt_max_steps, r.adapt_learning_rate,
+                   r.adapt_head_learning_rate, r.adapt_seed)
 
     def settings(self) -> dict[str, Any]:
         """What shapes the weights besides the labels (``threads`` aside: it moves only the last bits)."""
-        return {"epochs": int(self.epochs), "batch_size": int(self.batch_size),
+        return {"epochs": int(self.epochs), "batch_size": int(self.batch_size), "max_steps": int(self.max_steps),
                 "learning_rate": float(self.learning_rate), "head_learning_rate": float(self.head_learning_rate),
                 "seed": int(self.seed), "loss": "binary cross-entropy per theme, linear head"}
 
@@ -174,6 +178,8 @@ class EncoderAdapter:
                                            {"params": head.parameters(), "lr": float(self.head_learning_rate)}])
             per_epoch = -(-len(rows) // int(self.batch_size))
             steps = max(1, int(self.epochs) * per_epoch)
+            if self.max_steps:
+                steps = min(steps, int(self.max_steps))
             warmup = max(1, int(round(0.1 * steps)))
             schedule = torch.optim.lr_scheduler.LambdaLR(
                 optimiser, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (steps - s) / max(1, steps - warmup)))
@@ -184,6 +190,8 @@ class EncoderAdapter:
             for _ in range(int(self.epochs)):
                 order = rng.permutation(len(rows))
                 for i in range(0, len(rows), int(self.batch_size)):
+                    if len(self.losses_) == steps:
+                        break
                     batch = order[i:i + int(self.batch_size)]
                     vectors = model(_features(model, [texts[rows[b]] for b in batch]))["sentence_embedding"]
                     value = torch.nn.functional.binary_cross_entropy_with_logits(head(self.SCALE * vectors), Y[batch])
