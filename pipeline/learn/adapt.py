@@ -5,8 +5,9 @@ that space caps what any number of decisions can buy. Fine-tuning moves the spac
 linear head over its (normalised, mean-pooled) vectors are trained together to give each labelled segment
 its themes (one binary cross-entropy per theme, several themes per segment allowed); the head is then
 dropped and the learner reads the tuned vectors. SetFit's contrastive pairs (``CosineSimilarityLoss``, tried
-first) bought nothing on NHS FFT labels; the head's direct objective bought 0.02-0.04 kappa at 400 labelled
-segments and nothing at 100 (docs/benchmark-history.md), so it stays optional (``review.adapt``).
+first) bought nothing on NHS FFT labels; the head's direct objective bought 0.03 kappa there at 400 labelled
+segments (about 50 a code) and cost 0.02-0.07 where codes had 5 to 20 each (Banking77, the example study;
+docs/benchmarks.md), so it stays optional (``review.adapt``).
 
 How:
 
@@ -17,10 +18,11 @@ How:
 * **Training**: a plain torch loop over a fresh copy of the model (the cached encoder of
   :mod:`pipeline.embed.encoder` is never touched), ``epochs`` passes over the rows in batches of
   ``batch_size`` but never more than ``max_steps`` batches (a study whose confirmed themes hold thousands
-  of members would otherwise train for hours on 2 cores), AdamW at ``learning_rate`` for the encoder and ``head_learning_rate`` for the fresh head,
-  a linear warm-up over the first tenth and a linear decay. ``torch.manual_seed(seed)`` fixes the head's
-  start, dropout and the row order: the same labels, settings and seed give the same weights on the same
-  machine and thread count (``threads``: torch's intra-op threads while training; 0 keeps torch's own).
+  of members would otherwise train for hours on 2 cores), AdamW at ``learning_rate`` for the encoder and
+  ``head_learning_rate`` for the fresh head, a linear warm-up over the first tenth and a linear decay.
+  ``torch.manual_seed(seed)`` fixes the head's start, dropout and the row order: the same labels, settings
+  and seed give the same weights on the same machine and thread count (``threads``: torch's intra-op
+  threads while training; 0 keeps torch's own).
 * **Offline**: the base model is loaded from local disk only (``pipeline.embed.encoder.resolve_model``), as
   every model here; ``save`` writes a plain sentence-transformers folder (no model card, no head), which
   both embedding backends load (the ONNX backend exports it once, keyed by its model id, like any local model).
@@ -97,15 +99,15 @@ class EncoderAdapter:
 
     ``model``: the base model as ``embed.model`` names it ("default": the packaged all-MiniLM-L6-v2).
     ``epochs``: passes over the labelled rows in batches of ``batch_size``, at most ``max_steps`` batches in
-    all (0: no limit); ``learning_rate``: AdamW's peak
-    rate for the encoder, ``head_learning_rate`` for the head it trains beside it (a fresh layer learns
-    faster); ``seed`` fixes the head's start, the row order and dropout; ``threads``: torch threads while
-    training (0: torch's default). Fitted: ``model_`` (the tuned ``SentenceTransformer``), ``steps_`` (optimiser
-    steps taken), ``seconds_`` (training time), ``losses_`` (the loss of each step), ``digest_``
+    all (0: no limit); ``learning_rate``: AdamW's peak rate for the encoder, ``head_learning_rate`` for the
+    head it trains beside it (a fresh layer learns faster); ``seed`` fixes the head's start, the row order
+    and dropout; ``threads``: torch threads while training (0: torch's default). Fitted: ``model_`` (the
+    tuned ``SentenceTransformer``), ``steps_`` (optimiser steps taken), ``seconds_`` (training time), ``losses_`` (the loss of each step), ``digest_``
     (:meth:`digest`), ``base_model_id_``.
     """
 
-    #: The head reads the unit vectors scaled by this, so its logits can reach the range BCE needs.
+    #: The head reads the unit vectors scaled by this, so its logits can reach the range BCE needs (a fixed
+    #: temperature, not tuned: the head's own weights scale further).
     SCALE = 10.0
 
     def __init__(self, model: str = DEFAULT_MODEL, epochs: int = 4, batch_size: int = 16, max_steps: int = 500,
