@@ -102,8 +102,8 @@ class EncoderAdapter:
     all (0: no limit); ``learning_rate``: AdamW's peak rate for the encoder, ``head_learning_rate`` for the
     head it trains beside it (a fresh layer learns faster); ``seed`` fixes the head's start, the row order
     and dropout; ``threads``: torch threads while training (0: torch's default). Fitted: ``model_`` (the
-    tuned ``SentenceTransformer``), ``steps_`` (optimiser steps taken), ``seconds_`` (training time), ``losses_`` (the loss of each step), ``digest_``
-    (:meth:`digest`), ``base_model_id_``.
+    tuned ``SentenceTransformer``), ``steps_`` (optimiser steps taken), ``seconds_`` (training time),
+    ``losses_`` (the loss of each step), ``digest_`` (:meth:`digest`), ``base_model_id_``.
     """
 
     #: The head reads the unit vectors scaled by this, so its logits can reach the range BCE needs (a fixed
