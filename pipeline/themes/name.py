@@ -121,27 +121,16 @@ def clause_words(text: str, lower: bool = True) -> list[list[str]]:
     return [[w.lower() for w in c] if lower else c for c in clauses if c]
 
 
-def written_forms(text: str) -> list[tuple[str, str]]:
-    """``(word, form)`` for each word of ``text`` whose case says something: ``form`` is the word as written
-    where it is all capitals ("NHS", "GP") or capitalised inside a clause ("Natasha", "Zoom"), else the word
-    itself. A clause's first word is capitalised by the sentence, and a text written mostly in capitals
-    shouts: neither says how the word is spelled, so neither counts."""
-    clauses = clause_words(text, lower=False)
+def written_forms(clauses: Sequence[Sequence[str]]) -> list[tuple[str, str]]:
+    """``(word, form)`` for each word of a text's ``clauses`` (as :func:`clause_words` gives them, not lower-
+    cased) whose case says something: ``form`` is the word as written ("NHS", "Natasha", "staff"). A
+    clause's first word is capitalised by the sentence, unless it is all capitals ("NHS staff..."), and a
+    text written mostly in capitals shouts: neither says how a word is spelled, so neither counts."""
     words = [w for c in clauses for w in c]
     if sum(w.isupper() and len(w) > 1 for w in words) > len(words) / 2:
         return []
-    out = []
-    for clause in clauses:
-        for k, w in enumerate(clause):
-            if len(w) > 1 and w.isupper():
-                out.append((w.lower(), w))
-            elif k and w[:1].isupper():
-                out.append((w.lower(), w))
-            elif not k and w[:1].isupper():
-                continue
-            else:
-                out.append((w, w))
-    return out
+    return [(w.lower(), w) for clause in clauses for k, w in enumerate(clause)
+            if k or not w[:1].isupper() or (len(w) > 1 and w.isupper())]
 
 
 def sentences(text: str, min_words: int, max_words: int) -> list[str]:
@@ -174,9 +163,10 @@ class PhraseCounter:
 
     def phrases(self, text: str) -> list[str]:
         keys = []
-        for word, form in written_forms(text):
+        clauses = clause_words(text, lower=False)
+        for word, form in written_forms(clauses):
             self._forms.setdefault(word, Counter())[form] += 1
-        for words in clause_words(text):
+        for words in ([w.lower() for w in c] for c in clauses):
             lemmas = [lemma(w) for w in words]
             for i, first in enumerate(words):
                 if not self._edge(first):
