@@ -100,7 +100,8 @@ def adapt_benchmark(corpus: Corpus, config: dict, sizes: tuple[int, ...] = SIZES
             point[f"train_seconds_{k}"] = float(np.mean([r["adapted"][k]["train_seconds"] for r in mine]))
             point[f"embed_seconds_{k}"] = float(np.mean([r["adapted"][k]["embed_seconds"] for r in mine]))
         points.append(point)
-    settings = {k: review[k] for k in ("adapt_batch_size", "adapt_learning_rate", "adapt_head_learning_rate")}
+    settings = {k: review[k] for k in ("adapt_batch_size", "adapt_max_steps", "adapt_learning_rate",
+                                      "adapt_head_learning_rate")}
     return {"kind": "adapt", "dataset": corpus.name, "n_units": n, "n_codes": len(codes), "draws": draws,
             "epochs": list(epochs), "settings": settings, "points": points, "rows": rows,
             "seconds": round(time.perf_counter() - t0, 1),
