@@ -71,6 +71,7 @@ python -m bench repeat --data FILE.csv --text-col C [--warm 4096]   # same theme
 # train and test queries (text), in that order, as one column `text` (30,817 rows)
 nice python -m bench adapt --preset nhs-fft-label --limit 2000 --sizes 100 200 400 1800   # frozen vs adapted encoder, 2 draws
 nice python -m bench adapt --preset banking77 --sizes 400; nice python -m bench adapt --preset example-study --sizes 100 200
+nice python -m bench adapt --preset nhs-fft-v6 --limit 2000 --sizes 400 1700 --draws 1                   # held out
 python -m bench qualcoder --qualcoder-src DIR --python PY          # optional: QualCoder's importer on our .qdpx (docs/compare.md)
 ```
 
