@@ -72,10 +72,22 @@ def cfg() -> dict:
 
 
 @pytest.fixture(scope="session")
-def prefect_harness():
-    from prefect.testing.utilities import prefect_test_harness
+def prefect_server_env(tmp_path_factory) -> dict:
+    """One real ``prefect server start`` on loopback for the session (its API database migrated once), and
+    the environment that points a process at it: the flows run in this process, the scheduled and Dask
+    runs in others, all against the same kind of server a team runs."""
+    from processes import prefect_server
 
-    with prefect_test_harness(server_startup_timeout=90):
+    with prefect_server(tmp_path_factory.mktemp("prefect-server")) as env:
+        yield env
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(prefect_server_env):
+    """Flows run in this process report to the session's Prefect server."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server_env["PREFECT_API_URL"]}):
         yield
 
 

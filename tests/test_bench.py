@@ -17,6 +17,7 @@ import pytest
 from bench import datasets, report
 from bench.datasets import Corpus, CsvSpec, _locate, load_csv
 from bench.harness import MethodRun, figures
+from processes import prefect_home
 
 ROOT = Path(__file__).resolve().parent.parent
 BANKING = ROOT.parent / "shared" / "datasets" / "banking77" / "test.csv"
@@ -343,6 +344,8 @@ def test_repeat_command_runs_the_cli_cold_and_on_a_part_warm_cache_and_compares_
         rows = [r for r in csv.DictReader(f) if r["category"] in {"card_arrival", "exchange_rate", "pin_blocked"}]
     data = _write(tmp_path / "queries.csv", [["text"]] + [[r["text"]] for r in rows[:45]])
     out, doc = tmp_path / "results", tmp_path / "benchmarks.md"
+    for run in ("cold", "warm"):  # Prefect homes as on a user's second run: their API databases migrated
+        prefect_home(tmp_path / "work" / run / "prefect")
     assert main(["repeat", "--data", str(data), "--text-col", "text", "--warm", "15", "--prime", "embed",
                  "--out", str(out), "--doc", str(doc), "--keep", str(tmp_path / "work")]) == 0
     result = json.loads((out / "repeat-queries.json").read_text())

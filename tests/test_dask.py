@@ -16,12 +16,11 @@ from models.records import Run, Segment
 from models.store import Store
 from pipeline.config import load_config, settings
 from pipeline.embed.encoder import Embedder, text_hash
-from processes import prefect_server
 
 distributed = pytest.importorskip("distributed")
 
 
-def test_dask_runner_maps_embedding_batches_and_gives_the_same_vectors(tmp_path, monkeypatch):
+def test_dask_runner_maps_embedding_batches_and_gives_the_same_vectors(prefect_server_env, tmp_path, monkeypatch):
     folder = tmp_path / "transcripts"
     folder.mkdir()
     for name in ("P01.txt", "P04.vtt", "P06.docx", "P08.txt"):
@@ -29,20 +28,20 @@ def test_dask_runner_maps_embedding_batches_and_gives_the_same_vectors(tmp_path,
     workspace = tmp_path / "dask"
     workspace.mkdir()
     cfg = workspace / "cfg.yaml"
-    with prefect_server(tmp_path / "server") as env:
-        for key in ("PREFECT_API_URL", "PREFECT_HOME", "PREFECT_SERVER_ANALYTICS_ENABLED"):
-            monkeypatch.setenv(key, env[key])  # the workers (spawned now) talk to the same server
-        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                      dashboard_address=None) as cluster:
-            cfg.write_text(yaml.safe_dump({"store": {"workspace": str(workspace)}, "embed": {"task_texts": 40},
-                                           "runner": {"kind": "dask", "dask_address": cluster.scheduler_address}}),
-                           encoding="utf-8")
-            done = subprocess.run([sys.executable, "-m", "flows.cli", "suggest", str(folder), "--study", "d",
-                                   "--config", str(cfg)], cwd=ROOT, env=env, capture_output=True, text=True,
-                                  timeout=600)
-            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-            with distributed.Client(cluster) as client:
-                executed = client.run(lambda dask_worker: dask_worker.state.executed_count)
+    env = prefect_server_env
+    for key in ("PREFECT_API_URL", "PREFECT_HOME", "PREFECT_SERVER_ANALYTICS_ENABLED"):
+        monkeypatch.setenv(key, env[key])  # the workers (spawned now) talk to the same server
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        cfg.write_text(yaml.safe_dump({"store": {"workspace": str(workspace)}, "embed": {"task_texts": 40},
+                                       "runner": {"kind": "dask", "dask_address": cluster.scheduler_address}}),
+                       encoding="utf-8")
+        done = subprocess.run([sys.executable, "-m", "flows.cli", "suggest", str(folder), "--study", "d",
+                               "--config", str(cfg)], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        with distributed.Client(cluster) as client:
+            executed = client.run(lambda dask_worker: dask_worker.state.executed_count)
     store = Store(f"sqlite:///{workspace / 'themesift.db'}")
     with store.sessions() as session:
         run = session.scalars(select(Run)).one()

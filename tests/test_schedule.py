@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from processes import BIN, free_port, prefect_server, start, stop, tail, wait_for
+from processes import BIN, free_port, start, stop, tail, wait_for
 
 from flows.cli import main
 from models.store import Store, StudyNotFoundError
@@ -75,7 +75,7 @@ def _latest_completed(store_cfg: dict, study: str):
         raise
 
 
-def test_schedule_picks_up_a_dropped_transcript(tmp_path, capsys):
+def test_schedule_picks_up_a_dropped_transcript(prefect_server_env, tmp_path, capsys):
     folder = tmp_path / "incoming"
     folder.mkdir()
     for name in FIRST:
@@ -88,52 +88,50 @@ def test_schedule_picks_up_a_dropped_transcript(tmp_path, capsys):
                                       "rank": {"stability": {"n_resamples": 2}}}))
     phases = _Phases(tmp_path / "phases.txt")
     serve = None
-    with prefect_server(tmp_path / "prefect") as server_env:
-        phases.mark("Prefect server healthy")
-        # serve asks the server for due runs every 10 s by default; 2 s only shortens the test.
-        env = {**server_env, "DO_NOT_TRACK": "1", "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
-        serve_log = tmp_path / "serve.log"
-        try:
-            serve = start([str(BIN / "themesift"), "schedule", "--study", "s", "--interval", "5",
-                           "--folder", str(folder), "--config", str(config)], env, serve_log)
-            first_id, first_inputs = phases.wait_for(
-                "a first scheduled run stored", lambda: _latest_completed(store_cfg, "s"), 300, (serve, serve_log))
-            assert first_inputs == set(FIRST)
-            assert "Serving deployment 'suggest-themes/suggest-s'" in serve_log.read_text()
+    # serve asks the server for due runs every 10 s by default; 2 s only shortens the test.
+    env = {**prefect_server_env, "DO_NOT_TRACK": "1", "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
+    serve_log = tmp_path / "serve.log"
+    try:
+        serve = start([str(BIN / "themesift"), "schedule", "--study", "s", "--interval", "5",
+                       "--folder", str(folder), "--config", str(config)], env, serve_log)
+        first_id, first_inputs = phases.wait_for(
+            "a first scheduled run stored", lambda: _latest_completed(store_cfg, "s"), 300, (serve, serve_log))
+        assert first_inputs == set(FIRST)
+        assert "Serving deployment 'suggest-themes/suggest-s'" in serve_log.read_text()
 
-            shutil.copy(TRANSCRIPTS / DROPPED, folder / DROPPED)
+        shutil.copy(TRANSCRIPTS / DROPPED, folder / DROPPED)
 
-            def picked_up():
-                latest = _latest_completed(store_cfg, "s")
-                return latest if latest and latest[0] > first_id and DROPPED in latest[1] else None
+        def picked_up():
+            latest = _latest_completed(store_cfg, "s")
+            return latest if latest and latest[0] > first_id and DROPPED in latest[1] else None
 
-            _, later_inputs = phases.wait_for("a later scheduled run that read the dropped transcript", picked_up,
-                                              300, (serve, serve_log))
-            assert later_inputs == set(FIRST) | {DROPPED}
+        _, later_inputs = phases.wait_for("a later scheduled run that read the dropped transcript", picked_up,
+                                          300, (serve, serve_log))
+        assert later_inputs == set(FIRST) | {DROPPED}
 
-            # --list and --remove in this process (the server's URL as a temporary setting): no second start-up.
-            from prefect.settings import PREFECT_API_URL, temporary_settings
+        # --list and --remove in this process (the server's URL as a temporary setting): no second start-up.
+        from prefect.settings import PREFECT_API_URL, temporary_settings
 
-            with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}):
-                assert main(["schedule", "--list"]) == 0
-                listed = capsys.readouterr().out
-                assert "suggest-themes/suggest-s" in listed and "study 's'" in listed, listed
-                assert "every 5 s" in listed and str(folder) in listed, listed
+        with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}):
+            assert main(["schedule", "--list"]) == 0
+            listed = capsys.readouterr().out
+            assert "suggest-themes/suggest-s" in listed and "study 's'" in listed, listed
+            assert "every 5 s" in listed and str(folder) in listed, listed
 
-                assert main(["schedule", "--remove", "--study", "s"]) == 0
-                assert "Deleted deployment 'suggest-themes/suggest-s'" in capsys.readouterr().out
-                # The serving process notices and stops on its own.
-                serve.wait(60)
-                phases.mark("the serving process stopped")
-                assert "was removed; stopping" in serve_log.read_text(), tail(serve_log)
-                assert serve.returncode == 0, tail(serve_log)
+            assert main(["schedule", "--remove", "--study", "s"]) == 0
+            assert "Deleted deployment 'suggest-themes/suggest-s'" in capsys.readouterr().out
+            # The serving process notices and stops on its own.
+            serve.wait(60)
+            phases.mark("the serving process stopped")
+            assert "was removed; stopping" in serve_log.read_text(), tail(serve_log)
+            assert serve.returncode == 0, tail(serve_log)
 
-                assert main(["schedule", "--list"]) == 0
-                assert "No Themesift deployments" in capsys.readouterr().out
-                assert main(["schedule", "--remove", "--study", "s"]) == 1
-                assert "no deployment 'suggest-themes/suggest-s'" in capsys.readouterr().err
-        finally:
-            stop(serve)
+            assert main(["schedule", "--list"]) == 0
+            assert "No Themesift deployments" in capsys.readouterr().out
+            assert main(["schedule", "--remove", "--study", "s"]) == 1
+            assert "no deployment 'suggest-themes/suggest-s'" in capsys.readouterr().err
+    finally:
+        stop(serve)
 
 
 def test_schedule_without_a_server_says_how_to_start_one(capsys, monkeypatch, tmp_path):
@@ -181,8 +179,9 @@ def test_deployment_names_follow_the_study():
         "cron '0 7 * * 1-5' (Europe/London)"
 
 
-def test_prefect_yaml_names_real_flows_and_builds_their_config():
-    """What `prefect deploy` does with prefect.yaml, short of a server: build steps, templating, flows."""
+def test_prefect_yaml_names_real_flows_and_builds_their_config(prefect_harness):
+    """What `prefect deploy` does with prefect.yaml, short of deploying: build steps, templating, flows (the
+    steps open an API client: the session's server, not a temporary one started for this test alone)."""
     import asyncio
     import importlib
 
