@@ -26,6 +26,7 @@ from pipeline.config import ConfigError, settings
 from pipeline.embed.encoder import ModelNotFoundError
 from pipeline.embed.onnx_export import OnnxExportError
 from pipeline.exchange.suggestions_export import write_suggestions
+from pipeline.themes.name import format_description
 from pipeline.themes.rank import PARTS, stability_is_weak
 
 
@@ -186,8 +187,10 @@ def print_themes(store: Store, study: str, run_id: int | None, top: int) -> None
                   f"{t['n_segments']:>5}  {t['label']}" + ("  (second pass)" if t["second_pass"] else ""))
             if t["description"]:
                 print(f"{'':>14}{textwrap.shorten(t['description'], 120, placeholder='...')}")
-            quote = textwrap.shorten(t["quote"], 110, placeholder="...")
-            print(f"{'':>14}\"{quote}\" ({t['quote_case']})")
+            # A short answer is often its theme's description whole: shown once.
+            if " ".join(t["description"].split()) != " ".join(format_description(t["quote"], t["quote_case"]).split()):
+                quote = textwrap.shorten(t["quote"], 110, placeholder="...")
+                print(f"{'':>14}\"{quote}\" ({t['quote_case']})")
         if len(themes) > top:
             print(f"... and {len(themes) - top} more (themesift themes --study {study} --top {len(themes)})")
         print("\nParts: cover(age) = participants raising it / those of the widest theme; cohes(ion), "
