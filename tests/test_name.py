@@ -100,6 +100,18 @@ def test_names_say_what_the_theme_is_about_and_never_repeat_a_lemma(encoder):
         assert all(p.lower() in members for p in n.phrases)  # extractive: the members' own words
 
 
+def test_two_themes_never_share_a_name_and_the_larger_keeps_it(encoder):
+    """The car-parking comments split in two: both would be "car parking"; the smaller theme gets another name."""
+    labels = np.concatenate([LABELS[:12], [2, 2, 2, 2, 3, 3]])
+    vectors = encoder(TEXTS)
+    cents = centroids(vectors, labels, [0, 1, 2, 3])
+    centrality = {t: vectors[labels == t] @ c for t, c in zip([0, 1, 2, 3], cents)}
+    names = ThemeNamer(encoder=encoder).name(TEXTS, labels, [0, 1, 2, 3], cents, centrality, CASES, STOP)
+    assert list(names) == [0, 1, 2, 3]
+    assert names[2].name == "car parking" and names[3].name and names[3].name != names[2].name
+    assert len({n.name.lower() for n in names.values()}) == 4
+
+
 def test_names_are_deterministic(encoder):
     assert _name(encoder) == _name(encoder)
 

@@ -23,6 +23,8 @@ Scoring follows BERTopic's KeyBERTInspired and KeyBERT's MMR:
    similarity to a phrase already chosen, and a phrase sharing a content word's lemma with a chosen
    one is skipped ("look" / "looked" never fill two slots); a further phrase whose marginal
    relevance is not above 0 ends the name.
+4. no two themes of a run share a name: the larger keeps it, the smaller takes one more phrase, or else its
+   best name without the shared first phrase, so a coder can tell every theme from the others by its name.
 
 The description is one sentence or clause of a central member (the ``description_pool`` members
 closest to the centroid, one per participant first) whose embedding is closest to the centroid, with
@@ -272,16 +274,34 @@ class ThemeNamer:
             chosen[t] = [int(i) for i in order if df[i] >= self.min_members][: self.candidates]
         relevance, phrase_vectors = self._relevance(keys, counter, chosen, themes, theme_centroids)
         descriptions = self._descriptions(texts, labels, themes, theme_centroids, centrality, cases)
+
+        def content(i: int) -> set[str]:
+            return {lemma(w) for w in counter.surface(str(keys[i])).split()} - stop_words
+
+        def phrases_of(picked: list[int]) -> tuple[str, ...]:
+            return tuple(counter.written(counter.surface(str(keys[i]))) for i in picked)
+
+        def taken_by_another(picked: list[int]) -> bool:
+            return " and ".join(phrases_of(picked)).lower() in taken
+
         out = {}
-        for t in themes:
-            picked = self._mmr(chosen[t], relevance.get(t, {}), phrase_vectors,
-                               lambda i: {lemma(w) for w in counter.surface(str(keys[i])).split()} - stop_words)
-            words = tuple(counter.written(counter.surface(str(keys[i]))) for i in picked)
+        taken: set[str] = set()
+        sizes = Counter(labels.tolist())
+        for t in sorted(themes, key=lambda t: (-sizes[t], t)):  # the largest theme keeps a name two would share
+            args = (relevance.get(t, {}), phrase_vectors, content)
+            picked = self._mmr(chosen[t], *args)
+            if picked and taken_by_another(picked):
+                # One more phrase, else the best name without the shared first phrase.
+                alternatives = [self._mmr(chosen[t], *args, least=len(picked) + 1)] if len(picked) < self.phrases else []
+                alternatives.append(self._mmr([i for i in chosen[t] if i != picked[0]], *args))
+                picked = next((a for a in alternatives if a and not taken_by_another(a)), picked)
+            words = phrases_of(picked)
+            taken.add(" and ".join(words).lower())
             sentence, member = descriptions[t]
             case = cases[member] if member is not None else None
             out[t] = ThemeName(" and ".join(words), words, format_description(sentence, case) if sentence else "",
                                member, case)
-        return out
+        return {t: out[t] for t in themes}
 
     def _relevance(self, keys: np.ndarray, counter: PhraseCounter, chosen: Mapping[int, list[int]],
                    themes: Sequence[int], theme_centroids: np.ndarray
@@ -303,9 +323,10 @@ class ThemeNamer:
         return out, dict(zip(terms, vectors))
 
     def _mmr(self, candidates: list[int], relevance: Mapping[int, float], vectors: Mapping[int, np.ndarray],
-             content: Callable[[int], set[str]]) -> list[int]:
+             content: Callable[[int], set[str]], least: int = 1) -> list[int]:
         """Maximal marginal relevance over ``candidates`` (in c-TF-IDF order, which breaks ties); a
-        candidate sharing a content word's lemma with a picked phrase is never picked."""
+        candidate sharing a content word's lemma with a picked phrase is never picked. The first ``least``
+        phrases are picked whatever their marginal relevance (a name another theme already has needs one more)."""
         picked: list[int] = []
         left = list(candidates)
         while left and len(picked) < self.phrases:
@@ -315,7 +336,7 @@ class ThemeNamer:
                 redundancy = max((float(vectors[i] @ vectors[j]) for j in picked), default=0.0)
                 return (1 - self.diversity) * relevance[i] - self.diversity * redundancy if picked else relevance[i]
             best = max(left, key=lambda i: (gain(i), -left.index(i)))
-            if picked and relevance and gain(best) <= 0:  # nothing left that adds to the name
+            if len(picked) >= least and relevance and gain(best) <= 0:  # nothing left that adds to the name
                 break
             picked.append(best)
             used = content(best)
