@@ -132,3 +132,8 @@ def test_the_describer_labels_themes_by_name_or_by_keywords(encoder):
     assert all(" / " not in d.label and d.description for d in named)
     assert [d.keywords for d in named] == [d.keywords for d in old]  # the keywords stay as they were
     assert all(d.description == "" for d in old) and any(" / " in d.label for d in old)
+    # the first quote is another member than the one the description quotes (the page shows both)
+    for d in named:
+        sentence = d.description.split("\u201d")[0].lstrip("\u201c")
+        assert len(d.quotes) > 1 and sentence not in TEXTS[d.quotes[0]], (d.description, TEXTS[d.quotes[0]])
+    assert [sorted(d.quotes) for d in named] == [sorted(d.quotes) for d in old]  # the same members, reordered

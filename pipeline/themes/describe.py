@@ -155,6 +155,8 @@ class ThemeDescriber:
             centrality = member_centrality[t]
             quotes = self.pick_quotes(members, centrality, [cases[i] for i in members],
                                       [len(texts[i].split()) for i in members])
+            if t in names and quotes[:1] == (names[t].description_member,) and len(quotes) > 1:
+                quotes = quotes[1:] + quotes[:1]  # the description quotes that member already: another first
             out.append(ThemeDescription(
                 theme=int(t),
                 label=names[t].name if t in names and names[t].name else make_label(keywords, self.label_keyphrases),
