@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -138,7 +139,8 @@ def describe_task(texts, labels, vectors, cases, strengths, describe_cfg: Descri
                   store: Store):
     """Keywords, labels and quotes; candidate keyphrases are embedded through the store's cache, so a
     re-run with the same themes embeds none of them again."""
-    embedder = Embedder.from_config(embed_cfg)
+    # Names' phrases and sentences take seconds: no progress bar of theirs beside the segments' own.
+    embedder = replace(Embedder.from_config(embed_cfg), progress_min_texts=sys.maxsize)
     describer = ThemeDescriber.from_config(describe_cfg, lambda phrases: load_vectors(store, embedder, phrases)[0])
     return describer.describe(texts, labels, vectors, cases, strengths)
 

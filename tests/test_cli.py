@@ -110,7 +110,9 @@ def test_csv_columns_from_the_command_line(prefect_harness, tmp_path, capsys):
     cfg.write_text(yaml.safe_dump({"store": {"workspace": str(tmp_path / "ws")}}), encoding="utf-8")
     assert main(["suggest", str(survey), "--study", "fft", "--config", str(cfg), "--text-col", "good",
                  "--text-col", "improve", "--row-id-col", "row_index", "--attr-col", "organization"]) == 0
-    lines = [line.replace("\u201c", '"').replace("\u201d", '"').strip() for line in capsys.readouterr().out.splitlines()]
+    printed = capsys.readouterr()
+    assert printed.err.count("Batches:   0%") == 1  # one progress bar, the answers' own; naming's embedding is quiet
+    lines = [line.replace("\u201c", '"').replace("\u201d", '"').strip() for line in printed.out.splitlines()]
     described = [k for k, line in enumerate(lines) if line.startswith('"') and lines[k - 1][:4].strip().isdigit()]
     assert len(described) >= 3  # each theme's description under its row
     assert all(lines[k + 1] != lines[k] for k in described)  # a short answer quoted whole is shown once
