@@ -16,6 +16,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import get_run_context
 from prefect.utilities.annotations import quote
+from tqdm.auto import tqdm
 
 from flows.manifest import build_manifest
 from flows.runtime import forget_unused_reduced_spaces, heartbeats_off_without_server, require_loopback
@@ -69,11 +70,13 @@ def load_vectors(store: Store, embedder: Embedder, texts: Sequence[str], chunk: 
     cached = store.cached_vectors(embedder.model_id, hashes)
     missing = list(dict.fromkeys(h for h in hashes if h not in cached))
     first_text = {h: t for h, t in zip(hashes, texts)}
-    for i in range(0, len(missing), chunk):  # cached chunk by chunk: a killed run keeps what it embedded
-        batch = missing[i:i + chunk]
-        fresh = embedder.encode([first_text[h] for h in batch])
-        store.cache_vectors(embedder.model_id, batch, fresh)
-        cached.update(zip(batch, fresh))
+    shown = len(missing) >= embedder.progress_min_texts  # one bar for the whole step, not one a chunk
+    with tqdm(desc="Embedding", total=len(missing), unit=" texts", disable=not shown) as bar:
+        for i in range(0, len(missing), chunk):  # cached chunk by chunk: a killed run keeps what it embedded
+            batch = missing[i:i + chunk]
+            fresh = embedder.encode([first_text[h] for h in batch], progress=bar.update if shown else None)
+            store.cache_vectors(embedder.model_id, batch, fresh)
+            cached.update(zip(batch, fresh))
     if not hashes:
         return np.zeros((0, embedder.encoder.get_sentence_embedding_dimension()), dtype=np.float32), 0
     return np.stack([cached[h] for h in hashes]), len(missing)
@@ -184,15 +187,17 @@ def artifact_key(study: str) -> str:
 
 
 def embed_in_batches(texts: Sequence[str], embed_cfg: EmbedSettings, store: Store,
-                     sqlite_timeout_s: float) -> tuple[int, int]:
-    """Embed the texts the store's cache lacks, mapped as tasks over batches of ``embed.task_texts``
-    (spread over Dask workers when the flow runs on a Dask task runner). The store is the one cache:
-    a re-run whose texts are all cached starts no task. Returns (tasks, texts embedded)."""
+                     sqlite_timeout_s: float, spread: bool) -> tuple[int, int]:
+    """Embed the texts the store's cache lacks. With ``spread`` (a Dask task runner) they are mapped as
+    tasks over batches of ``embed.task_texts``, spread over the workers; else one task embeds them all,
+    since tasks in threads of one machine would only share its cores (and each draw a bar of its own).
+    The store is the one cache: a re-run whose texts are all cached starts no task. Returns (tasks,
+    texts embedded)."""
     embedder = Embedder.from_config(embed_cfg)
     missing = store.uncached_texts(embedder.model_id, texts)
     if missing:
         embedder.prepare()  # export once here, not in each task at the same time
-    size = embed_cfg.task_texts
+    size = embed_cfg.task_texts if spread else max(1, len(missing))
     futures = [embed_task.submit(missing[i:i + size], embed_cfg, store.url, sqlite_timeout_s)
                for i in range(0, len(missing), size)]
     return len(futures), sum(future.result() for future in futures)
@@ -311,7 +316,8 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, s: Settin
                         for path, sha in sources if sha not in with_text]
     clustered = [i for i, s in enumerate(segments) if s.clusterable]
     texts = [segments[i].text for i in clustered]
-    n_tasks, embedded = timed("embed", embed_in_batches, texts, s.embed, store, s.store.sqlite_timeout_s)
+    n_tasks, embedded = timed("embed", embed_in_batches, texts, s.embed, store, s.store.sqlite_timeout_s,
+                              s.runner.kind != "local")
     embedder = Embedder.from_config(s.embed)
     vectors, late = timed("load-vectors", load_vectors, store, embedder, texts, s.embed.cache_chunk)
     embedding = {"texts": len(texts), "distinct_texts": len(set(texts)), "tasks": n_tasks,

@@ -107,11 +107,15 @@ def test_csv_columns_from_the_command_line(prefect_harness, tmp_path, capsys):
         writer.writeheader()
         writer.writerows(pairs)
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(yaml.safe_dump({"store": {"workspace": str(tmp_path / "ws")}}), encoding="utf-8")
+    # cached in chunks of 64 texts and embedded in tasks of 128 where tasks are spread: still one bar
+    cfg.write_text(yaml.safe_dump({"store": {"workspace": str(tmp_path / "ws")},
+                                   "embed": {"cache_chunk": 64, "task_texts": 128}}), encoding="utf-8")
     assert main(["suggest", str(survey), "--study", "fft", "--config", str(cfg), "--text-col", "good",
                  "--text-col", "improve", "--row-id-col", "row_index", "--attr-col", "organization"]) == 0
     printed = capsys.readouterr()
-    assert printed.err.count("Batches:   0%") == 1  # one progress bar, the answers' own; naming's embedding is quiet
+    # one progress bar for the whole step, the answers' own: naming's embedding is quiet
+    assert printed.err.count("Embedding:   0%") == 1 and "Batches" not in printed.err
+    assert "Embedding: 100%" in printed.err  # reached its end: every chunk counted on the one bar
     lines = [line.replace("\u201c", '"').replace("\u201d", '"').strip() for line in printed.out.splitlines()]
     described = [k for k, line in enumerate(lines) if line.startswith('"') and lines[k - 1][:4].strip().isdigit()]
     assert len(described) >= 3  # each theme's description under its row

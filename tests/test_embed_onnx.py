@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,18 @@ def test_onnx_keeps_input_order_and_duplicates(backends):
     from pipeline.embed.onnx_export import OnnxSentenceEncoder
     one_stream = OnnxSentenceEncoder(ox.encoder.folder, ox.encoder.model_file, threads=1, streams=1)
     np.testing.assert_allclose(one_stream.encode(texts, batch_size=1), out, atol=1e-5)
+
+
+def test_both_backends_report_progress_to_the_callers_one_bar(backends):
+    """A caller embedding in chunks draws one bar over all of them: each backend tells it every text once,
+    as it goes, and the vectors are those it gives without being asked."""
+    texts = _comments()[:60]
+    for embedder in (replace(backends[0], batch_size=8), backends[1]):  # 4 batches of 8 at a time, 3 a batch
+        told: list[int] = []
+        vectors = embedder.encode(texts, progress=told.append)
+        assert sum(told) == len(texts) and len(told) > 1 and max(told) < len(texts)
+        cosine = (vectors * embedder.encode(texts)).sum(axis=1)
+        assert cosine.min() >= 0.9999
 
 
 def test_backends_share_model_id_tokens_and_limits(backends):

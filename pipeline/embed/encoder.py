@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -191,17 +191,29 @@ class Embedder:
             return len(tokenizer.encode(text).ids)
         return len(self.encoder.tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"])
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
+    def encode(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """Unit-length float32 vectors. With ``progress`` (told how many texts are done, batch by batch) a
+        caller draws one bar over several calls; without it, ``progress_min_texts`` texts or more show a
+        bar of their own."""
         if not texts:
             return np.zeros((0, self.encoder.get_sentence_embedding_dimension()), dtype=np.float32)
-        vectors = self.encoder.encode(
-            list(texts),
-            batch_size=self.onnx_batch_size if self.backend == "onnx" else self.batch_size,
-            show_progress_bar=len(texts) >= self.progress_min_texts,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-        )
+        texts = list(texts)
+        options = dict(show_progress_bar=progress is None and len(texts) >= self.progress_min_texts,
+                       convert_to_numpy=True, normalize_embeddings=True)
+        if self.backend == "onnx":
+            vectors = self.encoder.encode(texts, batch_size=self.onnx_batch_size, progress=progress, **options)
+        elif progress is None:
+            vectors = self.encoder.encode(texts, batch_size=self.batch_size, **options)
+        else:  # sentence-transformers reports to no caller: a few of its batches at a time
+            step = self.batch_size * 4
+            vectors = np.concatenate([self._tell(progress, self.encoder.encode(
+                texts[i:i + step], batch_size=self.batch_size, **options)) for i in range(0, len(texts), step)])
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    @staticmethod
+    def _tell(progress: Callable[[int], None], vectors: np.ndarray) -> np.ndarray:
+        progress(len(vectors))
+        return vectors
 
 
 def text_hash(text: str) -> str:

@@ -41,7 +41,7 @@ import warnings
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -351,8 +351,10 @@ class OnnxSentenceEncoder:
         return [e.ids for e in self._fast.encode_batch([str(t).strip() for t in texts])]
 
     def encode(self, texts: Sequence[str], batch_size: int = 8, show_progress_bar: bool = False,
-               convert_to_numpy: bool = True, normalize_embeddings: bool = True) -> np.ndarray:
-        """Unit-length (unless told otherwise) float32 vectors, in the order of ``texts``."""
+               convert_to_numpy: bool = True, normalize_embeddings: bool = True,
+               progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """Unit-length (unless told otherwise) float32 vectors, in the order of ``texts``; ``progress`` is
+        told how many texts each batch encoded (a caller's one bar over several calls)."""
         out = np.zeros((len(texts), self.layout.dimension), dtype=np.float32)
         if not len(texts):
             return out
@@ -361,10 +363,10 @@ class OnnxSentenceEncoder:
         order = np.argsort(-lengths, kind="stable")
         batch_size = max(1, int(batch_size))
         starts = range(0, len(order), batch_size)
-        progress = None
+        bar = None
         if show_progress_bar:
             from tqdm.auto import tqdm
-            progress = tqdm(desc="Batches", total=len(starts))
+            bar = tqdm(desc="Batches", total=len(starts))
 
         def run(start: int) -> None:
             rows = order[start:start + batch_size]
@@ -376,8 +378,10 @@ class OnnxSentenceEncoder:
                 weights = mask[:, :, None].astype(np.float32)
                 pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
             out[rows] = pooled  # rows are disjoint between batches: safe from several threads
+            if bar is not None:
+                bar.update(1)
             if progress is not None:
-                progress.update(1)
+                progress(len(rows))
 
         if self.streams > 1 and len(starts) > 1:
             from concurrent.futures import ThreadPoolExecutor
@@ -386,8 +390,8 @@ class OnnxSentenceEncoder:
         else:
             for start in starts:
                 run(start)
-        if progress is not None:
-            progress.close()
+        if bar is not None:
+            bar.close()
         if normalize_embeddings or self.layout.normalize:
             out /= np.clip(np.linalg.norm(out, axis=1, keepdims=True), 1e-12, None)
         return out
