@@ -46,6 +46,9 @@ def _corpus(args: argparse.Namespace, config: dict, kind: str):
             print(f"bench {kind}: give --preset NAME, or --data FILE --text-col C and --label-col C or "
                   "--indicator-col C ...", file=sys.stderr)
             return None, ""
+        if args.label_col and args.indicator_col:
+            print(f"bench {kind}: give --label-col or --indicator-col, not both", file=sys.stderr)
+            return None, ""
         spec = datasets.CsvSpec(str(args.data), args.text_col, args.label_col, args.case_col, args.multi_label_sep,
                                 tuple(args.exclude_label), indicator_cols=tuple(args.indicator_col))
         corpus = datasets.load_csv(spec, config, args.name or Path(args.data).stem, args.limit)
@@ -108,6 +111,10 @@ def cmd_small(args: argparse.Namespace, argv: Sequence[str]) -> int:
         corpora, stem = [corpus], data_stem
     result = {**describe_run(list(argv)), **small_studies(config, args.presets, args.sizes, args.interviews,
                                                           args.draws, corpora)}
+    if not result["rows"]:
+        print("bench small: no row: every size asked is above the corpus's segments (see above); give smaller "
+              "--sizes", file=sys.stderr)
+        return 2
     return _save(result, args, stem + (f"-{args.draws}draws" if args.draws != 5 else ""))
 
 
@@ -284,8 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--case-col", help="respondent column (default: each row is its own case)")
         p.add_argument("--multi-label-sep", help="separator between several labels in the label column")
         p.add_argument("--indicator-col", action="append", default=[],
-                       help="instead of --label-col: a column per code, set (not empty, not 0) on rows carrying it "
-                            "(repeatable)")
+                       help="instead of --label-col: a column per code, set on rows carrying it (a number other "
+                            "than 0, or a word other than no/false/n/a; empty is not set); repeat it for each code")
         p.add_argument("--exclude-label", action="append", default=[], help="leave out rows with this label (repeatable)")
         p.add_argument("--name", help="dataset name in the results (default: the file's stem)")
         p.add_argument("--limit", type=int, help="only the first N labelled rows (quick checks)")

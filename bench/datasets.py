@@ -6,7 +6,8 @@ Themesift and BERTopic are scored on exactly these units.
 
 * A labelled CSV (any file, no code changes): one row per answer, a label column (optionally several
   labels joined by a separator) or one indicator column per code (a row carries the code when its cell
-  is neither empty nor 0), and optionally a case column. Excluded labels are dropped; a row left with
+  is set: a number other than 0, or a word other than :data:`UNSET`'s), and optionally a case column.
+  The file is decoded and its delimiter found as ``themesift suggest`` reads a CSV. Excluded labels are dropped; a row left with
   none is left out before ingest. A row cut into several segments gives each segment the row's labels.
 * The example study: human coders' excerpts (``human_coding.csv``) are located in each source's plain
   text as Themesift reads it, then mapped to segments with :func:`pipeline.compare.agreement.map_selections`
@@ -17,7 +18,9 @@ Themesift and BERTopic are scored on exactly these units.
 from __future__ import annotations
 
 import csv
+import io
 import re
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +30,7 @@ from pipeline import csvsafe
 from pipeline.compare.agreement import map_selections
 from pipeline.config import load_config
 from pipeline.embed.encoder import Embedder
-from pipeline.ingest.read import Ingester
+from pipeline.ingest.read import IngestError, Ingester, decode, delimiter
 from pipeline.ingest.segment import Segment, Segmenter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,11 +90,28 @@ class CsvSpec:
     def labels(self, row: dict) -> list[str]:
         """The codes of one row, excluded ones dropped."""
         if self.indicator_cols:
-            found = [c for c in self.indicator_cols if (row.get(c) or "").strip() not in ("", "0")]
+            found = [c for c in self.indicator_cols if indicator_set(row.get(c) or "")]
         else:
             raw = (row.get(self.label_col) or "").strip()
             found = [p.strip() for p in raw.split(self.multi_label_sep)] if self.multi_label_sep else [raw]
         return [x for x in found if x and x not in self.exclude_labels]
+
+
+#: Indicator cells that do not set their code (compared in lower case), as spreadsheets and stats packages
+#: write "no": a number sets its code unless it is 0.
+UNSET = frozenset({"", "0", "false", "f", "no", "n", "none", "null", "nan", "na", "n/a", "-"})
+
+
+def indicator_set(cell: str) -> bool:
+    """Whether an indicator column's cell gives its row the code ("1", "1.0", "TRUE", "yes", "x": set;
+    "0", "0.0", "FALSE", "no", empty: not set)."""
+    value = cell.strip().lower()
+    if value in UNSET:
+        return False
+    try:
+        return float(value) != 0
+    except ValueError:
+        return True
 
 
 NON_ANSWER = ("label", "Couldn't be improved")
@@ -145,22 +165,38 @@ def _segmenter(config: dict) -> Segmenter:
 
 
 def read_labels(spec: CsvSpec) -> tuple[list[dict], list[str]]:
-    """Kept rows (with their labels as a list) and the file's columns."""
-    with open(spec.path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.DictReader(f)
-        columns = list(reader.fieldnames or [])
-        for col in (spec.text_col, spec.label_col, spec.case_col, *spec.indicator_cols):
-            if col is not None and col not in columns:
-                raise SystemExit(f"{spec.path}: column '{col}' not found; columns are: {', '.join(columns)}")
-        rows = []
-        for row in reader:
-            if any((row.get(col) or "").strip() == value for col, value in spec.exclude_where):
-                continue
-            labels = spec.labels(row)
-            if not labels or not (row.get(spec.text_col) or "").strip():
-                continue
-            row["_labels"] = labels
-            rows.append(row)
+    """Kept rows (with their labels as a list) and the file's columns. The file is read as ``themesift
+    suggest`` reads a CSV (UTF-8, UTF-16 or Windows-1252; comma, semicolon, tab or bar between fields)."""
+    warnings: list[str] = []
+    try:
+        text = decode(Path(spec.path).read_bytes(), spec.path, warnings)
+    except IngestError as exc:
+        raise SystemExit(str(exc)) from None
+    except OSError as exc:
+        raise SystemExit(f"{spec.path}: {exc.strerror or exc}") from None
+    for warning in warnings:
+        print(f"warning {spec.path}: {warning}", file=sys.stderr)
+    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter(text))
+    columns = list(reader.fieldnames or [])
+    for col in (spec.text_col, spec.label_col, spec.case_col, *spec.indicator_cols):
+        if col is not None and col not in columns:
+            raise SystemExit(f"{spec.path}: column '{col}' not found; columns are: "
+                             + ", ".join(repr(c) for c in columns))
+    rows = []
+    for row in reader:
+        if any((row.get(col) or "").strip() == value for col, value in spec.exclude_where):
+            continue
+        labels = spec.labels(row)
+        if not labels or not (row.get(spec.text_col) or "").strip():
+            continue
+        row["_labels"] = labels
+        rows.append(row)
+    if spec.label_col and not spec.multi_label_sep and rows:
+        for sep in (";", "|"):
+            joined = sum(sep in row["_labels"][0] for row in rows)
+            if joined >= 0.05 * len(rows):
+                print(f"warning {spec.path}: {joined} of {len(rows)} labels hold '{sep}'; each is read as one "
+                      f"code: give --multi-label-sep '{sep}' if they hold several", file=sys.stderr)
     return rows, columns
 
 

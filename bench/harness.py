@@ -209,8 +209,20 @@ def quality(corpus: Corpus, config: dict, peer: bool = True, seeds: tuple[int, .
     }
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with NaN floats as None: JSON has no NaN (Python writes one other readers refuse)."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def write_json(result: dict, out_dir: Path, stem: str) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{stem}.json"
-    path.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=float) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(_finite(result), indent=2, ensure_ascii=False, default=float) + "\n",
+                    encoding="utf-8")
     return path

@@ -49,6 +49,7 @@ score and is left out, :func:`bench.coder.mean_kappa`). One decision = one confi
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import Counter
 from typing import Any
@@ -326,7 +327,15 @@ def learning_curve(corpus: Corpus, config: dict, budgets: tuple[int, ...] = BUDG
                    seeds: tuple[int, ...] = (42,)) -> dict[str, Any]:
     """Every arm at every budget, per UMAP seed (the run whose suggestions are reviewed), and the mean.
     Budgets above half the corpus are left out: too few untouched segments would be left to score."""
-    budgets = tuple(b for b in budgets if b <= len(corpus.segments) // 2)
+    kept = tuple(b for b in budgets if b <= len(corpus.segments) // 2)
+    if not kept:
+        raise SystemExit(f"{corpus.name}: every budget ({', '.join(map(str, budgets))}) is over half its "
+                         f"{len(corpus.segments)} segments, which would leave too few untouched ones to score; "
+                         f"give --budgets of {len(corpus.segments) // 2} or fewer")
+    if len(kept) < len(budgets):
+        print(f"{corpus.name}: budgets {', '.join(str(b) for b in budgets if b not in kept)} left out (over half "
+              f"its {len(corpus.segments)} segments)", file=sys.stderr)
+    budgets = kept
     embedder = Embedder.from_config({**config["embed"], "progress_min_texts": 10**9})
     vectors, _, _ = embed_corpus(corpus.texts, embedder)
     t0 = time.perf_counter()

@@ -555,9 +555,10 @@ def small_section(r: dict) -> list[str]:
     from bench.small import f1_target_met, ratio
 
     def f(x: float) -> str:
-        return "-" if x != x else f"{x:.2f}"  # nan: no theme to take a top 10 from
+        return "-" if x is None or x != x else f"{x:.2f}"  # nan (null in JSON): no theme to take a top 10 from
 
     rows = r["rows"]
+    counted = bool(rows) and "codes_counted" in rows[0]  # results before 2026-12-07 lack it
     title = "## Small studies: random subsets (issue 24)" + (f" of {', '.join(r['data'])}" if r.get("data") else "")
     if not rows:
         return [title, "", f"`{r.get('command')}`: no row; the corpus has fewer segments than every size asked.", ""]
@@ -573,14 +574,15 @@ def small_section(r: dict) -> list[str]:
                 "*supervised*, the share the learner trained 5-fold on the subset's own codes gives at F1 >= "
                 f"{r['match_f1']} (what the codes' labels teach)." if "matched_any_cluster" in rows[0] else ""), "",
              "| preset | size | segments | F1 Themesift | F1 BERTopic | ratio | top-10 T | top-10 B | themes T | themes B "
-             "| matched T | matched B | any cluster | supervised |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| matched T | matched B |" + (" codes counted |" if counted else "") + " any cluster | supervised |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if counted else "") + "---:|---:|"]
     for x in rows:
         t, b = x["themesift"], x["bertopic"]
         size = f"{x['size']} {'participants' if x['by'] == 'participants' else ''}".strip()
         lines.append(f"| {x['preset']} | {size} | {x['n_units']:.0f} | {f(t['mean_best_f1'])} | {f(b['mean_best_f1'])} | "
                      f"{ratio(x)} | {f(t['top10_precision'])} | {f(b['top10_precision'])} | "
                      f"{t['n_themes']:.1f} | {b['n_themes']:.1f} | {f(t['matched_share'])} | {f(b['matched_share'])} | "
+                     + (f"{x['codes_counted']:.1f} | " if counted else "") +
                      f"{f(x.get('matched_any_cluster', float('nan')))} | {f(x.get('matched_supervised', float('nan')))} |")
     f1_met = sum(f1_target_met(x) for x in rows)
     matched_met = sum(x["themesift"]["matched_share"] >= 0.5 for x in rows)

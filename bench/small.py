@@ -35,10 +35,15 @@ MATCH_F1 = 0.5
 KEYS = ("mean_best_f1", "top10_precision", "n_themes", "matched_share")
 
 
+def eligible_codes(corpus: Corpus) -> list[str]:
+    """The codes with >= MIN_CODE_SEGMENTS segments: those the matched share counts."""
+    counts = Counter(c for codes in corpus.human.values() for c in codes)
+    return [c for c, n in counts.items() if n >= MIN_CODE_SEGMENTS]
+
+
 def _share(best_f1: dict[str, float], corpus: Corpus) -> float:
     """Share of the codes with >= MIN_CODE_SEGMENTS segments whose ``best_f1`` reaches MATCH_F1."""
-    counts = Counter(c for codes in corpus.human.values() for c in codes)
-    codes = [c for c, n in counts.items() if n >= MIN_CODE_SEGMENTS]
+    codes = eligible_codes(corpus)
     return sum(best_f1.get(c, 0.0) >= MATCH_F1 for c in codes) / max(1, len(codes))
 
 
@@ -130,11 +135,12 @@ def small_studies(config: dict, presets: Sequence[str], sizes: Sequence[int], in
                       flush=True)
                 continue
             per: dict[str, list[dict]] = {"themesift": [], "bertopic": []}
-            n_units, refs = [], {"any_cluster": [], "supervised": []}
+            n_units, n_codes, refs = [], [], {"any_cluster": [], "supervised": []}
             for d in range(draws):
                 sub = draw(corpus, size, d, by_case)
                 vectors, _, _ = embed_corpus(sub.texts, embedder)
                 n_units.append(len(sub.segments))
+                n_codes.append(len(eligible_codes(sub)))
                 for name, run in (("themesift", run_themesift(sub, vectors, config, embedder)),
                                   ("bertopic", run_bertopic(sub, vectors, 42))):
                     fig = figures(run, sub)
@@ -142,7 +148,7 @@ def small_studies(config: dict, presets: Sequence[str], sizes: Sequence[int], in
                 refs["any_cluster"].append(any_cluster_share(vectors, sub))
                 refs["supervised"].append(supervised_share(vectors, sub, config["review"]))
             row = {"preset": preset, "size": size, "by": "participants" if by_case else "segments",
-                   "n_units": float(np.mean(n_units)), "draws": draws}
+                   "n_units": float(np.mean(n_units)), "codes_counted": float(np.mean(n_codes)), "draws": draws}
             for name, figs in per.items():
                 row[name] = {k: float(np.mean([f[k] for f in figs])) for k in KEYS}
             row["matched_any_cluster"] = float(np.mean(refs["any_cluster"]))
@@ -153,7 +159,8 @@ def small_studies(config: dict, presets: Sequence[str], sizes: Sequence[int], in
                   f"{row['bertopic']['mean_best_f1']:.3f} ({ratio(row)})  top10 "
                   f"{row['themesift']['top10_precision']:.2f}/{row['bertopic']['top10_precision']:.2f}  themes "
                   f"{row['themesift']['n_themes']:.1f}/{row['bertopic']['n_themes']:.1f}  matched "
-                  f"{row['themesift']['matched_share']:.2f}/{row['bertopic']['matched_share']:.2f} (any cluster "
+                  f"{row['themesift']['matched_share']:.2f}/{row['bertopic']['matched_share']:.2f} of "
+                  f"{row['codes_counted']:.1f} codes (any cluster "
                   f"{row['matched_any_cluster']:.2f}, supervised {row['matched_supervised']:.2f})", flush=True)
             rows.append(row)
     return {"kind": "small", "min_code_segments": MIN_CODE_SEGMENTS, "match_f1": MATCH_F1,

@@ -66,6 +66,26 @@ def test_indicator_columns_give_several_codes_per_row(tmp_path):
         load_csv(CsvSpec(str(data), "comment", None, indicator_cols=("Sentiment",)))
 
 
+def test_a_spreadsheets_export_is_read_as_suggest_reads_it(tmp_path, capsys):
+    """Excel's "CSV" on a European Windows machine: Windows-1252, semicolons, indicator cells written as
+    0.0 / FALSE / no (not set) or 1.0 / TRUE / x (set); a label column joined by ';' without
+    ``--multi-label-sep`` is warned about, not silently read as one code."""
+    lines = ["comment;Parking;Staff manner",
+             "Le café was cold and the parking far too dear;1.0;0.0",
+             "Kind staff, but we circled the car park for half an hour;TRUE;x",
+             "Nothing to say about this visit at all, it was fine;FALSE;no"]
+    data = tmp_path / "excel.csv"
+    data.write_bytes("\r\n".join(lines).encode("cp1252"))
+    corpus = load_csv(CsvSpec(str(data), "comment", None, indicator_cols=("Parking", "Staff manner")))
+    assert corpus.human == {0: frozenset({"Parking"}), 1: frozenset({"Parking", "Staff manner"})}
+    assert corpus.texts[0].startswith("Le café")
+    assert "read as Windows-1252" in capsys.readouterr().err
+    joined = _write(tmp_path / "joined.csv", [["answer", "codes"], ["The car park was full again today", "Parking;Staff"],
+                                               ["The nurse was lovely to my mother", "Staff"]])
+    datasets.read_labels(CsvSpec(str(joined), "answer", "codes"))
+    assert "1 of 2 labels hold ';'" in capsys.readouterr().err
+
+
 def test_held_out_framework_preset_reads_its_code_columns():
     spec = datasets.PRESETS["nhs-fft-v6"]
     if not Path(spec.path).is_file():
@@ -236,6 +256,23 @@ def three_banking_codes(tmp_path: Path) -> Path:
     with BANKING.open(encoding="utf-8", newline="") as f:
         keep = [r for r in csv.DictReader(f) if r["category"] in {"card_arrival", "exchange_rate", "pin_blocked"}]
     return _write(tmp_path / "bank.csv", [["text", "category"]] + [[r["text"], r["category"]] for r in keep])
+
+
+def test_a_corpus_too_small_for_what_was_asked_is_refused_and_nothing_is_written(tmp_path, capsys):
+    """Budgets or subset sizes above what a small corpus holds: a message that says what fits, exit not 0,
+    and no empty result left to break the next report."""
+    data = three_banking_codes(tmp_path)
+    from bench.__main__ import main
+
+    out, doc = tmp_path / "results", tmp_path / "benchmarks.md"
+    where = ["--data", str(data), "--text-col", "text", "--label-col", "category", "--out", str(out), "--doc", str(doc)]
+    with pytest.raises(SystemExit, match=r"every budget \(400, 800\) is over half its 120 segments.*--budgets of 60"):
+        main(["review", *where, "--budgets", "400", "800", "--seeds", "42"])
+    assert main(["small", *where, "--sizes", "500", "--draws", "1"]) == 2
+    assert "no row" in capsys.readouterr().err
+    assert main(["quality", *where[:4], "--label-col", "category", "--indicator-col", "text"]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert not out.exists() and not doc.exists()
 
 
 def test_names_command_scores_names_against_the_human_code_names(tmp_path, monkeypatch):

@@ -386,7 +386,7 @@ class Ingester:
         return "\n\n".join(parts), turns
 
     def _read_csv(self, path: Path, text: str, warnings: list[str]) -> tuple[str, list[Turn]]:
-        reader = csv.DictReader(io.StringIO(text), delimiter=_delimiter(text))
+        reader = csv.DictReader(io.StringIO(text), delimiter=delimiter(text))
         columns = [c for c in (reader.fieldnames or []) if c is not None]
         if not columns:
             raise IngestError(path, "CSV file has no header row")
@@ -592,7 +592,7 @@ def _lines_with_offsets(text: str) -> list[tuple[int, str]]:
     return out
 
 
-def _delimiter(text: str) -> str:
+def delimiter(text: str) -> str:
     """The delimiter that occurs most in the header line (csv.Sniffer guesses wrong on quoted free text)."""
     header = text.split("\n", 1)[0]
     return max(",;\t|", key=lambda d: (header.count(d), d == ","))
