@@ -307,7 +307,10 @@ def build_entry(view: StudyView, intent: Mapping[str, Any], coder: str, store: S
         after = {"segment_ids": segs, "answer": answer, "proposed": proposed}
         if given and answer != "yes":
             after["to"] = given
-        unticked = [k for k in shown if k not in given and k != (proposed if answer == "yes" else None)]
+        # the page says which themes were shown; a decision CSV says which were left unticked
+        kept = proposed if answer == "yes" else None
+        unticked = list(dict.fromkeys([k for k in shown if k not in given and k != kept]
+                                      + [k for k in _keys(intent.get("not")) if k not in given]))
         if unticked:
             after["not"] = unticked
         if answer == "new":

@@ -544,7 +544,8 @@ def test_several_codes_per_segment_from_decisions_to_apply_and_export(study, tmp
     assert "First" not in after.assigned[both[0]] and "Second" in after.assigned[both[0]]
 
 
-def test_teach_queue_in_the_page_asks_what_teaches_most_and_records_each_answer(study):
+def test_teach_queue_in_the_page_asks_what_teaches_most_and_records_each_answer(study, review_template, example_study,
+                                                                                tmp_path):
     """Before any theme is confirmed the Teach page asks without proposing; after, each question proposes a
     confirmed theme; a yes adds that code, a no records the segment against it, a new answer makes a
     confirmed theme with the segment as its first example; answered and skipped segments are not asked
@@ -597,6 +598,16 @@ def test_teach_queue_in_the_page_asks_what_teaches_most_and_records_each_answer(
     after = teach_questions(store, study.name, REVIEW, skip=[batch[3].segment])
     assert not {yes.segment, no.segment, new.segment, batch[3].segment} & {q.segment for q in after}
     assert "Parking" in apply_codebook(store, study.name, REVIEW).assigned[new.segment]
+    # the answers' log travels as CSV to another copy of the study: the same codes, the same unticked themes
+    with store.sessions() as session:
+        exported = export_decisions(session, study.name)
+    assert f"{keys[0]};{keys[1]}" in exported and "['" not in exported
+    fresh = private_study(review_template, example_study.name, example_study.config, tmp_path / "fresh")
+    assert import_decisions(fresh.store, fresh.name, exported)[0] == len(now.entries)
+    with fresh.store.sessions() as session:
+        assert export_decisions(session, fresh.name) == exported
+        copy = load_view(session, fresh.name)
+    assert copy.codes == now.codes and copy.state.against == now.state.against
 
 
 def test_second_pass_themes_compete_in_apply_only_once_rejected(study):

@@ -17,6 +17,13 @@ CSV_COLUMNS = ("uid", "created_at", "coder", "action", "run_id", "theme_id", "th
                "reason", "themes", "into", "segment_ids", "to", "undoes", "before", "after")
 
 
+def _flat(value: Any) -> str:
+    """A value of ``after`` in its flat column: a Teach answer's several themes joined by ';'."""
+    if value is None:
+        return ""
+    return ";".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
 def write_decision_csv(entries: Iterable[Entry], out: io.TextIOBase | None = None) -> str:
     """The decision log ``entries`` as CSV text (columns: :data:`CSV_COLUMNS`, documented in docs/review.md);
     written to ``out`` instead when given."""
@@ -32,7 +39,7 @@ def write_decision_csv(entries: Iterable[Entry], out: io.TextIOBase | None = Non
             "theme_id": e.theme_id if e.theme_id is not None else "", "theme_key": e.theme_key or "",
             "name": a.get("name") or "", "definition": a.get("definition") or "", "reason": a.get("reason") or "",
             "themes": ";".join(a.get("themes") or ()), "into": a.get("into") or "",
-            "segment_ids": ";".join(map(str, segs)) if segs else "", "to": a.get("to") or "",
+            "segment_ids": ";".join(map(str, segs)) if segs else "", "to": _flat(a.get("to")),
             "undoes": a.get("undoes") or "",
             "before": json.dumps(e.before, ensure_ascii=False, sort_keys=True),
             "after": json.dumps(e.after, ensure_ascii=False, sort_keys=True),
@@ -69,7 +76,9 @@ def read_decision_csv(data: str) -> list[tuple[str, dict]]:
                     intent["before"] = value
         for col in ("uid", "created_at", "action", "run_id", "theme_id", "theme_key", "name", "definition",
                     "reason", "themes", "into", "segment_ids", "to", "undoes"):
-            if row.get(col):
+            # a flat column edited by hand wins; one that only spells the JSON's value (a list joined by
+            # ';', or as Python wrote it before 2026-12-07) leaves the value as it is
+            if row.get(col) and (col not in intent or row[col] not in (_flat(intent[col]), str(intent[col]))):
                 intent[col] = row[col]
         items.append((row.get("coder", ""), intent))
     if errors:
