@@ -919,7 +919,7 @@ def review_coding_rows(session: Session, study: str, coder: str | None = None) -
     for name in names:
         state = cb.fold(view.entries if name == CONSENSUS else cb.own_entries(view.entries, name))
         confirmed = {t.key: t.title for t in state.confirmed()}
-        codes = state.codes(view.base, view.base_keys)
+        codes = state.decided_codes(view.base, view.base_keys)  # not what a later run's learner added
         for sid in sorted(segs, key=lambda i: (sources.get(segs[i].source_id, ""), segs[i].start)):
             s = segs[sid]
             for title in sorted({confirmed[k] for k in codes.get(sid, ()) if k in confirmed}):

@@ -732,6 +732,7 @@ class ReviewSettings(Section):
     learner_neighbours: int = setting(whole(0))
     learner_neighbour_weight: float = setting(number(0, 1))
     learner_threshold: str = setting(one_of("f1", "prevalence"))
+    learner_min_judged: int = setting(whole(1))
     learner_words: float = setting(number(0, 10))
     learner_word_components: int = setting(whole(1, 2000))
     learner_names: bool = setting(flag())

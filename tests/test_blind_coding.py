@@ -61,6 +61,22 @@ def test_each_coder_folds_alone_and_a_settlement_is_the_teams_not_the_settlers()
     assert settled.codes(BASE, {"a", "b"})[3] == ("b",)
 
 
+def test_a_coders_coding_is_what_they_decided_not_what_a_later_run_added():
+    """Amira confirmed theme "a" when it held segments 1 and 2; the next run's learner put 3 in it too, and
+    ben placed 5 there by hand. Each coder's coding holds what their decisions listed or placed: 3 is the
+    machine's until someone confirms "a" again; a confirm that listed no members keeps them all."""
+    confirm = cb.Entry(uid="u1", action="confirm", coder="amira", theme_key="a", after={"name": "Access"},
+                       before={"members": [1, 2]})
+    log = [confirm, entry(2, "ben", "confirm", "a", name="Access"), entry(3, "ben", "move", "a", segment_ids=[5], to="a")]
+    later = {1: "a", 2: "a", 3: "a", 4: "b", 5: "b", 6: "b", 7: None}
+    result = team_comparison(log, later, {"a", "b"}, sorted(later), {}, ["a", "b"], min_positive=1)
+    assert result.codings["amira"] == {1: frozenset({"a"}), 2: frozenset({"a"})}
+    assert result.codings["ben"] == {1: frozenset({"a"}), 2: frozenset({"a"}), 3: frozenset({"a"}), 5: frozenset({"a"})}
+    again = cb.Entry(uid="u4", action="confirm", coder="amira", theme_key="a", after={"name": "Access"},
+                     before={"members": [1, 2, 3]})
+    assert cb.by_coder(log + [again])["amira"].decided_codes(later)[3] == ("a",)
+
+
 def test_a_theme_one_coder_did_not_decide_is_a_difference_and_settles_to_a_new_decision():
     log = [entry(1, "amira", "confirm", "a", name="Access", definition="d"),
            entry(2, "ben", "confirm", "b", name="Cost", definition="d")]

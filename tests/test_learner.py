@@ -186,6 +186,25 @@ def test_a_theme_confirmed_in_bulk_does_not_take_the_share_it_holds_among_its_ow
     assert judged.thresholds_[0] == CodeLearner(seed=0).fit(X, labels).thresholds_[0]
 
 
+def test_a_theme_of_two_segments_a_coder_made_does_not_take_half_the_study():
+    """Two confirmed themes of 30 segments each (in bulk), and an own theme a coder made of 2 segments: the
+    3 rows judged one by one (the 2 placed and 1 moved out) are too few to read a share from, and 2
+    examples too few for the F1 rule. The own theme takes about the share its 2 examples hold among the
+    labelled rows, for ``apply`` (prevalence) and for the next run (F1 rule, unlabelled rows counted
+    fully); before, it took 2/3 of the study, then half of it."""
+    rng = np.random.default_rng(8)
+    e = np.eye(8)
+    X = np.vstack([blob(rng, e[0], 40, 0.4), blob(rng, e[1], 40, 0.4), blob(rng, e[2], 40, 0.5),
+                   blob(rng, e[3] + e[4] + e[5], 180, 1.0)])
+    labels = {"staff": ThemeLabels(tuple(range(30)), (30,)), "wait": ThemeLabels(tuple(range(40, 70))),
+              "own": ThemeLabels((80, 81))}
+    for model in (CodeLearner(seed=0, threshold="prevalence", neighbours=10), CodeLearner(seed=0, unlabelled_count=1)):
+        coded = model.fit(X, labels, judged=[80, 81, 30]).predict(X)
+        taken = sum("own" in c for c in coded)
+        assert 2 <= taken <= 300 * 2 / 63 + 3, taken  # ~ 2 of the 63 labelled rows, of 300
+        assert sum("staff" in c for c in coded) >= 25
+
+
 def test_a_themes_name_is_one_more_example_that_sets_its_members_apart():
     """``review.learner_names``: each theme's name, embedded as the segments are, is one more positive row
     after the study's (never judged, never scored). With one labelled example per theme, the name sets the

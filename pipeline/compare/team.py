@@ -101,9 +101,10 @@ def theme_view(state: cb.CodebookState, key: str, coder: str) -> ThemeView:
 
 def coding_of(state: cb.CodebookState, base: Mapping[int, str | None], base_keys: Collection[str],
               units: Sequence[int]) -> dict[int, frozenset[str]]:
-    """A coder's coding: segment -> the themes it carries that the coder confirmed."""
+    """A coder's coding: segment -> the themes it carries that the coder confirmed (segments they decided
+    on only: :meth:`~pipeline.learn.codebook.CodebookState.decided_codes`)."""
     confirmed = {t.key for t in state.confirmed()}
-    codes = state.codes(base, base_keys)
+    codes = state.decided_codes(base, base_keys)
     out = {}
     for u in units:
         kept = frozenset(k for k in codes.get(u, ()) if k in confirmed)

@@ -209,6 +209,17 @@ class CodebookState:
                     out[seg] = out.get(seg, ()) + (final,)
         return out
 
+    def decided_codes(self, base: Mapping[int, str | None],
+                      base_keys: Collection[str] | None = None) -> dict[int, tuple[str, ...]]:
+        """:meth:`codes` of the segments the log speaks for: those judged one by one, and the members a
+        decision on a theme listed (a confirm takes them in bulk). A coder's own coding: the members a later
+        run's learner gave a theme they kept are the machine's coding, not theirs, until a coder confirms
+        the theme again. A theme whose decisions listed no members (a log written by hand) keeps them all."""
+        decided = self.judged() | {s for t in self.themes.values() for s in t.members}
+        unlisted = {t.key for t in self.themes.values() if not t.members}
+        return {seg: keys for seg, keys in self.codes(base, base_keys).items()
+                if seg in decided or unlisted.intersection(keys)}
+
     def judged(self) -> set[int]:
         """Segments a coder decided on one by one (placed, moved, coded beside their place, said not to be in
         a theme, answered); a confirmed theme's other members were taken in bulk."""

@@ -14,7 +14,11 @@ one on out-of-fold probabilities (``"f1"``, unlabelled rows counted by their wei
 only from rows judged one by one (``fit``'s ``judged``: answers, placements, moves; by default every
 labelled row, as for a random sample): a confirmed theme's members were taken in bulk from a cluster, so
 among them a theme's share is many times its share of the study. Where no judged row carries the theme,
-or every one does, the F1 rule stays.
+or every one does, or fewer than ``min_judged`` rows were judged (a share read from a handful of rows the
+coder chose is noise), the F1 rule stays. A theme with fewer examples than ``folds`` has no F1 rule
+either: it takes the share its examples hold among every labelled row (bulk included), or where nothing
+is labelled outside it, among the whole study, so two segments a coder made a theme of cannot take half
+a study (a fixed 0.5 did, as the positives weigh as much as every other row together).
 
 A segment is also read through its neighbours (``neighbours``, ``neighbour_weight``): its features are
 its vector moved toward the mean of its nearest segments in the study (itself among them), so a label
@@ -62,7 +66,9 @@ class CodeLearner:
 
     ``C``: inverse regularisation strength of each logistic regression. ``unlabelled_weight``: the
     weight of a row no coder labelled for a theme, taken as a negative (0: labelled rows only).
-    ``folds``: out-of-fold probabilities for the threshold (a theme with fewer positives keeps 0.5).
+    ``folds``: out-of-fold probabilities for the threshold (a theme with fewer positives takes the share
+    they show, see the module's docstring). ``min_judged``: rows judged one by one below which no
+    prevalence is read from them.
     ``min_threshold``: a floor, so a theme with few labels cannot take everything. ``unlabelled_count``:
     how much an unlabelled row counts as a false positive when the threshold is chosen (None: its training
     weight; 1: as much as a labelled negative, for a stricter threshold). ``seed`` fixes the folds. Fitted: ``themes_`` (keys with at least one positive, in the order given), ``coef_``,
@@ -74,7 +80,7 @@ class CodeLearner:
 
     def __init__(self, C: float = 1.0, unlabelled_weight: float = 0.05, folds: int = 3,
                  min_threshold: float = 0.2, unlabelled_count: float | None = None, seed: int = 0,
-                 neighbours: int = 0, neighbour_weight: float = 0.5, threshold: str = "f1"):
+                 neighbours: int = 0, neighbour_weight: float = 0.5, threshold: str = "f1", min_judged: int = 5):
         self.C = C
         self.unlabelled_weight = unlabelled_weight
         self.folds = folds
@@ -84,6 +90,7 @@ class CodeLearner:
         self.neighbours = neighbours
         self.neighbour_weight = neighbour_weight
         self.threshold = threshold
+        self.min_judged = min_judged
 
     @classmethod
     def from_config(cls, review_cfg: ReviewSettings | Mapping[str, Any], seed: int = 0,
@@ -94,15 +101,16 @@ class CodeLearner:
         return cls(C=review_cfg.learner_C, unlabelled_weight=review_cfg.learner_unlabelled_weight,
                    unlabelled_count=review_cfg.run_unlabelled_count if for_run else None, seed=seed,
                    neighbours=review_cfg.learner_neighbours, neighbour_weight=review_cfg.learner_neighbour_weight,
-                   threshold="f1" if for_run else review_cfg.learner_threshold)
+                   threshold="f1" if for_run else review_cfg.learner_threshold,
+                   min_judged=review_cfg.learner_min_judged)
 
     def fit(self, X: np.ndarray, labels: Mapping[str, ThemeLabels],
             judged: Sequence[int] | None = None) -> "CodeLearner":
         """``labels``: theme key -> rows of ``X`` for and against it. ``judged``: the rows a coder judged one
         by one, on which ``"prevalence"`` reads each theme's share (None: every labelled row)."""
         X = np.asarray(X, dtype=np.float64)
-        pool = (set(int(r) for r in judged) if judged is not None
-                else {r for lab in labels.values() for r in lab.positive + lab.negative})
+        labelled = {int(r) for lab in labels.values() for r in lab.positive + lab.negative}
+        pool = set(int(r) for r in judged) if judged is not None else labelled
         self.study_ = unit_vectors(X) if self.neighbours > 1 else None
         self.study_features_ = None
         X = self.study_features_ = self.features(X)
@@ -120,15 +128,21 @@ class CodeLearner:
                 continue
             model = self._model().fit(X[rows], y, sample_weight=balanced)
             self.coef_[j], self.intercept_[j] = model.coef_[0], model.intercept_[0]
-            lab = labels[key]
-            hits = len(pool.intersection(lab.positive))
-            if self.threshold == "prevalence" and 0 < hits < len(pool):
-                share = hits / len(pool)
-                self.thresholds_[j] = float(np.quantile(probability(X @ self.coef_[j] + self.intercept_[j]), 1.0 - share))
-                continue
-            count = weight if self.unlabelled_count is None else np.where(weight < 1, self.unlabelled_count, weight)
-            self.thresholds_[j] = self._threshold(X[rows], y, balanced, count, rng)
+            positive = set(int(r) for r in labels[key].positive)
+            hits = len(pool & positive)
+            if self.threshold == "prevalence" and len(pool) >= self.min_judged and 0 < hits < len(pool):
+                self.thresholds_[j] = self._share_threshold(X, j, hits / len(pool))
+            elif len(positive) < self.folds:  # no F1 rule on so few: the share they hold
+                self.thresholds_[j] = self._share_threshold(
+                    X, j, len(positive) / (len(labelled) if labelled - positive else len(X)))
+            else:
+                count = weight if self.unlabelled_count is None else np.where(weight < 1, self.unlabelled_count, weight)
+                self.thresholds_[j] = self._threshold(X[rows], y, balanced, count, rng)
         return self
+
+    def _share_threshold(self, X: np.ndarray, j: int, share: float) -> float:
+        """The probability above which theme ``j`` takes ``share`` of the rows of ``X``."""
+        return float(np.quantile(probability(X @ self.coef_[j] + self.intercept_[j]), 1.0 - share))
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """``(n, len(themes_))`` probability of each theme."""
