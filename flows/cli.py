@@ -5,6 +5,7 @@ every other command to :func:`flows.commands.run`. :func:`console` is the progra
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Sequence
 
@@ -18,7 +19,20 @@ def console() -> int:
     if runs_a_flow(argv):
         guard_temporary_server()
         start_temporary_api()
-    return main(argv)
+    try:
+        code = main(argv)
+        sys.stdout.flush()  # a reader gone shows here, not as "Exception ignored" when Python exits
+    except BrokenPipeError:
+        return reader_gone()
+    return code
+
+
+def reader_gone() -> int:
+    """Stdout's reader left early (``themesift themes | head``): stop quietly, as the Python docs' "Note on
+    SIGPIPE" advises, with stdout pointed at devnull so that the flush at exit cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 1
 
 
 def runs_a_flow(argv: Sequence[str]) -> bool:

@@ -48,9 +48,10 @@ def run(argv: Sequence[str]) -> int:
     quiet_event_drain()
     try:
         with sigterm_as_interrupt():
+            refuse_blank_study(args)
             return args.handler(args)
     except (ConfigError, StudyNotFoundError, StoreUpgradeError, ModelNotFoundError, OnnxExportError,
-            LoopbackDownError, TemporaryApiError) as exc:
+            LoopbackDownError, TemporaryApiError, OptionError) as exc:
         print(f"themesift: {exc}", file=sys.stderr)
         return 2
     except StoreWriteError as exc:  # a full disk or a read-only workspace, named with its path
@@ -64,6 +65,13 @@ def run(argv: Sequence[str]) -> int:
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: what was stored stays, a run half-done is not stored
         print(f"themesift: stopped by {exc or 'SIGINT'}; what it had not finished is not stored (earlier runs are kept)", file=sys.stderr)
         return 130 if not str(exc) else 128 + signal.Signals[str(exc)].value
+
+
+def refuse_blank_study(args: argparse.Namespace) -> None:
+    """A blank ``--study`` is refused for every command, before anything is stored under it."""
+    study = getattr(args, "study", None)
+    if study is not None and not study.strip():
+        raise OptionError("--study: the study name is empty; give it a name (e.g. --study my-study)")
 
 
 def _say_progress() -> None:
@@ -123,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_suggest(args: argparse.Namespace) -> int:
+    from pipeline.ingest.read import missing
+
+    gone = [f"{p}: {why}" for p in args.paths if (why := missing(Path(p))) is not None]
+    if len(gone) == len(args.paths):  # else a typo makes the study and a failed run of nothing read; one
+        # missing path beside others is skipped with its reason, as any file that cannot be read
+        raise OptionError("; ".join(gone) + f" (nothing read; no run of study '{args.study}' made)")
     from flows.suggest import run_suggest
 
     from pipeline.embed.encoder import Embedder
@@ -168,7 +182,7 @@ def cmd_themes(args: argparse.Namespace) -> int:
 
 def print_themes(store: Store, study: str, run_id: int | None, top: int) -> None:
     with store.sessions() as session:
-        run = _run(store, session, study, run_id)
+        run = study_run(store, session, study, run_id)
         themes = theme_summaries(session, run)
         joined = run.manifest.get("joined_outliers")  # runs before joining existed do not record it
         second = sum(t["second_pass"] for t in themes)
@@ -199,7 +213,8 @@ def print_themes(store: Store, study: str, run_id: int | None, top: int) -> None
               "counts those that joined it from the outlier queue.")
 
 
-def _run(store: Store, session, study: str, run_id: int | None):
+def study_run(store: Store, session, study: str, run_id: int | None):
+    """The study's run ``run_id`` (its latest completed one for None); refused when the study lacks it."""
     from models.records import Run
 
     if run_id is not None:
@@ -217,7 +232,7 @@ def cmd_export_suggestions(args: argparse.Namespace) -> int:
     cfg = settings(config_from_args(args))
     store = Store.from_config(cfg.store)
     with store.sessions() as session:
-        run = _run(store, session, args.study, args.run)
+        run = study_run(store, session, args.study, args.run)
         export = suggestion_export(session, run)
     output = args.output or study_dir(cfg.store, args.study) / f"suggestions-run{export['run_id']}.{args.format}"
     write_suggestions(export, output, args.format)

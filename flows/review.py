@@ -12,8 +12,8 @@ import threading
 import webbrowser
 from pathlib import Path
 
-from flows.options import checked
-from models.store import Store, study_dir
+from flows.options import OptionError, checked
+from models.store import Store, StudyNotFoundError, study_dir
 from pipeline.config import ReviewSettings, Settings, load_config, settings
 
 
@@ -132,9 +132,26 @@ def cmd_review(args: argparse.Namespace) -> int:
     return 0
 
 
+def reserved_coder_names() -> dict[str, str]:
+    """Coder names Themesift writes codings under itself, with whose they are: a person given one would
+    be mixed up with them in comparisons and exports."""
+    from models.review import CONSENSUS
+    from pipeline.compare.compare import MACHINE
+    from pipeline.exchange.codings import APPLY_USER_NAME, MACHINE_USER_NAME
+
+    return {MACHINE: "the run's themes", MACHINE_USER_NAME: "the run's themes in a .qdpx",
+            APPLY_USER_NAME: "the confirmed codebook applied", CONSENSUS: "the team's settled coding"}
+
+
 def cmd_coders_add(args: argparse.Namespace) -> int:
     from models.decisions import add_token, set_team_setting
 
+    name = args.name.strip()
+    if not name:
+        raise OptionError(f"coders add: the coder name is empty; give the person's name (study '{args.study}')")
+    whose = reserved_coder_names().get(name)
+    if whose is not None:
+        raise OptionError(f"coders add: '{name}' is reserved for {whose}; choose a person's name")
     _, store = _store(args)
     with store.transaction() as session:
         try:
@@ -254,8 +271,15 @@ def cmd_codebook(args: argparse.Namespace) -> int:
 
     cfg, store = _store(args)
     with store.sessions() as session:
-        entries = confirmed_codebook(session, args.study, args.coder)
         log = log_entries(session, args.study)
+        if args.coder is not None:  # else an unknown name reads as a coder who confirmed nothing
+            from models.decisions import coder_tokens
+
+            known = sorted(set(cb.by_coder(log)) | {name for name, _ in coder_tokens(session, args.study)})
+            if args.coder not in known:
+                raise StudyNotFoundError(f"study '{args.study}' has no coder '{args.coder}' "
+                                         f"(coders: {', '.join(known) or 'none yet'})")
+        entries = confirmed_codebook(session, args.study, args.coder)
     if args.format == "qdc":
         if not entries:  # the schema wants at least one <Code>: refuse rather than write an invalid file
             print(f"themesift: study '{args.study}' has no confirmed theme, so no .qdc was written; confirm "
@@ -376,8 +400,13 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_changes(args: argparse.Namespace) -> int:
+    from flows.commands import study_run
+
     cfg, store = _store(args)
     with store.sessions() as session:
+        for run_id in (args.old, args.new):  # a run of another study, or none: refused as `themes --run` is
+            if run_id is not None:
+                study_run(store, session, args.study, run_id)
         print_changes(session, args.study, args.old, args.new, cfg.review.diff_match_jaccard)
     return 0
 

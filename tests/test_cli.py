@@ -196,3 +196,89 @@ def test_the_commands_load_no_model_and_no_clustering_stage_until_a_command_need
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == []
+
+
+def test_changes_refuses_a_run_the_study_does_not_have(study, example_study, capsys):
+    """``changes --old/--new`` with a run id that does not exist or is another study's run: one line and
+    exit 2, as ``themes --run`` answers, not a comparison with nothing or with the other study's themes."""
+    from datetime import datetime, timezone
+
+    config = str(study.config_file())
+    ipt_run = example_study.outcome["run_id"]  # the private copy holds the same runs
+    other_run = study.store.record_failed_run("other", {}, "nothing read", [], datetime.now(timezone.utc))
+    for name, option, run_id in (("ipt", "--old", 99999), ("ipt", "--new", other_run), ("other", "--old", ipt_run)):
+        assert main(["changes", "--study", name, "--config", config, option, str(run_id)]) == 2
+        said = capsys.readouterr()
+        assert said.err == f"themesift: study '{name}' has no run {run_id}\n" and said.out == ""
+    assert main(["changes", "--study", "ipt", "--config", config, "--new", str(ipt_run)]) == 0
+
+
+def test_suggest_refuses_a_missing_path_or_a_blank_study_before_storing_anything(prefect_harness, tmp_path,
+                                                                                capsys):
+    """A mistyped path (every path given missing) or an empty ``--study`` is refused naming it (exit 2)
+    before the study or a failed run is stored; the study names of the other commands are held to the same
+    rule. A missing path beside readable ones is skipped with its reason, as any unreadable file is."""
+    from models.store import Store
+
+    folder = tmp_path / "some"
+    folder.mkdir()
+    shutil.copy(TRANSCRIPTS / "P01.txt", folder / "P01.txt")
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"store": {"workspace": str(tmp_path / "ws")}}), encoding="utf-8")
+    missing = tmp_path / "missing-dir"
+    assert main(["suggest", str(missing), "--study", "newone", "--config", str(cfg)]) == 2
+    assert capsys.readouterr().err == (f"themesift: {missing}: no such file or folder (nothing read; no run of "
+                                       "study 'newone' made)\n")
+    for blank in ("", "  "):
+        assert main(["suggest", str(folder), "--study", blank, "--config", str(cfg)]) == 2
+        assert "--study: the study name is empty" in capsys.readouterr().err
+        assert main(["themes", "--study", blank, "--config", str(cfg)]) == 2
+        assert "--study: the study name is empty" in capsys.readouterr().err
+    assert Store.from_config({"workspace": str(tmp_path / "ws")}).study_names() == []
+
+
+def test_coders_add_refuses_a_blank_name_and_the_names_themesift_codes_under(study, capsys):
+    """``coders add`` gives a token to a person: not to a blank name (sign-in would go nowhere) nor to a
+    name Themesift files codings under itself (the run's, the applied codebook's, the team's consensus)."""
+    from models.decisions import coder_tokens
+
+    config = str(study.config_file())
+    for name in ("", "   ", "machine", "Themesift (machine)", "Themesift (codebook applied)", "consensus"):
+        assert main(["coders", "add", name, "--study", "ipt", "--config", config]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and ("is empty" in err if not name.strip() else f"'{name}' is reserved" in err)
+    with study.store.sessions() as session:
+        assert coder_tokens(session, "ipt") == []
+    assert main(["coders", "add", "amira", "--study", "ipt", "--config", config]) == 0
+
+
+def test_codebook_refuses_a_coder_the_study_does_not_have(study, capsys):
+    """``codebook --coder nobody`` is refused as ``matrix --coder nobody`` is, not printed as a coder who
+    confirmed nothing; a coder with a sign-in token and no decisions yet has an (empty) codebook."""
+    config = str(study.config_file())
+    assert main(["codebook", "--study", "ipt", "--config", config, "--coder", "nobody"]) == 2
+    assert capsys.readouterr().err == "themesift: study 'ipt' has no coder 'nobody' (coders: none yet)\n"
+    assert main(["coders", "add", "amira", "--study", "ipt", "--config", config]) == 0
+    capsys.readouterr()
+    assert main(["codebook", "--study", "ipt", "--config", config, "--coder", "nobody"]) == 2
+    assert "(coders: amira)" in capsys.readouterr().err
+    assert main(["codebook", "--study", "ipt", "--config", config, "--coder", "amira"]) == 0
+    assert "No theme is confirmed yet" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", [["themes"], ["changes"]])
+def test_a_reader_that_stops_early_gets_no_traceback(study, command):
+    """``themesift themes ... | head``: when stdout's reader has gone the program stops quietly (exit 1, as
+    the Python docs' note on SIGPIPE advises), with no BrokenPipeError traceback on stderr."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    child = subprocess.Popen([sys.executable, "-m", "flows.cli", *command, "--study", "ipt",
+                              "--config", str(study.config_file())],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child.stdout.close()  # gone before the program prints its first line
+    err = child.stderr.read()
+    assert child.wait(timeout=120) == 1
+    assert err == ""

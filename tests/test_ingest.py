@@ -850,3 +850,15 @@ def test_dangling_and_looping_symlinks_are_listed_as_skipped(tmp_path, ingester)
         assert reasons[name].startswith("broken symbolic link: its target"), reasons[name]
     for name in ("loop-1.txt", "loop-2.txt", "self.docx"):
         assert reasons[name].startswith("symbolic link loop"), reasons[name]
+
+
+def test_utf8_bom_before_windows_1252_text_is_dropped(tmp_path):
+    """An editor that writes a UTF-8 byte-order mark before cp1252 text: the cp1252 fallback drops the
+    mark, so the CSV's first column is found by its name and the text starts with the file's own."""
+    survey = "respondent,comment\nR1,Caf\u00e9 staff were kind \u2013 thank you\nR2,Too slow\n"
+    path = tmp_path / "bom-cp1252.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + survey.encode("cp1252"))
+    doc = csv_ingester(text_column="comment", case_column="respondent").read(path)
+    assert [(t.case, doc.text[t.start:t.end]) for t in doc.turns] == [
+        ("R1", "Caf\u00e9 staff were kind \u2013 thank you"), ("R2", "Too slow")]
+    assert any("Windows-1252" in w for w in doc.warnings)

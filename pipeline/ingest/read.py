@@ -6,6 +6,7 @@ span of that text, so later stages can quote, show context and export offsets wi
 
 from __future__ import annotations
 
+import codecs
 import csv
 import errno
 import hashlib
@@ -509,7 +510,8 @@ def _decode_utf16(raw: bytes, encoding: str, path: str | Path) -> str:
 
 def decode(raw: bytes, path: str | Path, warnings: list[str]) -> str:
     """Bytes to text: UTF-8 (with or without BOM), UTF-16 (with a BOM, or without one where the bytes
-    show it), else cp1252 with a warning. Broken UTF-16 is refused with where it breaks."""
+    show it), else cp1252 with a warning. Broken UTF-16 is refused with where it breaks. A UTF-8 BOM before
+    cp1252 text (an editor's mix) is dropped, else it reads as ``ï»¿`` glued to a CSV's first column name."""
     head = raw[:8192]
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         text = _decode_utf16(raw, "utf-16", path)
@@ -524,7 +526,7 @@ def decode(raw: bytes, path: str | Path, warnings: list[str]) -> str:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError:
             try:
-                text = raw.decode("cp1252")
+                text = raw.removeprefix(codecs.BOM_UTF8).decode("cp1252")
             except UnicodeDecodeError:
                 raise IngestError(path, "unknown text encoding (neither UTF-8 nor Windows-1252)") from None
             warnings.append("not valid UTF-8; read as Windows-1252 (cp1252): check accented characters")
@@ -564,11 +566,19 @@ def expand_paths(paths: Iterable[str | Path], skipped: list[Skipped], exclude: I
                     files.append(child)
                 else:
                     skipped.append(Skipped(str(child), f"unsupported file type '{child.suffix or child.name}'"))
-        elif path.exists():
+        elif (why := missing(path)) is None:
             files.append(path)
         else:
-            skipped.append(Skipped(str(path), _broken_link(path) or "no such file or folder"))
+            skipped.append(Skipped(str(path), why))
     return sorted(dict.fromkeys(files))
+
+
+def missing(path: Path) -> str | None:
+    """Why ``path`` cannot be read at all (it does not exist, or is a broken link), else None: one wording for
+    a named path that :func:`expand_paths` skips and one that ``themesift suggest`` refuses outright."""
+    if path.exists():
+        return None
+    return _broken_link(path) or "no such file or folder"
 
 
 def _broken_link(path: Path) -> str | None:
