@@ -62,6 +62,8 @@ def test_merge_split_move_add_theme_carry_through_the_partition():
     assert members(state, "t2") == [5]
     kept = {t.key for t in state.kept()}
     assert kept == {"t1.1", "t1.2", "own-1"}  # split parts are carried forward, plain suggestions are not
+    renamed = fold(log + [e("rename", key="t2", name="Parking")])  # named by a coder: kept under that name
+    assert {t.key for t in renamed.kept()} == kept | {"t2"} and renamed.themes["t2"].status == "new"
 
 
 def test_code_and_uncode_give_a_segment_several_codes():

@@ -116,7 +116,7 @@ class ThemeState:
     origin: str = "suggested"        # suggested | own | split | imported
     color: str | None = None         # #RRGGBB, from an imported codebook
     parent: str | None = None        # the key of the theme it sits under (an imported codebook's hierarchy)
-    curated: bool = False            # made or reshaped by a coder (merge result, split part, own theme)
+    curated: bool = False            # made or reshaped by a coder (merge result, split part, own theme, renamed)
     merged_into: str | None = None
     split_into: tuple[str, ...] = ()
     split_map: dict[int, str] = field(default_factory=dict)
@@ -135,7 +135,7 @@ class ThemeState:
 
     @property
     def kept(self) -> bool:
-        """Carried into the next run: confirmed, or shaped by a coder (merge result, split part)."""
+        """Carried into the next run: confirmed, or shaped by a coder (merge result, split part, renamed)."""
         return self.status == CONFIRMED or (self.status == NEW and self.curated)
 
 
@@ -324,6 +324,7 @@ def _apply(state: CodebookState, e: Entry) -> str | None:
             theme.members = _ints(a.get("examples") or e.before.get("members"))
         elif e.action == RENAME:
             theme.name = str(a.get("name") or theme.title)
+            theme.curated = True  # a coder named it: kept by the next run under that name, as a merge result is
             if a.get("definition") is not None:
                 theme.definition = str(a["definition"])
         elif e.action == REJECT:
