@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
+from models.decisions import run_theme_keys
 from models.records import Membership, Run, Segment
 
 
@@ -51,10 +52,11 @@ def suggestion_export(session: Session, run: Run) -> dict[str, Any]:
                 "strength": round(m.strength, 6), "text": s.text, "attributes": dict(s.attributes or {})}
 
     rows = memberships(session, run)
+    keys = run_theme_keys(session, run.id)  # what decisions (the page, a decision CSV) name the theme by
     themes = []
     for theme in run.themes:
         themes.append({
-            "theme_id": theme.id, "rank": theme.rank, "label": theme.label,
+            "theme_id": theme.id, "theme_key": keys[theme.id], "rank": theme.rank, "label": theme.label,
             "description": theme.description or "", "keywords": theme.keywords,
             "score": theme.score, "parts": theme.parts, "reasons": theme.reasons, "cases": theme.cases,
             "quotes": theme.quotes, "n_segments": theme.n_segments, "second_pass": theme.second_pass,

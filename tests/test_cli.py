@@ -11,6 +11,8 @@ import yaml
 
 from conftest import TRANSCRIPTS, fft_comments
 from flows.cli import main
+from models.store import Store
+from pipeline.config import load_config, settings
 from pipeline.exchange.suggestions_export import CSV_COLUMNS
 
 
@@ -75,6 +77,12 @@ def test_export_csv_and_json_hold_every_member_and_the_outlier_queue(config_file
     assert len(outliers) == len(data["outliers"]) and all(r["rank"] == "" for r in outliers)
     first = data["themes"][0]
     assert set(first["parts"]) == {"coverage", "cohesion", "distinctiveness", "stability", "size"}
+    from models.decisions import run_theme_keys  # the keys a decision CSV names themes by
+
+    with Store.from_config(settings(load_config(config_file)).store).sessions() as session:
+        keys = run_theme_keys(session, run_id)
+    assert [t["theme_key"] for t in data["themes"]] == [keys[t["theme_id"]] for t in data["themes"]]
+    assert {r["theme_key"] for r in rows if r["rank"] == "1"} == {first["theme_key"]}
     for m in first["members"]:
         assert m["end"] > m["start"] and m["source"] and m["segment_id"]
     assert {int(r["segment_id"]) for r in rows if r["rank"] == "1"} == {m["segment_id"] for m in first["members"]}

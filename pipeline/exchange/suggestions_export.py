@@ -12,8 +12,8 @@ from typing import Any, Collection, Mapping, Sequence
 from pipeline import csvsafe
 from pipeline.themes.rank import PARTS
 
-CSV_COLUMNS = ("run_id", "theme_id", "rank", "label", "description", "second_pass", "score", *PARTS, "keywords", "segment_id",
-               "source", "case", "speaker", "row_id", "start", "end", "strength", "joined_similarity", "is_quote",
+CSV_COLUMNS = ("run_id", "theme_id", "theme_key", "rank", "label", "description", "second_pass", "score", *PARTS,
+               "keywords", "segment_id", "source", "case", "speaker", "row_id", "start", "end", "strength", "joined_similarity", "is_quote",
                "suggested_rank", "suggested_similarity", "text")
 
 
@@ -56,7 +56,8 @@ def _csv_row(run_id: int, m: dict, theme: dict | None, is_quote: bool, extra: di
         row.update(label="(outlier queue)", suggested_rank=m.get("suggested_rank"),
                    suggested_similarity=m.get("suggested_similarity"))
     else:
-        row.update(theme_id=theme["theme_id"], rank=theme["rank"], label=theme["label"],
+        row.update(theme_id=theme["theme_id"], theme_key=theme.get("theme_key"), rank=theme["rank"],
+                   label=theme["label"],
                    description=theme.get("description", ""), score=theme["score"],
                    second_pass=int(theme["second_pass"]),
                    keywords="; ".join(theme["keywords"]), **theme["parts"])
