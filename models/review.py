@@ -377,7 +377,10 @@ def _split_after(view: StudyView, key: str, intent: Mapping, store: Store | None
         return {"parts": parts, "method": intent.get("method") or "given", "k": len(parts)}
     if store is None:
         raise DecisionError(["a split needs its parts"])
-    proposal = split_proposal(store, view, key, int(intent.get("k") or 2), str(intent.get("method") or "kmeans"))
+    k = str(intent.get("k") or 2).strip()
+    if not k.isdigit() or int(k) < 2:
+        raise DecisionError([f"a split's k (parts) must be a whole number of 2 or more, not '{k}'"])
+    proposal = split_proposal(store, view, key, int(k), str(intent.get("method") or "kmeans"))
     names = list(intent.get("names") or [])
     members = view.members(key)
     parts = []

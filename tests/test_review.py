@@ -204,6 +204,8 @@ def test_a_decision_that_fails_validation_changes_nothing(study):
         {"action": "add_theme", "name": "mine", "definition": "d"},
         {"action": "undo"},
         {"action": "frobnicate"},
+        {"action": "split", "theme_key": keys[0], "k": "abc"},                    # a hand-made request: 500 before
+        {"action": "split", "theme_key": keys[0], "k": "1"},
         {"action": "confirm", "theme_key": keys[0], "name": "x" * 500, "definition": "d"},
     ]
     before = n_decisions(store)
