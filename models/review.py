@@ -529,7 +529,7 @@ def decide_many(store: Store, study: str, items: Sequence[tuple[str, Mapping[str
         errors: list[str] = []
         views: dict[str | None, StudyView] = {}  # the view deciders validate on (blind: each coder's own)
         for n, (coder, intent) in enumerate(items, start=1):
-            where = f"row {n}: " if len(items) > 1 else ""
+            where = f"row {n}: " if len(items) > 1 or via == "import" else ""  # a file's rows are always named
             if skip_known_uids and intent.get("uid") in known:
                 continue
             name = (coder or "").strip()

@@ -424,6 +424,8 @@ def test_decision_csv_round_trip(study, review_template, example_study, tmp_path
            f"carol,confirm,{keys[10]},,missing definition and name\n")
     with pytest.raises(DecisionError, match="row 2"):
         import_decisions(fresh.store, fresh.name, bad)
+    with pytest.raises(DecisionError, match="row 1: .*theme-999999"):  # a file of one row names it too
+        import_decisions(fresh.store, fresh.name, "coder,action,theme_key\ncarol,reject,theme-999999\n")
     with pytest.raises(DecisionError, match="columns"):
         import_decisions(fresh.store, fresh.name, "who,what\nx,y\n")
     assert n_decisions(fresh.store) == before
