@@ -165,14 +165,20 @@ class Ingester:
         documents: list[Document] = []
         reused: list[Seen] = []
         skipped: list[Skipped] = []
-        seen: dict[str, str] = {}
-        for path in expand_paths(paths, skipped, exclude):
-            sha = _sha256_of(path)
-            if sha is not None and sha in seen:
-                skipped.append(Skipped(str(path), f"same content as {seen[sha]}; processed once"))
+        files = expand_paths(paths, skipped, exclude)
+        shas = {path: _sha256_of(path) for path in files}
+        # of files with the same bytes, the shortest name is read ("P01.txt", not "P01-copy.txt"): a coding
+        # file or another tool's project names the original
+        kept: dict[str, Path] = {}
+        for path in sorted(files, key=lambda p: (len(p.name), str(p))):
+            if shas[path] is not None:
+                kept.setdefault(shas[path], path)
+        for path in files:
+            sha = shas[path]
+            if sha is not None and kept[sha] != path:
+                skipped.append(Skipped(str(path), f"same content as {kept[sha]}; processed once"))
                 continue
             if sha is not None and sha in known:
-                seen[sha] = str(path)
                 reused.append(Seen(str(path), sha))
                 continue
             try:
@@ -180,7 +186,6 @@ class Ingester:
             except IngestError as exc:
                 skipped.append(Skipped(exc.path, exc.reason))
                 continue
-            seen[doc.sha256] = str(path)
             documents.append(doc)
         warnings = tuple(f"{d.path}: {w}" for d in documents for w in d.warnings)
         return IngestResult(tuple(documents), tuple(skipped), warnings, tuple(reused))
