@@ -54,6 +54,8 @@ python -m bench quality --preset nhs-fft-label --backend onnx --precision int8  
 python -m bench quality --preset nhs-fft-label --backend onnx --precision int8 --fp32-layers 6   # int8, fp32 down-projections
 python -m bench quality --data FILE.csv --text-col C --label-col C [--case-col C] [--multi-label-sep ";"] [--seeds 42 43]
 python -m bench quality --data FILE.csv --text-col C --indicator-col CODE1 --indicator-col CODE2 ...   # a column per code
+# --data: read as `themesift suggest` reads a CSV (UTF-8, UTF-16 or Windows-1252; , ; tab or | between fields); an
+# indicator cell sets its code unless empty, 0 (0.0), false, no, n, n/a, none, null, nan or -
 python -m bench names --preset nhs-fft-label --seeds 42                # theme names vs human code names; also the other presets and --data
 python -m bench names --preset example-study --seeds 42 --config local-model.yaml   # names by a local generative model (docs/naming.md)
 python -m bench small                                               # small studies: 100/200/300-segment draws, 3/5/10 interviews (--draws 5)
