@@ -352,8 +352,9 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, s: Settin
         rest_labels, rest_strengths = clusterer.labels_.copy(), clusterer.probabilities_
     except CorpusTooSmallError as exc:
         if plan is None or not honour.kept:
-            outcome.message = str(exc)
-            outcome.run_id = store.record_failed_run(study, manifest(), str(exc), outcome.skipped, started_at)
+            outcome.message = (str(exc) if sources else "no file could be read (each is listed above with its "
+                               "reason), so there is nothing to cluster")
+            outcome.run_id = store.record_failed_run(study, manifest(), outcome.message, outcome.skipped, started_at)
             return outcome
         clusterer, stability = None, {}  # too little left over: it waits in the outlier queue
         rest_labels, rest_strengths = np.full(len(rest), -1), np.zeros(len(rest))

@@ -319,6 +319,11 @@ def test_tiny_corpus_gets_a_message_and_keeps_earlier_results(example_study, tmp
         assert session.scalar(select(func.count()).select_from(Theme)) == n_themes
         failed = session.get(Run, outcome["run_id"])
         assert failed.status == "failed" and failed.manifest["inputs"][0]["name"] == "one.txt"
+    unread = tmp_path / "unread"  # every file skipped: say so, not "add transcripts"
+    unread.mkdir()
+    (unread / "empty.txt").write_text("", encoding="utf-8")
+    outcome = suggest_flow(paths=[str(unread)], study="ipt", config=example_study.config)
+    assert outcome["status"] == "failed" and outcome["message"].startswith("no file could be read")
 
 
 def test_a_failing_write_leaves_the_store_as_it_was(example_study):
