@@ -197,7 +197,9 @@ def test_small_command_draws_from_any_labelled_csv(tmp_path, monkeypatch):
     row = result["rows"][0]
     assert row["n_units"] == 60 and row["themesift"]["n_themes"] >= 1
     assert 0 <= row["themesift"]["matched_share"] <= 1 and 0 <= row["bertopic"]["mean_best_f1"] <= 1
+    assert row["codes_counted"] == 3  # the codes with enough segments that the matched share counts
     assert "## Small studies: random subsets (issue 24) of bank3" in doc.read_text()
+    assert "| codes counted |" in doc.read_text()
 
 
 def test_scripted_coder_scores_and_writes_importable_decisions():
