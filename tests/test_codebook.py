@@ -63,6 +63,9 @@ def test_merge_split_move_add_theme_carry_through_the_partition():
     kept = {t.key for t in state.kept()}
     assert kept == {"t1.1", "t1.2", "own-1"}  # split parts are carried forward, plain suggestions are not
     renamed = fold(log + [e("rename", key="t2", name="Parking")])  # named by a coder: kept under that name
+    into_new = fold([e("confirm", key="t3", name="Cost", definition="money"),  # a confirmed code merged into a
+                     e("merge", key="t2", into="t2", themes=["t2", "t3"])])    # suggestion stays in the codebook
+    assert [(t.key, t.name, t.definition) for t in into_new.confirmed()] == [("t2", "Cost", "money")]
     assert {t.key for t in renamed.kept()} == kept | {"t2"} and renamed.themes["t2"].status == "new"
 
 

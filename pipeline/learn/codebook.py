@@ -359,12 +359,17 @@ def _apply(state: CodebookState, e: Entry) -> str | None:
         if inactive:
             return f"not open for merging: {', '.join(inactive)}"
         target = state.themes[into]
+        confirmed = [t for t in themes if t.key != into and t.status == CONFIRMED]
         for theme in themes:
             if theme.key != into:
                 theme.status, theme.merged_into = MERGED, into
                 theme.members = _ints(befores.get(theme.key, {}).get("members")) or theme.members
             _touch(theme, e)
         target.curated = True
+        if confirmed and target.status != CONFIRMED:  # a merge never takes a confirmed code out of the codebook
+            target.status = CONFIRMED
+            target.name = target.name or confirmed[0].name
+            target.definition = target.definition or confirmed[0].definition
         if a.get("name"):
             target.name = str(a["name"])
         if a.get("definition"):
