@@ -125,6 +125,36 @@ def test_a_segment_in_a_theme_found_by_search_is_moved_and_says_moved(study):
     assert log.count("moved 1 segment to") == 3  # two in the log, one in the Undo button's title
 
 
+def test_search_names_every_theme_a_segment_carries_and_offers_only_the_others(study):
+    """A segment coded also as a second theme says both where it is found, and "Also code as" no longer
+    offers the theme it carries (choosing it again was refused)."""
+    client, csrf = client_for(study)
+    keys, _, view = keys_and_outliers(study.store, study.name)
+    with study.store.sessions() as session:
+        found, _ = search_segments(session, view.study, "wait")
+    seg = next(s.id for s in found if view.partition.get(s.id))
+    here, also = view.partition[seg], next(k for k in keys if k != view.partition[seg])
+    assert flash(client, post(client, csrf, action="code", segment_ids=str(seg), to=also,
+                              back="/search?q=wait")) == "Code added."
+    item = client.get("/search?q=wait").text.split(f'id="seg-{seg}"')[1].split("</li>")[0]
+    now_in = item.split("now in:")[1].split("</p>")[0]
+    assert f'href="/themes/{here}"' in now_in and f'href="/themes/{also}"' in now_in
+    offered = item.split(f'id="also-{seg}"')[1].split("</select>")[0]
+    assert f'value="{also}"' not in offered and f'value="{here}"' not in offered
+
+
+def test_undoing_a_split_from_one_of_its_parts_returns_to_the_list(study):
+    """The part's page is gone once the split is undone: the undo lands on the list, not on a 404."""
+    client, csrf = client_for(study)
+    keys, _, view = keys_and_outliers(study.store, study.name)
+    key = max(keys[:6], key=lambda k: len(view.members(k)))
+    assert post(client, csrf, action="split", theme_key=key, k="2", names=["One", "Two"]).status_code == 303
+    uid = keys_and_outliers(study.store, study.name)[2].entries[-1].uid
+    undone = post(client, csrf, action="undo", undoes=uid, back=f"/themes/{key}.1")
+    assert undone.status_code == 303 and undone.headers["location"].startswith("/themes?")
+    assert client.get(undone.headers["location"]).status_code == 200
+
+
 # -- 5 and 7: split preview, parts' quotes, hints ----------------------------------------------------
 def test_split_preview_lists_every_member_and_parts_quote_whole_answers(study):
     client, csrf = client_for(study)

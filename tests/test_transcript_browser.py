@@ -65,6 +65,10 @@ def test_transcript_view_jumps_to_a_quote_and_codes_a_selected_span(study, tmp_p
             expect(page.locator("#code-status")).to_contain_text("2 segments overlap your selection")
             assert a.locator("input").is_checked() and b.locator("input").is_checked()
             assert page.locator(".seg input:checked").count() == 2
+            c = page.locator(f"#seg-{order[first + 2]} input[type=checkbox]")  # ticked by hand after the selection:
+            c.check()                                                            # it stays ticked
+            assert c.is_checked() and page.locator(".seg input:checked").count() == 3
+            c.uncheck()
             page.select_option("#code-to", keys[3])
             page.click("#code-form button[type=submit]")
             expect(page.locator(".flash")).to_have_text("Code added to 2 segments.")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 import jinja2
 from fastapi import Depends, FastAPI, Query, Request
@@ -349,6 +349,13 @@ def create_app(store: Store, study: str, team: bool = False,
                         active=_active(view), message=message, taught=taught,
                         unsure=review.teach_unsure > 0)
 
+    @app.get("/undo-form", response_class=HTMLResponse)
+    def undo_slot(request: Request, back: str = "/themes", v: Visitor = Depends(signed_in)):
+        """The header's "Undo my last" as it stands now, its undo returning to ``back``: a decision posted in
+        the background (a Teach answer) leaves the page's own button naming the decision before it."""
+        with store.sessions() as session:
+            return page(request, v, "undo_slot.html", view=view_of(session, v), path=_safe_next(back))
+
     @app.get("/decisions", response_class=HTMLResponse)
     def decision_log(request: Request, v: Visitor = Depends(signed_in)):
         with store.sessions() as session:
@@ -478,6 +485,10 @@ def create_app(store: Store, study: str, team: bool = False,
             where = f"/themes/{quote(decision.theme_key or '')}"
         elif decision.action == cb.SPLIT:
             where = "/themes"
+        elif decision.action == cb.UNDO and urlsplit(where).path.startswith("/themes/"):
+            with store.sessions() as session:  # undoing a split from one of its parts: that page is gone
+                if view_of(session, v).row(unquote(urlsplit(where).path.split("/")[2])) is None:
+                    where = "/themes"
         n = len((decision.payload.get("after") or {}).get("segment_ids") or ())
         msg = f"code.{n}" if decision.action == cb.CODE and n > 1 else decision.action
         return finish(RedirectResponse(_with_msg(where, msg), status_code=303), v)
@@ -676,7 +687,7 @@ def _summary(view, e: cb.Entry) -> str:
     if e.action == cb.REJECT:
         return f"rejected '{e.before.get('label') or title}': {a.get('reason')}"
     if e.action == cb.MERGE:
-        return f"merged {len(a.get('themes') or ())} themes into '{view.title(a.get('into'))}'"
+        return f"merged {len(a.get('themes') or ())} themes into '{a.get('name') or view.title(a.get('into'))}'"
     if e.action == cb.SPLIT:
         return f"split '{e.before.get('label') or title}' into {len(a.get('parts') or ())} parts"
     if e.action in (cb.MOVE, cb.ADD_SEGMENT):

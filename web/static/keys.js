@@ -5,8 +5,12 @@
 // Everywhere: / search, u undo.
 (function () {
   "use strict";
-  function typing(el) {
-    return el && (el.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(el.tagName));
+  function typing(el) {  // a box ticked with the mouse keeps the focus, but takes no letters
+    return el && (el.isContentEditable || /^(TEXTAREA|SELECT)$/.test(el.tagName)
+                  || (el.tagName === "INPUT" && !/^(checkbox|radio|button|submit)$/.test(el.type)));
+  }
+  function onPage(el) {  // nothing of its own focused: Enter is the list's (else a link's or a button's)
+    return !el || el === document.body || el === document.documentElement;
   }
   function el(name) { return document.querySelector('[data-key="' + name + '"]'); }
   function focusKey(name) {
@@ -54,7 +58,11 @@
       case "j": if (list) { select(current + 1); } else { go("next"); } break;
       case "k": if (list) { select(current - 1); } else { go("prev"); } break;
       case "n": go("undecided"); break;
-      case "Enter": if (list && current >= 0) { window.location = rows[current].getAttribute("data-href"); } else { done = false; } break;
+      case "Enter":
+        if (list && current >= 0 && onPage(document.activeElement)) {
+          window.location = rows[current].getAttribute("data-href");
+        } else { done = false; }
+        break;
       case "x": if (list) { tickSelected(false); } break;
       case "c":
         if (list) { tickSelected(true); }

@@ -50,12 +50,15 @@
   function answer(form, button) {
     var data = new FormData(form);
     if (button && button.name) { data.append(button.name, button.value); }
+    data.set("back", "/undo-form");  // the server's answer is not shown: a small page, not a new batch
     var li = form.closest(".question");
     li.classList.add("done");
     // form.action would be the hidden field named "action"
     var posted = fetch(form.getAttribute("action"), { method: "POST", body: data, credentials: "same-origin" });
     pending.push(posted.then(function () {}, function () {}));
     show();
+    outstanding += 1;
+    posted.then(settled, settled);
     posted.then(function (r) {
       if (!r.ok) {
         li.classList.remove("done");
@@ -71,6 +74,20 @@
         });
       }
     });
+  }
+  var outstanding = 0;  // answers posted and not yet answered by the server
+  function settled() {
+    // once every answer is stored, "Undo my last" in the header is fetched again: it takes back the last
+    // answer, not the decision the page was loaded after
+    outstanding -= 1;
+    if (outstanding) { return; }
+    fetch("/undo-form?back=" + encodeURIComponent(window.location.pathname), { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.text() : ""; })
+      .then(function (html) {
+        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("undo-slot");
+        var slot = document.getElementById("undo-slot");
+        if (fresh && slot && !outstanding) { slot.innerHTML = fresh.innerHTML; }
+      });
   }
   function wire() {
     Array.prototype.forEach.call(list.querySelectorAll("form.answer"), function (form) {
@@ -89,7 +106,8 @@
   document.addEventListener("keydown", function (ev) {
     if (ev.ctrlKey || ev.metaKey || ev.altKey) { return; }
     var el = document.activeElement;
-    if (el && /^(INPUT|TEXTAREA|SELECT)$/.test(el.tagName)) { return; }
+    if (el && (/^(TEXTAREA|SELECT)$/.test(el.tagName)
+               || (el.tagName === "INPUT" && !/^(checkbox|radio|button|submit)$/.test(el.type)))) { return; }
     var current = list.querySelector(".question.current");
     if (!current) { return; }
     var target = { y: "yes", n: "no", o: "other", w: "new", s: "skip" }[ev.key];

@@ -38,6 +38,10 @@
     });
     if (any) { show(); document.getElementById("code-to").focus({preventScroll: true}); }
   }
-  text.addEventListener("mouseup", function () { window.setTimeout(picked, 0); });
+  text.addEventListener("mouseup", function (ev) {
+    // a box ticked by hand is the coder's choice: the selection made before it must not tick the boxes again
+    if (ev.target.closest("input, label")) { return; }
+    window.setTimeout(picked, 0);
+  });
   text.addEventListener("change", show);
 })();
