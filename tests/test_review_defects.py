@@ -356,3 +356,13 @@ def test_search_finds_the_same_segments_on_sqlite_and_postgresql(store_url, quer
     assert sorted(s.id for s in found) == expected and n == len(expected)
     if query != "Émotion":
         assert expected  # the example transcripts hold every other query
+
+
+def test_the_comparison_in_local_mode_does_not_say_the_coders_coded_blind(study):
+    """Without --team every coder sees every decision: the comparison says so, not "blind"."""
+    client, _ = client_for(study)
+    keys, _, _ = keys_and_outliers(study.store, study.name)
+    decide(study.store, study.name, "amira", {"action": "confirm", "theme_key": keys[0], "name": "A", "definition": "d"})
+    decide(study.store, study.name, "ben", {"action": "confirm", "theme_key": keys[0], "name": "A", "definition": "d"})
+    page = client.get("/compare").text
+    assert "with each other's decisions in sight" in page and "\nblind." not in page
