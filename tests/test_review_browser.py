@@ -197,7 +197,8 @@ def test_review_in_a_real_browser_survives_a_restart(study, tmp_path):  # noqa: 
 
 def test_keys_leave_a_focused_link_its_enter_and_work_after_a_box_ticked_by_mouse(study):  # noqa: F811
     """On the list, after j has selected a row, Enter on a focused link follows that link (it opened the
-    selected theme); a box ticked with the mouse keeps the focus, and c still confirms what is ticked."""
+    selected theme); a box ticked with the mouse keeps the focus, and c still confirms what is ticked; on a
+    theme page s then Enter opens the split's preview."""
     from playwright.sync_api import sync_playwright
 
     store = study.store
@@ -216,6 +217,10 @@ def test_keys_leave_a_focused_link_its_enter_and_work_after_a_box_ticked_by_mous
             page.check(f"#m-{keys[1]}")
             page.keyboard.press("c")
             page.wait_for_url("**/themes?msg=confirm.1")
+            page.goto(server.base + f"/themes/{keys[2]}")  # s, then Enter: the split's preview
+            page.keyboard.press("s")
+            page.keyboard.press("Enter")
+            page.wait_for_url(f"**/themes/{keys[2]}/split?k=2")
             browser.close()
         confirmed = keys_and_outliers(store, study.name)[2].state.confirmed()
         assert [t.key for t in confirmed] == [keys[1]]

@@ -50,6 +50,12 @@
     });
   }
   document.addEventListener("keydown", function (ev) {
+    var split = el("split");  // s, then Enter: the split's preview with the parts chosen (a select takes no Enter)
+    if (ev.key === "Enter" && split && document.activeElement === split && split.form) {
+      ev.preventDefault();
+      split.form.requestSubmit();
+      return;
+    }
     if (ev.ctrlKey || ev.metaKey || ev.altKey || typing(document.activeElement)) { return; }
     var list = document.body.getAttribute("data-page") === "list";
     var done = true;

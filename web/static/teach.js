@@ -71,6 +71,8 @@
           note.setAttribute("role", "alert");
           note.textContent = errors ? errors.textContent.trim() : "Not recorded.";
           show();
+          var first = li.querySelector("input:not([type=hidden]), button");  // the coder answers it again
+          if (first) { first.focus(); }
         });
       }
     });
