@@ -45,7 +45,8 @@ class Quote:
     source: str
     start: int
     end: int
-    text: str
+    text: str  # as the matrix's cells show it: shortened past max_chars
+    full: str = ""  # the whole segment, for the Quotes sheet (a data sheet cuts nothing)
 
     @property
     def location(self) -> str:
@@ -137,7 +138,7 @@ def build_matrix(
         best = sorted(members, key=lambda u: (-score(u.segment_id, code), -len(u.text), u.source, u.start))
         chosen = sorted(best[:n_quotes], key=lambda u: (natural_key(u.source), u.start))
         quotes = [Quote(u.segment_id, u.source, u.start, u.end,
-                        u.text if len(u.text) <= max_chars else u.text[:max_chars - 3].rstrip() + "...")
+                        u.text if len(u.text) <= max_chars else u.text[:max_chars - 3].rstrip() + "...", u.text)
                   for u in chosen]
         cells[key] = Cell(len(members), quotes)
     cases = sorted(per_case, key=natural_key)
@@ -256,7 +257,7 @@ def write_xlsx(matrix: FrameworkMatrix, path: Path) -> Path:
     for case in matrix.cases:
         for c in matrix.columns:
             for q in matrix.cell(case, c.code).quotes:
-                quotes.append([case, c.heading, q.source, q.start, q.end, str(q.segment_id), q.text])
+                quotes.append([case, c.heading, q.source, q.start, q.end, str(q.segment_id), q.full or q.text])
     for cell in quotes[1]:
         cell.font = bold
 
