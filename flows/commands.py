@@ -182,7 +182,7 @@ def cmd_themes(args: argparse.Namespace) -> int:
 
 def print_themes(store: Store, study: str, run_id: int | None, top: int) -> None:
     with store.sessions() as session:
-        run = study_run(store, session, study, run_id)
+        run = store.study_run(session, study, run_id)
         themes = theme_summaries(session, run)
         joined = run.manifest.get("joined_outliers")  # runs before joining existed do not record it
         second = sum(t["second_pass"] for t in themes)
@@ -213,26 +213,11 @@ def print_themes(store: Store, study: str, run_id: int | None, top: int) -> None
               "counts those that joined it from the outlier queue.")
 
 
-def study_run(store: Store, session, study: str, run_id: int | None):
-    """The study's run ``run_id`` (its latest completed one for None); refused when the study lacks it."""
-    from models.records import Run
-
-    if run_id is not None:
-        run = session.get(Run, run_id)
-        if run is None or run.study.name != study:
-            raise StudyNotFoundError(f"study '{study}' has no run {run_id}")
-        return run
-    run = store.latest_run(session, study)
-    if run is None:
-        raise StudyNotFoundError(f"study '{study}' has no completed run yet; run themesift suggest first")
-    return run
-
-
 def cmd_export_suggestions(args: argparse.Namespace) -> int:
     cfg = settings(config_from_args(args))
     store = Store.from_config(cfg.store)
     with store.sessions() as session:
-        run = study_run(store, session, args.study, args.run)
+        run = store.study_run(session, args.study, args.run)
         export = suggestion_export(session, run)
     output = args.output or study_dir(cfg.store, args.study) / f"suggestions-run{export['run_id']}.{args.format}"
     write_suggestions(export, output, args.format)

@@ -400,13 +400,11 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_changes(args: argparse.Namespace) -> int:
-    from flows.commands import study_run
-
     cfg, store = _store(args)
     with store.sessions() as session:
         for run_id in (args.old, args.new):  # a run of another study, or none: refused as `themes --run` is
             if run_id is not None:
-                study_run(store, session, args.study, run_id)
+                store.study_run(session, args.study, run_id)
         print_changes(session, args.study, args.old, args.new, cfg.review.diff_match_jaccard)
     return 0
 

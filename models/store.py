@@ -290,6 +290,19 @@ class Store:
             query = query.where(Run.status == "completed")
         return session.scalars(query.order_by(Run.id.desc()).limit(1)).first()
 
+    def study_run(self, session: Session, study: str, run_id: int | None) -> Run:
+        """The study's run ``run_id`` (its latest completed one for None); refused when the study lacks it
+        (a run of another study included)."""
+        if run_id is not None:
+            run = session.get(Run, run_id)
+            if run is None or run.study.name != study:
+                raise StudyNotFoundError(f"study '{study}' has no run {run_id}")
+            return run
+        run = self.latest_run(session, study)
+        if run is None:
+            raise StudyNotFoundError(f"study '{study}' has no completed run yet; run themesift suggest first")
+        return run
+
     def latest_inputs(self, study: str) -> tuple[int, list[str], str, str | None] | None:
         """(run id, sorted input hashes, config digest, last decision it honoured) of the study's latest
         completed run, if any."""
