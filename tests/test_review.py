@@ -750,7 +750,10 @@ def test_second_suggest_honours_the_decisions(study, tmp_path_factory):
     assert new.partition.get(moved) is None
     assert new.base.get(moved) is None  # the run itself left it out: it never joins a theme
     own = next(t.key for t in new.state.confirmed() if t.name == "Own")
-    assert set(outliers[:2]) <= set(new.members(own)) and len(new.members(own)) <= 12  # took ~half the study before
+    # two examples take about the share they hold among the labelled segments (their name not counted);
+    # before, the F1 rule on three rows (its name one of them) or a fixed 0.5 took up to half the study
+    share = 2 / (len(old_members) + len(view.members(keys[1])) + 1 + 2)
+    assert set(outliers[:2]) <= set(new.members(own)) and len(new.members(own)) <= 2 + 2 * share * len(new.base)
     # the coders' own coding is what they decided: what the learner added to a kept theme is the machine's
     with store.sessions() as session:
         where = {s: (seg.source_id, seg.start) for s, seg in segments_by_id(session, list(new.base)).items()}

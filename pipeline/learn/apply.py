@@ -191,7 +191,7 @@ def train_learner(vectors: np.ndarray, texts: Sequence[str] | None, labels: Mapp
         labels = {k: ThemeLabels(lab.positive + ((n + keys.index(k),) if k in keys else ()), lab.negative)
                   for k, lab in labels.items()}
     X = learner_matrix(vectors, texts, review_cfg)
-    learner = CodeLearner.from_config(review_cfg, seed, for_run=for_run).fit(X, labels, judged)
+    learner = CodeLearner.from_config(review_cfg, seed, for_run=for_run).fit(X, labels, judged, study_rows=n)
     proba = learner.predict_proba(X)[:n] if learner.themes_ else np.zeros((n, 0))
     return learner, proba, X[:n]
 

@@ -15,8 +15,9 @@ only from rows judged one by one (``fit``'s ``judged``: answers, placements, mov
 labelled row, as for a random sample): a confirmed theme's members were taken in bulk from a cluster, so
 among them a theme's share is many times its share of the study. Where no judged row carries the theme,
 or every one does, or fewer than ``min_judged`` rows were judged (a share read from a handful of rows the
-coder chose is noise), the F1 rule stays. A theme with fewer examples than ``folds`` has no F1 rule
-either: it takes the share its examples hold among every labelled row (bulk included), or where nothing
+coder chose is noise), the F1 rule stays. A theme with fewer examples in the study than ``folds`` (its
+name, an extra row, not counted), or whose folds leave one without an example, has no F1 rule either: it
+takes the share its examples hold among every labelled row (bulk included), or where nothing
 is labelled outside it, among the whole study, so two segments a coder made a theme of cannot take half
 a study (a fixed 0.5 did, as the positives weigh as much as every other row together).
 
@@ -105,11 +106,15 @@ class CodeLearner:
                    min_judged=review_cfg.learner_min_judged)
 
     def fit(self, X: np.ndarray, labels: Mapping[str, ThemeLabels],
-            judged: Sequence[int] | None = None) -> "CodeLearner":
+            judged: Sequence[int] | None = None, study_rows: int | None = None) -> "CodeLearner":
         """``labels``: theme key -> rows of ``X`` for and against it. ``judged``: the rows a coder judged one
-        by one, on which ``"prevalence"`` reads each theme's share (None: every labelled row)."""
+        by one, on which ``"prevalence"`` reads each theme's share (None: every labelled row).
+        ``study_rows``: rows of ``X`` from this one on are extra examples (a theme's name, embedded as the
+        segments are): they train the regressions, but a theme's number of examples and its share are
+        counted over the study's rows alone (None: every row is the study's)."""
         X = np.asarray(X, dtype=np.float64)
-        labelled = {int(r) for lab in labels.values() for r in lab.positive + lab.negative}
+        n = len(X) if study_rows is None else int(study_rows)
+        labelled = {int(r) for lab in labels.values() for r in lab.positive + lab.negative if r < n}
         pool = set(int(r) for r in judged) if judged is not None else labelled
         self.study_ = unit_vectors(X) if self.neighbours > 1 else None
         self.study_features_ = None
@@ -128,16 +133,18 @@ class CodeLearner:
                 continue
             model = self._model().fit(X[rows], y, sample_weight=balanced)
             self.coef_[j], self.intercept_[j] = model.coef_[0], model.intercept_[0]
-            positive = set(int(r) for r in labels[key].positive)
+            positive = set(int(r) for r in labels[key].positive if r < n)
             hits = len(pool & positive)
+            threshold = None
             if self.threshold == "prevalence" and len(pool) >= self.min_judged and 0 < hits < len(pool):
-                self.thresholds_[j] = self._share_threshold(X, j, hits / len(pool))
-            elif len(positive) < self.folds:  # no F1 rule on so few: the share they hold
-                self.thresholds_[j] = self._share_threshold(
-                    X, j, len(positive) / (len(labelled) if labelled - positive else len(X)))
-            else:
+                threshold = self._share_threshold(X[:n], j, hits / len(pool))
+            elif len(positive) >= self.folds:
                 count = weight if self.unlabelled_count is None else np.where(weight < 1, self.unlabelled_count, weight)
-                self.thresholds_[j] = self._threshold(X[rows], y, balanced, count, rng)
+                threshold = self._threshold(X[rows], y, balanced, count, rng)
+            if threshold is None:  # too few examples for the F1 rule: the share they hold
+                share = len(positive) / (len(labelled) if labelled - positive else n)
+                threshold = self._share_threshold(X[:n], j, max(share, 1.0 / n))
+            self.thresholds_[j] = threshold
         return self
 
     def _share_threshold(self, X: np.ndarray, j: int, share: float) -> float:
@@ -184,17 +191,16 @@ class CodeLearner:
         rows = np.flatnonzero(weight > 0)
         return rows, y[rows], weight[rows]
 
-    def _threshold(self, X: np.ndarray, y: np.ndarray, weight: np.ndarray, count: np.ndarray, rng) -> float:
+    def _threshold(self, X: np.ndarray, y: np.ndarray, weight: np.ndarray, count: np.ndarray,
+                   rng) -> float | None:
         """The F1-best threshold on out-of-fold probabilities, a negative counted by ``count`` (an
-        unlabelled row is only probably one)."""
-        if (y == 1).sum() < self.folds:
-            return 0.5
+        unlabelled row is only probably one); None where a fold leaves no positive to train on."""
         fold = rng.permutation(len(y)) % self.folds
         oof = np.zeros(len(y))
         for f in range(self.folds):
             train, test = fold != f, fold == f
             if len(np.unique(y[train])) < 2:
-                return 0.5
+                return None
             oof[test] = self._model().fit(X[train], y[train], sample_weight=weight[train]).predict_proba(X[test])[:, 1]
         order = np.argsort(-oof, kind="stable")
         tp = np.cumsum(y[order] == 1)
