@@ -37,12 +37,13 @@ def read_codings_task(path: str, view: StudyView, coder: str | None, limits: Zip
 
 @task(name="store-codings", cache_policy=NO_CACHE)
 def store_codings_task(store: Store, study: str, codings: dict, origin: str,
-                       code_info: dict | None = None) -> dict[str, int]:
-    """The codings and what the file's codebook says of their codes (place, colour, description), together."""
+                       code_info: dict | None = None, selections: list | None = None) -> dict[str, int]:
+    """The codings, the spans behind them and what the file's codebook says of their codes (place, colour,
+    description), together."""
     with store.transaction() as session:
         if code_info:
             store_code_info(session, study, code_info, origin)
-        return replace_codings(session, study, codings, origin, kind=HUMAN)
+        return replace_codings(session, study, codings, origin, kind=HUMAN, selections=selections or ())
 
 
 @flow(name="import-codings")
@@ -72,7 +73,8 @@ def import_codings_flow(path: str, study: str, config: dict, coder: str | None =
     if not imported.selections:
         outcome["notes"] = notes + [f"{Path(path).name}: no selection could be read; nothing stored"]
         return outcome
-    stored = store_codings_task(store, study, codings, str(Path(path).resolve()), imported.code_info)
+    stored = store_codings_task(store, study, codings, str(Path(path).resolve()), imported.code_info,
+                                imported.selections)
     per_coder_sel: dict[str, int] = {}
     for sel in imported.selections:
         per_coder_sel[str(sel[4])] = per_coder_sel.get(str(sel[4]), 0) + 1

@@ -109,7 +109,8 @@ def export_study_qdpx(view: StudyView, path: Path, created: datetime | None = No
     book = [ExportTheme(e.name, e.definition, e.color, e.parent) for e in confirmed or ()]
     applied = {c.name for c in view.coders if c.kind == "machine"}
     project = study_project(view.study, view.sources, segments, view.partition, themes, view.humans,
-                            code_info=code_info, run_id=view.run_id, confirmed=book, applied=applied)
+                            code_info=code_info, run_id=view.run_id, confirmed=book, applied=applied,
+                            selections=view.selections)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
     write_qdpx(project, tmp, created=created)

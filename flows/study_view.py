@@ -7,12 +7,12 @@ for it; it loads no Prefect.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping
 
-from models.codings import require_run, run_partition, run_units, stored_codings, study_sources
+from models.codings import require_run, run_partition, run_units, stored_codings, stored_selections, study_sources
 from models.store import Store, study_dir
 from pipeline.compare.agreement import map_selections
 from pipeline.config import CompareSettings
@@ -41,7 +41,8 @@ def study_folder(config: dict, study: str) -> Path:
 
 @dataclass
 class StudyView:
-    """What every command needs: the run, its units, the machine's partition and stored codings."""
+    """What every command needs: the run, its units, the machine's partition and stored codings (with the
+    spans each imported coder selected: ``selections``, coder -> ``(source id, start, end, code, coder)``)."""
 
     study: str
     run_id: int
@@ -53,6 +54,7 @@ class StudyView:
     humans: dict
     coders: list
     sources: list
+    selections: dict = field(default_factory=dict)
 
     @property
     def segments(self) -> list[tuple]:
@@ -75,7 +77,7 @@ def load_view(store: Store, study: str, run_id: int | None = None) -> StudyView:
         humans, coders = stored_codings(session, study)
         sources = study_sources(session, study, {u.source_id for u in units})
         return StudyView(study, run.id, run.finished_at, units, partition, strength, themes, humans, coders,
-                         sources)
+                         sources, stored_selections(session, study))
 
 
 def map_import(view: StudyView, imported: CodingImport, min_cover: float

@@ -2,7 +2,8 @@
 
 Human codings arrive as character selections (CSV or REFI-QDA) and are stored already mapped onto the
 study's segments (the rule lives in ``pipeline.compare.agreement.map_selections``), so every later comparison
-uses the same units. Importing a coder again for a study replaces that coder's earlier import for the
+uses the same units. The selections themselves are kept too (a :class:`CodedSelection`), so an export gives
+each coder back the spans they selected, those that fell on no compared segment included. Importing a coder again for a study replaces that coder's earlier import for the
 study in one transaction: an import either lands whole or not at all.
 
 The machine is not stored here: its coding is a run's memberships (``models.records.Membership``).
@@ -16,10 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Mapping
 
-from sqlalchemy import Boolean, DateTime, Float, ForeignKey, String, Text, UniqueConstraint, delete, select
+from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from models.records import Base, Membership, Run, Segment, Source, Study, Theme, utcnow
+from pipeline.compare.agreement import Selection
 from pipeline.exchange.codings import CodeInfo, StudySource
 
 HUMAN, MACHINE = "human", "machine"
@@ -58,6 +60,22 @@ class Coding(Base):
 
     coder: Mapped[Coder] = relationship()
     segment: Mapped[Segment] = relationship()
+
+
+class CodedSelection(Base):
+    """The span ``coder`` selected and gave ``code`` in a file imported into ``study``, on the study's text of
+    ``source`` (offsets in code points; re-located where the file's text differed)."""
+
+    __tablename__ = "coded_selection"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), index=True)
+    coder_id: Mapped[int] = mapped_column(ForeignKey("coder.id"), index=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("source.id"))
+    start: Mapped[int] = mapped_column(Integer)
+    end: Mapped[int] = mapped_column(Integer)
+    code: Mapped[str] = mapped_column(String(300))
+    origin: Mapped[str] = mapped_column(Text)
 
 
 class StoredCodeInfo(Base):
@@ -119,12 +137,17 @@ def replace_codings(
     origin: str,
     kind: str = HUMAN,
     links: Mapping[int, Mapping[str, tuple[str, float | None]]] | None = None,
+    selections: Iterable[Selection] = (),
 ) -> dict[str, int]:
     """Store ``coder -> segment id -> codes``, replacing each named coder's earlier import for the
     study. Run inside one transaction (``Store.transaction()``). ``links``: segment id -> code ->
-    (via, probability) where known (``themesift apply``); otherwise ``imported``. Returns codings
-    stored per coder."""
+    (via, probability) where known (``themesift apply``); otherwise ``imported``. ``selections``: the file's
+    ``(source id, start, end, code, coder)`` spans behind them, kept for the coders of ``codings`` (their
+    earlier spans replaced). Returns codings stored per coder."""
     links = links or {}
+    spans: dict[str, list[Selection]] = {}
+    for sel in selections:
+        spans.setdefault(str(sel[4]), []).append(sel)
     study_row = _study_row(session, study)
     counts: dict[str, int] = {}
     for name, by_segment in codings.items():
@@ -134,6 +157,13 @@ def replace_codings(
             session.add(coder)
             session.flush()
         session.execute(delete(Coding).where(Coding.study_id == study_row.id, Coding.coder_id == coder.id))
+        session.execute(delete(CodedSelection).where(CodedSelection.study_id == study_row.id,
+                                                     CodedSelection.coder_id == coder.id))
+        kept = [{"study_id": study_row.id, "coder_id": coder.id, "source_id": int(src), "start": int(start),
+                 "end": int(end), "code": code, "origin": origin}
+                for src, start, end, code, _ in sorted(set(spans.get(name, ())), key=lambda t: (t[0], t[1], t[2], t[3]))]
+        if kept:
+            session.execute(CodedSelection.__table__.insert(), kept)
         rows = [
             {"study_id": study_row.id, "coder_id": coder.id, "segment_id": int(seg), "code": code,
              "origin": origin, "imported_at": utcnow(), "via": via, "probability": probability}
@@ -177,6 +207,20 @@ def stored_codings(session: Session, study: str) -> tuple[dict[str, dict[int, fr
         meta["n"] += 1
     coders = [StoredCoder(n, m["kind"], m["origin"], m["imported_at"], m["n"]) for n, m in info.items()]
     return ({n: {s: frozenset(c) for s, c in by.items()} for n, by in codings.items()}, coders)
+
+
+def stored_selections(session: Session, study: str) -> dict[str, list[Selection]]:
+    """Coder -> the spans their imported files selected, ``(source id, start, end, code, coder)`` in source
+    and text order (coders imported before spans were kept, and the machine, have none)."""
+    study_row = _study_row(session, study)
+    out: dict[str, list[Selection]] = {}
+    for name, src, start, end, code in session.execute(
+        select(Coder.name, CodedSelection.source_id, CodedSelection.start, CodedSelection.end, CodedSelection.code)
+        .join(Coder, Coder.id == CodedSelection.coder_id).where(CodedSelection.study_id == study_row.id)
+        .order_by(Coder.name, CodedSelection.source_id, CodedSelection.start, CodedSelection.end, CodedSelection.code)
+    ):
+        out.setdefault(name, []).append((src, start, end, code, name))
+    return out
 
 
 def coding_rows(session: Session, study: str, coder: str | None = None) -> list[dict]:
@@ -293,7 +337,7 @@ def run_partition(session: Session, run: Run) -> tuple[dict[int, str | None], di
 
 
 __all__ = [
-    "Coder", "Coding", "HUMAN", "StoredCodeInfo", "store_code_info", "stored_code_info", "MACHINE", "MachineTheme", "StoredCoder", "Unit", "replace_codings",
-    "require_run", "run_partition", "run_units", "stored_codings", "study_sources", "theme_code",
+    "CodedSelection", "Coder", "Coding", "HUMAN", "StoredCodeInfo", "store_code_info", "stored_code_info", "MACHINE", "MachineTheme", "StoredCoder", "Unit", "replace_codings",
+    "require_run", "run_partition", "run_units", "stored_codings", "stored_selections", "study_sources", "theme_code",
 ]
 

@@ -113,6 +113,8 @@ def test_coding_csv_coder_option_and_missing_columns():
     data = "source,text,code,coder\nP02.docx,Video calls work for most people.,video,ann\n" \
            "P02.docx,Video calls work for most people.,video,bob\n"
     assert [s[4] for s in coding_csv_selections(data, _sources(), coder="bob").selections] == ["bob"]
+    nobody = coding_csv_selections(data, _sources(), coder="Bob")  # a name not in the file: says whose it holds
+    assert nobody.selections == [] and "the file's coders: ann, bob" in " ".join(nobody.messages())
     no_coder = "source,text,code\nP02.docx,Video calls work for most people.,video\n"
     assert coding_csv_selections(no_coder, _sources(), coder="cy").selections[0][4] == "cy"
     with pytest.raises(CodingFileError, match="coder"):
@@ -221,6 +223,24 @@ def test_export_tree_users_first_colours_and_a_faithful_re_import(tmp_path):
     assert sorted(result.coders) == ["amira", "zoe"] and len(result.skipped_users) == 2
     assert result.code_info["Waiting"].parent == "Barriers" and result.code_info["Unused"].description
     assert not any(is_themesift_folder(n) or n.endswith("(confirmed)") for n in result.code_info)
+
+
+def test_export_writes_a_coders_own_spans_where_they_were_kept():
+    """A coder whose file's spans were kept is exported on them (one inside a segment, one on the
+    interviewer's question that no segment carries); a coder without kept spans on their segments."""
+    from pipeline.exchange.qda_export import study_project
+
+    segments, humans, info, confirmed, themes, machine = _export_study()
+    question = (1, P01.index("How long"), P01.index("wait?") + 5, "Waiting", "zoe")
+    inside = (1, P01.index("waiting list"), P01.index("huge.") + 5, "Staff", "zoe")
+    project = study_project("s", _sources(), segments, machine, themes, humans, code_info=info,
+                            applied={APPLY_USER_NAME}, selections={"zoe": [question, inside]})
+    users = {u.guid: u.name for u in project.users}
+    names = {c.guid: c.name for c in project.all_codes()}
+    spans = sorted((users[c.user_guid], c.start, c.end, names[c.code_guid]) for c in project.codings
+                   if users[c.user_guid] in ("zoe", "amira"))
+    assert spans == sorted([("zoe", question[1], question[2], "Waiting"), ("zoe", inside[1], inside[2], "Staff"),
+                            ("amira", 0, 38, "Access"), ("amira", 0, 38, "Staff")])
 
 
 def test_tolerant_hand_written_project_to_segments(tmp_path):
@@ -601,6 +621,39 @@ def test_qdpx_export_then_import_gives_back_the_same_codings(ipt, imported, tmp_
     with ipt.store.sessions() as session:
         stored = stored_codings(session, "ipt")[0]
     assert {k: stored[k] for k in HUMANS} == imported
+
+
+def test_an_imported_coders_spans_go_out_as_they_selected_them(ipt, imported, tmp_path, capsys):
+    """A coder's file selects part of a participant's answer and an interviewer's question (no compared segment
+    carries it): both are stored as selected and exported on those spans, not widened to whole segments
+    nor dropped, and importing the export again stores the same segment codings."""
+    view = _view(ipt)
+    source = next(s for s in view.sources if s.name == "P01.txt")
+    part = "the ICB pays for separately from the main block contract"
+    question = "What was the thinking behind commissioning it in the first place?"
+    table = tmp_path / "cleo.csv"
+    table.write_text("source,text,code,coder\n" + f"P01.txt,{part},costs_funding,cleo\n"
+                     f"P01.txt,{question},why_commission,cleo\n", encoding="utf-8")
+    capsys.readouterr()
+    assert _cli("import", "codings", str(table), "--study", "ipt", "--config", ipt.cfg) == 0
+    assert "1 of 2 selections put their code on no compared segment" in capsys.readouterr().out
+    out = tmp_path / "out.qdpx"
+    assert _cli("export", "qdpx", "--study", "ipt", "--config", ipt.cfg, "-o", str(out)) == 0
+    assert_valid_qdpx(out)
+    project = read_qdpx(out)
+    cleo = next(u.guid for u in project.users if u.name == "cleo")
+    names = {c.guid: c.name for c in project.all_codes()}
+    text = next(s.text for s in project.sources if s.name == "P01.txt")
+    assert text == source.text
+    assert sorted((text[c.start:c.end], names[c.code_guid]) for c in project.codings if c.user_guid == cleo) == \
+        sorted([(part, "costs_funding"), (question, "why_commission")])
+    with ipt.store.sessions() as session:
+        before = stored_codings(session, "ipt")[0]
+    assert _cli("import", "codings", str(out), "--study", "ipt", "--config", ipt.cfg) == 0
+    with ipt.store.sessions() as session:
+        after = stored_codings(session, "ipt")[0]
+    assert {k: after[k] for k in (*HUMANS, "cleo")} == {k: before[k] for k in (*HUMANS, "cleo")}
+    assert len(before["cleo"]) == 1 and set(before["cleo"].values()) == {frozenset({"costs_funding"})}
 
 
 def test_a_tools_code_tree_and_colours_survive_import_codings_and_export(ipt, imported, tmp_path, capsys):

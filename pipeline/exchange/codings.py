@@ -78,6 +78,7 @@ class CodingImport:
     ``unmatched_sources``: source names (or cases) of the file with no study source.
     ``not_found``: rows or selections whose text could not be located (with a reason).
     ``relocated``: selections whose offsets were re-found by their text (source text differed).
+    ``other_coders``: coders the file holds whose codings were left out because one coder was asked for.
     """
 
     origin: str
@@ -91,6 +92,7 @@ class CodingImport:
     relocated: int = 0
     ambiguous: int = 0
     code_info: dict[str, "CodeInfo"] = field(default_factory=dict)
+    other_coders: set[str] = field(default_factory=set)
 
     @property
     def coders(self) -> list[str]:
@@ -122,6 +124,8 @@ class CodingImport:
             lines.append(f"{self.ambiguous} excerpt(s) occur more than once in their source; the first place used")
         if self.skipped_users:
             lines.append("skipped user(s): " + ", ".join(self.skipped_users))
+        if self.other_coders and not self.selections:
+            lines.append("no coding by the coder asked for; the file's coders: " + ", ".join(sorted(self.other_coders)))
         lines.extend(self.problems)
         return lines
 
@@ -356,6 +360,7 @@ def coding_csv_selections(
     for line_no, row in enumerate(rows, start=2):
         who = row.get("coder", "").strip() or (coder or "")
         if coder and "coder" in have and row.get("coder", "").strip() and who != coder:
+            result.other_coders.add(who)
             continue
         if not who:
             result.problems.append(f"{origin} line {line_no}: no coder; row skipped")
@@ -522,6 +527,7 @@ def qda_selections(
             skipped[user] += 1
             continue
         if coder and user is not None and user != coder:
+            result.other_coders.add(user)
             continue
         who = user or coder or NO_USER
         if not ours and who in MACHINE_NAMES:

@@ -10,9 +10,10 @@ their own tool gave them where an import kept it), then the confirmed codebook a
 non-codable folder ``Confirmed codebook`` (present as soon as a theme is confirmed; ``apply``'s codings point
 into it), then the run's themes under one non-codable folder ``Themesift run N`` (``T01 name``, with the
 theme's one-line description and keywords). Every code has a colour. Users: the people first (QDA tools make
-the first user the active coder), then the confirmed codebook as applied, then the machine. Human codings are
-exported on the spans of the segments they were mapped to (the unit every comparison uses), so importing the
-export again gives back exactly the same segment codings.
+the first user the active coder), then the confirmed codebook as applied, then the machine. A human coder
+whose file's spans were kept is exported on those spans, as they selected them (those that fell on no
+compared segment too), so importing the export again maps the same spans onto the same segments; a coder
+imported before spans were kept is exported on the spans of the segments their codes were mapped to.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Collection, Hashable, Iterable, Mapping, Sequence
 
-from pipeline.compare.agreement import natural_key
+from pipeline.compare.agreement import Selection, natural_key
 from pipeline.exchange.codings import CONFIRMED_FOLDER, MACHINE_USER_NAME, RUN_FOLDER, CodeInfo, StudySource
 from pipeline.exchange.refi_qda import (
     QdaCode,
@@ -109,15 +110,18 @@ def study_project(
     run_id: int = 1,
     confirmed: Sequence[ExportTheme] = (),
     applied: Collection[str] = (),
+    selections: Mapping[str, Sequence[Selection]] | None = None,
 ) -> QdaProject:
     """A project with the sources and three code trees (see the module docstring).
 
     ``machine``: segment id -> theme code (None: outlier, not exported); ``humans``: coder -> segment id ->
     codes (the coders named in ``applied`` are the confirmed codebook as applied: their codes go in the
     confirmed tree); ``code_info``: code name -> what an imported codebook said of it (codes there without a
-    coding are exported too); ``confirmed``: the confirmed themes in list order. A human code with the same
-    name as a theme stays a separate code.
+    coding are exported too); ``confirmed``: the confirmed themes in list order; ``selections``: coder -> the
+    ``(source key, start, end, code, coder)`` spans their import selected, written instead of their
+    segments' spans. A human code with the same name as a theme stays a separate code.
     """
+    spans = {n: list(v) for n, v in (selections or {}).items() if n in humans and n not in applied and v}
     humans = humans or {}
     info = dict(code_info or {})
     by_id = {s.segment_id: s for s in segments}
@@ -127,6 +131,7 @@ def study_project(
     people = sorted((n for n in humans if n not in applied), key=natural_key)
     appliers = sorted((n for n in humans if n in applied), key=natural_key)
     used = {c for n in people for codes in humans[n].values() for c in codes}
+    used |= {sel[3] for v in spans.values() for sel in v}
     human_codes = sorted(used | set(info), key=natural_key)
     codes = _tree(study, "human", human_codes, info, 0)
     confirmed_info = {t.code: CodeInfo(t.parent, t.color, t.description) for t in confirmed}
@@ -157,6 +162,10 @@ def study_project(
         kind = "confirmed" if name in applied else "human"
         huser = QdaUser(user_guid(name), name)
         users.append(huser)
+        if name in spans:
+            codings += [QdaCoding(sguid[src], start, end, code_guid(study, kind, code), huser.guid)
+                        for src, start, end, code, _ in spans[name] if src in sguid]
+            continue
         for seg_id, seg_codes in humans[name].items():
             seg = by_id.get(seg_id)
             if seg is None or seg.source_key not in sguid:
