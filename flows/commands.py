@@ -63,7 +63,7 @@ def run(argv: Sequence[str]) -> int:
         print(f"themesift: {write_fault(exc.filename, exc.strerror or str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: what was stored stays, a run half-done is not stored
-        print(f"themesift: stopped by {exc or 'SIGINT'}; what it had not finished is not stored (earlier runs are kept)", file=sys.stderr)
+        print(f"themesift: stopped by {str(exc) or 'SIGINT'}; what it had not finished is not stored (earlier runs are kept)", file=sys.stderr)
         return 130 if not str(exc) else 128 + signal.Signals[str(exc)].value
 
 

@@ -131,7 +131,8 @@ def start_temporary_api() -> None:
     env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
     process = subprocess.Popen([sys.executable, "-m", "uvicorn", "--app-dir", str(site), "--factory", SERVER_COMMAND,
                                 "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"],
-                               env=env)
+                               env=env, start_new_session=True)  # Ctrl-C in a terminal reaches its whole process
+    # group: in its own session the server lives on until this command has told it the run was stopped
     atexit.register(_stop_temporary_api)
     os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
     _temporary_api = (process, f"http://127.0.0.1:{port}/api/health")
@@ -238,7 +239,8 @@ def guard_temporary_server() -> None:
     marker = f"{RUN_MARKER}={os.getpid()}-{secrets.token_hex(8)}"
     os.environ[RUN_MARKER] = marker.split("=", 1)[1]  # a themesift started by this one replaces it with its own
     _watchdog = subprocess.Popen([sys.executable, "-I", "-S", "-c", _WATCHDOG, marker, SERVER_COMMAND],
-                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 start_new_session=True)  # not ended by the terminal's Ctrl-C: by the pipe alone
 
 
 @contextmanager

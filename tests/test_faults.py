@@ -96,11 +96,14 @@ def test_a_killed_run_leaves_the_store_as_before_and_the_next_run_reuses_its_emb
         assert session.get(StudyLock, "killed") is None
 
 
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=["SIGKILL", "SIGTERM", "Ctrl-C"])
 def test_a_killed_suggest_leaves_no_temporary_prefect_server(tmp_path, how):
     """``themesift suggest`` with no PREFECT_API_URL starts Prefect's temporary API server; killing the
     command alone (its pid, not its group) with SIGKILL or SIGTERM must not leave the server running.
-    SIGTERM ends it as Ctrl-C does: one ``themesift:`` line, no traceback, exit status 128 + 15."""
+    SIGTERM ends it as Ctrl-C does: one ``themesift:`` line, no traceback, exit status 128 + 15. Ctrl-C in a
+    terminal signals the whole process group: the server, in a session of its own, is still there to be told
+    the run stopped, so the command ends with its one line and 130 (before, the server died with it and the
+    command printed a hundred lines of Prefect's connection errors)."""
     home = prefect_home(tmp_path / "prefect-home")
     env = {**os.environ, "PREFECT_HOME": str(home), "THEMESIFT_HOME": str(tmp_path / "ws")}
     env.pop("PREFECT_API_URL", None)
@@ -110,7 +113,12 @@ def test_a_killed_suggest_leaves_no_temporary_prefect_server(tmp_path, how):
     try:
         servers = wait_for("temporary Prefect server up", lambda: {
             pid: port for pid, port in temporary_servers(home).items() if healthy(port)}, 120, (run, log))
-        os.kill(run.pid, how)
+        if how == signal.SIGINT:  # as a terminal's Ctrl-C, inside the flow: the command's whole process group
+            wait_for("the flow embedding", lambda: "Embedding" in log.read_text(errors="replace"), 120, (run, log),
+                     every_s=0.05)
+            os.killpg(run.pid, how)
+        else:
+            os.kill(run.pid, how)
         run.wait(120)
         deadline = time.monotonic() + 30  # the server may take a few seconds to shut down
         while temporary_servers(home) and time.monotonic() < deadline:
@@ -119,11 +127,12 @@ def test_a_killed_suggest_leaves_no_temporary_prefect_server(tmp_path, how):
     finally:
         stop(run)  # its group: anything left behind by a failure goes too
     assert servers and not left, f"server(s) {sorted(left)} left running after {how.name}"
-    if how == signal.SIGTERM:
-        assert run.returncode == 128 + signal.SIGTERM
+    if how != signal.SIGKILL:
+        assert run.returncode == (130 if how == signal.SIGINT else 128 + signal.SIGTERM)
         output = log.read_text()
         assert "Traceback" not in output
-        assert output.splitlines()[-1] == ("themesift: stopped by SIGTERM; what it had not finished is not stored "
+        name = "SIGINT" if how == signal.SIGINT else "SIGTERM"
+        assert output.splitlines()[-1] == (f"themesift: stopped by {name}; what it had not finished is not stored "
                                            "(earlier runs are kept)")
 
 
