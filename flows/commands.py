@@ -17,11 +17,12 @@ from typing import Sequence
 
 import flows  # noqa: F401  (Prefect settings before Prefect is imported)
 from flows.options import OptionError, config_from_args
-from flows.runtime import (LoopbackDownError, TemporaryApiError, guard_temporary_server,
+from flows.runtime import (LoopbackDownError, ServerDownError, TemporaryApiError, guard_temporary_server,
                            leave_write_faults_to_the_command, quiet_event_drain, sigterm_as_interrupt)
 from models.export import suggestion_export, theme_summaries
 from models.migrate import StoreUpgradeError
-from models.store import WRITE_FAULT_ERRNOS, Store, StoreWriteError, StudyNotFoundError, study_dir, write_fault
+from models.store import (WRITE_FAULT_ERRNOS, Store, StoreOpenError, StoreWriteError, StudyBusyError, StudyNotFoundError,
+                          shown_url, study_dir, write_fault)
 from pipeline.config import ConfigError, settings
 from pipeline.embed.encoder import ModelNotFoundError
 from pipeline.embed.onnx_export import OnnxExportError
@@ -50,8 +51,8 @@ def run(argv: Sequence[str]) -> int:
         with sigterm_as_interrupt():
             refuse_blank_study(args)
             return args.handler(args)
-    except (ConfigError, StudyNotFoundError, StoreUpgradeError, ModelNotFoundError, OnnxExportError,
-            LoopbackDownError, TemporaryApiError, OptionError) as exc:
+    except (ConfigError, StudyNotFoundError, StoreUpgradeError, StoreOpenError, ModelNotFoundError, OnnxExportError,
+            LoopbackDownError, ServerDownError, TemporaryApiError, OptionError) as exc:
         print(f"themesift: {exc}", file=sys.stderr)
         return 2
     except StoreWriteError as exc:  # a full disk or a read-only workspace, named with its path
@@ -116,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=50)
     p.set_defaults(handler=cmd_themes)
 
+    p = sub.add_parser("unlock", help="release a study a run on another machine left locked when it died")
+    common(p)
+    p.set_defaults(handler=cmd_unlock)
+
     p = sub.add_parser("export", help="write results to a file")
     export_sub = p.add_subparsers(metavar="WHAT")
     e = export_sub.add_parser("suggestions", help="every theme with member segments, score parts, outlier queue")
@@ -143,6 +148,8 @@ def cmd_suggest(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)  # a bad setting is refused here, before any work
     cfg = settings(config)
+    # A database server that cannot be reached is said before Prefect starts (no SQLite file made before a run)
+    store = Store.from_config(cfg.store) if cfg.store.url else None
     Embedder.from_config(cfg.embed).prepare()  # a first export, or an int8 refusal, before the run
     outcome = run_suggest([str(p) for p in args.paths], args.study, config, force=args.force)
     if outcome["status"] == "busy":
@@ -158,29 +165,54 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         print(f"themesift: run {outcome['run_id']} of study '{args.study}' produced no themes: {outcome['message']}",
               file=sys.stderr)
         return 1
-    if outcome["message"]:
+    elif outcome["message"]:
         print(outcome["message"])
-    store = Store.from_config(cfg.store)
-    print_themes(store, args.study, outcome["run_id"], args.top)
+    again = config_option(args)
+    store = store or Store.from_config(cfg.store)
+    print_themes(store, args.study, outcome["run_id"], args.top, again)
     if args.diff:
         from flows.review import print_changes
 
         print()
         with store.sessions() as session:
             print_changes(session, args.study, None, outcome["run_id"], cfg.review.diff_match_jaccard)
-    print(f"\nResults stored as run {outcome['run_id']} in {store.url}")
-    print(f"Show again: themesift themes --study {args.study}    "
-          f"Export: themesift export suggestions --study {args.study} --format csv")
+    print(f"\nResults stored as run {outcome['run_id']} in {shown_url(store.url)}")
+    print(f"Show again: themesift themes --study {args.study}{again}    "
+          f"Export: themesift export suggestions --study {args.study}{again} --format csv")
     return 0
+
+
+def config_option(args: argparse.Namespace) -> str:
+    """`` --config FILE`` as the command was given it ("" without), for the commands a hint suggests next."""
+    import shlex
+
+    return f" --config {shlex.quote(str(args.config))}" if getattr(args, "config", None) else ""
 
 
 def cmd_themes(args: argparse.Namespace) -> int:
     cfg = settings(config_from_args(args))
-    print_themes(Store.from_config(cfg.store), args.study, args.run, args.top)
+    print_themes(Store.from_config(cfg.store), args.study, args.run, args.top, config_option(args))
     return 0
 
 
-def print_themes(store: Store, study: str, run_id: int | None, top: int) -> None:
+def cmd_unlock(args: argparse.Namespace) -> int:
+    cfg = settings(config_from_args(args))
+    store = Store.from_config(cfg.store)
+    try:
+        released = store.unlock(args.study)
+    except StudyBusyError as exc:
+        print(f"themesift: {exc}", file=sys.stderr)
+        return 3
+    if released is None:
+        print(f"study '{args.study}' is not locked")
+    else:
+        print(f"released study '{args.study}' from run {released[0]} (held since {released[1]:%Y-%m-%d %H:%M:%S} "
+              "UTC); what that run had not finished was never stored")
+    return 0
+
+
+def print_themes(store: Store, study: str, run_id: int | None, top: int, again: str = "") -> None:
+    """The run's ranked themes as a table; ``again``: the ``--config`` the hints repeat."""
     with store.sessions() as session:
         run = store.study_run(session, study, run_id)
         themes = theme_summaries(session, run)
@@ -206,7 +238,7 @@ def print_themes(store: Store, study: str, run_id: int | None, top: int) -> None
                 quote = textwrap.shorten(t["quote"], 110, placeholder="...")
                 print(f"{'':>14}\"{quote}\" ({t['quote_case']})")
         if len(themes) > top:
-            print(f"... and {len(themes) - top} more (themesift themes --study {study} --top {len(themes)})")
+            print(f"... and {len(themes) - top} more (themesift themes --study {study}{again} --top {len(themes)})")
         print("\nParts: cover(age) = participants raising it / those of the widest theme; cohes(ion), "
               "disti(nctiveness), stabi(lity) over re-clusterings (weak: too few segments for it to mean much), size; score = weighted sum (rank.weights "
               "in the config). The parts are measured on the segments the clustering put in a theme; segs also "

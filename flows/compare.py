@@ -22,13 +22,13 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from flows.options import checked
+from flows.options import checked, load
 from flows.runtime import require_loopback
 from flows.study_view import StudyView, compare_config, load_view, slug, study_folder
 from models.codings import require_run, stored_code_info
 from models.store import Store, StudyNotFoundError
 from pipeline.compare.compare import MACHINE
-from pipeline.config import CompareSettings, load_config
+from pipeline.config import CompareSettings
 from pipeline.exchange.codings import CONFIRMED_FOLDER, MACHINE_USER_NAME, RUN_FOLDER
 from pipeline.ingest.unzip import ZipLimits
 
@@ -141,7 +141,7 @@ def _check_study(config: dict, study: str, run_id: int | None = None) -> None:
 
 
 def cmd_import_codings(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = load(args.config)
     if not args.file.is_file():
         return _fail(f"{args.file}: no such file")
     if args.file.suffix.lower() not in (".csv", ".qdpx", ".zip"):
@@ -174,7 +174,7 @@ def cmd_import_codebook(args: argparse.Namespace) -> int:
     from pipeline.exchange.refi_qda import read_codebook
     from pipeline.learn.codebook import DecisionError
 
-    config = load_config(args.config)
+    config = load(args.config)
     if not args.file.is_file():
         return _fail(f"{args.file}: no such file")
     try:
@@ -205,7 +205,7 @@ def _walk(codes):
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = load(args.config)
     for path in args.human:
         if not path.is_file():
             return _fail(f"{path}: no such file")
@@ -238,7 +238,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_matrix(args: argparse.Namespace) -> int:
     from pipeline.compare.matrix import write_matrix
 
-    config = load_config(args.config)
+    config = load(args.config)
     store = Store.from_config(config["store"])
     view = load_view(store, args.study, args.run)
     who = args.coder or default_matrix_coder(view)
@@ -254,7 +254,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 
 
 def cmd_export_qdpx(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = load(args.config)
     store = Store.from_config(config["store"])
     view = load_view(store, args.study, args.run)
     output = args.output or study_folder(config, args.study) / f"{slug(args.study)}-run{view.run_id}.qdpx"
@@ -280,7 +280,7 @@ def cmd_export_codings(args: argparse.Namespace) -> int:
     from models.codings import coding_rows
     from pipeline.exchange.codings import write_coding_table
 
-    config = load_config(args.config)
+    config = load(args.config)
     store = Store.from_config(config["store"])
     with store.sessions() as session:
         if args.review:

@@ -9,6 +9,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from models.store import shown_url
 from pipeline.config import config_digest
 from pipeline.embed.cpu import detect
 from pipeline.embed.encoder import Embedder
@@ -42,6 +43,14 @@ def code_version() -> str:
         return f"themesift {package_versions()['themesift']}"
 
 
+def recorded_config(config: Mapping) -> dict:
+    """The configuration as a manifest keeps it: a password in ``store.url`` hidden (``***``)."""
+    store = dict(config.get("store") or {})
+    if store.get("url"):
+        store["url"] = shown_url(store["url"])
+    return {**config, "store": store}
+
+
 def build_manifest(config: Mapping, embedder: Embedder, inputs: Sequence[Mapping], segments: Sequence[Segment],
                    timings: Mapping[str, float], started_at: datetime, flow_run_id: str | None = None) -> dict:
     """``inputs``: one mapping per source file seen (name, path, format, sha256, ...)."""
@@ -60,7 +69,7 @@ def build_manifest(config: Mapping, embedder: Embedder, inputs: Sequence[Mapping
         "model": {"configured": config["embed"]["model"], "id": embedder.model_id, "max_tokens": embedder.max_tokens},
         "seeds": {"cluster": config["cluster"]["seed"]},
         "config_digest": config_digest(config),
-        "config": dict(config),
+        "config": recorded_config(config),
         "inputs": [{**i, "segments": per_source.get(i["sha256"], [0, 0])[0],
                     "clustered": per_source.get(i["sha256"], [0, 0])[1]} for i in inputs],
         "timings_s": dict(timings),

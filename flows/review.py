@@ -12,9 +12,9 @@ import threading
 import webbrowser
 from pathlib import Path
 
-from flows.options import OptionError, checked
+from flows.options import OptionError, checked, load
 from models.store import Store, StudyNotFoundError, study_dir
-from pipeline.config import ReviewSettings, Settings, load_config, settings
+from pipeline.config import ReviewSettings, Settings, settings
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -99,7 +99,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _store(args: argparse.Namespace) -> tuple[Settings, Store]:
-    cfg = settings(load_config(args.config))
+    cfg = settings(load(args.config))
     return cfg, Store.from_config(cfg.store)
 
 

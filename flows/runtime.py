@@ -86,6 +86,7 @@ def require_loopback(timeout_s: float = 2.0) -> None:
         _wait_for_temporary_api()
         return
     if os.environ.get("PREFECT_API_URL"):
+        require_server_answers(os.environ["PREFECT_API_URL"])
         return
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
@@ -98,6 +99,25 @@ def require_loopback(timeout_s: float = 2.0) -> None:
             f"the loopback network (127.0.0.1) is down ({exc.strerror or exc}), so Prefect's temporary API "
             "server cannot be reached; bring loopback up (ip link set lo up) or set PREFECT_API_URL to a "
             "running Prefect server") from None
+
+
+class ServerDownError(RuntimeError):
+    """No Prefect server answers at the PREFECT_API_URL the user set (a team's server down or restarting)."""
+
+
+def require_server_answers(url: str, timeout_s: float = 5.0) -> None:
+    """One health request to the Prefect server at ``url`` (PREFECT_API_URL): a server that is down fails the
+    command at once in one line, where Prefect would print a hundred lines of retries."""
+    import httpx
+
+    try:
+        ok = httpx.get(url.rstrip("/") + "/health", timeout=timeout_s).status_code == 200
+        problem = "" if ok else "it did not answer its health check"
+    except httpx.HTTPError as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+    if problem:
+        raise ServerDownError(f"no Prefect server answers at PREFECT_API_URL={url} ({problem}); start it, or unset "
+                              "PREFECT_API_URL to run on a temporary server of this command's own")
 
 
 class TemporaryApiError(RuntimeError):

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import flows  # noqa: F401  (Prefect settings before Prefect is imported)
-from flows.options import checked
+from flows.options import checked, load
 from pipeline.config import number
 
 SUGGEST_FLOW = "suggest-themes"         # the @flow name of flows.suggest.suggest_flow
@@ -137,7 +137,7 @@ def serve_schedule(args: argparse.Namespace) -> int:
     from prefect.schedules import Cron, Interval
 
     from flows.options import config_from_args
-    from models.store import database_url, workspace_dir
+    from models.store import database_url, shown_url, workspace_dir
 
     folder = (args.folder or Path.cwd()).expanduser().resolve()
     if not folder.exists():
@@ -167,7 +167,7 @@ def serve_schedule(args: argparse.Namespace) -> int:
     name = deployment_name(args.study)
     print(f"Serving deployment '{full_name(args.study)}' of study '{args.study}', {when}.\n"
           f"  reads:    {folder}\n"
-          f"  stores:   {database_url(config['store'])}\n"
+          f"  stores:   {shown_url(database_url(config['store']))}\n"
           f"  server:   {url}" + (f"  (UI: {ui_url()}/deployments)" if ui_url() else "") + "\n"
           f"Stop with Ctrl+C (the schedule pauses until this command runs again); delete it with\n"
           f"  themesift schedule --remove --study {_quote(args.study)}\n"
@@ -420,9 +420,8 @@ def deployment_config(config_file: str | None = None, overrides: dict | None = N
     defaults, a study's YAML (``config_file``, relative to the folder ``prefect deploy`` runs in) and
     ``overrides``, exactly as ``themesift suggest --config FILE`` does, so prefect.yaml need not copy it.
     """
-    from pipeline.config import load_config
 
-    return {"config": load_config(config_file, overrides)}
+    return {"config": load(config_file, overrides)}
 
 
 # -- small helpers --------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import select
@@ -67,6 +68,11 @@ def suggestion_export(session: Session, run: Run) -> dict[str, Any]:
                  "suggested_similarity": round(m.suggested_similarity, 6)} for m in rows if m.theme_id is None]
     return {
         "study": run.study.name, "run_id": run.id, "status": run.status,
-        "started_at": run.started_at.isoformat(), "finished_at": run.finished_at.isoformat(),
+        "started_at": _utc(run.started_at).isoformat(), "finished_at": _utc(run.finished_at).isoformat(),
         "skipped": run.skipped, "manifest": run.manifest, "themes": themes, "outliers": outliers,
     }
+
+
+def _utc(when: datetime) -> datetime:
+    """A stored time with its zone: SQLite gives back the UTC times it was given without one, PostgreSQL with it."""
+    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)

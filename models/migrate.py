@@ -86,5 +86,6 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
                 return
             if attempt:
                 where = engine.url.render_as_string(hide_password=True)
+                reason = str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__]
                 raise StoreUpgradeError(f"{where}: upgrading the store from schema {start or 'none'} to {revision} "
-                                        f"failed and the database was left as it was: {exc}") from exc
+                                        f"failed and the database was left as it was: {reason[0]}") from exc

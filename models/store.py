@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Collection, Iterator, Mapping, Sequence
 import numpy as np
 from sqlalchemy import create_engine, delete, event, select, update
 from sqlalchemy.engine import Engine, Row
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import migrate
@@ -94,6 +94,29 @@ def write_fault(path: str | Path, reason: str) -> StoreWriteError:
     return StoreWriteError(f"{path}: {reason}; check the disk and the folder's permissions")
 
 
+class StoreOpenError(RuntimeError):
+    """The store cannot be opened (a wrong password, host, port or database name; a server that is down):
+    one line that names the store, its password hidden, and the server's own reason."""
+
+
+def shown_url(url: str) -> str:
+    """``url`` as it may be shown or recorded: any password as ``***``."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def _open_problem(exc: BaseException) -> str:
+    """The first line of what the database driver said, without SQLAlchemy's wrapping."""
+    cause = getattr(exc, "orig", None) or exc
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    return " ".join(lines[:2]) if lines else type(cause).__name__
+
+
 class StudyBusyError(RuntimeError):
     """Another run holds the study; runs on one study never interleave."""
 
@@ -124,7 +147,10 @@ class Store:
             event.listen(self.engine, "handle_error", _write_faults_named(Path(url.removeprefix("sqlite:///"))))
         else:
             self.engine = create_engine(url, pool_pre_ping=True)
-        migrate.upgrade(self.engine)  # creates the schema, or brings an older one up to date
+        try:
+            migrate.upgrade(self.engine)  # creates the schema, or brings an older one up to date
+        except (OperationalError, InterfaceError) as exc:  # no connection at all: nothing was written
+            raise StoreOpenError(f"cannot open the store {shown_url(url)}: {_open_problem(exc)}") from None
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod
@@ -198,15 +224,34 @@ class Store:
                                                                 StudyLock.owner == holder.owner))
                     continue
                 if time.monotonic() >= deadline:
+                    elsewhere = holder.owner.rpartition(":")[0] != socket.gethostname()
                     raise StudyBusyError(
                         f"study '{study}' is being processed by another run (process {holder.owner}, since "
-                        f"{holder.acquired_at:%Y-%m-%d %H:%M:%S} UTC); try again when it has finished")
+                        f"{holder.acquired_at:%Y-%m-%d %H:%M:%S} UTC); try again when it has finished"
+                        + ("; if that run is no longer running (its machine stopped or lost the store), release "
+                           f"the study with: themesift unlock --study {study}" if elsewhere else ""))
                 time.sleep(poll_s)
         try:
             yield
         finally:
             with self.transaction() as session:
                 session.execute(delete(StudyLock).where(StudyLock.study == study, StudyLock.owner == owner))
+
+    def unlock(self, study: str) -> tuple[str, datetime] | None:
+        """Release the lock a run left on ``study`` when it died where this host cannot tell (another machine;
+        a lock of a dead process of this host is taken over anyway). Returns the holder released and since
+        when, None if the study was not locked; refuses (:class:`StudyBusyError`) a holder alive on this host."""
+        with self.transaction() as session:
+            holder = session.get(StudyLock, study)
+            if holder is None:
+                return None
+            host, _, pid = holder.owner.rpartition(":")
+            if host == socket.gethostname() and _process_alive(holder.owner):
+                raise StudyBusyError(f"study '{study}' is held by process {pid} of this machine, which is still "
+                                     "running; stop it (Ctrl-C) instead")
+            released = (holder.owner, holder.acquired_at)
+            session.delete(holder)
+        return released
 
     # -- incremental runs ---------------------------------------------------------------------------
     def known_sources(self, study: str, cut: str) -> set[str]:

@@ -88,9 +88,14 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return " ".join(f"{problem}{where}".split())
 
 
+NOT_RESULTS = ("store", "runner")  # where results are kept and which runner computes them: not what they are
+
+
 def config_digest(config: Mapping[str, Any]) -> str:
-    """A short stable fingerprint of a configuration, for manifests and cache keys."""
-    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    """A short stable fingerprint of what in a configuration shapes the results, for manifests, cache keys and
+    "nothing changed": the sections of :data:`NOT_RESULTS` are left out, so the same settings through another
+    store address, password or runner are the same configuration."""
+    blob = json.dumps({k: v for k, v in config.items() if k not in NOT_RESULTS}, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
@@ -244,7 +249,7 @@ def _database_url(text: str) -> None:
     from sqlalchemy.exc import ArgumentError
 
     try:
-        make_url(text)
+        make_url(text).get_dialect()  # postgres://, say, is no dialect SQLAlchemy knows
     except ArgumentError:
         raise ValueError() from None
 

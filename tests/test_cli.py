@@ -36,6 +36,7 @@ def test_suggest_prints_ranked_themes_and_where_results_are(prefect_harness, tmp
     assert "rank  score  cover  cohes  disti  stabi   size  cases  segs  label" in out
     assert "   1   " in out and "/6 " in out  # coverage shown as cases of the six participants
     assert f"Results stored as run 1 in sqlite:///{tmp_path / 'ws' / 'themesift.db'}" in out
+    assert f"Show again: themesift themes --study six --config {cfg}" in out  # the hints reach the same store
     (folder / "P06.docx").unlink()
     assert main(["suggest", str(folder), "--study", "six", "--config", str(cfg), "--top", "3", "--diff"]) == 0
     out = capsys.readouterr().out
@@ -73,6 +74,7 @@ def test_export_csv_and_json_hold_every_member_and_the_outlier_queue(config_file
     n_members = sum(len(t["members"]) for t in data["themes"])
     assert len(rows) == n_members + len(data["outliers"]) > 0
     assert data["manifest"]["model"]["id"] and data["themes"][0]["rank"] == 1
+    assert data["started_at"].endswith("+00:00") and data["finished_at"].endswith("+00:00")  # as PostgreSQL's
     outliers = [r for r in rows if r["label"] == "(outlier queue)"]
     assert len(outliers) == len(data["outliers"]) and all(r["rank"] == "" for r in outliers)
     first = data["themes"][0]
@@ -100,6 +102,39 @@ def test_unknown_study_and_bad_config_give_a_message_not_a_traceback(config_file
     bad.write_text("cluster:\n  sed: 1\n", encoding="utf-8")
     assert main(["themes", "--study", "ipt", "--config", str(bad)]) == 2
     assert "unknown setting 'cluster.sed'" in capsys.readouterr().err
+
+
+def test_a_store_that_cannot_be_opened_is_one_line_and_its_password_is_never_shown(tmp_path, capsys, monkeypatch):
+    """A team's PostgreSQL store with a wrong port (nothing listens on port 1): one line naming the store, exit
+    2. The password is taken out of the URL for libpq (PGPASSWORD) before anything shows or keeps the
+    configuration (Prefect's parameters, the terminal, a manifest); a ``postgres://`` URL is refused as a
+    setting, in one line."""
+    from flows.manifest import recorded_config
+    from flows.options import load
+
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    bad = tmp_path / "pg.yaml"
+    bad.write_text(yaml.safe_dump({"store": {"url": "postgresql+psycopg://team:s3cret@127.0.0.1:1/themesift"}}),
+                   encoding="utf-8")
+    assert main(["themes", "--study", "ipt", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("themesift: cannot open the store postgresql+psycopg://team@127.0.0.1:1/themesift: ")
+    assert len(err.splitlines()) == 1 and "s3cret" not in err
+    config = load(bad)
+    assert config["store"]["url"] == "postgresql+psycopg://team@127.0.0.1:1/themesift"
+    import os
+
+    assert os.environ["PGPASSWORD"] == "s3cret"
+    with pytest.raises(Exception, match=r"team:\*\*\*@127") as caught:  # a caller that gives the URL whole
+        Store("postgresql+psycopg://team:s3cret@127.0.0.1:1/themesift")
+    assert "s3cret" not in str(caught.value)
+    kept = recorded_config({"store": {"url": "postgresql+psycopg://team:s3cret@db/themesift"}, "cluster": {}})
+    assert kept["store"]["url"] == "postgresql+psycopg://team:***@db/themesift"
+    heroku = tmp_path / "heroku.yaml"
+    heroku.write_text("store:\n  url: postgres://team@db/themesift\n", encoding="utf-8")
+    assert main(["themes", "--study", "ipt", "--config", str(heroku)]) == 2
+    err = capsys.readouterr().err
+    assert "store.url" in err and "postgresql+psycopg://" in err and len(err.splitlines()) == 1
 
 
 def test_csv_columns_from_the_command_line(prefect_harness, tmp_path, capsys):

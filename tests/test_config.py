@@ -473,3 +473,21 @@ def test_every_command_refuses_a_bad_config_file(tmp_path, capsys, command):
     folder = ["--folder", str(tmp_path)] if command[0] == "schedule" else []
     assert main([*command, "--study", "x", "--config", str(bad), *folder]) == 2
     assert "review.port: 70000 is not allowed; use a port number from 1 to 65535" in one_line(capsys)
+
+
+def test_the_digest_covers_what_shapes_results_not_where_they_are_kept(tmp_path, monkeypatch):
+    """The same settings through another store address, password or runner are the same configuration (a run
+    that changes nothing says so); a setting that shapes the themes is not. $THEMESIFT_CONFIG names a team's
+    file for every command that is given no --config."""
+    from flows.options import load
+    from pipeline.config import config_digest, load_config
+
+    base = load_config()
+    elsewhere = {**base, "store": {**base["store"], "url": "postgresql+psycopg://team@db.example/themesift"},
+                 "runner": {**base["runner"], "kind": "dask"}}
+    assert config_digest(elsewhere) == config_digest(base)
+    assert config_digest({**base, "cluster": {**base["cluster"], "seed": base["cluster"]["seed"] + 1}}) != config_digest(base)
+    team = tmp_path / "team.yaml"
+    team.write_text("cluster:\n  seed: 7\n", encoding="utf-8")
+    monkeypatch.setenv("THEMESIFT_CONFIG", str(team))
+    assert load()["cluster"]["seed"] == 7 and load(ROOT / "configs" / "default.yaml")["cluster"]["seed"] != 7

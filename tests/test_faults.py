@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -11,14 +12,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from conftest import ROOT, TRANSCRIPTS, fft_comments, study_config
 from processes import (healthy, network_namespace, on_tmpfs, prefect_home, read_only, start, stop,
                        temporary_servers, wait_for)
 from flows.suggest import suggest_flow
 from models.records import Embedding, Run, Segment, StudyLock
-from models.store import Store
+from models.store import Store, StudyBusyError
 
 
 def test_a_second_run_on_a_busy_study_is_refused_with_a_message(example_study):
@@ -34,14 +35,42 @@ def test_a_second_run_on_a_busy_study_is_refused_with_a_message(example_study):
 def test_a_lock_left_by_a_dead_process_is_taken_over(example_study):
     store = example_study.store
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    import socket
-
     with store.transaction() as session:
         session.add(StudyLock(study="ipt", owner=f"{socket.gethostname()}:{dead.stdout.strip()}"))
     with store.study_lock("ipt"):
         pass
     with store.sessions() as session:
         assert session.get(StudyLock, "ipt") is None
+
+
+def test_a_lock_left_by_a_run_on_another_machine_is_released_by_unlock(example_study, tmp_path, capsys):
+    """A run that died on another machine (a laptop sharing the team's store) leaves a lock this host cannot
+    judge: the refusal says how to release it, ``themesift unlock`` does, and a live run of this host is
+    never released."""
+    from flows.cli import main
+
+    store = example_study.store
+    config = tmp_path / "unlock.yaml"
+    config.write_text(yaml.safe_dump({"store": example_study.config["store"]}), encoding="utf-8")
+    with store.transaction() as session:
+        session.add(StudyLock(study="ipt", owner="laptop-a.invalid:14412"))
+    with pytest.raises(StudyBusyError, match="themesift unlock --study ipt"):
+        with store.study_lock("ipt"):
+            pass
+    assert main(["unlock", "--study", "ipt", "--config", str(config)]) == 0
+    assert "released study 'ipt' from run laptop-a.invalid:14412" in capsys.readouterr().out
+    with store.sessions() as session:
+        assert session.get(StudyLock, "ipt") is None
+    assert main(["unlock", "--study", "ipt", "--config", str(config)]) == 0
+    assert "is not locked" in capsys.readouterr().out
+    with store.transaction() as session:  # this very process: alive, on this host
+        session.add(StudyLock(study="ipt", owner=f"{socket.gethostname()}:{os.getpid()}"))
+    try:
+        assert main(["unlock", "--study", "ipt", "--config", str(config)]) == 3
+        assert "still running" in capsys.readouterr().err
+    finally:
+        with store.transaction() as session:
+            session.execute(delete(StudyLock).where(StudyLock.study == "ipt"))
 
 
 def test_a_killed_run_leaves_the_store_as_before_and_the_next_run_reuses_its_embeddings(tmp_path):
@@ -156,6 +185,23 @@ def test_a_run_with_loopback_down_fails_at_once_with_one_line(tmp_path):
     assert lines[-1].startswith("themesift: the loopback network (127.0.0.1) is down"), done.stderr[-2000:]
     assert "PREFECT_API_URL" in lines[-1]
     assert took < 60, f"took {took:.0f} s"
+
+
+def test_a_team_prefect_server_that_is_down_ends_the_run_in_one_line(tmp_path):
+    """PREFECT_API_URL names a team's server that is down (nothing listens there): one line that names it and
+    what to do (exit 2), before anything is stored; Prefect alone printed a hundred lines of retries."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens on it
+    env = {**os.environ, "THEMESIFT_HOME": str(tmp_path / "ws"), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "suggest", str(TRANSCRIPTS), "--study", "down"],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("themesift:")]
+    assert lines[-1].startswith(f"themesift: no Prefect server answers at PREFECT_API_URL=http://127.0.0.1:{port}/api")
+    with Store.from_config({"workspace": str(tmp_path / "ws")}).sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Run)) == 0
 
 
 def test_a_temporary_prefect_server_that_cannot_start_ends_the_run_in_one_line(tmp_path):
