@@ -276,13 +276,20 @@ class _Watcher:
             if run.id in self.reported:
                 continue
             self.reported.add(run.id)
-            stored, summary = self._latest_stored()
+            try:
+                stored, summary = self._latest_stored()
+            except Exception:  # the store unreachable (the reason the run failed, as like as not)
+                stored, summary = None, ""
             if stored is not None and stored != self.last_stored:
                 self.last_stored = stored
                 what = summary
             else:
                 what = "nothing new stored"
-            print(f"{_local(run.end_time)}  flow run {run.name}: {run.state_name}; {what}", flush=True)
+            why = " ".join((run.state.message or "").split()) if run.state and run.state_type != StateType.COMPLETED \
+                else ""
+            why = why if len(why) <= 240 else why[:237] + "..."
+            print(f"{_local(run.end_time)}  flow run {run.name}: {run.state_name}"
+                  + (f" ({why})" if why else "") + f"; {what}", flush=True)
 
     def _latest_stored(self) -> tuple[int | None, str]:
         from models.store import Store, StudyNotFoundError
