@@ -65,6 +65,13 @@ def _transaction(engine: Engine) -> Iterator[Connection]:
             driver.isolation_level = legacy
 
 
+def driver_message(exc: BaseException) -> str:
+    """What the database driver said, on one line, without SQLAlchemy's wrapping (its SQL and link)."""
+    cause = getattr(exc, "orig", None) or exc
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    return " ".join(lines[:2]) if lines else type(cause).__name__
+
+
 class StoreUpgradeError(RuntimeError):
     """The store's schema could not be brought up to date; the message names the database."""
 
@@ -86,6 +93,5 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
                 return
             if attempt:
                 where = engine.url.render_as_string(hide_password=True)
-                reason = str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__]
                 raise StoreUpgradeError(f"{where}: upgrading the store from schema {start or 'none'} to {revision} "
-                                        f"failed and the database was left as it was: {reason[0]}") from exc
+                                        f"failed and the database was left as it was: {driver_message(exc)}") from exc

@@ -110,13 +110,6 @@ def shown_url(url: str) -> str:
         return url
 
 
-def _open_problem(exc: BaseException) -> str:
-    """The first line of what the database driver said, without SQLAlchemy's wrapping."""
-    cause = getattr(exc, "orig", None) or exc
-    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
-    return " ".join(lines[:2]) if lines else type(cause).__name__
-
-
 class StudyBusyError(RuntimeError):
     """Another run holds the study; runs on one study never interleave."""
 
@@ -150,7 +143,7 @@ class Store:
         try:
             migrate.upgrade(self.engine)  # creates the schema, or brings an older one up to date
         except (OperationalError, InterfaceError) as exc:  # no connection at all: nothing was written
-            raise StoreOpenError(f"cannot open the store {shown_url(url)}: {_open_problem(exc)}") from None
+            raise StoreOpenError(f"cannot open the store {shown_url(url)}: {migrate.driver_message(exc)}") from None
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod
