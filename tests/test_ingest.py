@@ -862,3 +862,105 @@ def test_utf8_bom_before_windows_1252_text_is_dropped(tmp_path):
     assert [(t.case, doc.text[t.start:t.end]) for t in doc.turns] == [
         ("R1", "Caf\u00e9 staff were kind \u2013 thank you"), ("R2", "Too slow")]
     assert any("Windows-1252" in w for w in doc.warnings)
+
+
+# -- files as a real project folder has them (found by a QA pass over messy folders) ---------------
+def test_a_repeated_note_is_never_a_speaker(tmp_path, ingester, segmenter):
+    """A transcriber's "Note:" twice is still text of the participant's turn, not a participant of its own."""
+    path = write(tmp_path / "P07.txt",
+                 "Interviewer: How did you find the waiting time?\nP07: Long. Eighteen weeks before anyone called.\n"
+                 "Note: participant became upset here, recording paused.\nInterviewer: Shall we carry on?\n"
+                 "P07: Yes, the waiting was the hardest part of all.\nNote: recording resumed after a break.\n")
+    doc = ingester.read(path)
+    assert [s for s, _ in turn_texts(doc)] == ["Interviewer", "P07", "Interviewer", "P07"]
+    assert {s.case for s in segmenter.segment_document(doc) if s.role == PARTICIPANT} == {"P07"}
+
+
+def test_a_heading_a_survey_repeats_loses_no_column(tmp_path):
+    """Two columns headed "Comments" (a CSV and an .xlsx, as Forms and Qualtrics write them): both are read,
+    the second as "Comments (2)", with a warning; names match without the spaces around them."""
+    import csv
+    import io
+
+    import openpyxl
+
+    text = "id,Comments ,Rating,Comments\n1,Warm welcome,5,Parking was hard\n2,Kind staff,4,Long wait\n"
+    csv_path = write(tmp_path / "dup.csv", text)
+    book = openpyxl.Workbook()
+    for row in csv.reader(io.StringIO(text)):
+        book.active.append(row)
+    xlsx_path = tmp_path / "dup.xlsx"
+    book.save(xlsx_path)
+    for path in (csv_path, xlsx_path):
+        doc = csv_ingester(text_column=["Comments", "Comments (2)"], row_id_column=" id").read(path)
+        assert [(doc.text[t.start:t.end], t.row_id) for t in doc.turns] == [
+            ("Warm welcome", "1"), ("Parking was hard", "1"), ("Kind staff", "2"), ("Long wait", "2")]
+        assert any("2 columns are headed 'Comments'" in w for w in doc.warnings)
+
+
+def test_a_qualtrics_export_s_extra_header_rows_are_not_answers(tmp_path):
+    path = write(tmp_path / "qualtrics.csv",
+                 'ResponseId,Q2_TEXT\nResponse ID,Please tell us why you gave that score\n'
+                 '"{""ImportId"":""_recordId""}","{""ImportId"":""QID2_TEXT""}"\n'
+                 'R_1,The staff were kind.\nR_2,I waited too long.\n')
+    doc = csv_ingester(text_column="Q2_TEXT", case_column="ResponseId").read(path)
+    assert [(doc.text[t.start:t.end], t.case) for t in doc.turns] == [
+        ("The staff were kind.", "R_1"), ("I waited too long.", "R_2")]
+    assert any("Qualtrics" in w for w in doc.warnings)
+
+
+def test_captions_a_cue_of_two_voices_and_a_cue_that_cannot_be_read(tmp_path, ingester):
+    path = write(tmp_path / "call.vtt",
+                 "WEBVTT\n\n00:00:01.000 --> 00:00:04.000\n<v Sarah Jones>How did you find the sessions?</v>\n"
+                 "<v Tom Brien>They were really helpful for my anxiety.</v>\n\n"
+                 "00:00:05,000 --> 00:00:07,000\n<v Sarah Jones>And the app?</v>\n\n"
+                 "00:00:08.000 --> 00:00:11.000\n<v Tom Brien>Easy to use, most days.</v>\n")
+    doc = ingester.read(path)
+    assert speaker_turns(doc) == [("Sarah Jones", "How did you find the sessions?"),
+                                  ("Tom Brien", "They were really helpful for my anxiety. Easy to use, most days.")]
+    assert any("1 of 3 cues could not be read" in w for w in doc.warnings)
+
+
+def test_a_word_table_of_time_speaker_and_words(tmp_path, ingester, segmenter):
+    """Transcription services deliver Time | Speaker | Text tables: the time is not the speaker."""
+    import docx
+
+    word = docx.Document()
+    table = word.add_table(rows=0, cols=3)
+    rows = [("00:00:00", "Interviewer", "Is it all right if I record this?"),
+            ("00:00:17", "P08", "Yes, go ahead, that is fine with me."),
+            ("00:00:21", "Interviewer", "How long did you wait?"),
+            ("00:00:25", "P08", "About four months for the first appointment.")]
+    for row in rows:
+        for cell, value in zip(table.add_row().cells, row):
+            cell.text = value
+    path = tmp_path / "P08.docx"
+    word.save(str(path))
+    doc = ingester.read(path)
+    assert turn_texts(doc) == [(speaker, said) for _, speaker, said in rows]
+    assert {s.case for s in segmenter.segment_document(doc) if s.role == PARTICIPANT} == {"P08"}
+
+
+def test_files_of_one_name_in_two_folders_and_one_interview_in_two_formats(tmp_path, ingester, segmenter):
+    """siteA/P01.txt and siteB/P01.txt are two people: stored under their paths (a quote names its file),
+    unlabelled text a case each, with a warning. An interview as .docx and as the .txt saved from it is one
+    interview: read once."""
+    text_a = "We waited four months for the first appointment and nobody called in between.\n"
+    text_b = "The online course suited me because I work nights and could do it at three in the morning.\n"
+    write((tmp_path / "siteA").mkdir() or tmp_path / "siteA" / "P01.txt", text_a)
+    write((tmp_path / "siteB").mkdir() or tmp_path / "siteB" / "P01.txt", text_b)
+    twin = "Interviewer: How was it?\nP03: Better than I expected, honestly, once I got going with it.\n"
+    write(tmp_path / "P03.txt", twin)
+    import docx
+
+    word = docx.Document()
+    for line in twin.splitlines():
+        word.add_paragraph(line)
+    word.save(str(tmp_path / "P03.docx"))
+    result = ingester.collect([tmp_path])
+    assert sorted(d.name for d in result.documents) == ["P03.txt", "siteA/P01.txt", "siteB/P01.txt"]
+    assert any("2 files are named P01.txt" in w for w in result.warnings)
+    assert [s.reason for s in result.skipped if "P03" in s.path] == [
+        f"same text as {next(d.path for d in result.documents if 'P03' in d.name)}; processed once"]
+    cases = {s.case for d in result.documents if "P01" in d.name for s in segmenter.segment_document(d)}
+    assert cases == {"siteA/P01", "siteB/P01"}

@@ -14,7 +14,7 @@ import io
 import re
 import zipfile
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Callable, Collection, Iterable, Iterator, Mapping, Sequence, TypeVar
@@ -50,7 +50,36 @@ _BRACKET_LABEL = re.compile(
 _LABEL_ALONE = re.compile(rf"^[ \t]*{_LABEL}[ \t]*(?P<body>)$")
 # Otter.ai and similar put "Speaker Name  0:03" on a line of its own, the words on the next lines.
 _LABEL_THEN_TIME = re.compile(r"^[ \t]*(?P<label>[^\W\d_][\w.'\u2019 -]*?)[ \t]+\d{1,2}:\d{2}(?::\d{2})?[ \t]*(?P<body>)$")
+# A WebVTT voice span, "<v Name>words</v>" (the closing tag optional), and any other tag in a cue.
+_VOICE = re.compile(r"<v(?:\.[^\s>]*)?\s+([^>]+)>(.*?)(?=</v>|<v[\s.]|\Z)", re.DOTALL)
+_TAG = re.compile(r"<[^>]*>")
+#: Words a transcriber writes before a colon that never name a speaker, however often they recur
+#: ("Note: recording paused"): they stay text of the turn they are in.
+NOT_SPEAKERS = frozenset({"note", "notes", "nb", "n.b", "transcriber", "transcriber's note", "transcriber note",
+                          "transcription note", "editor's note", "inaudible", "crosstalk", "laughter", "pause",
+                          "silence", "break", "redacted", "comment"})
+_TIME_CELL = re.compile(rf"^{_TS}(?:[ \t]*(?:-->|[-\u2013])[ \t]*{_TS})?$")  # a table cell of a time alone
 _TIMESTAMP_ONLY = re.compile(rf"^[ \t]*{_TS}(?:[ \t]*-->[ \t]*{_TS})?[ \t]*$")
+
+
+def _distinct_names(documents: list[Document]) -> tuple[list[Document], tuple[str, ...]]:
+    """Documents that share a file name in different folders (``siteA/P01.txt``, ``siteB/P01.txt``) named by
+    as much of their path as tells them apart, so a quote names its file; a warning for each such name."""
+    by_name: dict[str, list[Document]] = {}
+    for doc in documents:
+        by_name.setdefault(doc.name.lower(), []).append(doc)
+    renamed: dict[str, str] = {}
+    warnings = []
+    for same in (docs for docs in by_name.values() if len(docs) > 1):
+        parts = [Path(d.path).parts for d in same]
+        for k in range(2, max(len(p) for p in parts) + 1):
+            names = ["/".join(p[-k:]) for p in parts]
+            if len(set(names)) == len(names):
+                break
+        renamed.update({d.path: n for d, n in zip(same, names)})
+        warnings.append(f"{len(same)} files are named {same[0].name}: stored as " + ", ".join(names)
+                        + "; where they give a participant the same label, it counts as one participant")
+    return [replace(d, name=renamed.get(d.path, d.name)) for d in documents], tuple(warnings)
 
 
 class IngestError(Exception):
@@ -187,8 +216,25 @@ class Ingester:
                 skipped.append(Skipped(exc.path, exc.reason))
                 continue
             documents.append(doc)
-        warnings = tuple(f"{d.path}: {w}" for d in documents for w in d.warnings)
+        documents = self._once_per_text(documents, skipped)
+        documents, named = _distinct_names(documents)
+        warnings = tuple(f"{d.path}: {w}" for d in documents for w in d.warnings) + named
         return IngestResult(tuple(documents), tuple(skipped), warnings, tuple(reused))
+
+    @staticmethod
+    def _once_per_text(documents: list[Document], skipped: list[Skipped]) -> list[Document]:
+        """Of documents with the same text in other files (an interview as .docx and as the .txt saved from
+        it), the first in name order is read and the others skipped: read twice, its words would count
+        twice in every theme."""
+        first: dict[str, Document] = {}
+        for doc in sorted(documents, key=lambda d: (len(d.name), d.path)):
+            key = hashlib.sha256(" ".join(doc.text.split()).encode()).hexdigest()
+            if key in first:
+                skipped.append(Skipped(doc.path, f"same text as {first[key].path}; processed once"))
+                continue
+            first[key] = doc
+        kept = {id(d) for d in first.values()}
+        return [d for d in documents if id(d) in kept]
 
     # -- one file ---------------------------------------------------------------------------------
     def read(self, path: str | Path) -> Document:
@@ -218,7 +264,7 @@ class Ingester:
         elif suffix == ".xlsx":
             text, turns = self._read_xlsx(path, raw, warnings)
         elif suffix in (".vtt", ".srt"):
-            text, turns = self._read_captions(path, decode(raw, path, warnings), suffix)
+            text, turns = self._read_captions(path, decode(raw, path, warnings), suffix, warnings)
         else:
             text = decode(raw, path, warnings)
             turns = self.parse_turns(text)
@@ -232,7 +278,7 @@ class Ingester:
 
         A line ``Label: words`` or ``Label<TAB>words`` (timestamps before or after the label tolerated)
         starts a turn when the label matches ``known_label_pattern`` or starts at least
-        ``min_label_repeats`` lines, so an occasional "Note: ..." stays text. A label alone on its line,
+        ``min_label_repeats`` lines (never one of :data:`NOT_SPEAKERS`, so "Note: ..." stays text). A label alone on its line,
         the words below it, starts a turn when it matches ``known_label_pattern`` ("INTERVIEWER") or
         comes straight after a timestamp-only line at least ``min_label_repeats`` times (a name under each
         cue, as Teams writes); any other short line stays text. Lines without a label continue the
@@ -242,7 +288,8 @@ class Ingester:
         known = re.compile(self.known_label_pattern, re.IGNORECASE)
         candidates = [self._label_of(line) for _, line in lines]
         counts = Counter(m.group("label").strip() for m in candidates if m)
-        accepted = {lab for lab, n in counts.items() if n >= self.min_label_repeats or known.match(lab)}
+        accepted = {lab for lab, n in counts.items() if (n >= self.min_label_repeats or known.match(lab))
+                    and lab.lower().rstrip(".") not in NOT_SPEAKERS}
         accepted |= {m.group("label").strip() for m in candidates if m and m.re is _LABEL_THEN_TIME}
         alone = self._labels_alone(lines, candidates, known)
         candidates = [m or alone.get(i) for i, m in enumerate(candidates)]
@@ -347,6 +394,8 @@ class Ingester:
                 for row in Table(child, document).rows:
                     cells = [cell_text(c._tc).strip() for c in row.cells]
                     cells = [c for i, c in enumerate(cells) if c and c not in cells[:i]]
+                    if len(cells) >= 3 and _TIME_CELL.match(cells[0]):  # Time | Speaker | Text, as transcription
+                        cells = cells[1:]  # services deliver it: the speaker is the second cell
                     if len(cells) >= 2 and len(cells[0].split()) <= self.max_label_words:
                         lines.append(f"{cells[0].rstrip(':')}: {' '.join(cells[1:])}")
                     elif cells:
@@ -354,7 +403,7 @@ class Ingester:
         text = normalise_newlines("\n".join(lines))
         return text, self.parse_turns(text)
 
-    def _read_captions(self, path: Path, text: str, suffix: str) -> tuple[str, list[Turn]]:
+    def _read_captions(self, path: Path, text: str, suffix: str, warnings: list[str]) -> tuple[str, list[Turn]]:
         import webvtt
 
         try:
@@ -364,20 +413,20 @@ class Ingester:
                 captions = webvtt.from_buffer(io.StringIO(text), format="srt")
         except Exception as exc:  # webvtt raises its own MalformedFileError/MalformedCaptionError
             raise IngestError(path, f"not a valid {suffix} caption file ({exc})") from exc
+        timings = sum("-->" in line for line in text.splitlines())
+        if timings > len(captions):  # webvtt passes over a cue whose timing line it cannot read
+            warnings.append(f"{timings - len(captions)} of {timings} cues could not be read (a timing line "
+                            "written otherwise than the format says, such as a comma in a .vtt time); their "
+                            "words are missing")
         merged: list[list] = []  # [speaker, [texts]]
         for caption in captions:
-            body = " ".join(caption.text.split())
-            speaker = getattr(caption, "voice", None)
-            if speaker is None:
-                match = self._label_of(body)
-                if match:
-                    speaker, body = match.group("label").strip(), match.group("body").strip()
-            if not body:
-                continue
-            if merged and (speaker is None or speaker == merged[-1][0]):
-                merged[-1][1].append(body)
-            else:
-                merged.append([speaker, [body]])
+            for speaker, body in self._cue_voices(caption):
+                if not body:
+                    continue
+                if merged and (speaker is None or speaker == merged[-1][0]):
+                    merged[-1][1].append(body)
+                else:
+                    merged.append([speaker, [body]])
         parts: list[str] = []
         turns: list[Turn] = []
         offset = 0
@@ -391,21 +440,41 @@ class Ingester:
             raise IngestError(path, "caption file holds no cues with text")
         return "\n\n".join(parts), turns
 
+    def _cue_voices(self, caption) -> list[tuple[str | None, str]]:
+        """A cue's words by speaker: each ``<v Name>`` span its own (a cue may hold two voices), else the
+        cue's voice, else a ``Name:`` label at its start (Zoom), else no speaker."""
+        spans = _VOICE.findall(getattr(caption, "raw_text", "") or "")
+        if len(spans) > 1:
+            return [(name.strip(), " ".join(_TAG.sub("", words).split())) for name, words in spans]
+        body = " ".join(caption.text.split())
+        speaker = getattr(caption, "voice", None)
+        if speaker is None:
+            match = self._label_of(body)
+            if match:
+                speaker, body = match.group("label").strip(), match.group("body").strip()
+        return [(speaker, body)]
+
     def _read_csv(self, path: Path, text: str, warnings: list[str]) -> tuple[str, list[Turn]]:
-        reader = csv.DictReader(io.StringIO(text), delimiter=delimiter(text))
-        columns = [c for c in (reader.fieldnames or []) if c is not None]
-        if not columns:
+        reader = csv.reader(io.StringIO(text), delimiter=delimiter(text))
+        try:
+            header = next((row for row in reader if any(cell.strip() for cell in row)), None)
+        except csv.Error as exc:
+            raise IngestError(path, f"malformed CSV near row {reader.line_num}: {exc}") from exc
+        if header is None:
             raise IngestError(path, "CSV file has no header row")
+        columns = table_columns(header, warnings)
         overlong = 0
 
         def rows() -> Iterator[Mapping[str, str | None]]:
             nonlocal overlong
             for row in reader:
-                overlong += None in row  # more fields than the header: an unquoted delimiter in the text
-                yield row
+                if not row:
+                    continue  # a blank line
+                overlong += len(row) > len(columns)  # more fields than the header: an unquoted delimiter
+                yield dict(zip(columns, row))
 
         try:
-            text, turns = self._answers(path, columns, rows())
+            text, turns = self._answers(path, columns, without_survey_headers(rows(), warnings))
         except csv.Error as exc:
             raise IngestError(path, f"malformed CSV near row {reader.line_num}: {exc}") from exc
         if overlong:
@@ -431,8 +500,9 @@ class Ingester:
             header = next((row for row in rows if any(row)), None)
             if header is None:
                 raise IngestError(path, "Excel sheet is empty")
-            columns = [name or f"column {i + 1}" for i, name in enumerate(header)]
-            return self._answers(path, columns, (dict(zip(columns, row)) for row in rows))
+            columns = table_columns(header, warnings)
+            return self._answers(path, columns, without_survey_headers((dict(zip(columns, row)) for row in rows),
+                                                                       warnings))
         finally:
             book.close()
 
@@ -441,20 +511,22 @@ class Ingester:
         """A table's answers as turns, one per non-empty cell of the text column(s), with each row's id,
         case and attributes; ``columns``: the header."""
         named = [self.text_column] if isinstance(self.text_column, str) else list(self.text_column or ())
-        text_cols = named or [c for c in [_guess_text_column(columns)] if c]
+        text_cols = [c.strip() for c in named] or [c for c in [_guess_text_column(columns)] if c]
         if not text_cols:
             raise IngestError(path, f"name the text column (--text-col); columns are: {', '.join(columns)}")
-        for role, col in (*(("text", c) for c in text_cols), ("case", self.case_column),
-                          ("row id", self.row_id_column), *(("attribute", a) for a in self.attribute_columns)):
+        case_col, row_id_col = (c.strip() if c else c for c in (self.case_column, self.row_id_column))
+        attribute_cols = [a.strip() for a in self.attribute_columns]
+        for role, col in (*(("text", c) for c in text_cols), ("case", case_col),
+                          ("row id", row_id_col), *(("attribute", a) for a in attribute_cols)):
             if col is not None and col not in columns:
                 raise IngestError(path, f"{role} column '{col}' not found; columns are: {', '.join(columns)}")
         parts: list[str] = []
         turns: list[Turn] = []
         offset = 0
         for number, row in enumerate(rows, start=1):
-            row_id = read_cell((row.get(self.row_id_column) or "").strip()) if self.row_id_column else str(number)
-            case = read_cell((row.get(self.case_column) or "").strip()) if self.case_column else row_id
-            attributes = tuple((a, read_cell((row.get(a) or "").strip())) for a in self.attribute_columns)
+            row_id = read_cell((row.get(row_id_col) or "").strip()) if row_id_col else str(number)
+            case = read_cell((row.get(case_col) or "").strip()) if case_col else row_id
+            attributes = tuple((a, read_cell((row.get(a) or "").strip())) for a in attribute_cols)
             for col in text_cols:  # several open questions: each answer a turn, its column kept
                 answer = read_cell((row.get(col) or "").strip())
                 if not answer:
@@ -611,6 +683,44 @@ def delimiter(text: str) -> str:
     """The delimiter that occurs most in the header line (csv.Sniffer guesses wrong on quoted free text)."""
     header = text.split("\n", 1)[0]
     return max(",;\t|", key=lambda d: (header.count(d), d == ","))
+
+
+def table_columns(header: Sequence[str | None], warnings: list[str]) -> list[str]:
+    """A table's column names as its rows are read by: each stripped of spaces around it, a blank one
+    ``column N``, and a name the header repeats (survey tools head several questions "Please explain")
+    made unique as ``name (2)``, with a warning, so no column's answers are lost under another's name."""
+    columns: list[str] = []
+    repeated: dict[str, int] = {}
+    for i, name in enumerate(header):
+        base = (name or "").strip() or f"column {i + 1}"
+        column, n = base, 1
+        while column in columns:
+            n += 1
+            column = f"{base} ({n})"
+        if n > 1:
+            repeated[base] = n
+        columns.append(column)
+    for base, n in repeated.items():
+        warnings.append(f"{n} columns are headed '{base}': read as '{base}', " + ", ".join(
+            f"'{base} ({k})'" for k in range(2, n + 1)) + "; name each you want with --text-col")
+    return columns
+
+
+#: How a Qualtrics export marks its third header row: every question's import id.
+_QUALTRICS_IMPORT_ID = '{"ImportId":'
+
+
+def without_survey_headers(rows: Iterator[Mapping[str, str | None]], warnings: list[str]
+                           ) -> Iterator[Mapping[str, str | None]]:
+    """``rows`` without a Qualtrics export's two extra header rows (its question texts, then its
+    ``{"ImportId": ...}`` cells), which would otherwise be read as two respondents' answers."""
+    first = [row for _, row in zip(range(2), rows)]
+    if len(first) == 2 and any((v or "").lstrip().startswith(_QUALTRICS_IMPORT_ID) for v in first[1].values()):
+        warnings.append("read as a Qualtrics export: its question-text and ImportId rows (rows 2 and 3) are "
+                        "headers, not answers")
+        first = []
+    yield from first
+    yield from rows
 
 
 def _guess_text_column(columns: Sequence[str]) -> str | None:

@@ -197,7 +197,7 @@ class Segmenter:
             return None
         speaker = (turn.speaker or "").strip()
         if not speaker or re.match(self.generic_participant_pattern, speaker, re.IGNORECASE):
-            return Path(doc.name).stem
+            return str(Path(doc.name).with_suffix(""))  # siteA/P01 where a name was made of its path
         return speaker
 
     def _spans(self, text: str, start: int, end: int) -> list[tuple[int, int]]:
