@@ -964,3 +964,42 @@ def test_files_of_one_name_in_two_folders_and_one_interview_in_two_formats(tmp_p
         f"same text as {next(d.path for d in result.documents if 'P03' in d.name)}; processed once"]
     cases = {s.case for d in result.documents if "P01" in d.name for s in segmenter.segment_document(d)}
     assert cases == {"siteA/P01", "siteB/P01"}
+
+
+def test_a_linked_folder_is_read_and_a_link_back_up_is_not_followed(tmp_path, ingester):
+    """A shared folder linked into the project (``batch2 -> /data/batch2``) is read; a link to a folder
+    holding it (a loop) is listed as skipped, not followed."""
+    outside = tmp_path / "shared" / "batch2"
+    outside.mkdir(parents=True)
+    write(outside / "P11.txt", "Interviewer: Hello.\nP11: The waiting list has grown since spring.\n")
+    folder = tmp_path / "study"
+    folder.mkdir()
+    write(folder / "P01.txt", "Interviewer: Hello.\nP01: The letters came late every time.\n")
+    (folder / "batch2").symlink_to(outside)
+    (folder / "up").symlink_to(tmp_path)
+    result = ingester.collect([folder])
+    assert sorted(d.name for d in result.documents) == ["P01.txt", "P11.txt"]
+    assert [(Path(s.path).name, s.reason.split(" (")[0]) for s in result.skipped] == [
+        ("up", "link to a folder that holds it or was read already")]
+
+
+def test_a_spreadsheet_whose_header_is_below_a_title(tmp_path):
+    """A title row and merged group headings above the header: the first row naming the columns asked for
+    is the header, with a warning."""
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["Patient experience survey - exported 04/03/2024"])
+    sheet.merge_cells("A1:C1")
+    sheet.append([])
+    sheet.append(["About you", None, "Your views"])
+    sheet.append(["ID", "Site", "What could we improve?"])
+    sheet.append([1, "North", "Shorter waits at reception."])
+    sheet.append([2, "South", "More parking near the clinic."])
+    path = tmp_path / "survey.xlsx"
+    book.save(path)
+    doc = csv_ingester(text_column="What could we improve?", row_id_column="ID").read(path)
+    assert [(doc.text[t.start:t.end], t.row_id) for t in doc.turns] == [
+        ("Shorter waits at reception.", "1"), ("More parking near the clinic.", "2")]
+    assert any("as the header; the 3 row(s) above it" in w for w in doc.warnings)

@@ -11,6 +11,7 @@ import csv
 import errno
 import hashlib
 import io
+import itertools
 import re
 import zipfile
 from collections import Counter
@@ -457,7 +458,7 @@ class Ingester:
     def _read_csv(self, path: Path, text: str, warnings: list[str]) -> tuple[str, list[Turn]]:
         reader = csv.reader(io.StringIO(text), delimiter=delimiter(text))
         try:
-            header = next((row for row in reader if any(cell.strip() for cell in row)), None)
+            header, reader = self._header(reader, warnings)
         except csv.Error as exc:
             raise IngestError(path, f"malformed CSV near row {reader.line_num}: {exc}") from exc
         if header is None:
@@ -497,7 +498,7 @@ class Ingester:
                 warnings.append(f"read the first sheet '{sheets[0].title}' only; the other "
                                 f"{len(sheets) - 1} sheet(s) were not read")
             rows = (tuple(_cell_text(v) for v in row) for row in sheets[0].iter_rows(values_only=True))
-            header = next((row for row in rows if any(row)), None)
+            header, rows = self._header(rows, warnings)
             if header is None:
                 raise IngestError(path, "Excel sheet is empty")
             columns = table_columns(header, warnings)
@@ -505,6 +506,29 @@ class Ingester:
                                                                        warnings))
         finally:
             book.close()
+
+    def _header(self, rows: Iterator[Sequence[str]], warnings: list[str]
+                ) -> tuple[Sequence[str] | None, Iterator[Sequence[str]]]:
+        """A table's header row and the rows after it: the first row that holds anything, or, where that row
+        lacks a column named in the settings (a title row, merged group headings above the header), the first
+        of the next rows that names them all; the rest of ``rows`` unread."""
+        named = [self.text_column] if isinstance(self.text_column, str) else list(self.text_column or ())
+        wanted = {c.strip() for c in (*named, self.case_column, self.row_id_column, *self.attribute_columns) if c}
+        ahead: list[Sequence[str]] = []
+        for row in rows:
+            if not any((cell or "").strip() for cell in row) and not ahead:
+                continue
+            ahead.append(row)
+            names = {(cell or "").strip() for cell in row}
+            if wanted <= names or len(ahead) > HEADER_SEARCH_ROWS:
+                break
+        if not ahead:
+            return None, rows
+        at = next((i for i, row in enumerate(ahead) if wanted <= {(c or "").strip() for c in row}), 0)
+        if at:
+            warnings.append("took the first row that names " + ", ".join(repr(c) for c in sorted(wanted))
+                            + f" as the header; the {at} row(s) above it (a title?) were not read")
+        return ahead[at], itertools.chain(ahead[at + 1:], rows)
 
     def _answers(self, path: Path, columns: Sequence[str],
                  rows: Iterable[Mapping[str, str | None]]) -> tuple[str, list[Turn]]:
@@ -621,33 +645,49 @@ def expand_paths(paths: Iterable[str | Path], skipped: list[Skipped], exclude: I
     """Files named directly plus the supported files inside folders, in a stable sorted order.
 
     Hidden files, Word lock files (``~$...``) and anything under ``exclude`` are passed over silently;
-    a symbolic link whose target is missing, or that loops, is listed as skipped.
+    a symbolic link whose target is missing, or that loops, is listed as skipped; a link to a folder is read.
     """
     excluded = [Path(e).resolve() for e in exclude]
     files: list[Path] = []
     for given in paths:
         path = Path(given)
         if path.is_dir():
-            for child in sorted(p for p in path.rglob("*") if p.is_file() or p.is_symlink()):
-                if any(part.startswith((".", "~$")) for part in child.relative_to(path).parts):
-                    continue
-                broken = _broken_link(child)
-                if broken:
-                    skipped.append(Skipped(str(child), broken))
-                    continue
-                if not child.is_file():  # a link to a folder: rglob does not go into it
-                    continue
-                if any(child.resolve().is_relative_to(e) for e in excluded):
-                    continue
-                if child.suffix.lower() in SUPPORTED_SUFFIXES | {".doc", ".xls"}:
-                    files.append(child)
-                else:
-                    skipped.append(Skipped(str(child), f"unsupported file type '{child.suffix or child.name}'"))
+            files += _folder_files(path, skipped, excluded, set())
         elif (why := missing(path)) is None:
             files.append(path)
         else:
             skipped.append(Skipped(str(path), why))
     return sorted(dict.fromkeys(files))
+
+
+def _folder_files(path: Path, skipped: list[Skipped], excluded: list[Path], seen: set[Path]) -> list[Path]:
+    """The files of :func:`expand_paths` under one folder; a link to a folder inside it (a shared or synced
+    folder linked into the project) is read as a folder of its own, once, unless it holds the folder it is
+    in (a loop)."""
+    seen.add(path.resolve())
+    files: list[Path] = []
+    for child in sorted(p for p in path.rglob("*") if p.is_file() or p.is_symlink()):
+        if any(part.startswith((".", "~$")) for part in child.relative_to(path).parts):
+            continue
+        broken = _broken_link(child)
+        if broken:
+            skipped.append(Skipped(str(child), broken))
+            continue
+        if any(child.resolve().is_relative_to(e) for e in excluded):
+            continue
+        if child.is_dir():  # a link to a folder: rglob does not go into it
+            target = child.resolve()
+            if target in seen or any(target in s.parents for s in seen):
+                skipped.append(Skipped(str(child), f"link to a folder that holds it or was read already ({target}); "
+                                                   "not followed"))
+            else:
+                files += _folder_files(child, skipped, excluded, seen)
+            continue
+        if child.suffix.lower() in SUPPORTED_SUFFIXES | {".doc", ".xls"}:
+            files.append(child)
+        else:
+            skipped.append(Skipped(str(child), f"unsupported file type '{child.suffix or child.name}'"))
+    return files
 
 
 def missing(path: Path) -> str | None:
@@ -706,6 +746,8 @@ def table_columns(header: Sequence[str | None], warnings: list[str]) -> list[str
     return columns
 
 
+#: How many rows below a table's first one its header is looked for (a title, merged group headings).
+HEADER_SEARCH_ROWS = 20
 #: How a Qualtrics export marks its third header row: every question's import id.
 _QUALTRICS_IMPORT_ID = '{"ImportId":'
 
