@@ -159,6 +159,8 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         print(f"skipped {s['path']}: {s['reason']}")
     for w in outcome["warnings"]:
         print(f"warning {w}")
+    if outcome["files"]:
+        print(outcome["files"])
     if outcome["status"] == "unchanged":
         print(f"{outcome['message']}; showing it (--force to run again)\n")
     elif outcome["status"] != "completed":

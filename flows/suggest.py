@@ -38,6 +38,7 @@ from pipeline.config import (
     settings,
 )
 from pipeline.embed.encoder import Embedder, text_hash
+from pipeline.ingest.changes import changes_line, file_changes
 from pipeline.ingest.read import Document, Ingester, IngestResult
 from pipeline.ingest.segment import Segment, Segmenter
 from pipeline.learn.honour import cluster_centroids, combine_labels, drop_rejected, name_carried, plan_segments
@@ -59,6 +60,7 @@ class SuggestOutcome:
     skipped: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     database: str = ""
+    files: str = ""  # what changed among the files since the study's last run, in one line
 
 
 def load_vectors(store: Store, embedder: Embedder, texts: Sequence[str], chunk: int = 1024) -> tuple[np.ndarray, int]:
@@ -297,6 +299,10 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, s: Settin
     honour = honour_inputs(store, study)  # the coders' decisions so far; None before the first
     last_decision = honour.last_uid if honour else None
     previous = store.latest_inputs(study)
+    last_files = store.latest_files(study)
+    if last_files is not None:
+        outcome.files = changes_line(last_files[0], file_changes(last_files[1], [(Path(p).name, sha)
+                                                                                for p, sha in sources]))
     now = (sorted(sha for _, sha in sources), config_digest(config), last_decision)
     if not force and previous is not None and previous[1:] == now:
         outcome.status, outcome.run_id = "unchanged", previous[0]

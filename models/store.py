@@ -355,6 +355,17 @@ class Store:
             return (run.id, sorted(i["sha256"] for i in manifest.get("inputs", [])), manifest.get("config_digest"),
                     (manifest.get("honour") or {}).get("last_decision"))
 
+    def latest_files(self, study: str) -> tuple[int, list[tuple[str, str]]] | None:
+        """(run id, the (name, sha256) of each file it read) of the study's latest completed run, if any."""
+        with self.sessions() as session:
+            try:
+                run = self.latest_run(session, study)
+            except StudyNotFoundError:
+                return None
+            if run is None:
+                return None
+            return run.id, [(i["name"], i["sha256"]) for i in run.manifest.get("inputs", [])]
+
     def latest_config(self, study: str) -> tuple[int, dict] | None:
         """(run id, merged configuration) of the study's latest completed run, if any."""
         with self.sessions() as session:

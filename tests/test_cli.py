@@ -40,6 +40,7 @@ def test_suggest_prints_ranked_themes_and_where_results_are(prefect_harness, tmp
     (folder / "P06.docx").unlink()
     assert main(["suggest", str(folder), "--study", "six", "--config", str(cfg), "--top", "3", "--diff"]) == 0
     out = capsys.readouterr().out
+    assert "files since run 1: 1 gone (P06.docx)" in out
     assert "Run 1 -> run 2: " in out
     assert " shrunk" in out or " gone" in out  # P06's segments left some themes (or all of one)
     assert main(["suggest", str(folder), "--study", "six", "--config", str(cfg), "--top", "3"]) == 0

@@ -1003,3 +1003,16 @@ def test_a_spreadsheet_whose_header_is_below_a_title(tmp_path):
     assert [(doc.text[t.start:t.end], t.row_id) for t in doc.turns] == [
         ("Shorter waits at reception.", "1"), ("More parking near the clinic.", "2")]
     assert any("as the header; the 3 row(s) above it" in w for w in doc.warnings)
+
+
+def test_what_changed_among_the_files_since_the_last_run():
+    from pipeline.ingest.changes import changes_line, file_changes
+
+    before = [("P01.txt", "a"), ("P02.txt", "b"), ("P10.vtt", "c"), ("P11.txt", "d")]
+    now = [("P01.txt", "a"), ("P02.txt", "b2"), ("P11_final.txt", "d"), ("P12.docx", "e")]
+    changes = file_changes(before, now)
+    assert changes == {"new": ["P12.docx"], "changed": ["P02.txt"], "renamed": ["P11.txt -> P11_final.txt"],
+                       "gone": ["P10.vtt"]}
+    assert changes_line(3, changes) == ("files since run 3: 1 new (P12.docx); 1 changed (P02.txt); 1 renamed, kept "
+                                        "under its first name (P11.txt -> P11_final.txt); 1 gone (P10.vtt)")
+    assert changes_line(3, file_changes(before, before)) == ""
