@@ -341,39 +341,34 @@ class Store:
             raise StudyNotFoundError(f"study '{study}' has no completed run yet; run themesift suggest first")
         return run
 
+    def latest_manifest(self, study: str) -> tuple[int, dict] | None:
+        """(run id, manifest) of the study's latest completed run; None for no such study or run."""
+        with self.sessions() as session:
+            try:
+                run = self.latest_run(session, study)
+            except StudyNotFoundError:
+                return None
+            return None if run is None else (run.id, dict(run.manifest or {}))
+
     def latest_inputs(self, study: str) -> tuple[int, list[str], str, str | None] | None:
         """(run id, sorted input hashes, config digest, last decision it honoured) of the study's latest
         completed run, if any."""
-        with self.sessions() as session:
-            try:
-                run = self.latest_run(session, study)
-            except StudyNotFoundError:
-                return None
-            if run is None:
-                return None
-            manifest = run.manifest
-            return (run.id, sorted(i["sha256"] for i in manifest.get("inputs", [])), manifest.get("config_digest"),
-                    (manifest.get("honour") or {}).get("last_decision"))
+        latest = self.latest_manifest(study)
+        if latest is None:
+            return None
+        run_id, manifest = latest
+        return (run_id, sorted(i["sha256"] for i in manifest.get("inputs", [])), manifest.get("config_digest"),
+                (manifest.get("honour") or {}).get("last_decision"))
 
     def latest_files(self, study: str) -> tuple[int, list[tuple[str, str]]] | None:
         """(run id, the (name, sha256) of each file it read) of the study's latest completed run, if any."""
-        with self.sessions() as session:
-            try:
-                run = self.latest_run(session, study)
-            except StudyNotFoundError:
-                return None
-            if run is None:
-                return None
-            return run.id, [(i["name"], i["sha256"]) for i in run.manifest.get("inputs", [])]
+        latest = self.latest_manifest(study)
+        return None if latest is None else (latest[0], [(i["name"], i["sha256"]) for i in latest[1].get("inputs", [])])
 
     def latest_config(self, study: str) -> tuple[int, dict] | None:
         """(run id, merged configuration) of the study's latest completed run, if any."""
-        with self.sessions() as session:
-            try:
-                run = self.latest_run(session, study)
-            except StudyNotFoundError:
-                return None
-            return None if run is None else (run.id, dict(run.manifest.get("config") or {}))
+        latest = self.latest_manifest(study)
+        return None if latest is None else (latest[0], dict(latest[1].get("config") or {}))
 
     def study_names(self) -> list[str]:
         with self.sessions() as session:
