@@ -1016,3 +1016,23 @@ def test_what_changed_among_the_files_since_the_last_run():
     assert changes_line(3, changes) == ("files since run 3: 1 new (P12.docx); 1 changed (P02.txt); 1 renamed, kept "
                                         "under its first name (P11.txt -> P11_final.txt); 1 gone (P10.vtt)")
     assert changes_line(3, file_changes(before, before)) == ""
+
+
+def test_a_docx_s_footnotes_are_counted_and_a_web_page_named_docx_is_named(tmp_path, ingester):
+    """python-docx reads the body alone: a transcriber's footnote is said to be unread, not lost silently.
+    A web page saved under a .docx name is named as one."""
+    import zipfile
+
+    path = tmp_path / "P11.docx"
+    docx_with_body(path, '<w:p><w:r><w:t>P11: The wait was long.</w:t></w:r></w:p>')
+    notes = ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:footnotes xmlns:w="http://schemas.'
+             'openxmlformats.org/wordprocessingml/2006/main"><w:footnote w:type="separator" w:id="-1"><w:p/>'
+             '</w:footnote><w:footnote w:type="continuationSeparator" w:id="0"><w:p/></w:footnote><w:footnote '
+             'w:id="1"><w:p><w:r><w:t>P11 later said closer to twenty-six weeks.</w:t></w:r></w:p></w:footnote>'
+             '</w:footnotes>')
+    with zipfile.ZipFile(path, "a") as zf:
+        zf.writestr("word/footnotes.xml", notes)
+    assert any("1 footnote(s) or endnote(s) not read" in w for w in ingester.read(path).warnings)
+    page = write(tmp_path / "export.docx", "<!DOCTYPE html><html><body><p>Interviewer: Hello</p></body></html>")
+    with pytest.raises(IngestError, match=r"a web page \(HTML\) named \.docx"):
+        ingester.read(page)

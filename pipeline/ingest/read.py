@@ -63,6 +63,18 @@ _TIME_CELL = re.compile(rf"^{_TS}(?:[ \t]*(?:-->|[-\u2013])[ \t]*{_TS})?$")  # a
 _TIMESTAMP_ONLY = re.compile(rf"^[ \t]*{_TS}(?:[ \t]*-->[ \t]*{_TS})?[ \t]*$")
 
 
+def _docx_notes(raw: bytes) -> int:
+    """How many footnotes and endnotes a .docx holds (Word's separator notes aside): python-docx, and so the
+    reader, takes the body alone, so a transcriber's note there would be lost without a word."""
+    count = 0
+    with zipfile.ZipFile(io.BytesIO(raw)) as zf:
+        for part in ("word/footnotes.xml", "word/endnotes.xml"):
+            if part in zf.namelist():
+                xml = zf.read(part)
+                count += len(re.findall(rb"<w:(?:foot|end)note\b(?![^>]*w:type=)", xml))
+    return count
+
+
 def _distinct_names(documents: list[Document]) -> tuple[list[Document], tuple[str, ...]]:
     """Documents that share a file name in different folders (``siteA/P01.txt``, ``siteB/P01.txt``) named by
     as much of their path as tells them apart, so a quote names its file; a warning for each such name."""
@@ -260,6 +272,8 @@ class Ingester:
         warnings: list[str] = []
         if suffix == ".docx":
             text, turns = self._read_docx(path, raw)
+            if notes := _docx_notes(raw):
+                warnings.append(f"{notes} footnote(s) or endnote(s) not read: the body text is read, notes are not")
         elif suffix == ".csv":
             text, turns = self._read_csv(path, decode(raw, path, warnings), warnings)
         elif suffix == ".xlsx":
@@ -369,6 +383,9 @@ class Ingester:
             raise IngestError(path, f"{app} file is password-protected (encrypted), or an old binary file renamed; "
                                     f"remove the password in {app} (File > Info > Protect) and save it as "
                                     f"{suffix} again")
+        if b"<html" in raw[:2048].lower():
+            raise IngestError(path, f"a web page (HTML) named {suffix}, as some systems export one; open it in "
+                                    f"{app} and save it as {suffix}")
         try:
             with zipfile.ZipFile(io.BytesIO(raw)) as zf:  # within the limits before the library parses it
                 BoundedZip(zf, ZipLimits(self.max_unpacked_mb, self.max_xml_mb)).check_all()
