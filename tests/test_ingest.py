@@ -927,6 +927,8 @@ def test_a_word_table_of_time_speaker_and_words(tmp_path, ingester, segmenter):
 
     word = docx.Document()
     table = word.add_table(rows=0, cols=3)
+    for cell, heading in zip(table.add_row().cells, ("Time", "Speaker", "Transcript")):
+        cell.text = heading  # the heading row is not a turn
     rows = [("00:00:00", "Interviewer", "Is it all right if I record this?"),
             ("00:00:17", "P08", "Yes, go ahead, that is fine with me."),
             ("00:00:21", "Interviewer", "How long did you wait?"),

@@ -59,6 +59,9 @@ _TAG = re.compile(r"<[^>]*>")
 NOT_SPEAKERS = frozenset({"note", "notes", "nb", "n.b", "transcriber", "transcriber's note", "transcriber note",
                           "transcription note", "editor's note", "inaudible", "crosstalk", "laughter", "pause",
                           "silence", "break", "redacted", "comment"})
+#: The headings a transcript table's first row holds, where it has them.
+_TABLE_HEADINGS = frozenset({"time", "timestamp", "time stamp", "start", "speaker", "name", "who", "text",
+                             "transcript", "transcription", "dialogue", "utterance", "words", "what was said"})
 _TIME_CELL = re.compile(rf"^{_TS}(?:[ \t]*(?:-->|[-\u2013])[ \t]*{_TS})?$")  # a table cell of a time alone
 _TIMESTAMP_ONLY = re.compile(rf"^[ \t]*{_TS}(?:[ \t]*-->[ \t]*{_TS})?[ \t]*$")
 
@@ -409,9 +412,11 @@ class Ingester:
             if child.tag.endswith("}p"):
                 lines.append(paragraph_text(child))
             else:
-                for row in Table(child, document).rows:
+                for number, row in enumerate(Table(child, document).rows):
                     cells = [cell_text(c._tc).strip() for c in row.cells]
                     cells = [c for i, c in enumerate(cells) if c and c not in cells[:i]]
+                    if number == 0 and cells and all(c.lower().rstrip(":") in _TABLE_HEADINGS for c in cells):
+                        continue  # "Time | Speaker | Transcript": the table's heading, not a turn
                     if len(cells) >= 3 and _TIME_CELL.match(cells[0]):  # Time | Speaker | Text, as transcription
                         cells = cells[1:]  # services deliver it: the speaker is the second cell
                     if len(cells) >= 2 and len(cells[0].split()) <= self.max_label_words:
