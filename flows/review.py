@@ -318,8 +318,11 @@ def cmd_codebook(args: argparse.Namespace) -> int:
         from models.review import team_comparison
         from models.review import load_view as study_view
 
+        from models.decisions import team_settings
+
         with store.sessions() as session:
-            result = team_comparison(study_view(session, args.study), cfg.compare.min_positive, cfg.compare.recovered_f1)
+            result = team_comparison(study_view(session, args.study), cfg.compare.min_positive, cfg.compare.recovered_f1,
+                                     team_settings(session, args.study).blind_until)
         if result.open:
             print(f"\nnote: {result.open} difference{'s' if result.open != 1 else ''} between {', '.join(coders)} "
                   "not settled yet (the lead settles them under Compare coders, in the review page); until then "

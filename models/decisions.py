@@ -122,6 +122,12 @@ class TeamSettings:
         """Whether coders see only their own decisions now."""
         return team and self.coding == BLIND and self.opened_at is None
 
+    @property
+    def blind_until(self) -> datetime | None:
+        """When blind coding ended (the lead opened the comparison): a coder's own coding is what they decided
+        before it. None while blind, and in shared coding."""
+        return self.opened_at if self.coding == BLIND else None
+
 
 
 

@@ -26,7 +26,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models.codings import MACHINE, replace_codings
-from models.decisions import Decision, append, coder_named, entries, lock_study, run_theme_keys, study_row
+from models.decisions import (BLIND, Decision, append, coder_named, entries, lock_study, run_theme_keys, study_row,
+                              team_settings)
 from models.records import Membership, Run, Segment, Source, Study, Theme
 from models.store import Store, StudyNotFoundError
 from pipeline.config import ReviewSettings
@@ -528,6 +529,8 @@ def decide_many(store: Store, study: str, items: Sequence[tuple[str, Mapping[str
         known = set(session.scalars(select(Decision.uid).where(Decision.study_id == srow.id))) if skip_known_uids else set()
         errors: list[str] = []
         views: dict[str | None, StudyView] = {}  # the view deciders validate on (blind: each coder's own)
+        team = team_settings(session, srow)
+        opened = team.coding == BLIND and team.opened_at is not None  # blind coding, the comparison open
         for n, (coder, intent) in enumerate(items, start=1):
             where = f"row {n}: " if len(items) > 1 or via == "import" else ""  # a file's rows are always named
             if skip_known_uids and intent.get("uid") in known:
@@ -551,6 +554,12 @@ def decide_many(store: Store, study: str, items: Sequence[tuple[str, Mapping[str
                 errors.extend(where + e for e in getattr(exc, "errors", [str(exc)]))
                 continue
             problems = cb.validate(view.state, entry, view.base_keys, view.segment_exists, view.partition)
+            if opened and own is None and entry.action not in (cb.SETTLE, cb.UNDO) and name != team.lead:
+                settled = {e.theme_key for e in view.state.applied
+                           if e.action == cb.SETTLE and e.after.get("kind") == "theme"}
+                for key in sorted(({entry.theme_key} | set(entry.after.get("themes") or ())) & settled):
+                    problems.append(f"the lead ({team.lead}) settled theme '{view.title(key)}' for the team; ask "
+                                    "them to undo the settlement to change it")
             if entry.run_id is not None and (session.get(Run, entry.run_id) is None
                                              or session.get(Run, entry.run_id).study_id != srow.id):
                 problems.append(f"run {entry.run_id} is not a run of this study")
@@ -865,15 +874,17 @@ def teach_questions(store: Store, study: str, review_cfg: ReviewSettings | Mappi
                       q.reason) for q in asked]
 
 
-def team_comparison(view: StudyView, min_positive: int = 5, recovered_f1: float = 0.5):
+def team_comparison(view: StudyView, min_positive: int = 5, recovered_f1: float = 0.5,
+                    blind_until: datetime | None = None):
     """Each coder's own coding of the view's run compared, and the differences not settled yet
-    (``pipeline.compare.team``; the figures are ``themesift compare``'s). ``view``: the whole log's."""
+    (``pipeline.compare.team``; the figures are ``themesift compare``'s). ``view``: the whole log's;
+    ``blind_until``: :attr:`models.decisions.TeamSettings.blind_until`."""
     from pipeline.compare.team import team_comparison as compare_team
 
     units = sorted(view.base)
     cases = {s: view.segments[s].case if s in view.segments else None for s in units}
     return compare_team(view.entries, view.base, view.base_keys, units, cases, list(view.themes),
-                        min_positive, recovered_f1)
+                        min_positive, recovered_f1, blind_until=blind_until)
 
 
 def review_matrix(session: Session, view: StudyView, n_quotes: int = 2, themes: str = "confirmed",
@@ -909,8 +920,8 @@ CONSENSUS = "consensus"  # the coder name the team's settled coding is exported 
 
 def review_coding_rows(session: Session, study: str, coder: str | None = None) -> list[dict]:
     """The review's codings as rows of the coding table (``models.codings.coding_rows``' columns, ``via``
-    ``review``): each coder's own (their decisions alone, under the names they gave the themes they
-    confirmed) and the team's, settlements included, as coder ``consensus``; ``coder``: one of them. The
+    ``review``): each coder's own (their decisions alone, made while coding blind where the team did, under
+    the names they gave the themes they confirmed) and the team's, settlements included, as coder ``consensus``; ``coder``: one of them. The
     file imports again (``themesift import codings``) and compares by code name."""
     view = load_view(session, study)
     names = sorted(cb.by_coder(view.entries)) + [CONSENSUS]
@@ -918,9 +929,11 @@ def review_coding_rows(session: Session, study: str, coder: str | None = None) -
         names = [n for n in names if n == coder]
     segs = segments_by_id(session, sorted(view.base))
     sources = dict(session.execute(select(Source.id, Source.name).where(Source.study_id == view.study.id)).all())
+    until = team_settings(session, view.study).blind_until  # a coder's own coding ends where blind coding did
+    own = [e for e in view.entries if until is None or e.created_at is None or e.created_at <= until]
     rows = []
     for name in names:
-        state = cb.fold(view.entries if name == CONSENSUS else cb.own_entries(view.entries, name))
+        state = cb.fold(view.entries if name == CONSENSUS else cb.own_entries(own, name))
         confirmed = {t.key: t.title for t in state.confirmed()}
         codes = state.decided_codes(view.base, view.base_keys)  # not what a later run's learner added
         for sid in sorted(segs, key=lambda i: (sources.get(segs[i].source_id, ""), segs[i].start)):

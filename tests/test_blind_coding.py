@@ -7,6 +7,7 @@ study (real SQLite, FastAPI's TestClient); the team settings also on PostgreSQL 
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 
 import pytest
 from fastapi.testclient import TestClient
@@ -107,6 +108,31 @@ def test_a_settlement_undoes_a_merge_or_makes_one_and_is_undone_like_any_decisio
     assert cb.validate(cb.fold([]), wrong, {"a", "b"}, set(BASE)) == ["cannot merge into 'a': choose an open theme"]
 
 
+def test_a_split_is_not_taken_from_one_side_and_later_decisions_leave_the_blind_coding_alone():
+    """"Take amira's" on a theme amira split gave the consensus an unsplit theme and said "Settled."; it is
+    refused, saying how to settle it. What a coder decides after the comparison opened is the team's: their
+    own coding, compared blind, is what they decided before."""
+    from datetime import datetime, timedelta, timezone
+
+    from pipeline.compare.team import ThemeDifference, ThemeView
+
+    split = ThemeDifference("a", {"amira": ThemeView(cb.SPLIT_UP, "a"), "ben": ThemeView("not decided", "a")})
+    with pytest.raises(cb.DecisionError, match="split this theme"):
+        settlement(split, "amira")
+    assert settlement(split, "ben")["status"] == cb.NEW
+    opened = datetime(2026, 12, 8, 12, tzinfo=timezone.utc)
+    at = {n: opened + timedelta(minutes=n - 3) for n in range(1, 5)}  # 1, 2 before it; 4 after
+    log = [replace(entry(1, "amira", cb.CONFIRM, "a", name="Cost"), created_at=at[1]),
+           replace(entry(2, "ben", cb.CONFIRM, "a", name="Cost"), created_at=at[2]),
+           replace(entry(4, "ben", cb.CONFIRM, "b", name="Waiting"), created_at=at[4])]
+    units = sorted(BASE)
+    cases = {u: f"P{u}" for u in units}
+    blind = team_comparison(log, BASE, {"a", "b"}, units, cases, ["a", "b"], min_positive=1, blind_until=opened)
+    assert blind.codings["ben"] == blind.codings["amira"] and not blind.themes  # ben's later "Waiting" is the team's
+    whole = team_comparison(log, BASE, {"a", "b"}, units, cases, ["a", "b"], min_positive=1)
+    assert [d.key for d in whole.themes] == ["b"]
+
+
 def test_team_settings_are_stored_on_sqlite_and_postgresql(store_url):  # noqa: F811
     store = Store(store_url)
     with store.transaction() as session:
@@ -182,6 +208,11 @@ def test_blind_by_default_in_team_mode_until_the_lead_opens_the_comparison(study
         assert r.status_code == 200 and "Settled." in r.text
     r = a.post("/settle", data={"csrf": csrf_a, "kind": "theme", "ref": keys[0], "took": "ben"})
     assert r.status_code == 400 and "settled already" in r.text
+    # ben, on a page from before the settlement, cannot undo the lead's settlement by deciding again
+    r = b.post("/decide", data={"csrf": csrf_b, "action": "confirm", "theme_key": keys[0], "name": "Costs again",
+                                "definition": "d"})
+    assert r.status_code == 400 and "the lead (amira) settled theme" in r.text
+    assert r.headers["cache-control"] == "no-store"  # Back shows a page as it is now
     page = a.get("/compare").text
     while 'name="kind" value="segment"' in page:  # every segment difference: take ben's
         seg = page.split('name="kind" value="segment">')[1].split('name="ref" value="')[1].split('"')[0]

@@ -140,7 +140,9 @@ def create_app(store: Store, study: str, team: bool = False,
             last = view.state.last_of(v.coder)
             if last is not None:
                 base["undo"] = {"uid": last.uid, "what": _summary(view, last)}
-        return finish(templates.TemplateResponse(request, name, {**base, **context}, status_code=status_code), v)
+        response = templates.TemplateResponse(request, name, {**base, **context}, status_code=status_code)
+        response.headers["Cache-Control"] = "no-store"  # Back shows the theme as it is now, not as it was
+        return finish(response, v)
 
     def blind_coder(session, v: Visitor) -> str | None:
         """The coder whose own decisions alone they see (blind double coding), or None: the team's."""
@@ -537,7 +539,7 @@ def create_app(store: Store, study: str, team: bool = False,
             if settings.blind(team):
                 return page(request, v, "compare_open.html", view=view_of(session, v), settings=settings)
             view = load_view(session, study)
-            result = team_comparison(view, compare.min_positive, compare.recovered_f1)
+            result = team_comparison(view, compare.min_positive, compare.recovered_f1, settings.blind_until)
             segs = segments_by_id(session, [d.segment for d in result.segments])
             titles = {k: view.title(k) for k in view.keys()}
             return page(request, v, "compare.html", view=view, result=result, settings=settings, segs=segs,
@@ -573,7 +575,7 @@ def create_app(store: Store, study: str, team: bool = False,
             if why:
                 return page(request, v, "error.html", 403, title="Not recorded", errors=[why], back="/compare")
             view = load_view(session, study)
-            result = team_comparison(view, compare.min_positive, compare.recovered_f1)
+            result = team_comparison(view, compare.min_positive, compare.recovered_f1, settings.blind_until)
         kind, ref = str(form.get("kind") or ""), str(form.get("ref") or "")
         took = str(form.get("took") or "") or None
         difference = (next((d for d in result.themes if d.key == ref), None) if kind == "theme" else

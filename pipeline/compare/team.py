@@ -14,6 +14,7 @@ coder rejected follows that theme's settlement). A difference is settled by a ``
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Collection, Hashable, Mapping, Sequence
 
 from pipeline.compare.compare import Comparison, compare_study
@@ -115,10 +116,15 @@ def coding_of(state: cb.CodebookState, base: Mapping[int, str | None], base_keys
 
 def team_comparison(entries: Sequence[cb.Entry], base: Mapping[int, str | None], base_keys: Collection[str],
                     units: Sequence[int], cases: Mapping[Hashable, str | None], ranking: Sequence[str],
-                    min_positive: int = 5, recovered_f1: float = 0.5) -> TeamComparison:
+                    min_positive: int = 5, recovered_f1: float = 0.5,
+                    blind_until: datetime | None = None) -> TeamComparison:
     """Compare every coder's own coding of the run's ``units`` (``base``: the run's theme per segment, the
-    machine's coding), and list the differences the consensus (the whole log folded) has not settled."""
-    states = cb.by_coder(entries)
+    machine's coding), and list the differences the consensus (the whole log folded) has not settled.
+    ``blind_until``: when the comparison of blind coding was opened; a coder's own coding is what they
+    decided until then (what they decide later, on the team's view, is the team's, and would otherwise
+    rewrite the blind figures)."""
+    own = [e for e in entries if blind_until is None or e.created_at is None or e.created_at <= blind_until]
+    states = cb.by_coder(own)
     coders = sorted(states)
     consensus = cb.fold(entries)
     settled = [e for e in consensus.applied if e.action == cb.SETTLE]
@@ -171,6 +177,9 @@ def settlement(difference: ThemeDifference | SegmentDifference, took: str | None
                 "took": took}
     if took is not None:
         v = difference.views[took]
+        if v.status == cb.SPLIT_UP:  # a split is parts with their members, not a status a settlement gives
+            raise cb.DecisionError([f"{took} split this theme: a split is not taken from one side; split the "
+                                    "theme on its page as the team would have it, or settle it with a status"])
         status = v.status if v.status in cb.SETTLED_STATUSES else cb.NEW
         given = {"status": status, "name": v.name, "definition": v.definition, "reason": v.reason, "into": v.into}
     intent = {"action": cb.SETTLE, "kind": "theme", "theme_key": difference.key, "took": took,
