@@ -95,10 +95,13 @@ def build_study_matrix(view: StudyView, coder: str | None = None, n_quotes: int 
 
 
 def export_study_qdpx(view: StudyView, path: Path, created: datetime | None = None,
-                      confirmed: list | None = None, code_info: dict | None = None) -> Path:
+                      confirmed: list | None = None, code_info: dict | None = None,
+                      review: dict | None = None) -> Path:
     """Write the study as a ``.qdpx``: the coders' codes (``code_info``: what their codebooks said of them),
     the ``confirmed`` codebook (``CodebookEntry`` rows) as its own tree and the run's themes under a folder
-    of their own (``pipeline.exchange.qda_export``)."""
+    of their own (``pipeline.exchange.qda_export``). ``review``: the review page's codings
+    (``models.review.review_codings``: each coder's own and the consensus, whose codes are the confirmed
+    codebook's), each a user; a name an imported coder has already is told apart as ``name (review)``."""
     from pipeline.exchange.qda_export import ExportSegment, ExportTheme, study_project
     from pipeline.exchange.refi_qda import write_qdpx
 
@@ -107,8 +110,16 @@ def export_study_qdpx(view: StudyView, path: Path, created: datetime | None = No
                           % (view.run_id, f": {t.description}" if t.description else "", ", ".join(t.keywords)))
               for t in view.themes]
     book = [ExportTheme(e.name, e.definition, e.color, e.parent) for e in confirmed or ()]
+    from models.review import CONSENSUS
+
     applied = {c.name for c in view.coders if c.kind == "machine"}
-    project = study_project(view.study, view.sources, segments, view.partition, themes, view.humans,
+    humans = dict(view.humans)
+    for name, coding in (review or {}).items():
+        shown = name if name not in humans else f"{name} (review)"
+        humans[shown] = coding
+        if name == CONSENSUS:
+            applied.add(shown)  # its codes are the confirmed codebook's
+    project = study_project(view.study, view.sources, segments, view.partition, themes, humans,
                             code_info=code_info, run_id=view.run_id, confirmed=book, applied=applied,
                             selections=view.selections)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -258,11 +269,14 @@ def cmd_export_qdpx(args: argparse.Namespace) -> int:
     store = Store.from_config(config["store"])
     view = load_view(store, args.study, args.run)
     output = args.output or study_folder(config, args.study) / f"{slug(args.study)}-run{view.run_id}.qdpx"
+    from models.review import review_codings
+
     confirmed = confirmed_entries(store, args.study)
     with store.sessions() as session:
         code_info = stored_code_info(session, args.study)
+        review = {n: c for n, c in review_codings(session, args.study).items() if c}
     try:
-        export_study_qdpx(view, output, confirmed=confirmed, code_info=code_info)
+        export_study_qdpx(view, output, confirmed=confirmed, code_info=code_info, review=review)
     except ValueError as exc:
         return _fail(str(exc))
     n_machine = sum(1 for t in view.partition.values() if t)
@@ -271,7 +285,9 @@ def cmd_export_qdpx(args: argparse.Namespace) -> int:
           + f"{len(view.themes)} machine themes (folder "
           f"'{RUN_FOLDER.format(run=view.run_id)}'), {n_machine} machine codings (user '{MACHINE_USER_NAME}'), "
           + (", ".join(f"{n} {sum(len(c) for c in cod.values())} codings" for n, cod in sorted(view.humans.items()))
-             or "no human codings")
+             or "no imported codings")
+          + ("; from the review page: " + ", ".join(f"{n} {sum(len(c) for c in cod.values())}"
+                                                    for n, cod in review.items()) if review else "")
           + "; offsets in Unicode code points")
     return 0
 

@@ -918,27 +918,39 @@ def review_matrix(session: Session, view: StudyView, n_quotes: int = 2, themes: 
 CONSENSUS = "consensus"  # the coder name the team's settled coding is exported under
 
 
-def review_coding_rows(session: Session, study: str, coder: str | None = None) -> list[dict]:
-    """The review's codings as rows of the coding table (``models.codings.coding_rows``' columns, ``via``
-    ``review``): each coder's own (their decisions alone, made while coding blind where the team did, under
-    the names they gave the themes they confirmed) and the team's, settlements included, as coder ``consensus``; ``coder``: one of them. The
-    file imports again (``themesift import codings``) and compares by code name."""
+def review_codings(session: Session, study: str, coder: str | None = None) -> dict[str, dict[int, tuple[str, ...]]]:
+    """The review's codings, coder -> segment id -> the names of its themes: each coder's own (their decisions
+    alone, made while coding blind where the team did, under the names they gave the themes they confirmed)
+    and the team's, settlements included, as coder :data:`CONSENSUS`; ``coder``: one of them."""
     view = load_view(session, study)
     names = sorted(cb.by_coder(view.entries)) + [CONSENSUS]
     if coder is not None:
         names = [n for n in names if n == coder]
-    segs = segments_by_id(session, sorted(view.base))
-    sources = dict(session.execute(select(Source.id, Source.name).where(Source.study_id == view.study.id)).all())
     until = team_settings(session, view.study).blind_until  # a coder's own coding ends where blind coding did
     own = [e for e in view.entries if until is None or e.created_at is None or e.created_at <= until]
-    rows = []
+    out: dict[str, dict[int, tuple[str, ...]]] = {}
     for name in names:
         state = cb.fold(view.entries if name == CONSENSUS else cb.own_entries(own, name))
         confirmed = {t.key: t.title for t in state.confirmed()}
         codes = state.decided_codes(view.base, view.base_keys)  # not what a later run's learner added
-        for sid in sorted(segs, key=lambda i: (sources.get(segs[i].source_id, ""), segs[i].start)):
+        coding = {sid: tuple(sorted({confirmed[k] for k in codes.get(sid, ()) if k in confirmed})) for sid in view.base}
+        out[name] = {sid: titles for sid, titles in coding.items() if titles}
+    return out
+
+
+def review_coding_rows(session: Session, study: str, coder: str | None = None) -> list[dict]:
+    """:func:`review_codings` as rows of the coding table (``models.codings.coding_rows``' columns, ``via``
+    ``review``), in source and text order. The file imports again (``themesift import codings``) and compares
+    by code name."""
+    codings = review_codings(session, study, coder)
+    segs = segments_by_id(session, sorted({sid for coding in codings.values() for sid in coding}))
+    study_id = study_row(session, study).id
+    sources = dict(session.execute(select(Source.id, Source.name).where(Source.study_id == study_id)).all())
+    rows = []
+    for name, coding in codings.items():
+        for sid in sorted(coding, key=lambda i: (sources.get(segs[i].source_id, ""), segs[i].start)):
             s = segs[sid]
-            for title in sorted({confirmed[k] for k in codes.get(sid, ()) if k in confirmed}):
+            for title in coding[sid]:
                 rows.append({"source": sources.get(s.source_id, ""), "case": s.case, "start": s.start, "end": s.end,
                              "text": s.text, "code": title, "coder": name, "kind": "human", "via": "review",
                              "probability": None, "row_id": s.row_id, "attributes": dict(s.attributes or {})})

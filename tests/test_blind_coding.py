@@ -238,6 +238,22 @@ def test_blind_by_default_in_team_mode_until_the_lead_opens_the_comparison(study
         rows = list(csv.DictReader(handle))
     codes = {c: {r["code"] for r in rows if r["coder"] == c} for c in ("amira", "ben", "consensus")}
     assert codes == {"amira": {"Cost"}, "ben": {"Waiting"}, "consensus": {"Cost", "Waiting"}}
+    # the .qdpx holds the same: each coder's own coding and the consensus, on the confirmed codebook
+    from pipeline.exchange.refi_qda import read_qdpx
+
+    qdpx = study.folder / "team.qdpx"
+    assert main(["export", "qdpx", "--study", study.name, "--config", config, "-o", str(qdpx)]) == 0
+    project = read_qdpx(qdpx)
+    users = {u.guid: u.name for u in project.users}
+    names = {c.guid: c.name for c in project.all_codes()}
+    exported = {}
+    for c in project.codings:
+        exported.setdefault(users[c.user_guid], set()).add(names[c.code_guid])
+    book = next(c for c in project.codes if c.name == "Confirmed codebook")
+    in_book = {c.name for c in book.children}  # a name a coder's code has too is told apart: "Cost (confirmed)"
+    assert exported["consensus"] <= in_book and {n.removesuffix(" (confirmed)") for n in in_book} == codes["consensus"]
+    assert {n.removesuffix(" (confirmed)") for n in exported["consensus"]} == codes["consensus"]
+    assert {k: exported[k] for k in ("amira", "ben")} == {k: codes[k] for k in ("amira", "ben")}
     # apply codes with the consensus, and the matrix shows it
     assert main(["apply", "--study", study.name, "--config", config]) == 0
     matrix = study.folder / "matrix.csv"
