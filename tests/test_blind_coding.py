@@ -116,6 +116,8 @@ def test_a_split_is_not_taken_from_one_side_and_later_decisions_leave_the_blind_
 
     from pipeline.compare.team import ThemeDifference, ThemeView
 
+    assert ThemeView(cb.NEW, "part 1").same(ThemeView("not decided", "part 1"))  # not a difference to settle
+    assert not ThemeView(cb.CONFIRMED, "a").same(ThemeView("not decided", "a"))
     split = ThemeDifference("a", {"amira": ThemeView(cb.SPLIT_UP, "a"), "ben": ThemeView("not decided", "a")})
     with pytest.raises(cb.DecisionError, match="split this theme"):
         settlement(split, "amira")

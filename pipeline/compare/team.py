@@ -38,8 +38,10 @@ class ThemeView:
         return self.status != NOT_DECIDED
 
     def same(self, other: "ThemeView") -> bool:
-        """Two coders agree on a theme: same status, and for a confirmed one the same name (case and spaces
-        aside), for a merged one the same theme kept."""
+        """Two coders agree on a theme: same status (open and not decided alike), and for a confirmed one the
+        same name (case and spaces aside), for a merged one the same theme kept."""
+        if {self.status, other.status} <= {cb.NEW, NOT_DECIDED}:
+            return True  # kept open (a merge's target, a split's part) and not decided: neither is in the codebook
         if self.status != other.status:
             return False
         if self.status == cb.CONFIRMED:
