@@ -1038,3 +1038,11 @@ def test_a_docx_s_footnotes_are_counted_and_a_web_page_named_docx_is_named(tmp_p
     page = write(tmp_path / "export.docx", "<!DOCTYPE html><html><body><p>Interviewer: Hello</p></body></html>")
     with pytest.raises(IngestError, match=r"a web page \(HTML\) named \.docx"):
         ingester.read(page)
+
+
+def test_a_csv_that_breaks_part_way_is_named_with_its_row(tmp_path):
+    """A field over the csv module's limit on the third data row: the file is refused naming the row, as
+    before the header was looked for on its own (the reader of the rows is not the parser)."""
+    path = write(tmp_path / "long.csv", "id,text\n1,Short answer.\n2,Another one.\n3," + "x" * 140_000 + "\n")
+    with pytest.raises(IngestError, match=r"long\.csv: malformed CSV near row 4"):
+        csv_ingester(text_column="text").read(path)

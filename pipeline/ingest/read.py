@@ -480,7 +480,7 @@ class Ingester:
     def _read_csv(self, path: Path, text: str, warnings: list[str]) -> tuple[str, list[Turn]]:
         reader = csv.reader(io.StringIO(text), delimiter=delimiter(text))
         try:
-            header, reader = self._header(reader, warnings)
+            header, table = self._header(reader, warnings)
         except csv.Error as exc:
             raise IngestError(path, f"malformed CSV near row {reader.line_num}: {exc}") from exc
         if header is None:
@@ -490,7 +490,7 @@ class Ingester:
 
         def rows() -> Iterator[Mapping[str, str | None]]:
             nonlocal overlong
-            for row in reader:
+            for row in table:
                 if not row:
                     continue  # a blank line
                 overlong += len(row) > len(columns)  # more fields than the header: an unquoted delimiter
