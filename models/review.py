@@ -926,8 +926,7 @@ def review_codings(session: Session, study: str, coder: str | None = None) -> di
     names = sorted(cb.by_coder(view.entries)) + [CONSENSUS]
     if coder is not None:
         names = [n for n in names if n == coder]
-    until = team_settings(session, view.study).blind_until  # a coder's own coding ends where blind coding did
-    own = [e for e in view.entries if until is None or e.created_at is None or e.created_at <= until]
+    own = cb.entries_until(view.entries, team_settings(session, view.study).blind_until)  # blind coding's end
     out: dict[str, dict[int, tuple[str, ...]]] = {}
     for name in names:
         state = cb.fold(view.entries if name == CONSENSUS else cb.own_entries(own, name))

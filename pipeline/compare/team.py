@@ -125,8 +125,7 @@ def team_comparison(entries: Sequence[cb.Entry], base: Mapping[int, str | None],
     ``blind_until``: when the comparison of blind coding was opened; a coder's own coding is what they
     decided until then (what they decide later, on the team's view, is the team's, and would otherwise
     rewrite the blind figures)."""
-    own = [e for e in entries if blind_until is None or e.created_at is None or e.created_at <= blind_until]
-    states = cb.by_coder(own)
+    states = cb.by_coder(cb.entries_until(entries, blind_until))
     coders = sorted(states)
     consensus = cb.fold(entries)
     settled = [e for e in consensus.applied if e.action == cb.SETTLE]

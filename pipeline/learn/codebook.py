@@ -487,6 +487,12 @@ def own_entries(entries: Iterable[Entry], coder: str) -> list[Entry]:
     return [e for e in entries if e.coder == coder and e.action != SETTLE]
 
 
+def entries_until(entries: Iterable[Entry], when: datetime | None) -> list[Entry]:
+    """The decisions made up to ``when`` (every one for None, and one with no time): a coder's own coding
+    when blind coding ended then."""
+    return [e for e in entries if when is None or e.created_at is None or e.created_at <= when]
+
+
 # ---------------------------------------------------------------------------------------------
 # Validation (strict: run before appending)
 # ---------------------------------------------------------------------------------------------
