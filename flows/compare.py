@@ -100,8 +100,9 @@ def export_study_qdpx(view: StudyView, path: Path, created: datetime | None = No
     """Write the study as a ``.qdpx``: the coders' codes (``code_info``: what their codebooks said of them),
     the ``confirmed`` codebook (``CodebookEntry`` rows) as its own tree and the run's themes under a folder
     of their own (``pipeline.exchange.qda_export``). ``review``: the review page's codings
-    (``models.review.review_codings``: each coder's own and the consensus, whose codes are the confirmed
-    codebook's), each a user; a name an imported coder has already is told apart as ``name (review)``."""
+    (``models.review.review_codings``: each coder's own and the consensus), each a user whose codes sit in the
+    confirmed codebook's tree (a name only one coder gave joins it); a name an imported coder has already is
+    told apart as ``name (review)``."""
     from pipeline.exchange.qda_export import ExportSegment, ExportTheme, study_project
     from pipeline.exchange.refi_qda import write_qdpx
 
@@ -110,15 +111,12 @@ def export_study_qdpx(view: StudyView, path: Path, created: datetime | None = No
                           % (view.run_id, f": {t.description}" if t.description else "", ", ".join(t.keywords)))
               for t in view.themes]
     book = [ExportTheme(e.name, e.definition, e.color, e.parent) for e in confirmed or ()]
-    from models.review import CONSENSUS
-
     applied = {c.name for c in view.coders if c.kind == "machine"}
     humans = dict(view.humans)
-    for name, coding in (review or {}).items():
+    for name, coding in (review or {}).items():  # their codes are themes confirmed in the review: that tree's
         shown = name if name not in humans else f"{name} (review)"
         humans[shown] = coding
-        if name == CONSENSUS:
-            applied.add(shown)  # its codes are the confirmed codebook's
+        applied.add(shown)
     project = study_project(view.study, view.sources, segments, view.partition, themes, humans,
                             code_info=code_info, run_id=view.run_id, confirmed=book, applied=applied,
                             selections=view.selections)
