@@ -51,6 +51,18 @@ def confirmed_definitions(store: Store, study: str) -> dict[str, str]:
     return {e.name: e.definition for e in confirmed_entries(store, study)}
 
 
+def with_review(humans: dict, review: dict) -> tuple[dict, list[str]]:
+    """The stored coders' codings with the review page's (``models.review.review_codings``) beside them, and
+    the names the review's go under: their own, or ``name (review)`` where an imported coder has it."""
+    out = dict(humans)
+    shown = []
+    for name, coding in review.items():
+        key = name if name not in out else f"{name} (review)"
+        out[key] = coding
+        shown.append(key)
+    return out, shown
+
+
 def default_matrix_coder(view: StudyView) -> str:
     """The confirmed codebook applied (a stored coder of kind machine) when there is one, else the run."""
     applied = sorted(c.name for c in view.coders if c.kind == "machine" and view.humans.get(c.name))
@@ -111,12 +123,8 @@ def export_study_qdpx(view: StudyView, path: Path, created: datetime | None = No
                           % (view.run_id, f": {t.description}" if t.description else "", ", ".join(t.keywords)))
               for t in view.themes]
     book = [ExportTheme(e.name, e.definition, e.color, e.parent) for e in confirmed or ()]
-    applied = {c.name for c in view.coders if c.kind == "machine"}
-    humans = dict(view.humans)
-    for name, coding in (review or {}).items():  # their codes are themes confirmed in the review: that tree's
-        shown = name if name not in humans else f"{name} (review)"
-        humans[shown] = coding
-        applied.add(shown)
+    humans, shown = with_review(view.humans, review or {})
+    applied = {c.name for c in view.coders if c.kind == "machine"} | set(shown)  # review codes: confirmed themes
     project = study_project(view.study, view.sources, segments, view.partition, themes, humans,
                             code_info=code_info, run_id=view.run_id, confirmed=book, applied=applied,
                             selections=view.selections)
@@ -251,6 +259,14 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     store = Store.from_config(config["store"])
     view = load_view(store, args.study, args.run)
     who = args.coder or default_matrix_coder(view)
+    if who not in view.humans and who != MACHINE:  # a coder of the review page, or its consensus
+        from dataclasses import replace
+
+        from models.review import review_codings
+
+        with store.sessions() as session:
+            review = {n: c for n, c in review_codings(session, args.study).items() if c}
+        view = replace(view, humans=with_review(view.humans, review)[0])
     n_quotes = compare_config(config, matrix_quotes=args.quotes).matrix_quotes
     matrix = build_study_matrix(view, who, n_quotes, confirmed_definitions(store, args.study), args.by)
     by = f"-by-{slug(args.by)}" if args.by else ""

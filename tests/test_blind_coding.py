@@ -254,6 +254,13 @@ def test_blind_by_default_in_team_mode_until_the_lead_opens_the_comparison(study
     assert {k: exported[k] for k in ("amira", "ben", "consensus")} == codes
     book = next(c for c in project.codes if c.name == "Confirmed codebook")
     assert {c.name for c in book.children} == {"Cost", "Waiting"}  # each once: the review's codes, one tree
+    # the consensus's matrix, as the page shows it, before any apply; a name nobody coded under is refused
+    team_matrix = study.folder / "team-matrix.csv"
+    assert main(["matrix", "--study", study.name, "--config", config, "--coder", "consensus", "--format", "csv",
+                 "-o", str(team_matrix)]) == 0
+    header = team_matrix.read_text(encoding="utf-8").splitlines()[0]
+    assert "Cost" in header and "Waiting" in header
+    assert main(["matrix", "--study", study.name, "--config", config, "--coder", "nobody"]) == 2
     # apply codes with the consensus, and the matrix shows it
     assert main(["apply", "--study", study.name, "--config", config]) == 0
     matrix = study.folder / "matrix.csv"
