@@ -299,12 +299,11 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, s: Settin
     honour = honour_inputs(store, study)  # the coders' decisions so far; None before the first
     last_decision = honour.last_uid if honour else None
     previous = store.latest_inputs(study)
-    last_files = store.latest_files(study)
-    if last_files is not None:
-        outcome.files = changes_line(last_files[0], file_changes(last_files[1], [(Path(p).name, sha)
-                                                                                for p, sha in sources]))
+    if previous is not None:
+        outcome.files = changes_line(previous[0], file_changes(previous[1], [(Path(p).name, sha)
+                                                                             for p, sha in sources]))
     now = (sorted(sha for _, sha in sources), config_digest(config), last_decision)
-    if not force and previous is not None and previous[1:] == now:
+    if not force and previous is not None and (sorted(sha for _, sha in previous[1]), *previous[2:]) == now:
         outcome.status, outcome.run_id = "unchanged", previous[0]
         outcome.message = (f"nothing changed since run {previous[0]} "
                            "(same files, same configuration, no new decisions)")

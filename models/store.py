@@ -350,20 +350,15 @@ class Store:
                 return None
             return None if run is None else (run.id, dict(run.manifest or {}))
 
-    def latest_inputs(self, study: str) -> tuple[int, list[str], str, str | None] | None:
-        """(run id, sorted input hashes, config digest, last decision it honoured) of the study's latest
-        completed run, if any."""
+    def latest_inputs(self, study: str) -> tuple[int, list[tuple[str, str]], str, str | None] | None:
+        """(run id, the (name, sha256) of each file it read, config digest, last decision it honoured) of the
+        study's latest completed run, if any."""
         latest = self.latest_manifest(study)
         if latest is None:
             return None
         run_id, manifest = latest
-        return (run_id, sorted(i["sha256"] for i in manifest.get("inputs", [])), manifest.get("config_digest"),
+        return (run_id, [(i["name"], i["sha256"]) for i in manifest.get("inputs", [])], manifest.get("config_digest"),
                 (manifest.get("honour") or {}).get("last_decision"))
-
-    def latest_files(self, study: str) -> tuple[int, list[tuple[str, str]]] | None:
-        """(run id, the (name, sha256) of each file it read) of the study's latest completed run, if any."""
-        latest = self.latest_manifest(study)
-        return None if latest is None else (latest[0], [(i["name"], i["sha256"]) for i in latest[1].get("inputs", [])])
 
     def latest_config(self, study: str) -> tuple[int, dict] | None:
         """(run id, merged configuration) of the study's latest completed run, if any."""
