@@ -265,7 +265,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         from models.review import review_codings
 
         with store.sessions() as session:
-            review = {n: c for n, c in review_codings(session, args.study).items() if c}
+            review = review_codings(session, args.study)
         view = replace(view, humans=with_review(view.humans, review)[0])
     n_quotes = compare_config(config, matrix_quotes=args.quotes).matrix_quotes
     matrix = build_study_matrix(view, who, n_quotes, confirmed_definitions(store, args.study), args.by)
@@ -288,7 +288,7 @@ def cmd_export_qdpx(args: argparse.Namespace) -> int:
     confirmed = confirmed_entries(store, args.study)
     with store.sessions() as session:
         code_info = stored_code_info(session, args.study)
-        review = {n: c for n, c in review_codings(session, args.study).items() if c}
+        review = review_codings(session, args.study)
     try:
         export_study_qdpx(view, output, confirmed=confirmed, code_info=code_info, review=review)
     except ValueError as exc:

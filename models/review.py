@@ -921,7 +921,8 @@ CONSENSUS = "consensus"  # the coder name the team's settled coding is exported 
 def review_codings(session: Session, study: str, coder: str | None = None) -> dict[str, dict[int, tuple[str, ...]]]:
     """The review's codings, coder -> segment id -> the names of its themes: each coder's own (their decisions
     alone, made while coding blind where the team did, under the names they gave the themes they confirmed)
-    and the team's, settlements included, as coder :data:`CONSENSUS`; ``coder``: one of them."""
+    and the team's, settlements included, as coder :data:`CONSENSUS`; ``coder``: one of them. Those with
+    no coded segment are left out."""
     view = load_view(session, study)
     names = sorted(cb.by_coder(view.entries)) + [CONSENSUS]
     if coder is not None:
@@ -933,7 +934,8 @@ def review_codings(session: Session, study: str, coder: str | None = None) -> di
         confirmed = {t.key: t.title for t in state.confirmed()}
         codes = state.decided_codes(view.base, view.base_keys)  # not what a later run's learner added
         coding = {sid: tuple(sorted({confirmed[k] for k in codes.get(sid, ()) if k in confirmed})) for sid in view.base}
-        out[name] = {sid: titles for sid, titles in coding.items() if titles}
+        if any(coding.values()):  # a coder with no confirmed theme yet has no coding
+            out[name] = {sid: titles for sid, titles in coding.items() if titles}
     return out
 
 
