@@ -87,7 +87,7 @@ def _prime_by_embedding(workspace: Path, first: Path, text_col: str, config: Pat
                                "store": {"url": f"sqlite:///{workspace / 'themesift.db'}"}})
     s = settings(cfg)
     embedder = Embedder.from_config(s.embed)
-    documents = Ingester.from_config(s.ingest).collect([str(first)], [], set()).documents
+    documents = Ingester.from_config(s.ingest).collect([str(first)], []).documents
     segments = Segmenter.from_config(s.segment, embedder.count_tokens, embedder.max_tokens).transform(documents)
     texts = [seg.text for seg in segments if seg.clusterable]
     workspace.mkdir(parents=True, exist_ok=True)

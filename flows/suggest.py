@@ -86,9 +86,9 @@ def load_vectors(store: Store, embedder: Embedder, texts: Sequence[str], chunk: 
 
 # -- tasks: thin wrappers over pipeline stages ----------------------------------------------------
 @task(name="ingest", cache_policy=NO_CACHE)
-def ingest_task(paths: list[str], ingest_cfg: IngestSettings, exclude: list[str], known: list[str]) -> IngestResult:
-    """Read new and changed files; files whose hash is in ``known`` are only hashed."""
-    result = Ingester.from_config(ingest_cfg).collect(paths, exclude, set(known))
+def ingest_task(paths: list[str], ingest_cfg: IngestSettings, exclude: list[str], known: dict[str, str]) -> IngestResult:
+    """Read new, changed and renamed files; those in ``known`` (hash -> path) at the same path are only hashed."""
+    result = Ingester.from_config(ingest_cfg).collect(paths, exclude, known)
     logger = get_run_logger()
     for s in result.skipped:
         logger.info("skipped %s: %s", s.path, s.reason)
@@ -291,7 +291,7 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, s: Settin
 
     cut = segment_cut(config, s.embed)
     known = store.known_sources(study, cut)
-    ingested = timed("ingest", ingest_task, paths, s.ingest, [str(workspace_dir(s.store))], sorted(known))
+    ingested = timed("ingest", ingest_task, paths, s.ingest, [str(workspace_dir(s.store))], known)
     outcome = SuggestOutcome(study, "failed", None, skipped=[asdict(s) for s in ingested.skipped],
                              warnings=list(ingested.warnings), database=store.url)
     sources = ingested.sources()
@@ -299,14 +299,14 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, s: Settin
     honour = honour_inputs(store, study)  # the coders' decisions so far; None before the first
     last_decision = honour.last_uid if honour else None
     previous = store.latest_inputs(study)
+    files = sorted((Path(p).name, sha) for p, sha in sources)
     if previous is not None:
-        outcome.files = changes_line(previous[0], file_changes(previous[1], [(Path(p).name, sha)
-                                                                             for p, sha in sources]))
-    now = (sorted(sha for _, sha in sources), config_digest(config), last_decision)
-    if not force and previous is not None and (sorted(sha for _, sha in previous[1]), *previous[2:]) == now:
+        outcome.files = changes_line(previous[0], file_changes(previous[1], files))
+    now = (files, config_digest(config), last_decision)
+    if not force and previous is not None and (sorted(map(tuple, previous[1])), *previous[2:]) == now:
         outcome.status, outcome.run_id = "unchanged", previous[0]
         outcome.message = (f"nothing changed since run {previous[0]} "
-                           "(same files, same configuration, no new decisions)")
+                           "(same files under the same names, same configuration, no new decisions)")
         return outcome
 
     fresh, notes = timed("segment", segment_task, ingested.documents, s.segment, s.embed)

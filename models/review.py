@@ -508,17 +508,20 @@ def _run_embedder(view_or_run: StudyView | Run | None) -> Any:
 
 
 def decide(store: Store, study: str, coder: str, intent: Mapping[str, Any], via: str = "web",
-           run_id: int | None = None, blind: bool = False) -> Decision:
+           run_id: int | None = None, blind: bool = False, seen: int | None = None) -> Decision:
     """Validate and append one decision in one short transaction; raise :class:`DecisionError` (and
     change nothing) when it is refused. ``blind``: validated against the coder's own decisions only
-    (blind double coding), not the team's."""
-    return decide_many(store, study, [(coder, intent)], via, run_id, blind=blind)[0]
+    (blind double coding), not the team's; ``seen``: see :func:`decide_many`."""
+    return decide_many(store, study, [(coder, intent)], via, run_id, blind=blind, seen=seen)[0]
 
 
 def decide_many(store: Store, study: str, items: Sequence[tuple[str, Mapping[str, Any]]], via: str = "web",
-                run_id: int | None = None, skip_known_uids: bool = False, blind: bool = False) -> list[Decision]:
+                run_id: int | None = None, skip_known_uids: bool = False, blind: bool = False,
+                seen: int | None = None) -> list[Decision]:
     """Several decisions, all or none (a CSV import); each is validated against the log before it (with
-    ``blind``, against its coder's own decisions before it)."""
+    ``blind``, against its coder's own decisions before it). ``seen``: the newest decision id of the page
+    the coder decided on; a decision that another coder's newer one overtook is refused
+    (:func:`pipeline.learn.codebook.overtaken`)."""
     items = [(c, _with_split_parts(store, study, dict(i), run_id, c.strip() if blind and c else None))
              for c, i in items]
     out: list[Decision] = []
@@ -554,6 +557,8 @@ def decide_many(store: Store, study: str, items: Sequence[tuple[str, Mapping[str
                 errors.extend(where + e for e in getattr(exc, "errors", [str(exc)]))
                 continue
             problems = cb.validate(view.state, entry, view.base_keys, view.segment_exists, view.partition)
+            if seen is not None:
+                problems.extend(_overtaken_by(view, o, name) for o in cb.overtaken(view.entries, entry, seen))
             if opened and own is None and entry.action not in (cb.SETTLE, cb.UNDO) and name != team.lead:
                 settled = {e.theme_key for e in view.state.applied
                            if e.action == cb.SETTLE and e.after.get("kind") == "theme"}
@@ -574,6 +579,22 @@ def decide_many(store: Store, study: str, items: Sequence[tuple[str, Mapping[str
         if errors:
             raise DecisionError(errors)
     return out
+
+
+def _overtaken_by(view: StudyView, other: cb.Entry, coder: str) -> str:
+    """Why a decision made on an out-of-date page is refused, naming the colleague's newer decision."""
+    when = f" at {other.created_at.astimezone(timezone.utc):%H:%M} UTC" if other.created_at else ""
+    if other.action in cb.PLACING + (cb.ADD_THEME,):
+        what = f"placed segment {', '.join(map(str, other.after.get('segment_ids') or ()))}"
+    elif other.action == cb.UNDO:
+        what = f"undid a decision on theme '{view.title(other.theme_key)}'"
+    elif other.action == cb.SETTLE:
+        what = f"settled theme '{view.title(other.theme_key)}'"
+    else:
+        what = f"{cb.ACTION_WORDS[other.action]} theme '{view.title(other.theme_key)}'"
+    who = "you (in another tab or window)" if other.coder == coder else other.coder
+    return (f"since this page was opened, {who} {what}{when}; the page now shows it as it is: "
+            "decide again if you still want to")
 
 
 # ---------------------------------------------------------------------------------------------

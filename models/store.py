@@ -247,12 +247,12 @@ class Store:
         return released
 
     # -- incremental runs ---------------------------------------------------------------------------
-    def known_sources(self, study: str, cut: str) -> set[str]:
-        """SHA-256 of the study's sources already cut into segments with settings ``cut``."""
+    def known_sources(self, study: str, cut: str) -> dict[str, str]:
+        """SHA-256 -> path of the study's sources already cut into segments with settings ``cut``."""
         with self.sessions() as session:
-            return set(session.scalars(
-                select(Source.sha256).join(Study).join(SourceCut, SourceCut.source_id == Source.id)
-                .where(Study.name == study, SourceCut.cut == cut)))
+            return dict(session.execute(
+                select(Source.sha256, Source.path).join(Study).join(SourceCut, SourceCut.source_id == Source.id)
+                .where(Study.name == study, SourceCut.cut == cut)).all())
 
     def stored_segments(self, study: str, shas: Collection[str], cut: str) -> dict[str, list[PlainSegment]]:
         """The segments of known sources as the segment stage made them with ``cut``, by source hash."""
@@ -398,7 +398,9 @@ def _upsert_segments(session: Session, study: Study, documents: Sequence[Documen
         Source.study_id == study.id, Source.sha256.in_(list(shas))))}
     for doc in documents:
         source = sources.get(doc.sha256)
-        if source is None:
+        if source is not None:  # the same content read again under another name or folder: renamed or moved
+            source.name, source.path = doc.name, doc.path
+        else:
             source = Source(study=study, name=doc.name, path=doc.path, format=doc.format, sha256=doc.sha256,
                             text=doc.text, warnings=list(doc.warnings))
             session.add(source)

@@ -8,9 +8,11 @@ import shutil
 
 import pytest
 import yaml
+from sqlalchemy import select
 
 from conftest import TRANSCRIPTS, fft_comments
 from flows.cli import main
+from models.records import Source
 from models.store import Store
 from pipeline.config import load_config, settings
 from pipeline.exchange.suggestions_export import CSV_COLUMNS
@@ -45,6 +47,12 @@ def test_suggest_prints_ranked_themes_and_where_results_are(prefect_harness, tmp
     assert " shrunk" in out or " gone" in out  # P06's segments left some themes (or all of one)
     assert main(["suggest", str(folder), "--study", "six", "--config", str(cfg), "--top", "3"]) == 0
     assert "nothing changed since run 2" in capsys.readouterr().out
+    (folder / "P01.txt").rename(folder / "P01_final.txt")  # a rename alone is a change: the study takes the name
+    assert main(["suggest", str(folder), "--study", "six", "--config", str(cfg), "--top", "3"]) == 0
+    assert "files since run 2: 1 renamed (P01.txt -> P01_final.txt)" in capsys.readouterr().out
+    with Store(f"sqlite:///{tmp_path / 'ws' / 'themesift.db'}").sessions() as session:
+        names = set(session.scalars(select(Source.name).where(Source.retired_at.is_(None))))
+    assert "P01_final.txt" in names and "P01.txt" not in names
 
 
 def test_themes_shows_the_latest_run_again(config_file, example_study, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 from pipeline.learn import codebook as cb
 from pipeline.learn.codebook import Entry, fold, validate
@@ -255,3 +256,22 @@ def test_random_logs_fold_identically_and_keep_a_partition():
         assert pa == b.partition(BASE, KEYS)
         assert set(pa) == set(BASE)
         assert all(k is None or a.status_of(k, KEYS) in cb.ACTIVE for k in pa.values())
+
+
+def test_a_decision_is_overtaken_by_newer_ones_on_its_themes_or_segments_only():
+    def at(n: int, entry: Entry) -> Entry:
+        return replace(entry, id=n)
+
+    log = [at(1, e("confirm", "ann", "t1", name="A")),
+           at(2, e("merge", "ben", "t3", themes=["t2", "t3"], into="t3")),
+           at(3, e("rename", "ben", "t4", name="D")),
+           at(4, e("move", "ben", "t5", segment_ids=[7], to="t5")),
+           at(5, e("code", "ben", "t1", segment_ids=[8], to="t1"))]
+    reject = e("reject", "ann", "t1", reason="r")
+    assert cb.overtaken(log, reject, seen=0) == [log[0]]  # one's own newer decision counts too
+    assert cb.overtaken(log, reject, seen=1) == []  # coding a segment is not a decision on the theme
+    assert cb.overtaken(log, e("confirm", "ann", "t2", name="B"), seen=1) == [log[1]]  # merged away
+    assert cb.overtaken(log, e("merge", "ann", "t4", themes=["t4", "t6"], into="t4"), seen=2) == [log[2]]
+    assert cb.overtaken(log, e("move", "ann", "t6", segment_ids=[7, 9], to="t6"), seen=3) == [log[3]]
+    assert cb.overtaken(log, e("move", "ann", "t6", segment_ids=[9], to="t5"), seen=3) == []
+    assert cb.overtaken(log, e("answer", "ann", "t1", segment_ids=[7], answer="yes"), seen=0) == []

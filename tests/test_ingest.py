@@ -1015,9 +1015,24 @@ def test_what_changed_among_the_files_since_the_last_run():
     changes = file_changes(before, now)
     assert changes == {"new": ["P12.docx"], "changed": ["P02.txt"], "renamed": ["P11.txt -> P11_final.txt"],
                        "gone": ["P10.vtt"]}
-    assert changes_line(3, changes) == ("files since run 3: 1 new (P12.docx); 1 changed (P02.txt); 1 renamed, kept "
-                                        "under its first name (P11.txt -> P11_final.txt); 1 gone (P10.vtt)")
+    assert changes_line(3, changes) == ("files since run 3: 1 new (P12.docx); 1 changed (P02.txt); 1 renamed "
+                                        "(P11.txt -> P11_final.txt); 1 gone (P10.vtt)")
     assert changes_line(3, file_changes(before, before)) == ""
+
+
+def test_a_known_file_is_only_hashed_where_it_was_and_read_again_under_a_new_name(tmp_path, ingester):
+    """A participant named after an unlabelled file takes the file's new name when the file is renamed."""
+    (tmp_path / "R1.txt").write_text("The wait for a first appointment was far too long for me.\n", encoding="utf-8")
+    first = ingester.collect([tmp_path])
+    known = {d.sha256: d.path for d in first.documents}
+    again = ingester.collect([tmp_path], known=known)
+    assert again.documents == () and [k.path for k in again.known] == [str(tmp_path / "R1.txt")]
+    (tmp_path / "R1.txt").rename(tmp_path / "R01.txt")
+    renamed = ingester.collect([tmp_path], known=known)
+    assert [(d.name, d.sha256) for d in renamed.documents] == [("R01.txt", first.documents[0].sha256)]
+    segmenter = Segmenter()
+    assert {s.case for s in segmenter.transform(first.documents)} == {"R1"}
+    assert {s.case for s in segmenter.transform(renamed.documents)} == {"R01"}
 
 
 def test_a_docx_s_footnotes_are_counted_and_a_web_page_named_docx_is_named(tmp_path, ingester):

@@ -16,7 +16,7 @@ from models.review import decide, search_segments
 from pipeline import csvsafe
 from pipeline.learn.codebook import DecisionError
 from pipeline.textquery import highlight, matches, parse_query, stem
-from review_helpers import CSRF, keys_and_outliers, login
+from review_helpers import CSRF, keys_and_outliers, login, n_decisions
 from test_store import _example, store_url  # noqa: F401  (a fixture: the store on SQLite and PostgreSQL)
 from web.app import create_app
 from web.views import load_view
@@ -366,3 +366,64 @@ def test_the_comparison_in_local_mode_does_not_say_the_coders_coded_blind(study)
     decide(study.store, study.name, "ben", {"action": "confirm", "theme_key": keys[0], "name": "A", "definition": "d"})
     page = client.get("/compare").text
     assert "with each other's decisions in sight" in page and "\nblind." not in page
+
+
+# -- two coders on one theme: a decision sent from a page drawn before a colleague's is refused -------------
+SEEN = re.compile(r'name="seen" value="(\d+)"')
+
+
+def test_a_decision_from_a_page_a_colleague_overtook_is_refused_and_nothing_changes(study):
+    amira, amira_csrf = client_for(study, "amira")
+    ben, ben_csrf = client_for(study, "ben")
+    keys, _, view = keys_and_outliers(study.store, study.name)
+    key = keys[0]
+    ben_page = ben.get(f"/themes/{key}").text  # ben opens the theme ...
+    seen = SEEN.search(ben_page).group(1)
+    assert flash(amira, post(amira, amira_csrf, action="confirm", theme_key=key, name="Waiting times",
+                             seen=SEEN.search(amira.get(f"/themes/{key}").text).group(1))) == "Confirmed."
+    # ... and, without reloading, rejects it: amira's confirmation is newer than his page
+    refused = post(ben, ben_csrf, action="reject", theme_key=key, reason="too broad", seen=seen)
+    assert refused.status_code == 400
+    assert "amira confirmed theme &#39;Waiting times&#39;" in refused.text and "since this page was opened" in refused.text
+    keys_now, _, view_now = keys_and_outliers(study.store, study.name)
+    assert view_now.status(key) == "confirmed" and view_now.title(key) == "Waiting times"
+    # the page drawn now shows amira's decision, and the same reject from it goes in
+    seen = SEEN.search(ben.get(f"/themes/{key}").text).group(1)
+    assert flash(ben, post(ben, ben_csrf, action="reject", theme_key=key, reason="too broad", seen=seen)) == "Rejected."
+    # a colleague's decision on another theme does not stop it; one's own from another tab does
+    other = keys[1]
+    seen = SEEN.search(ben.get(f"/themes/{other}").text).group(1)
+    decide(study.store, study.name, "amira", {"action": "rename", "theme_key": keys[2], "name": "Costs"})
+    assert flash(ben, post(ben, ben_csrf, action="confirm", theme_key=other, name="Licence fees", seen=seen)) \
+        == "Confirmed."
+    decide(study.store, study.name, "ben", {"action": "rename", "theme_key": other, "name": "Licences"})
+    refused = post(ben, ben_csrf, action="reject", theme_key=other, reason="thin", seen=seen)
+    assert refused.status_code == 400 and "you (in another tab or window) renamed theme" in refused.text
+    # a form posted twice (a double click) records one decision
+    seen = SEEN.search(ben.get(f"/themes/{other}").text).group(1)
+    before = n_decisions(study.store)
+    assert flash(ben, post(ben, ben_csrf, action="reject", theme_key=other, reason="thin", seen=seen)) == "Rejected."
+    assert post(ben, ben_csrf, action="reject", theme_key=other, reason="thin", seen=seen).status_code == 400
+    assert n_decisions(study.store) == before + 1
+    # a segment a colleague moved after the page was drawn is not moved again from it
+    seg = view.members(keys[3])[0]
+    seen = SEEN.search(ben.get(f"/themes/{keys[3]}").text).group(1)
+    decide(study.store, study.name, "amira", {"action": "move", "segment_ids": [seg], "to": keys[4]})
+    refused = post(ben, ben_csrf, action="move", segment_ids=str(seg), to=keys[5], seen=seen)
+    assert refused.status_code == 400 and f"amira placed segment {seg}" in refused.text
+    assert keys_and_outliers(study.store, study.name)[2].partition[seg] == keys[4]
+
+
+def test_the_bulk_bar_and_the_merge_bar_carry_the_page_they_were_drawn_on(study):
+    amira, amira_csrf = client_for(study, "amira")
+    ben, ben_csrf = client_for(study, "ben")
+    keys, _, _ = keys_and_outliers(study.store, study.name)
+    page = ben.get("/themes").text
+    assert page.count('name="seen"') >= 1
+    seen = SEEN.search(page).group(1)
+    decide(study.store, study.name, "amira", {"action": "reject", "theme_key": keys[1], "reason": "noise"})
+    refused = ben.post("/decide", data={"csrf": ben_csrf, "bulk": "confirm", "themes": [keys[0], keys[1]],
+                                        "back": "/themes", "seen": seen}, follow_redirects=False)
+    assert refused.status_code == 400 and "amira rejected theme" in refused.text
+    view = keys_and_outliers(study.store, study.name)[2]
+    assert view.status(keys[0]) != "confirmed" and view.status(keys[1]) == "rejected"  # all or none

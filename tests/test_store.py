@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import numpy as np
@@ -67,7 +68,7 @@ def test_a_run_round_trips_and_a_failed_write_leaves_nothing(store_url):
         run = session.get(Run, run_id)
         assert run.n_themes == 1 and run.n_outliers == len(suggestions.outliers)
         assert [s.text for s in session.scalars(select(Segment).order_by(Segment.id))] == [s.text for s in segments]
-    assert store.known_sources("s", "c1") == {d.sha256 for d in docs}
+    assert store.known_sources("s", "c1") == {d.sha256: d.path for d in docs}
     stored = store.stored_segments("s", [docs[0].sha256], "c1")[docs[0].sha256]
     assert stored == [s for s in segments if s.source_sha256 == docs[0].sha256]
     before = _counts(store)
@@ -75,6 +76,24 @@ def test_a_run_round_trips_and_a_failed_write_leaves_nothing(store_url):
     with pytest.raises(IndexError):
         store.record_run("s", docs, segments, broken, {}, [], datetime.now(timezone.utc))
     assert _counts(store) == before
+
+
+def test_a_renamed_source_keeps_its_segments_and_takes_its_new_name_and_case(store_url):
+    store = Store(store_url)
+    docs, segments, suggestions = _example()
+    store.record_run("s", docs, segments, suggestions, {}, [], datetime.now(timezone.utc), cut="c1")
+    with store.sessions() as session:
+        ids = list(session.scalars(select(Segment.id).order_by(Segment.id)))
+    moved = replace(docs[0], name="P01_final.txt", path=docs[0].path.replace("P01.txt", "P01_final.txt"))
+    recased = [replace(s, source="P01_final.txt", case="P1") if s.source_sha256 == moved.sha256 else s
+               for s in segments]
+    store.record_run("s", [moved], recased, suggestions, {}, [], datetime.now(timezone.utc), cut="c1")
+    with store.sessions() as session:
+        assert list(session.scalars(select(Segment.id).order_by(Segment.id))) == ids  # the same rows
+        source = session.scalars(select(Source).where(Source.sha256 == moved.sha256)).one()
+        assert (source.name, source.path) == ("P01_final.txt", moved.path) and source.retired_at is None
+        assert {s.case for s in session.scalars(select(Segment).where(Segment.source_id == source.id))} == {"P1"}
+    assert store.known_sources("s", "c1")[moved.sha256] == moved.path
 
 
 def test_embedding_cache_with_concurrent_writers(store_url):

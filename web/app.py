@@ -86,7 +86,7 @@ def create_app(store: Store, study: str, team: bool = False,
     env.filters["pct"] = lambda v: f"{100 * float(v):.0f}%"
     env.filters["fig"] = fmt  # an agreement figure, '-' when undefined
     env.filters["short"] = lambda s, n=160: s if len(s) <= n else s[: n - 1].rsplit(" ", 1)[0] + "\u2026"
-    env.filters["action_words"] = lambda a: ACTION_WORDS.get(a, a)
+    env.filters["action_words"] = lambda a: cb.ACTION_WORDS.get(a, a)
     templates = Jinja2Templates(env=env)
     app = FastAPI(title="Themesift review", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
@@ -136,6 +136,9 @@ def create_app(store: Store, study: str, team: bool = False,
         base = {"request": request, "study": study, "coder": v.coder, "csrf": v.csrf, "team": team,
                 "msg": _flash(request.query_params.get("msg", "")), "path": _here(request), "undo": None}
         view = context["view"]
+        # the newest decision this page shows: a decision sent from it is refused if a colleague's newer one
+        # changed the same theme or segment meanwhile (models.review.decide_many)
+        base["seen"] = max((e.id or 0 for e in view.entries), default=0) if view is not None else None
         if view is not None and v.coder:
             last = view.state.last_of(v.coder)
             if last is not None:
@@ -471,7 +474,7 @@ def create_app(store: Store, study: str, team: bool = False,
         with store.sessions() as session:
             blind = blind_coder(session, v) is not None
         try:
-            decision = decide(store, study, v.coder, intent, blind=blind)
+            decision = decide(store, study, v.coder, intent, blind=blind, seen=_seen(form))
         except DecisionError as exc:
             with store.sessions() as session:
                 view = view_of(session, v)
@@ -508,7 +511,7 @@ def create_app(store: Store, study: str, team: bool = False,
         items = [(v.coder, {"action": cb.CONFIRM, "theme_key": k, "name": view.title(k)} if action == cb.CONFIRM
                   else {"action": cb.REJECT, "theme_key": k, "reason": reason}) for k in keys]
         try:
-            decide_many(store, study, items, blind=blind)
+            decide_many(store, study, items, blind=blind, seen=_seen(form))
         except DecisionError as exc:
             return page(request, v, "error.html", 400, view=view, title="Not recorded", errors=exc.errors, back=back)
         return finish(RedirectResponse(_with_msg(back, f"{action}.{len(keys)}"), status_code=303), v)
@@ -620,6 +623,12 @@ def _here(request: Request) -> str:
     return request.url.path + (f"?{query}" if query else "")
 
 
+def _seen(form) -> int | None:
+    """The newest decision id the page showed (its hidden ``seen`` field); None from a page without one."""
+    value = str(form.get("seen") or "")
+    return int(value) if value.isdigit() else None
+
+
 def _safe_next(target: str) -> str:
     """Only same-site paths: never redirect to another host."""
     parts = urlsplit(target)
@@ -639,12 +648,6 @@ DONE = {"confirm": "Confirmed.", "rename": "Renamed.", "reject": "Rejected.", "m
         "undo": "Undone.", "code": "Code added.", "uncode": "Code taken off.", "answer": "Answer recorded.",
         "import_code": "Code imported.", "settle": "Settled.",
         "open": "Comparison opened: coders now see each other's decisions."}
-ACTION_WORDS = {"confirm": "confirmed", "rename": "renamed", "reject": "rejected", "merge": "merged",
-                "split": "split", "move": "moved a segment", "add_segment": "added a segment",
-                "add_theme": "made the theme", "undo": "undid", "code": "coded a segment",
-                "uncode": "took a code off", "answer": "answered in Teach", "import_code": "imported a code",
-                "settle": "settled a difference"}
-
 
 def _flash(code: str) -> str:
     """The message of a redirect after a decision: only the page's own codes (``confirm``, ``reject.3``)

@@ -34,6 +34,5 @@ def changes_line(run_id: int, changes: dict[str, list[str]], shown: int = 5) -> 
     for kind, names in changes.items():
         if names:
             listed = ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
-            label = "renamed, kept under its first name" if kind == "renamed" else kind  # stored by content
-            parts.append(f"{len(names)} {label} ({listed})")
+            parts.append(f"{len(names)} {kind} ({listed})")
     return f"files since run {run_id}: " + "; ".join(parts) if parts else ""

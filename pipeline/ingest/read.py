@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Callable, Collection, Iterable, Iterator, Mapping, Sequence, TypeVar
+from typing import Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 from pipeline.config import IngestSettings
 from pipeline.csvsafe import read_cell
@@ -201,12 +201,15 @@ class Ingester:
 
     # -- many files -------------------------------------------------------------------------------
     def collect(self, paths: Iterable[str | Path], exclude: Iterable[str | Path] = (),
-                known: Collection[str] = frozenset()) -> IngestResult:
+                known: Mapping[str, str] | None = None) -> IngestResult:
         """Read every supported file under ``paths`` (folders under ``exclude`` left out, e.g. the
         workspace); bad files are skipped with a reason, never fatal.
 
-        Files whose SHA-256 is in ``known`` are only hashed, not parsed: the caller has them already.
+        ``known``: SHA-256 -> path of the files the caller has already; those found at the same path are
+        only hashed, not parsed. A known file under another name or folder is read again, so that it is
+        stored under its name now (and a participant named after the file takes the new name).
         """
+        known = known or {}
         documents: list[Document] = []
         reused: list[Seen] = []
         skipped: list[Skipped] = []
@@ -223,7 +226,7 @@ class Ingester:
             if sha is not None and kept[sha] != path:
                 skipped.append(Skipped(str(path), f"same content as {kept[sha]}; processed once"))
                 continue
-            if sha is not None and sha in known:
+            if sha is not None and known.get(sha) == str(path):
                 reused.append(Seen(str(path), sha))
                 continue
             try:

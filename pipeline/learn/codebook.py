@@ -493,6 +493,40 @@ def entries_until(entries: Iterable[Entry], when: datetime | None) -> list[Entry
     return [e for e in entries if when is None or e.created_at is None or e.created_at <= when]
 
 
+THEME_ACTIONS = (CONFIRM, RENAME, REJECT, MERGE, SPLIT)  # decisions about a whole theme
+PLACING = (MOVE, ADD_SEGMENT)  # decisions that give a segment its one place
+ACTION_WORDS = {CONFIRM: "confirmed", RENAME: "renamed", REJECT: "rejected", MERGE: "merged", SPLIT: "split",
+                MOVE: "moved a segment", ADD_SEGMENT: "added a segment", ADD_THEME: "made the theme",
+                UNDO: "undid", CODE: "coded a segment", UNCODE: "took a code off", ANSWER: "answered in Teach",
+                IMPORT_CODE: "imported a code", SETTLE: "settled a difference"}
+
+
+def _changes(e: Entry) -> tuple[set[str], set[int]]:
+    """The theme keys and the placed segments a decision changes."""
+    keys = {str(k) for k in (e.theme_key, e.after.get("into"), *(e.after.get("themes") or ())) if k}
+    segs = set(_ints(e.after.get("segment_ids"))) if e.action in PLACING + (ADD_THEME,) else set()
+    return keys, segs
+
+
+def overtaken(entries: Iterable[Entry], e: Entry, seen: int) -> list[Entry]:
+    """The decisions newer than decision id ``seen`` (the newest a page showed when it was drawn) that
+    changed what ``e`` changes: a coder deciding on a theme or segment as a page showed it, not as it is
+    now, would otherwise overwrite a colleague's decision, or their own from another tab, without seeing
+    it."""
+    if e.action not in THEME_ACTIONS + PLACING:
+        return []
+    keys, segs = _changes(e)
+    out = []
+    for other in entries:
+        if other.id is None or other.id <= seen:
+            continue
+        their_keys, their_segs = _changes(other)
+        if (e.action in THEME_ACTIONS and other.action in THEME_ACTIONS + (UNDO, SETTLE) and keys & their_keys) \
+                or (e.action in PLACING and segs & their_segs):
+            out.append(other)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Validation (strict: run before appending)
 # ---------------------------------------------------------------------------------------------
