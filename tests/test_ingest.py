@@ -679,10 +679,12 @@ def test_excel_survey_export_reads_as_its_csv_would(tmp_path, segmenter):
     book = openpyxl.Workbook()
     sheet = book.active
     sheet.title = "Form1"
-    sheet.append(["ID", "Completion time", "What went well?", "What could be better?", "Site"])
-    sheet.append([1, datetime(2024, 3, 1, 9, 30), "The nurses were kind.", "Parking", "North"])
-    sheet.append([2, datetime(2024, 3, 2), None, "Shorter waits for the clinic", "South"])
-    sheet.append([3.0, datetime(2024, 3, 3), "Everything was fine.", "", "North"])
+    sheet.append(["ID", "Completion time", "What went well?", "What could be better?", "Site", "Share"])
+    sheet.append([1, datetime(2024, 3, 1, 9, 30), "The nurses were kind.", "Parking", "North", 0.25])
+    sheet.append([2, datetime(2024, 3, 2), None, "Shorter waits for the clinic", "South", 0.125])
+    sheet.append([3.0, datetime(2024, 3, 3), "Everything was fine.", "", "North", 1])
+    for row, shown in ((2, "0%"), (3, "0.0%"), (4, "0%")):
+        sheet.cell(row, 6).number_format = shown
     book.create_sheet("Summary").append(["not read"])
     path = tmp_path / "forms.xlsx"
     book.save(path)
@@ -690,6 +692,9 @@ def test_excel_survey_export_reads_as_its_csv_would(tmp_path, segmenter):
                             attribute_columns=["Completion time", "Site"])
     doc = ingester.read(path)
     assert doc.format == "xlsx"
+    shares = csv_ingester(text_column="What went well?", attribute_columns=["Share"]).read(path)
+    assert [dict(t.attributes)["Share"] for t in shares.turns] == ["25%", "100%"]  # as Excel shows them
+    assert csv_ingester(text_column="Share").read(path).text.split() == ["25%", "12.5%", "100%"]
     assert [(doc.text[t.start:t.end], t.row_id, t.attributes) for t in doc.turns] == [
         ("The nurses were kind.", "1", (("Completion time", "2024-03-01 09:30:00"), ("Site", "North"),
                                         ("text column", "What went well?"))),

@@ -522,7 +522,8 @@ class Ingester:
             if len(sheets) > 1:
                 warnings.append(f"read the first sheet '{sheets[0].title}' only; the other "
                                 f"{len(sheets) - 1} sheet(s) were not read")
-            rows = (tuple(_cell_text(v) for v in row) for row in sheets[0].iter_rows(values_only=True))
+            rows = (tuple(_cell_text(c.value, getattr(c, "number_format", None)) for c in row)
+                    for row in sheets[0].iter_rows())
             header, rows = self._header(rows, warnings)
             if header is None:
                 raise IngestError(path, "Excel sheet is empty")
@@ -591,10 +592,14 @@ class Ingester:
         return "\n\n".join(parts), turns
 
 
-def _cell_text(value: object) -> str:
-    """A spreadsheet cell as text: dates as ISO dates, whole numbers without ".0", empty as ""."""
+def _cell_text(value: object, number_format: str | None = None) -> str:
+    """A spreadsheet cell as text: dates as ISO dates, percentages as Excel shows them ("25%", not 0.25),
+    whole numbers without ".0", empty as ""."""
     if value is None:
         return ""
+    percent = _PERCENT.search(number_format or "")
+    if percent and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{100 * value:.{len(percent.group(1) or '')}f}%"
     if isinstance(value, datetime):
         return value.date().isoformat() if value.time() == time() else value.isoformat(sep=" ")
     if isinstance(value, date):
@@ -602,6 +607,9 @@ def _cell_text(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value).strip()
+
+
+_PERCENT = re.compile(r"0(?:\.(0*))?%")  # "0%", "0.0%": the digits Excel shows after the point
 
 
 def _sha256_of(path: Path) -> str | None:
