@@ -144,7 +144,7 @@ def reserved_coder_names() -> dict[str, str]:
 
 
 def cmd_coders_add(args: argparse.Namespace) -> int:
-    from models.decisions import add_token, set_team_setting
+    from models.decisions import add_token, set_team_setting, token_stamp
 
     name = args.name.strip()
     if not name:
@@ -155,6 +155,7 @@ def cmd_coders_add(args: argparse.Namespace) -> int:
     _, store = _store(args)
     with store.transaction() as session:
         try:
+            replaced = token_stamp(session, args.study, args.name.strip()) is not None
             token = add_token(session, args.study, args.name.strip())
             if args.lead:
                 set_team_setting(session, args.study, "lead", args.name.strip(), "cli")
@@ -166,7 +167,7 @@ def cmd_coders_add(args: argparse.Namespace) -> int:
               "differences (Compare coders, in the page).")
     print(f"Coder '{args.name.strip()}' can sign in to the review of study '{args.study}' "
           f"(themesift review --study {args.study} --team) with this token; it is shown only now:\n\n  {token}\n"
-          "A token given to them before no longer works.")
+          + ("The token given to them before no longer works.\n" if replaced else ""), end="")
     return 0
 
 

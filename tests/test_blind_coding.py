@@ -93,6 +93,18 @@ def test_a_theme_one_coder_did_not_decide_is_a_difference_and_settles_to_a_new_d
     assert cb.validate(cb.fold(log), bad, {"a", "b"}, set(BASE)) == ["a name is required"]
 
 
+def test_a_theme_two_coders_named_apart_carries_both_names_until_it_is_settled():
+    log = [entry(1, "amira", "confirm", "a", name="Clinical outcomes", definition="d"),
+           entry(2, "ben", "confirm", "a", name="Recovery outcomes", definition="d"),
+           entry(3, "amira", "confirm", "b", name="Cost", definition="d"),
+           entry(4, "ben", "confirm", "b", name="Cost", definition="d")]
+    result = team_comparison(log, BASE, {"a", "b"}, sorted(BASE), {}, ["a", "b"], min_positive=1)
+    assert result.names == {"a": "Clinical outcomes (amira) / Recovery outcomes (ben)"}  # not ben's, the last
+    took = settlement(next(d for d in result.themes if d.key == "a"), "amira")
+    settle = cb.Entry("s1", "settle", "amira", "a", after={k: v for k, v in took.items() if k not in ("action", "theme_key")})
+    assert team_comparison(log + [settle], BASE, {"a", "b"}, sorted(BASE), {}, ["a", "b"], min_positive=1).names == {}
+
+
 def test_a_settlement_undoes_a_merge_or_makes_one_and_is_undone_like_any_decision():
     log = [entry(1, "ben", "merge", "b", themes=["a", "b"], into="b")]
     keep = entry(2, "amira", "settle", "a", kind="theme", status="confirmed", name="Access", took="amira")

@@ -243,17 +243,21 @@ def test_coders_list_revoke_and_a_new_token_ends_the_old_one(study, capsys):
 
     config = str(study.config_file())
 
+    said = []
+
     def add(name: str) -> str:
         assert main(["coders", "add", name, "--study", study.name, "--config", config]) == 0
-        return capsys.readouterr().out.split("\n\n  ")[1].split()[0]
+        said.append(capsys.readouterr().out)
+        return said[-1].split("\n\n  ")[1].split()[0]
 
     old, ben = add("amira"), add("ben")
+    assert "before no longer works" not in said[0]  # a first token replaces nothing
     app = create_app(study.store, study.name, team=True)
     signed_in = TestClient(app)
     login(signed_in, token=old)
     assert signed_in.get("/themes", follow_redirects=False).status_code == 200
     new = add("amira")
-    assert new != old
+    assert new != old and "The token given to them before no longer works." in said[-1]
     fresh = TestClient(app)
     csrf = CSRF.search(fresh.get("/login").text).group(1)
     assert fresh.post("/login", data={"csrf": csrf, "token": old, "next": "/themes"}).status_code == 400
@@ -377,6 +381,7 @@ def test_a_decision_from_a_page_a_colleague_overtook_is_refused_and_nothing_chan
     ben, ben_csrf = client_for(study, "ben")
     keys, _, view = keys_and_outliers(study.store, study.name)
     key = keys[0]
+    assert "No disagreements (nobody has decided yet)." in ben.get("/decisions").text
     ben_page = ben.get(f"/themes/{key}").text  # ben opens the theme ...
     seen = SEEN.search(ben_page).group(1)
     assert flash(amira, post(amira, amira_csrf, action="confirm", theme_key=key, name="Waiting times",

@@ -544,7 +544,7 @@ def create_app(store: Store, study: str, team: bool = False,
             view = load_view(session, study)
             result = team_comparison(view, compare.min_positive, compare.recovered_f1, settings.blind_until)
             segs = segments_by_id(session, [d.segment for d in result.segments])
-            titles = {k: view.title(k) for k in view.keys()}
+            titles = {k: result.names.get(k, view.title(k)) for k in view.keys()}
             return page(request, v, "compare.html", view=view, result=result, settings=settings, segs=segs,
                         titles=titles, figures=_figures(result, titles),
                         confirmed=[k for k in view.keys() if view.status(k) == cb.CONFIRMED],

@@ -88,6 +88,9 @@ class TeamComparison:
     segments: list[SegmentDifference] = field(default_factory=list)
     settled: int = 0                 # settlements in force
     compared_codes: tuple[str, ...] = ()  # themes whose segments are compared one by one
+    # a theme the coders named differently and nobody has settled: "Waiting (amira) / Access (ben)", so that
+    # the comparison does not show it under whichever name was given last
+    names: dict[str, str] = field(default_factory=dict)
 
     @property
     def open(self) -> int:
@@ -146,6 +149,10 @@ def team_comparison(entries: Sequence[cb.Entry], base: Mapping[int, str | None],
     for key in keys:
         if key in settled_themes:
             continue
+        given = {c: states[c].themes[key].name for c in coders
+                 if key in states[c].themes and c in states[c].themes[key].decided_by and states[c].themes[key].name}
+        if len(set(given.values())) > 1:
+            out.names[key] = " / ".join(f"{name} ({c})" for c, name in given.items())
         views = {c: theme_view(states[c], key, c) for c in coders}
         first = next(iter(views.values()))
         if any(v.decided for v in views.values()) and not all(first.same(v) for v in views.values()):
