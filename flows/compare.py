@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
@@ -108,13 +109,14 @@ def build_study_matrix(view: StudyView, coder: str | None = None, n_quotes: int 
 
 def export_study_qdpx(view: StudyView, path: Path, created: datetime | None = None,
                       confirmed: list | None = None, code_info: dict | None = None,
-                      review: dict | None = None) -> Path:
+                      review: dict | None = None) -> dict[str, int]:
     """Write the study as a ``.qdpx``: the coders' codes (``code_info``: what their codebooks said of them),
     the ``confirmed`` codebook (``CodebookEntry`` rows) as its own tree and the run's themes under a folder
     of their own (``pipeline.exchange.qda_export``). ``review``: the review page's codings
     (``models.review.review_codings``: each coder's own and the consensus), each a user whose codes sit in the
     confirmed codebook's tree (a name only one coder gave joins it); a name an imported coder has already is
-    told apart as ``name (review)``."""
+    told apart as ``name (review)``. Returns the number of codings written per user (one per code of a
+    selection), the figure another tool will show."""
     from pipeline.exchange.qda_export import ExportSegment, ExportTheme, study_project
     from pipeline.exchange.refi_qda import write_qdpx
 
@@ -122,7 +124,7 @@ def export_study_qdpx(view: StudyView, path: Path, created: datetime | None = No
     themes = [ExportTheme(t.code, "Themesift suggestion, run %d%s; keywords: %s"
                           % (view.run_id, f": {t.description}" if t.description else "", ", ".join(t.keywords)))
               for t in view.themes]
-    book = [ExportTheme(e.name, e.definition, e.color, e.parent) for e in confirmed or ()]
+    book = [ExportTheme(e.name, e.definition, e.color, e.parent, e.codable) for e in confirmed or ()]
     humans, shown = with_review(view.humans, review or {})
     applied = {c.name for c in view.coders if c.kind == "machine"} | set(shown)  # review codes: confirmed themes
     project = study_project(view.study, view.sources, segments, view.partition, themes, humans,
@@ -132,7 +134,8 @@ def export_study_qdpx(view: StudyView, path: Path, created: datetime | None = No
     tmp = path.with_name(path.name + ".part")
     write_qdpx(project, tmp, created=created)
     tmp.replace(path)
-    return path
+    names = {u.guid: u.name for u in project.users}
+    return dict(Counter(names.get(c.user_guid, "(no user)") for c in project.codings))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,9 +208,11 @@ def cmd_import_codebook(args: argparse.Namespace) -> int:
         return _fail(f"{args.file}: nothing imported: " + "; ".join(exc.errors[:3]))
     total = sum(1 for _ in _walk(codes))
     top = len(codes)
+    folders = sum(1 for c in _walk(codes) if not c.codable)
     print(f"{args.file.name}: {added} of {total} codes added to study '{args.study}' as themes with no segment yet "
           f"({top} at the top, {total - top} beneath; names, descriptions as definitions, colours and hierarchy "
-          "kept)" + (f"; {len(already)} already there" if already else ""))
+          "kept" + (f"; {folders} of them categories, not codable in the file, written back as categories"
+                    if folders else "") + ")" + (f"; {len(already)} already there" if already else ""))
     for note in notes:
         print(f"note: {note}")
     print(f"Next: coders give each code examples and confirm it (themesift review --study {args.study}); then "
@@ -290,19 +295,16 @@ def cmd_export_qdpx(args: argparse.Namespace) -> int:
         code_info = stored_code_info(session, args.study)
         review = review_codings(session, args.study)
     try:
-        export_study_qdpx(view, output, confirmed=confirmed, code_info=code_info, review=review)
+        written = export_study_qdpx(view, output, confirmed=confirmed, code_info=code_info, review=review)
     except ValueError as exc:
         return _fail(str(exc))
-    n_machine = sum(1 for t in view.partition.values() if t)
+    n_machine = written.pop(MACHINE_USER_NAME, 0)
     print(f"wrote {output}: {len(view.sources)} sources, "
           + (f"{len(confirmed)} confirmed themes (folder '{CONFIRMED_FOLDER}'), " if confirmed else "")
           + f"{len(view.themes)} machine themes (folder "
           f"'{RUN_FOLDER.format(run=view.run_id)}'), {n_machine} machine codings (user '{MACHINE_USER_NAME}'), "
-          + (", ".join(f"{n} {sum(len(c) for c in cod.values())} codings" for n, cod in sorted(view.humans.items()))
-             or "no imported codings")
-          + ("; from the review page: " + ", ".join(f"{n} {sum(len(c) for c in cod.values())}"
-                                                    for n, cod in review.items()) if review else "")
-          + "; offsets in Unicode code points")
+          + (", ".join(f"{n} {k} codings" for n, k in sorted(written.items())) or "no other coder's codings")
+          + " (one coding per code of a selection); offsets in Unicode code points")
     return 0
 
 

@@ -326,6 +326,8 @@ def build_entry(view: StudyView, intent: Mapping[str, Any], coder: str, store: S
         for f in ("color", "parent", "origin"):
             if _text(intent, f):
                 after[f] = _text(intent, f)
+        if str(intent.get("codable", "")).strip().lower() in ("false", "0"):
+            after["codable"] = False
     elif action == cb.ADD_THEME:
         segs = _seg_ids(intent.get("segment_ids"))
         key = key or f"own-{uuid.uuid4().hex[:8]}"
@@ -676,7 +678,8 @@ def confirmed_codebook(session: Session, study: str, coder: str | None = None) -
         parent = view.state.themes.get(st.parent) if st.parent else None
         out.append(CodebookEntry(key, st.title, st.definition, len(members), len(view.cases_of(members)),
                                  tuple(view.quote_ids(key)[:3]), ", ".join(sorted(st.decided_by)), st.color,
-                                 parent.title if parent is not None and parent.status == cb.CONFIRMED else None))
+                                 parent.title if parent is not None and parent.status == cb.CONFIRMED else None,
+                                 st.codable))
     return out
 
 
@@ -709,6 +712,8 @@ def import_codebook(store: Store, study: str, codes: Sequence[Any], coder: str, 
                     intent["color"] = code.color
                 if parent:
                     intent["parent"] = parent
+                if not code.codable:
+                    intent["codable"] = "false"
                 items.append((coder, intent))
                 known.add(key)
             walk(code.children, key)

@@ -47,6 +47,7 @@ from pipeline.exchange.refi_qda import (
     QdaProject,
     QdaSource,
     QdaUser,
+    read_qde,
     read_qdpx,
     stable_guid,
 )
@@ -171,6 +172,34 @@ def test_a_user_named_like_our_machine_in_another_tools_file_is_a_person():
                       codings=(coding,))
     result = qda_selections(ours, _sources(), origin="ours.qdpx")
     assert result.selections == [] and MACHINE_USER_NAME in result.skipped_users[0]
+
+
+def test_users_without_a_name_or_sharing_one_stay_coders_of_their_own():
+    """The schema makes a user's name optional: two such users (or two 'Admin's) were one coder, and the
+    selections they both made were stored once."""
+    code = QdaCode(stable_guid("c", "x"), "exclusion")
+    src = QdaSource(stable_guid("s", "1"), "P01.txt", P01)
+    for first, second in (("", ""), ("Admin", "Admin")):
+        a, b = QdaUser(stable_guid("u", "a"), first), QdaUser(stable_guid("u", "b"), second)
+        project = QdaProject(name="x", origin="ATLAS.ti", users=(a, b), codes=(code,), sources=(src,),
+                             codings=(QdaCoding(src.guid, 0, 5, code.guid, a.guid),
+                                      QdaCoding(src.guid, 0, 5, code.guid, b.guid)))
+        result = qda_selections(project, _sources(), origin="team.qdpx")
+        coders = sorted(who for *_, who in result.selections)
+        if first:
+            assert coders == sorted(f"Admin ({u.guid.split('-')[0]})" for u in (a, b))
+            assert any("2 users are named 'Admin'" in p for p in result.problems)
+        else:
+            assert coders == sorted([a.guid, b.guid])
+    # a user with an id but no name (the schema allows either) is filed under the id
+    xml = _qde_with_user(f'<User guid="{stable_guid("u", "al")}" id="AL"/>')
+    assert [u.name for u in read_qde(xml.encode()).users] == ["AL"]
+
+
+def _qde_with_user(user: str) -> str:
+    return ('<?xml version="1.0" encoding="utf-8"?><Project xmlns="urn:QDA-XML:project:1.0" name="p">'
+            f'<Users>{user}</Users><CodeBook><Codes><Code guid="{stable_guid("c", "x")}" name="x" isCodable="true"/>'
+            '</Codes></CodeBook></Project>')
 
 
 def _export_study():
@@ -602,6 +631,11 @@ def test_qdpx_export_then_import_gives_back_the_same_codings(ipt, imported, tmp_
     assert project.problems == ()
     assert {"amira", "ben", MACHINE_USER_NAME} <= {u.name for u in project.users}
     assert len(project.sources) == 10 and len(project.cases) == 10
+    said = capsys.readouterr().out  # the line counts what the file holds, as another tool will show it
+    by = {u.guid: u.name for u in project.users}
+    for name in ("amira", "ben", MACHINE_USER_NAME):
+        n = sum(1 for c in project.codings if by.get(c.user_guid) == name)
+        assert (f"{n} machine codings" if name == MACHINE_USER_NAME else f"{name} {n} codings") in said, said
     # humans back, exactly as stored
     result = qda_selections(project, view.sources, origin=path.name)
     assert not result.unmatched_sources and not result.not_found and result.relocated == 0

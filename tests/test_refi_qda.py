@@ -91,6 +91,24 @@ def test_round_trip(tmp_path):
     assert back.codes[2].description == 'Quotes "and" ampersands & more'
 
 
+def test_characters_xml_cannot_hold_are_left_out_of_names_and_descriptions(tmp_path):
+    """A quote with Word's manual line break (U+000B) pasted as text made the whole export unreadable."""
+    pasted = QdaCode(G("code", "vt"), "Waits\x0bfor therapy", "\u201cWhen we first rolled it out,\x0bsome\x0c\x01 of my PWPs\u201d")
+    project = QdaProject(name="Study\x07", users=(QdaUser(G("user", "ann"), "Ann\x1b"),), codes=(pasted,),
+                         sources=(QdaSource(G("source", "p"), "P01", "some of my PWPs\x0bsaid"),),
+                         codings=(QdaCoding(G("source", "p"), 0, 4, pasted.guid, G("user", "ann")),))
+    write_qdpx(project, tmp_path / "vt.qdpx", created=CREATED)
+    assert_valid_qdpx(tmp_path / "vt.qdpx")
+    back = read_qdpx(tmp_path / "vt.qdpx")
+    assert back.problems == ()
+    assert back.codes[0].name == "Waits for therapy"
+    assert back.codes[0].description == "\u201cWhen we first rolled it out, some  of my PWPs\u201d"
+    assert back.users[0].name == "Ann" and back.name == "Study"
+    assert back.sources[0].text == "some of my PWPs\x0bsaid"  # the text file keeps the transcript as it is
+    write_qdc((pasted,), tmp_path / "vt.qdc")
+    assert read_qdc(tmp_path / "vt.qdc")[0].name == "Waits for therapy"
+
+
 def test_zip_layout_and_xml_shape(tmp_path):
     project = _project()
     path = tmp_path / "study.qdpx"
@@ -297,6 +315,34 @@ def test_lf_text_offsets_unchanged():
     (coding,) = project.codings
     assert (coding.start, coding.end, coding.user_guid) == (3, 5, None)
     assert project.sources[0].text[3:5] == "cd"
+
+
+def test_a_password_an_odd_compression_or_codes_nested_too_deep_are_refused_in_words(tmp_path):
+    """Each gave a Python traceback: zipfile's RuntimeError, NotImplementedError, a RecursionError."""
+    good = tmp_path / "good.qdpx"
+    write_qdpx(_project(), good, created=CREATED)
+    data = good.read_bytes()
+
+    def patched(name: str, at_local: int, at_central: int, value: bytes) -> Path:
+        """The ZIP with ``value`` written into every local and central header field at those offsets."""
+        out = bytearray(data)
+        for sig, at in ((b"PK\x03\x04", at_local), (b"PK\x01\x02", at_central)):
+            for m in re.finditer(re.escape(sig), data):
+                out[m.start() + at:m.start() + at + 2] = value
+        (tmp_path / name).write_bytes(bytes(out))
+        return tmp_path / name
+
+    locked = patched("locked.qdpx", 6, 8, b"\x01\x00")  # general-purpose flag bit 0: encrypted
+    with pytest.raises(ValueError, match=r"locked\.qdpx: password-protected"):
+        read_qdpx(locked)
+    packed = patched("packed.qdpx", 8, 10, b"\x09\x00")  # compression method 9: Deflate64
+    with pytest.raises(ValueError, match=r"packed\.qdpx: packed with a compression method .*method 9"):
+        read_qdpx(packed)
+    nested = "".join(f'<Code guid="{G("deep", str(i))}" name="c{i}" isCodable="true">' for i in range(3000))
+    deep = tmp_path / "deep.qdc"
+    deep.write_text(f'<CodeBook xmlns="{CODEBOOK_NS}"><Codes>{nested}{"</Code>" * 3000}</Codes></CodeBook>')
+    with pytest.raises(ValueError, match=r"deep\.qdc: codes nested too deep"):
+        read_qdc(deep)
 
 
 def test_not_a_zip_is_a_clear_error(tmp_path):
@@ -514,11 +560,13 @@ def test_codebooks_in_from_qdc_of_either_namespace_and_from_a_qdpx(tmp_path):
   </Code>
   <Code name="no guid" isCodable="true"/>
  </Codes>
+ <Sets><Set guid="11111111-0000-0000-0000-000000000009" name="Money"><MemberCode targetGUID="11111111-0000-0000-0000-000000000002"/></Set></Sets>
 </CodeBook>""", encoding="utf-8")
     codes, notes = read_codebook(atlas)
     assert [(c.name, c.color, c.description) for c in codes] == [("Barriers", "#AA0000", "What stops people")]
     assert codes[0].children[0].name == "Cost" and codes[0].children[0].guid == "11111111-0000-0000-0000-000000000002"
-    assert len(notes) == 1 and "'no guid' has no guid" in notes[0]
+    assert len(notes) == 2 and "'no guid' has no guid" in notes[1]
+    assert notes[0].startswith("atlas.qdc: read and not used: 1 Sets")  # ATLAS.ti's code groups, said
     # the <CodeBook> of a project with codes and no selection (as MAXQDA sends a codebook), named .zip
     project = QdaProject("Book", codes=_project().codes)
     book = tmp_path / "book.zip"

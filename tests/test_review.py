@@ -791,7 +791,7 @@ def test_cli_import_codebook_is_a_deductive_start(study, review_template, exampl
     book = tmp_path / "book.qdc"
     book.write_text("""<?xml version="1.0" encoding="utf-8"?>
 <CodeBook xmlns="urn:QDA-XML:codebook:1.0" origin="MAXQDA 2022"><Codes>
-  <Code guid="AAAAAAAA-0000-0000-0000-000000000001" name="Barriers" isCodable="true" color="#aa0000">
+  <Code guid="AAAAAAAA-0000-0000-0000-000000000001" name="Barriers" isCodable="false" color="#aa0000">
     <Description>What stops people getting help</Description>
     <Code guid="AAAAAAAA-0000-0000-0000-000000000002" name="Cost" isCodable="true" color="#00AA00"/>
   </Code>
@@ -799,7 +799,8 @@ def test_cli_import_codebook_is_a_deductive_start(study, review_template, exampl
 </Codes></CodeBook>""", encoding="utf-8")
     capsys.readouterr()
     assert main(["import", "codebook", str(book), "--study", study.name, "--config", config]) == 0
-    assert "3 of 3 codes added" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "3 of 3 codes added" in said and "1 of them categories, not codable in the file" in said
     assert main(["import", "codebook", str(book), "--study", study.name, "--config", config]) == 0
     assert "0 of 3 codes added" in capsys.readouterr().out and n_decisions(study.store) == 3
     with study.store.sessions() as session:
@@ -808,6 +809,7 @@ def test_cli_import_codebook_is_a_deductive_start(study, review_template, exampl
     assert main(["codebook", "--study", study.name, "--config", config]) == 0
     assert "3 imported code(s) wait for examples" in capsys.readouterr().out
     assert codes["Cost"].parent == codes["Barriers"].key and codes["Barriers"].color == "#AA0000"
+    assert not codes["Barriers"].codable and codes["Cost"].codable  # QualCoder's category, MAXQDA's folder
     assert codes["Barriers"].definition == "What stops people getting help"
     client = TestClient(create_app(study.store, study.name))
     login(client, "amira")
@@ -829,7 +831,8 @@ def test_cli_import_codebook_is_a_deductive_start(study, review_template, exampl
     assert_valid_qdpx(out)
     project = read_qdpx(out)
     folder = next(c for c in project.codes if c.name == "Confirmed codebook")
-    assert not folder.codable and [(c.name, c.color) for c in folder.children] == [("Barriers", "#AA0000")]
+    assert not folder.codable and [(c.name, c.color, c.codable) for c in folder.children] == [
+        ("Barriers", "#AA0000", False)]  # a category goes back as one
     assert [(c.name, c.color) for c in folder.children[0].children] == [("Cost", "#00AA00")]
     assert any(c.name.startswith("Themesift run ") and not c.codable for c in project.codes)
     qdc = tmp_path / "out.qdc"
@@ -837,14 +840,15 @@ def test_cli_import_codebook_is_a_deductive_start(study, review_template, exampl
     assert_valid_qdc(qdc.read_bytes())
     [barriers] = read_qdc(qdc)
     assert (barriers.name, barriers.color, [c.name for c in barriers.children]) == ("Barriers", "#AA0000", ["Cost"])
+    assert not barriers.codable and barriers.children[0].codable
     # the decision log carries the imported codes to another copy of the study, colours and places kept
     with study.store.sessions() as session:
         exported = export_decisions(session, study.name)
     fresh = private_study(review_template, example_study.name, example_study.config, tmp_path / "fresh")
     assert import_decisions(fresh.store, fresh.name, exported)[0] == 7
     with fresh.store.sessions() as session:
-        assert [(e.name, e.color, e.parent) for e in confirmed_codebook(session, fresh.name)] == [
-            ("Barriers", "#AA0000", None), ("Cost", "#00AA00", "Barriers")]
+        assert [(e.name, e.color, e.parent, e.codable) for e in confirmed_codebook(session, fresh.name)] == [
+            ("Barriers", "#AA0000", None, False), ("Cost", "#00AA00", "Barriers", True)]
     # apply codes with the codebook the coders confirmed
     assert main(["apply", "--study", study.name, "--config", config]) == 0
     with study.store.sessions() as session:

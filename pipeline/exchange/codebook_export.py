@@ -27,6 +27,7 @@ class CodebookEntry:
     decided_by: str
     color: str | None = None   # from an imported codebook; the palette's otherwise
     parent: str | None = None  # the name of the confirmed theme it sits under (an imported hierarchy)
+    codable: bool = True       # False: an imported category, written back as one (isCodable="false")
 
 
 def codebook_codes(entries: Sequence[CodebookEntry], study: str) -> list[QdaCode]:
@@ -39,7 +40,7 @@ def codebook_codes(entries: Sequence[CodebookEntry], study: str) -> list[QdaCode
     def build(i: int, e: CodebookEntry, seen: frozenset[str]) -> QdaCode:
         children = tuple(build(j, c, seen | {c.name}) for j, c in kids.get(e.name, ()) if c.name not in seen)
         return QdaCode(stable_guid("themesift-code", study, e.key), e.name, e.definition,
-                       e.color or palette_color(i), children)
+                       e.color or palette_color(i), children, e.codable)
 
     return [build(i, e, frozenset({e.name})) for i, e in kids.get(None, [])]
 

@@ -35,7 +35,7 @@ from typing import Hashable, Iterable, Mapping, Sequence
 
 from pipeline import csvsafe
 from pipeline.compare.agreement import Selection, Segment
-from pipeline.exchange.refi_qda import ORIGIN, QdaCode, QdaProject, read_qdpx
+from pipeline.exchange.refi_qda import ORIGIN, QdaCode, QdaProject, QdaUser, read_qdpx
 from pipeline.ingest.unzip import ZipLimits
 from pipeline.learn.apply import APPLY_CODER
 
@@ -478,6 +478,18 @@ def code_names(codes: Sequence[QdaCode]) -> dict[str, str]:
     return {g: (p[-1] if counts[p[-1]] == 1 else "/".join(p)) for g, p in paths.items()}
 
 
+def _user_names(users: Sequence[QdaUser], origin: str, problems: list[str]) -> dict[str, str]:
+    """GUID -> the coder each user is filed under: their name, or their GUID where they have none; users who
+    share a name are told apart by their GUID's first part (one coder each, as in the tool that wrote them)."""
+    named = {u.guid: " ".join(u.name.split()) or u.guid for u in users}
+    count = Counter(named.values())
+    for name in sorted(n for n, k in count.items() if k > 1):
+        apart = [f"{name} ({g.split('-')[0]})" for g, n in named.items() if n == name]
+        problems.append(f"{origin}: {count[name]} users are named '{name}'; each is a coder of their own: "
+                        + ", ".join(apart))
+    return {g: f"{n} ({g.split('-')[0]})" if count[n] > 1 else n for g, n in named.items()}
+
+
 def qda_selections(
     project: QdaProject,
     sources: Iterable[StudySource],
@@ -505,7 +517,7 @@ def qda_selections(
     ours = project.origin.strip() == ORIGIN
     # our own export's folders hold the machine's and the confirmed codebook's codes, not a coder's
     result.code_info = code_infos([c for c in project.codes if not (ours and is_themesift_folder(c.name))])
-    users = {u.guid: u.name for u in project.users}
+    users = _user_names(project.users, origin, result.problems)
     matched: dict[str, tuple[StudySource, str]] = {}
     for qs in project.sources:
         hit = index.by_file_name(qs.name)

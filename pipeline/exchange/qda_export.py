@@ -53,6 +53,7 @@ class ExportTheme:
     description: str = ""
     color: str | None = None
     parent: str | None = None  # confirmed themes: the name of the confirmed theme it sits under
+    codable: bool = True       # confirmed themes: False for an imported category
 
 
 def user_guid(name: str) -> str:
@@ -134,7 +135,7 @@ def study_project(
     used |= {sel[3] for v in spans.values() for sel in v}
     human_codes = sorted(used | set(info), key=natural_key)
     codes = _tree(study, "human", human_codes, info, 0)
-    confirmed_info = {t.code: CodeInfo(t.parent, t.color, t.description) for t in confirmed}
+    confirmed_info = {t.code: CodeInfo(t.parent, t.color, t.description, t.codable) for t in confirmed}
     confirmed_names = [t.code for t in confirmed]
     confirmed_names += sorted({c for n in appliers for cs in humans[n].values() for c in cs} - set(confirmed_names),
                               key=natural_key)

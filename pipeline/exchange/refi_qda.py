@@ -215,9 +215,25 @@ def _codes_element(codes: Sequence[QdaCode]) -> ET.Element:
     return el
 
 
+# Characters XML 1.0 does not allow (C0 controls but tab, LF and CR; lone surrogates; U+FFFE/FFFF): a quote
+# holding Word's manual line break (U+000B) pasted as text would make the whole file unreadable to every tool.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_text(value: str) -> str:
+    """``value`` as XML 1.0 can hold it: vertical tab and form feed (line and page breaks) become spaces,
+    other forbidden characters are dropped."""
+    return _NOT_XML.sub(lambda m: " " if m.group() in "\x0b\x0c" else "", value)
+
+
 def _serialize(root: ET.Element) -> bytes:
-    """UTF-8 with declaration, two-space indent. Elements carry local names and the root an
-    ``xmlns`` attribute (ElementTree's default_namespace refuses unqualified attributes)."""
+    """UTF-8 with declaration, two-space indent, only characters XML 1.0 allows. Elements carry local names
+    and the root an ``xmlns`` attribute (ElementTree's default_namespace refuses unqualified attributes)."""
+    for el in root.iter():
+        if el.text:
+            el.text = xml_text(el.text)
+        for name, value in el.attrib.items():
+            el.set(name, xml_text(value))
     ET.indent(root, space="  ")
     return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
 
@@ -616,7 +632,7 @@ def read_qde(
         if guid is None:
             problems.append(f"{label}: User {_attr(el, 'name')!r} without guid; skipped")
             continue
-        users.append(QdaUser(guid, _attr(el, "name") or ""))
+        users.append(QdaUser(guid, _attr(el, "name") or _attr(el, "id") or ""))  # the schema makes both optional
     user_guids = {u.guid for u in users}
 
     codes = _read_codes(_child(root, "CodeBook"), problems, label)
@@ -833,6 +849,7 @@ def read_qdpx(
         raise ValueError(f"{path}: not a ZIP archive, so not a REFI-QDA .qdpx project")
     try:
         with zipfile.ZipFile(path) as zf:
+            _check_readable(zf, path)
             names = zf.namelist()
             qde = _pick_qde(names)
             if qde is None:
@@ -847,10 +864,27 @@ def read_qdpx(
         raise ValueError(f"{path}: not read: {exc}") from None
     except zipfile.BadZipFile as exc:
         raise ValueError(f"{path}: damaged ZIP archive ({exc})") from exc
+    except RecursionError:
+        raise ValueError(f"{path}: codes nested too deep to read (more than Python's recursion limit)") from None
     if others:
         extra = f"{path.name}: several .qde files; read {qde!r}, ignored {others!r}"
         project = replace(project, problems=project.problems + (extra,))
     return project
+
+
+_READABLE_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
+
+
+def _check_readable(zf: zipfile.ZipFile, path: Path) -> None:
+    """A password-protected ZIP, or one packed with a method Python's zipfile lacks (Deflate64, as 7-Zip
+    offers), is refused in words before any entry is read."""
+    if any(info.flag_bits & 0x1 for info in zf.infolist()):
+        raise ValueError(f"{path}: password-protected (encrypted) ZIP; export or zip the project again "
+                         "without a password")
+    odd = sorted({info.compress_type for info in zf.infolist()} - set(_READABLE_METHODS))
+    if odd:
+        raise ValueError(f"{path}: packed with a compression method this program cannot read (method "
+                         f"{', '.join(map(str, odd))}, e.g. Deflate64); zip it again with ordinary compression")
 
 
 def read_qdc(path: str | PathLike[str], problems: list[str] | None = None) -> tuple[QdaCode, ...]:
@@ -863,7 +897,14 @@ def read_qdc(path: str | PathLike[str], problems: list[str] | None = None) -> tu
         raise ValueError(f"{path}: not well-formed XML ({exc})") from exc
     if _local(root.tag) != "CodeBook":
         raise ValueError(f"{path}: root element is {_local(root.tag)!r}, expected 'CodeBook'")
-    return _read_codes(root, problems if problems is not None else [], path.name)
+    problems = problems if problems is not None else []
+    others = Counter(_local(el.tag) for el in root if _local(el.tag) != "Codes")  # ATLAS.ti's code groups: Sets
+    if others:
+        problems.append(f"{path.name}: read and not used: {not_used_summary(dict(others))}")
+    try:
+        return _read_codes(root, problems, path.name)
+    except RecursionError:
+        raise ValueError(f"{path}: codes nested too deep to read (more than Python's recursion limit)") from None
 
 
 def read_codebook(

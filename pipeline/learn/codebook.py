@@ -36,7 +36,8 @@ Vocabulary
                 ``definition``), with it as first example); ``not``: the themes shown that the coder left
                 unticked (it is in none of them)
   import_code   ``name``, ``definition`` (may be empty), optional ``color`` (``#RRGGBB``), ``parent`` (the
-                key of the imported code it sits under) and ``origin`` (the codebook file): a code of a QDA
+                key of the imported code it sits under), ``codable`` (false: the tool's category, a folder of
+                codes) and ``origin`` (the codebook file): a code of a QDA
                 tool's codebook, a theme of the study with no segment yet (status new; a deductive start:
                 coders give it examples with ``code`` and confirm it, then ``apply`` codes with it)
   settle        a difference between coders settled (blind double coding, ``pipeline.compare.team``):
@@ -116,6 +117,7 @@ class ThemeState:
     origin: str = "suggested"        # suggested | own | split | imported
     color: str | None = None         # #RRGGBB, from an imported codebook
     parent: str | None = None        # the key of the theme it sits under (an imported codebook's hierarchy)
+    codable: bool = True             # False: an imported category (isCodable="false"), written back as one
     curated: bool = False            # made or reshaped by a coder (merge result, split part, own theme, renamed)
     merged_into: str | None = None
     split_into: tuple[str, ...] = ()
@@ -436,6 +438,7 @@ def _apply(state: CodebookState, e: Entry) -> str | None:
         if e.action == IMPORT_CODE:  # no segment yet: it stays new until coders give examples and confirm
             theme.color = str(a["color"]) if a.get("color") else None
             theme.parent = str(a["parent"]) if a.get("parent") else None
+            theme.codable = a.get("codable") is not False
         else:
             theme.status, theme.members = CONFIRMED, _ints(a.get("segment_ids"))
             for seg in theme.members:
