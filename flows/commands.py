@@ -10,25 +10,28 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import shlex
 import sys
 import textwrap
 from pathlib import Path
 from typing import Sequence
 
 import flows  # noqa: F401  (Prefect settings before Prefect is imported)
-from flows.options import OptionError, config_from_args
+from flows.options import OptionError, checked, config_from_args
 from flows.runtime import (LoopbackDownError, ServerDownError, TemporaryApiError, guard_temporary_server,
                            leave_write_faults_to_the_command, quiet_event_drain, sigterm_as_interrupt)
 from models.export import suggestion_export, theme_summaries
 from models.migrate import StoreUpgradeError
 from models.store import (WRITE_FAULT_ERRNOS, Store, StoreOpenError, StoreWriteError, StudyBusyError, StudyNotFoundError,
                           shown_url, study_dir, write_fault)
-from pipeline.config import ConfigError, settings
+from pipeline.config import ConfigError, settings, whole
 from pipeline.embed.encoder import ModelNotFoundError
 from pipeline.embed.onnx_export import OnnxExportError
 from pipeline.exchange.suggestions_export import write_suggestions
 from pipeline.themes.name import format_description
 from pipeline.themes.rank import PARTS, stability_is_weak
+
+TOP = whole(low=1, what="a number of themes")  # --top
 
 
 def run(argv: Sequence[str]) -> int:
@@ -102,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--case-col", help="CSV: column identifying the respondent (default: the row id)")
     p.add_argument("--row-id-col", help="CSV: column with a row id kept on every segment")
     p.add_argument("--attr-col", action="append", default=[], help="CSV: extra column to keep (repeatable)")
-    p.add_argument("--top", type=int, default=15, help="themes to print (all are stored)")
+    p.add_argument("--top", type=checked(TOP, "--top"), default=15, help="themes to print (all are stored)")
     p.add_argument("--force", action="store_true", help="run even if no file and no setting changed")
     p.add_argument("--diff", action="store_true", help="also show what changed against the previous run")
     p.set_defaults(handler=cmd_suggest)
@@ -114,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("themes", help="show the ranked themes of a study's latest run again")
     common(p)
     p.add_argument("--run", type=int, help="a run id instead of the latest")
-    p.add_argument("--top", type=int, default=50)
+    p.add_argument("--top", type=checked(TOP, "--top"), default=50)
     p.set_defaults(handler=cmd_themes)
 
     p = sub.add_parser("unlock", help="release a study a run on another machine left locked when it died")
@@ -179,15 +182,13 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         with store.sessions() as session:
             print_changes(session, args.study, None, outcome["run_id"], cfg.review.diff_match_jaccard)
     print(f"\nResults stored as run {outcome['run_id']} in {shown_url(store.url)}")
-    print(f"Show again: themesift themes --study {args.study}{again}    "
-          f"Export: themesift export suggestions --study {args.study}{again} --format csv")
+    print(f"Show again: themesift themes --study {shlex.quote(args.study)}{again}    "
+          f"Export: themesift export suggestions --study {shlex.quote(args.study)}{again} --format csv")
     return 0
 
 
 def config_option(args: argparse.Namespace) -> str:
     """`` --config FILE`` as the command was given it ("" without), for the commands a hint suggests next."""
-    import shlex
-
     return f" --config {shlex.quote(str(args.config))}" if getattr(args, "config", None) else ""
 
 
@@ -206,6 +207,10 @@ def cmd_unlock(args: argparse.Namespace) -> int:
         print(f"themesift: {exc}", file=sys.stderr)
         return 3
     if released is None:
+        if args.study not in store.study_names():
+            print(f"themesift: no study named '{args.study}' (studies: {', '.join(store.study_names()) or 'none yet'})",
+                  file=sys.stderr)
+            return 2
         print(f"study '{args.study}' is not locked")
     else:
         print(f"released study '{args.study}' from run {released[0]} (held since {released[1]:%Y-%m-%d %H:%M:%S} "
@@ -240,7 +245,7 @@ def print_themes(store: Store, study: str, run_id: int | None, top: int, again: 
                 quote = textwrap.shorten(t["quote"], 110, placeholder="...")
                 print(f"{'':>14}\"{quote}\" ({t['quote_case']})")
         if len(themes) > top:
-            print(f"... and {len(themes) - top} more (themesift themes --study {study}{again} --top {len(themes)})")
+            print(f"... and {len(themes) - top} more (themesift themes --study {shlex.quote(study)}{again} --top {len(themes)})")
         print("\nParts: cover(age) = participants raising it / those of the widest theme; cohes(ion), "
               "disti(nctiveness), stabi(lity) over re-clusterings (weak: too few segments for it to mean much), size; score = weighted sum (rank.weights "
               "in the config). The parts are measured on the segments the clustering put in a theme; segs also "

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from shlex import quote
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -184,7 +185,7 @@ def cmd_import_codings(args: argparse.Namespace) -> int:
     if outcome["status"] != "completed":
         return 1
     print(f"Stored on run {outcome['run_id']}'s segments (each coder's earlier import for study "
-          f"'{args.study}' replaced). Compare: themesift compare --study {args.study}")
+          f"'{args.study}' replaced). Compare: themesift compare --study {quote(args.study)}")
     return 0
 
 
@@ -215,8 +216,8 @@ def cmd_import_codebook(args: argparse.Namespace) -> int:
                     if folders else "") + ")" + (f"; {len(already)} already there" if already else ""))
     for note in notes:
         print(f"note: {note}")
-    print(f"Next: coders give each code examples and confirm it (themesift review --study {args.study}); then "
-          f"themesift apply --study {args.study} codes every segment with the confirmed codes.")
+    print(f"Next: coders give each code examples and confirm it (themesift review --study {quote(args.study)}); then "
+          f"themesift apply --study {quote(args.study)} codes every segment with the confirmed codes.")
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from shlex import quote
 import threading
 import webbrowser
 from pathlib import Path
@@ -103,6 +104,25 @@ def _store(args: argparse.Namespace) -> tuple[Settings, Store]:
     return cfg, Store.from_config(cfg.store)
 
 
+def _port_taken(host: str, port: int) -> str:
+    """Why ``host:port`` cannot be listened on ("" when it can): checked before the page is announced, as
+    uvicorn would otherwise print its own error after the address was given out."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        return str(exc)
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return ""
+
+
 def cmd_review(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -115,13 +135,18 @@ def cmd_review(args: argparse.Namespace) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {args.host}: anyone who can reach this address can read the transcripts"
               + ("" if args.team else "; use --team so coders need a token"), file=sys.stderr)
+    taken = _port_taken(args.host, port)
+    if taken:
+        print(f"themesift: cannot listen on {args.host}:{port} ({taken}); is a review already running there? "
+              f"Open it at {url}, or give another port: --port {port + 1}", file=sys.stderr)
+        return 2
     print(f"Reviewing study '{args.study}' at {url}  ({'team mode: sign in with a token' if args.team else 'local mode'})")
     if args.team:
         from models.decisions import team_settings
 
         with store.sessions() as session:
             team = team_settings(session, args.study)
-        print(f"Add a coder: themesift coders add NAME --study {args.study}")
+        print(f"Add a coder: themesift coders add NAME --study {quote(args.study)}")
         if team.blind(True):
             print(f"Coding is blind: each coder sees only their own decisions until the lead "
                   f"({team.lead or 'none yet: themesift study set --lead NAME'}) opens the comparison (Compare coders).")
@@ -166,7 +191,7 @@ def cmd_coders_add(args: argparse.Namespace) -> int:
         print(f"'{args.name.strip()}' leads the review of study '{args.study}': they open the comparison and settle "
               "differences (Compare coders, in the page).")
     print(f"Coder '{args.name.strip()}' can sign in to the review of study '{args.study}' "
-          f"(themesift review --study {args.study} --team) with this token; it is shown only now:\n\n  {token}\n"
+          f"(themesift review --study {quote(args.study)} --team) with this token; it is shown only now:\n\n  {token}\n"
           + ("The token given to them before no longer works.\n" if replaced else ""), end="")
     return 0
 
@@ -178,7 +203,7 @@ def cmd_coders_list(args: argparse.Namespace) -> int:
     with store.sessions() as session:
         rows = coder_tokens(session, args.study)
     if not rows:
-        print(f"No coder can sign in to study '{args.study}' yet (themesift coders add NAME --study {args.study}).")
+        print(f"No coder can sign in to study '{args.study}' yet (themesift coders add NAME --study {quote(args.study)}).")
     for name, made in rows:
         print(f"{name}\ttoken made {made.strftime('%Y-%m-%d %H:%M') if made else '?'} UTC")
     return 0
@@ -212,7 +237,7 @@ def cmd_study_set(args: argparse.Namespace) -> int:
                 lead = coder_named(session, args.lead.strip(), create=False)
                 if lead is None or lead.kind != "human":
                     print(f"themesift: no coder '{args.lead}' yet: add them first with themesift coders add "
-                          f"{args.lead} --study {args.study}", file=sys.stderr)
+                          f"{args.lead} --study {quote(args.study)}", file=sys.stderr)
                     return 2
                 set_team_setting(session, args.study, "lead", lead.name, "cli")
             current = team_settings(session, args.study)
@@ -309,7 +334,7 @@ def cmd_codebook(args: argparse.Namespace) -> int:
         if e.definition:
             print(f"    {e.definition}")
     if not entries:
-        print(f"No theme is confirmed yet: themesift review --study {args.study}")
+        print(f"No theme is confirmed yet: themesift review --study {quote(args.study)}")
     with store.sessions() as session:
         waiting = imported_codes(session, args.study)
     if waiting:
@@ -343,7 +368,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         return 2
     n, seconds = embed_study(store, encoder)
     print(f"Embedded the {n} segments of study '{args.study}' with it in {seconds:.0f} s (cached under its model id).")
-    print(f"Code with it: themesift apply --study {args.study} --adapted")
+    print(f"Code with it: themesift apply --study {quote(args.study)} --adapted")
     return 0
 
 

@@ -456,8 +456,9 @@ def test_suggest_refuses_a_bad_config_before_any_work(tmp_path, capsys):
     (["import", "codings", "f.csv", "--study", "x", "--min-cover", "-1"], "themesift: --min-cover: -1 is not allowed"),
     (["matrix", "--study", "x", "--quotes", "two"],
      "themesift: --quotes: 'two' is not allowed; use a whole number >= 0"),
+    (["themes", "--study", "x", "--top", "-3"], "themesift: --top: -3 is not allowed; use a number of themes >= 1"),
 ], ids=["review port", "schedule interval", "schedule interval too long", "compare min-cover", "compare top-k",
-        "import min-cover", "matrix quotes"])
+        "import min-cover", "matrix quotes", "themes top"])
 def test_options_that_set_a_setting_are_checked_the_same_way(capsys, argv, expected):
     with pytest.raises(SystemExit) as exited:
         main(argv)

@@ -63,6 +63,8 @@ def test_a_lock_left_by_a_run_on_another_machine_is_released_by_unlock(example_s
         assert session.get(StudyLock, "ipt") is None
     assert main(["unlock", "--study", "ipt", "--config", str(config)]) == 0
     assert "is not locked" in capsys.readouterr().out
+    assert main(["unlock", "--study", "ipy", "--config", str(config)]) == 2  # a typo is not "not locked"
+    assert "no study named 'ipy' (studies: " in capsys.readouterr().err
     with store.transaction() as session:  # this very process: alive, on this host
         session.add(StudyLock(study="ipt", owner=f"{socket.gethostname()}:{os.getpid()}"))
     try:

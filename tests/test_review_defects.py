@@ -238,6 +238,22 @@ def test_a_bad_page_number_is_an_html_page_not_json(study):
 
 
 # -- 10: tokens listed, revoked, rotated --------------------------------------------------------------
+def test_review_on_a_port_in_use_says_so_in_one_line_before_announcing_the_page(study, capsys):
+    import socket
+
+    from flows.cli import main
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        assert main(["review", "--study", study.name, "--config", str(study.config_file()), "--no-browser",
+                     "--port", str(port)]) == 2
+    said = capsys.readouterr()
+    assert "Reviewing study" not in said.out
+    assert said.err.startswith(f"themesift: cannot listen on 127.0.0.1:{port}") and f"--port {port + 1}" in said.err
+
+
 def test_coders_list_revoke_and_a_new_token_ends_the_old_one(study, capsys):
     from flows.cli import main
 

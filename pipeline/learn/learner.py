@@ -39,6 +39,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from pipeline.config import ReviewSettings
+from pipeline.themes.cluster import cosine_knn
 from pipeline.themes.join import unit_vectors
 
 
@@ -168,11 +169,7 @@ class CodeLearner:
         X = unit_vectors(np.asarray(X, dtype=np.float64))
         if self.study_features_ is not None and np.array_equal(X, self.study_):
             return self.study_features_  # the study itself, read in fit: no second neighbour search
-        from sklearn.neighbors import NearestNeighbors
-
-        k = min(self.neighbours, len(self.study_))
-        near = NearestNeighbors(n_neighbors=k, metric="cosine", algorithm="brute").fit(self.study_)
-        rows = near.kneighbors(X, return_distance=False)
+        rows, _ = cosine_knn(self.study_, self.neighbours, queries=X)
         w = float(self.neighbour_weight)
         return unit_vectors((1.0 - w) * X + w * self.study_[rows].mean(axis=1))
 
