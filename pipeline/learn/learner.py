@@ -19,7 +19,9 @@ coder chose is noise), the F1 rule stays. A theme with fewer examples in the stu
 name, an extra row, not counted), or whose folds leave one without an example, has no F1 rule either: it
 takes the share its examples hold among every labelled row (bulk included), or where nothing
 is labelled outside it, among the whole study, so two segments a coder made a theme of cannot take half
-a study (a fixed 0.5 did, as the positives weigh as much as every other row together).
+a study (a fixed 0.5 did, as the positives weigh as much as every other row together). ``"share"``
+takes that last rule for every theme: no cross-validated fits, for where thresholds only rank proposals
+(Teach's questions typical of what nobody labelled, chosen without the learner).
 
 A segment is also read through its neighbours (``neighbours``, ``neighbour_weight``): its features are
 its vector moved toward the mean of its nearest segments in the study (itself among them), so a label
@@ -77,7 +79,7 @@ class CodeLearner:
     ``intercept_``, ``thresholds_``, ``study_`` (the unit vectors of ``fit``'s ``X``, whose rows are the
     neighbours; None with ``neighbours`` 0) and ``study_features_`` (:meth:`features` of that ``X``). ``neighbours``: how many nearest study rows, the row itself
     included, a row's features are drawn toward (0 or 1: the vector alone); ``neighbour_weight``: how far,
-    0 to 1. ``threshold``: ``"prevalence"`` or ``"f1"`` (see the module's docstring).
+    0 to 1. ``threshold``: ``"prevalence"``, ``"f1"`` or ``"share"`` (see the module's docstring).
     """
 
     def __init__(self, C: float = 1.0, unlabelled_weight: float = 0.05, folds: int = 3,
@@ -139,7 +141,7 @@ class CodeLearner:
             threshold = None
             if self.threshold == "prevalence" and len(pool) >= self.min_judged and 0 < hits < len(pool):
                 threshold = self._share_threshold(X[:n], j, hits / len(pool))
-            elif len(positive) >= self.folds:
+            elif len(positive) >= self.folds and self.threshold != "share":
                 count = weight if self.unlabelled_count is None else np.where(weight < 1, self.unlabelled_count, weight)
                 threshold = self._threshold(X[rows], y, balanced, count, rng)
             if threshold is None:  # too few examples for the F1 rule: the share they hold
@@ -169,7 +171,8 @@ class CodeLearner:
         X = unit_vectors(np.asarray(X, dtype=np.float64))
         if self.study_features_ is not None and np.array_equal(X, self.study_):
             return self.study_features_  # the study itself, read in fit: no second neighbour search
-        rows, _ = cosine_knn(self.study_, self.neighbours, queries=X)
+        study = np.array_equal(X, self.study_)  # the study's own rows: a search of the study kept for the next fit
+        rows, _ = cosine_knn(self.study_, self.neighbours, queries=None if study else X)
         w = float(self.neighbour_weight)
         return unit_vectors((1.0 - w) * X + w * self.study_[rows].mean(axis=1))
 
