@@ -245,6 +245,18 @@ def cmd_qualcoder(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 0 if all(r["n_lost"] == 0 for what, r in result["rows"].items() if what != "code colours") else 1
 
 
+def cmd_page_speed(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from bench.harness import write_json
+    from bench.pages import page_speed, print_table
+    from models.store import Store
+
+    store = Store.from_config(_config(args)["store"])
+    result = {**describe_run(list(argv)), **page_speed(store.url, args.study, args.rounds, args.word)}
+    print_table(result)
+    print(f"wrote {write_json(result, args.out, 'pages-' + (args.name or args.study))}")
+    return 0
+
+
 def cmd_repeat(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """Exit status 1 when the cold and the warm run's themes differ (the result is saved either way)."""
     from bench.repeat import repeat, summary
@@ -392,6 +404,15 @@ def build_parser() -> argparse.ArgumentParser:
                                               "checkout (default: git rev-parse HEAD in --qualcoder-src)")
     p.add_argument("--out", type=Path, default=report.RESULTS, help="folder for the JSON result (docs/bench)")
     p.set_defaults(handler=cmd_qualcoder)
+
+    p = sub.add_parser("page-speed", help="seconds per review page on a stored study (read only: nothing is decided)")
+    p.add_argument("--study", required=True)
+    p.add_argument("--config", type=Path, help="the study's configuration (its store)")
+    p.add_argument("--rounds", type=int, default=3, help="reads of each page after the first")
+    p.add_argument("--word", default="wait", help="what the search page looks for")
+    p.add_argument("--name", help="result name (default: the study's)")
+    p.add_argument("--out", type=Path, default=report.RESULTS, help="folder for the JSON result (docs/bench)")
+    p.set_defaults(handler=cmd_page_speed)
 
     p = sub.add_parser("repeat", help="same input, same themes: a CSV through themesift suggest on a fresh store and "
                                       "on one whose cache holds its first rows' vectors; themes compared (issue 18)")

@@ -498,3 +498,15 @@ def test_the_coder_who_follows_the_hint_reviews_until_the_suggestions_stop_givin
     _hinted(study, state, 7, review, seed=0)
     assert state["teaching"] and state["decisions"] == 7 and len(state["judged"]) == 2  # two Teach answers
     assert len(state["own"]) == 5  # no suggestion reviewed after the hint
+
+
+def test_page_speed_reads_every_page_of_a_stored_study_and_decides_nothing(example_study):
+    from bench.pages import PAGES, page_speed
+    from review_helpers import n_decisions
+
+    before = n_decisions(example_study.store)
+    result = page_speed(example_study.store.url, example_study.name, rounds=1)
+    assert [r["page"].split("?")[0] for r in result["rows"]] == [p.split("?")[0].replace("{first}", result["rows"][1]
+                                                                 ["page"].rsplit("/", 1)[-1]) for p in PAGES]
+    assert all(r["median_s"] > 0 and r["kib"] > 0 for r in result["rows"])
+    assert result["segments"] > 200 and n_decisions(example_study.store) == before
