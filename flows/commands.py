@@ -23,7 +23,7 @@ from flows.runtime import (LoopbackDownError, ServerDownError, TemporaryApiError
 from models.export import suggestion_export, theme_summaries
 from models.migrate import StoreUpgradeError
 from models.store import (WRITE_FAULT_ERRNOS, Store, StoreOpenError, StoreWriteError, StudyBusyError, StudyNotFoundError,
-                          shown_url, study_dir, write_fault)
+                          database_url, shown_url, sqlite_folder, study_dir, write_fault)
 from pipeline.config import ConfigError, settings, whole
 from pipeline.embed.encoder import ModelNotFoundError
 from pipeline.embed.onnx_export import OnnxExportError
@@ -151,8 +151,11 @@ def cmd_suggest(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)  # a bad setting is refused here, before any work
     cfg = settings(config)
-    # A database server that cannot be reached is said before Prefect starts (no SQLite file made before a run)
-    store = Store.from_config(cfg.store) if cfg.store.url else None
+    # A database server that cannot be reached, or a SQLite file that is not a store, is said before Prefect
+    # starts (no new SQLite file is made before a run; its folder is, or said to be impossible)
+    url = database_url(cfg.store)
+    folder = sqlite_folder(url)
+    store = Store.from_config(cfg.store) if folder is None or Path(url.removeprefix("sqlite:///")).exists() else None
     Embedder.from_config(cfg.embed).prepare()  # a first export, or an int8 refusal, before the run
     outcome = run_suggest([str(p) for p in args.paths], args.study, config, force=args.force)
     if outcome["status"] == "busy":

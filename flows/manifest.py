@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from models.store import shown_url
-from pipeline.config import config_digest
+from pipeline.config import config_digest, url_without_password
 from pipeline.embed.cpu import detect
 from pipeline.embed.encoder import Embedder
 from pipeline.ingest.segment import Segment
@@ -44,11 +44,18 @@ def code_version() -> str:
 
 
 def recorded_config(config: Mapping) -> dict:
-    """The configuration as a manifest keeps it: a password in ``store.url`` hidden (``***``)."""
+    """The configuration as a manifest keeps it: a password in ``store.url`` or in the naming model's server
+    (``describe.name.model.server``) hidden (``***``)."""
     store = dict(config.get("store") or {})
     if store.get("url"):
         store["url"] = shown_url(store["url"])
-    return {**config, "store": store}
+    out = {**config, "store": store}
+    model = ((config.get("describe") or {}).get("name") or {}).get("model") or {}
+    if model.get("server"):
+        describe = dict(config["describe"])
+        describe["name"] = {**describe["name"], "model": {**model, "server": url_without_password(model["server"])}}
+        out["describe"] = describe
+    return out
 
 
 def build_manifest(config: Mapping, embedder: Embedder, inputs: Sequence[Mapping], segments: Sequence[Segment],

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Collection, Iterator, Mapping, Sequence
 import numpy as np
 from sqlalchemy import create_engine, delete, event, select, update
 from sqlalchemy.engine import Engine, Row
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DatabaseError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import migrate
@@ -128,13 +128,27 @@ def _process_alive(owner: str) -> bool:
     return True
 
 
+def sqlite_folder(url: str) -> Path | None:
+    """The folder of a SQLite store's file, made if missing (None for a server's store); one line naming it
+    (:class:`StoreOpenError`) where it cannot be: a file where the folder should be, a path under /proc."""
+    if not url.startswith("sqlite:///"):
+        return None
+    folder = Path(url.removeprefix("sqlite:///")).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreOpenError(f"cannot make the store's folder {folder}: {exc.strerror or exc}; set "
+                             "store.workspace (or THEMESIFT_HOME) to a folder you can write") from None
+    return folder
+
+
 class Store:
     """Session factory plus the few operations the flows and the CLI need."""
 
     def __init__(self, url: str, sqlite_timeout_s: float = 30):
         self.url = url
         if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            sqlite_folder(url)
             self.engine = create_engine(url, connect_args={"timeout": sqlite_timeout_s})
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "handle_error", _write_faults_named(Path(url.removeprefix("sqlite:///"))))
@@ -144,6 +158,10 @@ class Store:
             migrate.upgrade(self.engine)  # creates the schema, or brings an older one up to date
         except (OperationalError, InterfaceError) as exc:  # no connection at all: nothing was written
             raise StoreOpenError(f"cannot open the store {shown_url(url)}: {migrate.driver_message(exc)}") from None
+        except DatabaseError as exc:  # SQLite: a file that is not a database, or a damaged one; left as it was
+            raise StoreOpenError(f"cannot open the store {shown_url(url)}: not a Themesift database, or a damaged "
+                                 f"one ({migrate.driver_message(exc)}); it was left as it is: restore a copy, or "
+                                 "point store.workspace elsewhere") from None
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod

@@ -126,6 +126,20 @@ def refused(where: str, value: Any, allowed: str, why: str | None = None) -> Con
     return ConfigError(f"{where}: {_show(value)} {why or 'is not allowed'}; use {allowed}")
 
 
+def url_without_password(url: str) -> str:
+    """``url`` as it may be shown or recorded: a password in it as ``***`` (``http://bob:***@host/``)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.netloc.rsplit("@", 1)[1]
+        return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+    except ValueError:
+        return url
+
+
 @dataclass(frozen=True)
 class Rule:
     """What one setting may hold: ``allowed`` says it in words; ``take`` returns the typed value or raises

@@ -323,3 +323,25 @@ def test_a_texts_onnx_vector_does_not_depend_on_its_batch(backends, tmp_path):
     warm, embedded_now = load_vectors(store, ox, texts)  # half from the cache, half in new batches
     assert embedded == len(set(texts[::2])) and embedded_now == len(set(texts)) - embedded
     np.testing.assert_array_equal(warm, alone)
+
+
+def test_a_model_folders_id_follows_its_weights_not_their_size(tmp_path):
+    """A fine-tuned model has files of the same sizes as the one it came from: it took that model's vectors."""
+    import shutil
+
+    from pipeline.embed.encoder import resolve_model
+
+    folder = tmp_path / "mymodel"
+    shutil.copytree(resolve_model("default")[0], folder)
+    before = resolve_model(str(folder))[1]
+    weights = max(folder.rglob("*.safetensors"), key=lambda p: p.stat().st_size)
+    size = weights.stat().st_size
+    with weights.open("r+b") as f:  # one byte of the last tensor changed; the file keeps its size
+        f.seek(size - 7)
+        last = f.read(1)
+        f.seek(size - 7)
+        f.write(bytes([last[0] ^ 0x01]))
+    assert weights.stat().st_size == size
+    resolve_model.cache_clear()
+    after = resolve_model(str(folder))[1]
+    assert after.startswith("mymodel@") and after != before

@@ -316,3 +316,21 @@ def test_an_export_to_a_read_only_folder_ends_in_one_line_naming_the_file(exampl
     line = _one_line(finished)
     assert line.startswith(f"themesift: {out / 's.csv'}") and f": cannot be written: {out} is read-only (" in line, line
     assert not (out / "s.csv").exists()
+
+
+@pytest.mark.parametrize("command", [["themes", "--study", "ipt"], ["suggest", str(TRANSCRIPTS), "--study", "ipt"]],
+                         ids=["themes", "suggest"])
+def test_a_damaged_database_or_a_workspace_that_cannot_be_made_ends_in_one_line(tmp_path, command):
+    """A file that is not a database where the store should be (a failed copy, a truncated backup) gave 270
+    lines of traceback; so did a workspace under a plain file. The damaged file is left as it was."""
+    garbage = tmp_path / "ws" / "themesift.db"
+    garbage.parent.mkdir()
+    garbage.write_bytes(b"not a database " * 4000)
+    env = _command_env(garbage.parent)
+    for workspace, said in ((garbage.parent, "not a Themesift database, or a damaged one"),
+                            (garbage / "sub", "cannot make the store's folder")):
+        env["THEMESIFT_HOME"] = str(workspace)
+        finished = subprocess.run([sys.executable, "-m", "flows.cli", *command], cwd=ROOT, env=env,
+                                  capture_output=True, text=True, timeout=600)
+        assert said in _one_line(finished)
+    assert garbage.read_bytes() == b"not a database " * 4000

@@ -130,10 +130,17 @@ def test_a_server_that_is_not_there_is_asked_once_and_every_theme_keeps_its_name
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    renamed = namer(server=f"http://127.0.0.1:{port}").rename(themes(), TEXTS)
+    renamed = namer(server=f"http://bob:hunter2@127.0.0.1:{port}").rename(themes(), TEXTS)
     assert renamed.descriptions == themes()
     assert renamed.record["kept_extractive"] == {"server unreachable": 3}
     assert "3 of 3 themes" in renamed.warning
+    # a password in the server's address is neither said nor recorded, in the record or in the run's config
+    from flows.manifest import recorded_config
+
+    assert "hunter2" not in renamed.warning and f"bob:***@127.0.0.1:{port}" in renamed.warning
+    assert "hunter2" not in str(renamed.record)
+    config = {"store": {}, "describe": {"name": {"model": {"server": f"http://bob:hunter2@127.0.0.1:{port}/"}}}}
+    assert recorded_config(config)["describe"]["name"]["model"]["server"] == f"http://bob:***@127.0.0.1:{port}/"
 
 
 def test_a_redirect_elsewhere_is_not_followed(ollama):

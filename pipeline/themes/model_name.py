@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence
 
-from pipeline.config import NameModelSettings
+from pipeline.config import NameModelSettings, url_without_password
 
 PROMPT_TEMPLATE = """You help a qualitative researcher code interview transcripts and open survey answers.
 A clustering of the data found the theme below. Its keywords and some of its most central quotes follow.
@@ -143,7 +143,8 @@ class OllamaBackend:
 
     def describe(self) -> dict[str, Any]:
         """The server, the model and the versions they report (None where the server does not say)."""
-        out: dict[str, Any] = {"backend": "ollama", "server": self.server, "endpoint": f"/api/{self.endpoint}",
+        out: dict[str, Any] = {"backend": "ollama", "server": url_without_password(self.server),
+                               "endpoint": f"/api/{self.endpoint}",
                                "model": self.model, "server_version": None, "digest": None, "details": None}
         try:
             out["server_version"] = self._call("/api/version").get("version")
@@ -271,7 +272,8 @@ class ModelNamer:
         record["kept_extractive"] = dict(sorted(failures.items()))
         warning = None
         if failures:
-            what = f"{cfg.backend} model {cfg.model!r}" + (f" at {cfg.server}" if cfg.backend == "ollama" else "")
+            what = f"{cfg.backend} model {cfg.model!r}" + (f" at {url_without_password(cfg.server)}"
+                                                           if cfg.backend == "ollama" else "")
             reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(failures.items()))
             warning = (f"describe.name.model: {sum(failures.values())} of {len(out)} themes got no usable answer "
                        f"from the {what} ({reasons}); they keep their extractive names")
