@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import platform
 import subprocess
 from datetime import datetime
@@ -31,14 +32,15 @@ def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str | None]:
 
 
 def code_version() -> str:
-    """The git commit of the Themesift checkout (with '+dirty' for local changes), else the package version."""
+    """The git commit of the Themesift checkout, else the package version. Local changes to tracked files
+    add ``+dirty-`` and the first 10 hex digits of the SHA-256 of ``git diff HEAD``: two runs of the same
+    changes carry the same tag, runs of different ones different tags."""
     root = Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
                                 timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        return commit + ("+dirty" if dirty else "")
+        diff = subprocess.run(["git", "-C", str(root), "diff", "HEAD"], capture_output=True, timeout=5).stdout
+        return commit + (f"+dirty-{hashlib.sha256(diff).hexdigest()[:10]}" if diff.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return f"themesift {package_versions()['themesift']}"
 
@@ -59,8 +61,10 @@ def recorded_config(config: Mapping) -> dict:
 
 
 def build_manifest(config: Mapping, embedder: Embedder, inputs: Sequence[Mapping], segments: Sequence[Segment],
-                   timings: Mapping[str, float], started_at: datetime, flow_run_id: str | None = None) -> dict:
-    """``inputs``: one mapping per source file seen (name, path, format, sha256, ...)."""
+                   timings: Mapping[str, float], started_at: datetime, flow_run_id: str | None = None,
+                   code: str | None = None) -> dict:
+    """``inputs``: one mapping per source file seen (name, path, format, sha256, ...); ``code``: the
+    :func:`code_version` read when the run started (read now where not given)."""
     per_source: dict[str, list[int]] = {}
     for s in segments:
         counts = per_source.setdefault(s.source_sha256, [0, 0])
@@ -68,7 +72,7 @@ def build_manifest(config: Mapping, embedder: Embedder, inputs: Sequence[Mapping
         counts[1] += s.clusterable
     return {
         "started_at": started_at.isoformat(),
-        "code_version": code_version(),
+        "code_version": code or code_version(),
         "packages": package_versions(),
         "python": platform.python_version(),
         "platform": platform.platform(),

@@ -18,7 +18,7 @@ from prefect.context import get_run_context
 from prefect.utilities.annotations import quote
 from tqdm.auto import tqdm
 
-from flows.manifest import build_manifest
+from flows.manifest import build_manifest, code_version
 from flows.runtime import forget_unused_reduced_spaces, heartbeats_off_without_server, require_loopback
 from models.decisions import record_carried_keys
 from models.review import honour_inputs
@@ -279,6 +279,7 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, s: Settin
     """The run; ``config`` as given is only fingerprinted and stored in the manifest, each stage gets its
     section of ``s``."""
     started_at = datetime.now(timezone.utc)
+    code = code_version()  # the code the run starts with: a commit made while it runs is not its code
     timings: dict[str, float] = {}
 
     def timed(name, fn, *args):
@@ -332,7 +333,7 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, s: Settin
 
     def manifest() -> dict:
         return {**build_manifest(config, embedder, inputs, segments, timings, started_at,
-                                 flow_run_id=str(get_run_context().flow_run.id)), "embedding": embedding,
+                                 flow_run_id=str(get_run_context().flow_run.id), code=code), "embedding": embedding,
                 "segment_cut": cut}
 
     # Decisions first: kept themes take their members and the new segments that fit them; segments a
