@@ -19,7 +19,8 @@ from prefect.utilities.annotations import quote
 from tqdm.auto import tqdm
 
 from flows.manifest import build_manifest, code_version
-from flows.runtime import forget_unused_reduced_spaces, heartbeats_off_without_server, require_loopback
+from flows.runtime import (forget_unused_reduced_spaces, heartbeats_off_without_server, require_loopback,
+                           stop_requested)
 from models.decisions import record_carried_keys
 from models.review import honour_inputs
 from models.store import Store, StudyBusyError, workspace_dir
@@ -74,9 +75,14 @@ def load_vectors(store: Store, embedder: Embedder, texts: Sequence[str], chunk: 
     first_text = {h: t for h, t in zip(hashes, texts)}
     shown = len(missing) >= embedder.progress_min_texts  # one bar for the whole step, not one a chunk
     with tqdm(desc="Embedding", total=len(missing), unit=" texts", disable=not shown) as bar:
+
+        def step(n: int) -> None:  # after each batch: Ctrl-C stops here, not after the last text
+            stop_requested()
+            bar.update(n)
+
         for i in range(0, len(missing), chunk):  # cached chunk by chunk: a killed run keeps what it embedded
             batch = missing[i:i + chunk]
-            fresh = embedder.encode([first_text[h] for h in batch], progress=bar.update if shown else None)
+            fresh = embedder.encode([first_text[h] for h in batch], progress=step if shown else None)
             store.cache_vectors(embedder.model_id, batch, fresh)
             cached.update(zip(batch, fresh))
     if not hashes:
