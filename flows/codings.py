@@ -20,7 +20,7 @@ from flows.study_view import StudyView, compare_config, load_view, map_import, s
 from models.codings import HUMAN, replace_codings, store_code_info
 from models.store import Store
 from pipeline.compare.compare import MACHINE, compare_study, summary_lines
-from pipeline.exchange.codings import MACHINE_USER_NAME, CodingImport, read_codings
+from pipeline.exchange.codings import APPLY_USER_NAME, MACHINE_USER_NAME, CodingImport, read_codings
 from pipeline.ingest.unzip import ZipLimits
 
 
@@ -65,10 +65,11 @@ def import_codings_flow(path: str, study: str, config: dict, coder: str | None =
         return outcome
     codings, notes = map_import(view, imported, min_cover)
     outcome.update(notes=notes, matched_sources=imported.matched_sources)
-    reserved = sorted(n for n in codings if n in (MACHINE, MACHINE_USER_NAME))
+    reserved = sorted(n for n in codings if n in (MACHINE, MACHINE_USER_NAME, APPLY_USER_NAME))
     if reserved:
-        outcome["error"] = (f"{Path(path).name}: coder name '{reserved[0]}' is reserved for the machine; "
-                            "rename the coder")
+        whose = "themesift apply's coding" if reserved[0] == APPLY_USER_NAME else "the machine"
+        outcome["error"] = (f"{Path(path).name}: coder name '{reserved[0]}' is reserved for {whose} (an import "
+                            "would replace it); rename the coder in the file to compare it as one")
         return outcome
     if not imported.selections:
         outcome["notes"] = notes + [f"{Path(path).name}: no selection could be read; nothing stored"]

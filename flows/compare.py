@@ -268,10 +268,14 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     if who not in view.humans and who != MACHINE:  # a coder of the review page, or its consensus
         from dataclasses import replace
 
-        from models.review import review_codings
+        from models.review import CONSENSUS, review_codings
 
         with store.sessions() as session:
             review = review_codings(session, args.study)
+        if who == CONSENSUS and who not in review:
+            return _fail(f"study '{args.study}': no theme is confirmed in the review yet, so the team's coding is "
+                         f"empty; the review page's matrix shows the open themes, and themesift matrix --study "
+                         f"{quote(args.study)} charts the run's")
         view = replace(view, humans=with_review(view.humans, review)[0])
     n_quotes = compare_config(config, matrix_quotes=args.quotes).matrix_quotes
     matrix = build_study_matrix(view, who, n_quotes, confirmed_definitions(store, args.study), args.by)

@@ -328,3 +328,10 @@ def test_a_blind_log_exports_and_imports_again_checked_coder_by_coder(study, rev
     assert main(["decisions", "import", str(path), "--study", copy.name, "--config", config, "--blind"]) == 0
     with copy.store.sessions() as session:
         assert export_decisions(session, copy.name) == log
+
+
+def test_the_consensus_matrix_before_anything_is_confirmed_says_why_it_is_empty(study, capsys):
+    from flows.cli import main
+
+    assert main(["matrix", "--study", study.name, "--config", str(study.config_file()), "--coder", "consensus"]) == 2
+    assert "no theme is confirmed in the review yet" in capsys.readouterr().err

@@ -658,6 +658,19 @@ def test_qdpx_export_then_import_gives_back_the_same_codings(ipt, imported, tmp_
     assert {k: stored[k] for k in HUMANS} == imported
 
 
+def test_a_coding_file_may_not_name_the_machine_or_the_applied_codebook_as_its_coder(ipt, tmp_path, capsys):
+    """``export codings`` writes apply's coding under its reserved name: importing that file replaced apply's
+    stored coding (its learner's probabilities gone) instead of adding a coder."""
+    view = _view(ipt)
+    text = view.sources[0].text.strip().splitlines()[0][:60]
+    for coder, whose in (("Themesift (codebook applied)", "themesift apply's coding"), ("machine", "the machine")):
+        table = tmp_path / "applied.csv"
+        table.write_text(f"source,text,code,coder\n{view.sources[0].name},{text},x,{coder}\n", encoding="utf-8")
+        capsys.readouterr()
+        assert _cli("import", "codings", str(table), "--study", "ipt", "--config", ipt.cfg) == 2
+        assert f"coder name '{coder}' is reserved for {whose}" in capsys.readouterr().err
+
+
 def test_an_imported_coders_spans_go_out_as_they_selected_them(ipt, imported, tmp_path, capsys):
     """A coder's file selects part of a participant's answer and an interviewer's question (no compared segment
     carries it): both are stored as selected and exported on those spans, not widened to whole segments

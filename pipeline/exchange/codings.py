@@ -347,7 +347,7 @@ def coding_csv_selections(
     if "code" not in have:
         missing.append("code")
     if "coder" not in have and not coder:
-        missing.append("coder (or name the coder)")
+        missing.append("coder (or give the coder's name: themesift import codings FILE --coder NAME)")
     if missing:
         raise CodingFileError(
             f"{origin}: missing column(s): {'; '.join(missing)} (found: {', '.join(names) or 'none'})"
