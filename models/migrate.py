@@ -82,6 +82,10 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     if revision == "head" and start == head():
         return
     config = alembic_config()
+    if start is not None and start not in {s.revision for s in ScriptDirectory.from_config(config).walk_revisions()}:
+        where = engine.url.render_as_string(hide_password=True)
+        raise StoreUpgradeError(f"{where}: this store was written by a newer Themesift (schema {start}; this one "
+                                f"knows up to {head()}); nothing was changed: upgrade Themesift to use it")
     for attempt in range(2):
         try:
             with _transaction(engine) as connection:

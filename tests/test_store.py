@@ -308,6 +308,22 @@ def test_a_failed_upgrade_leaves_the_database_as_it_was(store_url):
     engine.dispose()
 
 
+def test_a_store_from_a_newer_themesift_is_refused_in_words_and_left_alone(tmp_path):
+    from models.migrate import StoreUpgradeError, head
+
+    url = f"sqlite:///{tmp_path / 'themesift.db'}"
+    Store(url).engine.dispose()
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0099_from_a_later_release'"))
+    with pytest.raises(StoreUpgradeError, match=f"written by a newer Themesift .schema 0099_from_a_later_release; "
+                                                f"this one knows up to {head()}.; nothing was changed"):
+        Store(url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0099_from_a_later_release"
+    engine.dispose()
+
+
 def test_study_names_become_folders_inside_the_workspace(tmp_path, monkeypatch):
     """A study name is text, not a path: exports, reports and codebooks land in a folder inside the
     workspace whatever the name, and two unsafe names never share one."""
