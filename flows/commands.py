@@ -165,8 +165,9 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         print(f"skipped {s['path']}: {s['reason']}")
     for w in outcome["warnings"]:
         print(f"warning {w}")
-    if outcome["files"]:
-        print(outcome["files"])
+    for line in (outcome["files"], outcome["settings"]):
+        if line:
+            print(line)
     if outcome["status"] == "unchanged":
         print(f"{outcome['message']}; showing it (--force to run again)\n")
     elif outcome["status"] != "completed":

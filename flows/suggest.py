@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -18,7 +19,7 @@ from prefect.context import get_run_context
 from prefect.utilities.annotations import quote
 from tqdm.auto import tqdm
 
-from flows.manifest import build_manifest, code_version
+from flows.manifest import build_manifest, code_version, recorded_config
 from flows.runtime import (forget_unused_reduced_spaces, heartbeats_off_without_server, require_loopback,
                            stop_requested)
 from models.decisions import record_carried_keys
@@ -34,6 +35,7 @@ from pipeline.config import (
     RunnerSettings,
     SegmentSettings,
     Settings,
+    NOT_RESULTS,
     StabilitySettings,
     config_digest,
     settings,
@@ -62,6 +64,7 @@ class SuggestOutcome:
     warnings: list[str] = field(default_factory=list)
     database: str = ""
     files: str = ""  # what changed among the files since the study's last run, in one line
+    settings: str = ""  # which settings changed since then, with their values, in one line
 
 
 def load_vectors(store: Store, embedder: Embedder, texts: Sequence[str], chunk: int = 1024) -> tuple[np.ndarray, int]:
@@ -243,6 +246,25 @@ def changed_settings(before: Mapping, now: Mapping, at: str) -> list[str]:
     return out
 
 
+def settings_line(run_id: int, before: Mapping, now: Mapping, shown: int = 6) -> str:
+    """``settings since run 3: cluster.seed 42 -> 7, rank.weights.size 0.1 -> 0.2``; "" when none changed
+    (where results are kept and which runner computes them left out, as the fingerprint leaves them)."""
+    def kept(config: Mapping) -> dict:
+        return {k: v for k, v in config.items() if k not in NOT_RESULTS}
+
+    def value(config: Any, name: str) -> str:
+        for part in name.split("."):
+            config = config.get(part) if isinstance(config, Mapping) else None
+        text = json.dumps(config, default=str)
+        return text if len(text) <= 40 else text[:37] + "..."
+
+    names = [n.lstrip(".") for n in changed_settings(kept(before), kept(now), "")]
+    if not names:
+        return ""
+    listed = ", ".join(f"{n} {value(before, n)} -> {value(now, n)}" for n in names[:shown])
+    return f"settings since run {run_id}: {listed}" + (f", and {len(names) - shown} more" if len(names) > shown else "")
+
+
 def read_before_warning(store: Store, study: str, config: Mapping, n_known: int) -> list[str]:
     """A warning when the ``ingest`` settings changed since the study's last run while some of its files
     were read then: those files are not read again, so they keep how they were read (a text column added
@@ -309,6 +331,9 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, s: Settin
     files = sorted((Path(p).name, sha) for p, sha in sources)
     if previous is not None:
         outcome.files = changes_line(previous[0], file_changes(previous[1], files))
+        earlier = store.latest_config(study)
+        if earlier is not None and earlier[1]:
+            outcome.settings = settings_line(earlier[0], earlier[1], recorded_config(config))  # as recorded
     now = (files, config_digest(config), last_decision)
     if not force and previous is not None and (sorted(map(tuple, previous[1])), *previous[2:]) == now:
         outcome.status, outcome.run_id = "unchanged", previous[0]

@@ -49,7 +49,12 @@ def test_suggest_prints_ranked_themes_and_where_results_are(prefect_harness, tmp
     assert "nothing changed since run 2" in capsys.readouterr().out
     (folder / "P01.txt").rename(folder / "P01_final.txt")  # a rename alone is a change: the study takes the name
     assert main(["suggest", str(folder), "--study", "six", "--config", str(cfg), "--top", "3"]) == 0
-    assert "files since run 2: 1 renamed (P01.txt -> P01_final.txt)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "files since run 2: 1 renamed (P01.txt -> P01_final.txt)" in out and "settings since" not in out
+    cfg.write_text(yaml.safe_dump({"store": {"workspace": str(tmp_path / "ws")},  # a setting changed is said too
+                                   "rank": {"stability": {"n_resamples": 3}}}), encoding="utf-8")
+    assert main(["suggest", str(folder), "--study", "six", "--config", str(cfg), "--top", "3"]) == 0
+    assert "settings since run 3: rank.stability.n_resamples 5 -> 3" in capsys.readouterr().out
     with Store(f"sqlite:///{tmp_path / 'ws' / 'themesift.db'}").sessions() as session:
         names = set(session.scalars(select(Source.name).where(Source.retired_at.is_(None))))
     assert "P01_final.txt" in names and "P01.txt" not in names
