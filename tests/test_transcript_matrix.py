@@ -153,6 +153,22 @@ def test_the_matrix_page_is_the_matrix_command_on_the_run(study):
     assert len(re.findall(r'<th scope="col">.*?</th>', page)) == 2 and ">Cost</a>" in page
 
 
+def test_a_matrix_of_many_rows_is_paged_and_its_totals_stay_the_studys(study, monkeypatch):
+    """A survey's every answer is a row: 10,000 rows made a page of 34 MB."""
+    import web.app
+
+    monkeypatch.setattr(web.app, "MATRIX_ROWS", 4)
+    client = TestClient(create_app(study.store, study.name))
+    login(client, "amira")
+    rows = [re.findall(r'<tr><th scope="row">([^<]+)<br>', client.get(f"/matrix?themes=open&page_no={n}").text)
+            for n in (1, 2, 3)]
+    assert [len(r) for r in rows] == [4, 4, 2] and len({c for r in rows for c in r}) == 10  # ten participants
+    last = client.get("/matrix?themes=open&page_no=3").text
+    assert "Rows 9-10 of 10" in last and 'rel="prev"' in last and 'rel="next"' not in last
+    assert re.search(r"\d+ of 10</td>", last)  # a total counts every participant, not the page's
+    assert client.get("/matrix?themes=open&page_no=99").status_code == 200
+
+
 def test_the_matrix_page_charts_by_a_column_as_the_command_does(study):
     """Segments that carry a CSV column (here a site per transcript) can be charted by it in the page, with
     the counts of ``themesift matrix --by site``; a cell lists the segments of its site only."""

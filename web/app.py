@@ -52,6 +52,7 @@ from web.views import load_view, segment_context, theme_colours, transcript_of
 HERE = Path(__file__).resolve().parent
 NONCE_COOKIE, CODER_COOKIE = "ts_nonce", "ts_coder"
 PAGE_SIZE = 20
+MATRIX_ROWS = 100  # participants (or values) per page of the matrix
 _NAME = re.compile(r"^[^\x00-\x1f<>]{1,60}$")
 
 
@@ -406,14 +407,19 @@ def create_app(store: Store, study: str, team: bool = False,
                         back=f"/sources/{source_id}")
 
     @app.get("/matrix", response_class=HTMLResponse)
-    def matrix(request: Request, themes: str = "confirmed", by: str | None = None,
+    def matrix(request: Request, themes: str = "confirmed", by: str | None = None, page_no: int = 1,
                v: Visitor = Depends(signed_in)):
         with store.sessions() as session:
             view = view_of(session, v)
             chart, which, options = review_matrix(session, view, compare.matrix_quotes, themes, by)
             sources = {s: view.segments[s].source_id for s in view.base if s in view.segments}
+            # a survey's every answer is a row: 10,000 rows made a page of 34 MB; the totals stay the whole study's
+            pages = max(1, math.ceil(len(chart.cases) / MATRIX_ROWS))
+            page_no = min(max(1, page_no), pages)
+            rows = chart.cases[(page_no - 1) * MATRIX_ROWS: page_no * MATRIX_ROWS]
             return page(request, v, "matrix.html", view=view, m=chart, which=which, sources=sources,
-                        colours=theme_colours(view), options=options)
+                        colours=theme_colours(view), options=options, rows=rows, page_no=page_no, pages=pages,
+                        per_page=MATRIX_ROWS)
 
     @app.get("/matrix/cell", response_class=HTMLResponse)
     def matrix_cell(request: Request, case: str, theme: str, by: str | None = None,
