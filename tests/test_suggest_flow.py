@@ -324,6 +324,10 @@ def test_tiny_corpus_gets_a_message_and_keeps_earlier_results(example_study, tmp
     (unread / "empty.txt").write_text("", encoding="utf-8")
     outcome = suggest_flow(paths=[str(unread)], study="ipt", config=example_study.config)
     assert outcome["status"] == "failed" and outcome["message"].startswith("no file could be read")
+    nothing = tmp_path / "nothing"  # no file to list at all: not "each is listed above"
+    nothing.mkdir()
+    outcome = suggest_flow(paths=[str(nothing)], study="ipt", config=example_study.config)
+    assert outcome["message"].startswith("no file of a kind Themesift reads was found (.csv .docx .md")
 
 
 def test_a_failing_write_leaves_the_store_as_it_was(example_study):
