@@ -220,6 +220,30 @@ def _export_study():
     return segments, humans, info, confirmed, themes, machine
 
 
+def test_codes_that_share_a_name_keep_it_under_their_parents_through_a_round_trip(tmp_path):
+    """MAXQDA's 'Other' under two codes: imported as 'Barriers/Other' and 'Enablers/Other' (one name each in
+    Themesift), exported as 'Other' under each parent, as the coders' tool had them."""
+    from pipeline.exchange.codings import CodeInfo, code_infos, code_names
+    from pipeline.exchange.qda_export import ExportSegment, study_project
+    from pipeline.exchange.refi_qda import write_qdpx
+
+    def tree(parent: str) -> QdaCode:
+        return QdaCode(stable_guid("c", parent), parent, children=(QdaCode(stable_guid("c", parent, "o"), "Other"),))
+
+    names = code_names([tree("Barriers"), tree("Enablers")])
+    assert sorted(names.values()) == ["Barriers", "Barriers/Other", "Enablers", "Enablers/Other"]
+    info = code_infos([tree("Barriers"), tree("Enablers")])
+    segments = [ExportSegment(10, 1, 0, 34, "P01"), ExportSegment(20, 2, 0, 38, "P02")]
+    project = study_project("s", _sources(), segments, {}, (), {"zoe": {10: ["Barriers/Other"], 20: ["Enablers/Other"]}},
+                            code_info=info)
+    assert [(c.name, [k.name for k in c.children]) for c in project.codes] == [("Barriers", ["Other"]),
+                                                                                ("Enablers", ["Other"])]
+    write_qdpx(project, tmp_path / "s.qdpx", created=CREATED)
+    back = qda_selections(read_qdpx(tmp_path / "s.qdpx"), _sources(), origin="s.qdpx")
+    assert sorted(sel[3] for sel in back.selections) == ["Barriers/Other", "Enablers/Other"]
+    assert isinstance(info["Barriers/Other"], CodeInfo) and info["Barriers/Other"].parent == "Barriers"
+
+
 def test_export_tree_users_first_colours_and_a_faithful_re_import(tmp_path):
     from pipeline.exchange.qda_export import study_project
     from pipeline.exchange.refi_qda import write_qdpx

@@ -81,11 +81,19 @@ def _tree(study: str, kind: str, names: Sequence[str], info: Mapping[str, CodeIn
     def build(name: str, seen: frozenset[str]) -> QdaCode:
         meta = info.get(name, CodeInfo())
         children = tuple(build(c, seen | {c}) for c in kids.get(name, ()) if c not in seen)
-        return QdaCode(code_guid(study, kind, name), name, meta.description,
+        return QdaCode(code_guid(study, kind, name), _own_name(name, meta.parent), meta.description,
                        meta.color or palette_color(first_color + index[name]), children, meta.codable)
 
     placed = kids.get(None, [])
     return [build(n, frozenset({n})) for n in placed]
+
+
+def _own_name(name: str, parent: str | None) -> str:
+    """A code's name inside its parent: an import names codes that share a name by their path
+    (``Barriers/Other``, ``pipeline.exchange.codings.code_names``); under ``Barriers`` it is ``Other`` again, as
+    the coders' own tool had it."""
+    head, _, leaf = name.rpartition("/")
+    return leaf if parent and head and leaf and head.rsplit("/", 1)[-1] == parent.rsplit("/", 1)[-1] else name
 
 
 def _unique(codes: Sequence[QdaCode], taken: set[str], tag: str) -> list[QdaCode]:
