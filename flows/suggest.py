@@ -42,7 +42,7 @@ from pipeline.config import (
 )
 from pipeline.embed.encoder import Embedder, text_hash
 from pipeline.ingest.changes import changes_line, file_changes
-from pipeline.ingest.read import SUPPORTED_SUFFIXES, Document, Ingester, IngestResult
+from pipeline.ingest.read import SUPPORTED_SUFFIXES, Document, Ingester, IngestResult, distinct_names
 from pipeline.ingest.segment import Segment, Segmenter
 from pipeline.learn.honour import cluster_centroids, combine_labels, drop_rejected, name_carried, plan_segments
 from pipeline.themes.assemble import SecondPass, Suggestions, assemble, cluster_left_out, score_passes
@@ -328,7 +328,8 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, s: Settin
     honour = honour_inputs(store, study)  # the coders' decisions so far; None before the first
     last_decision = honour.last_uid if honour else None
     previous = store.latest_inputs(study)
-    files = sorted((Path(p).name, sha) for p, sha in sources)
+    names = distinct_names([p for p, _ in sources])  # siteA/x.txt and siteB/x.txt told apart, as stored
+    files = sorted((names[p], sha) for p, sha in sources)
     if previous is not None:
         outcome.files = changes_line(previous[0], file_changes(previous[1], files))
         earlier = store.latest_config(study)
@@ -359,7 +360,7 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, s: Settin
     vectors, late = timed("load-vectors", load_vectors, store, embedder, texts, s.embed.cache_chunk)
     embedding = {"texts": len(texts), "distinct_texts": len(set(texts)), "tasks": n_tasks,
                  "newly_embedded": embedded + late}
-    inputs = [{"name": Path(path).name, "path": path, "format": Path(path).suffix.lower().lstrip("."), "sha256": sha,
+    inputs = [{"name": names[path], "path": path, "format": Path(path).suffix.lower().lstrip("."), "sha256": sha,
                "read_now": sha not in known} for path, sha in sources]
 
     def manifest() -> dict:

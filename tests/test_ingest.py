@@ -1025,6 +1025,19 @@ def test_what_changed_among_the_files_since_the_last_run():
     assert changes_line(3, file_changes(before, before)) == ""
 
 
+def test_files_of_one_name_in_different_folders_are_told_apart_by_their_paths():
+    """The names a run records and its file-change line compare: two x.txt read alike before."""
+    from pipeline.ingest.changes import changes_line, file_changes
+    from pipeline.ingest.read import distinct_names
+
+    paths = ["in/siteA/x.txt", "in/siteB/X.txt", "in/otter.txt"]
+    assert distinct_names(paths) == {"in/siteA/x.txt": "siteA/x.txt", "in/siteB/X.txt": "siteB/X.txt",
+                                     "in/otter.txt": "otter.txt"}
+    before = [("siteA/x.txt", "a"), ("siteB/X.txt", "b"), ("otter.txt", "c")]
+    now = [(distinct_names(["in/x.txt", "in/otter.txt"])[p], sha) for p, sha in (("in/x.txt", "a"), ("in/otter.txt", "c"))]
+    assert changes_line(1, file_changes(before, now)) == "files since run 1: 1 renamed (siteA/x.txt -> x.txt); 1 gone (siteB/X.txt)"
+
+
 def test_a_known_file_is_only_hashed_where_it_was_and_read_again_under_a_new_name(tmp_path, ingester):
     """A participant named after an unlabelled file takes the file's new name when the file is renamed."""
     (tmp_path / "R1.txt").write_text("The wait for a first appointment was far too long for me.\n", encoding="utf-8")

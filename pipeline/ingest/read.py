@@ -78,24 +78,34 @@ def _docx_notes(raw: bytes) -> int:
     return count
 
 
-def _distinct_names(documents: list[Document]) -> tuple[list[Document], tuple[str, ...]]:
-    """Documents that share a file name in different folders (``siteA/P01.txt``, ``siteB/P01.txt``) named by
-    as much of their path as tells them apart, so a quote names its file; a warning for each such name."""
-    by_name: dict[str, list[Document]] = {}
-    for doc in documents:
-        by_name.setdefault(doc.name.lower(), []).append(doc)
-    renamed: dict[str, str] = {}
-    warnings = []
-    for same in (docs for docs in by_name.values() if len(docs) > 1):
-        parts = [Path(d.path).parts for d in same]
+def distinct_names(paths: Sequence[str]) -> dict[str, str]:
+    """Path -> the file's name, or for files that share a name in different folders (``siteA/P01.txt``,
+    ``siteB/P01.txt``) as much of the path as tells them apart."""
+    by_name: dict[str, list[str]] = {}
+    for path in paths:
+        by_name.setdefault(Path(path).name.lower(), []).append(path)
+    out = {path: Path(path).name for path in paths}
+    for same in (group for group in by_name.values() if len(group) > 1):
+        parts = [Path(p).parts for p in same]
         for k in range(2, max(len(p) for p in parts) + 1):
             names = ["/".join(p[-k:]) for p in parts]
             if len(set(names)) == len(names):
                 break
-        renamed.update({d.path: n for d, n in zip(same, names)})
-        warnings.append(f"{len(same)} files are named {same[0].name}: stored as " + ", ".join(names)
-                        + "; where they give a participant the same label, it counts as one participant")
-    return [replace(d, name=renamed.get(d.path, d.name)) for d in documents], tuple(warnings)
+        out.update(zip(same, names))
+    return out
+
+
+def _distinct_names(documents: list[Document]) -> tuple[list[Document], tuple[str, ...]]:
+    """Documents that share a file name in different folders named by :func:`distinct_names`, so a quote
+    names its file; a warning for each such name."""
+    named = distinct_names([d.path for d in documents])
+    by_name: dict[str, list[Document]] = {}
+    for doc in documents:
+        by_name.setdefault(doc.name.lower(), []).append(doc)
+    warnings = tuple(f"{len(same)} files are named {same[0].name}: stored as " + ", ".join(named[d.path] for d in same)
+                     + "; where they give a participant the same label, it counts as one participant"
+                     for same in by_name.values() if len(same) > 1)
+    return [replace(d, name=named[d.path]) for d in documents], warnings
 
 
 class IngestError(Exception):
