@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import shlex
+import signal
 import sys
 import textwrap
 from pathlib import Path
@@ -23,8 +23,8 @@ from flows.runtime import (LoopbackDownError, ServerDownError, TemporaryApiError
 from models.export import suggestion_export, theme_summaries
 from models.migrate import StoreUpgradeError
 from models.store import (WRITE_FAULT_ERRNOS, Store, StoreOpenError, StoreWriteError, StudyBusyError, StudyNotFoundError,
-                          database_url, shown_url, sqlite_folder, study_dir, write_fault)
-from pipeline.config import ConfigError, settings, whole
+                          database_url, sqlite_folder, study_dir, write_fault)
+from pipeline.config import ConfigError, settings, url_without_password, whole
 from pipeline.embed.encoder import ModelNotFoundError
 from pipeline.embed.onnx_export import OnnxExportError
 from pipeline.exchange.suggestions_export import write_suggestions
@@ -185,7 +185,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         print()
         with store.sessions() as session:
             print_changes(session, args.study, None, outcome["run_id"], cfg.review.diff_match_jaccard)
-    print(f"\nResults stored as run {outcome['run_id']} in {shown_url(store.url)}")
+    print(f"\nResults stored as run {outcome['run_id']} in {url_without_password(store.url)}")
     print(f"Show again: themesift themes --study {shlex.quote(args.study)}{again}    "
           f"Export: themesift export suggestions --study {shlex.quote(args.study)}{again} --format csv")
     return 0
@@ -211,8 +211,9 @@ def cmd_unlock(args: argparse.Namespace) -> int:
         print(f"themesift: {exc}", file=sys.stderr)
         return 3
     if released is None:
-        if args.study not in store.study_names():
-            print(f"themesift: no study named '{args.study}' (studies: {', '.join(store.study_names()) or 'none yet'})",
+        studies = store.study_names()
+        if args.study not in studies:
+            print(f"themesift: no study named '{args.study}' (studies: {', '.join(studies) or 'none yet'})",
                   file=sys.stderr)
             return 2
         print(f"study '{args.study}' is not locked")

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from shlex import quote
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
+from shlex import quote
 
 from flows.options import checked, load
 from flows.runtime import require_loopback

@@ -11,7 +11,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from models.store import shown_url
 from pipeline.config import config_digest, url_without_password
 from pipeline.embed.cpu import detect
 from pipeline.embed.encoder import Embedder
@@ -52,7 +51,7 @@ def recorded_config(config: Mapping) -> dict:
     (``describe.name.model.server``) hidden (``***``)."""
     store = dict(config.get("store") or {})
     if store.get("url"):
-        store["url"] = shown_url(store["url"])
+        store["url"] = url_without_password(store["url"])
     out = {**config, "store": store}
     model = ((config.get("describe") or {}).get("name") or {}).get("model") or {}
     if model.get("server"):

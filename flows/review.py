@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from shlex import quote
 import threading
 import webbrowser
 from pathlib import Path
+from shlex import quote
 
 from flows.options import OptionError, checked, load
 from models.store import Store, StudyNotFoundError, study_dir

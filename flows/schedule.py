@@ -137,7 +137,8 @@ def serve_schedule(args: argparse.Namespace) -> int:
     from prefect.schedules import Cron, Interval
 
     from flows.options import config_from_args
-    from models.store import database_url, shown_url, workspace_dir
+    from models.store import database_url, workspace_dir
+    from pipeline.config import url_without_password
 
     folder = (args.folder or Path.cwd()).expanduser().resolve()
     if not folder.exists():
@@ -167,7 +168,7 @@ def serve_schedule(args: argparse.Namespace) -> int:
     name = deployment_name(args.study)
     print(f"Serving deployment '{full_name(args.study)}' of study '{args.study}', {when}.\n"
           f"  reads:    {folder}\n"
-          f"  stores:   {shown_url(database_url(config['store']))}\n"
+          f"  stores:   {url_without_password(database_url(config['store']))}\n"
           f"  server:   {url}" + (f"  (UI: {ui_url()}/deployments)" if ui_url() else "") + "\n"
           f"Stop with Ctrl+C (the schedule pauses until this command runs again); delete it with\n"
           f"  themesift schedule --remove --study {_quote(args.study)}\n"

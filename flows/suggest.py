@@ -24,18 +24,18 @@ from flows.runtime import (forget_unused_reduced_spaces, heartbeats_off_without_
                            stop_requested)
 from models.decisions import record_carried_keys
 from models.review import honour_inputs
-from models.store import Store, StudyBusyError, workspace_dir
+from models.store import LastRun, Store, StudyBusyError, workspace_dir
 from pipeline.config import (
     ClusterSettings,
     DescribeSettings,
     EmbedSettings,
+    NOT_RESULTS,
     IngestSettings,
     NameModelSettings,
     RankSettings,
     RunnerSettings,
     SegmentSettings,
     Settings,
-    NOT_RESULTS,
     StabilitySettings,
     config_digest,
     settings,
@@ -265,17 +265,16 @@ def settings_line(run_id: int, before: Mapping, now: Mapping, shown: int = 6) ->
     return f"settings since run {run_id}: {listed}" + (f", and {len(names) - shown} more" if len(names) > shown else "")
 
 
-def read_before_warning(store: Store, study: str, config: Mapping, n_known: int) -> list[str]:
+def read_before_warning(last: LastRun | None, config: Mapping, n_known: int) -> list[str]:
     """A warning when the ``ingest`` settings changed since the study's last run while some of its files
     were read then: those files are not read again, so they keep how they were read (a text column added
     later, say, is not taken from them)."""
-    earlier = store.latest_config(study) if n_known else None
-    if earlier is None or "ingest" not in earlier[1]:
+    if not n_known or last is None or "ingest" not in last.config:
         return []
-    changed = changed_settings(earlier[1]["ingest"], config["ingest"], "ingest")
+    changed = changed_settings(last.config["ingest"], config["ingest"], "ingest")
     if not changed:
         return []
-    return [f"{', '.join(changed)} changed since run {earlier[0]}: the {n_known} file(s) read before keep how "
+    return [f"{', '.join(changed)} changed since run {last.run_id}: the {n_known} file(s) read before keep how "
             "they were read then (a study of another name reads them with the new settings)"]
 
 
@@ -324,21 +323,20 @@ def _suggest(store: Store, paths: list[str], study: str, config: dict, s: Settin
     outcome = SuggestOutcome(study, "failed", None, skipped=[asdict(s) for s in ingested.skipped],
                              warnings=list(ingested.warnings), database=store.url)
     sources = ingested.sources()
-    outcome.warnings += read_before_warning(store, study, config, len(ingested.known))
+    previous = store.latest_inputs(study)
+    outcome.warnings += read_before_warning(previous, config, len(ingested.known))
     honour = honour_inputs(store, study)  # the coders' decisions so far; None before the first
     last_decision = honour.last_uid if honour else None
-    previous = store.latest_inputs(study)
     names = distinct_names([p for p, _ in sources])  # siteA/x.txt and siteB/x.txt told apart, as stored
     files = sorted((names[p], sha) for p, sha in sources)
     if previous is not None:
-        outcome.files = changes_line(previous[0], file_changes(previous[1], files))
-        earlier = store.latest_config(study)
-        if earlier is not None and earlier[1]:
-            outcome.settings = settings_line(earlier[0], earlier[1], recorded_config(config))  # as recorded
-    now = (files, config_digest(config), last_decision)
-    if not force and previous is not None and (sorted(map(tuple, previous[1])), *previous[2:]) == now:
-        outcome.status, outcome.run_id = "unchanged", previous[0]
-        outcome.message = (f"nothing changed since run {previous[0]} "
+        outcome.files = changes_line(previous.run_id, file_changes(previous.files, files))
+        if previous.config:
+            outcome.settings = settings_line(previous.run_id, previous.config, recorded_config(config))  # as recorded
+    if not force and previous is not None and (previous.files, previous.config_digest, previous.last_decision) \
+            == (files, config_digest(config), last_decision):
+        outcome.status, outcome.run_id = "unchanged", previous.run_id
+        outcome.message = (f"nothing changed since run {previous.run_id} "
                            "(same files under the same names, same configuration, no new decisions)")
         return outcome
 

@@ -15,6 +15,7 @@ import socket
 import sqlite3
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Collection, Iterator, Mapping, Sequence
@@ -27,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import migrate
 from models.records import Embedding, Membership, Run, Segment, Source, SourceCut, Study, StudyLock, Theme
-from pipeline.config import StoreSettings
+from pipeline.config import StoreSettings, url_without_password
 from pipeline.embed.encoder import text_hash
 from pipeline.ingest.read import Document
 from pipeline.ingest.segment import Segment as PlainSegment
@@ -99,17 +100,6 @@ class StoreOpenError(RuntimeError):
     one line that names the store, its password hidden, and the server's own reason."""
 
 
-def shown_url(url: str) -> str:
-    """``url`` as it may be shown or recorded: any password as ``***``."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
-
-
 class StudyBusyError(RuntimeError):
     """Another run holds the study; runs on one study never interleave."""
 
@@ -126,6 +116,18 @@ def _process_alive(owner: str) -> bool:
     except PermissionError:
         return True
     return True
+
+
+@dataclass(frozen=True)
+class LastRun:
+    """A study's latest completed run as the next run compares with it: the (name, sha256) of each file it
+    read, its configuration's fingerprint and the configuration, and the last decision it honoured."""
+
+    run_id: int
+    files: list[tuple[str, str]]
+    config_digest: str | None
+    last_decision: str | None
+    config: dict
 
 
 def sqlite_folder(url: str) -> Path | None:
@@ -157,9 +159,9 @@ class Store:
         try:
             migrate.upgrade(self.engine)  # creates the schema, or brings an older one up to date
         except (OperationalError, InterfaceError) as exc:  # no connection at all: nothing was written
-            raise StoreOpenError(f"cannot open the store {shown_url(url)}: {migrate.driver_message(exc)}") from None
+            raise StoreOpenError(f"cannot open the store {url_without_password(url)}: {migrate.driver_message(exc)}") from None
         except DatabaseError as exc:  # SQLite: a file that is not a database, or a damaged one; left as it was
-            raise StoreOpenError(f"cannot open the store {shown_url(url)}: not a Themesift database, or a damaged "
+            raise StoreOpenError(f"cannot open the store {url_without_password(url)}: not a Themesift database, or a damaged "
                                  f"one ({migrate.driver_message(exc)}); it was left as it is: restore a copy, or "
                                  "point store.workspace elsewhere") from None
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -368,20 +370,15 @@ class Store:
                 return None
             return None if run is None else (run.id, dict(run.manifest or {}))
 
-    def latest_inputs(self, study: str) -> tuple[int, list[tuple[str, str]], str, str | None] | None:
-        """(run id, the (name, sha256) of each file it read, config digest, last decision it honoured) of the
-        study's latest completed run, if any."""
+    def latest_inputs(self, study: str) -> "LastRun | None":
+        """What the study's latest completed run was made from (one read of its manifest), if any."""
         latest = self.latest_manifest(study)
         if latest is None:
             return None
         run_id, manifest = latest
-        return (run_id, [(i["name"], i["sha256"]) for i in manifest.get("inputs", [])], manifest.get("config_digest"),
-                (manifest.get("honour") or {}).get("last_decision"))
-
-    def latest_config(self, study: str) -> tuple[int, dict] | None:
-        """(run id, merged configuration) of the study's latest completed run, if any."""
-        latest = self.latest_manifest(study)
-        return None if latest is None else (latest[0], dict(latest[1].get("config") or {}))
+        return LastRun(run_id, sorted((i["name"], i["sha256"]) for i in manifest.get("inputs", [])),
+                       manifest.get("config_digest"), (manifest.get("honour") or {}).get("last_decision"),
+                       dict(manifest.get("config") or {}))
 
     def study_names(self) -> list[str]:
         with self.sessions() as session:

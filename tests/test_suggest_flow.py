@@ -156,7 +156,7 @@ def test_a_clustering_setting_reuses_the_reduced_space_a_umap_setting_does_not(e
 
 
 def test_nothing_changed_stops_at_once(example_study):
-    latest = example_study.store.latest_inputs("ipt")[0]
+    latest = example_study.store.latest_inputs("ipt").run_id
     outcome = suggest_flow(paths=[str(TRANSCRIPTS)], study="ipt", config=example_study.config)
     assert outcome["status"] == "unchanged" and outcome["run_id"] == latest
     assert "nothing changed since run" in outcome["message"]
