@@ -218,3 +218,30 @@ def test_blind_coders_see_their_own_codes_in_the_transcript_and_the_matrix(study
     assert b.post("/decide", data={"csrf": csrf_b, "action": "confirm", "theme_key": keys[1],
                                    "name": "Waiting"}).status_code == 200
     assert "Waiting" in b.get("/matrix").text and "Waiting" not in a.get("/matrix").text
+
+
+def test_a_quote_with_a_control_character_goes_into_the_workbook_as_a_space(tmp_path):
+    """A survey answer holding Word's manual line break (U+000B) made `themesift matrix` fail in openpyxl."""
+    from dataclasses import dataclass
+
+    from openpyxl import load_workbook
+
+    from pipeline.compare.matrix import Column, build_matrix, write_xlsx
+
+    @dataclass(frozen=True)
+    class Unit:
+        segment_id: int
+        source: str
+        case: str | None
+        start: int
+        end: int
+        text: str
+        attributes: tuple = ()
+
+    units = [Unit(1, "survey.csv", "R1", 0, 30, "The therapist kept\x0bbringing it up"),
+             Unit(2, "survey.csv", "R2", 31, 50, "Parking\x01 was hard")]
+    matrix = build_matrix(units, {1: frozenset({"a"}), 2: frozenset({"a"})}, [Column("a", "Care\x0c")], "t")
+    path = write_xlsx(matrix, tmp_path / "m.xlsx")
+    quotes = [row[-1] for row in load_workbook(path)["Quotes"].iter_rows(min_row=2, values_only=True)]
+    assert quotes == ["The therapist kept bringing it up", "Parking was hard"]
+    assert load_workbook(path)["Themes"]["A2"].value == "Care "

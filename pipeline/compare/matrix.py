@@ -18,6 +18,7 @@ from typing import Any, Callable, Hashable, Iterable, Mapping, Protocol, Sequenc
 
 from pipeline import csvsafe
 from pipeline.compare.agreement import natural_key
+from pipeline.xmlsafe import xml_text
 
 
 class UnitLike(Protocol):
@@ -213,6 +214,12 @@ def write_html(matrix: FrameworkMatrix, path: Path) -> Path:
     return path
 
 
+def _cells(row: Sequence[Any]) -> list[Any]:
+    """A row as a worksheet can hold it: text without the control characters XML forbids (a quote with
+    Word's manual line break made the workbook fail)."""
+    return [xml_text(v) if isinstance(v, str) else v for v in row]
+
+
 def write_xlsx(matrix: FrameworkMatrix, path: Path) -> Path:
     """Sheets: 'Matrix' (cells with count and quotes), 'Counts' (numbers), 'Quotes' (one row a quote),
     'Themes' (headings and descriptions)."""
@@ -222,7 +229,7 @@ def write_xlsx(matrix: FrameworkMatrix, path: Path) -> Path:
     wb = Workbook()
     ws = wb.active
     ws.title = "Matrix"
-    rows = _rows(matrix)
+    rows = [_cells(row) for row in _rows(matrix)]
     bold = Font(bold=True)
     wrap = Alignment(wrap_text=True, vertical="top")
     head_fill = PatternFill("solid", fgColor="EEEEEE")
@@ -243,28 +250,28 @@ def write_xlsx(matrix: FrameworkMatrix, path: Path) -> Path:
     ws.freeze_panes = "C2"
 
     counts = wb.create_sheet("Counts")
-    counts.append([matrix.rows_are, "segments"] + [c.heading for c in matrix.columns])
+    counts.append(_cells([matrix.rows_are, "segments"] + [c.heading for c in matrix.columns]))
     for case in matrix.cases:
-        counts.append([case, matrix.segments_per_case.get(case, 0)]
-                      + [matrix.cell(case, c.code).count for c in matrix.columns])
-    counts.append([matrix.raising, len(matrix.cases)]
-                  + [matrix.participants(c.code) for c in matrix.columns])
+        counts.append(_cells([case, matrix.segments_per_case.get(case, 0)]
+                             + [matrix.cell(case, c.code).count for c in matrix.columns]))
+    counts.append(_cells([matrix.raising, len(matrix.cases)]
+                         + [matrix.participants(c.code) for c in matrix.columns]))
     for cell in counts[1]:
         cell.font = bold
 
     quotes = wb.create_sheet("Quotes")
-    quotes.append([matrix.rows_are, "theme", "source", "start", "end", "segment_id", "quote"])
+    quotes.append(_cells([matrix.rows_are, "theme", "source", "start", "end", "segment_id", "quote"]))
     for case in matrix.cases:
         for c in matrix.columns:
             for q in matrix.cell(case, c.code).quotes:
-                quotes.append([case, c.heading, q.source, q.start, q.end, str(q.segment_id), q.full or q.text])
+                quotes.append(_cells([case, c.heading, q.source, q.start, q.end, str(q.segment_id), q.full or q.text]))
     for cell in quotes[1]:
         cell.font = bold
 
     themes = wb.create_sheet("Themes")
-    themes.append(["theme", "description", matrix.raising.removesuffix(" raising it"), "segments"])
+    themes.append(_cells(["theme", "description", matrix.raising.removesuffix(" raising it"), "segments"]))
     for c in matrix.columns:
-        themes.append([c.heading, c.description, matrix.participants(c.code), matrix.segments(c.code)])
+        themes.append(_cells([c.heading, c.description, matrix.participants(c.code), matrix.segments(c.code)]))
     for cell in themes[1]:
         cell.font = bold
     path.parent.mkdir(parents=True, exist_ok=True)

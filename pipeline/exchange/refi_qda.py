@@ -28,6 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from pipeline.ingest.unzip import BoundedZip, UnpackLimitError, ZipLimits
+from pipeline.xmlsafe import xml_text
 
 PROJECT_NS = "urn:QDA-XML:project:1.0"
 CODEBOOK_NS = "urn:QDA-XML:codebook:1.0"
@@ -213,17 +214,6 @@ def _codes_element(codes: Sequence[QdaCode]) -> ET.Element:
     for code in codes:
         el.append(_code_element(code))
     return el
-
-
-# Characters XML 1.0 does not allow (C0 controls but tab, LF and CR; lone surrogates; U+FFFE/FFFF): a quote
-# holding Word's manual line break (U+000B) pasted as text would make the whole file unreadable to every tool.
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-
-
-def xml_text(value: str) -> str:
-    """``value`` as XML 1.0 can hold it: vertical tab and form feed (line and page breaks) become spaces,
-    other forbidden characters are dropped."""
-    return _NOT_XML.sub(lambda m: " " if m.group() in "\x0b\x0c" else "", value)
 
 
 def _serialize(root: ET.Element) -> bytes:
