@@ -250,12 +250,21 @@ def study_sources(session: Session, study: str, source_ids: Iterable[int] | None
         query = query.where(Source.id.in_(list(source_ids)))
     sources = list(session.scalars(query.order_by(Source.name, Source.id)))
     cases: dict[int, set[str]] = {}
-    for sid, case in session.execute(
-        select(Segment.source_id, Segment.case).where(Segment.source_id.in_([s.id for s in sources]),
-                                                      Segment.case.is_not(None)).distinct()
+    stretches: dict[int, dict[str, list[list[int]]]] = {}
+    for sid, case, start, end in session.execute(
+        select(Segment.source_id, Segment.case, Segment.start, Segment.end)
+        .where(Segment.source_id.in_([s.id for s in sources]), Segment.case.is_not(None))
+        .order_by(Segment.source_id, Segment.start)
     ):
         cases.setdefault(sid, set()).add(case)
-    return [StudySource(s.id, s.name, s.text, frozenset(cases.get(s.id, ()))) for s in sources]
+        runs = stretches.setdefault(sid, {}).setdefault(case.casefold(), [])
+        if runs and runs[-1][1] >= start - 2:  # the next segment of the same answer: one stretch
+            runs[-1][1] = max(runs[-1][1], end)
+        else:
+            runs.append([start, end])
+    return [StudySource(s.id, s.name, s.text, frozenset(cases.get(s.id, ())),
+                        tuple((c, tuple((a, b) for a, b in runs)) for c, runs in sorted(stretches.get(s.id, {}).items())))
+            for s in sources]
 
 
 @dataclass(frozen=True)

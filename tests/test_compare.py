@@ -126,6 +126,28 @@ def test_coding_csv_coder_option_and_missing_columns():
     assert len(coding_csv_selections(semicolons, _sources()).selections) == 1
 
 
+def test_a_survey_rows_excerpt_is_looked_for_in_that_respondents_answer():
+    """In a survey CSV every respondent is a case of one source: 'No' of respondent 3 was placed inside
+    respondent 1's 'Nothing.' (its first place in the file), and every later 'No' reused it."""
+    text = "Nothing.\nThe staff were kind.\nNo\nNo\nParking was hard, no spaces.\n"
+    rows = {"R1": "Nothing.", "R2": "The staff were kind.", "R3": "No", "R4": "No", "R5": "Parking was hard, no spaces."}
+    starts, at = {}, 0
+    for c, t in rows.items():
+        starts[c] = text.index(t, at)
+        at = starts[c] + len(t)
+    survey = StudySource(7, "survey.csv", text, frozenset(rows),
+                         tuple(sorted((c.casefold(), ((starts[c], starts[c] + len(t)),)) for c, t in rows.items())))
+    data = "case,text,code,coder\nR3,No,refusal,ann\nR4,No,refusal,ann\nR1,Nothing.,none,ann\nR5,no,parking,ann\n"
+    result = coding_csv_selections(data, [survey], origin="c.csv")
+    placed = {(start, end): code for _, start, end, code, _ in result.selections}
+    assert placed == {(starts["R3"], starts["R3"] + 2): "refusal", (starts["R4"], starts["R4"] + 2): "refusal",
+                      (starts["R1"], starts["R1"] + 8): "none", (text.index("no spaces"), text.index("no spaces") + 2): "parking"}
+    assert result.outside_case == 0 and not result.not_found
+    # a row whose text is not in its respondent's answer is still placed, and said
+    odd = coding_csv_selections("case,text,code,coder\nR2,Parking was hard,parking,ann\n", [survey], origin="c.csv")
+    assert odd.outside_case == 1 and any("not in the text of the case their row names" in m for m in odd.messages())
+
+
 # ------------------------------------------------------------------ REFI-QDA projects
 
 

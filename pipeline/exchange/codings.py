@@ -62,12 +62,23 @@ class CodingFileError(ValueError):
 
 @dataclass(frozen=True)
 class StudySource:
-    """One source of the study: ``key`` identifies it in selections (the store's source id)."""
+    """One source of the study: ``key`` identifies it in selections (the store's source id). ``case_spans``:
+    where each case's segments lie in the text (case folded, its stretches in order), so that a coding file's
+    row naming a respondent of a survey CSV is looked for in that respondent's answers, not the whole file."""
 
     key: Hashable
     name: str
     text: str
     cases: frozenset[str] = frozenset()
+    case_spans: tuple[tuple[str, tuple[tuple[int, int], ...]], ...] = ()
+
+    def within_case(self, case: str, spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]] | None:
+        """Of ``spans`` of the text, those inside ``case``'s stretches; None where the source holds one case
+        or its stretches are not known (an interview: the coder's excerpt may take the question in)."""
+        if len(self.cases) <= 1 or not self.case_spans:
+            return None
+        stretches = dict(self.case_spans).get(case.strip().casefold(), ())
+        return [(s, e) for s, e in spans if any(a <= s and e <= b for a, b in stretches)]
 
 
 @dataclass
@@ -91,6 +102,7 @@ class CodingImport:
     skipped_users: list[str] = field(default_factory=list)
     relocated: int = 0
     ambiguous: int = 0
+    outside_case: int = 0  # excerpts not in their case's own text, placed where they occur elsewhere
     code_info: dict[str, "CodeInfo"] = field(default_factory=dict)
     other_coders: set[str] = field(default_factory=set)
 
@@ -122,6 +134,9 @@ class CodingImport:
             lines.append(f"{self.relocated} selection(s) re-located by their text (the source text differed)")
         if self.ambiguous:
             lines.append(f"{self.ambiguous} excerpt(s) occur more than once in their source; the first place used")
+        if self.outside_case:
+            lines.append(f"{self.outside_case} excerpt(s) are not in the text of the case their row names; each "
+                         "placed where it occurs first in the rest of the source: check those rows' case")
         if self.skipped_users:
             lines.append("skipped user(s): " + ", ".join(self.skipped_users))
         if self.other_coders and not self.selections:
@@ -410,14 +425,19 @@ def coding_csv_selections(
         if not text.strip():
             result.problems.append(f"{origin} line {line_no}: no text and no offsets; row skipped")
             continue
-        place_key = (tuple(c.key for c in candidates), " ".join(text.split()))
+        place_key = (tuple(c.key for c in candidates), case, " ".join(text.split()))
         if place_key in seen_place:  # the same excerpt again (another code): same place
             src_key, (start, end) = seen_place[place_key]
             result.selections.append((src_key, start, end, code, who))
             continue
         found: list[tuple[StudySource, tuple[int, int]]] = []
+        outside = False
         for src in candidates:
-            found.extend((src, span) for span in index.locator(src).find_all(text))
+            spans = index.locator(src).find_all(text)
+            own = src.within_case(case, spans) if case and not source_name else None
+            outside |= own == [] and bool(spans)  # a survey row whose text is not in that respondent's answer
+            found.extend((src, span) for span in (spans if not own else own))
+        result.outside_case += outside and bool(found)
         if not found:
             short = " ".join(text.split())
             short = short if len(short) <= 70 else short[:67] + "..."
