@@ -392,7 +392,7 @@ def test_a_qdpx_zip_bomb_is_refused_naming_the_limit(tmp_path):
         read_qdpx(big_text, limits)
     assert str(caught.value) == (f"{big_text}: not read: its parts unpack to more than the 10 MB allowed in all "
                                  "(ingest.max_unpacked_mb): a ZIP bomb, or raise the limit")
-    for path in (plain, big_qde, big_text):  # the defaults (200 MB, 20 MB) read them all
+    for path in (plain, big_qde, big_text):  # the defaults (200 MB, 100 MB) read them all
         assert [c.name for c in read_qdpx(path).codes] == ["Cost", "Housing", "Trust & <care>"]
 
 

@@ -29,7 +29,7 @@ class ZipLimits:
     """The ``ingest`` section's limits on what a ZIP-based file may unpack to, in MB (10^6 bytes)."""
 
     max_unpacked_mb: float = 200
-    max_xml_mb: float = 20
+    max_xml_mb: float = 100
 
     @classmethod
     def from_config(cls, cfg: IngestSettings | Mapping) -> "ZipLimits":
