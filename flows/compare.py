@@ -175,9 +175,14 @@ def cmd_import_codings(args: argparse.Namespace) -> int:
                                   min_cover=args.min_cover, position_units=args.position_units)
     if outcome.get("error"):
         return _fail(outcome["error"])
+    by_case: dict[str, int] = {}
     for name, (matched, how) in sorted(outcome["matched_sources"].items()):
-        if name != matched or how != "name":
+        if how == "case":  # a survey's every respondent: one line per source, not per case
+            by_case[matched] = by_case.get(matched, 0) + 1
+        elif name != matched or how != "name":
             print(f"source {name} -> {matched} (matched by {how})")
+    for matched, n in sorted(by_case.items()):
+        print(f"{n} case(s) -> {matched} (matched by case)")
     for name, c in outcome["coders"].items():
         print(f"{name}: {c['selections']} selections -> {c['segments']} segments, {c['codings']} codings stored")
     for note in outcome["notes"]:

@@ -717,6 +717,22 @@ def test_a_coding_file_may_not_name_the_machine_or_the_applied_codebook_as_its_c
         assert f"coder name '{coder}' is reserved for {whose}" in capsys.readouterr().err
 
 
+def test_rows_matched_by_case_are_summed_up_per_source_not_listed_one_a_line(ipt, tmp_path, capsys):
+    """A survey's import printed one line per respondent (10,334 lines) above the notes that matter."""
+    view = _view(ipt)
+    rows = []
+    for source in view.sources[:3]:
+        case = next(c for c in sorted(source.cases))
+        rows.append(f"{case},\"{source.text.strip().splitlines()[-1][-40:]}\",x,cleo")
+    table = tmp_path / "by_case.csv"
+    table.write_text("case,text,code,coder\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    capsys.readouterr()
+    assert _cli("import", "codings", str(table), "--study", "ipt", "--config", ipt.cfg) == 0
+    out = capsys.readouterr().out
+    assert "(matched by case)" in out and out.count("matched by case") == 3  # one line per source
+    assert all(f"1 case(s) -> {s.name} (matched by case)" in out for s in view.sources[:3])
+
+
 def test_an_imported_coders_spans_go_out_as_they_selected_them(ipt, imported, tmp_path, capsys):
     """A coder's file selects part of a participant's answer and an interviewer's question (no compared segment
     carries it): both are stored as selected and exported on those spans, not widened to whole segments
