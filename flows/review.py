@@ -151,10 +151,23 @@ def cmd_review(args: argparse.Namespace) -> int:
             print(f"Coding is blind: each coder sees only their own decisions until the lead "
                   f"({team.lead or 'none yet: themesift study set --lead NAME'}) opens the comparison (Compare coders).")
     print("Stop with Ctrl+C; every decision is already saved.")
+    threading.Thread(target=_warm_teach, args=(store, args.study, cfg.review), daemon=True).start()
     if not args.no_browser:
         threading.Timer(1.0, webbrowser.open, [url]).start()
     uvicorn.run(app, host=args.host, port=port, log_level="warning")
     return 0
+
+
+def _warm_teach(store: Store, study: str, review: ReviewSettings) -> None:
+    """One Teach batch computed while the page opens, its answer thrown away: the learner's libraries are
+    loaded and the study's neighbour search is kept (pipeline.themes.cluster.cosine_knn), so a coder's first
+    Teach page on a 10,000-answer survey does not wait for them (10 s on two cores, 4 s after)."""
+    from models.review import teach_questions
+
+    try:
+        teach_questions(store, study, review)
+    except Exception:  # a courtesy: the page itself says what is wrong when the coder asks
+        pass
 
 
 def reserved_coder_names() -> dict[str, str]:
