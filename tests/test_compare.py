@@ -863,3 +863,26 @@ def test_cli_refuses_a_qdpx_zip_bomb_with_one_line_naming_the_limit(ipt, importe
                    "XML part (ingest.max_xml_mb): a ZIP bomb, or raise the limit\n")
     with ipt.store.sessions() as session:
         assert {k: v for k, v in stored_codings(session, "ipt")[0].items() if k in HUMANS} == imported
+
+
+def test_selections_on_no_segment_are_found_as_a_scan_of_every_segment_finds_them():
+    """The search by start (bisect) gives what comparing every selection with every segment gave."""
+    import random
+
+    from pipeline.exchange.codings import unmapped_selections
+
+    rng = random.Random(1)
+    for _ in range(200):
+        segs, pos = [], 0
+        for i in range(rng.randint(0, 30)):
+            start = pos + rng.randint(0, 5) - (rng.randint(0, 15) if rng.random() < 0.2 else 0)  # some overlap
+            segs.append((i, rng.choice("xy"), max(0, start), max(0, start) + rng.randint(1, 20)))
+            pos = segs[-1][3]
+        coded = {"ann": {i: frozenset(rng.sample("abc", rng.randint(0, 2))) for i, *_ in segs}}
+        sels = []
+        for _ in range(20):
+            start = rng.randint(0, pos + 5)
+            sels.append((rng.choice("xy"), start, start + rng.randint(1, 30), rng.choice("abc"), "ann"))
+        scan = [sel for sel in sels if not any(src == sel[0] and s < sel[2] and sel[1] < e and sel[3] in coded["ann"][i]
+                                               for i, src, s, e in segs)]
+        assert unmapped_selections(sels, segs, coded) == scan

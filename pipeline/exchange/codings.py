@@ -27,8 +27,10 @@ import csv
 import io
 import re
 import unicodedata
+from bisect import bisect_left
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from itertools import accumulate
 from os import PathLike
 from pathlib import Path, PurePath
 from typing import Hashable, Iterable, Mapping, Sequence
@@ -638,14 +640,27 @@ def unmapped_selections(
     by_source: dict[Hashable, list[tuple[int, int, Hashable]]] = defaultdict(list)
     for seg_id, source, start, end in segments:
         by_source[source].append((int(start), int(end), seg_id))
+    # segments by start, with the largest end so far: a selection looks only at those that can overlap it
+    # (every segment of a survey's one source for every answer was 57 million steps at 10,000 answers)
+    starts: dict[Hashable, list[int]] = {}
+    reach: dict[Hashable, list[int]] = {}
+    for source, segs in by_source.items():
+        segs.sort(key=lambda t: (t[0], t[1]))
+        starts[source] = [s for s, _, _ in segs]
+        reach[source] = list(accumulate((e for _, e, _ in segs), max))
     lost = []
     for sel in selections:
         source, start, end, code, coder = sel
         coded = codings.get(coder, {})
-        hit = any(
-            s < end and start < e and code in coded.get(seg_id, ())
-            for s, e, seg_id in by_source.get(source, ())
-        )
+        segs = by_source.get(source, [])
+        j = bisect_left(starts.get(source, []), end) - 1  # the last segment that starts before the selection ends
+        hit = False
+        while j >= 0 and reach[source][j] > start:
+            s, e, seg_id = segs[j]
+            if e > start and code in coded.get(seg_id, ()):
+                hit = True
+                break
+            j -= 1
         if not hit:
             lost.append(sel)
     return lost
