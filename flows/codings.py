@@ -15,6 +15,7 @@ import flows  # noqa: F401  (Prefect settings before Prefect is imported)
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import quote
 
 from flows.study_view import StudyView, compare_config, load_view, map_import, slug, study_folder
 from models.codings import HUMAN, replace_codings, store_code_info
@@ -57,7 +58,8 @@ def import_codings_flow(path: str, study: str, config: dict, coder: str | None =
     min_cover = compare_config(config, min_cover=min_cover).min_cover
     store = Store.from_config(config["store"])
     view = load_view(store, study)
-    imported = read_codings_task(path, view, coder, ZipLimits.from_config(config["ingest"]), position_units)
+    # quote(): Prefect would walk every element of a 10,000-segment view and coding looking for futures
+    imported = read_codings_task(path, quote(view), coder, ZipLimits.from_config(config["ingest"]), position_units)
     outcome: dict[str, Any] = {"status": "failed", "run_id": view.run_id, "notes": [], "coders": {},
                                "origin": Path(path).name, "matched_sources": {}, "error": None}
     if isinstance(imported, str):
@@ -74,8 +76,8 @@ def import_codings_flow(path: str, study: str, config: dict, coder: str | None =
     if not imported.selections:
         outcome["notes"] = notes + [f"{Path(path).name}: no selection could be read; nothing stored"]
         return outcome
-    stored = store_codings_task(store, study, codings, str(Path(path).resolve()), imported.code_info,
-                                imported.selections)
+    stored = store_codings_task(store, study, quote(codings), str(Path(path).resolve()), imported.code_info,
+                                quote(imported.selections))
     per_coder_sel: dict[str, int] = {}
     for sel in imported.selections:
         per_coder_sel[str(sel[4])] = per_coder_sel.get(str(sel[4]), 0) + 1
@@ -144,7 +146,7 @@ def compare_flow(study: str, config: dict, human_files: list[str] | None = None,
             notes.append(f"{name}: {n} coded segments are not among run {view.run_id}'s segments (coded against an "
                          "older segmentation); re-import the coding to compare them")
     for path in human_files or []:
-        imported = read_codings_task(path, view, None, ZipLimits.from_config(config["ingest"]))
+        imported = read_codings_task(path, quote(view), None, ZipLimits.from_config(config["ingest"]))
         if isinstance(imported, str):
             return {"status": "failed", "error": imported}
         codings, file_notes = map_import(view, imported, min_cover)
@@ -154,14 +156,14 @@ def compare_flow(study: str, config: dict, human_files: list[str] | None = None,
             origin[name] = Path(path).name
             kinds[name] = HUMAN
     humans = dict(sorted(humans.items(), key=lambda kv: (kinds.get(kv[0]) == "machine", kv[0])))
-    result = compare_task(view, humans, top_k, min_positive, kinds, settings.recovered_f1)
+    result = compare_task(quote(view), quote(humans), top_k, min_positive, kinds, settings.recovered_f1)
     coders = [{"name": n, "kind": kinds.get(n, "human"), "origin": origin.get(n, ""),
                "segments": sum(1 for s, c in humans[n].items() if s in unit_set and c),
                "codes": len({c for s, cs in humans[n].items() if s in unit_set for c in cs})} for n in result.humans]
     coders.append({"name": MACHINE, "kind": "machine", "origin": f"run {view.run_id}",
                    "segments": sum(1 for t in view.partition.values() if t), "codes": len(view.themes)})
     folder = study_folder(config, study)
-    files = write_report_task(result, view, str(folder), coders, notes)
+    files = write_report_task(quote(result), quote(view), str(folder), coders, notes)
     lines = summary_lines(result)
     key = f"compare-{slug(study)}"
     create_markdown_artifact(
