@@ -886,3 +886,20 @@ def test_selections_on_no_segment_are_found_as_a_scan_of_every_segment_finds_the
         scan = [sel for sel in sels if not any(src == sel[0] and s < sel[2] and sel[1] < e and sel[3] in coded["ann"][i]
                                                for i, src, s, e in segs)]
         assert unmapped_selections(sels, segs, coded) == scan
+
+
+def test_the_html_report_charts_the_participants_with_most_segments_when_there_are_very_many(monkeypatch):
+    """A survey's every respondent is a participant: 10,334 rows made a 10 MB report."""
+    from pipeline.compare import report
+    from pipeline.compare.compare import compare_study
+
+    units = [f"u{i}" for i in range(40)]
+    cases = {u: f"R{i % 25}" for i, u in enumerate(units)}  # R0-R14 hold two segments, R15-R24 one
+    coding = {u: frozenset({"cost" if i % 2 else "access"}) for i, u in enumerate(units)}
+    result = compare_study(units, cases, {"ann": coding}, {u: "T01 money" for u in units}, ["T01 money"],
+                           min_positive=1)
+    monkeypatch.setattr(report, "REPORT_PARTICIPANTS", 15)
+    page = report.render_html(result, "s", "run 1")
+    assert "25 participants: the 15 with the most segments are shown" in page
+    table = page[page.index("<h2>Coverage per participant</h2>"):]
+    assert all(f'<td class="l">R{i}</td>' in table for i in range(15)) and '<td class="l">R20</td>' not in table

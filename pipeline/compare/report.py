@@ -50,6 +50,8 @@ GLOSSARY = (
                         "same human code: themes a coder could use as they are."),
 )
 
+REPORT_PARTICIPANTS = 100  # participants charted in the HTML report; its coverage CSV has every one
+
 
 def _e(text: Any) -> str:
     return html.escape(str(text), quote=True)
@@ -308,14 +310,20 @@ def render_html(
     if result.coverage:
         body.append("<h2>Coverage per participant</h2>")
         names = [k[:-6] for k in result.coverage[0] if k.endswith("_share")]
-        cats = [str(r["case"]) for r in result.coverage]
-        series = [(n if n != MACHINE else "machine (in a theme)", [r[f"{n}_share"] for r in result.coverage])
+        shown = result.coverage
+        if len(shown) > REPORT_PARTICIPANTS:  # a survey's every respondent: 10,000 rows made a 10 MB page
+            shown = sorted(shown, key=lambda r: -r["n_units"])[:REPORT_PARTICIPANTS]
+            body.append(f"<p>{len(result.coverage)} participants: the {REPORT_PARTICIPANTS} with the most segments "
+                        "are shown; the coverage table beside this report (<code>...-coverage.csv</code>) has them all."
+                        "</p>")
+        cats = [str(r["case"]) for r in shown]
+        series = [(n if n != MACHINE else "machine (in a theme)", [r[f"{n}_share"] for r in shown])
                   for n in names]
         body.append(svg_grouped_bars(cats, series, "Share of each participant's segments coded", 0.0, 1.0,
                                      value_format="{:.0%}"))
         body.append(_table(["participant", "segments"] + [f"{n} coded" for n in names],
                            [[r["case"], r["n_units"]] + [f"{r[f'{n}_coded']} ({fmt(r[f'{n}_share'])})"
-                                                         for n in names] for r in result.coverage]))
+                                                         for n in names] for r in shown]))
     if notes:
         body.append("<h2>What could not be mapped</h2><ul>")
         body += [f"<li>{_e(n)}</li>" for n in notes]
