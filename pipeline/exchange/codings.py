@@ -30,6 +30,7 @@ import unicodedata
 from bisect import bisect_left
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property
 from itertools import accumulate
 from os import PathLike
 from pathlib import Path, PurePath
@@ -79,8 +80,13 @@ class StudySource:
         or its stretches are not known (an interview: the coder's excerpt may take the question in)."""
         if len(self.cases) <= 1 or not self.case_spans:
             return None
-        stretches = dict(self.case_spans).get(case.strip().casefold(), ())
+        stretches = self._stretches.get(case.strip().casefold(), ())
         return [(s, e) for s, e in spans if any(a <= s and e <= b for a, b in stretches)]
+
+    @cached_property
+    def _stretches(self) -> dict[str, tuple[tuple[int, int], ...]]:
+        """``case_spans`` by case, made once: a survey's import asks for every respondent in turn."""
+        return dict(self.case_spans)
 
 
 @dataclass

@@ -169,9 +169,10 @@ class CodeLearner:
         if self.study_ is None:
             return np.asarray(X, dtype=np.float64)
         X = unit_vectors(np.asarray(X, dtype=np.float64))
-        if self.study_features_ is not None and np.array_equal(X, self.study_):
-            return self.study_features_  # the study itself, read in fit: no second neighbour search
-        study = np.array_equal(X, self.study_)  # the study's own rows: a search of the study kept for the next fit
+        study = np.array_equal(X, self.study_)  # the study's own rows
+        if study and self.study_features_ is not None:
+            return self.study_features_  # read in fit: no second neighbour search
+        # the study's search of itself is kept for the next fit (cosine_knn); other rows are searched for
         rows, _ = cosine_knn(self.study_, self.neighbours, queries=None if study else X)
         w = float(self.neighbour_weight)
         near = np.empty_like(X)
